@@ -1,0 +1,52 @@
+"""Band and modality registry: Sentinel-1 and Sentinel-2 band names and their modality.
+
+Band names are the contract between the store (which holds bands by name) and the model card
+(which says which named band goes to which input channel).
+
+- Sentinel-1 (modality ``sar``): ``VV``, ``VH`` (sigma0, dB, float32).
+- Sentinel-2 (modality ``opt``): ``B01`` .. ``B12`` with ``B8A`` after ``B08`` and ``B10``
+  (cirrus), 13 bands (L1C/L2A DN, uint16). BigEarthNet ships 12 (no ``B10``).
+"""
+
+from __future__ import annotations
+
+S1_BANDS: tuple[str, ...] = ("VV", "VH")
+S2_BANDS: tuple[str, ...] = (
+    "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12",
+)  # fmt: skip
+BIGEARTHNET_S2_BANDS: tuple[str, ...] = tuple(b for b in S2_BANDS if b != "B10")
+
+#: The 10 S2 "land" bands of the SEN12MS classification toolbox, in its channel order.
+SEN12MS_S2_LAND_BANDS: tuple[str, ...] = (
+    "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12",
+)  # fmt: skip
+#: The 10 S2 bands of the BigEarthNet-MM models, in their channel order.
+BIGEARTHNET_MM_S2_BANDS: tuple[str, ...] = (
+    "B04", "B03", "B02", "B08", "B05", "B06", "B07", "B8A", "B11", "B12",
+)  # fmt: skip
+
+#: Ground sampling distance in metres of each S2 band.
+S2_RESOLUTION_M: dict[str, int] = {
+    **dict.fromkeys(("B02", "B03", "B04", "B08"), 10),
+    **dict.fromkeys(("B05", "B06", "B07", "B8A", "B11", "B12"), 20),
+    **dict.fromkeys(("B01", "B09", "B10"), 60),
+}
+
+#: Store dataset holding each sensor's raw values.
+SENSOR_OF_MODALITY: dict[str, str] = {"sar": "s1", "opt": "s2"}
+
+RGB_BANDS: tuple[str, ...] = ("B04", "B03", "B02")
+
+
+def modality_of_band(band: str) -> str:
+    """``"sar"`` for a Sentinel-1 band, ``"opt"`` for a Sentinel-2 band; ValueError otherwise."""
+    if band in S1_BANDS:
+        return "sar"
+    if band in S2_BANDS:
+        return "opt"
+    raise ValueError(f"unknown band {band!r}; known: {', '.join(S1_BANDS + S2_BANDS)}")
+
+
+def sensor_of_band(band: str) -> str:
+    """Store dataset (``"s1"`` or ``"s2"``) that holds ``band``."""
+    return SENSOR_OF_MODALITY[modality_of_band(band)]

@@ -1,0 +1,317 @@
+"""The model card (contract 2): which named band goes to which input channel, and how.
+
+A card travels inside the model file: ONNX ``metadata_props[ONNX_METADATA_KEY]``, TorchScript
+extra file ``TORCHSCRIPT_EXTRA_FILE``; a foreign model gets one from a JSON file. JSON layout::
+
+    {
+      "card_version": 1,
+      "name": "sen12ms-s1s2 resnet50",
+      "task": "single-label" | "multi-label",
+      "class_names": ["Forest", ...],              # in output order
+      "output": "logits" | "probabilities",
+      "threshold": 0.5,                            # multi-label: positive when p >= threshold
+      "input": {"name": "input", "channels": ["B02", ..., "VV", "VH"],
+                "height": 256, "width": 256},      # null height/width: any size
+      "modalities": [{"name": "sar", "bands": ["VV", "VH"]},
+                     {"name": "opt", "bands": ["B02", ...]}],   # players, in card order
+      "normalization": "none" | {"VV": {"nan": 0.0, "clip": [-25.0, 0.0],
+                                        "mean": -11.77, "std": 4.53}, ...},
+      "provenance": {"architecture": "resnet50", "fusion": "early", "checkpoint_sha256": ...}
+    }
+
+Per channel with band b the network input is ``(clip(nan_to_num(x, nan_b), lo_b, hi_b) - mean_b)
+/ std_b`` (:class:`BandTransform`); bands absent from ``normalization`` pass through unchanged.
+Every channel belongs to exactly one modality; the modality order fixes coalition names
+(``"sar+opt"``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sareval.bands import S1_BANDS, S2_BANDS
+from sareval.errors import CardError
+
+CARD_VERSION = 1
+ONNX_METADATA_KEY = "sareval.card"
+TORCHSCRIPT_EXTRA_FILE = "sareval_card.json"
+TASKS = ("single-label", "multi-label")
+OUTPUT_KINDS = ("logits", "probabilities")
+KNOWN_BANDS = frozenset(S1_BANDS + S2_BANDS)
+ATTACH_HINT = (
+    "write a card JSON (see `sareval card template`) and embed it with "
+    "`sareval card attach MODEL CARD.json`"
+)
+
+
+@dataclass(frozen=True)
+class BandTransform:
+    """``y = (clip(nan_to_num(x, nan), *clip) - mean) / std``; ``None`` skips a step."""
+
+    nan: float | None = None
+    clip: tuple[float, float] | None = None
+    mean: float = 0.0
+    std: float = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "nan": self.nan,
+            "clip": list(self.clip) if self.clip is not None else None,
+            "mean": self.mean,
+            "std": self.std,
+        }
+
+
+@dataclass(frozen=True)
+class Modality:
+    """A player of the relevance game: a name and the bands it owns."""
+
+    name: str
+    bands: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    """Parsed, validated model card. Build with :meth:`from_dict` or :func:`read_card`."""
+
+    task: str
+    class_names: tuple[str, ...]
+    channels: tuple[str, ...]
+    modalities: tuple[Modality, ...]
+    normalization: dict[str, BandTransform]
+    input_name: str = "input"
+    height: int | None = None
+    width: int | None = None
+    output: str = "logits"
+    threshold: float = 0.5
+    name: str = ""
+    provenance: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_channels(self) -> int:
+        return len(self.channels)
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def modality_names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.modalities)
+
+    def modality(self, name: str) -> Modality:
+        for m in self.modalities:
+            if m.name == name:
+                return m
+        raise KeyError(f"no modality {name!r}; card has {', '.join(self.modality_names)}")
+
+    def channel_indices(self, modality: str) -> list[int]:
+        """Input channel indices owned by ``modality``, in channel order."""
+        bands = set(self.modality(modality).bands)
+        return [i for i, b in enumerate(self.channels) if b in bands]
+
+    def transform(self, band: str) -> BandTransform:
+        """The band's transform (identity when the card does not normalise it)."""
+        return self.normalization.get(band, BandTransform())
+
+    def with_modalities(self, modalities: tuple[Modality, ...]) -> ModelCard:
+        """The same card with other players (e.g. optical split into band groups); validated."""
+        d = self.to_dict()
+        d["modalities"] = [{"name": m.name, "bands": list(m.bands)} for m in modalities]
+        return ModelCard.from_dict(d, source="(derived card)")
+
+    # --- JSON -------------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "card_version": CARD_VERSION,
+            "name": self.name,
+            "task": self.task,
+            "class_names": list(self.class_names),
+            "output": self.output,
+            "threshold": self.threshold,
+            "input": {
+                "name": self.input_name,
+                "channels": list(self.channels),
+                "height": self.height,
+                "width": self.width,
+            },
+            "modalities": [{"name": m.name, "bands": list(m.bands)} for m in self.modalities],
+            "normalization": (
+                {b: t.to_dict() for b, t in self.normalization.items()}
+                if self.normalization
+                else "none"
+            ),
+            "provenance": self.provenance,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, d: Any, source: str | Path = "(card)") -> ModelCard:
+        """Validate and parse a card dict; :class:`CardError` names ``source`` and the field."""
+
+        def fail(problem: str) -> CardError:
+            return CardError(source, f"model card: {problem}")
+
+        if not isinstance(d, dict):
+            raise fail("expected a JSON object")
+        version = d.get("card_version", CARD_VERSION)
+        if version != CARD_VERSION:
+            raise fail(f"card_version {version!r} is not supported (expected {CARD_VERSION})")
+        for key in ("task", "class_names", "input", "modalities"):
+            if key not in d:
+                raise fail(f"missing field {key!r}")
+        task = d["task"]
+        if task not in TASKS:
+            raise fail(f"task {task!r} is not one of {', '.join(TASKS)}")
+        class_names = d["class_names"]
+        if not (isinstance(class_names, list) and class_names and
+                all(isinstance(c, str) for c in class_names)):
+            raise fail("class_names must be a non-empty list of strings")
+        if len(set(class_names)) != len(class_names):
+            raise fail("class_names has duplicates")
+        output = d.get("output", "logits")
+        if output not in OUTPUT_KINDS:
+            raise fail(f"output {output!r} is not one of {', '.join(OUTPUT_KINDS)}")
+        threshold = float(d.get("threshold", 0.5))
+        if not 0.0 < threshold < 1.0:
+            raise fail(f"threshold {threshold} must lie in (0, 1)")
+
+        inp = d["input"]
+        if not isinstance(inp, dict) or "channels" not in inp:
+            raise fail("input must be an object with 'channels'")
+        channels = inp["channels"]
+        if not (isinstance(channels, list) and channels):
+            raise fail("input.channels must be a non-empty list of band names")
+        unknown = [b for b in channels if b not in KNOWN_BANDS]
+        if unknown:
+            raise fail(f"input.channels has unknown bands {unknown}; known: "
+                       f"{', '.join(S1_BANDS + S2_BANDS)}")
+        if len(set(channels)) != len(channels):
+            raise fail("input.channels has duplicate bands")
+        height, width = inp.get("height"), inp.get("width")
+        for name, v in (("height", height), ("width", width)):
+            if v is not None and (not isinstance(v, int) or v <= 0):
+                raise fail(f"input.{name} must be a positive integer or null")
+
+        mods_raw = d["modalities"]
+        if not (isinstance(mods_raw, list) and mods_raw):
+            raise fail("modalities must be a non-empty list of {name, bands}")
+        modalities = []
+        owner: dict[str, str] = {}
+        for m in mods_raw:
+            if not isinstance(m, dict) or "name" not in m or "bands" not in m:
+                raise fail("each modality needs 'name' and 'bands'")
+            for b in m["bands"]:
+                if b not in channels:
+                    raise fail(f"modality {m['name']!r} band {b!r} is not an input channel")
+                if b in owner:
+                    raise fail(f"band {b!r} is in modalities {owner[b]!r} and {m['name']!r}")
+                owner[b] = m["name"]
+            modalities.append(Modality(str(m["name"]), tuple(m["bands"])))
+        if len({m.name for m in modalities}) != len(modalities):
+            raise fail("modality names must be unique")
+        orphans = [b for b in channels if b not in owner]
+        if orphans:
+            raise fail(f"input channels {orphans} belong to no modality")
+
+        norm_raw = d.get("normalization", "none")
+        normalization: dict[str, BandTransform] = {}
+        if norm_raw != "none":
+            if not isinstance(norm_raw, dict):
+                raise fail("normalization must be 'none' or an object keyed by band")
+            for b, t in norm_raw.items():
+                if b not in channels:
+                    raise fail(f"normalization band {b!r} is not an input channel")
+                try:
+                    clip = t.get("clip")
+                    bt = BandTransform(
+                        nan=None if t.get("nan") is None else float(t["nan"]),
+                        clip=None if clip is None else (float(clip[0]), float(clip[1])),
+                        mean=float(t.get("mean", 0.0)),
+                        std=float(t.get("std", 1.0)),
+                    )
+                except (AttributeError, TypeError, ValueError, IndexError) as e:
+                    raise fail(f"normalization of {b!r} is malformed ({e})") from None
+                if bt.std <= 0:
+                    raise fail(f"normalization of {b!r}: std must be > 0")
+                if bt.clip is not None and bt.clip[0] > bt.clip[1]:
+                    raise fail(f"normalization of {b!r}: clip low > high")
+                normalization[b] = bt
+        return cls(
+            task=task,
+            class_names=tuple(class_names),
+            channels=tuple(channels),
+            modalities=tuple(modalities),
+            normalization=normalization,
+            input_name=str(inp.get("name", "input")),
+            height=height,
+            width=width,
+            output=output,
+            threshold=threshold,
+            name=str(d.get("name", "")),
+            provenance=dict(d.get("provenance", {})),
+        )
+
+    @classmethod
+    def from_json(cls, text: str, source: str | Path = "(card)") -> ModelCard:
+        try:
+            d = json.loads(text)
+        except json.JSONDecodeError as e:
+            raise CardError(
+                source, f"model card is not valid JSON ({e.msg} at line {e.lineno})"
+            ) from None
+        return cls.from_dict(d, source)
+
+
+# --- cards inside model files -----------------------------------------------------------------
+def set_onnx_card(model: Any, card: ModelCard) -> None:
+    """Store ``card`` in an ``onnx.ModelProto``'s ``metadata_props`` (replacing an old one)."""
+    props = [p for p in model.metadata_props if p.key != ONNX_METADATA_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(props)
+    entry = model.metadata_props.add()
+    entry.key = ONNX_METADATA_KEY
+    entry.value = card.to_json()
+
+
+def get_onnx_card(model: Any, source: str | Path = "(onnx model)") -> ModelCard:
+    """Read the card from an ``onnx.ModelProto``; :class:`CardError` if it has none."""
+    for p in model.metadata_props:
+        if p.key == ONNX_METADATA_KEY:
+            return ModelCard.from_json(p.value, source)
+    raise CardError(source, f"model has no sareval model card; {ATTACH_HINT}")
+
+
+def read_card(path: str | Path) -> ModelCard:
+    """The card of a model file (``.onnx``, TorchScript ``.pt``/``.ts``) or a card ``.json``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CardError(path, "file not found")
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        return ModelCard.from_json(path.read_text(), path)
+    if suffix == ".onnx":
+        import onnx
+
+        try:
+            model = onnx.load(str(path), load_external_data=False)
+        except Exception as e:  # onnx raises DecodeError and others for non-ONNX bytes
+            raise CardError(path, f"not a readable ONNX file ({type(e).__name__})") from None
+        return get_onnx_card(model, path)
+    if suffix in (".pt", ".ts", ".pth", ".torchscript"):
+        import torch
+
+        extra = {TORCHSCRIPT_EXTRA_FILE: ""}
+        try:
+            torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
+        except Exception as e:
+            raise CardError(path, f"not a readable TorchScript file ({type(e).__name__})") from None
+        if not extra[TORCHSCRIPT_EXTRA_FILE]:
+            raise CardError(path, f"model has no sareval model card; {ATTACH_HINT}")
+        return ModelCard.from_json(extra[TORCHSCRIPT_EXTRA_FILE], path)
+    raise CardError(path, "unknown model file type; expected .onnx, .pt (TorchScript) or .json")

@@ -1,0 +1,1 @@
+"""One module per ``sareval`` subcommand, each exposing ``command`` (a click command)."""

@@ -1,0 +1,551 @@
+"""The store (contract 1): one HDF5 file per (dataset, split), raw values, labels, subsets.
+
+Layout (``N`` samples, ``H x W`` pixels on the 10 m grid)::
+
+    /                      attrs: format="sareval-store", format_version=1, dataset, split,
+                                  default_task, source_root, creator, created, height, width,
+                                  n_samples, content_digest, cloud_cover_method, options (JSON)
+    /ids                   (N,) utf-8 str, unique patch ids
+    /s1                    (N, 2, H, W) float32 dB (raw, NaN kept), attr bands=["VV","VH"]
+    /s2                    (N, C, H, W) uint16 DN (raw), attr bands=[...]
+    /s2_cloudy             optional (N, C, H, W) uint16: the cloudy optical version (zeros where
+                           unavailable), attr bands; with /s2_cloudy_available (N,) bool
+    /cloud_cover           (N,) float32 fraction of cloudy pixels of the sample's cloudy optical
+                           version (NaN where unknown), attr method
+    /labels/<name>         attrs kind = "index" (N,) int64 | "multi_hot" (N, K) uint8 |
+                           "fractions" (N, K) float32; class_names (JSON list); [threshold]
+    /subsets/<name>        (n,) int64 sorted unique rows; attrs optical = "s2" | "s2_cloudy",
+                           description
+    /stats/<sensor>_sum    (N, C) float64 per-row band sums over finite pixels; and
+    /stats/<sensor>_count  (N, C) int64 finite-pixel counts (band means of any subset, NaN counts)
+    /row_sha256            (N, 32) uint8 digest of each row (id, sensor arrays, cloud cover)
+    /geo/transform, /geo/crs   optional (N, 6) float64 affine and (N,) str CRS
+
+Image datasets are chunked along N (``chunk_rows`` rows a chunk) and compressed (default lzf,
+which every h5py build reads). A store is written to ``<out>.partial`` and renamed to ``<out>``
+only when complete, so a file at the output path is always complete; an interrupted job resumes
+from ``<out>.partial`` when its configuration digest matches, else rebuilds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from sareval import __version__
+from sareval.atomic import check_output, partial_path
+from sareval.errors import StoreError
+
+FORMAT = "sareval-store"
+FORMAT_VERSION = 1
+SENSORS = ("s1", "s2")
+OPTICAL_SOURCES = ("s2", "s2_cloudy")
+LABEL_KINDS = ("index", "multi_hot", "fractions")
+LABEL_DTYPES = {"index": np.int64, "multi_hot": np.uint8, "fractions": np.float32}
+STR_DTYPE = h5py.string_dtype("utf-8")
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """A label set: ``kind`` in :data:`LABEL_KINDS` and class names in column order."""
+
+    name: str
+    kind: str
+    class_names: tuple[str, ...]
+    threshold: float | None = None
+
+    @property
+    def task(self) -> str:
+        return "single-label" if self.kind == "index" else "multi-label"
+
+
+@dataclass(frozen=True)
+class Subset:
+    """Named rows of a store and which optical source they read."""
+
+    name: str
+    rows: np.ndarray
+    optical: str
+    description: str = ""
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+@dataclass
+class Batch:
+    """Consecutive samples of a subset: ``positions`` within the subset, ``rows`` in the store.
+
+    ``arrays`` maps ``"s1"``/``"s2"`` to raw values; ``"s2"`` comes from the subset's optical
+    source. ``labels`` maps label-set names to their rows.
+    """
+
+    positions: slice
+    rows: np.ndarray
+    ids: list[str]
+    arrays: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+    cloud_cover: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+def contiguous_runs(rows: np.ndarray) -> list[tuple[int, int]]:
+    """Split sorted rows into ``(start, stop)`` runs of consecutive integers."""
+    if len(rows) == 0:
+        return []
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    starts = np.concatenate(([0], breaks))
+    stops = np.concatenate((breaks, [len(rows)]))
+    return [(int(rows[a]), int(rows[b - 1]) + 1) for a, b in zip(starts, stops, strict=True)]
+
+
+def read_rows(ds: h5py.Dataset, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """Read sorted ``rows`` of ``ds`` along axis 0 with one slice per consecutive run."""
+    if out is None:
+        out = np.empty((len(rows), *ds.shape[1:]), dtype=ds.dtype)
+    at = 0
+    for start, stop in contiguous_runs(rows):
+        n = stop - start
+        ds.read_direct(out, np.s_[start:stop], np.s_[at : at + n])
+        at += n
+    return out
+
+
+class Store:
+    """A complete store opened read-only. Use as a context manager or call :meth:`close`."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        if not self.path.is_file():
+            if partial_path(self.path).exists():
+                raise StoreError(self.path, "not found; an incomplete .partial file is beside it "
+                                 "(re-run preprocess to finish it)")
+            raise StoreError(self.path, "file not found")
+        try:
+            self.file = h5py.File(self.path, "r")
+        except OSError:
+            raise StoreError(self.path, "not an HDF5 file (or truncated)") from None
+        attrs = self.file.attrs
+        if attrs.get("format") != FORMAT:
+            self.close()
+            raise StoreError(self.path, f"not a sareval store (no format={FORMAT!r} attribute)")
+        version = int(attrs.get("format_version", -1))
+        if version != FORMAT_VERSION:
+            self.close()
+            raise StoreError(self.path, f"store format version {version} is not supported "
+                             f"(expected {FORMAT_VERSION}); re-run preprocess")
+        if "content_digest" not in attrs:
+            self.close()
+            raise StoreError(self.path, "incomplete store (no content digest)")
+
+    # --- metadata ---------------------------------------------------------------------------
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if getattr(self, "file", None) is not None:
+            self.file.close()
+            self.file = None  # type: ignore[assignment]
+
+    @property
+    def attrs(self) -> Mapping[str, Any]:
+        return self.file.attrs
+
+    @property
+    def dataset(self) -> str:
+        return str(self.attrs["dataset"])
+
+    @property
+    def split(self) -> str:
+        return str(self.attrs["split"])
+
+    @property
+    def content_digest(self) -> str:
+        return str(self.attrs["content_digest"])
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.file["ids"].shape[0])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return int(self.attrs["height"]), int(self.attrs["width"])
+
+    @property
+    def has_cloudy(self) -> bool:
+        return "s2_cloudy" in self.file
+
+    def bands(self, sensor: str) -> tuple[str, ...]:
+        """Band names of ``sensor`` (``"s1"`` / ``"s2"``) in stored channel order."""
+        if sensor not in self.file:
+            raise StoreError(self.path, f"no {sensor!r} data")
+        return tuple(json.loads(self.file[sensor].attrs["bands"]))
+
+    @property
+    def all_bands(self) -> dict[str, str]:
+        """Every stored band name -> the sensor dataset holding it."""
+        return {b: s for s in SENSORS if s in self.file for b in self.bands(s)}
+
+    @property
+    def label_sets(self) -> dict[str, LabelSpec]:
+        out = {}
+        for name, ds in self.file["labels"].items():
+            thr = ds.attrs.get("threshold")
+            out[name] = LabelSpec(name, str(ds.attrs["kind"]),
+                                  tuple(json.loads(ds.attrs["class_names"])),
+                                  None if thr is None else float(thr))
+        return out
+
+    def label_set(self, name: str) -> LabelSpec:
+        sets = self.label_sets
+        if name not in sets:
+            raise StoreError(self.path, f"no label set {name!r}; known: {', '.join(sets)}")
+        return sets[name]
+
+    def find_labels(self, task: str, class_names: Sequence[str]) -> LabelSpec:
+        """The label set for ``task`` whose classes are exactly ``class_names`` (any order)."""
+        kind = "index" if task == "single-label" else "multi_hot"
+        for spec in self.label_sets.values():
+            if spec.kind == kind and set(spec.class_names) == set(class_names):
+                return spec
+        have = ", ".join(f"{s.name} ({s.task}, {len(s.class_names)} classes)"
+                         for s in self.label_sets.values() if s.kind != "fractions")
+        raise StoreError(self.path, f"no {task} labels with the model's {len(class_names)} "
+                         f"classes; the store has: {have}")
+
+    def labels(self, name: str, rows: np.ndarray | None = None) -> np.ndarray:
+        ds = self.file["labels"][name]
+        return ds[()] if rows is None else read_rows(ds, rows)
+
+    @property
+    def subsets(self) -> dict[str, Subset]:
+        return {name: Subset(name, ds[()], str(ds.attrs["optical"]),
+                             str(ds.attrs.get("description", "")))
+                for name, ds in self.file["subsets"].items()}
+
+    def subset(self, name: str) -> Subset:
+        if name not in self.file["subsets"]:
+            raise StoreError(self.path, f"unknown subset {name!r}; known: "
+                             f"{', '.join(self.file['subsets'])}")
+        ds = self.file["subsets"][name]
+        return Subset(name, ds[()], str(ds.attrs["optical"]), str(ds.attrs.get("description", "")))
+
+    def ids(self, rows: np.ndarray | None = None) -> list[str]:
+        ds = self.file["ids"]
+        raw = ds[()] if rows is None else read_rows(ds, rows)
+        return [x.decode() if isinstance(x, bytes) else str(x) for x in raw]
+
+    def cloud_cover(self, rows: np.ndarray | None = None) -> np.ndarray:
+        ds = self.file["cloud_cover"]
+        return ds[()] if rows is None else read_rows(ds, rows)
+
+    def band_mean(self, sensor: str, rows: np.ndarray | None = None) -> np.ndarray:
+        """Per-band mean of ``sensor`` over finite pixels of ``rows`` (all rows by default).
+
+        For ``s2_cloudy`` pass the rows that have a cloudy version."""
+        s = self.file["stats"][f"{sensor}_sum"]
+        c = self.file["stats"][f"{sensor}_count"]
+        total = (s[()] if rows is None else read_rows(s, rows)).sum(0)
+        count = (c[()] if rows is None else read_rows(c, rows)).sum(0)
+        return total / np.maximum(count, 1)
+
+    def nonfinite_count(self, sensor: str) -> int:
+        """Number of non-finite (NaN/Inf) values of ``sensor`` (from the stored stats)."""
+        count = self.file["stats"][f"{sensor}_count"][()]
+        h, w = self.image_size
+        return int(count.size * h * w - count.sum())
+
+    # --- reading ----------------------------------------------------------------------------
+    def iter_batches(
+        self,
+        subset: str | Subset,
+        batch_size: int,
+        *,
+        start: int = 0,
+        stop: int | None = None,
+        sensors: Sequence[str] = SENSORS,
+        label_sets: Sequence[str] = (),
+    ) -> Iterator[Batch]:
+        """Batches of ``subset`` positions ``[start, stop)``, in order, ``batch_size`` at most.
+
+        Memory is O(batch_size); ``"s2"`` is read from the subset's optical source.
+        """
+        sub = self.subset(subset) if isinstance(subset, str) else subset
+        stop = len(sub) if stop is None else min(stop, len(sub))
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        for a in range(start, stop, batch_size):
+            b = min(a + batch_size, stop)
+            yield self.read_batch(sub, a, b, sensors=sensors, label_sets=label_sets)
+
+    def read_batch(
+        self,
+        sub: Subset,
+        start: int,
+        stop: int,
+        *,
+        sensors: Sequence[str] = SENSORS,
+        label_sets: Sequence[str] = (),
+        out: Mapping[str, np.ndarray] | None = None,
+    ) -> Batch:
+        """Positions ``[start, stop)`` of ``sub``; ``out`` may hold preallocated arrays."""
+        rows = sub.rows[start:stop]
+        arrays = {}
+        for sensor in sensors:
+            name = sub.optical if sensor == "s2" else sensor
+            buf = None if out is None else out[sensor][: len(rows)]
+            arrays[sensor] = read_rows(self.file[name], rows, buf)
+        return Batch(
+            positions=slice(start, stop),
+            rows=rows,
+            ids=self.ids(rows),
+            arrays=arrays,
+            labels={n: self.labels(n, rows) for n in label_sets},
+            cloud_cover=self.cloud_cover(rows),
+        )
+
+
+class StoreDataset:
+    """Map-style dataset over a subset (works with ``torch.utils.data.DataLoader``).
+
+    Item ``i``: ``{"s1": float32 (2,H,W), "s2": uint16->int32 (C,H,W), "label": ..., "row": int}``.
+    The HDF5 file is opened lazily in each process (safe with DataLoader workers).
+    """
+
+    def __init__(self, path: str | Path, subset: str, label_set: str) -> None:
+        self.path = Path(path)
+        with Store(self.path) as store:
+            self.sub = store.subset(subset)
+            store.label_set(label_set)
+        self.label_set = label_set
+        self._store: Store | None = None
+        self._pid = -1
+
+    def __len__(self) -> int:
+        return len(self.sub)
+
+    def store(self) -> Store:
+        if self._store is None or self._pid != os.getpid():
+            self._store = Store(self.path)
+            self._pid = os.getpid()
+        return self._store
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        b = self.store().read_batch(self.sub, i, i + 1, label_sets=(self.label_set,))
+        return {
+            "s1": b.arrays["s1"][0],
+            "s2": b.arrays["s2"][0].astype(np.int32),  # torch has no uint16 collate
+            "label": b.labels[self.label_set][0],
+            "row": int(b.rows[0]),
+        }
+
+
+# --- writing -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SensorSpec:
+    """An image dataset to write: band names and dtype."""
+
+    name: str
+    bands: tuple[str, ...]
+    dtype: str
+
+
+class StoreWriter:
+    """Writes a store row block by row block into ``<out>.partial``; :meth:`finish` renames it.
+
+    ``config`` (any JSON-able dict: inputs, options, the ordered id list's digest) decides
+    whether an existing ``.partial`` is resumed (same config) or rebuilt (otherwise). Rows are
+    written in order; ``rows_written`` tells where to resume.
+    """
+
+    def __init__(
+        self,
+        out: str | Path,
+        *,
+        dataset: str,
+        split: str,
+        default_task: str,
+        ids: Sequence[str],
+        height: int,
+        width: int,
+        sensors: Sequence[SensorSpec],
+        labels: Sequence[LabelSpec],
+        config: Mapping[str, Any],
+        source_root: str = "",
+        with_cloudy: bool = False,
+        with_geo: bool = False,
+        compression: str | None = "lzf",
+        chunk_rows: int = 4,
+        overwrite: bool = False,
+    ) -> None:
+        self.out = check_output(out, overwrite)
+        self.partial = partial_path(self.out)
+        self.n = len(ids)
+        config_json = json.dumps({"config": dict(config), "ids": list(ids)}, sort_keys=True)
+        self.config_digest = hashlib.sha256(config_json.encode()).hexdigest()
+        if self.partial.exists():
+            try:
+                with h5py.File(self.partial, "r") as f:
+                    resumable = f.attrs.get("config_digest") == self.config_digest
+            except OSError:  # truncated by a kill: rebuild
+                resumable = False
+            if not resumable:
+                self.partial.unlink()
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        if self.partial.exists():
+            self.file = h5py.File(self.partial, "r+")
+            self.rows_written = int(self.file.attrs["rows_written"])
+            return
+        self.rows_written = 0
+        f = self.file = h5py.File(self.partial, "w")
+        f.attrs.update({
+            "format": FORMAT, "format_version": FORMAT_VERSION, "dataset": dataset,
+            "split": split, "default_task": default_task, "source_root": source_root,
+            "creator": f"sareval {__version__}", "height": height, "width": width,
+            "n_samples": self.n, "options": json.dumps(dict(config), sort_keys=True),
+            "config_digest": self.config_digest, "rows_written": 0,
+            "cloud_cover_method": "none",
+        })
+        f.create_dataset("ids", data=np.asarray(list(ids), dtype=object), dtype=STR_DTYPE)
+        kw: dict[str, Any] = {"compression": compression} if compression else {}
+        names = [s.name for s in sensors] + (["s2_cloudy"] if with_cloudy else [])
+        specs = {s.name: s for s in sensors}
+        for name in names:
+            spec = specs["s2" if name == "s2_cloudy" else name]
+            c = len(spec.bands)
+            ds = f.create_dataset(name, shape=(self.n, c, height, width), dtype=spec.dtype,
+                                  chunks=(min(chunk_rows, max(self.n, 1)), c, height, width),
+                                  **kw)
+            ds.attrs["bands"] = json.dumps(list(spec.bands))
+            f.create_dataset(f"stats/{name}_sum", shape=(self.n, c), dtype=np.float64)
+            f.create_dataset(f"stats/{name}_count", shape=(self.n, c), dtype=np.int64)
+        if with_cloudy:
+            f.create_dataset("s2_cloudy_available", shape=(self.n,), dtype=bool)
+        cc = f.create_dataset("cloud_cover", shape=(self.n,), dtype=np.float32,
+                              fillvalue=np.nan)
+        cc.attrs["method"] = "none"
+        f.create_dataset("row_sha256", shape=(self.n, 32), dtype=np.uint8)
+        for spec in labels:
+            if spec.kind not in LABEL_KINDS:
+                raise ValueError(f"label kind {spec.kind!r}")
+            k = len(spec.class_names)
+            shape = (self.n,) if spec.kind == "index" else (self.n, k)
+            ds = f.create_dataset(f"labels/{spec.name}", shape=shape,
+                                  dtype=LABEL_DTYPES[spec.kind])
+            ds.attrs["kind"] = spec.kind
+            ds.attrs["class_names"] = json.dumps(list(spec.class_names))
+            if spec.threshold is not None:
+                ds.attrs["threshold"] = spec.threshold
+        if with_geo:
+            f.create_dataset("geo/transform", shape=(self.n, 6), dtype=np.float64)
+            f.create_dataset("geo/crs", shape=(self.n,), dtype=STR_DTYPE)
+        f.flush()
+
+    def write_rows(
+        self,
+        start: int,
+        arrays: Mapping[str, np.ndarray],
+        labels: Mapping[str, np.ndarray],
+        cloud_cover: np.ndarray | None = None,
+        cloudy_available: np.ndarray | None = None,
+        geo_transform: np.ndarray | None = None,
+        geo_crs: Sequence[str] | None = None,
+    ) -> None:
+        """Write rows ``[start, start + k)``; must continue exactly at :attr:`rows_written`.
+
+        ``arrays`` maps each sensor (and ``s2_cloudy`` if the store has it) to (k, C, H, W).
+        """
+        if start != self.rows_written:
+            raise ValueError(f"rows must be written in order: got {start}, "
+                             f"expected {self.rows_written}")
+        f = self.file
+        k = len(next(iter(arrays.values())))
+        sl = np.s_[start : start + k]
+        ids = f["ids"][sl]
+        digests = [hashlib.sha256(i if isinstance(i, bytes) else str(i).encode())
+                   for i in ids]
+        for name in sorted(arrays):
+            a = np.ascontiguousarray(arrays[name], dtype=f[name].dtype)
+            if a.shape[1:] != f[name].shape[1:] or len(a) != k:
+                raise ValueError(f"{name}: shape {a.shape} does not fit {f[name].shape}")
+            f[name][sl] = a
+            finite = np.isfinite(a) if a.dtype.kind == "f" else np.ones(a.shape, bool)
+            f[f"stats/{name}_sum"][sl] = np.where(finite, a, 0).sum(axis=(2, 3), dtype=np.float64)
+            f[f"stats/{name}_count"][sl] = finite.sum(axis=(2, 3))
+            for j in range(k):
+                digests[j].update(a[j].tobytes())
+        for name, value in labels.items():
+            f[f"labels/{name}"][sl] = value
+        if cloud_cover is not None:
+            f["cloud_cover"][sl] = cloud_cover
+            for j in range(k):
+                digests[j].update(np.float32(cloud_cover[j]).tobytes())
+        if cloudy_available is not None:
+            f["s2_cloudy_available"][sl] = cloudy_available
+        if geo_transform is not None:
+            f["geo/transform"][sl] = geo_transform
+        if geo_crs is not None:
+            f["geo/crs"][sl] = np.asarray(list(geo_crs), dtype=object)
+        f["row_sha256"][sl] = np.stack([np.frombuffer(d.digest(), np.uint8) for d in digests])
+        self.rows_written = start + k
+        f.attrs["rows_written"] = self.rows_written
+        f.flush()
+
+    def finish(
+        self,
+        subsets: Mapping[str, tuple[np.ndarray, str, str]],
+        cloud_cover_method: str = "none",
+        extra_attrs: Mapping[str, Any] | None = None,
+    ) -> Path:
+        """Write ``subsets`` (name -> (rows, optical source, description)), the content digest,
+        and rename ``<out>.partial`` to ``<out>``. Returns the output path."""
+        if self.rows_written != self.n:
+            raise ValueError(f"finish() after {self.rows_written} of {self.n} rows")
+        f = self.file
+        if "subsets" in f:
+            del f["subsets"]
+        grp = f.create_group("subsets")
+        for name, (rows, optical, description) in subsets.items():
+            rows = np.unique(np.asarray(rows, dtype=np.int64))
+            if optical not in OPTICAL_SOURCES or (optical not in f):
+                raise ValueError(f"subset {name}: optical source {optical!r} not in store")
+            ds = grp.create_dataset(name, data=rows)
+            ds.attrs["optical"] = optical
+            ds.attrs["description"] = description
+        f["cloud_cover"].attrs["method"] = cloud_cover_method
+        f.attrs["cloud_cover_method"] = cloud_cover_method
+        f.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        for key, value in (extra_attrs or {}).items():
+            f.attrs[key] = value
+        h = hashlib.sha256(f["row_sha256"][()].tobytes())
+        for name in sorted(f["labels"]):
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(f["labels"][name][()]).tobytes())
+        for name in sorted(grp):
+            h.update(name.encode())
+            h.update(grp[name][()].tobytes())
+        f.attrs["content_digest"] = h.hexdigest()
+        f.close()
+        os.replace(self.partial, self.out)
+        return self.out
+
+    def abort(self) -> None:
+        """Close the file and keep ``<out>.partial`` for a later resume."""
+        if self.file:
+            self.file.close()
