@@ -169,8 +169,11 @@ class ModelCard:
         if task not in TASKS:
             raise fail(f"task {task!r} is not one of {', '.join(TASKS)}")
         class_names = d["class_names"]
-        if not (isinstance(class_names, list) and class_names and
-                all(isinstance(c, str) for c in class_names)):
+        if not (
+            isinstance(class_names, list)
+            and class_names
+            and all(isinstance(c, str) for c in class_names)
+        ):
             raise fail("class_names must be a non-empty list of strings")
         if len(set(class_names)) != len(class_names):
             raise fail("class_names has duplicates")
@@ -189,8 +192,10 @@ class ModelCard:
             raise fail("input.channels must be a non-empty list of band names")
         unknown = [b for b in channels if b not in KNOWN_BANDS]
         if unknown:
-            raise fail(f"input.channels has unknown bands {unknown}; known: "
-                       f"{', '.join(S1_BANDS + S2_BANDS)}")
+            raise fail(
+                f"input.channels has unknown bands {unknown}; known: "
+                f"{', '.join(S1_BANDS + S2_BANDS)}"
+            )
         if len(set(channels)) != len(channels):
             raise fail("input.channels has duplicate bands")
         height, width = inp.get("height"), inp.get("width")

@@ -18,6 +18,7 @@ Layout (``N`` samples, ``H x W`` pixels on the 10 m grid)::
                            description
     /stats/<sensor>_sum    (N, C) float64 per-row band sums over finite pixels; and
     /stats/<sensor>_count  (N, C) int64 finite-pixel counts (band means of any subset, NaN counts)
+    /stats/<sensor>_sumsq  (N, C) float64 per-row band sums of squares over finite pixels
     /row_sha256            (N, 32) uint8 digest of each row (id, sensor arrays, cloud cover)
     /geo/transform, /geo/crs   optional (N, 6) float64 affine and (N,) str CRS
 
@@ -129,8 +130,11 @@ class Store:
         self.path = Path(path)
         if not self.path.is_file():
             if partial_path(self.path).exists():
-                raise StoreError(self.path, "not found; an incomplete .partial file is beside it "
-                                 "(re-run preprocess to finish it)")
+                raise StoreError(
+                    self.path,
+                    "not found; an incomplete .partial file is beside it "
+                    "(re-run preprocess to finish it)",
+                )
             raise StoreError(self.path, "file not found")
         try:
             self.file = h5py.File(self.path, "r")
@@ -143,8 +147,11 @@ class Store:
         version = int(attrs.get("format_version", -1))
         if version != FORMAT_VERSION:
             self.close()
-            raise StoreError(self.path, f"store format version {version} is not supported "
-                             f"(expected {FORMAT_VERSION}); re-run preprocess")
+            raise StoreError(
+                self.path,
+                f"store format version {version} is not supported "
+                f"(expected {FORMAT_VERSION}); re-run preprocess",
+            )
         if "content_digest" not in attrs:
             self.close()
             raise StoreError(self.path, "incomplete store (no content digest)")
@@ -205,9 +212,12 @@ class Store:
         out = {}
         for name, ds in self.file["labels"].items():
             thr = ds.attrs.get("threshold")
-            out[name] = LabelSpec(name, str(ds.attrs["kind"]),
-                                  tuple(json.loads(ds.attrs["class_names"])),
-                                  None if thr is None else float(thr))
+            out[name] = LabelSpec(
+                name,
+                str(ds.attrs["kind"]),
+                tuple(json.loads(ds.attrs["class_names"])),
+                None if thr is None else float(thr),
+            )
         return out
 
     def label_set(self, name: str) -> LabelSpec:
@@ -222,10 +232,15 @@ class Store:
         for spec in self.label_sets.values():
             if spec.kind == kind and set(spec.class_names) == set(class_names):
                 return spec
-        have = ", ".join(f"{s.name} ({s.task}, {len(s.class_names)} classes)"
-                         for s in self.label_sets.values() if s.kind != "fractions")
-        raise StoreError(self.path, f"no {task} labels with the model's {len(class_names)} "
-                         f"classes; the store has: {have}")
+        have = ", ".join(
+            f"{s.name} ({s.task}, {len(s.class_names)} classes)"
+            for s in self.label_sets.values()
+            if s.kind != "fractions"
+        )
+        raise StoreError(
+            self.path,
+            f"no {task} labels with the model's {len(class_names)} classes; the store has: {have}",
+        )
 
     def labels(self, name: str, rows: np.ndarray | None = None) -> np.ndarray:
         ds = self.file["labels"][name]
@@ -233,14 +248,18 @@ class Store:
 
     @property
     def subsets(self) -> dict[str, Subset]:
-        return {name: Subset(name, ds[()], str(ds.attrs["optical"]),
-                             str(ds.attrs.get("description", "")))
-                for name, ds in self.file["subsets"].items()}
+        return {
+            name: Subset(
+                name, ds[()], str(ds.attrs["optical"]), str(ds.attrs.get("description", ""))
+            )
+            for name, ds in self.file["subsets"].items()
+        }
 
     def subset(self, name: str) -> Subset:
         if name not in self.file["subsets"]:
-            raise StoreError(self.path, f"unknown subset {name!r}; known: "
-                             f"{', '.join(self.file['subsets'])}")
+            raise StoreError(
+                self.path, f"unknown subset {name!r}; known: {', '.join(self.file['subsets'])}"
+            )
         ds = self.file["subsets"][name]
         return Subset(name, ds[()], str(ds.attrs["optical"]), str(ds.attrs.get("description", "")))
 
@@ -262,6 +281,18 @@ class Store:
         total = (s[()] if rows is None else read_rows(s, rows)).sum(0)
         count = (c[()] if rows is None else read_rows(c, rows)).sum(0)
         return total / np.maximum(count, 1)
+
+    def band_std(self, sensor: str, rows: np.ndarray | None = None) -> np.ndarray:
+        """Per-band population standard deviation of ``sensor`` over finite pixels of ``rows``."""
+        stats = self.file["stats"]
+
+        def total(key: str) -> np.ndarray:
+            ds = stats[f"{sensor}_{key}"]
+            return (ds[()] if rows is None else read_rows(ds, rows)).sum(0)
+
+        n = np.maximum(total("count"), 1)
+        mean = total("sum") / n
+        return np.sqrt(np.maximum(total("sumsq") / n - mean**2, 0.0))
 
     def nonfinite_count(self, sensor: str) -> int:
         """Number of non-finite (NaN/Inf) values of ``sensor`` (from the stored stats)."""
@@ -414,14 +445,24 @@ class StoreWriter:
             return
         self.rows_written = 0
         f = self.file = h5py.File(self.partial, "w")
-        f.attrs.update({
-            "format": FORMAT, "format_version": FORMAT_VERSION, "dataset": dataset,
-            "split": split, "default_task": default_task, "source_root": source_root,
-            "creator": f"sareval {__version__}", "height": height, "width": width,
-            "n_samples": self.n, "options": json.dumps(dict(config), sort_keys=True),
-            "config_digest": self.config_digest, "rows_written": 0,
-            "cloud_cover_method": "none",
-        })
+        f.attrs.update(
+            {
+                "format": FORMAT,
+                "format_version": FORMAT_VERSION,
+                "dataset": dataset,
+                "split": split,
+                "default_task": default_task,
+                "source_root": source_root,
+                "creator": f"sareval {__version__}",
+                "height": height,
+                "width": width,
+                "n_samples": self.n,
+                "options": json.dumps(dict(config), sort_keys=True),
+                "config_digest": self.config_digest,
+                "rows_written": 0,
+                "cloud_cover_method": "none",
+            }
+        )
         f.create_dataset("ids", data=np.asarray(list(ids), dtype=object), dtype=STR_DTYPE)
         kw: dict[str, Any] = {"compression": compression} if compression else {}
         names = [s.name for s in sensors] + (["s2_cloudy"] if with_cloudy else [])
@@ -429,16 +470,20 @@ class StoreWriter:
         for name in names:
             spec = specs["s2" if name == "s2_cloudy" else name]
             c = len(spec.bands)
-            ds = f.create_dataset(name, shape=(self.n, c, height, width), dtype=spec.dtype,
-                                  chunks=(min(chunk_rows, max(self.n, 1)), c, height, width),
-                                  **kw)
+            ds = f.create_dataset(
+                name,
+                shape=(self.n, c, height, width),
+                dtype=spec.dtype,
+                chunks=(min(chunk_rows, max(self.n, 1)), c, height, width),
+                **kw,
+            )
             ds.attrs["bands"] = json.dumps(list(spec.bands))
             f.create_dataset(f"stats/{name}_sum", shape=(self.n, c), dtype=np.float64)
             f.create_dataset(f"stats/{name}_count", shape=(self.n, c), dtype=np.int64)
+            f.create_dataset(f"stats/{name}_sumsq", shape=(self.n, c), dtype=np.float64)
         if with_cloudy:
             f.create_dataset("s2_cloudy_available", shape=(self.n,), dtype=bool)
-        cc = f.create_dataset("cloud_cover", shape=(self.n,), dtype=np.float32,
-                              fillvalue=np.nan)
+        cc = f.create_dataset("cloud_cover", shape=(self.n,), dtype=np.float32, fillvalue=np.nan)
         cc.attrs["method"] = "none"
         f.create_dataset("row_sha256", shape=(self.n, 32), dtype=np.uint8)
         for spec in labels:
@@ -446,8 +491,7 @@ class StoreWriter:
                 raise ValueError(f"label kind {spec.kind!r}")
             k = len(spec.class_names)
             shape = (self.n,) if spec.kind == "index" else (self.n, k)
-            ds = f.create_dataset(f"labels/{spec.name}", shape=shape,
-                                  dtype=LABEL_DTYPES[spec.kind])
+            ds = f.create_dataset(f"labels/{spec.name}", shape=shape, dtype=LABEL_DTYPES[spec.kind])
             ds.attrs["kind"] = spec.kind
             ds.attrs["class_names"] = json.dumps(list(spec.class_names))
             if spec.threshold is not None:
@@ -472,21 +516,23 @@ class StoreWriter:
         ``arrays`` maps each sensor (and ``s2_cloudy`` if the store has it) to (k, C, H, W).
         """
         if start != self.rows_written:
-            raise ValueError(f"rows must be written in order: got {start}, "
-                             f"expected {self.rows_written}")
+            raise ValueError(
+                f"rows must be written in order: got {start}, expected {self.rows_written}"
+            )
         f = self.file
         k = len(next(iter(arrays.values())))
         sl = np.s_[start : start + k]
         ids = f["ids"][sl]
-        digests = [hashlib.sha256(i if isinstance(i, bytes) else str(i).encode())
-                   for i in ids]
+        digests = [hashlib.sha256(i if isinstance(i, bytes) else str(i).encode()) for i in ids]
         for name in sorted(arrays):
             a = np.ascontiguousarray(arrays[name], dtype=f[name].dtype)
             if a.shape[1:] != f[name].shape[1:] or len(a) != k:
                 raise ValueError(f"{name}: shape {a.shape} does not fit {f[name].shape}")
             f[name][sl] = a
             finite = np.isfinite(a) if a.dtype.kind == "f" else np.ones(a.shape, bool)
-            f[f"stats/{name}_sum"][sl] = np.where(finite, a, 0).sum(axis=(2, 3), dtype=np.float64)
+            clean = np.where(finite, a, 0).astype(np.float64)
+            f[f"stats/{name}_sum"][sl] = clean.sum(axis=(2, 3))
+            f[f"stats/{name}_sumsq"][sl] = np.square(clean).sum(axis=(2, 3))
             f[f"stats/{name}_count"][sl] = finite.sum(axis=(2, 3))
             for j in range(k):
                 digests[j].update(a[j].tobytes())
