@@ -591,6 +591,41 @@ class StoreWriter:
         os.replace(self.partial, self.out)
         return self.out
 
+    def verify_written(self, block_rows: int = 16) -> int:
+        """Re-hash rows ``[0, rows_written)`` of a resumed ``.partial`` and rewind
+        :attr:`rows_written` to the first row whose data no longer matches its ``row_sha256``
+        (e.g. a chunk lost when the writer was killed). Returns the rows kept.
+
+        Valid for writers that pass every image dataset and ``cloud_cover`` to each
+        :meth:`write_rows` call (as ``sareval preprocess`` does)."""
+        f = self.file
+        names = sorted(
+            k for k, v in f.items() if isinstance(v, h5py.Dataset) and "bands" in v.attrs
+        )
+        good = 0
+        try:
+            for a in range(0, self.rows_written, block_rows):
+                sl = np.s_[a : min(a + block_rows, self.rows_written)]
+                ids = f["ids"][sl]
+                data = {name: f[name][sl] for name in names}
+                cover = f["cloud_cover"][sl]
+                stored = f["row_sha256"][sl]
+                for j, i in enumerate(ids):
+                    h = hashlib.sha256(i if isinstance(i, bytes) else str(i).encode())
+                    for name in names:
+                        h.update(data[name][j].tobytes())
+                    h.update(np.float32(cover[j]).tobytes())
+                    if h.digest() != stored[j].tobytes():
+                        raise StopIteration
+                    good += 1
+        except (StopIteration, OSError, KeyError):
+            pass
+        if good != self.rows_written:
+            self.rows_written = good
+            f.attrs["rows_written"] = good
+            f.flush()
+        return good
+
     def abort(self) -> None:
         """Close the file and keep ``<out>.partial`` for a later resume."""
         if self.file:

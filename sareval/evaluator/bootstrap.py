@@ -1,0 +1,189 @@
+"""Bootstrap confidence intervals for every V(S), relevance and cooperation.
+
+Replicate r draws N sample indices with replacement (generator r of
+``numpy.random.default_rng(seed).spawn(n_boot)``, so results do not depend on chunking). The
+SAME draw serves every coalition, which keeps the pairing between coalitions: a player that
+never changes a prediction gets relevance exactly 0 in every replicate. A draw enters as
+multiplicity weights w = bincount(idx) (N,), and every count is a weighted sum over samples:
+
+    single-label: confusion[t, p] = sum_{i: y_i = t, yhat_i = p} w_i
+    multi-label:  tp_k = sum_i w_i [y_ik and yhat_ik] (likewise fp, fn),
+                  hist[triple] = sum_{i: triple_i = triple} w_i
+
+computed for a chunk of replicates at once (grouped integer sums; float64 matrix products of
+0/1 features with integer weights, exact below 2^53). The metrics are those of
+:mod:`sareval.evaluator.metrics`; intervals are percentile intervals
+[q(alpha/2), q(1 - alpha/2)] over the replicates (NaN replicates, from Z = V(M) = 0, ignored).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from sareval.errors import SarevalError
+from sareval.evaluator.coalitions import _all_coalitions, check_players, coalition_name
+from sareval.evaluator.metrics import (
+    METRIC_NAMES,
+    multi_label_metrics,
+    single_label_metrics,
+    triple_codes,
+)
+from sareval.evaluator.shapley import Normalisation, shape_relevance_array
+
+CHUNK_ELEMENTS = 4_000_000  # replicates x samples held at once
+
+
+class _GroupedSum:
+    """sum of weights per code: ``(R, N) -> (R, size)`` with integer arithmetic."""
+
+    def __init__(self, codes: np.ndarray, size: int) -> None:
+        unique, inverse = np.unique(codes, return_inverse=True)
+        self.order = np.argsort(inverse, kind="stable")
+        self.starts = np.searchsorted(inverse[self.order], np.arange(len(unique)))
+        self.unique = unique
+        self.size = size
+
+    def __call__(self, weights: np.ndarray) -> np.ndarray:
+        out = np.zeros((weights.shape[0], self.size), dtype=np.int64)
+        out[:, self.unique] = np.add.reduceat(weights[:, self.order], self.starts, axis=1)
+        return out
+
+
+def _check_inputs(
+    y_true: np.ndarray,
+    predictions: Mapping[frozenset[str], np.ndarray],
+    players: tuple[str, ...],
+    task: str,
+    n_classes: int,
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    if task not in METRIC_NAMES:
+        raise SarevalError(f"unknown task {task!r}; known: {list(METRIC_NAMES)}")
+    y_true = np.asarray(y_true)
+    shape = (y_true.shape[0],) if task == "single-label" else (y_true.shape[0], n_classes)
+    if y_true.shape != shape or shape[0] == 0:
+        raise SarevalError(f"bootstrap: y_true has shape {y_true.shape}; expected {shape}, N > 0")
+    ordered = []
+    for coalition in _all_coalitions(players):
+        if coalition not in predictions:
+            raise SarevalError(
+                f"bootstrap: no predictions for coalition {coalition_name(coalition, players)}"
+            )
+        try:
+            pred = np.broadcast_to(np.asarray(predictions[coalition]), shape)
+        except ValueError:
+            raise SarevalError(
+                f"bootstrap: predictions of {coalition_name(coalition, players)} have shape "
+                f"{np.shape(predictions[coalition])}; expected {shape}"
+            ) from None
+        ordered.append(pred)
+    if task == "single-label":
+        for y in (y_true, *ordered):
+            if not np.issubdtype(y.dtype, np.integer) or y.min() < 0 or y.max() >= n_classes:
+                raise SarevalError(f"bootstrap: class indices must be integers in [0, {n_classes})")
+    else:
+        y_true = y_true != 0
+        ordered = [p != 0 for p in ordered]
+    return y_true, ordered
+
+
+def _replicate_weights(generators: Sequence[np.random.Generator], n: int) -> np.ndarray:
+    """(R, N) int64 multiplicities of N indices drawn with replacement per generator."""
+    return np.stack([np.bincount(g.integers(0, n, size=n), minlength=n) for g in generators])
+
+
+def bootstrap_values(
+    y_true: np.ndarray,
+    predictions: Mapping[frozenset[str], np.ndarray],
+    players: Sequence[str],
+    task: str,
+    n_classes: int,
+    n_boot: int = 1000,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Metric name -> V of every replicate, shape (n_boot, 2^M) in coalition order.
+
+    ``y_true``: (N,) class indices or (N, K) multi-hot; ``predictions``: every coalition (the
+    empty one included) -> (N,) or (N, K) decisions, or anything broadcastable to that (a
+    constant prediction for the empty coalition).
+    """
+    players = check_players(players)
+    if n_boot < 1:
+        raise SarevalError(f"bootstrap: n_boot must be at least 1, got {n_boot}")
+    y_true, ordered = _check_inputs(y_true, predictions, players, task, n_classes)
+    n = y_true.shape[0]
+    k = n_classes
+    if task == "single-label":
+        sums = [_GroupedSum(y_true.astype(np.int64) * k + p, k * k) for p in ordered]
+    else:
+        k1 = k + 1
+        sums = [_GroupedSum(triple_codes(y_true, p), k1**3) for p in ordered]
+        features = [np.concatenate([y_true & p, ~y_true & p, y_true & ~p], axis=1) for p in ordered]
+    generators = np.random.default_rng(seed).spawn(n_boot)
+    chunk = max(1, CHUNK_ELEMENTS // n)
+    out: dict[str, list[np.ndarray]] = {}
+    for start in range(0, n_boot, chunk):
+        weights = _replicate_weights(generators[start : start + chunk], n)
+        r = weights.shape[0]
+        per_coalition = []
+        for j, grouped in enumerate(sums):
+            if task == "single-label":
+                values = single_label_metrics(grouped(weights).reshape(r, k, k))
+            else:
+                counts = np.rint(weights.astype(np.float64) @ features[j]).astype(np.int64)
+                hist = grouped(weights).reshape(r, k1, k1, k1)
+                values = multi_label_metrics(
+                    counts[:, :k], counts[:, k : 2 * k], counts[:, 2 * k :], hist
+                )
+            per_coalition.append(values)
+        for metric in per_coalition[0]:
+            out.setdefault(metric, []).append(np.stack([v[metric] for v in per_coalition], -1))
+    return {metric: np.concatenate(parts) for metric, parts in out.items()}
+
+
+def percentile_interval(samples: np.ndarray, alpha: float = 0.05) -> np.ndarray:
+    """[q(alpha/2), q(1 - alpha/2)] along axis 0 (NaNs ignored), shape (2, ...)."""
+    if not 0.0 < alpha < 1.0:
+        raise SarevalError(f"bootstrap: alpha must be in (0, 1), got {alpha}")
+    samples = np.asarray(samples, dtype=np.float64)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column gives NaN
+        return np.nanpercentile(samples, [100 * alpha / 2, 100 * (1 - alpha / 2)], axis=0)
+
+
+def bootstrap_intervals(
+    y_true: np.ndarray,
+    predictions: Mapping[frozenset[str], np.ndarray],
+    players: Sequence[str],
+    task: str,
+    n_classes: int,
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    z: Normalisation = "one",
+) -> dict[str, dict]:
+    """Percentile intervals per metric::
+
+        {metric: {"V": {coalition_name: [lo, hi]}, "relevance": {player: [lo, hi]},
+                  "cooperation": [lo, hi]}}
+
+    Arguments as for :func:`bootstrap_values`; ``z`` as in
+    :func:`~sareval.evaluator.shapley.shape_relevance_array`.
+    """
+    players = check_players(players)
+    values = bootstrap_values(y_true, predictions, players, task, n_classes, n_boot, seed)
+    names = [coalition_name(c, players) for c in _all_coalitions(players)]
+    result = {}
+    for metric, V in values.items():
+        scores = shape_relevance_array(V, players, z)
+        v_ci = percentile_interval(V, alpha)
+        r_ci = percentile_interval(scores["relevance"], alpha)
+        c_ci = percentile_interval(scores["cooperation"], alpha)
+        result[metric] = {
+            "V": {name: v_ci[:, j].tolist() for j, name in enumerate(names)},
+            "relevance": {p: r_ci[:, i].tolist() for i, p in enumerate(players)},
+            "cooperation": c_ci.tolist(),
+        }
+    return result
