@@ -293,7 +293,8 @@ def get_onnx_card(model: Any, source: str | Path = "(onnx model)") -> ModelCard:
 
 
 def read_card(path: str | Path) -> ModelCard:
-    """The card of a model file (``.onnx``, TorchScript ``.pt``/``.ts``) or a card ``.json``."""
+    """The card of a model file (``.onnx``, TorchScript ``.pt``/``.ts``, ``torch.export`` ``.pt2``)
+    or a card ``.json``."""
     path = Path(path)
     if not path.is_file():
         raise CardError(path, "file not found")
@@ -316,6 +317,18 @@ def read_card(path: str | Path) -> ModelCard:
             torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
         except Exception as e:
             raise CardError(path, f"not a readable TorchScript file ({type(e).__name__})") from None
+        if not extra[TORCHSCRIPT_EXTRA_FILE]:
+            raise CardError(path, f"model has no sareval model card; {ATTACH_HINT}")
+        return ModelCard.from_json(extra[TORCHSCRIPT_EXTRA_FILE], path)
+    if suffix == ".pt2":  # torch.export program: the card is an extra file as in TorchScript
+        import torch
+
+        extra = {TORCHSCRIPT_EXTRA_FILE: ""}
+        try:
+            torch.export.load(str(path), extra_files=extra)
+        except Exception as e:
+            problem = f"not a readable torch.export file ({type(e).__name__})"
+            raise CardError(path, problem) from None
         if not extra[TORCHSCRIPT_EXTRA_FILE]:
             raise CardError(path, f"model has no sareval model card; {ATTACH_HINT}")
         return ModelCard.from_json(extra[TORCHSCRIPT_EXTRA_FILE], path)

@@ -12,6 +12,17 @@ Pure-math core (numpy only):
 - :mod:`~sareval.evaluator.relevance`: counts per coalition -> V per metric -> relevance, per
   class and per cloud-cover bin.
 - :mod:`~sareval.evaluator.bootstrap`: paired bootstrap intervals from per-sample decisions.
+
+Execution (torch, onnx and onnxruntime are imported only when used):
+
+- :func:`evaluate_shape` (:mod:`~sareval.evaluator.runner`): the public entry point; the
+  streaming pass (:mod:`~sareval.evaluator.reader` thread, :mod:`~sareval.evaluator.counting`).
+- :mod:`~sareval.evaluator.preamble`: raw store batch -> every coalition's network input, as
+  numpy, an ONNX graph composed with the model, or a torch module;
+  :mod:`~sareval.evaluator.backends`: onnxruntime and torch; :mod:`~sareval.evaluator.players`.
+- :mod:`~sareval.evaluator.results` (+ ``results.schema.json``), :mod:`~sareval.evaluator.merge`,
+  :mod:`~sareval.evaluator.distributed`, :mod:`~sareval.evaluator.perceptual`,
+  :mod:`~sareval.evaluator.predictions`.
 """
 
 from __future__ import annotations
@@ -51,6 +62,7 @@ from sareval.evaluator.relevance import (
     relevance_entries,
     relevance_from_counts,
 )
+from sareval.evaluator.runner import evaluate_shape  # the streaming runner (torch etc. lazily)
 from sareval.evaluator.shapley import (
     Z_CHOICES,
     cooperation,
@@ -84,6 +96,7 @@ __all__ = [
     "counts_from_state",
     "decide",
     "decision_threshold",
+    "evaluate_shape",
     "game_array",
     "game_values",
     "majority_prediction",

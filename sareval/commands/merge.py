@@ -1,0 +1,51 @@
+"""``sareval merge``: one result from the counts of ``sareval shape --shard i/n`` runs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from sareval.atomic import check_output
+from sareval.commands.options import overwrite_option
+
+
+@click.command("merge")
+@click.argument("shards", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--out",
+    "-o",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Merged results JSON (a CSV table is written next to it).",
+)
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="CSV table path (default: --out with .csv).",
+)
+@overwrite_option
+def command(shards: tuple[Path, ...], out: Path, csv_path: Path | None, overwrite: bool) -> None:
+    """Sum the counts of complementary shards and recompute every metric and relevance.
+
+    \b
+    sareval shape -m m.onnx -d test.h5 -s clear --shard 0/2 -o part0.json
+    sareval shape -m m.onnx -d test.h5 -s clear --shard 1/2 -o part1.json
+    sareval merge part0.json part1.json --out merged.json
+
+    The shards must share model, store, subset and options, and cover parts 0..n-1 once each.
+    """
+    from sareval.evaluator.merge import merge_documents
+    from sareval.evaluator.results import console_table, read_results, write_csv, write_results
+
+    csv_path = csv_path or out.with_suffix(".csv")
+    check_output(out, overwrite)
+    check_output(csv_path, overwrite)
+    docs = [read_results(p) for p in shards]
+    merged = merge_documents(docs, [str(p) for p in shards])
+    write_results(merged, out, overwrite)
+    write_csv(merged, csv_path, overwrite)
+    click.echo(console_table(merged))
+    click.echo(f"wrote {out}, {csv_path}", err=True)

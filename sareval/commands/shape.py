@@ -1,0 +1,223 @@
+"""``sareval shape``: SHAPE modality relevance of a model on a store subset."""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+import click
+
+from sareval.atomic import check_output
+from sareval.commands.options import overwrite_option, progress_enabled
+from sareval.errors import SarevalError
+
+BACKENDS = ("onnxruntime", "torch")
+PROVIDERS = ("cpu", "cuda", "tensorrt")
+BASELINES = ("input-zero", "raw-zero", "band-mean")
+EDGES = re.compile(r"^[0-9.eE+-]+(,[0-9.eE+-]+)+$")
+
+
+class ShapeCommand(click.Command):
+    """Accepts ``--by cloud-cover 0,0.1,...,1`` (two tokens) as ``--by cloud-cover=0,...``."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        joined: list[str] = []
+        i = 0
+        while i < len(args):
+            if (
+                args[i] == "--by"
+                and i + 2 < len(args)
+                and args[i + 1] == "cloud-cover"
+                and EDGES.match(args[i + 2])
+            ):
+                joined += ["--by", f"cloud-cover={args[i + 2]}"]
+                i += 3
+                continue
+            joined.append(args[i])
+            i += 1
+        return super().parse_args(ctx, joined)
+
+
+def is_main_process() -> bool:
+    """True unless this is a torchrun rank other than 0."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+@click.command("shape", cls=ShapeCommand)
+@click.option(
+    "--model",
+    "-m",
+    "model",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Model file with a card: .onnx, TorchScript .pt, torch.export .pt2.",
+)
+@click.option(
+    "--data", "-d", "data", required=True, type=click.Path(path_type=Path), help="The store (.h5)."
+)
+@click.option("--subset", "-s", required=True, help="Named subset of the store, e.g. clear.")
+@click.option(
+    "--batch-size",
+    default=64,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Samples per step (the model sees (2^M - 1) x this many rows).",
+)
+@click.option("--backend", type=click.Choice(BACKENDS), default="onnxruntime", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
+@click.option(
+    "--provider",
+    type=click.Choice(PROVIDERS),
+    default=None,
+    help="onnxruntime execution provider (default: cuda on --device cuda, else cpu).",
+)
+@click.option(
+    "--baseline",
+    type=click.Choice(BASELINES),
+    default="input-zero",
+    show_default=True,
+    help="Value of an absent modality: 0 after normalisation, raw 0, or band mean.",
+)
+@click.option(
+    "--empty",
+    type=click.Choice(("baseline", "majority")),
+    default="baseline",
+    show_default=True,
+    help="Empty coalition: all-baseline input or majority class.",
+)
+@click.option(
+    "--z",
+    type=click.Choice(("one", "full")),
+    default="one",
+    show_default=True,
+    help="Normaliser: Z = 1 (the study) or Z = V(all modalities) (SHAPE paper).",
+)
+@click.option(
+    "--players",
+    default=None,
+    help='Split modalities into players, e.g. "sar;opt_rgb=B02,B03,B04;'
+    'opt_rest=B05,B06,B07,B08,B8A,B11,B12".',
+)
+@click.option(
+    "--method",
+    type=click.Choice(("shape", "perceptual")),
+    default="shape",
+    show_default=True,
+    help="SHAPE (Shapley over coalitions) or perceptual score.",
+)
+@click.option(
+    "--permutations",
+    default=5,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Permutations per modality for --method perceptual.",
+)
+@click.option(
+    "--bootstrap",
+    default=0,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Bootstrap replicates for 95% confidence intervals (0: none).",
+)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--by",
+    multiple=True,
+    help="Extra breakdowns: 'class', 'cloud-cover' (deciles) or "
+    "'cloud-cover 0,0.5,0.9,1'. Repeatable.",
+)
+@click.option(
+    "--save-predictions",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write per-sample, per-coalition outputs and ids to this HDF5 file.",
+)
+@click.option("--shard", default=None, help="Evaluate part i of n (i/n) for `sareval merge`.")
+@click.option(
+    "--out",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Results JSON (a CSV table is written next to it).",
+)
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="CSV table path (default: --out with .csv).",
+)
+@click.option("--threads", default=0, type=click.IntRange(0), help="onnxruntime threads (0: auto).")
+@click.option(
+    "--pad-last-batch/--no-pad-last-batch",
+    default=None,
+    help="Pad the last batch to --batch-size (default: on for CUDA).",
+)
+@overwrite_option
+def command(
+    model: Path,
+    data: Path,
+    subset: str,
+    batch_size: int,
+    backend: str,
+    device: str,
+    provider: str | None,
+    baseline: str,
+    empty: str,
+    z: str,
+    players: str | None,
+    method: str,
+    permutations: int,
+    bootstrap: int,
+    seed: int,
+    by: tuple[str, ...],
+    save_predictions: Path | None,
+    shard: str | None,
+    out: Path | None,
+    csv_path: Path | None,
+    threads: int,
+    pad_last_batch: bool | None,
+    overwrite: bool,
+) -> None:
+    """Relevance of each modality (Shapley value over coalitions of modalities) for every metric.
+
+    \b
+    sareval shape --model resnet50.onnx --data test.h5 --subset very_cloudy --out r.json
+    sareval shape -m m.onnx -d test.h5 -s cloudy --by class --by cloud-cover 0,0.5,0.9,1
+    sareval shape -m m.onnx -d test.h5 -s clear --shard 0/4 --out part0.json
+    torchrun --nproc-per-node 2 $(which sareval) shape -m m.onnx -d test.h5 -s clear -o r.json
+
+    Every non-empty coalition of a batch runs in one execution; the empty coalition is
+    evaluated once. Prints a table; --out writes the results JSON and a CSV table.
+    """
+    from sareval.evaluator.results import console_table, write_csv, write_results
+    from sareval.evaluator.runner import evaluate_shape
+
+    if shard is not None and out is None:
+        raise SarevalError("--shard needs --out (the shard's counts go to `sareval merge`)")
+    if csv_path is None and out is not None:
+        csv_path = out.with_suffix(".csv")
+    main = is_main_process()
+    if main:  # refuse existing outputs before the evaluation, not after
+        for path in (out, csv_path, save_predictions):
+            if path is not None:
+                check_output(path, overwrite)
+    doc = evaluate_shape(
+        model, data, subset,
+        backend=backend, device=device, provider=provider, batch_size=batch_size,
+        baseline=baseline, empty=empty, z=z, players=players, method=method,
+        permutations=permutations, bootstrap=bootstrap, seed=seed, by=by,
+        save_predictions=save_predictions, shard=shard, progress=progress_enabled(),
+        pad_last_batch=pad_last_batch, threads=threads, overwrite=overwrite,
+    )  # fmt: skip
+    if not main:
+        return
+    if out is not None:
+        write_results(doc, out, overwrite)
+    if csv_path is not None:
+        write_csv(doc, csv_path, overwrite)
+    click.echo(console_table(doc))
+    for path in (out, csv_path, save_predictions):
+        if path is not None:
+            click.echo(f"wrote {path}", err=True)

@@ -1,0 +1,395 @@
+"""Execution backends of the coalition graph: onnxruntime and torch.
+
+Both take a raw store batch (``{"s1": float32 (B, 2, H, W), "s2": uint16 (B, C, H, W)}``) and
+return the outputs of every non-empty coalition, ``run(raw) -> (n_coal, B, K)`` float32, from
+ONE execution of the preamble + model (:mod:`sareval.evaluator.preamble`).
+``run(raw, mask)`` evaluates other coalitions: ``mask`` (n, C) bool, e.g. the all-false (1, C)
+mask of the empty coalition with a one-row batch.
+
+- :class:`OnnxRuntimeBackend`: the preamble composed with the ONNX model into one graph;
+  providers ``cpu`` / ``cuda`` / ``tensorrt``. onnxruntime silently falls back to CPU when a
+  provider fails to load; this backend raises :class:`SarevalError` instead. On CUDA, inputs
+  and outputs go through IO binding.
+- :class:`TorchBackend`: the preamble as an ``nn.Module`` around a TorchScript module, a
+  ``torch.export`` program or an in-memory ``nn.Module``; ``torch.inference_mode``; raw batches
+  go to the device as stored (uint16 / float32) and are cast there. ``run_tensor`` keeps the
+  outputs on the device (for :class:`~sareval.evaluator.counting.TorchCounter`).
+
+``pad_to``: pad a short (last) batch with zero rows to a fixed batch size, so that the GPU sees
+one shape (cuDNN / TensorRT do not re-tune); padded rows are dropped before anything is counted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sareval.card import TORCHSCRIPT_EXTRA_FILE, ModelCard, read_card
+from sareval.errors import CardError, InputFileError, SarevalError
+from sareval.evaluator.preamble import MASK_NAME, Preamble, coalition_module, compose_onnx
+
+BACKENDS = ("onnxruntime", "torch")
+PROVIDERS = ("cpu", "cuda", "tensorrt")
+ORT_PROVIDER_NAMES = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+ONNX_SUFFIXES = (".onnx",)
+TORCHSCRIPT_SUFFIXES = (".pt", ".ts", ".pth", ".torchscript")
+EXPORT_SUFFIXES = (".pt2",)
+PROTOBUF_LIMIT = 1_800_000_000  # bytes; larger composed graphs go through external data
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class LoadedModel:
+    """A model and its card. ``kind``: onnx | torchscript | torch-export | module."""
+
+    card: ModelCard
+    kind: str
+    path: Path | None = None
+    sha256: str | None = None
+    module: Any = field(default=None, repr=False)
+
+
+def load_model(model: str | Path | tuple[Any, ModelCard]) -> LoadedModel:
+    """Read a model file's card (refusing a model without one) or wrap (nn.Module, card)."""
+    if isinstance(model, tuple):
+        module, card = model
+        if not isinstance(card, ModelCard):
+            raise SarevalError("an in-memory model must be given as (nn.Module, ModelCard)")
+        return LoadedModel(card, "module", module=module)
+    path = Path(model)
+    if not path.is_file():
+        raise InputFileError(path, "model file not found")
+    suffix = path.suffix.lower()
+    if suffix in ONNX_SUFFIXES:
+        kind = "onnx"
+        card = read_card(path)
+    elif suffix in TORCHSCRIPT_SUFFIXES:
+        kind = "torchscript"
+        card = read_card(path)
+    elif suffix in EXPORT_SUFFIXES:
+        kind = "torch-export"
+        card = _export_card(path)
+    else:
+        raise InputFileError(
+            path, "unknown model file type; expected .onnx, TorchScript .pt or torch.export .pt2"
+        )
+    return LoadedModel(card, kind, path, file_sha256(path))
+
+
+def _export_card(path: Path) -> ModelCard:
+    import torch
+
+    from sareval.card import ATTACH_HINT
+
+    extra = {TORCHSCRIPT_EXTRA_FILE: ""}
+    try:
+        torch.export.load(str(path), extra_files=extra)
+    except Exception as e:
+        raise CardError(path, f"not a readable torch.export program ({type(e).__name__})") from None
+    if not extra[TORCHSCRIPT_EXTRA_FILE]:
+        raise CardError(path, f"model has no sareval model card; {ATTACH_HINT}")
+    return ModelCard.from_json(extra[TORCHSCRIPT_EXTRA_FILE], path)
+
+
+def pad_rows(raw: Mapping[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
+    """``raw`` with zero rows appended up to ``rows`` (no copy when already that long)."""
+    out = {}
+    for name, a in raw.items():
+        if len(a) >= rows:
+            out[name] = a
+            continue
+        padded = np.zeros((rows, *a.shape[1:]), dtype=a.dtype)
+        padded[: len(a)] = a
+        out[name] = padded
+    return out
+
+
+# --- onnxruntime ----------------------------------------------------------------------------
+class OnnxRuntimeBackend:
+    """The composed coalition graph in an onnxruntime session (see module docstring)."""
+
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        model: str | Path | bytes | Any,
+        providers: str = "cpu",
+        *,
+        device_id: int = 0,
+        threads: int = 0,
+        graph_optimization: str = "all",
+        pad_to: int | None = None,
+        source: str = "model",
+    ) -> None:
+        import onnxruntime as ort
+
+        if providers not in PROVIDERS:
+            raise SarevalError(f"unknown provider {providers!r}; choose one of {PROVIDERS}")
+        self.provider = providers
+        self.device_id = device_id
+        self.pad_to = pad_to
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # the overridable coalition mask warns at level 2
+        if threads:
+            options.intra_op_num_threads = threads
+        levels = {
+            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+        }
+        options.graph_optimization_level = levels[graph_optimization]
+        chain: list[Any] = []
+        if providers == "tensorrt":
+            chain.append(
+                (
+                    "TensorrtExecutionProvider",
+                    {"device_id": device_id, "trt_engine_cache_enable": True,
+                     "trt_engine_cache_path": str(Path(tempfile.gettempdir()) / "sareval-trt")},
+                )
+            )  # fmt: skip
+        if providers in ("tensorrt", "cuda"):
+            # EXHAUSTIVE benchmarks each conv once per input shape; pad_to keeps one shape
+            chain.append(
+                ("CUDAExecutionProvider",
+                 {"device_id": device_id, "cudnn_conv_algo_search": "EXHAUSTIVE"})
+            )  # fmt: skip
+        chain.append("CPUExecutionProvider")
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        payload = self._payload(model)
+        try:
+            self.session = ort.InferenceSession(payload, options, providers=chain)
+        except Exception as e:  # onnxruntime raises its own exception types
+            raise SarevalError(f"{source}: onnxruntime cannot load the model ({e})") from None
+        wanted = ORT_PROVIDER_NAMES[providers]
+        self.providers = list(self.session.get_providers())
+        if wanted not in self.providers:
+            raise SarevalError(
+                f"onnxruntime did not load the {wanted} (session has "
+                f"{', '.join(self.providers)}): check the onnxruntime-gpu build and that its "
+                "CUDA / cuDNN / TensorRT libraries are on the library path"
+            )
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_name = self.session.get_outputs()[0].name
+        self.overridable = {i.name for i in self.session.get_overridable_initializers()}
+        self.use_io_binding = providers != "cpu"
+
+    def _payload(self, model: str | Path | bytes | Any) -> str | bytes:
+        if isinstance(model, (str, Path)):
+            return str(model)
+        if isinstance(model, bytes):
+            return model
+        if model.ByteSize() < PROTOBUF_LIMIT:
+            return model.SerializeToString()
+        import onnx
+
+        self._tmp = tempfile.TemporaryDirectory(prefix="sareval-onnx-")
+        path = Path(self._tmp.name) / "coalitions.onnx"
+        onnx.save_model(model, str(path), save_as_external_data=True, location="weights.bin")
+        return str(path)
+
+    def run(self, raw: Mapping[str, np.ndarray], mask: np.ndarray | None = None) -> np.ndarray:
+        """Outputs (n, B, K) of every coalition (``mask`` rows; default all non-empty)."""
+        b = len(next(iter(raw.values())))
+        feeds = {
+            name: np.ascontiguousarray(raw[name]) for name in self.input_names if name != MASK_NAME
+        }
+        if self.pad_to is not None and b < self.pad_to:
+            feeds = pad_rows(feeds, self.pad_to)
+        if mask is not None:
+            if MASK_NAME not in self.overridable and MASK_NAME not in self.input_names:
+                raise SarevalError("this ONNX graph has no overridable coalition mask")
+            feeds[MASK_NAME] = np.ascontiguousarray(mask, dtype=bool)
+        if self.use_io_binding:
+            binding = self.session.io_binding()
+            for name, value in feeds.items():
+                binding.bind_cpu_input(name, value)
+            binding.bind_output(self.output_name, "cuda", self.device_id)
+            self.session.run_with_iobinding(binding)
+            out = binding.copy_outputs_to_cpu()[0]
+        else:
+            out = self.session.run([self.output_name], feeds)[0]
+        rows = len(next(iter(feeds.values())))
+        out = np.asarray(out, dtype=np.float32).reshape(-1, rows, out.shape[-1])
+        return out[:, :b]
+
+    def close(self) -> None:
+        self.session = None
+        if self._tmp is not None:
+            self._tmp.cleanup()
+            self._tmp = None
+
+
+# --- torch --------------------------------------------------------------------------------------
+def load_torch_module(loaded: LoadedModel, device: str) -> Any:
+    """The bare network of a TorchScript file, a torch.export program or an nn.Module."""
+    import torch
+
+    if loaded.kind == "module":
+        return loaded.module
+    if loaded.kind == "torchscript":
+        return torch.jit.load(str(loaded.path), map_location=device)
+    if loaded.kind == "torch-export":
+        return torch.export.load(str(loaded.path)).module()
+    raise SarevalError(
+        f"{loaded.path}: the torch backend runs TorchScript (.pt) or torch.export (.pt2) models; "
+        "use --backend onnxruntime for .onnx files"
+    )
+
+
+class TorchBackend:
+    """The coalition graph as a torch module (see module docstring)."""
+
+    name = "torch"
+
+    def __init__(
+        self, network: Any, pre: Preamble, device: str = "cpu", *, pad_to: int | None = None
+    ) -> None:
+        import torch
+
+        self.device = torch.device(device)
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise SarevalError("--device cuda: torch sees no CUDA device")
+        self.network = network
+        # eval() below switches every submodule; close() restores each one's mode
+        self._modes = (
+            [(m, m.training) for m in network.modules()] if hasattr(network, "modules") else []
+        )
+        self.module = coalition_module(pre, network).to(self.device)
+        self.module.training = False
+        with contextlib.suppress(NotImplementedError):  # torch.export programs: no eval()
+            network.eval()
+        self.pad_to = pad_to
+        self.providers = [str(self.device)]
+        self.cuda = self.device.type == "cuda"
+        self._copied: Any = None  # CUDA event: the last host->device copy finished
+
+    def to_device(self, raw: Mapping[str, np.ndarray]) -> dict[str, Any]:
+        """Raw arrays as tensors on the device, as stored (uint16 stays uint16 in transit)."""
+        import torch
+
+        if self._copied is not None:  # the previous batch's host buffers may be reused now
+            self._copied.synchronize()
+        out = {s: torch.from_numpy(np.ascontiguousarray(a)) for s, a in raw.items()}
+        if not self.cuda:
+            return out
+        out = {s: t.to(self.device, non_blocking=True) for s, t in out.items()}
+        self._copied = torch.cuda.Event()
+        self._copied.record()
+        return out
+
+    def run_tensor(self, raw: Mapping[str, np.ndarray], mask: np.ndarray | None = None) -> Any:
+        """Outputs (n, B, K) as a tensor on the device."""
+        import torch
+
+        b = len(next(iter(raw.values())))
+        if self.pad_to is not None and b < self.pad_to:
+            raw = pad_rows(raw, self.pad_to)
+        inputs = self.to_device(raw)
+        with torch.inference_mode():
+            m = None if mask is None else torch.as_tensor(mask, device=self.device)
+            out = self.module(inputs, m)
+        rows = len(next(iter(raw.values())))
+        return out.float().reshape(-1, rows, out.shape[-1])[:, :b]
+
+    def run(self, raw: Mapping[str, np.ndarray], mask: np.ndarray | None = None) -> np.ndarray:
+        """Outputs (n, B, K) float32 on the host."""
+        return self.run_tensor(raw, mask).cpu().numpy()
+
+    def close(self) -> None:
+        for module, training in self._modes:
+            module.training = training
+
+
+def make_backend(
+    loaded: LoadedModel,
+    pre: Preamble,
+    *,
+    backend: str,
+    device: str,
+    provider: str | None,
+    input_dtypes: Mapping[str, np.dtype],
+    image_size: tuple[int, int],
+    pad_to: int | None = None,
+    threads: int = 0,
+) -> OnnxRuntimeBackend | TorchBackend:
+    """The backend for ``loaded`` (in-memory modules are exported to ONNX for onnxruntime)."""
+    if backend not in BACKENDS:
+        raise SarevalError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    device_type = device.split(":")[0]
+    if device_type not in ("cpu", "cuda"):
+        raise SarevalError(f"unknown device {device!r}; use cpu, cuda or cuda:N")
+    device_id = int(device.split(":")[1]) if ":" in device else 0
+    source = str(loaded.path) if loaded.path else "model"
+    if backend == "torch":
+        if provider not in (None, "cpu", "cuda"):
+            raise SarevalError("--provider applies to the onnxruntime backend")
+        import torch
+
+        if device_type == "cuda" and not torch.cuda.is_available():
+            raise SarevalError("--device cuda: torch sees no CUDA device")
+        return TorchBackend(load_torch_module(loaded, device), pre, device, pad_to=pad_to)
+    provider = provider or ("cuda" if device_type == "cuda" else "cpu")
+    if (provider == "cpu") != (device_type == "cpu"):
+        raise SarevalError(f"--provider {provider} does not run on --device {device}")
+    import onnx
+
+    if loaded.kind == "onnx":
+        assert loaded.path is not None
+        try:
+            model = onnx.load(str(loaded.path))
+        except Exception as e:
+            raise InputFileError(loaded.path, f"not a readable ONNX file ({e})") from None
+    elif loaded.kind == "module":
+        model = _module_to_onnx(loaded, image_size)
+    else:
+        raise SarevalError(f"{source}: the onnxruntime backend needs an .onnx model")
+    composed = compose_onnx(
+        pre,
+        model,
+        input_name=loaded.card.input_name,
+        input_dtypes=input_dtypes,
+        image_size=image_size,
+        source=source,
+    )
+    return OnnxRuntimeBackend(
+        composed, provider, device_id=device_id, threads=threads, pad_to=pad_to, source=source
+    )
+
+
+def _module_to_onnx(loaded: LoadedModel, image_size: tuple[int, int]) -> Any:
+    """Export an in-memory nn.Module (on the CPU, eval mode) with a dynamic batch axis."""
+    import copy
+
+    import torch
+
+    card = loaded.card
+    net = copy.deepcopy(loaded.module).cpu().eval()
+    x = torch.zeros(2, card.n_channels, *image_size)
+    program = torch.onnx.export(
+        net,
+        (x,),
+        dynamo=True,
+        input_names=[card.input_name],
+        output_names=["output"],
+        dynamic_shapes=({0: torch.export.Dim("batch")},),
+    )
+    return program.model_proto

@@ -1,0 +1,129 @@
+"""``sareval merge``: combine the results of ``sareval shape --shard i/n`` runs into one.
+
+The shards must come from the same model (file hash), store (content digest), subset and
+evaluation options (everything in ``config`` except how the work was spread: shard,
+world_size, device, providers, batch_size, pad_to), and together be the n parts 0..n-1 of one
+split, each exactly once. Their integer counts (overall, per cloud-cover bin) and tie counts are
+summed and every metric, relevance and cooperation is recomputed from the sums, so the merged
+document equals a single-process run's, count for count.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+from sareval.errors import SarevalError
+from sareval.evaluator.coalitions import parse_coalition_name
+from sareval.evaluator.distributed import part_range
+from sareval.evaluator.results import (
+    counts_from_json,
+    perceptual_sections,
+    shape_sections,
+    to_json_value,
+)
+
+SPREAD_KEYS = ("shard", "world_size", "device", "providers", "batch_size", "pad_to")
+
+
+def _same(docs: Sequence[dict], sources: Sequence[str], what: str, get: Any) -> None:
+    first = get(docs[0])
+    for doc, source in zip(docs[1:], sources[1:], strict=True):
+        if get(doc) != first:
+            raise SarevalError(f"{source} and {sources[0]} differ in {what}; cannot merge them")
+
+
+def check_shards(docs: Sequence[dict], sources: Sequence[str]) -> None:
+    """Raise unless ``docs`` are the complementary shards of one evaluation."""
+    if not docs:
+        raise SarevalError("merge: no results files given")
+    for doc, source in zip(docs, sources, strict=True):
+        shard = doc["provenance"].get("shard")
+        if not shard or "index" not in shard:
+            raise SarevalError(f"{source}: not a shard result (run `sareval shape --shard i/n`)")
+    _same(docs, sources, "the model", lambda d: d["provenance"]["model"]["sha256"])
+    _same(docs, sources, "the model card", lambda d: d["provenance"]["model"]["card"])
+    _same(docs, sources, "the store", lambda d: d["provenance"]["store"]["content_digest"])
+    _same(docs, sources, "the subset", lambda d: d["provenance"]["subset"])
+    _same(docs, sources, "the players", lambda d: (d["players"], d["coalitions"]))
+    _same(docs, sources, "the task or classes", lambda d: (d["task"], d["class_names"]))
+    _same(docs, sources, "the empty coalition", lambda d: d["empty"])
+    _same(
+        docs,
+        sources,
+        "the evaluation options",
+        lambda d: {k: v for k, v in d["config"].items() if k not in SPREAD_KEYS},
+    )
+    count = docs[0]["provenance"]["shard"]["count"]
+    size = docs[0]["provenance"]["subset"]["size"]
+    seen: dict[int, str] = {}
+    for doc, source in zip(docs, sources, strict=True):
+        shard = doc["provenance"]["shard"]
+        i = shard["index"]
+        if shard["count"] != count:
+            raise SarevalError(f"{source}: shard of {shard['count']}, the others of {count}")
+        if i in seen:
+            raise SarevalError(f"{source}: shard {i}/{count} is also in {seen[i]}")
+        if (shard["start"], shard["stop"]) != part_range(0, size, i, count):
+            raise SarevalError(f"{source}: shard {i}/{count} covers an unexpected range")
+        seen[i] = source
+    missing = sorted(set(range(count)) - set(seen))
+    if missing:
+        raise SarevalError(f"merge: shards {missing} of {count} are missing")
+
+
+def _sum(docs: Sequence[dict], task: str, names: Sequence[str], get: Any) -> list[Any]:
+    total = None
+    for doc in docs:
+        counts = counts_from_json(task, get(doc), names)
+        total = counts if total is None else [a + b for a, b in zip(total, counts, strict=True)]
+    assert total is not None
+    return total
+
+
+def merge_documents(docs: Sequence[dict], sources: Sequence[str]) -> dict[str, Any]:
+    """The merged results document (JSON-ready: NaN as None) of complementary shards."""
+    check_shards(docs, sources)
+    first = docs[0]
+    task, names, players = first["task"], first["coalitions"], first["players"]
+    cfg = first["config"]
+    counts = _sum(docs, task, names, lambda d: d["counts"])
+    ties = [sum(d["ties"]["counts"][n] for d in docs) for n in names]
+    if first["method"] == "perceptual":
+        sections = perceptual_sections(
+            players=players, names=names, permutations=cfg["permutations"], counts=counts,
+            ties=ties,
+        )  # fmt: skip
+    else:
+        cloud_bins = None
+        if cfg["cloud_cover_bins"] is not None:
+            cloud_bins = []
+            for i, entry in enumerate(first["by"]["cloud_cover"]):
+                bin_counts = _sum(
+                    docs, task, names, lambda d, i=i: d["by"]["cloud_cover"][i]["counts"]
+                )
+                cloud_bins.append((entry["label"], entry["bin"], bin_counts))
+            if any("cloud_cover_unknown" in d["by"] for d in docs):
+                unknown = [
+                    counts_from_json(task, d["by"]["cloud_cover_unknown"]["counts"], names)
+                    for d in docs
+                    if "cloud_cover_unknown" in d["by"]
+                ]
+                total = unknown[0]
+                for more in unknown[1:]:
+                    total = [a + b for a, b in zip(total, more, strict=True)]
+                cloud_bins.append(("unknown", None, total))
+        sections = shape_sections(
+            task=task, players=players,
+            coalitions=[parse_coalition_name(n, players) for n in names], names=names,
+            class_names=first["class_names"], counts=counts, z=cfg["z"],
+            by_class="class" in cfg["by"], cloud_bins=cloud_bins, ties=ties,
+        )  # fmt: skip
+    merged = copy.deepcopy(first)
+    merged.update(sections)
+    merged["config"]["shard"] = None
+    merged["provenance"]["shard"] = {"merged": list(sources)}
+    merged["provenance"]["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return to_json_value(merged)

@@ -1,0 +1,447 @@
+"""The coalition preamble: raw store batch -> every non-empty coalition's network input.
+
+For a raw batch (``s1`` float32 (B, 2, H, W) dB, ``s2`` uint16 (B, C_s2, H, W) DN, both in
+store band order) the preamble computes, for every input channel c of the model card::
+
+    x_c    = float32(raw[sensor(c)][:, store_index(c)])            select + order + cast
+    x_c    = where(isnan(x_c), nan_c, x_c)        if the card sets nan_c (nan_to_num)
+    x_c    = min(max(x_c, lo_c), hi_c)            clip (nan_to_num maps +-inf to +-float32 max)
+    x_c    = (x_c - mean_c) / std_c                                 z-score
+    out[k] = where(mask[k, c], x_c, baseline_c)   for each non-empty coalition k
+    out    = concat_k out[k]                      (n_coal * B, C, H, W): row k * B + b
+
+``mask[k, c]`` is true when channel c's player is in coalition k; coalitions are in
+:func:`~sareval.evaluator.coalitions.all_coalitions` order without the empty one. Baselines
+(values an absent channel takes, in the network's input space):
+
+- ``input-zero``: 0 after normalisation (the study's default; the training mean for z-scored
+  channels);
+- ``raw-zero``: the transformed raw value 0 (zero before normalisation);
+- ``band-mean``: the transformed per-band raw mean of the evaluated subset (finite pixels,
+  :meth:`Store.band_mean`).
+
+Three implementations of the same function: :func:`apply_numpy` (the readable reference),
+:func:`onnx_preamble` / :func:`compose_onnx` (an ONNX graph composed with an ONNX model into
+one graph ``(s1, s2) -> (n_coal * B, K)``) and :class:`CoalitionModule` (a torch wrapper).
+The coalition mask is an *overridable* initializer of the composed ONNX graph (and an optional
+argument of the torch module): fed nothing, the graph evaluates every non-empty coalition;
+fed an all-false (1, C) mask and a one-row batch, it evaluates the empty coalition once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from sareval.card import ModelCard
+from sareval.errors import SarevalError
+from sareval.evaluator.coalitions import all_coalitions
+
+if TYPE_CHECKING:
+    import onnx
+    import torch
+
+BASELINES = ("input-zero", "raw-zero", "band-mean")
+SENSOR_ORDER = ("s1", "s2")
+F32_MAX = float(np.finfo(np.float32).max)
+MASK_NAME = "sareval_coalition_mask"
+PREFIX = "sareval_pre_"
+
+
+@dataclass(frozen=True)
+class Preamble:
+    """Constants of the preamble for one (card, store, baseline, players) combination.
+
+    ``sensors``: store sensors read, in input order; ``select[s]``: store channel indices of
+    sensor ``s`` read, so that ``concat_s raw[s][:, select[s]]`` followed by ``order`` gives the
+    card's channel order. Per-channel float32 vectors ``nan_fill`` (NaN where not replaced),
+    ``lo``/``hi`` (+-inf where not clipped), ``mean``/``std`` and ``baseline``; ``masks``
+    (n_coal, C) bool over the non-empty ``coalitions`` of ``players``.
+    """
+
+    channels: tuple[str, ...]
+    players: tuple[str, ...]
+    coalitions: tuple[frozenset[str], ...]
+    sensors: tuple[str, ...]
+    select: dict[str, np.ndarray]
+    order: np.ndarray
+    nan_fill: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    mean: np.ndarray
+    std: np.ndarray
+    baseline: np.ndarray
+    masks: np.ndarray
+    baseline_kind: str
+
+    @property
+    def n_channels(self) -> int:
+        return len(self.channels)
+
+    @property
+    def n_coalitions(self) -> int:
+        return len(self.coalitions)
+
+    @property
+    def replaces_nan(self) -> np.ndarray:
+        return ~np.isnan(self.nan_fill)
+
+    @property
+    def clips(self) -> bool:
+        return bool(np.isfinite(self.lo).any() or np.isfinite(self.hi).any())
+
+    @property
+    def identity_order(self) -> bool:
+        return bool(np.array_equal(self.order, np.arange(self.n_channels)))
+
+    def empty_mask(self) -> np.ndarray:
+        """The (1, C) all-false mask of the empty coalition."""
+        return np.zeros((1, self.n_channels), dtype=bool)
+
+
+def transform_values(values: np.ndarray, pre: Preamble) -> np.ndarray:
+    """Apply the per-channel transforms to ``values`` broadcast as (..., C), in float32."""
+    x = np.asarray(values, dtype=np.float32)
+    x = np.where(pre.replaces_nan & np.isnan(x), pre.nan_fill, x)
+    x = np.where(x < pre.lo, pre.lo, x)
+    x = np.where(x > pre.hi, pre.hi, x)
+    return ((x - pre.mean) / pre.std).astype(np.float32)
+
+
+def build_preamble(
+    card: ModelCard,
+    store_bands: Mapping[str, Sequence[str]],
+    *,
+    baseline: str = "input-zero",
+    band_means: Mapping[str, float] | None = None,
+    source: str = "store",
+) -> Preamble:
+    """The preamble for ``card`` reading a store whose sensors hold ``store_bands``.
+
+    ``band_means`` (raw per-band means of the evaluated subset) is needed for ``band-mean``.
+    Raises :class:`SarevalError` when a card band is not in the store.
+    """
+    if baseline not in BASELINES:
+        raise SarevalError(f"unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
+    where = {b: (s, i) for s in SENSOR_ORDER for i, b in enumerate(store_bands.get(s, ()))}
+    missing = [b for b in card.channels if b not in where]
+    if missing:
+        have = ", ".join(b for s in SENSOR_ORDER for b in store_bands.get(s, ()))
+        raise SarevalError(
+            f"{source}: the model card's bands {missing} are missing from the store "
+            f"(it has: {have})"
+        )
+    sensors = tuple(s for s in SENSOR_ORDER if any(where[b][0] == s for b in card.channels))
+    select = {
+        s: np.array([where[b][1] for b in card.channels if where[b][0] == s], dtype=np.int64)
+        for s in sensors
+    }
+    concat_bands = [b for s in sensors for b in card.channels if where[b][0] == s]
+    order = np.array([concat_bands.index(b) for b in card.channels], dtype=np.int64)
+
+    c = card.n_channels
+    nan_fill = np.full(c, np.nan, dtype=np.float32)
+    lo = np.full(c, -np.inf, dtype=np.float32)
+    hi = np.full(c, np.inf, dtype=np.float32)
+    mean = np.zeros(c, dtype=np.float32)
+    std = np.ones(c, dtype=np.float32)
+    for i, band in enumerate(card.channels):
+        t = card.transform(band)
+        if t.nan is not None:  # numpy's nan_to_num also maps +-inf to +-float32 max
+            nan_fill[i], lo[i], hi[i] = t.nan, -F32_MAX, F32_MAX
+        if t.clip is not None:
+            lo[i], hi[i] = t.clip
+        mean[i], std[i] = t.mean, t.std
+
+    players = card.modality_names
+    coalitions = tuple(co for co in all_coalitions(players) if co)
+    owner = {b: m.name for m in card.modalities for b in m.bands}
+    masks = np.array(
+        [[owner[b] in co for b in card.channels] for co in coalitions], dtype=bool
+    ).reshape(len(coalitions), c)
+    pre = Preamble(
+        channels=card.channels,
+        players=players,
+        coalitions=coalitions,
+        sensors=sensors,
+        select=select,
+        order=order,
+        nan_fill=nan_fill,
+        lo=lo,
+        hi=hi,
+        mean=mean,
+        std=std,
+        baseline=np.zeros(c, dtype=np.float32),
+        masks=masks,
+        baseline_kind=baseline,
+    )
+    if baseline == "input-zero":
+        return pre
+    if baseline == "raw-zero":
+        raw = np.zeros(c, dtype=np.float32)
+    else:
+        if band_means is None:
+            raise SarevalError("baseline band-mean needs the subset's band means")
+        raw = np.array([band_means[b] for b in card.channels], dtype=np.float32)
+    base = transform_values(raw, pre)
+    return Preamble(**{**pre.__dict__, "baseline": base})
+
+
+# --- numpy reference ---------------------------------------------------------------------------
+def normalise_numpy(pre: Preamble, raw: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Selected, ordered, cleaned and normalised channels (B, C, H, W) float32."""
+    parts = [raw[s][:, pre.select[s]].astype(np.float32) for s in pre.sensors]
+    x = np.concatenate(parts, axis=1)[:, pre.order]
+    shape = (1, pre.n_channels, 1, 1)
+    x = np.where(pre.replaces_nan.reshape(shape) & np.isnan(x), pre.nan_fill.reshape(shape), x)
+    x = np.where(x < pre.lo.reshape(shape), pre.lo.reshape(shape), x)
+    x = np.where(x > pre.hi.reshape(shape), pre.hi.reshape(shape), x)
+    return ((x - pre.mean.reshape(shape)) / pre.std.reshape(shape)).astype(np.float32)
+
+
+def apply_numpy(
+    pre: Preamble, raw: Mapping[str, np.ndarray], masks: np.ndarray | None = None
+) -> np.ndarray:
+    """The coalition batch (n_coal * B, C, H, W) of ``raw`` (reference implementation)."""
+    masks = pre.masks if masks is None else masks
+    x = normalise_numpy(pre, raw)
+    base = pre.baseline.reshape(1, 1, -1, 1, 1)
+    stacked = np.where(masks[:, None, :, None, None], x[None], base)
+    return stacked.reshape(-1, *x.shape[1:]).astype(np.float32)
+
+
+# --- ONNX ---------------------------------------------------------------------------------------
+def onnx_preamble(
+    pre: Preamble,
+    *,
+    input_dtypes: Mapping[str, np.dtype],
+    image_size: tuple[int, int] | None,
+    output_name: str,
+    opset: int,
+    ir_version: int,
+) -> onnx.ModelProto:
+    """The preamble as an ONNX model ``(s1, s2) -> output_name`` (n_coal * B, C, H, W)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    if opset < 9:
+        raise SarevalError(f"ONNX opset {opset} is too old for the coalition preamble (need >= 9)")
+    c = pre.n_channels
+    nodes: list[onnx.NodeProto] = []
+    inits: list[onnx.TensorProto] = []
+
+    def name(s: str) -> str:
+        return PREFIX + s
+
+    def const(n: str, value: np.ndarray) -> str:
+        inits.append(numpy_helper.from_array(np.asarray(value), name(n)))
+        return name(n)
+
+    def node(op: str, inputs: list[str], out: str, **attrs: Any) -> str:
+        nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
+        return out
+
+    def unsqueeze0(x: str, out: str) -> str:
+        if opset >= 13:
+            return node("Unsqueeze", [x, const("axis0", np.array([0], np.int64))], out)
+        return node("Unsqueeze", [x], out, axes=[0])
+
+    h, w = image_size if image_size is not None else ("H", "W")
+    inputs = []
+    parts = []
+    for s in pre.sensors:
+        dtype = np.dtype(input_dtypes[s])
+        inputs.append(
+            helper.make_tensor_value_info(
+                s,
+                helper.np_dtype_to_tensor_dtype(dtype),
+                ["batch", f"{s}_channels", h, w],
+            )
+        )
+        x = node("Gather", [s, const(f"{s}_select", pre.select[s])], name(f"{s}_sel"), axis=1)
+        if dtype != np.float32:
+            x = node("Cast", [x], name(f"{s}_f32"), to=TensorProto.FLOAT)
+        parts.append(x)
+    x = parts[0] if len(parts) == 1 else node("Concat", parts, name("concat"), axis=1)
+    if not pre.identity_order:
+        x = node("Gather", [x, const("order", pre.order)], name("ordered"), axis=1)
+    shape = (1, c, 1, 1)
+    if pre.replaces_nan.any():
+        isnan = node("IsNaN", [x], name("isnan"))
+        if not pre.replaces_nan.all():
+            sel = const("nan_channels", pre.replaces_nan.reshape(shape))
+            isnan = node("And", [isnan, sel], name("isnan_sel"))
+        fill = np.where(pre.replaces_nan, pre.nan_fill, 0).astype(np.float32).reshape(shape)
+        x = node("Where", [isnan, const("nan_fill", fill), x], name("nan_to_num"))
+    if np.isfinite(pre.lo).any():
+        lo = const("lo", pre.lo.reshape(shape))
+        x = node("Where", [node("Less", [x, lo], name("below")), lo, x], name("clip_lo"))
+    if np.isfinite(pre.hi).any():
+        hi = const("hi", pre.hi.reshape(shape))
+        x = node("Where", [node("Greater", [x, hi], name("above")), hi, x], name("clip_hi"))
+    x = node("Sub", [x, const("mean", pre.mean.reshape(shape))], name("centred"))
+    x = node("Div", [x, const("std", pre.std.reshape(shape))], name("normalised"))
+    # coalitions: (n_coal, 1, C, 1, 1) mask -> where(mask, x[None], baseline) -> (n_coal*B, ...)
+    mask5 = node(
+        "Reshape",
+        [MASK_NAME, const("mask_shape", np.array([-1, 1, c, 1, 1], np.int64))],
+        name("mask5"),
+    )
+    base = const("baseline", pre.baseline.reshape(1, 1, c, 1, 1))
+    stacked = node("Where", [mask5, unsqueeze0(x, name("x5")), base], name("stacked"))
+    tail = node("Shape", [x], name("chw"), start=1) if opset >= 15 else None
+    if tail is None:
+        full = node("Shape", [x], name("shape"))
+        tail = node(
+            "Slice",
+            [full, const("one", np.array([1], np.int64)), const("four", np.array([4], np.int64))],
+            name("chw"),
+        )
+    out_shape = node(
+        "Concat", [const("minus1", np.array([-1], np.int64)), tail], name("out_shape"), axis=0
+    )
+    node("Reshape", [stacked, out_shape], output_name)
+    mask_init = numpy_helper.from_array(pre.masks, MASK_NAME)
+    inits.append(mask_init)
+    inputs.append(helper.make_tensor_value_info(MASK_NAME, TensorProto.BOOL, ["n_coal", c]))
+    graph = helper.make_graph(
+        nodes,
+        "sareval_coalition_preamble",
+        inputs,
+        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["rows", c, h, w])],
+        initializer=inits,
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=ir_version
+    )
+    model.producer_name = "sareval"
+    return model
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    """The model's version of the default ONNX domain."""
+    for entry in model.opset_import:
+        if entry.domain in ("", "ai.onnx"):
+            return int(entry.version)
+    raise SarevalError("ONNX model imports no default-domain opset")
+
+
+def compose_onnx(
+    pre: Preamble,
+    model: onnx.ModelProto,
+    *,
+    input_name: str,
+    input_dtypes: Mapping[str, np.dtype],
+    image_size: tuple[int, int] | None,
+    source: str = "model",
+) -> onnx.ModelProto:
+    """One graph ``(s1, s2[, mask]) -> (n_coal * B, K)``: the preamble feeding ``model``."""
+    import onnx
+
+    graph_inputs = [i.name for i in model.graph.input]
+    initializer_names = {t.name for t in model.graph.initializer}
+    real_inputs = [n for n in graph_inputs if n not in initializer_names]
+    if input_name not in real_inputs:
+        raise SarevalError(
+            f"{source}: the model card's input name {input_name!r} is not a model input "
+            f"(inputs: {', '.join(real_inputs)})"
+        )
+    if len(real_inputs) != 1:
+        raise SarevalError(f"{source}: expected one model input, got {', '.join(real_inputs)}")
+    if len(model.graph.output) != 1:
+        outs = ", ".join(o.name for o in model.graph.output)
+        raise SarevalError(f"{source}: expected one model output, got {outs}")
+    dims = model.graph.input[graph_inputs.index(input_name)].type.tensor_type.shape.dim
+    if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0:
+        raise SarevalError(
+            f"{source}: the model input has a fixed batch size {dims[0].dim_value}; "
+            "export it with a dynamic batch axis (sareval export does)"
+        )
+    preamble = onnx_preamble(
+        pre,
+        input_dtypes=input_dtypes,
+        image_size=image_size,
+        output_name=PREFIX + "network_input",
+        opset=default_opset(model),
+        ir_version=model.ir_version,
+    )
+    # the preamble only imports the default domain; give it the model's other imports too
+    for entry in model.opset_import:
+        if entry.domain not in ("", "ai.onnx"):
+            preamble.opset_import.append(entry)
+    merged = onnx.compose.merge_models(
+        preamble,
+        model,
+        io_map=[(PREFIX + "network_input", input_name)],
+        producer_name="sareval",
+        doc_string="sareval coalition preamble + model",
+    )
+    del merged.metadata_props[:]
+    merged.metadata_props.extend(model.metadata_props)
+    return merged
+
+
+# --- torch ------------------------------------------------------------------------------------
+def _torch_module_class() -> type:
+    import torch
+
+    class CoalitionModule(torch.nn.Module):
+        """``forward(s1, s2, mask=None) -> (n_coal * B, K)``: the preamble, then ``model``.
+
+        Inputs are raw store tensors (any dtype; uint16 is cast on the device). ``mask``
+        (n, C) bool overrides the coalitions (an all-false (1, C) mask gives the empty one).
+        """
+
+        def __init__(self, pre: Preamble, model: torch.nn.Module) -> None:
+            super().__init__()
+            self.sensors = pre.sensors
+            self.model = model
+            shape = (1, pre.n_channels, 1, 1)
+
+            def buf(n: str, a: np.ndarray) -> None:
+                self.register_buffer(n, torch.from_numpy(np.ascontiguousarray(a)), False)
+
+            for s in pre.sensors:
+                buf(f"select_{s}", pre.select[s])
+            buf("order", pre.order)
+            self.identity_order = pre.identity_order
+            self.replace_nan = bool(pre.replaces_nan.any())
+            buf("nan_channels", pre.replaces_nan.reshape(shape))
+            buf("nan_fill", np.where(pre.replaces_nan, pre.nan_fill, 0).reshape(shape))
+            buf("lo", pre.lo.reshape(shape))
+            buf("hi", pre.hi.reshape(shape))
+            buf("mean", pre.mean.reshape(shape))
+            buf("std", pre.std.reshape(shape))
+            buf("baseline", pre.baseline.reshape(1, 1, -1, 1, 1))
+            buf("masks", pre.masks)
+
+        def normalise(self, raw: dict[str, torch.Tensor]) -> torch.Tensor:
+            parts = [
+                raw[s].to(torch.float32).index_select(1, getattr(self, f"select_{s}"))
+                for s in self.sensors
+            ]
+            x = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
+            if not self.identity_order:
+                x = x.index_select(1, self.order)
+            if self.replace_nan:
+                x = torch.where(torch.isnan(x) & self.nan_channels, self.nan_fill, x)
+            x = torch.where(x < self.lo, self.lo, x)
+            x = torch.where(x > self.hi, self.hi, x)
+            return (x - self.mean) / self.std
+
+        def forward(
+            self, raw: dict[str, torch.Tensor], mask: torch.Tensor | None = None
+        ) -> torch.Tensor:
+            x = self.normalise(raw)
+            m = self.masks if mask is None else mask
+            stacked = torch.where(m[:, None, :, None, None], x[None], self.baseline)
+            return self.model(stacked.reshape(-1, *x.shape[1:]))
+
+    return CoalitionModule
+
+
+def coalition_module(pre: Preamble, model: torch.nn.Module) -> torch.nn.Module:
+    """The torch preamble wrapped around ``model`` (an nn.Module or a TorchScript module)."""
+    return _torch_module_class()(pre, model)

@@ -1,0 +1,104 @@
+"""``--save-predictions FILE.h5``: per-sample, per-coalition model outputs, written as they come.
+
+Layout (``n`` evaluated samples, ``J`` coalitions in results order, the empty one first)::
+
+    /ids         (n,) utf-8 str       patch ids
+    /rows        (n,) int64           store rows
+    /positions   (n,) int64           positions within the subset
+    /labels      (n,) int64 | (n, K) uint8   true labels in the model's class order
+    /outputs     (J, n, K) float32    model outputs (logits / probabilities as the card says);
+                                      the empty coalition's single output repeated for every
+                                      sample (NaN for the majority-class predictor)
+    /decisions   (J, n) int64 | (J, n, K) uint8   the decisions that were counted
+    attrs: format="sareval-predictions", coalitions (JSON), players, class_names, task,
+           model_sha256, store_content_digest, subset, baseline, empty
+
+Written to a temporary name and renamed when the run completes (nothing on Ctrl-C or error).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from sareval.atomic import check_output
+from sareval.store import STR_DTYPE
+
+
+class PredictionsWriter:
+    """Streams outputs into an HDF5 file (see module docstring); :meth:`finish` renames it."""
+
+    def __init__(
+        self,
+        out: str | Path,
+        *,
+        n: int,
+        first_position: int,
+        coalitions: list[str],
+        n_classes: int,
+        task: str,
+        attrs: dict[str, Any],
+        overwrite: bool = False,
+    ) -> None:
+        self.out = check_output(out, overwrite)
+        self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.out.with_name(f".{self.out.name}.{os.getpid()}.tmp")
+        self.first = first_position
+        j, k = len(coalitions), n_classes
+        f = self.file = h5py.File(self.tmp, "w")
+        f.attrs["format"] = "sareval-predictions"
+        f.attrs["coalitions"] = json.dumps(coalitions)
+        f.attrs["task"] = task
+        for key, value in attrs.items():
+            f.attrs[key] = json.dumps(value) if isinstance(value, (list, dict)) else value
+        chunk = max(1, min(n, 1024))
+        f.create_dataset("ids", shape=(n,), dtype=STR_DTYPE)
+        f.create_dataset("rows", shape=(n,), dtype=np.int64)
+        f.create_dataset("positions", shape=(n,), dtype=np.int64)
+        single = task == "single-label"
+        f.create_dataset(
+            "labels", shape=(n,) if single else (n, k), dtype=np.int64 if single else np.uint8
+        )
+        f.create_dataset("outputs", shape=(j, n, k), dtype=np.float32, chunks=(j, chunk, k))
+        f.create_dataset(
+            "decisions",
+            shape=(j, n) if single else (j, n, k),
+            dtype=np.int64 if single else np.uint8,
+            chunks=(j, chunk) if single else (j, chunk, k),
+        )
+
+    def write(
+        self,
+        positions: slice,
+        rows: np.ndarray,
+        ids: list[str],
+        labels: np.ndarray,
+        outputs: np.ndarray,
+        decisions: np.ndarray,
+    ) -> None:
+        """One batch: ``outputs`` (J, B, K) and ``decisions`` (J, B[, K]) in coalition order."""
+        f = self.file
+        sl = slice(positions.start - self.first, positions.stop - self.first)
+        f["ids"][sl] = np.asarray(ids, dtype=object)
+        f["rows"][sl] = rows
+        f["positions"][sl] = np.arange(positions.start, positions.stop)
+        f["labels"][sl] = labels
+        f["outputs"][:, sl] = outputs
+        f["decisions"][:, sl] = decisions
+
+    def finish(self) -> Path:
+        self.file.close()
+        os.replace(self.tmp, self.out)
+        return self.out
+
+    def abort(self) -> None:
+        with contextlib.suppress(Exception):
+            self.file.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.tmp.unlink()

@@ -1,0 +1,135 @@
+"""A reader thread that streams a subset's batches through a bounded queue.
+
+``BatchReader(store, subset, start, stop, batch_size, ...)`` reads positions ``[start, stop)``
+of the subset in order with :meth:`Store.read_batch` (``s2`` from the subset's optical source)
+into a ring of preallocated buffers and puts them on a ``queue.Queue(maxsize=queue_size)``.
+Memory is ``(queue_size + 3) x batch`` whatever the subset size: at most ``queue_size`` batches
+wait, one is being filled, one is in use by the consumer and one may still be in flight to a
+device (asynchronous copies from pinned buffers; the torch backend waits for the previous copy
+before it starts the next). ``pinned=True`` allocates page-locked buffers (CUDA only).
+
+Iterate over the reader to get ``(batch, extra)``; ``extra`` is what the optional ``prepare``
+callback returned for that batch (run in the reader thread, e.g. reading permutation partners).
+Errors in the reader thread are re-raised in the consumer. :meth:`close` (also on Ctrl-C or any
+error, via the context manager) stops the thread and joins it.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from sareval.store import Batch, Store, Subset
+
+_DONE = object()
+
+
+class _Failure:
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+
+class BatchReader:
+    """Prefetching batch iterator over subset positions (see module docstring)."""
+
+    def __init__(
+        self,
+        store: Store,
+        subset: Subset,
+        start: int,
+        stop: int,
+        batch_size: int,
+        *,
+        sensors: Sequence[str],
+        label_sets: Sequence[str] = (),
+        queue_size: int = 2,
+        pinned: bool = False,
+        prepare: Callable[[Batch], Any] | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.store, self.subset = store, subset
+        self.start, self.stop, self.batch_size = start, stop, batch_size
+        self.sensors, self.label_sets = tuple(sensors), tuple(label_sets)
+        self.prepare = prepare
+        self.queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
+        self.stopping = threading.Event()
+        n_buffers = queue_size + 3
+        rows = min(batch_size, max(stop - start, 1))
+        self.buffers = [self._allocate(rows, pinned) for _ in range(n_buffers)]
+        self.thread = threading.Thread(target=self._read, name="sareval-reader", daemon=True)
+        self.thread.start()
+
+    def _allocate(self, rows: int, pinned: bool) -> dict[str, np.ndarray]:
+        out = {}
+        for sensor in self.sensors:
+            ds = self.store.file[self.subset.optical if sensor == "s2" else sensor]
+            shape = (rows, *ds.shape[1:])
+            if pinned:
+                import torch
+
+                dtype = torch.from_numpy(np.zeros(0, dtype=ds.dtype)).dtype
+                out[sensor] = torch.empty(shape, dtype=dtype, pin_memory=True).numpy()
+            else:
+                out[sensor] = np.empty(shape, dtype=ds.dtype)
+        return out
+
+    def _put(self, item: Any) -> bool:
+        while not self.stopping.is_set():
+            try:
+                self.queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _read(self) -> None:
+        try:
+            for i, a in enumerate(range(self.start, self.stop, self.batch_size)):
+                if self.stopping.is_set():
+                    return
+                b = min(a + self.batch_size, self.stop)
+                batch = self.store.read_batch(
+                    self.subset,
+                    a,
+                    b,
+                    sensors=self.sensors,
+                    label_sets=self.label_sets,
+                    out=self.buffers[i % len(self.buffers)],
+                )
+                extra = self.prepare(batch) if self.prepare is not None else None
+                if not self._put((batch, extra)):
+                    return
+            self._put(_DONE)
+        except BaseException as e:  # handed to the consumer
+            self._put(_Failure(e))
+
+    def __iter__(self) -> Iterator[tuple[Batch, Any]]:
+        while True:
+            item = self.queue.get()
+            if item is _DONE:
+                return
+            if isinstance(item, _Failure):
+                raise item.error
+            yield item
+
+    def close(self) -> None:
+        """Stop the reader thread (it may be blocked on a full queue) and wait for it."""
+        self.stopping.set()
+        while self.thread.is_alive():
+            try:
+                while True:
+                    self.queue.get_nowait()
+            except queue.Empty:
+                pass
+            self.thread.join(timeout=0.1)
+
+    def __enter__(self) -> BatchReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,353 @@
+"""The results document of ``sareval shape`` / ``sareval merge``: JSON, CSV and console table.
+
+Layout (``results.schema.json`` beside this module is the normative JSON Schema)::
+
+    {"format": "sareval-results", "format_version": 1, "method": "shape" | "perceptual",
+     "config": {all options: method, backend, device, providers, batch_size, baseline, empty,
+                z, players, bootstrap, seed, by, cloud_cover_bins, permutations, threshold,
+                output, label_set, pad_to, shard, world_size},
+     "provenance": {"sareval", "python", "platform", "packages": {torch, onnx, onnxruntime,
+                    numpy, h5py}, "model": {"path", "sha256", "card"},
+                    "store": {"path", "content_digest", "dataset", "split"},
+                    "subset": {"name", "optical", "size"}, "shard": null | {"index", "count",
+                    "start", "stop"}, "created"},
+     "task", "class_names", "players", "coalitions": ["none", "sar", "opt", "sar+opt"],
+     "n_samples": N,
+     "metrics": {metric: {"V": {coalition: x}, "relevance": {player: x}, "cooperation": x,
+                          "Z": x, "efficiency_gap": x, ["ci": {"V": {coalition: [lo, hi]},
+                          "relevance": {player: [lo, hi]}, "cooperation": [lo, hi]}]}},
+     "per_class": {coalition: {precision|recall|f1|f2|support: [K values]}},
+     "by": {["class": {class: {"n_samples", "metrics": {recall|precision|f1|f2: entry}}}],
+            ["cloud_cover": [{"label": "[0, 0.1)", "bin": [lo, hi], "n_samples",
+                              "metrics": {...}, "counts": {coalition: state}}]],
+            ["cloud_cover_unknown": {"label": "unknown", "n_samples", "metrics", "counts"}]},
+     "counts": {coalition: {field: nested lists of ints}},
+     "ties": {"tolerance": 1e-5, "counts": {coalition: samples}},
+     "empty": {"kind": "baseline" | "majority" | null, "decision": ..., "output": [...] | null}}
+
+NaN / Inf (e.g. relevance with Z = V(M) = 0) are written as ``null``. For ``method =
+perceptual`` the coalition keys are conditions: the full model (``sar+opt``) and
+``<player>@perm<j>`` (player permuted with permutation j); ``V`` holds the full model and
+``<player>@permuted`` (the mean over permutations), ``relevance`` the perceptual scores,
+``cooperation`` and ``efficiency_gap`` are null. Counts are the sufficient statistics: a
+document can be recomputed from them (``sareval merge`` sums the counts of shards).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sareval.atomic import atomic_output
+from sareval.errors import InputFileError, SarevalError
+from sareval.evaluator.counting import TIE_TOLERANCE
+from sareval.evaluator.metrics import Counts, counts_from_state
+from sareval.evaluator.relevance import relevance_by_class, relevance_from_counts
+
+FORMAT = "sareval-results"
+FORMAT_VERSION = 1
+SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
+
+
+# --- JSON cleaning ------------------------------------------------------------------------------
+def to_json_value(obj: Any) -> Any:
+    """numpy -> Python, non-finite floats -> None, tuples -> lists (recursively)."""
+    if isinstance(obj, Mapping):
+        return {str(k): to_json_value(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_json_value(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_json_value(obj.tolist())
+    if isinstance(obj, (np.bool_, bool)):
+        return bool(obj)
+    if isinstance(obj, (np.integer, int)):
+        return int(obj)
+    if isinstance(obj, (np.floating, float)):
+        value = float(obj)
+        return value if math.isfinite(value) else None
+    return obj
+
+
+def counts_to_json(counts: Sequence[Counts], names: Sequence[str]) -> dict[str, dict]:
+    return {n: to_json_value(c.to_state()) for n, c in zip(names, counts, strict=True)}
+
+
+def counts_from_json(
+    task: str, data: Mapping[str, Mapping[str, Any]], names: Sequence[str]
+) -> list[Counts]:
+    missing = [n for n in names if n not in data]
+    if missing:
+        raise SarevalError(f"results counts lack coalitions {missing}")
+    return [
+        counts_from_state(task, {k: np.asarray(v, dtype=np.int64) for k, v in data[n].items()})
+        for n in names
+    ]
+
+
+# --- building ---------------------------------------------------------------------------------
+def shape_sections(
+    *,
+    task: str,
+    players: Sequence[str],
+    coalitions: Sequence[frozenset[str]],
+    names: Sequence[str],
+    class_names: Sequence[str],
+    counts: Sequence[Counts],
+    z: str,
+    by_class: bool,
+    cloud_bins: Sequence[tuple[str, list[float] | None, Sequence[Counts]]] | None,
+    ties: Sequence[int],
+    ci: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The computed sections (``n_samples`` .. ``ties``) of a SHAPE document from counts.
+
+    ``cloud_bins``: (label, [lo, hi] or None, counts per coalition) per bin.
+    """
+    by_coalition = dict(zip(coalitions, counts, strict=True))
+    metrics = relevance_from_counts(by_coalition, players, z)  # type: ignore[arg-type]
+    if ci:
+        for metric, entry in metrics.items():
+            entry["ci"] = ci[metric]
+    by: dict[str, Any] = {}
+    if by_class:
+        by["class"] = relevance_by_class(by_coalition, players, class_names, z)  # type: ignore[arg-type]
+    if cloud_bins is not None:
+        entries = [
+            {
+                "label": label,
+                "bin": edges,
+                "n_samples": bin_counts[-1].n,
+                "metrics": (
+                    relevance_from_counts(
+                        dict(zip(coalitions, bin_counts, strict=True)), players, z
+                    )  # type: ignore[arg-type]
+                    if bin_counts[-1].n
+                    else {}
+                ),
+                "counts": counts_to_json(bin_counts, names),
+            }
+            for label, edges, bin_counts in cloud_bins
+        ]
+        by["cloud_cover"] = [e for e in entries if e["bin"] is not None]
+        unknown = [e for e in entries if e["bin"] is None and e["n_samples"]]
+        if unknown:
+            by["cloud_cover_unknown"] = {k: v for k, v in unknown[0].items() if k != "bin"}
+    return {
+        "n_samples": counts[-1].n,
+        "metrics": metrics,
+        "per_class": {n: c.per_class() for n, c in zip(names, counts, strict=True)},
+        "by": by,
+        "counts": counts_to_json(counts, names),
+        "ties": {
+            "tolerance": TIE_TOLERANCE,
+            "counts": dict(zip(names, (int(t) for t in ties), strict=True)),
+        },
+    }
+
+
+def perceptual_sections(
+    *,
+    players: Sequence[str],
+    names: Sequence[str],
+    permutations: int,
+    counts: Sequence[Counts],
+    ties: Sequence[int],
+) -> dict[str, Any]:
+    """Sections of a perceptual-score document; ``counts[0]`` is the full model, then
+    ``<player>@perm<j>`` for each player and permutation (player-major)."""
+    full = counts[0].metrics()
+    per = [c.metrics() for c in counts[1:]]
+    metrics = {}
+    full_name = names[0]
+    for metric, v_full in full.items():
+        V = {full_name: v_full}
+        relevance = {}
+        for i, player in enumerate(players):
+            values = [per[i * permutations + j][metric] for j in range(permutations)]
+            mean = float(np.mean(values))
+            V[f"{player}@permuted"] = mean
+            relevance[player] = (v_full - mean) / v_full if v_full != 0 else math.nan
+        metrics[metric] = {
+            "V": V,
+            "relevance": relevance,
+            "cooperation": None,
+            "Z": v_full,
+            "efficiency_gap": None,
+        }
+    return {
+        "n_samples": counts[0].n,
+        "metrics": metrics,
+        "per_class": {n: c.per_class() for n, c in zip(names, counts, strict=True)},
+        "by": {},
+        "counts": counts_to_json(counts, names),
+        "ties": {
+            "tolerance": TIE_TOLERANCE,
+            "counts": dict(zip(names, (int(t) for t in ties), strict=True)),
+        },
+    }
+
+
+# --- schema, reading, writing -------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def schema() -> dict[str, Any]:
+    return json.loads(SCHEMA_PATH.read_text())
+
+
+def validate(doc: Mapping[str, Any], source: str | Path = "results") -> None:
+    """Raise :class:`InputFileError` when ``doc`` does not follow the results schema."""
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema())
+    errors = sorted(validator.iter_errors(doc), key=lambda e: list(e.absolute_path))
+    if errors:
+        e = errors[0]
+        where = "/".join(str(p) for p in e.absolute_path) or "(top level)"
+        message = e.message if len(e.message) <= 160 else e.message[:160] + "..."
+        raise InputFileError(source, f"not a valid sareval results file: {where}: {message}")
+
+
+def read_results(path: str | Path) -> dict[str, Any]:
+    """Load and validate a results JSON."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "results file not found")
+    try:
+        doc = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise InputFileError(path, f"not JSON ({e})") from None
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise InputFileError(path, f"not a sareval results file (no format={FORMAT!r})")
+    if doc.get("format_version") != FORMAT_VERSION:
+        raise InputFileError(
+            path, f"results format version {doc.get('format_version')} is not {FORMAT_VERSION}"
+        )
+    validate(doc, path)
+    return doc
+
+
+def dumps(doc: Mapping[str, Any]) -> str:
+    return json.dumps(to_json_value(doc), indent=1, allow_nan=False) + "\n"
+
+
+def write_results(doc: Mapping[str, Any], out: str | Path, overwrite: bool = False) -> Path:
+    """Validate and write ``doc`` atomically; refuse an existing file without ``overwrite``."""
+    clean = to_json_value(doc)
+    validate(clean)
+    with atomic_output(out, overwrite) as tmp:
+        tmp.write_text(dumps(clean))
+    return Path(out)
+
+
+def csv_rows(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """One row per number: group, metric, quantity (V | relevance | cooperation | Z |
+    efficiency_gap), key (coalition or player), value, ci_low, ci_high."""
+    rows: list[dict[str, Any]] = []
+
+    def add_entries(group: str, metrics: Mapping[str, Any]) -> None:
+        for metric, entry in metrics.items():
+            ci = entry.get("ci") or {}
+            for quantity in ("V", "relevance"):
+                for key, value in entry[quantity].items():
+                    lo_hi = (ci.get(quantity) or {}).get(key) or [None, None]
+                    rows.append(_row(group, metric, quantity, key, value, lo_hi))
+            for quantity in ("cooperation", "Z", "efficiency_gap"):
+                lo_hi = ci.get(quantity) or [None, None]
+                rows.append(_row(group, metric, quantity, "", entry.get(quantity), lo_hi))
+
+    add_entries("all", doc["metrics"])
+    for name, group in doc.get("by", {}).get("class", {}).items():
+        add_entries(f"class:{name}", group["metrics"])
+    for group in doc.get("by", {}).get("cloud_cover", []):
+        add_entries(f"cloud_cover:{group['label']}", group["metrics"])
+    unknown = doc.get("by", {}).get("cloud_cover_unknown")
+    if unknown:
+        add_entries("cloud_cover:unknown", unknown["metrics"])
+    return rows
+
+
+def _row(group: str, metric: str, quantity: str, key: str, value: Any, ci: Sequence[Any]) -> dict:
+    return {
+        "group": group,
+        "metric": metric,
+        "quantity": quantity,
+        "key": key,
+        "value": value,
+        "ci_low": ci[0],
+        "ci_high": ci[1],
+    }
+
+
+def write_csv(doc: Mapping[str, Any], out: str | Path, overwrite: bool = False) -> Path:
+    """The CSV table of :func:`csv_rows`, written atomically."""
+    buf = io.StringIO()
+    fields = ["group", "metric", "quantity", "key", "value", "ci_low", "ci_high"]
+    writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    writer.writeheader()
+    for row in csv_rows(doc):
+        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+    with atomic_output(out, overwrite) as tmp:
+        tmp.write_text(buf.getvalue())
+    return Path(out)
+
+
+def _fmt(x: Any) -> str:
+    return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.4f}"
+
+
+def console_table(doc: Mapping[str, Any], max_coalitions: int = 8) -> str:
+    """A readable summary: one line per metric with V, relevance and cooperation."""
+    cfg, prov = doc["config"], doc["provenance"]
+    players = doc["players"]
+    first = next(iter(doc["metrics"].values()))
+    v_keys = list(first["V"])
+    if len(v_keys) > max_coalitions:
+        v_keys = [v_keys[0], v_keys[-1]] if cfg["method"] == "shape" else v_keys[:1]
+    header = (
+        f"{cfg['method']}: {Path(prov['model']['path'] or 'model').name} on "
+        f"{Path(prov['store']['path']).name} / {prov['subset']['name']} "
+        f"({doc['n_samples']} samples)"
+    )
+    if cfg["method"] == "shape":
+        z = "1" if cfg["z"] == "one" else "V(all)"
+        header += f", baseline {cfg['baseline']}, empty {cfg['empty']}, Z = {z}"
+    else:
+        header += f", {cfg['permutations']} permutations, scores relative to V(all)"
+    shard = prov.get("shard") or {}
+    if "index" in shard:
+        header += f", shard {shard['index']}/{shard['count']}"
+    elif "merged" in shard:
+        header += f", merged from {len(shard['merged'])} shards"
+    cols = ["metric", *[f"V({k})" for k in v_keys], *[f"R({p})" for p in players]]
+    if cfg["method"] == "shape":
+        cols.append("coop")
+    lines = []
+    for metric, entry in doc["metrics"].items():
+        row = [metric, *(_fmt(entry["V"][k]) for k in v_keys)]
+        row += [_fmt(entry["relevance"][p]) for p in players]
+        if cfg["method"] == "shape":
+            row.append(_fmt(entry["cooperation"]))
+        lines.append(row)
+    widths = [max(len(str(r[i])) for r in [cols, *lines]) for i in range(len(cols))]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            c.rjust(w) if i else c.ljust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    out = [header, line(cols), *(line(row) for row in lines)]
+    ties = doc["ties"]["counts"]
+    if any(ties.values()):
+        out.append(
+            f"near-ties (|difference| <= {doc['ties']['tolerance']:g}): "
+            + ", ".join(f"{k} {v}" for k, v in ties.items() if v)
+        )
+    return "\n".join(out)

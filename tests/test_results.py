@@ -1,0 +1,143 @@
+"""The results document: JSON Schema, atomic writing, reading, CSV and console table."""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+from shape_testing import get_assets
+
+from sareval.errors import InputFileError, OutputExistsError
+from sareval.evaluator import evaluate_shape
+from sareval.evaluator.coalitions import parse_coalition_name
+from sareval.evaluator.metrics import counts_from_state
+from sareval.evaluator.relevance import relevance_from_counts
+from sareval.evaluator.results import (
+    console_table,
+    csv_rows,
+    read_results,
+    schema,
+    to_json_value,
+    validate,
+    write_csv,
+    write_results,
+)
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory: pytest.TempPathFactory):
+    return get_assets(tmp_path_factory)
+
+
+@pytest.fixture(scope="module")
+def doc(assets) -> dict:
+    return evaluate_shape(
+        assets.onnx["single-label"], assets.store, "clear", z="full", bootstrap=10,
+        by=["class", "cloud-cover=0,0.5,1"], progress=False,
+    )  # fmt: skip
+
+
+def test_schema_is_valid_draft_2020_12_and_accepts_documents(assets, doc: dict) -> None:
+    jsonschema.Draft202012Validator.check_schema(schema())
+    validate(to_json_value(doc))
+    perceptual = evaluate_shape(
+        assets.onnx["multi-label"], assets.store, "tail", method="perceptual", permutations=2,
+        progress=False,
+    )  # fmt: skip
+    validate(to_json_value(perceptual))
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (("format_version",), 2, "format_version"),
+        (("config", "baseline"), "mean", "config/baseline"),
+        (("metrics", "oa", "V", "sar"), "high", "metrics/oa/V/sar"),
+        (("counts", "sar", "confusion", 0, 0), -1, "counts/sar/confusion: "),
+        (("provenance", "store"), {"path": "x"}, "provenance/store"),
+    ],
+)
+def test_schema_rejects_broken_documents(
+    doc: dict, path: tuple, value: object, message: str
+) -> None:
+    broken = copy.deepcopy(to_json_value(doc))
+    target = broken
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    with pytest.raises(InputFileError, match=f"not a valid sareval results file: {message}"):
+        validate(broken)
+
+
+def test_nan_is_written_as_null_and_read_back(doc: dict, tmp_path: Path) -> None:
+    doc = copy.deepcopy(doc)  # z=full: a metric with V(all) = 0 has NaN relevance
+    doc["metrics"]["kappa"]["relevance"]["sar"] = float("nan")
+    doc["metrics"]["kappa"]["cooperation"] = np.float64("inf")
+    out = write_results(doc, tmp_path / "r.json")
+    text = out.read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    back = read_results(out)
+    assert back["metrics"]["kappa"]["relevance"]["sar"] is None
+    assert back["metrics"]["kappa"]["cooperation"] is None
+    assert back["metrics"]["oa"]["Z"] == doc["metrics"]["oa"]["V"]["sar+opt"]
+    assert back["counts"] == to_json_value(doc["counts"])
+    with pytest.raises(OutputExistsError):
+        write_results(doc, out)
+    write_results(doc, out, overwrite=True)
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_metrics_recompute_from_the_stored_counts(doc: dict) -> None:
+    players = doc["players"]
+    counts = {
+        parse_coalition_name(name, players): counts_from_state(doc["task"], state)
+        for name, state in doc["counts"].items()
+    }
+    recomputed = to_json_value(relevance_from_counts(counts, players, z="full"))
+    for metric, entry in to_json_value(doc["metrics"]).items():
+        entry = {k: v for k, v in entry.items() if k != "ci"}
+        assert entry == recomputed[metric]
+
+
+def test_read_results_rejects_other_files(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(InputFileError, match="not JSON"):
+        read_results(bad)
+    bad.write_text(json.dumps({"format": "something-else"}))
+    with pytest.raises(InputFileError, match="not a sareval results file"):
+        read_results(bad)
+    bad.write_text(json.dumps({"format": "sareval-results", "format_version": 1}))
+    with pytest.raises(InputFileError, match="required property"):
+        read_results(bad)
+    with pytest.raises(InputFileError, match="results file not found"):
+        read_results(tmp_path / "missing.json")
+
+
+def test_csv_and_console_table(doc: dict, tmp_path: Path) -> None:
+    out = write_csv(doc, tmp_path / "t.csv")
+    with open(out, newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(csv_rows(doc))
+    oa = doc["metrics"]["oa"]
+    row = next(r for r in rows if r["group"] == "all" and r["metric"] == "oa" and r["key"] == "opt"
+               and r["quantity"] == "relevance")  # fmt: skip
+    assert float(row["value"]) == oa["relevance"]["opt"]
+    assert [float(row["ci_low"]), float(row["ci_high"])] == oa["ci"]["relevance"]["opt"]
+    groups = {r["group"] for r in rows}
+    assert {"all", "class:class0", "cloud_cover:[0, 0.5)", "cloud_cover:unknown"} <= groups
+    table = console_table(doc).splitlines()
+    assert "baseline input-zero, empty baseline, Z = V(all)" in table[0]
+    header = table[1].split()
+    line = next(t for t in table if t.startswith("oa ")).split()
+    values = dict(zip(header[1:], line[1:], strict=True))
+    assert values["V(opt)"] == f"{oa['V']['opt']:.4f}"
+    assert values["R(sar)"] == f"{oa['relevance']['sar']:.4f}"
+    assert values["coop"] == f"{oa['cooperation']:.4f}"
+    assert np.isclose(float(values["R(sar)"]) + float(values["R(opt)"]),
+                      (oa["V"]["sar+opt"] - oa["V"]["none"]) / oa["Z"], atol=2e-4)  # fmt: skip
