@@ -1,0 +1,97 @@
+"""``sareval synth``: generate a small seeded dataset tree in a real on-disk layout."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from sareval.commands.options import overwrite_option, progress_enabled
+
+out_dir_argument = click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
+seed_option = click.option("--seed", default=0, show_default=True, help="Random seed.")
+
+
+@click.group(name="synth")
+def command() -> None:
+    """Generate a small SEN12MS(-CR) or BigEarthNet tree in the real layout.
+
+    \b
+    Examples:
+      sareval synth sen12ms data/synth --patches 200 --size 256 --seed 0
+      sareval synth bigearthnet data/synth-ben --patches 200 --size 120
+
+    OUT_DIR must not exist or be empty (or pass --overwrite); it is written to a temporary
+    sibling directory and renamed when complete.
+    """
+
+
+@command.command(name="sen12ms")
+@out_dir_argument
+@click.option("--patches", default=200, show_default=True, help="Number of patches.")
+@click.option("--size", default=256, show_default=True, help="Patch size in pixels (10 m).")
+@seed_option
+@click.option(
+    "--cr-fraction",
+    default=0.7,
+    show_default=True,
+    help="Fraction of patches (whole scenes) that also get a SEN12MS-CR cloudy version.",
+)
+@click.option("--compress", type=click.Choice(["none", "deflate", "lzw"]), default="none",
+              show_default=True, help="GeoTIFF compression.")  # fmt: skip
+@overwrite_option
+def sen12ms(
+    out_dir: Path, patches: int, size: int, seed: int, cr_fraction: float, compress: str,
+    overwrite: bool,
+) -> None:  # fmt: skip
+    """Write OUT_DIR/sen12ms/ (s1, s2, lc, label and split pickles) and OUT_DIR/sen12mscr/.
+
+    \b
+    Example:
+      sareval synth sen12ms data/synth --patches 2000 --size 256 --seed 1
+    """
+    from sareval.preprocess.synth_sen12ms import generate_sen12ms
+
+    summary = generate_sen12ms(
+        out_dir, n_patches=patches, size=size, seed=seed, cr_fraction=cr_fraction,
+        overwrite=overwrite, compress=None if compress == "none" else compress,
+        progress=progress_enabled() and sys.stderr.isatty(),
+    )  # fmt: skip
+    click.echo(
+        f"{out_dir}: {summary['n_patches']} SEN12MS patches ({summary['n_train']} train, "
+        f"{summary['n_test']} test), {summary['n_cloudy']} with a SEN12MS-CR cloudy version"
+    )
+
+
+@command.command(name="bigearthnet")
+@out_dir_argument
+@click.option("--patches", default=200, show_default=True, help="Number of patch pairs.")
+@click.option(
+    "--size", default=120, show_default=True, help="10 m patch size in pixels (divisible by 6)."
+)
+@seed_option
+@click.option("--compress", type=click.Choice(["none", "deflate", "lzw"]), default="none",
+              show_default=True, help="GeoTIFF compression.")  # fmt: skip
+@overwrite_option
+def bigearthnet(
+    out_dir: Path, patches: int, size: int, seed: int, compress: str, overwrite: bool
+) -> None:
+    """Write OUT_DIR/BigEarthNet-v1.0/, OUT_DIR/BigEarthNet-S1-v1.0/, split and list CSVs.
+
+    \b
+    Example:
+      sareval synth bigearthnet data/synth-ben --patches 500 --seed 1
+    """
+    from sareval.preprocess.synth_bigearthnet import generate_bigearthnet
+
+    summary = generate_bigearthnet(
+        out_dir, n_patches=patches, size=size, seed=seed, overwrite=overwrite,
+        compress=None if compress == "none" else compress,
+        progress=progress_enabled() and sys.stderr.isatty(),
+    )  # fmt: skip
+    click.echo(
+        f"{out_dir}: {summary['n_patches']} BigEarthNet pairs ({summary['n_train']} train, "
+        f"{summary['n_val']} val, {summary['n_test']} test, {summary['n_cloudy']} cloudy, "
+        f"{summary['n_snow']} snow)"
+    )
