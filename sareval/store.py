@@ -22,10 +22,12 @@ Layout (``N`` samples, ``H x W`` pixels on the 10 m grid)::
     /row_sha256            (N, 32) uint8 digest of each row (id, sensor arrays, cloud cover)
     /geo/transform, /geo/crs   optional (N, 6) float64 affine and (N,) str CRS
 
-Image datasets are chunked along N (``chunk_rows`` rows a chunk) and compressed (default lzf,
-which every h5py build reads). A store is written to ``<out>.partial`` and renamed to ``<out>``
-only when complete, so a file at the output path is always complete; an interrupted job resumes
-from ``<out>.partial`` when its configuration digest matches, else rebuilds it.
+Image datasets are chunked along N (``chunk_rows`` rows a chunk); compression is the writer's
+``compression`` argument (``sareval preprocess`` defaults to none, the fastest to read and write
+in ``benchmarks/RESULTS.md``; lzf/gzip, which every h5py build reads, halve the size).
+A store is written to ``<out>.partial`` and renamed to ``<out>`` only when complete, so a file at
+the output path is always complete; an interrupted job resumes from ``<out>.partial`` when its
+configuration digest matches, else rebuilds it.
 """
 
 from __future__ import annotations
@@ -388,6 +390,25 @@ class StoreDataset:
 
 
 # --- writing -----------------------------------------------------------------------------------
+def row_stats(a: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-row band sums, sums of squares (float64) and finite-pixel counts (int64) of a
+    (k, C, H, W) array, as stored under ``/stats``. Small unsigned integer images use exact
+    integer sums (equal to the float64 sums, which are exact for them too, but faster)."""
+    hw = a.shape[2] * a.shape[3]
+    if a.dtype.kind == "u" and a.dtype.itemsize <= 2 and hw <= 1 << 21:
+        total = a.sum(axis=(2, 3), dtype=np.uint64).astype(np.float64)
+        sq = np.square(a, dtype=np.uint32)
+        total_sq = sq.sum(axis=(2, 3), dtype=np.uint64).astype(np.float64)
+        return total, total_sq, np.full(a.shape[:2], hw, dtype=np.int64)
+    finite = np.isfinite(a) if a.dtype.kind == "f" else np.ones(a.shape, bool)
+    clean = np.where(finite, a, 0).astype(np.float64)
+    return (
+        clean.sum(axis=(2, 3)),
+        np.square(clean).sum(axis=(2, 3)),
+        finite.sum(axis=(2, 3)).astype(np.int64),
+    )
+
+
 @dataclass(frozen=True)
 class SensorSpec:
     """An image dataset to write: band names and dtype."""
@@ -510,10 +531,13 @@ class StoreWriter:
         cloudy_available: np.ndarray | None = None,
         geo_transform: np.ndarray | None = None,
         geo_crs: Sequence[str] | None = None,
+        stats: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
     ) -> None:
         """Write rows ``[start, start + k)``; must continue exactly at :attr:`rows_written`.
 
         ``arrays`` maps each sensor (and ``s2_cloudy`` if the store has it) to (k, C, H, W).
+        ``stats`` optionally gives :func:`row_stats` of some arrays, computed elsewhere (e.g. in
+        reader processes); the others are computed here.
         """
         if start != self.rows_written:
             raise ValueError(
@@ -529,11 +553,12 @@ class StoreWriter:
             if a.shape[1:] != f[name].shape[1:] or len(a) != k:
                 raise ValueError(f"{name}: shape {a.shape} does not fit {f[name].shape}")
             f[name][sl] = a
-            finite = np.isfinite(a) if a.dtype.kind == "f" else np.ones(a.shape, bool)
-            clean = np.where(finite, a, 0).astype(np.float64)
-            f[f"stats/{name}_sum"][sl] = clean.sum(axis=(2, 3))
-            f[f"stats/{name}_sumsq"][sl] = np.square(clean).sum(axis=(2, 3))
-            f[f"stats/{name}_count"][sl] = finite.sum(axis=(2, 3))
+            total, total_sq, count = (
+                stats[name] if stats is not None and name in stats else row_stats(a)
+            )
+            f[f"stats/{name}_sum"][sl] = total
+            f[f"stats/{name}_sumsq"][sl] = total_sq
+            f[f"stats/{name}_count"][sl] = count
             for j in range(k):
                 digests[j].update(a[j].tobytes())
         for name, value in labels.items():
@@ -591,35 +616,45 @@ class StoreWriter:
         os.replace(self.partial, self.out)
         return self.out
 
-    def verify_written(self, block_rows: int = 16) -> int:
-        """Re-hash rows ``[0, rows_written)`` of a resumed ``.partial`` and rewind
-        :attr:`rows_written` to the first row whose data no longer matches its ``row_sha256``
-        (e.g. a chunk lost when the writer was killed). Returns the rows kept.
+    def verify_written(self, tail_rows: int | None = 256, sample_rows: int = 256) -> int:
+        """Re-hash rows of a resumed ``.partial`` against their ``row_sha256`` and rewind
+        :attr:`rows_written` to the first row that no longer matches (e.g. a chunk lost when
+        the writer was killed). Checked: the last ``tail_rows`` rows (written last, so the ones
+        a kill can damage) and ``sample_rows`` rows drawn evenly from the rest (a torn index
+        node would hit many rows); ``tail_rows=None`` checks every row. Returns the rows kept.
 
         Valid for writers that pass every image dataset and ``cloud_cover`` to each
         :meth:`write_rows` call (as ``sareval preprocess`` does)."""
         f = self.file
+        n = self.rows_written
         names = sorted(
             k for k, v in f.items() if isinstance(v, h5py.Dataset) and "bands" in v.attrs
         )
-        good = 0
+        if tail_rows is None or n <= tail_rows + sample_rows:
+            check = np.arange(n)
+        else:
+            head = np.unique(np.linspace(0, n - tail_rows - 1, sample_rows).astype(np.int64))
+            check = np.concatenate([head, np.arange(n - tail_rows, n)])
+        good = n
         try:
-            for a in range(0, self.rows_written, block_rows):
-                sl = np.s_[a : min(a + block_rows, self.rows_written)]
-                ids = f["ids"][sl]
-                data = {name: f[name][sl] for name in names}
-                cover = f["cloud_cover"][sl]
-                stored = f["row_sha256"][sl]
+            for k in range(0, len(check), 16):
+                rows = check[k : k + 16]
+                ids = read_rows(f["ids"], rows)
+                data = {name: read_rows(f[name], rows) for name in names}
+                cover = read_rows(f["cloud_cover"], rows)
+                stored = read_rows(f["row_sha256"], rows)
                 for j, i in enumerate(ids):
                     h = hashlib.sha256(i if isinstance(i, bytes) else str(i).encode())
                     for name in names:
                         h.update(data[name][j].tobytes())
                     h.update(np.float32(cover[j]).tobytes())
                     if h.digest() != stored[j].tobytes():
+                        good = int(rows[j])
                         raise StopIteration
-                    good += 1
-        except (StopIteration, OSError, KeyError):
+        except StopIteration:
             pass
+        except (OSError, KeyError):  # unreadable: rebuild from the start
+            good = 0
         if good != self.rows_written:
             self.rows_written = good
             f.attrs["rows_written"] = good

@@ -1,0 +1,51 @@
+"""``sareval info FILE``: what a store (.h5) or a model file (.onnx, .pt, card .json) holds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from sareval.errors import InputFileError, SarevalError
+
+MODEL_SUFFIXES = (".onnx", ".pt", ".pth", ".pt2", ".json")
+STORE_SUFFIXES = (".h5", ".hdf5", ".hdf")
+
+
+@click.command("info")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def command(file: Path) -> None:
+    """Summarise a store or a model file.
+
+    \b
+    sareval info test.h5        dataset, task, bands, labels, subsets and sizes, NaN counts,
+                                cloud-cover histogram
+    sareval info resnet50.onnx  the model card: modalities, bands, normalisation, classes
+    """
+    click.echo(describe(file))
+
+
+def describe(file: Path) -> str:
+    """The text ``sareval info`` prints for ``file``."""
+    if not file.exists():
+        raise InputFileError(file, "file not found")
+    if file.suffix.lower() in MODEL_SUFFIXES:
+        try:
+            from sareval.export.describe import describe_model
+        except ModuleNotFoundError as e:
+            if e.name and e.name.startswith("sareval"):
+                raise SarevalError(
+                    f"{file}: describing model files needs sareval.export.describe, "
+                    "which this installation lacks"
+                ) from None
+            raise
+        return describe_model(file)
+    import h5py
+
+    if file.suffix.lower() in STORE_SUFFIXES or h5py.is_hdf5(file):
+        from sareval.store import Store
+        from sareval.store_summary import store_summary
+
+        with Store(file) as store:
+            return store_summary(store)
+    raise InputFileError(file, "not a store (.h5) or a model file (.onnx, .pt, model card .json)")

@@ -1,0 +1,209 @@
+"""``sareval preprocess``: a dataset's GeoTIFF tree -> one HDF5 store per split."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from sareval.commands.options import overwrite_option, progress_enabled
+from sareval.preprocess.pipeline import COMPRESSIONS, DEFAULT_COMPRESSION
+
+EXISTING_FILE = click.Path(dir_okay=False, path_type=Path)
+DIRECTORY = click.Path(file_okay=False, path_type=Path)
+
+
+def common_options(f: click.decorators.FC) -> click.decorators.FC:
+    """Options shared by every dataset: very-cloudy subset, workers, compression, output."""
+    decorators = [
+        click.option(
+            "--very-cloudy-threshold",
+            type=click.FloatRange(0, 1),
+            default=None,
+            help="very_cloudy = cloudy patches with cloud cover >= this fraction [default: 0.9].",
+        ),
+        click.option(
+            "--very-cloudy-list",
+            type=EXISTING_FILE,
+            help="very_cloudy = the cloudy patches named in this file (one a line) instead.",
+        ),
+        click.option(
+            "--workers",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Reader processes [default: the CPU cores].",
+        ),
+        click.option(
+            "--compression",
+            type=click.Choice(COMPRESSIONS),
+            default=DEFAULT_COMPRESSION,
+            show_default=True,
+            help="HDF5 compression: none is the fastest to write and read (see "
+            "benchmarks/RESULTS.md); lzf halves the size; lz4/zstd need hdf5plugin wherever "
+            "the store is read.",
+        ),
+        click.option(
+            "--chunk-rows",
+            type=click.IntRange(min=1),
+            default=None,
+            help="Samples per HDF5 chunk [default: about 4 MB of S2 a chunk].",
+        ),
+        click.option("--out", "-o", type=EXISTING_FILE, required=True, help="The store (.h5)."),
+        overwrite_option,
+    ]
+    for d in reversed(decorators):
+        f = d(f)
+    return f
+
+
+def _resolve(threshold: float | None, listed: Path | None) -> float:
+    """The very-cloudy threshold; the two ways of defining the subset exclude each other."""
+    if threshold is not None and listed is not None:
+        raise click.UsageError("give --very-cloudy-threshold or --very-cloudy-list, not both")
+    return 0.9 if threshold is None else threshold
+
+
+@click.group("preprocess")
+def command() -> None:
+    """Convert a dataset's GeoTIFF tree into an HDF5 store (one file per split).
+
+    \b
+    sareval preprocess sen12ms SEN12MS/ --split-list SEN12MS/test_list.pkl \\
+        --labels SEN12MS/IGBP_probability_labels.pkl --cr-root SEN12MS-CR/ --out test.h5
+    sareval preprocess bigearthnet --s2-root BigEarthNet-v1.0 --s1-root BigEarthNet-S1-v1.0 \\
+        --split-csv test.csv --cloudy-list patches_with_cloud_and_shadow.csv --out test.h5
+
+    Writes <out>.partial and renames it when complete; re-running an interrupted job resumes.
+    """
+
+
+@command.command("sen12ms")
+@click.argument("root", type=DIRECTORY)
+@click.option(
+    "--split-list",
+    type=EXISTING_FILE,
+    help="train_list/test_list (.pkl or .txt) of s2 file names [default: every patch in ROOT].",
+)
+@click.option(
+    "--labels",
+    type=EXISTING_FILE,
+    help="IGBP_probability_labels.pkl [default: computed from the lc files' IGBP layer].",
+)
+@click.option("--cr-root", type=DIRECTORY, help="SEN12MS-CR tree: adds the cloudy optical version.")
+@click.option(
+    "--multi-label-threshold",
+    type=click.FloatRange(0, 1),
+    default=0.1,
+    show_default=True,
+    help="A simplified IGBP class is present when its fraction is >= this.",
+)
+@common_options
+def sen12ms(
+    root: Path,
+    split_list: Path | None,
+    labels: Path | None,
+    cr_root: Path | None,
+    multi_label_threshold: float,
+    very_cloudy_threshold: float | None,
+    very_cloudy_list: Path | None,
+    workers: int | None,
+    compression: str,
+    chunk_rows: int | None,
+    out: Path,
+    overwrite: bool,
+) -> None:
+    """SEN12MS (+ SEN12MS-CR) ROOT -> store.
+
+    \b
+    sareval preprocess sen12ms SEN12MS/ --split-list SEN12MS/test_list.pkl \\
+        --labels SEN12MS/IGBP_probability_labels.pkl --cr-root SEN12MS-CR/ --out test.h5
+    """
+    from sareval.preprocess.sen12ms import preprocess_sen12ms
+
+    path = preprocess_sen12ms(
+        root,
+        out,
+        split_list=split_list,
+        labels=labels,
+        cr_root=cr_root,
+        very_cloudy_threshold=_resolve(very_cloudy_threshold, very_cloudy_list),
+        very_cloudy_list=very_cloudy_list,
+        multi_label_threshold=multi_label_threshold,
+        workers=workers,
+        compression=compression,
+        chunk_rows=chunk_rows,
+        overwrite=overwrite,
+        progress=progress_enabled(),
+    )
+    _report(path)
+
+
+@command.command("bigearthnet")
+@click.option("--s2-root", type=DIRECTORY, required=True, help="The BigEarthNet-v1.0 tree.")
+@click.option("--s1-root", type=DIRECTORY, required=True, help="The BigEarthNet-S1-v1.0 tree.")
+@click.option("--split-csv", type=EXISTING_FILE, required=True, help="train/val/test.csv.")
+@click.option(
+    "--cloudy-list",
+    type=EXISTING_FILE,
+    help="patches_with_cloud_and_shadow.csv: adds the cloudy and very_cloudy subsets.",
+)
+@click.option(
+    "--snow-list", type=EXISTING_FILE, help="patches_with_seasonal_snow.csv: adds the snow subset."
+)
+@click.option(
+    "--resampling",
+    type=click.Choice(["cubic-tf1", "nearest"]),
+    default="cubic-tf1",
+    show_default=True,
+    help="20/60 m bands to the 10 m grid; cubic-tf1 is what the BigEarthNet-MM models used.",
+)
+@common_options
+def bigearthnet(
+    s2_root: Path,
+    s1_root: Path,
+    split_csv: Path,
+    cloudy_list: Path | None,
+    snow_list: Path | None,
+    resampling: str,
+    very_cloudy_threshold: float | None,
+    very_cloudy_list: Path | None,
+    workers: int | None,
+    compression: str,
+    chunk_rows: int | None,
+    out: Path,
+    overwrite: bool,
+) -> None:
+    """BigEarthNet S2 + S1 trees and a split CSV -> store.
+
+    \b
+    sareval preprocess bigearthnet --s2-root BigEarthNet-v1.0 --s1-root BigEarthNet-S1-v1.0 \\
+        --split-csv test.csv --cloudy-list patches_with_cloud_and_shadow.csv \\
+        --snow-list patches_with_seasonal_snow.csv --out test.h5
+    """
+    from sareval.preprocess.bigearthnet import preprocess_bigearthnet
+
+    path = preprocess_bigearthnet(
+        s2_root,
+        s1_root,
+        split_csv,
+        out,
+        cloudy_list=cloudy_list,
+        snow_list=snow_list,
+        very_cloudy_threshold=_resolve(very_cloudy_threshold, very_cloudy_list),
+        very_cloudy_list=very_cloudy_list,
+        resampling=resampling,
+        workers=workers,
+        compression=compression,
+        chunk_rows=chunk_rows,
+        overwrite=overwrite,
+        progress=progress_enabled(),
+    )
+    _report(path)
+
+
+def _report(path: Path) -> None:
+    from sareval.store import Store
+
+    with Store(path) as store:
+        sizes = ", ".join(f"{name} {len(sub)}" for name, sub in store.subsets.items())
+        click.echo(f"wrote {path}: {store.n_samples} samples ({sizes})")

@@ -1,0 +1,260 @@
+"""The parallel preprocess loop: worker processes read row blocks, the main process writes them.
+
+::
+
+    items (one per store row, in store order) --split--> blocks of ``block_rows``
+    pool of ``workers`` processes: read_block(items of a block) -> RowBlock   (GeoTIFF reads,
+        resampling, labels, cloud cover)
+    main process: takes the blocks back IN ORDER (at most 2 x workers in flight, so memory is
+        bounded) and writes each through StoreWriter.write_rows
+
+Resume: :class:`~sareval.store.StoreWriter` reopens ``<out>.partial`` when the job's
+configuration matches; its rows are re-hashed (:meth:`StoreWriter.verify_written`) and the loop
+continues at the first row not safely on disk. Ctrl-C or a kill leaves only the ``.partial``;
+a worker's :class:`~sareval.errors.InputFileError` stops the job with that message (the rows
+done so far stay in the ``.partial`` so that a re-run after fixing the file resumes).
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import itertools
+import multiprocessing as mp
+import os
+import signal
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sareval.atomic import partial_path
+from sareval.errors import InputFileError, SarevalError
+from sareval.store import StoreWriter, row_stats
+
+#: ``--compression`` choices; lz4/zstd need hdf5plugin (Blosc2, byte shuffle) to write AND read.
+COMPRESSIONS = ("lzf", "gzip", "none", "lz4", "zstd")
+#: Measured in benchmarks/RESULTS.md ("Preprocess and store reads"): uncompressed chunks are the
+#: fastest to write (the main process compresses, so lzf/gzip cap preprocess throughput) and to
+#: read (warm and cold), and every h5py reads them; the cost is size (= the raw arrays, about
+#: the GeoTIFF tree's size; lzf: ~0.55, lz4: ~0.5). Use ``lzf`` when disk space matters.
+DEFAULT_COMPRESSION = "none"
+
+
+def compression_filter(name: str) -> Any:
+    """The h5py ``compression`` argument for a ``--compression`` name."""
+    if name == "none":
+        return None
+    if name == "lzf":
+        return "lzf"
+    if name == "gzip":
+        import h5py
+
+        return h5py.filters.Gzip(level=1)  # level 1: the fastest DEFLATE
+    if name in ("lz4", "zstd"):
+        try:
+            import hdf5plugin
+        except ImportError:
+            raise SarevalError(
+                f"--compression {name} needs the hdf5plugin package (pip install hdf5plugin); "
+                "lzf and gzip need nothing"
+            ) from None
+        level = 5 if name == "lz4" else 1
+        return hdf5plugin.Blosc2(cname=name, clevel=level, filters=hdf5plugin.Blosc2.SHUFFLE)
+    raise SarevalError(f"unknown compression {name!r}; known: {', '.join(COMPRESSIONS)}")
+
+
+def chunk_rows_for(row_bytes: int, target_bytes: int = 4 << 20) -> int:
+    """Rows per HDF5 chunk so that one chunk of the largest sensor is about ``target_bytes``."""
+    return int(max(1, min(64, target_bytes // max(row_bytes, 1))))
+
+
+def default_workers() -> int:
+    """The CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+@dataclass
+class RowBlock:
+    """What a reader returns for consecutive rows: the arguments of ``write_rows``."""
+
+    arrays: dict[str, np.ndarray]
+    labels: dict[str, np.ndarray]
+    cloud_cover: np.ndarray
+    cloudy_available: np.ndarray | None = None
+    geo_transform: np.ndarray | None = None
+    geo_crs: list[str] | None = None
+    stats: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+
+@dataclass
+class ReadFailure:
+    """A reader's InputFileError, sent back from a worker (exceptions with custom init do not
+    survive pickling)."""
+
+    path: str
+    problem: str
+
+
+def read_safely(read_block: Callable[[Sequence[Any]], RowBlock], items: Sequence[Any]) -> Any:
+    """``read_block(items)`` plus the rows' band statistics (computed here, in the worker, so
+    that the writing process only compresses and writes)."""
+    try:
+        block = read_block(items)
+    except InputFileError as e:
+        return ReadFailure(str(e.path), e.problem)
+    block.stats = {name: row_stats(a) for name, a in block.arrays.items()}
+    return block
+
+
+def _ignore_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def write_block(writer: StoreWriter, start: int, block: RowBlock) -> None:
+    writer.write_rows(
+        start,
+        block.arrays,
+        block.labels,
+        cloud_cover=block.cloud_cover,
+        cloudy_available=block.cloudy_available,
+        geo_transform=block.geo_transform,
+        geo_crs=block.geo_crs,
+        stats=block.stats,
+    )
+
+
+def run_pipeline(
+    writer: StoreWriter,
+    read_block: Callable[[Sequence[Any]], RowBlock],
+    items: Sequence[Any],
+    *,
+    workers: int,
+    block_rows: int,
+    progress: bool = True,
+    desc: str = "preprocess",
+) -> None:
+    """Read ``items`` block by block (``read_block`` must be picklable: a module-level function
+    or a ``functools.partial`` of one) and write every row not yet in ``writer``."""
+    from tqdm import tqdm
+
+    if len(items) != writer.n:
+        raise ValueError(f"{len(items)} items for a store of {writer.n} rows")
+    if writer.rows_written:
+        writer.verify_written()
+    start = writer.rows_written
+    starts = list(range(start, writer.n, block_rows))
+    with contextlib.ExitStack() as stack:
+        pool = None
+        if workers > 1 and len(starts) > 1:
+            # fork (cheap) where available, before any thread exists (tqdm's monitor); the
+            # children never touch the inherited HDF5 file and leave with os._exit
+            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+            pool = stack.enter_context(
+                mp.get_context(method).Pool(min(workers, len(starts)), initializer=_ignore_sigint)
+            )
+        bar = stack.enter_context(
+            tqdm(
+                total=writer.n,
+                initial=start,
+                unit="patch",
+                desc=desc,
+                disable=None if progress else True,  # None: off when stderr is not a terminal
+                leave=False,
+            )
+        )
+
+        def handle(a: int, result: Any) -> None:
+            if isinstance(result, ReadFailure):
+                raise InputFileError(result.path, result.problem)
+            write_block(writer, a, result)
+            bar.update(len(result.cloud_cover))
+
+        if pool is None:
+            for a in starts:
+                handle(a, read_safely(read_block, items[a : a + block_rows]))
+            return
+        pending: collections.deque[tuple[int, Any]] = collections.deque()
+        todo = iter(starts)
+
+        def submit(a: int) -> None:
+            chunk = items[a : a + block_rows]
+            pending.append((a, pool.apply_async(read_safely, (read_block, chunk))))
+
+        for a in itertools.islice(todo, 2 * workers):  # bounded: at most 2 x workers in flight
+            submit(a)
+        while pending:
+            a, job = pending.popleft()
+            handle(a, job.get())
+            nxt = next(todo, None)
+            if nxt is not None:
+                submit(nxt)
+
+
+def config_file_entry(path: str | Path | None) -> Any:
+    """How an input file enters a job's configuration: absolute path, size and mtime."""
+    if path is None:
+        return None
+    p = Path(path).resolve()
+    st = p.stat()
+    return [str(p), st.st_size, st.st_mtime_ns]
+
+
+def read_id_list(path: str | Path) -> list[str]:
+    """One name per line (first comma-separated column; CRLF and blank lines tolerated)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "file not found")
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputFileError(path, "not a text file of patch names") from None
+    names = [line.split(",")[0].strip() for line in text.splitlines()]
+    return [n for n in names if n]
+
+
+def subset_rows_from_list(
+    list_path: str | Path,
+    ids: Sequence[str],
+    allowed_rows: np.ndarray,
+    normalise: Callable[[str], str],
+) -> np.ndarray:
+    """Rows of the ids named in ``list_path`` (after ``normalise``); each must be allowed."""
+    index = {i: r for r, i in enumerate(ids)}
+    allowed = set(int(r) for r in allowed_rows)
+    rows, unknown = [], []
+    for name in read_id_list(list_path):
+        r = index.get(normalise(name))
+        if r is None or r not in allowed:
+            unknown.append(name)
+        else:
+            rows.append(r)
+    if unknown:
+        raise InputFileError(
+            list_path,
+            f"{len(unknown)} listed patches are not among the cloudy patches of this store, "
+            f"e.g. {unknown[0]}",
+        )
+    return np.unique(np.asarray(rows, dtype=np.int64))
+
+
+def abort_writer(writer: StoreWriter, error: BaseException) -> BaseException:
+    """Close ``writer`` after ``error``; keep its ``.partial`` only when it holds rows (a re-run
+    resumes from it). Returns the exception to raise, noting where the rows done are kept."""
+    writer.abort()
+    partial = partial_path(writer.out)
+    if writer.rows_written == 0:
+        partial.unlink(missing_ok=True)
+        return error
+    if isinstance(error, InputFileError):
+        return InputFileError(
+            error.path,
+            f"{error.problem} (the {writer.rows_written} rows done are kept in {partial}; "
+            "fix the file and re-run to resume)",
+        )
+    return error
