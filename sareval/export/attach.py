@@ -1,0 +1,240 @@
+"""Foreign models: check a user's card against an ONNX graph and embed it.
+
+A graph fits a card when it has exactly one float32 input of rank 4 named ``input.name``:
+(batch, C, H, W) with a symbolic batch dimension, C = the card's channel count, and H, W equal
+to the card's where the graph fixes them; and exactly one float output (batch, K) with K = the
+card's class count. Output widths that shape inference cannot tell are measured by running the
+graph once in onnxruntime on zeros.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+from sareval.atomic import atomic_output, check_output
+from sareval.card import ModelCard, get_onnx_card, read_card, set_onnx_card
+from sareval.errors import CardError, InputFileError, SarevalError
+
+Dim = int | str | None  # static size, symbolic name, or unknown
+
+
+def tensor_dims(value_info: Any) -> list[Dim] | None:
+    """Dims of a tensor value info (None when it has no shape)."""
+    t = value_info.type.tensor_type
+    if not t.HasField("shape"):
+        return None
+    out: list[Dim] = []
+    for d in t.shape.dim:
+        if d.HasField("dim_value"):
+            out.append(int(d.dim_value))
+        elif d.HasField("dim_param"):
+            out.append(str(d.dim_param))
+        else:
+            out.append(None)
+    return out
+
+
+def shape_text(dims: list[Dim] | None) -> str:
+    if dims is None:
+        return "(unknown shape)"
+    return "(" + ", ".join("?" if d is None else str(d) for d in dims) + ")"
+
+
+def graph_inputs(model: Any) -> list[Any]:
+    """Graph inputs that are fed at run time (initializers listed as inputs excluded)."""
+    inits = {t.name for t in model.graph.initializer}
+    return [i for i in model.graph.input if i.name not in inits]
+
+
+def load_onnx(path: str | Path) -> Any:
+    """The ModelProto of ``path`` without its external weights; :class:`InputFileError` else."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "file not found")
+    try:
+        return onnx.load(str(path), load_external_data=False)
+    except Exception as e:
+        raise InputFileError(path, f"not a readable ONNX file ({type(e).__name__})") from None
+
+
+def _measured_output_width(path: Path, card: ModelCard, dims: list[Dim]) -> int | None:
+    """Run the graph on a zero batch of 2 to learn its output width (None if it cannot run)."""
+    import numpy as np
+
+    from sareval.export.parity import onnx_session
+
+    h = dims[2] if isinstance(dims[2], int) else card.height
+    w = dims[3] if isinstance(dims[3], int) else card.width
+    if h is None or w is None:
+        return None
+    session = onnx_session(path, "cpu")
+    x = np.zeros((2, card.n_channels, h, w), dtype=np.float32)
+    y = session.run(None, {session.get_inputs()[0].name: x})[0]
+    return int(y.shape[1]) if y.ndim == 2 and y.shape[0] == 2 else -1
+
+
+def validate_card_against_graph(model: Any, card: ModelCard, path: str | Path) -> None:
+    """Raise :class:`CardError` naming the first way ``card`` contradicts ``model``'s graph."""
+    import onnx
+
+    path = Path(path)
+
+    def fail(problem: str) -> CardError:
+        return CardError(path, f"card does not fit the graph: {problem}")
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # shape inference is best effort; fall back to the declared shapes
+        inferred = model
+    inputs = graph_inputs(inferred)
+    if len(inputs) != 1:
+        names = ", ".join(i.name for i in inputs)
+        raise fail(f"the graph has {len(inputs)} inputs ({names}); sareval feeds exactly one")
+    inp = inputs[0]
+    if inp.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+        kind = onnx.TensorProto.DataType.Name(inp.type.tensor_type.elem_type)
+        raise fail(f"input {inp.name!r} is {kind}; sareval feeds float32")
+    dims = tensor_dims(inp)
+    if dims is None or len(dims) != 4:
+        raise fail(f"input {inp.name!r} has shape {shape_text(dims)}; expected (batch, C, H, W)")
+    if inp.name != card.input_name:
+        raise fail(
+            f"the graph's input is named {inp.name!r}, the card's input.name is {card.input_name!r}"
+        )
+    c = card.n_channels
+    if dims[1] != c:
+        hint = ""
+        if dims[3] == c:
+            hint = (
+                f" (it looks channels-last, NHWC: convert with tf2onnx --inputs-as-nchw {inp.name})"
+            )
+        raise fail(
+            f"input {inp.name!r} is {shape_text(dims)}: {dims[1]} channels, the card has {c}{hint}"
+        )
+    if isinstance(dims[0], int):
+        raise fail(
+            f"input {inp.name!r} fixes the batch dimension to {dims[0]}; sareval needs a "
+            "dynamic (symbolic) batch axis: re-export with one"
+        )
+    for axis, name, want in ((2, "height", card.height), (3, "width", card.width)):
+        got = dims[axis]
+        if isinstance(got, int) and want is None:
+            raise fail(f"the graph fixes the input {name} to {got}; set input.{name} in the card")
+        if isinstance(got, int) and got != want:
+            raise fail(f"input {name} is {got} in the graph, {want} in the card")
+    outputs = list(inferred.graph.output)
+    if len(outputs) != 1:
+        names = ", ".join(o.name for o in outputs)
+        raise fail(
+            f"the graph has {len(outputs)} outputs ({names}); keep only the (batch, K) "
+            "scores (tf2onnx --outputs NAME)"
+        )
+    out = outputs[0]
+    if out.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+        raise fail(f"output {out.name!r} is not float32")
+    odims = tensor_dims(out)
+    k = card.n_classes
+    if odims is not None and len(odims) != 2:
+        raise fail(f"output {out.name!r} has shape {shape_text(odims)}; expected (batch, K)")
+    width = odims[1] if odims is not None else None
+    if not isinstance(width, int):
+        width = _measured_output_width(path, card, dims)
+        if width is None:
+            raise fail(
+                f"cannot tell the width of output {out.name!r}; set input height/width "
+                "in the card so sareval can run the graph once"
+            )
+        if width < 0:
+            raise fail(f"output {out.name!r} is not (batch, K) when run on a batch of 2")
+    if width != k:
+        raise fail(f"output {out.name!r} has {width} scores per sample, the card has {k} classes")
+    if odims is not None and isinstance(odims[0], int):
+        raise fail(f"output {out.name!r} fixes the batch dimension to {odims[0]}")
+
+
+def attach_card(
+    model_path: str | Path,
+    card_path: str | Path,
+    out: str | Path | None = None,
+    *,
+    overwrite: bool = False,
+) -> Path:
+    """Validate ``card_path``'s card against ``model_path``'s graph and embed it.
+
+    Writes ``out`` (refused if it exists, unless ``overwrite``) or, without ``out``, replaces
+    ``model_path`` in place (atomically). Returns the written path.
+    """
+    import onnx
+
+    model_path = Path(model_path)
+    if model_path.suffix.lower() != ".onnx":
+        raise InputFileError(model_path, "card attach works on .onnx files")
+    model = load_onnx(model_path)
+    card = read_card(card_path)
+    validate_card_against_graph(model, card, model_path)
+    target = Path(out) if out is not None else model_path
+    if out is not None:
+        if target.suffix.lower() != ".onnx":
+            raise SarevalError(f"{target}: the output must end in .onnx")
+        check_output(target, overwrite)
+        external = any(
+            t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer
+        )
+        if external and target.parent.resolve() != model_path.parent.resolve():
+            raise SarevalError(
+                f"{model_path}: its weights are in external files; write the output into the "
+                "same folder (or attach in place)"
+            )
+    set_onnx_card(model, card)
+    with atomic_output(target, overwrite=True) as tmp:
+        onnx.save_model(model, str(tmp))
+    return target
+
+
+def check_model(path: str | Path) -> ModelCard:
+    """The card of a model file, validated against the model; raises what is wrong.
+
+    ONNX: :func:`validate_card_against_graph`. TorchScript / ``torch.export`` (.pt2): the module
+    runs on a zero batch of 2 of the card's shape and must return (2, K).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".onnx":
+        model = load_onnx(path)
+        card = get_onnx_card(model, path)
+        validate_card_against_graph(model, card, path)
+        return card
+    card = read_card(path)
+    if suffix == ".json":
+        return card
+    import torch
+
+    if card.height is None or card.width is None:
+        raise CardError(path, "card gives no input height/width; cannot run the module to check")
+    if suffix == ".pt2":
+        module = torch.export.load(str(path)).module()
+    else:
+        with warnings.catch_warnings():  # TorchScript is deprecated in torch >= 2.9
+            warnings.simplefilter("ignore", DeprecationWarning)
+            module = torch.jit.load(str(path), map_location="cpu").eval()
+    try:
+        with torch.no_grad():
+            y = module(torch.zeros(2, card.n_channels, card.height, card.width))
+    except RuntimeError as e:
+        first = " ".join(str(e).split())[:200]
+        raise CardError(
+            path,
+            f"card does not fit the module: a zero batch of shape (2, {card.n_channels}, "
+            f"{card.height}, {card.width}) fails ({first})",
+        ) from None
+    if tuple(y.shape) != (2, card.n_classes):
+        raise CardError(
+            path,
+            f"card does not fit the module: a batch of 2 gives output {tuple(y.shape)}, "
+            f"the card has {card.n_classes} classes",
+        )
+    return card

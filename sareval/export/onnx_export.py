@@ -1,0 +1,151 @@
+"""torch module -> ONNX file with the model card, checked before it is declared written.
+
+``torch.onnx.export(..., dynamo=True)`` (the ``torch.export``-based exporter) traces the module
+on a batch of ``batch`` > 1 examples with a symbolic batch dimension ``batch``, so the graph
+accepts any batch size; H and W are static (the card's). Input name: the card's
+``input.name``; output name ``logits``. The card goes into ``metadata_props`` (:func:`~sareval.
+card.set_onnx_card`); the file is self-contained (weights inside) unless the weights exceed
+protobuf's 2 GB, then they go to ``<out>.data`` beside it. The file is written under a temporary
+name and renamed only after ``onnx.checker`` and the parity check
+(:mod:`sareval.export.parity`) pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sareval.atomic import atomic_output, check_output
+from sareval.card import ModelCard, set_onnx_card
+from sareval.errors import SarevalError
+from sareval.export.parity import (
+    DEFAULT_BATCH_SIZES,
+    DEFAULT_TOLERANCE,
+    ParityReport,
+    check_onnx_parity,
+    random_input,
+)
+
+OUTPUT_NAME = "logits"
+BATCH_DIM = "batch"
+PROTOBUF_LIMIT = 2**31 - 1 - (64 << 20)  # 2 GB less a margin for the graph itself
+
+
+@contextlib.contextmanager
+def quiet_exporter() -> Iterator[None]:
+    """Silence the exporter's chatter (torchvision ops it skips, deprecation warnings)."""
+    names = ("torch.onnx", "torch.export", "torch._export", "onnxscript")
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def to_onnx_proto(
+    model: torch.nn.Module, card: ModelCard, *, opset: int | None = None, batch: int = 2
+) -> Any:  # onnx.ModelProto
+    """Export ``model`` (CPU, eval) with a dynamic batch axis; the card is set on the proto."""
+    if batch < 2:
+        raise SarevalError("export with a batch of at least 2 (a batch of 1 fixes the batch axis)")
+    x = random_input(card, batch)
+    dim = torch.export.Dim(BATCH_DIM, min=1)
+    try:
+        with quiet_exporter():
+            program = torch.onnx.export(
+                model,
+                (x,),
+                dynamo=True,
+                input_names=[card.input_name],
+                output_names=[OUTPUT_NAME],
+                dynamic_shapes=({0: dim},),
+                opset_version=opset,
+                external_data=False,
+                verbose=False,
+            )
+    except Exception as e:
+        first = " ".join(str(e).split())[:300]
+        raise SarevalError(f"ONNX export failed ({type(e).__name__}: {first})") from None
+    if program is None:  # pragma: no cover - dynamo=True always returns a program
+        raise SarevalError("ONNX export returned no program")
+    proto = program.model_proto
+    set_onnx_card(proto, card)
+    return proto
+
+
+def _weights_bytes(proto: Any) -> int:
+    return sum(len(t.raw_data) for t in proto.graph.initializer)
+
+
+def export_onnx(
+    model: torch.nn.Module,
+    card: ModelCard,
+    out: str | Path,
+    *,
+    opset: int | None = None,
+    batch: int = 2,
+    overwrite: bool = False,
+    check: bool = True,
+    tolerance: float = DEFAULT_TOLERANCE,
+    provider: str = "cpu",
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+) -> ParityReport | None:
+    """Export ``model`` to ``out`` (.onnx) with ``card``; returns the parity report.
+
+    The module is put in eval mode on the CPU. With ``check`` (default) the written file must
+    pass ``onnx.checker`` and match torch at ``batch_sizes`` within ``tolerance`` on onnxruntime's
+    ``provider`` (``cpu``; ``cuda`` fails unless onnxruntime loads CUDA), else
+    :class:`~sareval.export.parity.ParityError` and no file. Returns None without ``check``.
+    """
+    import onnx
+
+    out = Path(out)
+    if out.suffix.lower() != ".onnx":
+        raise SarevalError(f"{out}: an ONNX output must end in .onnx")
+    check_output(out, overwrite)  # fail before the (slow) export
+    if card.n_channels < 1:
+        raise SarevalError("the card has no channels")
+    model = model.cpu().eval()
+    proto = to_onnx_proto(model, card, opset=opset, batch=batch)
+    report = None
+    external = _weights_bytes(proto) > PROTOBUF_LIMIT
+    data_file = out.with_name(out.name + ".data")
+    try:
+        with atomic_output(out, overwrite=overwrite) as tmp:
+            if external:
+                onnx.save_model(
+                    proto,
+                    str(tmp),
+                    save_as_external_data=True,
+                    all_tensors_to_one_file=True,
+                    location=data_file.name,
+                )
+            else:
+                onnx.save_model(proto, str(tmp))
+            if check:
+                report = check_onnx_parity(
+                    model,
+                    tmp,
+                    card,
+                    provider=provider,
+                    batch_sizes=batch_sizes,
+                    tolerance=tolerance,
+                    name=out,
+                )
+    except BaseException:
+        if external:
+            data_file.unlink(missing_ok=True)
+        raise
+    return report

@@ -1,0 +1,308 @@
+"""Presets: model cards for the known input pipelines.
+
+==================  ====  =========================================================  =========
+preset              ch.   channels (card order of players: sar, opt)                  classes
+==================  ====  =========================================================  =========
+sen12ms-s1s2        12    B02 B03 B04 B05 B06 B07 B08 B8A B11 B12, VV VH              IGBP10
+sen12ms-s2          10    B02 B03 B04 B05 B06 B07 B08 B8A B11 B12                     IGBP10
+sen12ms-s1           2    VV VH                                                       IGBP10
+bigearthnet-mm      12    B04 B03 B02 B08 B05 B06 B07 B8A B11 B12, VV VH              BEN19
+study-resnet18      15    B01 .. B12 (13 incl. B10), VV VH                            IGBP10
+==================  ====  =========================================================  =========
+
+**SEN12MS** (classification toolbox ``dataset.py`` / ``test.py``, checked against its source):
+S1 ``nan_to_num`` (NaN -> 0) then clip [-25, 0] dB; S2 raw DN, neither clipped nor divided;
+then a per-channel z-score with the toolbox's training statistics (:data:`SEN12MS_MEAN`,
+:data:`SEN12MS_STD`). 256x256. Single-label: argmax; multi-label: sigmoid >= 0.5.
+
+**BigEarthNet-MM** (TF models, multi-label only, 120x120): z-score per band with
+:data:`BIGEARTHNET_MEAN` / :data:`BIGEARTHNET_STD`; no clipping, no NaN handling (none in the
+published pipeline). The 20 m bands are upsampled to 120x120 by the store (TF1 legacy bicubic;
+bicubic weights sum to 1, so resampling commutes with the per-band z-score the TF code applies
+first). Provenance of the statistics:
+
+- S2: ``BAND_STATS`` of the bigearthnet-models-tf repository (``BigEarthNet.py``), identical in
+  bigearthnet_common ``constants.py`` (``BAND_STATS_S2``, which cites that file) and in the
+  BigEarthNet-MM loaders read here. *Unverified*: the MM TF repository's own ``BigEarthNet.py``
+  was not read; its ``main_model.py`` z-scores with ``BAND_STATS['S2']`` and
+  ``BAND_STATS['S1']``, and every copy of those tables found has these values.
+- S1: VV mean -12.619993741972035, std 5.115911777546365; VH mean -19.29044597721542, std
+  5.464428464912864 (bigearthnet_common ``BAND_STATS_S1``; agrees with the rounded
+  -12.62 / 5.12, -19.29 / 5.46 of the reference). Same caveat.
+
+**study-resnet18** (the study's own ResNet18; all 13 S2 bands + VV, VH: the store holds them
+and the cloudy S2 of SEN12MS-CR has all 13): S1 NaN -> 0, clip [-25, 0]; S2 clip [0, 10000];
+z-score statistics are those of the TRAINING store, filled in at train time by
+:func:`card_with_statistics` (until then mean 0, std 1, marked in provenance).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from sareval import __version__
+from sareval.bands import (
+    BIGEARTHNET_MM_S2_BANDS,
+    S1_BANDS,
+    S2_BANDS,
+    SEN12MS_S2_LAND_BANDS,
+)
+from sareval.card import TASKS, BandTransform, Modality, ModelCard
+from sareval.classes import BEN19, IGBP10
+from sareval.errors import SarevalError
+
+log = logging.getLogger(__name__)
+
+#: SEN12MS toolbox training statistics (``test.py``: bands_mean / bands_std), by band
+SEN12MS_MEAN: dict[str, float] = {
+    "B02": 1226.4215,
+    "B03": 1137.3799,
+    "B04": 1139.6792,
+    "B05": 1350.9973,
+    "B06": 1932.9058,
+    "B07": 2211.1584,
+    "B08": 2154.9846,
+    "B8A": 2409.1128,
+    "B11": 2001.8622,
+    "B12": 1356.0801,
+    "VV": -11.76858,
+    "VH": -18.294598,
+}
+SEN12MS_STD: dict[str, float] = {
+    "B02": 741.6254,
+    "B03": 740.883,
+    "B04": 960.1045,
+    "B05": 946.76056,
+    "B06": 985.52747,
+    "B07": 1082.4341,
+    "B08": 1057.7628,
+    "B8A": 1136.1942,
+    "B11": 1132.7898,
+    "B12": 991.48016,
+    "VV": 4.525339,
+    "VH": 4.3586307,
+}
+#: BigEarthNet per-band statistics (see the module docstring for their provenance)
+BIGEARTHNET_MEAN: dict[str, float] = {
+    "B01": 340.76769064,
+    "B02": 429.9430203,
+    "B03": 614.21682446,
+    "B04": 590.23569706,
+    "B05": 950.68368468,
+    "B06": 1792.46290469,
+    "B07": 2075.46795189,
+    "B08": 2218.94553375,
+    "B8A": 2266.46036911,
+    "B09": 2246.0605464,
+    "B11": 1594.42694882,
+    "B12": 1009.32729131,
+    "VV": -12.619993741972035,
+    "VH": -19.29044597721542,
+}
+BIGEARTHNET_STD: dict[str, float] = {
+    "B01": 554.81258967,
+    "B02": 572.41639287,
+    "B03": 582.87945694,
+    "B04": 675.88746967,
+    "B05": 729.89827633,
+    "B06": 1096.01480586,
+    "B07": 1273.45393088,
+    "B08": 1365.45589904,
+    "B8A": 1356.13789355,
+    "B09": 1302.3292881,
+    "B11": 1079.19066363,
+    "B12": 818.86747235,
+    "VV": 5.115911777546365,
+    "VH": 5.464428464912864,
+}
+
+S1_CLEAN = {"nan": 0.0, "clip": (-25.0, 0.0)}  # SEN12MS toolbox load_s1
+S2_CLIP = (0.0, 10000.0)
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A known input pipeline: channels, players, per-band transforms, classes, tasks, size."""
+
+    name: str
+    description: str
+    channels: tuple[str, ...]
+    normalization: Mapping[str, BandTransform]
+    class_names: tuple[str, ...]
+    tasks: tuple[str, ...]
+    size: int
+    statistics: str  # where the z-score constants come from
+    notes: Mapping[str, str]
+
+
+def _modalities(channels: Sequence[str]) -> tuple[Modality, ...]:
+    """Players in card order [sar, opt], each with its bands in channel order (empty dropped)."""
+    sar = tuple(b for b in channels if b in S1_BANDS)
+    opt = tuple(b for b in channels if b in S2_BANDS)
+    return tuple(Modality(n, bands) for n, bands in (("sar", sar), ("opt", opt)) if bands)
+
+
+def _sen12ms(name: str, description: str, channels: tuple[str, ...]) -> Preset:
+    norm = {}
+    for b in channels:
+        clean = S1_CLEAN if b in S1_BANDS else {"nan": None, "clip": None}
+        norm[b] = BandTransform(
+            nan=clean["nan"], clip=clean["clip"], mean=SEN12MS_MEAN[b], std=SEN12MS_STD[b]
+        )
+    return Preset(
+        name=name,
+        description=description,
+        channels=channels,
+        normalization=norm,
+        class_names=IGBP10,
+        tasks=TASKS,
+        size=256,
+        statistics="SEN12MS classification toolbox (test.py bands_mean/bands_std)",
+        notes={},
+    )
+
+
+def _bigearthnet_mm() -> Preset:
+    channels = (*BIGEARTHNET_MM_S2_BANDS, *S1_BANDS)
+    norm = {b: BandTransform(mean=BIGEARTHNET_MEAN[b], std=BIGEARTHNET_STD[b]) for b in channels}
+    return Preset(
+        name="bigearthnet-mm",
+        description="BigEarthNet-MM TF VGG16/VGG19: 10 S2 bands + VV, VH at 120x120, 19 classes",
+        channels=channels,
+        normalization=norm,
+        class_names=BEN19,
+        tasks=("multi-label",),
+        size=120,
+        statistics=(
+            "bigearthnet-models-tf BigEarthNet.py BAND_STATS (S2) and bigearthnet_common "
+            "BAND_STATS_S1; not checked against the BigEarthNet-MM repository's own file"
+        ),
+        notes={
+            "input_resampling": (
+                "20 m bands upsampled to 120x120 with TF1 resize_bicubic (ONNX Resize cubic, "
+                "asymmetric, cubic_coeff_a -0.75), done by the store"
+            )
+        },
+    )
+
+
+def _study_resnet18() -> Preset:
+    channels = (*S2_BANDS, *S1_BANDS)
+    norm = {}
+    for b in channels:
+        if b in S1_BANDS:
+            norm[b] = BandTransform(nan=S1_CLEAN["nan"], clip=S1_CLEAN["clip"])
+        else:
+            norm[b] = BandTransform(clip=S2_CLIP)
+    return Preset(
+        name="study-resnet18",
+        description="the study's ResNet18: 13 S2 bands + VV, VH; statistics of the training store",
+        channels=channels,
+        normalization=norm,
+        class_names=IGBP10,
+        tasks=TASKS,
+        size=256,
+        statistics="placeholder (mean 0, std 1): fill from the training store",
+        notes={},
+    )
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        _sen12ms(
+            "sen12ms-s1s2",
+            "SEN12MS toolbox s1s2 models (ResNet50, DenseNet121): 10 S2 bands + VV, VH",
+            (*SEN12MS_S2_LAND_BANDS, *S1_BANDS),
+        ),
+        _sen12ms("sen12ms-s2", "SEN12MS toolbox s2 models: 10 S2 bands", SEN12MS_S2_LAND_BANDS),
+        _sen12ms("sen12ms-s1", "SEN12MS toolbox s1 models: VV, VH", S1_BANDS),
+        _bigearthnet_mm(),
+        _study_resnet18(),
+    )
+}
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``; :class:`SarevalError` listing the known ones otherwise."""
+    if name not in PRESETS:
+        raise SarevalError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+    return PRESETS[name]
+
+
+def make_card(
+    preset: str,
+    task: str,
+    *,
+    architecture: str,
+    fusion: str,
+    checkpoint_sha256: str | None,
+    random_init: bool,
+    input_size: int | None = None,
+    class_names: Sequence[str] | None = None,
+) -> ModelCard:
+    """The model card of ``preset`` for ``task``, with provenance.
+
+    ``input_size`` overrides the preset's H = W (e.g. a ResNet trained on crops);
+    ``class_names`` overrides its classes (e.g. the 17 IGBP classes of a toolbox run with
+    ``IGBP_simple: False``).
+    """
+    p = get_preset(preset)
+    if task not in p.tasks:
+        raise SarevalError(f"preset {preset} supports task {' / '.join(p.tasks)}, not {task!r}")
+    size = p.size if input_size is None else int(input_size)
+    name = f"{preset} {architecture}" + (" late fusion" if fusion == "late" else "")
+    provenance = {
+        "preset": preset,
+        "architecture": architecture,
+        "fusion": fusion,
+        "checkpoint_sha256": checkpoint_sha256,
+        "random_init": bool(random_init),
+        "statistics": p.statistics,
+        "sareval_version": __version__,
+        **p.notes,
+    }
+    card = ModelCard(
+        task=task,
+        class_names=tuple(class_names) if class_names is not None else p.class_names,
+        channels=p.channels,
+        modalities=_modalities(p.channels),
+        normalization=dict(p.normalization),
+        height=size,
+        width=size,
+        name=name,
+        provenance=provenance,
+    )
+    return ModelCard.from_dict(card.to_dict(), source=f"(preset {preset})")  # validated
+
+
+def card_with_statistics(
+    card: ModelCard, mean: Mapping[str, float], std: Mapping[str, float]
+) -> ModelCard:
+    """``card`` with each channel's z-score set to ``mean[band]`` / ``std[band]``.
+
+    NaN replacement and clipping stay as they are; bands of ``mean``/``std`` that are not
+    channels are ignored. A band with std 0 (constant in the training data) gets std 1 (its
+    normalised value is then 0 everywhere), with a warning. Raises :class:`SarevalError` for a
+    channel without statistics or a non-finite value.
+    """
+    missing = [b for b in card.channels if b not in mean or b not in std]
+    if missing:
+        raise SarevalError(f"no training statistics for channels {missing}")
+    d = card.to_dict()
+    norm = d["normalization"] if isinstance(d["normalization"], dict) else {}
+    for b in card.channels:
+        m, s = float(mean[b]), float(std[b])
+        if not (math.isfinite(m) and math.isfinite(s)) or s < 0:
+            raise SarevalError(f"training statistics of {b} are not usable (mean {m}, std {s})")
+        if s == 0.0:
+            log.warning("band %s is constant in the training data; its std is set to 1", b)
+            s = 1.0
+        t = card.transform(b)
+        norm[b] = BandTransform(nan=t.nan, clip=t.clip, mean=m, std=s).to_dict()
+    d["normalization"] = norm
+    d["provenance"] = {**d.get("provenance", {}), "statistics": "training store"}
+    return ModelCard.from_dict(d, source="(card with training statistics)")

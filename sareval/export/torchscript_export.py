@@ -1,0 +1,122 @@
+"""torch module -> TorchScript file (or ``torch.export`` program) with the card as an extra file.
+
+``torch.jit.trace`` on a batch of ``batch`` examples (the architectures have no data-dependent
+control flow; the traced graph takes any batch size); ``torch.jit.save(..., _extra_files=
+{TORCHSCRIPT_EXTRA_FILE: card JSON})``, read back by :func:`sareval.card.read_card`. Written
+under a temporary name; renamed after the reloaded module matches the eager one
+(:func:`~sareval.export.parity.check_torchscript_parity`). :func:`export_program` writes a
+``torch.export`` program (``.pt2``) the same way (the evaluator's torch backend runs both).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sareval.atomic import atomic_output, check_output
+from sareval.card import TORCHSCRIPT_EXTRA_FILE, ModelCard
+from sareval.errors import SarevalError
+from sareval.export.onnx_export import quiet_exporter
+from sareval.export.parity import (
+    DEFAULT_BATCH_SIZES,
+    DEFAULT_TOLERANCE,
+    ParityReport,
+    check_torchscript_parity,
+    compare,
+    raise_on_failure,
+    random_input,
+)
+
+TORCHSCRIPT_SUFFIXES = (".pt", ".ts", ".torchscript")
+
+
+def export_torchscript(
+    model: torch.nn.Module,
+    card: ModelCard,
+    out: str | Path,
+    *,
+    batch: int = 2,
+    overwrite: bool = False,
+    check: bool = True,
+    tolerance: float = DEFAULT_TOLERANCE,
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+) -> ParityReport | None:
+    """Trace ``model`` (CPU, eval) and save it to ``out`` with ``card``; the parity report."""
+    out = Path(out)
+    if out.suffix.lower() not in TORCHSCRIPT_SUFFIXES:
+        raise SarevalError(
+            f"{out}: a TorchScript output must end in {' / '.join(TORCHSCRIPT_SUFFIXES)}"
+        )
+    check_output(out, overwrite)
+    model = model.cpu().eval()
+    x = random_input(card, max(batch, 2))
+    try:
+        with quiet_exporter(), torch.no_grad():
+            traced = torch.jit.trace(model, (x,), check_trace=False)
+    except Exception as e:
+        first = " ".join(str(e).split())[:300]
+        raise SarevalError(f"TorchScript tracing failed ({type(e).__name__}: {first})") from None
+    report = None
+    with atomic_output(out, overwrite=overwrite) as tmp:
+        with quiet_exporter():  # torch 2.9+ deprecates TorchScript; it still runs everywhere
+            torch.jit.save(traced, str(tmp), _extra_files={TORCHSCRIPT_EXTRA_FILE: card.to_json()})
+        if check:
+            report = check_torchscript_parity(
+                model, tmp, card, batch_sizes=batch_sizes, tolerance=tolerance, name=out
+            )
+    return report
+
+
+PROGRAM_SUFFIXES = (".pt2",)
+
+
+def export_program(
+    model: torch.nn.Module,
+    card: ModelCard,
+    out: str | Path,
+    *,
+    batch: int = 2,
+    overwrite: bool = False,
+    check: bool = True,
+    tolerance: float = DEFAULT_TOLERANCE,
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+) -> ParityReport | None:
+    """``torch.export`` program (.pt2) with a dynamic batch axis; the card as an extra file.
+
+    ``torch.export.save(..., extra_files={TORCHSCRIPT_EXTRA_FILE: card JSON})``; the reloaded
+    program (``torch.export.load(...).module()``) must match the eager module.
+    """
+    out = Path(out)
+    if out.suffix.lower() not in PROGRAM_SUFFIXES:
+        raise SarevalError(f"{out}: a torch.export program must end in .pt2")
+    check_output(out, overwrite)
+    model = model.cpu().eval()
+    if batch < 2:
+        raise SarevalError("export with a batch of at least 2 (a batch of 1 fixes the batch axis)")
+    x = random_input(card, batch)
+    try:
+        with quiet_exporter():
+            program = torch.export.export(
+                model, (x,), dynamic_shapes=({0: torch.export.Dim("batch", min=1)},)
+            )
+    except Exception as e:
+        first = " ".join(str(e).split())[:300]
+        raise SarevalError(f"torch.export failed ({type(e).__name__}: {first})") from None
+    report = None
+    with atomic_output(out, overwrite=overwrite) as tmp:
+        torch.export.save(program, str(tmp), extra_files={TORCHSCRIPT_EXTRA_FILE: card.to_json()})
+        if check:
+            loaded = torch.export.load(str(tmp)).module()
+
+            def run(a: np.ndarray) -> np.ndarray:
+                with torch.no_grad():
+                    return loaded(torch.from_numpy(a)).numpy()
+
+            report = compare(
+                model, run, card, "torch.export", batch_sizes=batch_sizes, tolerance=tolerance
+            )
+            raise_on_failure(report, out)
+    return report

@@ -1,0 +1,98 @@
+"""Architecture registry: one call builds any supported fusion network.
+
+Every model takes ONE input (B, C, H, W) in the card's channel order and returns logits
+(B, n_classes). Names:
+
+=============  ==========================================================================
+resnet18/34/50 SEN12MS toolbox layout (``conv1`` + ``encoder`` + ``FC``), any size >= 32 px
+densenet121    SEN12MS toolbox layout (``encoder`` + ``classifier`` on 65,536), 256x256 only
+vgg16, vgg19   TF-Slim layout of the BigEarthNet-MM models (conv fc6/fc7/fc8, global pool)
+vgg16-tv/19-tv torchvision layout (``features`` + ``avgpool`` 7x7 + 3-layer ``classifier``)
+=============  ==========================================================================
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+from torch import nn
+
+from sareval.errors import SarevalError
+from sareval.models.densenet import DENSENET_INPUT_SIZE, DenseNet121
+from sareval.models.fusion import FUSIONS, LateFusion, check_modality_channels
+from sareval.models.resnet import ResNet
+from sareval.models.vgg import SlimVGG, TorchvisionVGG
+from sareval.models.weights import kaiming_init
+
+#: name -> constructor(n_channels, n_classes or None for a headless encoder)
+_BUILDERS: dict[str, Callable[[int, int | None], nn.Module]] = {
+    "resnet18": lambda c, k: ResNet(18, c, k),
+    "resnet34": lambda c, k: ResNet(34, c, k),
+    "resnet50": lambda c, k: ResNet(50, c, k),
+    "densenet121": lambda c, k: DenseNet121(c, k),
+    "vgg16": lambda c, k: SlimVGG(16, c, k),
+    "vgg19": lambda c, k: SlimVGG(19, c, k),
+    "vgg16-tv": lambda c, k: TorchvisionVGG(16, c, k),
+    "vgg19-tv": lambda c, k: TorchvisionVGG(19, c, k),
+}
+ARCHITECTURES: tuple[str, ...] = tuple(_BUILDERS)
+#: smallest input side each architecture accepts (five 2x downsamplings); DenseNet: exactly 256
+MIN_INPUT_SIZE = 32
+#: SEN12MS toolbox ``model`` argument -> architecture name
+TOOLBOX_MODEL_NAMES: dict[str, str] = {
+    "ResNet18": "resnet18",
+    "ResNet34": "resnet34",
+    "ResNet50": "resnet50",
+    "DenseNet121": "densenet121",
+}
+
+
+def check_input_size(arch: str, input_size: int | None) -> None:
+    """Raise :class:`SarevalError` when ``arch`` cannot take ``input_size`` x ``input_size``."""
+    if input_size is None:
+        return
+    if arch == "densenet121" and input_size != DENSENET_INPUT_SIZE:
+        raise SarevalError(
+            f"densenet121 accepts only {DENSENET_INPUT_SIZE}x{DENSENET_INPUT_SIZE} input (its "
+            f"classifier reads the 1024x8x8 = 65,536 flattened features); got {input_size}"
+        )
+    if input_size < MIN_INPUT_SIZE:
+        raise SarevalError(f"{arch} needs input of at least {MIN_INPUT_SIZE} px; got {input_size}")
+
+
+def build_model(
+    arch: str,
+    n_channels: int,
+    n_classes: int,
+    *,
+    fusion: str = "early",
+    modality_channels: Sequence[Sequence[int]] | None = None,
+    input_size: int | None = None,
+) -> nn.Module:
+    """Build ``arch`` for ``n_channels`` inputs and ``n_classes`` logits, Kaiming-initialised.
+
+    ``fusion="late"`` needs ``modality_channels``: the channel indices of each modality (a
+    partition of ``range(n_channels)``, at least two groups), e.g. ``card.channel_indices(m)``
+    for ``m`` in the card's modalities. ``input_size`` is checked against the architecture.
+    """
+    if arch not in _BUILDERS:
+        raise SarevalError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
+    if fusion not in FUSIONS:
+        raise SarevalError(f"unknown fusion {fusion!r}; choose from {', '.join(FUSIONS)}")
+    if n_channels < 1 or n_classes < 1:
+        raise SarevalError(f"need >= 1 channel and class; got {n_channels} and {n_classes}")
+    check_input_size(arch, input_size)
+    build = _BUILDERS[arch]
+    if fusion == "early":
+        return build(n_channels, n_classes)
+    if modality_channels is None or len(modality_channels) < 2:
+        raise SarevalError("late fusion needs the channels of at least two modalities")
+    try:
+        groups = check_modality_channels(modality_channels, n_channels)
+    except ValueError as e:
+        raise SarevalError(f"late fusion: {e}") from None
+    branches = [build(len(g), None) for g in groups]
+    width = sum(int(b.feature_dim) for b in branches)  # type: ignore[arg-type]
+    head = type(branches[0]).make_head(width, n_classes)  # type: ignore[attr-defined]
+    kaiming_init(head)
+    return LateFusion(branches, head, groups)
