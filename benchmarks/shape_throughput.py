@@ -1,0 +1,512 @@
+"""SHAPE throughput: the naive way vs ``sareval shape`` vs the compute bound, in one run.
+
+::
+
+    python -m benchmarks.shape_throughput [--patches N] [--size PX] [--arch resnet18|resnet50]
+        [--batch-size B] [--threads T] [--repeats R] [--device cpu|cuda] [--workdir DIR]
+        [--reuse] [--modes naive,sareval-onnxruntime,sareval-torch,compute-bound]
+        [--peak-tflops P] [--json OUT]
+
+On one generated SEN12MS tree (``N`` patches of ``PX`` x ``PX``), its store, and one randomly
+initialised model (BatchNorm statistics set on the data, so predictions vary) exported with
+the ``sen12ms-s1s2`` preset (ONNX + TorchScript + the same weights for torch eager), with
+``T`` threads (default: every core) for torch and onnxruntime in every mode:
+
+- ``naive``: :func:`benchmarks.naive_shape.run_naive`, 2^M passes over the GeoTIFF tree (a
+  per-sample rasterio ``Dataset``, torch eager, host masking, scikit-learn metrics);
+- ``sareval-onnxruntime`` / ``sareval-torch``: ``evaluate_shape`` on the store, end to end
+  (model load, graph composition, session creation, streaming reads, counts, metrics,
+  relevance), per backend;
+- ``compute-bound``: the composed coalition graph in onnxruntime (the evaluator's own backend
+  object and session options) run on raw batches already in memory: no reading, no counting,
+  no metrics; ``compute-bound-torch`` (optional): the same with the torch backend;
+- ``read``: the evaluator's reader thread alone over the split (HDF5 reads and decompression,
+  labels), no compute: with ``compute-bound`` it tells whether reading or compute bounds.
+
+Each round runs every mode once, each in a fresh child process (its peak RSS is its own, from
+``wait4``): first untimed on a warm-up split (``WARMUP_SAMPLES`` patches: imports, library
+loading, first allocations), then one timed pass over the whole split. Reported: the median
+over ``R`` rounds of samples/s; the ratios sareval / naive and sareval / compute bound as the
+median of per-round ratios (rounds interleave the modes, so a change of the machine's load
+hits all of them); peak RSS per mode; the cores a mode kept busy (CPU time / wall time); model
+FLOPs per forward and the achieved GFLOP/s (conv + linear MACs x 2, counting the forwards a
+mode runs: 2^M per sample for naive, 2^M - 1 for the others), with ``--peak-tflops`` the
+utilisation of the device's peak; and the machine.
+
+Without rasterio (the GPU machine) the stores are written directly from the generator's arrays
+and the naive mode is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import (
+    DEFAULT_WORKDIR,
+    BenchInputs,
+    child_env,
+    format_machine,
+    machine_description,
+    median,
+    mib,
+    n_cores,
+    peak_rss_bytes,
+    prepare_inputs,
+    run_measured,
+    set_threads,
+    timed_runs,
+)
+
+MODES = (
+    "naive", "sareval-onnxruntime", "sareval-torch", "compute-bound", "read",
+    "compute-bound-torch",
+)  # fmt: skip
+DEFAULT_MODES = MODES[:5]
+BACKEND_OF_MODE = {"sareval-onnxruntime": "onnxruntime", "sareval-torch": "torch"}
+#: (mode, reference) pairs whose speed ratio is reported
+RATIOS = (
+    ("sareval-onnxruntime", "naive"),
+    ("sareval-torch", "naive"),
+    ("sareval-onnxruntime", "compute-bound"),
+    ("sareval-torch", "compute-bound"),
+    ("sareval-torch", "compute-bound-torch"),
+)
+
+
+#: the metric whose V(S) per coalition must be equal across the modes that evaluate
+CHECK_METRIC = {"single-label": "oa", "multi-label": "f1_samples"}
+
+
+# --- the modes (each runs in a child process) ------------------------------------------------
+def check_values(metrics: dict[str, Any], task: str) -> dict[str, float] | None:
+    """V(S) per coalition of :data:`CHECK_METRIC` from a results document's ``metrics``."""
+    entry = metrics.get(CHECK_METRIC[task])
+    return None if entry is None else dict(entry["V"])
+
+
+def _n_players(inp: BenchInputs) -> int:
+    from sareval.card import read_card
+
+    return len(read_card(inp.onnx_model).modalities)
+
+
+def run_naive_mode(
+    inp: BenchInputs,
+    *,
+    batch_size: int,
+    repeats: int,
+    device: str = "cpu",
+    workers: int = 0,
+) -> dict[str, Any]:
+    """Time :func:`benchmarks.naive_shape.run_naive` over the split (after a warm-up split)."""
+    import torch
+
+    from benchmarks.naive_shape import load_split, run_naive
+    from sareval.card import read_card
+    from sareval.models import build_model
+
+    card = read_card(inp.onnx_model)
+    names, labels = load_split(inp.tree, inp.split_list, inp.labels_pkl)
+    warm, _ = load_split(inp.tree, inp.warmup_list, inp.labels_pkl)
+
+    def load_model() -> Any:
+        model = build_model(inp.arch, card.n_channels, card.n_classes, fusion="early")
+        model.load_state_dict(torch.load(inp.state_dict, weights_only=True))
+        return model
+
+    def one(split: list[str]) -> dict[str, Any]:
+        # the model is loaded inside the timed call, as a script does before its loops
+        return run_naive(
+            inp.tree, split, labels, load_model(), card,
+            batch_size=batch_size, num_workers=workers, device=device,
+        )  # fmt: skip
+
+    one(warm)
+    times, cpu, result = timed_runs(lambda: one(names), repeats)
+    return {
+        "times": times,
+        "cpu": cpu,
+        "n_samples": result["n_samples"],
+        "forwards_per_sample": 2 ** _n_players(inp),
+        "V_check": check_values(result["metrics"], inp.task),
+    }
+
+
+def run_sareval_mode(
+    inp: BenchInputs,
+    backend: str,
+    *,
+    batch_size: int,
+    repeats: int,
+    threads: int,
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """Time ``evaluate_shape`` end to end on the store (after a warm-up store)."""
+    from sareval.evaluator.runner import evaluate_shape
+
+    model = inp.onnx_model if backend == "onnxruntime" else inp.torchscript_model
+
+    def one(store: str) -> dict[str, Any]:
+        return evaluate_shape(
+            model, store, inp.subset, backend=backend, device=device,
+            batch_size=batch_size, threads=threads, progress=False,
+        )  # fmt: skip
+
+    one(inp.warmup_store)
+    times, cpu, result = timed_runs(lambda: one(inp.store), repeats)
+    metrics = result["metrics"]
+    return {
+        "times": times,
+        "cpu": cpu,
+        "n_samples": result["n_samples"],
+        "forwards_per_sample": 2 ** _n_players(inp) - 1,
+        "V_check": check_values(metrics, inp.task),
+    }
+
+
+def run_compute_bound_mode(
+    inp: BenchInputs,
+    *,
+    batch_size: int,
+    repeats: int,
+    threads: int,
+    device: str = "cpu",
+    backend_name: str = "onnxruntime",
+    max_resident_batches: int = 4,
+) -> dict[str, Any]:
+    """Time the coalition graph (the evaluator's backend object: composed ONNX graph in
+    onnxruntime, or the torch module) on raw batches already in host memory.
+
+    A pass runs the same batch sizes as the evaluator over the split (full batches, then the
+    remainder, then the empty coalition once on one row), cycling over at most
+    ``max_resident_batches`` batches read beforehand, so memory stays small at any split size.
+    Outputs are copied to the host (as the evaluator's onnxruntime path does); nothing is
+    counted. With ``pad_to`` as the evaluator sets it on CUDA (every batch padded to
+    ``batch_size``).
+    """
+    import numpy as np
+
+    from sareval.evaluator.backends import load_model, make_backend
+    from sareval.evaluator.preamble import build_preamble
+    from sareval.store import Store
+
+    loaded = load_model(inp.onnx_model if backend_name == "onnxruntime" else inp.torchscript_model)
+    with Store(inp.store) as store:
+        sub = store.subset(inp.subset)
+        bands = {s: store.bands(s) for s in ("s1", "s2")}
+        dtypes = {s: store.file[s].dtype for s in ("s1", "s2")}
+        pre = build_preamble(loaded.card, bands)
+        n = len(sub)
+        resident = [
+            store.read_batch(sub, a, min(a + batch_size, n)).arrays
+            for a in range(0, min(n, batch_size * max_resident_batches), batch_size)
+        ]
+        last = n % batch_size
+        tail = store.read_batch(sub, n - last, n).arrays if last else None
+        image_size = store.image_size
+    device_type = device.split(":")[0]
+    backend = make_backend(
+        loaded, pre, backend=backend_name, device=device, provider=None,
+        input_dtypes=dtypes, image_size=image_size, threads=threads,
+        pad_to=batch_size if device_type == "cuda" else None,
+    )  # fmt: skip
+    full = n // batch_size
+    one_row = {s: a[:1] for s, a in resident[0].items()}
+    empty = pre.empty_mask()
+    sink = np.zeros((), np.float64)
+
+    def one_pass() -> None:
+        nonlocal sink
+        for i in range(full):
+            out = backend.run(resident[i % len(resident)])
+            sink = sink + out[0, 0, 0]
+        if tail is not None:
+            sink = sink + backend.run(tail)[0, 0, 0]
+        sink = sink + backend.run(one_row, empty)[0, 0, 0]
+
+    times, cpu, _ = timed_runs(one_pass, repeats, warmup=1)  # warm-up: first allocations
+    return {
+        "times": times,
+        "cpu": cpu,
+        "n_samples": n,
+        "forwards_per_sample": 2 ** len(pre.players) - 1,
+        "providers": list(backend.providers),
+        "V_check": None,
+    }
+
+
+def run_read_mode(inp: BenchInputs, *, batch_size: int, repeats: int) -> dict[str, Any]:
+    """Time reading the split alone, as the evaluator reads it: its reader thread
+    (:class:`~sareval.evaluator.reader.BatchReader`: chunked HDF5 reads and decompression into
+    preallocated buffers, labels), consumed without computing anything."""
+    from sareval.card import read_card
+    from sareval.evaluator.preamble import build_preamble
+    from sareval.evaluator.reader import BatchReader
+    from sareval.store import Store
+
+    card = read_card(inp.onnx_model)
+    with Store(inp.store) as store:
+        sub = store.subset(inp.subset)
+        pre = build_preamble(card, {s: store.bands(s) for s in ("s1", "s2")})
+        labels = store.find_labels(card.task, card.class_names).name
+
+        def one_pass() -> int:
+            seen = 0
+            with BatchReader(
+                store, sub, 0, len(sub), batch_size, sensors=pre.sensors, label_sets=[labels]
+            ) as reader:
+                for batch, _ in reader:
+                    seen += len(batch)
+            return seen
+
+        times, cpu, seen = timed_runs(one_pass, repeats, warmup=1)
+    return {
+        "times": times, "cpu": cpu, "n_samples": seen, "forwards_per_sample": 0, "V_check": None,
+    }  # fmt: skip
+
+
+def run_mode(mode: str, inp: BenchInputs, args: argparse.Namespace) -> dict[str, Any]:
+    """One mode in this process; adds its own peak RSS and the thread count."""
+    set_threads(args.threads)
+    common = {"batch_size": args.batch_size, "repeats": args.repeats, "device": args.device}
+    if mode == "naive":
+        out = run_naive_mode(inp, workers=args.naive_workers, **common)
+    elif mode in BACKEND_OF_MODE:
+        out = run_sareval_mode(inp, BACKEND_OF_MODE[mode], threads=args.threads, **common)
+    elif mode == "compute-bound":
+        out = run_compute_bound_mode(inp, threads=args.threads, **common)
+    elif mode == "read":
+        out = run_read_mode(inp, batch_size=args.batch_size, repeats=args.repeats)
+    elif mode == "compute-bound-torch":
+        out = run_compute_bound_mode(inp, threads=args.threads, backend_name="torch", **common)
+    else:
+        raise ValueError(f"unknown mode {mode!r}")
+    out["mode"] = mode
+    out["threads"] = args.threads
+    out["peak_rss_self"] = peak_rss_bytes()
+    return out
+
+
+# --- the parent: prepare, run each mode in a child, summarise ---------------------------------
+def summarise(
+    rounds: list[dict[str, dict[str, Any]]],
+    inp: BenchInputs,
+    machine: dict[str, Any],
+    peak_tflops: float | None = None,
+) -> dict[str, Any]:
+    """Samples/s, GFLOP/s, ratios from ``rounds`` (each: mode -> one child's output).
+
+    A mode's figure is the median over rounds; a ratio is the median of the per-round ratios
+    (modes of one round ran minutes apart at most, so a change of the machine's load between
+    rounds cancels out), with the ratio of the medians beside it.
+    """
+    flop_per_forward = 2 * inp.macs_per_forward
+    modes = [m for m in MODES if any(m in r for r in rounds)]
+    rows: dict[str, Any] = {}
+    for mode in modes:
+        runs = [r[mode] for r in rounds if mode in r]
+        times = [t for r in runs for t in r["times"]]
+        cpus = [c for r in runs for c in r["cpu"]]
+        n, fwd = runs[0]["n_samples"], runs[0]["forwards_per_sample"]
+        rate = n / median(times)
+        rows[mode] = {
+            "median_s": median(times),
+            "times_s": times,
+            "samples_per_s": rate,
+            "gflop_per_s": rate * fwd * flop_per_forward / 1e9,
+            "forwards_per_sample": fwd,
+            "busy_cores": median([c / t for c, t in zip(cpus, times, strict=True)]),
+            "peak_rss_mib": mib(max(r["peak_rss"] for r in runs)),
+            "n_samples": n,
+        }
+    ratios: dict[str, Any] = {}
+    for mode, ref in RATIOS:
+        if mode in rows and ref in rows:
+            per_round = [
+                median(r[ref]["times"]) / median(r[mode]["times"])
+                for r in rounds
+                if mode in r and ref in r
+            ]
+            ratios[f"{mode} / {ref}"] = {
+                "median_of_rounds": median(per_round),
+                "rounds": per_round,
+                "of_medians": rows[mode]["samples_per_s"] / rows[ref]["samples_per_s"],
+            }
+    # the evaluations must agree: V(S) of CHECK_METRIC per coalition, mode by mode (first
+    # round), to 1e-12 (a metric summed in another order may differ in the last bit)
+    values = {m: rounds[0][m]["V_check"] for m in modes if rounds[0].get(m, {}).get("V_check")}
+    first = next(iter(values.values()), None)
+    agreement = {
+        "metric": CHECK_METRIC[inp.task],
+        "modes": sorted(values),
+        "equal": all(
+            v.keys() == first.keys() and all(abs(v[c] - first[c]) <= 1e-12 for c in v)
+            for v in values.values()
+        ),
+        "V": values,
+    }
+    if peak_tflops:
+        for r in rows.values():
+            r["utilisation"] = r["gflop_per_s"] / (1000 * peak_tflops)
+    return {
+        "machine": machine,
+        "inputs": json.loads(inp.to_json()),
+        "model_gflop_per_forward": flop_per_forward / 1e9,
+        "modes": rows,
+        "ratios": ratios,
+        "agreement": agreement,
+    }
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    inp = s["inputs"]
+    lines = [
+        f"command: {s['command']}",
+        f"machine: {format_machine(s['machine'])}",
+        f"load average before / after: {s['load_before']} / {s['load_after']}",
+        f"split: {inp['n_samples']} samples of {inp['size']}x{inp['size']} px; model "
+        f"{inp['arch']} ({inp['task']}, random init, sen12ms-s1s2 card); "
+        f"{s['model_gflop_per_forward']:.3f} GFLOP per forward per sample "
+        f"(conv + linear MACs x 2); batch {s['batch_size']}; {s['threads']} threads per mode; "
+        f"store compression {inp['compression']}",
+        "",
+        f"{'mode':<21}{'median s':>9}{'samples/s':>10}{'GFLOP/s':>9}{'fwd/sample':>11}"
+        f"{'busy cores':>11}{'peak RSS MiB':>13}  runs (s)",
+    ]
+    for mode, r in s["modes"].items():
+        runs = ", ".join(f"{t:.2f}" for t in r["times_s"])
+        util = f"  utilisation {100 * r['utilisation']:.1f} %" if "utilisation" in r else ""
+        lines.append(
+            f"{mode:<21}{r['median_s']:>9.2f}{r['samples_per_s']:>10.1f}{r['gflop_per_s']:>9.1f}"
+            f"{r['forwards_per_sample']:>11d}{r['busy_cores']:>11.2f}{r['peak_rss_mib']:>13.0f}"
+            f"  {runs}{util}"
+        )
+    lines.append("")
+    agree = s["agreement"]
+    if len(agree["modes"]) > 1:
+        verdict = "equal" if agree["equal"] else "DIFFERENT"
+        modes = ", ".join(agree["modes"])
+        lines.append(f"{agree['metric']} per coalition of {modes}: {verdict}")
+    for name, r in s["ratios"].items():
+        rounds = ", ".join(f"{x:.2f}" for x in r["rounds"])
+        lines.append(
+            f"{name:<38}{r['median_of_rounds']:6.2f}x  (rounds: {rounds}; "
+            f"ratio of medians {r['of_medians']:.2f}x)"
+        )
+    return "\n".join(lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.shape_throughput",
+        description="SHAPE throughput: naive vs sareval shape vs the compute bound.",
+    )
+    p.add_argument("--patches", type=int, default=400, help="patches in the generated tree")
+    p.add_argument("--size", type=int, default=128, help="patch side in pixels")
+    p.add_argument("--arch", default="resnet18", help="resnet18 | resnet50 | ...")
+    p.add_argument("--task", default="single-label", choices=("single-label", "multi-label"))
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument(
+        "--compression", help="store compression (default: sareval preprocess's default)"
+    )
+    p.add_argument("--threads", type=int, default=n_cores(), help="default: every core")
+    p.add_argument(
+        "--repeats", type=int, default=3,
+        help="rounds; each round runs every mode once, in a fresh process (median over rounds)",
+    )  # fmt: skip
+    p.add_argument("--device", default="cpu", help="cpu | cuda")
+    p.add_argument("--naive-workers", type=int, default=0, help="DataLoader workers (naive)")
+    p.add_argument(
+        "--modes", default=",".join(DEFAULT_MODES),
+        help=f"comma-separated, from: {', '.join(MODES)}",
+    )  # fmt: skip
+    p.add_argument(
+        "--peak-tflops", type=float,
+        help="the device's dense peak (TFLOP/s) for the precision used: prints FLOP utilisation",
+    )  # fmt: skip
+    p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
+    p.add_argument("--reuse", action="store_true", help="reuse generated data and models")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path, help="also write the summary here")
+    p.add_argument("--child", help=argparse.SUPPRESS)  # internal: run one mode
+    p.add_argument("--inputs", type=Path, help=argparse.SUPPRESS)
+    p.add_argument("--result", type=Path, help=argparse.SUPPRESS)
+    args = p.parse_args(argv)
+    unknown = set(args.modes.split(",")) - set(MODES)
+    if unknown:
+        p.error(f"unknown modes {sorted(unknown)}; choose from {', '.join(MODES)}")
+    return args
+
+
+def child_command(mode: str, args: argparse.Namespace, inputs: Path, result: Path) -> list[str]:
+    cmd = [sys.executable, "-m", "benchmarks.shape_throughput", "--child", mode]
+    cmd += ["--inputs", str(inputs), "--result", str(result), "--repeats", "1"]
+    cmd += ["--batch-size", str(args.batch_size), "--threads", str(args.threads)]
+    cmd += ["--device", args.device, "--naive-workers", str(args.naive_workers)]
+    return cmd
+
+
+def load_average() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.child:
+        inp = BenchInputs.from_json(args.inputs.read_text())
+        out = run_mode(args.child, inp, args)
+        args.result.write_text(json.dumps(out))
+        return 0
+    command = "python -m benchmarks.shape_throughput " + " ".join(
+        sys.argv[1:] if argv is None else argv
+    )
+    inp = prepare_inputs(
+        args.workdir, patches=args.patches, size=args.size, arch=args.arch, task=args.task,
+        seed=args.seed, reuse=args.reuse, compression=args.compression,
+    )  # fmt: skip
+    (args.workdir / "runs").mkdir(parents=True, exist_ok=True)
+    run_dir = Path(tempfile.mkdtemp(prefix="throughput-", dir=args.workdir / "runs"))
+    inputs_path = run_dir / "inputs.json"
+    inputs_path.write_text(inp.to_json())
+    modes = args.modes.split(",")
+    if "naive" in modes and not inp.tree:
+        print("no GeoTIFF tree (rasterio missing): the naive mode is skipped", file=sys.stderr)
+        modes.remove("naive")
+    load_before = load_average()
+    rounds: list[dict[str, dict[str, Any]]] = []
+    failed = []
+    for i in range(args.repeats):
+        this_round: dict[str, dict[str, Any]] = {}
+        for mode in modes:
+            result_path = run_dir / f"{mode}.json"
+            result_path.unlink(missing_ok=True)
+            print(f"round {i + 1}/{args.repeats}: {mode} ...", file=sys.stderr, flush=True)
+            cmd = child_command(mode, args, inputs_path, result_path)
+            rc, rss, wall = run_measured(cmd, env=child_env(args.threads))
+            if rc != 0 or not result_path.is_file():
+                print(f"{mode} failed (exit status {rc})", file=sys.stderr)
+                failed.append(mode)
+                continue
+            this_round[mode] = json.loads(result_path.read_text())
+            this_round[mode]["peak_rss"] = rss
+            this_round[mode]["wall_s"] = wall
+        rounds.append(this_round)
+    summary = summarise(rounds, inp, machine_description(args.threads), args.peak_tflops)
+    summary.update(
+        command=command, load_before=load_before, load_after=load_average(),
+        batch_size=args.batch_size, threads=args.threads, failed=failed,
+    )  # fmt: skip
+    print(format_summary(summary))
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=2))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
