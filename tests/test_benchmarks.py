@@ -10,9 +10,6 @@ import numpy as np
 import pytest
 import torch
 
-# benchmarks/ is a top-level folder of the repository, not part of the installed package
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-
 from benchmarks.common import (
     BenchInputs,
     calibrate_batchnorm,
