@@ -108,7 +108,7 @@ def test_resume_after_interruption_equals_uninterrupted(tmp_path: Path) -> None:
     write_all(w, {k: v[:6] for k, v in arrays.items()})
     w.abort()  # simulated crash after 6 rows
     assert not out.exists() and partial_path(out).exists()
-    with pytest.raises(StoreError, match="incomplete .partial"):
+    with pytest.raises(StoreError, match=r"incomplete \.partial"):
         Store(out)
     w2 = new_writer(out, 9)
     assert w2.rows_written == 6

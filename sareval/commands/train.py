@@ -1,0 +1,159 @@
+"""``sareval train``: the study's clear-vs-cloudy fusion training with relevance per epoch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from sareval.commands.options import overwrite_option, progress_enabled
+
+
+@click.command(
+    "train",
+    epilog="""\b
+Example (the study's "cloudy" setup, 5 runs into runs/cloudy/seed-0 .. seed-4):
+  sareval train --data train.h5 --val val.h5 --arch resnet18 --preset study-resnet18 \\
+      --task single-label --cloudy-prob 0.8 --epochs 25 --batch-size 64 --seeds 0-4 \\
+      --out runs/cloudy
+""",
+)
+@click.option("--data", required=True, type=click.Path(dir_okay=False), help="Training store.")
+@click.option(
+    "--val",
+    type=click.Path(dir_okay=False),
+    help="Validation store: metrics and SHAPE relevance after every epoch.",
+)
+@click.option("--arch", default="resnet18", show_default=True, help="Architecture.")
+@click.option(
+    "--preset", default="study-resnet18", show_default=True, help="Model card preset (bands)."
+)
+@click.option(
+    "--task",
+    type=click.Choice(["single-label", "multi-label"]),
+    default="single-label",
+    show_default=True,
+)
+@click.option("--fusion", type=click.Choice(["early", "late"]), default="early", show_default=True)
+@click.option(
+    "--cloudy-prob",
+    type=click.FloatRange(0.0, 1.0),
+    default=0.0,
+    show_default=True,
+    help="Probability of loading a sample's cloudy optical version each time it is drawn "
+    "(0 = the study's clear setup, 0.8 = its cloudy setup).",
+)
+@click.option("--epochs", type=click.IntRange(min=1), default=25, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of a single run.")
+@click.option("--seeds", help="Several runs, e.g. 0-4 or 0,2,7: run K goes to OUT/seed-K.")
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
+@click.option("--weight-decay", type=float, default=0.0, show_default=True)
+@click.option("--workers", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option(
+    "--val-subsets",
+    default="clear,cloudy",
+    show_default=True,
+    help="Validation subsets evaluated after every epoch (comma-separated).",
+)
+@click.option("--eval-batch-size", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option(
+    "--select-metric",
+    default="",
+    help="Metric whose V(all) on the first validation subset picks best.pt "
+    "(default oa / f1_micro).",
+)
+@click.option(
+    "--in-memory", is_flag=True, help="Read the training arrays into memory once (small stores)."
+)
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory.")
+@overwrite_option
+def command(
+    data: str,
+    val: str | None,
+    arch: str,
+    preset: str,
+    task: str,
+    fusion: str,
+    cloudy_prob: float,
+    epochs: int,
+    batch_size: int,
+    seed: int,
+    seeds: str | None,
+    lr: float,
+    weight_decay: float,
+    workers: int,
+    device: str,
+    val_subsets: str,
+    eval_batch_size: int,
+    select_metric: str,
+    in_memory: bool,
+    out: str,
+    overwrite: bool,
+) -> None:
+    """Train a fusion classifier with clear/cloudy optical mixing.
+
+    Every sample with a cloudy optical version is loaded cloudy with probability --cloudy-prob
+    each time it is drawn. After every epoch: training loss, and metrics and SHAPE relevance on
+    the validation subsets, appended to OUT/metrics.jsonl; checkpoints OUT/last.pt and
+    OUT/best.pt. At the end OUT/model.onnx with its model card, ready for `sareval shape`.
+    Re-running the same command resumes an interrupted run from OUT/last.pt (with --seeds,
+    finished runs are skipped).
+    """
+    from sareval.train.loop import (
+        TrainConfig,
+        parse_seeds,
+        resolve_device,
+        run_is_complete,
+        train,
+    )
+
+    runs = (
+        [(seed, Path(out))]
+        if seeds is None
+        else [(s, Path(out) / f"seed-{s}") for s in parse_seeds(seeds)]
+    )
+    device = resolve_device(device)
+    for run_seed, run_out in runs:
+        config = TrainConfig(
+            data=data,
+            val=val,
+            out=str(run_out),
+            arch=arch,
+            preset=preset,
+            task=task,
+            fusion=fusion,
+            cloudy_prob=cloudy_prob,
+            epochs=epochs,
+            batch_size=batch_size,
+            seed=run_seed,
+            lr=lr,
+            weight_decay=weight_decay,
+            workers=workers,
+            device=device,
+            val_subsets=tuple(s.strip() for s in val_subsets.split(",") if s.strip()),
+            eval_batch_size=eval_batch_size,
+            select_metric=select_metric,
+            in_memory=in_memory,
+            progress=progress_enabled(),
+        )
+        if seeds is not None and not overwrite and run_is_complete(config):
+            click.echo(f"{run_out}: complete ({epochs} epochs), skipped")
+            continue
+        result = train(config, overwrite=overwrite)
+        last = result.history[-1] if result.history else {}
+        line = f"{run_out}: {len(result.history)} epochs"
+        if result.resumed_from:
+            line += f" (resumed after epoch {result.resumed_from})"
+        line += f", train loss {last.get('train_loss', float('nan')):.4f}"
+        for subset, r in last.get("val", {}).items():
+            metric = config.select_metric or ("oa" if task == "single-label" else "f1_micro")
+            m = r["metrics"].get(metric)
+            if m:
+                rel = ", ".join(f"{k} {v:.3f}" for k, v in m["relevance"].items())
+                full = m["V"]["+".join(r["players"])]
+                line += f"; {subset}: {metric} {full:.3f} (relevance {rel})"
+        click.echo(line)
+        if result.model_file:
+            click.echo(f"  model: {result.model_file}")

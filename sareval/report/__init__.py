@@ -1,0 +1,74 @@
+"""Reports: tables and figures from results files and training histories.
+
+:func:`make_report` writes into ``out``: ``summary.md``, ``summary.csv`` (see
+:mod:`sareval.report.tables`) and the figures of :mod:`sareval.report.figures` as PNG and SVG.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sareval.atomic import atomic_output
+from sareval.errors import OutputExistsError
+from sareval.report.collect import Collection, collect
+from sareval.report.tables import SummaryRow, choose_metrics, csv_text, markdown, summarize
+
+
+@dataclass
+class Report:
+    out: Path
+    collection: Collection
+    metrics: list[str]
+    rows: list[SummaryRow]
+    tables: list[Path] = field(default_factory=list)
+    figures: list[Path] = field(default_factory=list)
+
+    @property
+    def markdown(self) -> str:
+        return markdown(self.rows)
+
+
+def make_report(
+    inputs: Sequence[str],
+    out: str | Path,
+    *,
+    metrics: Sequence[str] | None = None,
+    overwrite: bool = False,
+) -> Report:
+    """Read ``inputs`` (``[LABEL=]PATH``, see :mod:`sareval.report.collect`), write the report."""
+    from sareval.report import figures as fg
+
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise OutputExistsError(out)
+    found = collect(inputs)
+    chosen = choose_metrics(found.results, metrics) if found.results else list(metrics or [])
+    rows = summarize(found.results, chosen)
+    report = Report(out, found, chosen, rows)
+    out.mkdir(parents=True, exist_ok=True)
+    if rows:
+        for name, text in (("summary.md", markdown(rows)), ("summary.csv", csv_text(rows))):
+            with atomic_output(out / name, overwrite=True) as tmp:
+                tmp.write_text(text)
+            report.tables.append(out / name)
+        report.figures += fg.save(fg.relevance_figure(rows, chosen), out, "relevance")
+        report.figures += fg.save(fg.performance_figure(rows, chosen), out, "performance")
+        if fg.has_cloud_cover(found.results):
+            for metric in chosen[:1]:
+                fig = fg.cloud_cover_figure(found.results, metric)
+                report.figures += fg.save(fig, out, f"cloud_cover_{metric}")
+    if found.histories:
+        have = {
+            m
+            for h in found.histories
+            for rec in h.epochs
+            for v in rec.get("val", {}).values()
+            for m in v["metrics"]
+        }
+        epoch_metrics = [m for m in chosen if m in have] or sorted(have)[:1] or ["oa"]
+        for metric in epoch_metrics[:1]:
+            fig = fg.epochs_figure(found.histories, metric)
+            report.figures += fg.save(fig, out, f"epochs_{metric}")
+    return report

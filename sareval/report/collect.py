@@ -1,0 +1,188 @@
+"""Report inputs: results files (``sareval shape``) and training histories (``metrics.jsonl``).
+
+Each input is ``[LABEL=]PATH``; PATH is a results JSON, a ``metrics.jsonl``, or a directory
+searched recursively for both. Results of the same model label and test subset are runs of one
+model (mean and standard deviation over them); so are the histories of one label (seeds).
+
+Results of ``sareval shape --method perceptual`` get `` [perceptual]`` appended to their label.
+Default labels: a results file's model card name (plus ``multi-label`` for that task and
+``(cloudy-prob P)`` when the card records how sareval trained it); a history's run directory
+name (its parent's for ``seed-K`` directories). Give labels (``LABEL=PATH``) to be sure.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sareval.errors import InputFileError, SarevalError
+
+RESULTS_FORMAT = "sareval-results"
+SEED_DIR = re.compile(r"^seed-\d+$")
+
+
+@dataclass
+class ResultRun:
+    """One results document: a model (``label``) evaluated on one test ``subset``."""
+
+    label: str
+    subset: str
+    path: Path
+    doc: dict[str, Any]
+
+    @property
+    def players(self) -> list[str]:
+        return list(self.doc["players"])
+
+    @property
+    def full(self) -> str:
+        """Name of the coalition of all players (``sar+opt``)."""
+        return "+".join(self.players)
+
+
+@dataclass
+class TrainingRun:
+    """One training history (``metrics.jsonl``): one JSON object per epoch."""
+
+    label: str
+    path: Path
+    epochs: list[dict[str, Any]]
+
+
+@dataclass
+class Collection:
+    results: list[ResultRun] = field(default_factory=list)
+    histories: list[TrainingRun] = field(default_factory=list)
+
+    def labels(self) -> list[str]:
+        """Model labels in first-seen order (results, then histories)."""
+        seen: dict[str, None] = {}
+        for r in self.results:
+            seen.setdefault(r.label)
+        for h in self.histories:
+            seen.setdefault(h.label)
+        return list(seen)
+
+    def subsets(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for r in self.results:
+            seen.setdefault(r.subset)
+        return list(seen)
+
+
+def read_results_file(path: Path) -> dict[str, Any]:
+    """A results document; :class:`InputFileError` if ``path`` is not one."""
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise InputFileError(path, f"not a readable JSON file ({e})") from None
+    if not isinstance(doc, dict) or doc.get("format") != RESULTS_FORMAT:
+        raise InputFileError(path, f"not a sareval results file (no format={RESULTS_FORMAT!r})")
+    for key in ("players", "metrics", "provenance"):
+        if key not in doc:
+            raise InputFileError(path, f"results file has no {key!r}")
+    return doc
+
+
+def read_history(path: Path) -> list[dict[str, Any]]:
+    """The epochs of a ``metrics.jsonl``; :class:`InputFileError` on a malformed line."""
+    epochs = []
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputFileError(path, f"not readable ({e})") from None
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise InputFileError(path, f"line {n} is not JSON ({e.msg})") from None
+        if not isinstance(record, dict) or "epoch" not in record:
+            raise InputFileError(path, f"line {n} has no 'epoch'")
+        epochs.append(record)
+    return epochs
+
+
+def default_result_label(doc: dict[str, Any], path: Path) -> str:
+    """The model card's name (+ task, + training cloudy probability), else the file's stem."""
+    prov = doc.get("provenance", {})
+    model = prov.get("model", {}) if isinstance(prov.get("model"), dict) else {}
+    card = model.get("card") if isinstance(model.get("card"), dict) else {}
+    name = card.get("name") or model.get("card_name") or model.get("name") or ""
+    if not name:
+        return path.stem
+    if doc.get("task") == "multi-label":
+        name += " multi-label"
+    training = card.get("provenance", {}).get("training", {}) if card else {}
+    if "cloudy_prob" in training:
+        name += f" (cloudy-prob {training['cloudy_prob']:g})"
+    return name
+
+
+def default_history_label(path: Path) -> str:
+    run = path.parent
+    if SEED_DIR.match(run.name):
+        run = run.parent
+    return run.name or str(run)
+
+
+def _subset_name(doc: dict[str, Any]) -> str:
+    sub = doc.get("provenance", {}).get("subset", {})
+    if isinstance(sub, dict) and sub.get("name"):
+        return str(sub["name"])
+    return str(doc.get("config", {}).get("subset", "?"))
+
+
+def _is_results_json(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            head = f.read(4096)
+    except OSError:
+        return False
+    return RESULTS_FORMAT.encode() in head
+
+
+def split_label(spec: str) -> tuple[str | None, Path]:
+    """``"clear=runs/clear"`` -> ("clear", Path("runs/clear")); a bare path has no label."""
+    if "=" in spec:
+        label, _, path = spec.partition("=")
+        if label and not Path(spec).exists():
+            return label, Path(path)
+    return None, Path(spec)
+
+
+def collect(inputs: Sequence[str]) -> Collection:
+    """Read every input; see the module docstring for what each may be."""
+    found = Collection()
+    for spec in inputs:
+        label, path = split_label(spec)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file())
+            results = [p for p in files if p.suffix == ".json" and _is_results_json(p)]
+            histories = [p for p in files if p.name == "metrics.jsonl"]
+            if not results and not histories:
+                raise InputFileError(path, "no results files (*.json) or metrics.jsonl inside")
+        elif path.is_file():
+            is_history = path.name.endswith(".jsonl")
+            results = [] if is_history else [path]
+            histories = [path] if is_history else []
+        else:
+            raise InputFileError(path, "not found")
+        for p in results:
+            doc = read_results_file(p)
+            name = label or default_result_label(doc, p)
+            if doc.get("method", "shape") != "shape":  # never averaged with SHAPE runs
+                name += f" [{doc['method']}]"
+            found.results.append(ResultRun(name, _subset_name(doc), p, doc))
+        for p in histories:
+            epochs = read_history(p)
+            if epochs:
+                found.histories.append(TrainingRun(label or default_history_label(p), p, epochs))
+    if not found.results and not found.histories:
+        raise SarevalError("nothing to report: the inputs hold no results and no epochs")
+    return found

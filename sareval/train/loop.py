@@ -1,0 +1,537 @@
+"""Training a fusion classifier with clear/cloudy mixing and SHAPE relevance per epoch.
+
+One run writes into its output directory::
+
+    config.json     the run's configuration (what ``resume`` compares against)
+    metrics.jsonl   one JSON object per finished epoch: epoch, train_loss, train_cloudy_fraction,
+                    seconds, and ``val`` = {subset: {"n_samples", "metrics": {metric: {"V",
+                    "relevance", "cooperation"}}}} from the evaluator on the validation store
+    last.pt         checkpoint after the last finished epoch (weights, optimiser, epoch,
+                    RNG states, metric history, best score); loads with ``weights_only=True``
+    best.pt         the same at the epoch with the best selection score
+    model.pt        final weights (state dict), hashed into the card's provenance
+    model.onnx      the final model with its card (z-score constants from the training store),
+                    ready for ``sareval shape``
+
+The epoch's sample order comes from a generator seeded with ``(seed, epoch)`` and its cloudy
+draws from :func:`sareval.train.mixing.cloudy_draws`, so a run resumed from ``last.pt`` ends with
+the same weights and metrics as an uninterrupted one (bit for bit on CPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sareval.atomic import atomic_output
+from sareval.errors import OutputExistsError, SarevalError
+from sareval.store import Store
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "sareval-train-checkpoint"
+#: Files a run writes; ``--overwrite`` removes exactly these.
+RUN_FILES = (
+    "config.json",
+    "metrics.jsonl",
+    "last.pt",
+    "best.pt",
+    "model.pt",
+    "model.onnx",
+    "card.json",
+)
+#: Config fields that may change when a run is resumed (they do not change the results).
+RESUMABLE_CHANGES = ("epochs", "workers", "device", "progress", "eval_batch_size")
+#: Default metric that picks ``best.pt`` (its V(all modalities) on the first validation subset).
+SELECT_METRIC = {"single-label": "oa", "multi-label": "f1_micro"}
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (stored in ``config.json`` and every checkpoint)."""
+
+    data: str
+    out: str
+    val: str | None = None
+    arch: str = "resnet18"
+    preset: str = "study-resnet18"
+    task: str = "single-label"
+    fusion: str = "early"
+    cloudy_prob: float = 0.0
+    epochs: int = 25
+    batch_size: int = 64
+    seed: int = 0
+    lr: float = 1e-3
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.0
+    workers: int = 0
+    device: str = "cpu"
+    val_subsets: tuple[str, ...] = ("clear", "cloudy")
+    train_subset: str = "clear"
+    eval_batch_size: int = 64
+    select_metric: str = ""
+    in_memory: bool = False
+    progress: bool = True
+    #: extra evaluator options for the per-epoch relevance (baseline, empty, z, ...)
+    shape_options: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["betas"] = list(self.betas)
+        d["val_subsets"] = list(self.val_subsets)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        d = dict(d)
+        d["betas"] = tuple(d["betas"])
+        d["val_subsets"] = tuple(d["val_subsets"])
+        return cls(**d)
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    epochs_run: int
+    resumed_from: int
+    history: list[dict[str, Any]]
+    model_file: Path | None
+
+
+# --- helpers -----------------------------------------------------------------------------------
+def parse_seeds(text: str) -> list[int]:
+    """``"0-4"`` -> [0, 1, 2, 3, 4]; ``"0,2,5"`` -> [0, 2, 5]."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part[1:]:
+                a, b = part.split("-", 1)
+                seeds.extend(range(int(a), int(b) + 1))
+            elif part:
+                seeds.append(int(part))
+    except ValueError:
+        raise SarevalError(f"--seeds {text!r}: expected e.g. 0-4 or 0,1,2") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise SarevalError(f"--seeds {text!r}: expected distinct seeds, e.g. 0-4 or 0,1,2")
+    return seeds
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when available else ``cpu``; refuse ``cuda`` without a GPU."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise SarevalError(f"--device {device}: no CUDA device is available")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise SarevalError(f"--device {device!r}: expected cpu, cuda, cuda:N or auto")
+    return device
+
+
+@contextlib.contextmanager
+def deterministic(device: str) -> Iterator[None]:
+    """Deterministic kernels while training (strict on CPU; ``warn_only`` on CUDA, where some
+    kernels have no deterministic version); the previous setting is restored afterwards."""
+    import torch
+
+    before = torch.are_deterministic_algorithms_enabled()
+    warn_before = torch.is_deterministic_algorithms_warn_only_enabled()
+    if device.startswith("cuda"):
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    else:
+        torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before, warn_only=warn_before)
+
+
+def _label_permutation(store_classes: Sequence[str], card_classes: Sequence[str]) -> np.ndarray:
+    """``perm[j]`` = store column of the card's class ``j``."""
+    return np.array([list(store_classes).index(c) for c in card_classes], dtype=np.int64)
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    import torch
+
+    # a file object, not a path: the archive name inside must not vary with the temporary name
+    with atomic_output(path, overwrite=True) as tmp, tmp.open("wb") as f:
+        torch.save(state, f)
+
+
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
+    """A checkpoint written by :func:`train` (``weights_only=True``: no code is unpickled)."""
+    import torch
+
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise SarevalError(f"{path}: not a readable training checkpoint ({e})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT:
+        raise SarevalError(f"{path}: not a sareval training checkpoint")
+    return state
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    with atomic_output(path, overwrite=True) as tmp:
+        tmp.write_text(text)
+
+
+def _metrics_summary(result: dict[str, Any]) -> dict[str, Any]:
+    """The scalar part of an evaluator result: V, relevance, cooperation per metric."""
+    metrics = {}
+    for name, m in result["metrics"].items():
+        if isinstance(m, dict) and "V" in m:
+            metrics[name] = {k: m[k] for k in ("V", "relevance", "cooperation") if k in m}
+    return {"n_samples": result["n_samples"], "players": result["players"], "metrics": metrics}
+
+
+def _prepare_out(config: TrainConfig, overwrite: bool) -> dict[str, Any] | None:
+    """Create the run directory; return the checkpoint to resume from, or None."""
+    out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise SarevalError(f"{out}: --out must be a directory (a file of that name exists)")
+    if overwrite and out.exists():
+        for name in RUN_FILES:
+            with contextlib.suppress(FileNotFoundError):
+                (out / name).unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    last = out / "last.pt"
+    if not last.exists():
+        metrics = out / "metrics.jsonl"
+        if (metrics.exists() and metrics.stat().st_size) or (out / "model.onnx").exists():
+            raise OutputExistsError(out)
+        return None
+    state = load_checkpoint(last)
+    _check_same_config(out, state, config)
+    if state["epoch"] >= config.epochs and (out / "model.onnx").exists():
+        raise OutputExistsError(out)
+    return state
+
+
+def run_is_complete(config: TrainConfig) -> bool:
+    """True when ``config.out`` holds a finished run of ``config`` (all epochs and the model).
+
+    A run of another configuration raises :class:`SarevalError` (as :func:`train` would)."""
+    out = Path(config.out)
+    if not (out / "last.pt").is_file() or not (out / "model.onnx").is_file():
+        return False
+    state = load_checkpoint(out / "last.pt")
+    _check_same_config(out, state, config)
+    return int(state["epoch"]) >= config.epochs
+
+
+def _check_same_config(out: Path, state: dict[str, Any], config: TrainConfig) -> None:
+    old = dict(state["config"])
+    new = config.to_dict()
+    diff = [k for k in new if k not in RESUMABLE_CHANGES and old.get(k) != new[k]]
+    if diff:
+        raise SarevalError(
+            f"{out}: holds a run with another configuration ({', '.join(diff)} differ); "
+            "pass --overwrite to start again or choose another --out"
+        )
+
+
+# --- the loop ----------------------------------------------------------------------------------
+def train(
+    config: TrainConfig,
+    *,
+    overwrite: bool = False,
+    on_epoch_end: Callable[[dict[str, Any]], None] | None = None,
+    export: bool = True,
+) -> TrainResult:
+    """Train one run (resuming from ``OUT/last.pt`` when present); see the module docstring.
+
+    Adam (PyTorch defaults unless ``lr``/``betas``/``weight_decay`` say otherwise); loss =
+    cross-entropy (single-label) or BCE-with-logits (multi-label); no augmentation.
+    ``on_epoch_end(record)`` is called after each epoch's checkpoint is written.
+    """
+    device = resolve_device(config.device)
+    if config.task not in SELECT_METRIC:
+        raise SarevalError(f"--task {config.task!r}: expected single-label or multi-label")
+    if config.epochs < 1 or config.batch_size < 1:
+        raise SarevalError("--epochs and --batch-size must be >= 1")
+    resume = _prepare_out(config, overwrite)
+    with deterministic(device):
+        return _train(config, device, resume, on_epoch_end, export)
+
+
+def _train(
+    config: TrainConfig,
+    device: str,
+    resume: dict[str, Any] | None,
+    on_epoch_end: Callable[[dict[str, Any]], None] | None,
+    export: bool,
+) -> TrainResult:
+    import torch
+    from tqdm.auto import tqdm
+
+    from sareval.evaluator.metrics import METRIC_NAMES
+    from sareval.evaluator.preamble import build_preamble, coalition_module
+    from sareval.evaluator.runner import evaluate_shape
+    from sareval.export.presets import card_with_statistics, make_card
+    from sareval.models.registry import build_model
+    from sareval.train.mixing import CloudMixingDataset
+
+    out = Path(config.out)
+    random.seed(config.seed)
+    torch.manual_seed(config.seed)
+
+    # --- data, card, model ---------------------------------------------------------------------
+    with Store(config.data) as store:
+        card = make_card(
+            config.preset,
+            config.task,
+            architecture=config.arch,
+            fusion=config.fusion,
+            checkpoint_sha256=None,
+            random_init=False,
+            input_size=store.image_size[0],
+        )
+        s1_bands, s2_bands = store.bands("s1"), store.bands("s2")
+        rows = store.subset(config.train_subset).rows
+        mean = dict(zip(s1_bands, store.band_mean("s1", rows).tolist(), strict=True))
+        mean.update(zip(s2_bands, store.band_mean("s2", rows).tolist(), strict=True))
+        std = dict(zip(s1_bands, store.band_std("s1", rows).tolist(), strict=True))
+        std.update(zip(s2_bands, store.band_std("s2", rows).tolist(), strict=True))
+        card = card_with_statistics(card, mean, std)
+        spec = store.find_labels(card.task, card.class_names)
+        perm = _label_permutation(spec.class_names, card.class_names)
+        height, width = store.image_size
+    inverse = np.argsort(perm)  # store class index -> card class index
+    select_metric = config.select_metric or SELECT_METRIC[config.task]
+    if select_metric not in METRIC_NAMES[config.task]:
+        raise SarevalError(
+            f"--select-metric {select_metric!r}: choose one of "
+            f"{', '.join(METRIC_NAMES[config.task])}"
+        )
+    val_subsets = list(config.val_subsets) if config.val else []
+    if config.val:
+        with Store(config.val) as vstore:
+            known = set(vstore.subsets)
+            bad = [s for s in val_subsets if s not in known]
+            if bad:
+                raise SarevalError(
+                    f"{config.val}: no validation subset {bad}; known: {', '.join(sorted(known))}"
+                )
+
+    dataset = CloudMixingDataset(
+        config.data,
+        spec.name,
+        config.cloudy_prob,
+        seed=config.seed,
+        subset=config.train_subset,
+        in_memory=config.in_memory,
+    )
+    model = build_model(
+        config.arch,
+        card.n_channels,
+        card.n_classes,
+        fusion=config.fusion,
+        modality_channels=[card.channel_indices(m) for m in card.modality_names],
+        input_size=min(height, width),
+    ).to(device)
+    # the evaluator's preamble: raw store tensors -> the card's network input (shared code)
+    pre = build_preamble(card, {"s1": s1_bands, "s2": s2_bands}, source=str(config.data))
+    wrapped = coalition_module(pre, model).to(device)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
+    )
+    if config.task == "single-label":
+        criterion: torch.nn.Module = torch.nn.CrossEntropyLoss()
+    else:
+        criterion = torch.nn.BCEWithLogitsLoss()
+
+    history: list[dict[str, Any]] = []
+    best_score = -float("inf")
+    start_epoch = 0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        optimizer.load_state_dict(resume["optimizer"])
+        history = list(resume["history"])
+        best_score = float(resume["best_score"])
+        start_epoch = int(resume["epoch"])
+        torch.set_rng_state(resume["rng"]["torch"])
+        random.setstate(_as_random_state(resume["rng"]["python"]))
+        log.info("resuming %s after epoch %d", out, start_epoch)
+    _write_text_atomic(out / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+    _write_text_atomic(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+
+    n = len(dataset)
+    drop_last = n > config.batch_size and n % config.batch_size == 1  # BatchNorm needs > 1
+    epochs = tqdm(
+        range(start_epoch, config.epochs),
+        desc=f"train {out.name}",
+        unit="epoch",
+        disable=not config.progress,
+        initial=start_epoch,
+        total=config.epochs,
+    )
+    for epoch in epochs:
+        t0 = time.perf_counter()
+        dataset.set_epoch(epoch)
+        order = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+        loader = torch.utils.data.DataLoader(
+            dataset,
+            batch_size=config.batch_size,
+            sampler=torch.utils.data.RandomSampler(dataset, generator=order),
+            num_workers=config.workers,
+            drop_last=drop_last,
+            pin_memory=device.startswith("cuda"),
+        )
+        model.train()
+        total_loss, seen = 0.0, 0
+        for batch in tqdm(
+            loader, desc=f"epoch {epoch + 1}", leave=False, disable=not config.progress
+        ):
+            s1 = batch["s1"].to(device, non_blocking=True)
+            s2 = batch["s2"].to(device, non_blocking=True)
+            y = batch["label"].numpy()
+            if config.task == "single-label":
+                target = torch.from_numpy(inverse[y]).to(device)
+            else:
+                target = torch.from_numpy(y[:, perm].astype(np.float32)).to(device)
+            optimizer.zero_grad(set_to_none=True)
+            loss = criterion(model(wrapped.normalise({"s1": s1, "s2": s2})), target)
+            loss.backward()
+            optimizer.step()
+            total_loss += float(loss.detach()) * len(y)
+            seen += len(y)
+        model.eval()
+        record: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "train_loss": total_loss / max(seen, 1),
+            "train_samples": seen,
+            "train_cloudy_fraction": dataset.cloudy_fraction,
+            "cloudy_prob": config.cloudy_prob,
+            "seed": config.seed,
+            "val": {},
+        }
+        for subset in val_subsets:
+            result = evaluate_shape(
+                (model, card),
+                config.val,
+                subset,
+                backend="torch",
+                device=device,
+                batch_size=config.eval_batch_size,
+                progress=False,
+                **config.shape_options,
+            )
+            record["val"][subset] = _metrics_summary(result)
+        record["seconds"] = time.perf_counter() - t0
+        score = _selection_score(record, val_subsets, select_metric)
+        history.append(record)
+        state = {
+            "format": CHECKPOINT_FORMAT,
+            "config": config.to_dict(),
+            "epoch": epoch + 1,
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "history": history,
+            "best_score": max(best_score, score),
+            "rng": {"torch": torch.get_rng_state(), "python": _plain_random_state()},
+            "card": card.to_json(),
+        }
+        _save_checkpoint(out / "last.pt", state)
+        if score > best_score:
+            best_score = score
+            _link_or_copy(out / "last.pt", out / "best.pt")
+        _write_text_atomic(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+        epochs.set_postfix(_postfix(record, select_metric))
+        if on_epoch_end is not None:
+            on_epoch_end(record)
+
+    model_file = _export(model, card, out, config) if export else None
+    return TrainResult(out, len(history) - start_epoch, start_epoch, history, model_file)
+
+
+def _selection_score(record: dict[str, Any], val_subsets: list[str], metric: str) -> float:
+    """V(all modalities) of ``metric`` on the first validation subset; -train loss without one."""
+    if not val_subsets:
+        return -float(record["train_loss"])
+    val = record["val"][val_subsets[0]]
+    if metric not in val["metrics"]:
+        raise SarevalError(f"--select-metric {metric!r}: not one of {', '.join(val['metrics'])}")
+    return float(val["metrics"][metric]["V"]["+".join(val["players"])])
+
+
+def _postfix(record: dict[str, Any], metric: str) -> dict[str, str]:
+    post = {"loss": f"{record['train_loss']:.3f}"}
+    for subset, r in record["val"].items():
+        m = r["metrics"].get(metric)
+        if m:
+            rel = " ".join(f"{k}={v:.2f}" for k, v in m["relevance"].items())
+            post[subset] = rel
+    return post
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    """``dst`` = the current ``src`` (a hard link: ``src`` is later replaced, never rewritten)."""
+    tmp = dst.with_name(f".{dst.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(src, tmp)
+    except OSError:
+        shutil.copyfile(src, tmp)
+    tmp.replace(dst)
+
+
+def _plain_random_state() -> list[Any]:
+    version, internal, gauss = random.getstate()
+    return [version, list(internal), gauss]
+
+
+def _as_random_state(state: list[Any]) -> tuple[Any, ...]:
+    version, internal, gauss = state
+    return (version, tuple(internal), gauss)
+
+
+def _export(model: Any, card: Any, out: Path, config: TrainConfig) -> Path:
+    """Write ``model.pt`` (state dict) and ``model.onnx`` with the card (provenance: its hash)."""
+    import hashlib
+
+    import torch
+
+    from sareval.card import ModelCard
+    from sareval.export.onnx_export import export_onnx
+
+    model = model.to("cpu").eval()
+    # same bytes for the same weights: a reproducible hash in the card
+    with atomic_output(out / "model.pt", overwrite=True) as tmp, tmp.open("wb") as f:
+        torch.save(model.state_dict(), f)
+    digest = hashlib.sha256((out / "model.pt").read_bytes()).hexdigest()
+    d = card.to_dict()
+    d["provenance"] = {
+        **d.get("provenance", {}),
+        "checkpoint_sha256": digest,
+        "training": {
+            "data": str(config.data),
+            "cloudy_prob": config.cloudy_prob,
+            "epochs": config.epochs,
+            "batch_size": config.batch_size,
+            "seed": config.seed,
+            "lr": config.lr,
+        },
+    }
+    final = ModelCard.from_dict(d, source=out / "card.json")
+    _write_text_atomic(out / "card.json", final.to_json() + "\n")
+    export_onnx(model, final, out / "model.onnx", overwrite=True, check=True)
+    return out / "model.onnx"
