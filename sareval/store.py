@@ -32,6 +32,7 @@ configuration digest matches, else rebuilds it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -130,6 +131,8 @@ class Store:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        with contextlib.suppress(ImportError):  # registers the Blosc2 filters of lz4/zstd stores
+            import hdf5plugin  # noqa: F401
         if not self.path.is_file():
             if partial_path(self.path).exists():
                 raise StoreError(

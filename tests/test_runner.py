@@ -442,3 +442,27 @@ def test_padded_last_batch_is_not_counted(assets, backend: str) -> None:
     assert padded["config"]["pad_to"] == 16 and plain["config"]["pad_to"] is None
     assert padded["counts"] == plain["counts"] and padded["n_samples"] == 40
     assert padded["empty"] == plain["empty"]
+
+
+def test_reduced_precision_runs_the_network_in_bf16_and_is_recorded(assets, tmp_path) -> None:
+    """bf16 autocast changes the outputs (the network really ran in bf16) by a small amount;
+    the decisions are counted exactly as usual; onnxruntime refuses a precision it cannot run."""
+    import h5py
+
+    card, net = assets.cards["single-label"], assets.nets["single-label"]
+    runs = {}
+    for precision in ("fp32", "bf16"):
+        pred = tmp_path / f"{precision}.h5"
+        doc = evaluate_shape((net, card), assets.store, "clear", backend="torch",
+                             precision=precision, save_predictions=pred, progress=False)
+        with h5py.File(pred) as f:
+            runs[precision] = (doc, f["outputs"][1:], f["decisions"][1:])
+    (doc32, out32, dec32), (doc16, out16, dec16) = runs["fp32"], runs["bf16"]
+    assert doc32["config"]["precision"] == "fp32" and doc16["config"]["precision"] == "bf16"
+    diff = np.abs(out16 - out32)
+    assert 0 < diff.max() < 0.05 * np.abs(out32).max()
+    assert (dec16 == dec32).mean() > 0.9
+    assert doc16["n_samples"] == doc32["n_samples"]
+    with pytest.raises(SarevalError, match="--precision bf16 needs --backend torch"):
+        evaluate_shape(assets.onnx["single-label"], assets.store, "clear", precision="bf16",
+                       progress=False)

@@ -148,6 +148,13 @@ def is_main_process() -> bool:
     default=None,
     help="CSV table path (default: --out with .csv).",
 )
+@click.option(
+    "--precision",
+    type=click.Choice(("fp32", "fp16", "bf16")),
+    default="fp32",
+    show_default=True,
+    help="Torch backend: run the network under fp16/bf16 autocast (recorded in the results).",
+)
 @click.option("--threads", default=0, type=click.IntRange(0), help="onnxruntime threads (0: auto).")
 @click.option(
     "--pad-last-batch/--no-pad-last-batch",
@@ -176,6 +183,7 @@ def command(
     shard: str | None,
     out: Path | None,
     csv_path: Path | None,
+    precision: str,
     threads: int,
     pad_last_batch: bool | None,
     overwrite: bool,
@@ -210,6 +218,7 @@ def command(
         permutations=permutations, bootstrap=bootstrap, seed=seed, by=by,
         save_predictions=save_predictions, shard=shard, progress=progress_enabled(),
         pad_last_batch=pad_last_batch, threads=threads, overwrite=overwrite,
+        precision=precision,
     )  # fmt: skip
     if not main:
         return

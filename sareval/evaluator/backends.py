@@ -36,6 +36,8 @@ from sareval.errors import CardError, InputFileError, SarevalError
 from sareval.evaluator.preamble import MASK_NAME, Preamble, coalition_module, compose_onnx
 
 BACKENDS = ("onnxruntime", "torch")
+PRECISIONS = ("fp32", "fp16", "bf16")
+
 PROVIDERS = ("cpu", "cuda", "tensorrt")
 ORT_PROVIDER_NAMES = {
     "cpu": "CPUExecutionProvider",
@@ -264,10 +266,20 @@ class TorchBackend:
     name = "torch"
 
     def __init__(
-        self, network: Any, pre: Preamble, device: str = "cpu", *, pad_to: int | None = None
+        self,
+        network: Any,
+        pre: Preamble,
+        device: str = "cpu",
+        *,
+        pad_to: int | None = None,
+        precision: str = "fp32",
     ) -> None:
         import torch
 
+        if precision not in PRECISIONS:
+            raise SarevalError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
+        self.precision = precision
+        self.autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise SarevalError("--device cuda: torch sees no CUDA device")
@@ -307,7 +319,12 @@ class TorchBackend:
         if self.pad_to is not None and b < self.pad_to:
             raw = pad_rows(raw, self.pad_to)
         inputs = self.to_device(raw)
-        with torch.inference_mode():
+        # fp16/bf16: the network runs under autocast; the preamble's masking and the decisions
+        # stay exact (autocast leaves indexing and comparisons alone), outputs come back fp32.
+        autocast = torch.autocast(
+            self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None
+        )
+        with torch.inference_mode(), autocast:
             m = None if mask is None else torch.as_tensor(mask, device=self.device)
             out = self.module(inputs, m)
         rows = len(next(iter(raw.values())))
@@ -333,8 +350,12 @@ def make_backend(
     image_size: tuple[int, int],
     pad_to: int | None = None,
     threads: int = 0,
+    precision: str = "fp32",
 ) -> OnnxRuntimeBackend | TorchBackend:
-    """The backend for ``loaded`` (in-memory modules are exported to ONNX for onnxruntime)."""
+    """The backend for ``loaded`` (in-memory modules are exported to ONNX for onnxruntime).
+
+    ``precision`` fp16/bf16 runs the torch backend under autocast; onnxruntime runs the graph's
+    own precision (fp32 exports), so it accepts fp32 only."""
     if backend not in BACKENDS:
         raise SarevalError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     device_type = device.split(":")[0]
@@ -349,7 +370,14 @@ def make_backend(
 
         if device_type == "cuda" and not torch.cuda.is_available():
             raise SarevalError("--device cuda: torch sees no CUDA device")
-        return TorchBackend(load_torch_module(loaded, device), pre, device, pad_to=pad_to)
+        return TorchBackend(
+            load_torch_module(loaded, device), pre, device, pad_to=pad_to, precision=precision
+        )
+    if precision != "fp32":
+        raise SarevalError(
+            f"--precision {precision} needs --backend torch (onnxruntime runs the exported fp32 "
+            "graph as it is)"
+        )
     provider = provider or ("cuda" if device_type == "cuda" else "cpu")
     if (provider == "cpu") != (device_type == "cpu"):
         raise SarevalError(f"--provider {provider} does not run on --device {device}")

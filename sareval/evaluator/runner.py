@@ -311,6 +311,7 @@ def evaluate_shape(
     threads: int = 0,
     queue_size: int = 2,
     overwrite: bool = False,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """SHAPE relevance (or perceptual scores) of ``model`` on ``subset`` of ``store``.
 
@@ -319,6 +320,8 @@ def evaluate_shape(
     (:mod:`sareval.evaluator.results`); writes nothing except ``save_predictions``. Under
     torchrun (``WORLD_SIZE`` > 1) every rank evaluates its part and returns the same document.
     ``pad_last_batch`` (default: on for CUDA) pads the last batch to ``batch_size`` rows.
+    ``precision`` fp16/bf16 runs the torch backend's network under autocast (recorded in
+    ``config.precision``; compare with an fp32 run: ``benchmarks/precision_difference.py``).
     """
     if method not in METHODS:
         raise SarevalError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
@@ -359,6 +362,7 @@ def evaluate_shape(
                 by_class=by_class, bin_edges=bin_edges, save_predictions=save_predictions,
                 shard=shard_t, progress=progress, pad_last_batch=pad_last_batch,
                 threads=threads, queue_size=queue_size, overwrite=overwrite,
+                precision=precision,
             )  # fmt: skip
     finally:
         if group is not None:
@@ -391,6 +395,7 @@ def _evaluate(
     threads: int,
     queue_size: int,
     overwrite: bool,
+    precision: str,
 ) -> dict[str, Any]:
     st, sub, card = ev.store, ev.subset, ev.card
     start, stop = 0, len(sub)
@@ -410,7 +415,7 @@ def _evaluate(
     engine = make_backend(
         loaded, pre, backend=backend, device=device, provider=provider,
         input_dtypes=input_dtypes, image_size=st.image_size,
-        pad_to=pad_to, threads=threads,
+        pad_to=pad_to, threads=threads, precision=precision,
     )  # fmt: skip
     try:
         if method == "perceptual":
@@ -443,6 +448,7 @@ def _evaluate(
             "device": device,
             "providers": providers,
             "batch_size": batch_size,
+            "precision": precision,
             "baseline": baseline,
             "empty": empty if method == "shape" else None,
             "z": z,
