@@ -31,7 +31,8 @@ IMAGE_DATASETS = (
 @pytest.fixture(scope="module")
 def tree(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     tmp = tmp_path_factory.mktemp("resume")
-    generate_sen12ms(tmp / "gen", n_patches=64, size=64, seed=3)
+    generate_sen12ms(tmp / "gen", n_patches=96, size=96, seed=3)
+    started = time.monotonic()
     ref = preprocess_sen12ms(
         tmp / "gen" / "sen12ms",
         tmp / "ref.h5",
@@ -40,7 +41,10 @@ def tree(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         chunk_rows=1,
         progress=False,
     )
-    return {"root": tmp / "gen" / "sen12ms", "cr": tmp / "gen" / "sen12mscr", "ref": ref}
+    # interruptions land at a fraction of this (single-process) duration: mid-run on any machine
+    duration = time.monotonic() - started
+    return {"root": tmp / "gen" / "sen12ms", "cr": tmp / "gen" / "sen12mscr", "ref": ref,
+            "duration": duration}  # type: ignore[dict-item]  # fmt: skip
 
 
 def command(tree: dict[str, Path], out: Path) -> list[str]:
@@ -73,15 +77,16 @@ def test_sigkill_at_a_random_moment_then_rerun(
         deadline = time.monotonic() + 60
         while not partial.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
-        time.sleep(float(rng.uniform(0.0, 0.5)))
+        time.sleep(float(rng.uniform(0.0, 0.3)) * float(tree["duration"]))
         killed = proc.poll() is None
-        os.kill(proc.pid, signal.SIGKILL)  # the main process only, like `kill -9 PID`
+        if killed:
+            os.kill(proc.pid, signal.SIGKILL)  # the main process only, like `kill -9 PID`
         proc.wait(timeout=30)
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # orphaned workers of this test, if any
-    if killed:
-        assert not out.exists(), "a killed run left a file at the output path"
+    assert killed, "the run finished before the kill: make the fixture tree larger"
+    assert not out.exists(), "a killed run left a file at the output path"
     result = subprocess.run(command(tree, out), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     assert out.exists() and not partial.exists()
@@ -119,9 +124,8 @@ def test_ctrl_c_keeps_only_the_partial(tree: dict[str, Path], tmp_path: Path) ->
         deadline = time.monotonic() + 60
         while not partial.exists() and proc.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
-        time.sleep(0.2)
-        if proc.poll() is not None:
-            pytest.skip("the run finished before it could be interrupted")
+        time.sleep(0.1 * float(tree["duration"]))
+        assert proc.poll() is None, "the run finished before Ctrl-C: make the fixture larger"
         os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C reaches the whole foreground group
         _, err = proc.communicate(timeout=60)
     finally:

@@ -48,7 +48,6 @@ from sareval.preprocess.pipeline import (
     chunk_rows_for,
     compression_filter,
     config_file_entry,
-    default_workers,
     run_pipeline,
     subset_rows_from_list,
 )
@@ -382,8 +381,8 @@ def preprocess_bigearthnet(
             writer,
             reader,
             patches,
-            workers=default_workers() if workers is None else workers,
-            block_rows=chunk_rows * max(1, -(-8 // chunk_rows)),
+            workers=workers,
+            chunk_rows=chunk_rows,
             progress=progress,
             desc=f"bigearthnet {split_csv.stem}",
         )

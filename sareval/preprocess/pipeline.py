@@ -134,14 +134,20 @@ def run_pipeline(
     read_block: Callable[[Sequence[Any]], RowBlock],
     items: Sequence[Any],
     *,
-    workers: int,
-    block_rows: int,
+    workers: int | None,
+    chunk_rows: int,
     progress: bool = True,
     desc: str = "preprocess",
 ) -> None:
     """Read ``items`` block by block (``read_block`` must be picklable: a module-level function
-    or a ``functools.partial`` of one) and write every row not yet in ``writer``."""
+    or a ``functools.partial`` of one) and write every row not yet in ``writer``.
+
+    A block is a whole number of the store's ``chunk_rows``-row chunks, at least 8 rows (each
+    chunk is written once); ``workers=None`` uses every core this process may use."""
     from tqdm import tqdm
+
+    workers = default_workers() if workers is None else workers
+    block_rows = chunk_rows * max(1, -(-8 // chunk_rows))
 
     if len(items) != writer.n:
         raise ValueError(f"{len(items)} items for a store of {writer.n} rows")

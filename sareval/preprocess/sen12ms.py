@@ -47,7 +47,6 @@ from sareval.preprocess.pipeline import (
     chunk_rows_for,
     compression_filter,
     config_file_entry,
-    default_workers,
     read_id_list,
     run_pipeline,
     subset_rows_from_list,
@@ -483,8 +482,8 @@ def preprocess_sen12ms(
             writer,
             reader,
             items,
-            workers=default_workers() if workers is None else workers,
-            block_rows=chunk_rows * max(1, -(-8 // chunk_rows)),
+            workers=workers,
+            chunk_rows=chunk_rows,
             progress=progress,
             desc=f"sen12ms {split_name(split_path)}",
         )
