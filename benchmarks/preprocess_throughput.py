@@ -9,10 +9,13 @@
 2. For each compression: ``preprocess_sen12ms`` of the whole tree (labels from the pickle,
    cloudy versions from the CR tree) with ``--workers`` processes: patches/s and MB/s of
    GeoTIFF bytes read; the store's size vs the raw size of its arrays and vs the GeoTIFFs.
-3. Sequential read of the first ``--read-samples`` samples of subset ``--subset`` (S1 + S2, in
-   batches of ``--batch-size``, one process) from the store, and of the same samples from the
-   GeoTIFFs with rasterio (one open + read per file): samples/s and MB/s of array data, cold
-   (the files evicted from the page cache with posix_fadvise first) and warm (read again).
+3. Sequential reads of subset ``--subset`` (all of it, or its first ``--read-samples``; S1 + S2
+   in batches of ``--batch-size``, one process) from the store with each reader of
+   ``STORE_READERS``, and of the same samples from the GeoTIFFs with rasterio (one open + read
+   per file): samples/s and MB/s of array data, cold (the files evicted from the page cache
+   with posix_fadvise first) and warm (read again at once); ``--repeats`` rounds, medians.
+   The whole 2,000-sample ``clear`` subset by default, so that one-time costs (opening, the
+   first touch of new buffer memory, slow on this VM) are amortised as in a real pass.
 
 4. With ``--bigearthnet-patches N``: the same for a generated BigEarthNet tree (train split;
    14 single-band GeoTIFFs a sample, 120 x 120), compressions ``--bigearthnet-compressions``.
@@ -26,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -51,6 +55,10 @@ def machine() -> str:
     except (OSError, subprocess.CalledProcessError):
         model, cpus = platform.processor(), "?"
     return f"{model}, {cpus} CPUs, {platform.system()} {platform.release()}"
+
+
+def rounded(run: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in run.items()}
 
 
 def tree_bytes(root: Path) -> int:
@@ -98,36 +106,6 @@ def run_preprocess(root: Path, cr: Path, out: Path, compression: str, workers: i
     return time.perf_counter() - t
 
 
-def read_store(path: Path, subset: str, n: int, batch_size: int) -> tuple[float, int]:
-    from sareval.store import Store
-
-    t = time.perf_counter()
-    n_bytes = 0
-    with Store(path) as store:
-        for b in store.iter_batches(subset, batch_size, stop=n, sensors=("s1", "s2")):
-            n_bytes += b.arrays["s1"].nbytes + b.arrays["s2"].nbytes
-    return time.perf_counter() - t, n_bytes
-
-
-def read_geotiffs(files: list[tuple[Path, Path]], *, fast_open: bool) -> tuple[float, int]:
-    """Open and read each file with rasterio; ``fast_open``: GDAL_DISABLE_READDIR_ON_OPEN
-    (as sareval's readers do), else GDAL's defaults (as a plain ``rasterio.open`` user)."""
-    import contextlib
-
-    import rasterio
-
-    from sareval.preprocess.tiffs import gdal_env
-
-    t = time.perf_counter()
-    n_bytes = 0
-    with gdal_env() if fast_open else contextlib.nullcontext():
-        for s1, s2 in files:
-            for path in (s1, s2):
-                with rasterio.open(path) as src:
-                    n_bytes += src.read().nbytes
-    return time.perf_counter() - t, n_bytes
-
-
 def evict(paths: list[Path]) -> None:
     """Drop these files' pages from the page cache (posix_fadvise DONTNEED; only our files, so
     other users of the machine are unaffected)."""
@@ -140,19 +118,94 @@ def evict(paths: list[Path]) -> None:
             os.close(fd)
 
 
-def read_files(paths: list[list[Path]]) -> float:
-    """Seconds to open and read every file of every sample with rasterio (sareval's GDAL env)."""
+STORE_READERS = {
+    "reader": "sareval's batch reader (reader thread, ring of preallocated buffers, readahead "
+    "hints 2 batches ahead; what `sareval shape` reads with)",
+    "iter": "Store.iter_batches (new arrays every batch, readahead hints 2 batches ahead)",
+    "iter-no-hints": "Store.iter_batches with readahead=0",
+}
+
+
+def read_store(path: Path, subset: str, n: int, batch_size: int, how: str) -> float:
+    """Seconds to read S1 + S2 of the first ``n`` samples of ``subset``, ``how`` in
+    :data:`STORE_READERS`."""
+    from sareval.evaluator.reader import BatchReader
+    from sareval.store import Store
+
+    t = time.perf_counter()
+    with Store(path) as store:
+        if how == "reader":
+            sub = store.subset(subset)
+            with BatchReader(store, sub, 0, min(n, len(sub)), batch_size,
+                             sensors=("s1", "s2")) as reader:  # fmt: skip
+                for _ in reader:
+                    pass
+        else:
+            readahead = 0 if how == "iter-no-hints" else 2
+            for _ in store.iter_batches(subset, batch_size, stop=n, sensors=("s1", "s2"),
+                                        readahead=readahead):  # fmt: skip
+                pass
+    return time.perf_counter() - t
+
+
+def read_tiffs(samples: list[list[Path]], *, fast_open: bool = True) -> float:
+    """Seconds to open and read every file of every sample with rasterio, one file at a time;
+    ``fast_open``: GDAL_DISABLE_READDIR_ON_OPEN (as sareval's readers do), else GDAL's
+    defaults (as a plain ``rasterio.open`` user)."""
+    import contextlib
+
     import rasterio
 
     from sareval.preprocess.tiffs import gdal_env
 
     t = time.perf_counter()
-    with gdal_env():
-        for files in paths:
+    with gdal_env() if fast_open else contextlib.nullcontext():
+        for files in samples:
             for path in files:
                 with rasterio.open(path) as src:
                     src.read()
     return time.perf_counter() - t
+
+
+def compare_reads(
+    store: Path, subset: str, samples: list[list[Path]], batch_size: int, repeats: int
+) -> dict[str, Any]:
+    """Store vs GeoTIFF reads of the same samples, ``repeats`` rounds, medians in samples/s.
+
+    Each round: cold (the files evicted from the page cache first) store with every reader of
+    :data:`STORE_READERS`, cold GeoTIFFs, then warm (an untimed read, then the timed one) store
+    and GeoTIFFs, interleaved so that a change in the machine's load hits both sides alike.
+    Warm is primed right before each timed read because this VM's kernel reclaims page cache
+    proactively (DAMON, ``kdamond``), so data read a minute earlier may be partly gone.
+    """
+    n = len(samples)
+    tiffs = [p for files in samples for p in files]
+    times: dict[str, list[float]] = {}
+
+    def timed(key: str, seconds: float) -> None:
+        times.setdefault(key, []).append(seconds)
+
+    for _ in range(repeats):
+        for how in STORE_READERS:
+            evict([store])
+            timed(f"cold_store_{how}", read_store(store, subset, n, batch_size, how))
+        evict(tiffs)
+        timed("cold_geotiff", read_tiffs(samples))
+        for how in STORE_READERS:
+            read_store(store, subset, n, batch_size, how)  # untimed: loads the page cache
+            timed(f"warm_store_{how}", read_store(store, subset, n, batch_size, how))
+        read_tiffs(samples)
+        timed("warm_geotiff", read_tiffs(samples))
+        timed("warm_geotiff_default_gdal", read_tiffs(samples, fast_open=False))
+    out: dict[str, Any] = {"read_samples": n, "repeats": repeats}
+    for key, seconds in times.items():
+        out[f"{key}_samples_per_s"] = n / statistics.median(seconds)
+        out[f"{key}_samples_per_s_all"] = [round(n / s, 1) for s in seconds]
+    for state in ("warm", "cold"):
+        geotiff = out[f"{state}_geotiff_samples_per_s"]
+        for how in STORE_READERS:
+            out[f"{state}_speedup_{how}"] = out[f"{state}_store_{how}_samples_per_s"] / geotiff
+    return out
 
 
 def bigearthnet_part(args: argparse.Namespace) -> dict[str, Any]:
@@ -174,7 +227,7 @@ def bigearthnet_part(args: argparse.Namespace) -> dict[str, Any]:
         preprocess_bigearthnet(s2_root, s1_root, base / "train.csv", store, workers=args.workers,
                                compression=compression, overwrite=True, progress=False)  # fmt: skip
         seconds = time.perf_counter() - t
-        n = min(args.read_samples, len(pairs))
+        n = min(args.read_samples or len(pairs), len(pairs))
         files = [
             [s2_band_path(s2_root, s2, b) for b in BIGEARTHNET_S2_BANDS]
             + [s1_band_path(s1_root, s1, b) for b in ("VV", "VH")]
@@ -182,24 +235,12 @@ def bigearthnet_part(args: argparse.Namespace) -> dict[str, Any]:
         ]
         with Store(store) as st:
             raw = st.file["s1"].nbytes + st.file["s2"].nbytes
-        evict([store])
-        cold_store = read_store(store, "clear", n, args.batch_size)[0]
-        evict([p for f in files for p in f])
-        cold_tiff = read_files(files)
-        warm_store = read_store(store, "clear", n, args.batch_size)[0]
-        warm_tiff = read_files(files)
         out[compression] = {
             "preprocess_patches_per_s": len(pairs) / seconds,
             "store_vs_raw": store.stat().st_size / raw,
-            "read_samples": n,
-            "warm_store_samples_per_s": n / warm_store,
-            "warm_geotiff_samples_per_s": n / warm_tiff,
-            "warm_speedup": warm_tiff / warm_store,
-            "cold_store_samples_per_s": n / cold_store,
-            "cold_geotiff_samples_per_s": n / cold_tiff,
-            "cold_speedup": cold_tiff / cold_store,
+            **compare_reads(store, "clear", files, args.batch_size, args.repeats),
         }
-        print("bigearthnet", compression, json.dumps(out[compression]), flush=True)
+        print("bigearthnet", compression, json.dumps(rounded(out[compression])), flush=True)
     return out
 
 
@@ -210,9 +251,10 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--compressions", default="lzf,gzip,lz4,zstd,none")
-    ap.add_argument("--subset", default="cloudy", help="subset read back (cloudy: s2_cloudy)")
-    ap.add_argument("--read-samples", type=int, default=500)
+    ap.add_argument("--subset", default="clear", help="subset read back (cloudy: s2_cloudy)")
+    ap.add_argument("--read-samples", type=int, default=0, help="0: the whole subset")
     ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--repeats", type=int, default=3, help="read rounds; medians are reported")
     ap.add_argument("--reuse-stores", action="store_true", help="only re-measure the reads")
     ap.add_argument("--bigearthnet-patches", type=int, default=0, help="0: skip BigEarthNet")
     ap.add_argument("--bigearthnet-compressions", default="none,lzf")
@@ -248,24 +290,15 @@ def main() -> None:
             ids = store.ids()
             sub = store.subset(args.subset)
             raw = sum(store.file[k].nbytes for k in ("s1", "s2", "s2_cloudy"))
-            sub_ids = store.ids(sub.rows[: args.read_samples])
+            sub_ids = store.ids(sub.rows[: args.read_samples or None])
             optical = sub.optical
+            sample_bytes = sum(store.file[k].nbytes // len(ids) for k in ("s1", optical))
         rows = source_files(root, cr, ids, with_cloudy=True)
         read_bytes = sum(p.stat().st_size for files in rows for p in files)
-        sources = []
+        samples = []
         for i in sub_ids:
             s1, s2, *cloudy = source_files(root, cr, [i], with_cloudy=True)[0]
-            sources.append((s1, cloudy[0] if optical == "s2_cloudy" else s2))
-        tiff_paths = [p for pair in sources for p in pair]
-        # cold: our files evicted from the page cache; warm: the second of two reads
-        evict([out])
-        cold_store = read_store(out, args.subset, args.read_samples, args.batch_size)
-        evict(tiff_paths)
-        cold_tiff = read_geotiffs(sources, fast_open=True)
-        t_store, b_store = read_store(out, args.subset, args.read_samples, args.batch_size)
-        t_tiff, b_tiff = read_geotiffs(sources, fast_open=True)
-        t_plain, _ = read_geotiffs(sources, fast_open=False)
-        n_read = len(sub_ids)
+            samples.append([s1, cloudy[0] if optical == "s2_cloudy" else s2])
         run = {
             "preprocess_s": seconds,
             "preprocess_patches_per_s": len(ids) / seconds,
@@ -273,19 +306,11 @@ def main() -> None:
             "store_bytes": out.stat().st_size,
             "raw_array_bytes": raw,
             "store_vs_raw": out.stat().st_size / raw,
-            "read_samples": n_read,
-            "store_read_samples_per_s": n_read / t_store,
-            "store_read_MB_per_s": b_store / 1e6 / t_store,
-            "geotiff_read_samples_per_s": n_read / t_tiff,
-            "geotiff_read_MB_per_s": b_tiff / 1e6 / t_tiff,
-            "speedup": t_tiff / t_store,
-            "geotiff_default_gdal_read_samples_per_s": n_read / t_plain,
-            "cold_store_read_samples_per_s": n_read / cold_store[0],
-            "cold_geotiff_read_samples_per_s": n_read / cold_tiff[0],
-            "cold_speedup": cold_tiff[0] / cold_store[0],
+            "sample_bytes": sample_bytes,
+            **compare_reads(out, args.subset, samples, args.batch_size, args.repeats),
         }
         results["runs"][compression] = run
-        print(compression, json.dumps({k: round(v, 3) for k, v in run.items()}), flush=True)
+        print(compression, json.dumps(rounded(run)), flush=True)
         (args.workdir / "results.json").write_text(json.dumps(results, indent=2))
 
     if args.bigearthnet_patches:
@@ -297,22 +322,29 @@ def main() -> None:
     print(f"tree: {t['patches']} patches {args.size}x{args.size}, {t['cloudy']} cloudy; GeoTIFFs "
           f"{(t['geotiff_bytes_sen12ms'] + t['geotiff_bytes_cr']) / 1e9:.2f} GB")  # fmt: skip
     print(
-        "\n| compression | preprocess patches/s | preprocess MB/s | store size / raw | "
-        "warm read: store samples/s (MB/s) | GeoTIFF samples/s (MB/s) | store / GeoTIFF | "
-        "cold read: store samples/s | GeoTIFF samples/s | store / GeoTIFF |"
+        "\n| compression | preprocess patches/s (GeoTIFF MB/s) | store size / raw | reads "
+        "samples/s | " + " | ".join(STORE_READERS) + " | GeoTIFF | store (reader) / GeoTIFF |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|" + "---|" * len(STORE_READERS) + "---|---|")
     for name, r in results["runs"].items():
-        print(
-            f"| {name} | {r['preprocess_patches_per_s']:.1f} | "
-            f"{r['preprocess_geotiff_MB_per_s']:.0f} | "
-            f"{r['store_bytes'] / 1e9:.2f} GB / {r['raw_array_bytes'] / 1e9:.2f} GB "
-            f"= {r['store_vs_raw']:.2f} | "
-            f"{r['store_read_samples_per_s']:.0f} ({r['store_read_MB_per_s']:.0f}) | "
-            f"{r['geotiff_read_samples_per_s']:.0f} ({r['geotiff_read_MB_per_s']:.0f}) | "
-            f"{r['speedup']:.1f}x | {r['cold_store_read_samples_per_s']:.0f} | "
-            f"{r['cold_geotiff_read_samples_per_s']:.0f} | {r['cold_speedup']:.1f}x |"
-        )
+        mb = r["sample_bytes"] / 1e6
+        for state in ("warm", "cold"):
+            stores = " | ".join(
+                f"{r[f'{state}_store_{how}_samples_per_s']:.0f}" for how in STORE_READERS
+            )
+            geotiff = r[f"{state}_geotiff_samples_per_s"]
+            print(
+                f"| {name} | {r['preprocess_patches_per_s']:.1f} "
+                f"({r['preprocess_geotiff_MB_per_s']:.0f}) | {r['store_vs_raw']:.2f} | {state} | "
+                f"{stores} | {geotiff:.0f} | **{r[f'{state}_speedup_reader']:.1f}x** ("
+                f"{r[f'{state}_store_reader_samples_per_s'] * mb:.0f} vs {geotiff * mb:.0f} MB/s) |"
+            )
+    for name, r in results.get("bigearthnet", {}).items():
+        if isinstance(r, dict):
+            print(
+                f"bigearthnet {name}: store/raw {r['store_vs_raw']:.2f}, warm "
+                f"{r['warm_speedup_reader']:.1f}x, cold {r['cold_speedup_reader']:.1f}x"
+            )
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ Layout (``N`` samples, ``H x W`` pixels on the 10 m grid)::
 Image datasets are chunked along N (``chunk_rows`` rows a chunk); compression is the writer's
 ``compression`` argument (``sareval preprocess`` defaults to none, the fastest to read and write
 in ``benchmarks/RESULTS.md``; lzf/gzip, which every h5py build reads, halve the size).
+Sequential reads ask the kernel to load the chunks of the batches ahead (:mod:`sareval.readahead`).
 A store is written to ``<out>.partial`` and renamed to ``<out>`` only when complete, so a file at
 the output path is always complete; an interrupted job resumes from ``<out>.partial`` when its
 configuration digest matches, else rebuilds it.
@@ -48,6 +49,7 @@ import numpy as np
 from sareval import __version__
 from sareval.atomic import check_output, partial_path
 from sareval.errors import StoreError
+from sareval.readahead import Readahead
 
 FORMAT = "sareval-store"
 FORMAT_VERSION = 1
@@ -160,6 +162,7 @@ class Store:
         if "content_digest" not in attrs:
             self.close()
             raise StoreError(self.path, "incomplete store (no content digest)")
+        self.readahead = Readahead(self.path)
 
     # --- metadata ---------------------------------------------------------------------------
     def __enter__(self) -> Store:
@@ -169,6 +172,8 @@ class Store:
         self.close()
 
     def close(self) -> None:
+        if getattr(self, "readahead", None) is not None:
+            self.readahead.close()
         if getattr(self, "file", None) is not None:
             self.file.close()
             self.file = None  # type: ignore[assignment]
@@ -315,18 +320,51 @@ class Store:
         stop: int | None = None,
         sensors: Sequence[str] = SENSORS,
         label_sets: Sequence[str] = (),
+        readahead: int = 2,
     ) -> Iterator[Batch]:
         """Batches of ``subset`` positions ``[start, stop)``, in order, ``batch_size`` at most.
 
-        Memory is O(batch_size); ``"s2"`` is read from the subset's optical source.
+        Memory is O(batch_size); ``"s2"`` is read from the subset's optical source. The kernel
+        is asked to load the rows ``readahead`` batches ahead in the background (0: no hints).
         """
         sub = self.subset(subset) if isinstance(subset, str) else subset
         stop = len(sub) if stop is None else min(stop, len(sub))
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         for a in range(start, stop, batch_size):
+            self.prefetch_ahead(sub, a, start, stop, batch_size, readahead, sensors=sensors)
             b = min(a + batch_size, stop)
             yield self.read_batch(sub, a, b, sensors=sensors, label_sets=label_sets)
+
+    def prefetch(
+        self, sub: Subset, start: int, stop: int, *, sensors: Sequence[str] = SENSORS
+    ) -> int:
+        """Hint the kernel to read positions ``[start, stop)`` of ``sub`` in the background
+        (:mod:`sareval.readahead`); returns the bytes hinted."""
+        rows = sub.rows[start:stop]
+        return sum(
+            self.readahead.advise(self.file[sub.optical if s == "s2" else s], rows) for s in sensors
+        )
+
+    def prefetch_ahead(
+        self,
+        sub: Subset,
+        at: int,
+        first: int,
+        stop: int,
+        batch_size: int,
+        batches: int,
+        *,
+        sensors: Sequence[str] = SENSORS,
+    ) -> None:
+        """Before reading the batch at position ``at`` of a sequential pass that started at
+        ``first``: hint the batch ``batches`` ahead (at the first batch: it and all up to there)."""
+        if batches < 1:
+            return
+        lo = at if at == first else at + batches * batch_size
+        hi = min(at + (batches + 1) * batch_size, stop)
+        if lo < hi:
+            self.prefetch(sub, lo, hi, sensors=sensors)
 
     def read_batch(
         self,

@@ -152,3 +152,29 @@ def test_harness_modes_smoke(tmp_path: Path) -> None:
     }  # fmt: skip
     assert summary["agreement"]["equal"] and len(summary["agreement"]["modes"]) == 3
     assert "samples/s" in format_summary(summary)
+
+
+def test_preprocess_benchmark_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The preprocess benchmark end to end on a tiny tree: every reader of the store and the
+    GeoTIFF side read the same samples, and the figures it records are consistent."""
+    import json
+
+    from benchmarks import preprocess_throughput as bench
+
+    argv = ["preprocess_throughput.py", "--workdir", str(tmp_path), "--patches", "10",
+            "--size", "32", "--compressions", "none", "--repeats", "2",
+            "--bigearthnet-patches", "8", "--bigearthnet-compressions", "none"]  # fmt: skip
+    monkeypatch.setattr(sys, "argv", argv)
+    bench.main()
+    results = json.loads((tmp_path / "results.json").read_text())
+    run = results["runs"]["none"]
+    assert run["read_samples"] == results["tree"]["patches"] == 10  # the whole clear subset
+    assert run["sample_bytes"] == 2 * 32 * 32 * 4 + 13 * 32 * 32 * 2
+    for state in ("warm", "cold"):
+        for how in bench.STORE_READERS:
+            assert len(run[f"{state}_store_{how}_samples_per_s_all"]) == 2
+            speedup = run[f"{state}_speedup_{how}"]
+            assert speedup == pytest.approx(
+                run[f"{state}_store_{how}_samples_per_s"] / run[f"{state}_geotiff_samples_per_s"]
+            )
+    assert results["bigearthnet"]["none"]["read_samples"] == results["bigearthnet"]["patches"]

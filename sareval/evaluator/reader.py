@@ -7,6 +7,9 @@ Memory is ``(queue_size + 3) x batch`` whatever the subset size: at most ``queue
 wait, one is being filled, one is in use by the consumer and one may still be in flight to a
 device (asynchronous copies from pinned buffers; the torch backend waits for the previous copy
 before it starts the next). ``pinned=True`` allocates page-locked buffers (CUDA only).
+The kernel is asked to load the rows ``readahead`` batches ahead in the background
+(:meth:`Store.prefetch_ahead`), so a store that is not in the page cache reads at more of the
+disk's bandwidth.
 
 Iterate over the reader to get ``(batch, extra)``; ``extra`` is what the optional ``prepare``
 callback returned for that batch (run in the reader thread, e.g. reading permutation partners).
@@ -49,13 +52,14 @@ class BatchReader:
         queue_size: int = 2,
         pinned: bool = False,
         prepare: Callable[[Batch], Any] | None = None,
+        readahead: int = 2,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
         self.store, self.subset = store, subset
         self.start, self.stop, self.batch_size = start, stop, batch_size
         self.sensors, self.label_sets = tuple(sensors), tuple(label_sets)
-        self.prepare = prepare
+        self.prepare, self.readahead = prepare, readahead
         self.queue: queue.Queue[Any] = queue.Queue(maxsize=queue_size)
         self.stopping = threading.Event()
         n_buffers = queue_size + 3
@@ -92,6 +96,10 @@ class BatchReader:
             for i, a in enumerate(range(self.start, self.stop, self.batch_size)):
                 if self.stopping.is_set():
                     return
+                self.store.prefetch_ahead(
+                    self.subset, a, self.start, self.stop, self.batch_size, self.readahead,
+                    sensors=self.sensors,
+                )  # fmt: skip
                 b = min(a + self.batch_size, self.stop)
                 batch = self.store.read_batch(
                     self.subset,
