@@ -7,7 +7,8 @@ at a time, which leaves most of a disk's bandwidth unused when the file is not i
 at ``byte_offset`` for ``size`` bytes, from the chunk index; or ``offset + r x row_bytes`` for a
 contiguous dataset) and calls ``posix_fadvise(fd, offset, size, POSIX_FADV_WILLNEED)`` on the
 merged ranges, which starts the reads and returns at once. A hint never changes what is read;
-where ``posix_fadvise`` does not exist (macOS, Windows) hints do nothing.
+where ``posix_fadvise`` does not exist (macOS, Windows), the file system refuses it, or HDF5
+predates the chunk query (1.10.5), hints do nothing.
 """
 
 from __future__ import annotations
@@ -39,10 +40,13 @@ def row_byte_ranges(ds: h5py.Dataset, rows: np.ndarray) -> list[ByteRange]:
         row_bytes = int(np.prod(ds.shape[1:], dtype=np.int64)) * ds.dtype.itemsize
         ranges = [(offset + int(r) * row_bytes, row_bytes) for r in rows]
     else:
+        chunk_info = getattr(ds.id, "get_chunk_info_by_coord", None)  # HDF5 >= 1.10.5
+        if chunk_info is None:
+            return []
         chunk_rows = ds.chunks[0]
         tail = (0,) * (ds.ndim - 1)
         for first in np.unique(rows // chunk_rows) * chunk_rows:
-            info = ds.id.get_chunk_info_by_coord((int(first), *tail))
+            info = chunk_info((int(first), *tail))
             if info.byte_offset is not None and info.size:
                 ranges.append((int(info.byte_offset), int(info.size)))
     return merge_ranges(ranges)
@@ -73,9 +77,12 @@ class Readahead:
         if self.fd is None:
             return 0
         total = 0
-        for offset, size in row_byte_ranges(ds, rows):
-            os.posix_fadvise(self.fd, offset, size, os.POSIX_FADV_WILLNEED)
-            total += size
+        try:
+            for offset, size in row_byte_ranges(ds, rows):
+                os.posix_fadvise(self.fd, offset, size, os.POSIX_FADV_WILLNEED)
+                total += size
+        except OSError:  # a file system that refuses hints: read without them
+            self.close()
         return total
 
     def close(self) -> None:

@@ -97,11 +97,18 @@ def test_hints_change_no_data_and_count_bytes(tmp_path: Path, monkeypatch) -> No
         }
     for got in batches.values():
         np.testing.assert_array_equal(got, arrays["s1"][1::2])
-    monkeypatch.delattr(os, "posix_fadvise")
-    hints = Readahead(tmp_path / "s.h5")
     with h5py.File(tmp_path / "s.h5", "r") as f:
-        assert hints.advise(f["s1"], np.array([1])) == 0  # no posix_fadvise: nothing to do
-    hints.close()
+        hints = Readahead(tmp_path / "s.h5")
+        assert hints.advise(f["s1"], np.array([1])) == 2 * 2 * 36 * 4
+
+        def refuse(*args: object) -> None:
+            raise OSError(22, "Invalid argument")
+
+        monkeypatch.setattr(os, "posix_fadvise", refuse)
+        assert hints.advise(f["s1"], np.array([1])) == 0  # refused: hints off, no error
+        assert hints.fd is None and hints.advise(f["s1"], np.array([1])) == 0
+        monkeypatch.delattr(os, "posix_fadvise")
+        assert Readahead(tmp_path / "s.h5").advise(f["s1"], np.array([1])) == 0  # no fadvise
 
 
 @pytest.mark.parametrize("readahead", [0, 2])
