@@ -48,8 +48,10 @@ from sareval.preprocess.pipeline import (
     chunk_rows_for,
     compression_filter,
     config_file_entry,
+    read_text_input,
     run_pipeline,
     subset_rows_from_list,
+    very_cloudy_subset,
 )
 from sareval.preprocess.resample import RESAMPLING_METHODS
 from sareval.store import LabelSpec, SensorSpec, StoreWriter
@@ -88,12 +90,7 @@ def json_path(root: str | Path, name: str) -> Path:
 def read_name_csv(path: str | Path) -> list[tuple[str, str | None]]:
     """``S2 name[,S1 name]`` a line; CRLF, blank lines and a header line are tolerated."""
     path = Path(path)
-    if not path.is_file():
-        raise InputFileError(path, "file not found")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError:
-        raise InputFileError(path, "not a text CSV of patch names") from None
+    text = read_text_input(path, "a text CSV of patch names")
     rows: list[tuple[str, str | None]] = []
     for i, line in enumerate(text.splitlines()):
         cols = [c.strip() for c in line.split(",")]
@@ -423,13 +420,7 @@ def bigearthnet_subsets(
     if cloudy_list is not None:
         cloudy = rows[group == "cloudy"]
         subsets["cloudy"] = (cloudy, "s2", f"patches of {cloudy_list.name} (cloudy S2)")
-        if very_rows is not None:
-            very = very_rows
-            desc = f"cloudy patches listed in {Path(very_cloudy_list).name}"
-        else:
-            cover = writer.file["cloud_cover"][()]
-            very = cloudy[cover[cloudy] >= threshold]
-            desc = f"cloudy patches with cloud cover >= {threshold:g}"
+        very, desc = very_cloudy_subset(writer, cloudy, threshold, very_rows, very_cloudy_list)
         subsets["very_cloudy"] = (very, "s2", desc)
     if snow_list is not None:
         subsets["snow"] = (rows[group == "snow"], "s2", f"patches of {snow_list.name}")

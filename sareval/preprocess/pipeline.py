@@ -211,17 +211,37 @@ def config_file_entry(path: str | Path | None) -> Any:
     return [str(p), st.st_size, st.st_mtime_ns]
 
 
-def read_id_list(path: str | Path) -> list[str]:
-    """One name per line (first comma-separated column; CRLF and blank lines tolerated)."""
+def read_text_input(path: str | Path, what: str) -> str:
+    """The UTF-8 text (a BOM tolerated) of an input file; ``what`` names it in the error."""
     path = Path(path)
     if not path.is_file():
         raise InputFileError(path, "file not found")
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        return path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError:
-        raise InputFileError(path, "not a text file of patch names") from None
+        raise InputFileError(path, f"not {what}") from None
+
+
+def read_id_list(path: str | Path) -> list[str]:
+    """One name per line (first comma-separated column; CRLF and blank lines tolerated)."""
+    text = read_text_input(path, "a text file of patch names")
     names = [line.split(",")[0].strip() for line in text.splitlines()]
     return [n for n in names if n]
+
+
+def very_cloudy_subset(
+    writer: StoreWriter,
+    cloudy: np.ndarray,
+    threshold: float,
+    very_rows: np.ndarray | None,
+    very_cloudy_list: str | Path | None,
+) -> tuple[np.ndarray, str]:
+    """Rows and description of ``very_cloudy``: the rows of a user list when one was given
+    (``very_rows``), else the ``cloudy`` rows with written cloud cover >= ``threshold``."""
+    if very_rows is not None:
+        return very_rows, f"cloudy patches listed in {Path(str(very_cloudy_list)).name}"
+    cover = writer.file["cloud_cover"][()]
+    return cloudy[cover[cloudy] >= threshold], f"cloudy patches with cloud cover >= {threshold:g}"
 
 
 def subset_rows_from_list(

@@ -50,6 +50,7 @@ from sareval.preprocess.pipeline import (
     read_id_list,
     run_pipeline,
     subset_rows_from_list,
+    very_cloudy_subset,
 )
 from sareval.store import LabelSpec, SensorSpec, StoreWriter
 
@@ -535,12 +536,6 @@ def sen12ms_subsets(
         "patches with a SEN12MS-CR cloudy version, read cloudy",
     )
     subsets["cloudy_clear"] = (cloudy, "s2", "the cloudy subset's patches read clear (paired)")
-    if very_rows is not None:
-        very = very_rows
-        desc = f"cloudy patches listed in {Path(str(very_cloudy_list)).name}"
-    else:
-        cover = writer.file["cloud_cover"][()]
-        very = cloudy[cover[cloudy] >= threshold]
-        desc = f"cloudy patches with cloud cover >= {threshold:g}"
+    very, desc = very_cloudy_subset(writer, cloudy, threshold, very_rows, very_cloudy_list)
     subsets["very_cloudy"] = (very, "s2_cloudy", desc)
     return subsets
