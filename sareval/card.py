@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from sareval.bands import S1_BANDS, S2_BANDS
-from sareval.errors import CardError
+from sareval.errors import CardError, InputFileError
 
 CARD_VERSION = 1
 ONNX_METADATA_KEY = "sareval.card"
@@ -321,15 +321,13 @@ def read_card(path: str | Path) -> ModelCard:
             raise CardError(path, f"model has no sareval model card; {ATTACH_HINT}")
         return ModelCard.from_json(extra[TORCHSCRIPT_EXTRA_FILE], path)
     if suffix == ".pt2":  # torch.export program: the card is an extra file as in TorchScript
-        import torch
+        from sareval.models.pt2 import read_extra_file
 
-        extra = {TORCHSCRIPT_EXTRA_FILE: ""}
         try:
-            torch.export.load(str(path), extra_files=extra)
-        except Exception as e:
-            problem = f"not a readable torch.export file ({type(e).__name__})"
-            raise CardError(path, problem) from None
-        if not extra[TORCHSCRIPT_EXTRA_FILE]:
+            text = read_extra_file(path, TORCHSCRIPT_EXTRA_FILE)
+        except InputFileError as e:
+            raise CardError(path, e.problem) from None
+        if not text:
             raise CardError(path, f"model has no sareval model card; {ATTACH_HINT}")
-        return ModelCard.from_json(extra[TORCHSCRIPT_EXTRA_FILE], path)
+        return ModelCard.from_json(text, path)
     raise CardError(path, "unknown model file type; expected .onnx, .pt (TorchScript) or .json")

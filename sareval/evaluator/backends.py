@@ -31,8 +31,8 @@ from typing import Any
 
 import numpy as np
 
-from sareval.card import TORCHSCRIPT_EXTRA_FILE, ModelCard, read_card
-from sareval.errors import CardError, InputFileError, SarevalError
+from sareval.card import ModelCard, read_card
+from sareval.errors import InputFileError, SarevalError
 from sareval.evaluator.preamble import MASK_NAME, Preamble, coalition_module, compose_onnx
 
 BACKENDS = ("onnxruntime", "torch")
@@ -97,18 +97,7 @@ def load_model(model: str | Path | tuple[Any, ModelCard]) -> LoadedModel:
 
 
 def _export_card(path: Path) -> ModelCard:
-    import torch
-
-    from sareval.card import ATTACH_HINT
-
-    extra = {TORCHSCRIPT_EXTRA_FILE: ""}
-    try:
-        torch.export.load(str(path), extra_files=extra)
-    except Exception as e:
-        raise CardError(path, f"not a readable torch.export program ({type(e).__name__})") from None
-    if not extra[TORCHSCRIPT_EXTRA_FILE]:
-        raise CardError(path, f"model has no sareval model card; {ATTACH_HINT}")
-    return ModelCard.from_json(extra[TORCHSCRIPT_EXTRA_FILE], path)
+    return read_card(path)  # reads the zip entry only (sareval.models.pt2)
 
 
 def pad_rows(raw: Mapping[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
@@ -253,7 +242,9 @@ def load_torch_module(loaded: LoadedModel, device: str) -> Any:
     if loaded.kind == "torchscript":
         return torch.jit.load(str(loaded.path), map_location=device)
     if loaded.kind == "torch-export":
-        return torch.export.load(str(loaded.path)).module()
+        from sareval.models.pt2 import load_program
+
+        return load_program(loaded.path).module()
     raise SarevalError(
         f"{loaded.path}: the torch backend runs TorchScript (.pt) or torch.export (.pt2) models; "
         "use --backend onnxruntime for .onnx files"

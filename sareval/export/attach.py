@@ -216,7 +216,9 @@ def check_model(path: str | Path) -> ModelCard:
     if card.height is None or card.width is None:
         raise CardError(path, "card gives no input height/width; cannot run the module to check")
     if suffix == ".pt2":
-        module = torch.export.load(str(path)).module()
+        from sareval.models.pt2 import load_program
+
+        module = load_program(path).module()
     else:
         with warnings.catch_warnings():  # TorchScript is deprecated in torch >= 2.9
             warnings.simplefilter("ignore", DeprecationWarning)

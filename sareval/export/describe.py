@@ -117,14 +117,9 @@ def _torchscript(path: Path) -> tuple[list[str], ModelCard | None, str | None]:
 
 
 def _program(path: Path) -> tuple[list[str], ModelCard | None, str | None]:
-    import torch
+    from sareval.models.pt2 import load_program
 
-    try:
-        program = torch.export.load(str(path))
-    except Exception as e:
-        raise InputFileError(
-            path, f"not a readable torch.export file ({type(e).__name__})"
-        ) from None
+    program = load_program(path)
     lines = ["  format: torch.export program"]
     user_inputs = set(program.graph_signature.user_inputs)
 

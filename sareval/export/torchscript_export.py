@@ -29,6 +29,7 @@ from sareval.export.parity import (
     raise_on_failure,
     random_input,
 )
+from sareval.models.pt2 import load_program
 
 TORCHSCRIPT_SUFFIXES = (".pt", ".ts", ".torchscript")
 
@@ -87,7 +88,7 @@ def export_program(
     """``torch.export`` program (.pt2) with a dynamic batch axis; the card as an extra file.
 
     ``torch.export.save(..., extra_files={TORCHSCRIPT_EXTRA_FILE: card JSON})``; the reloaded
-    program (``torch.export.load(...).module()``) must match the eager module.
+    program (``sareval.models.pt2.load_program(...).module()``) must match the eager module.
     """
     out = Path(out)
     if out.suffix.lower() not in PROGRAM_SUFFIXES:
@@ -109,7 +110,7 @@ def export_program(
     with atomic_output(out, overwrite=overwrite) as tmp:
         torch.export.save(program, str(tmp), extra_files={TORCHSCRIPT_EXTRA_FILE: card.to_json()})
         if check:
-            loaded = torch.export.load(str(tmp)).module()
+            loaded = load_program(tmp).module()
 
             def run(a: np.ndarray) -> np.ndarray:
                 with torch.no_grad():
