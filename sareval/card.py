@@ -4,7 +4,7 @@ A card travels inside the model file: ONNX ``metadata_props[ONNX_METADATA_KEY]``
 extra file ``TORCHSCRIPT_EXTRA_FILE``; a foreign model gets one from a JSON file. JSON layout::
 
     {
-      "card_version": 1,
+      "card_version": 2,                           # version 1 cards are read too
       "name": "sen12ms-s1s2 resnet50",
       "task": "single-label" | "multi-label",
       "class_names": ["Forest", ...],              # in output order
@@ -12,6 +12,11 @@ extra file ``TORCHSCRIPT_EXTRA_FILE``; a foreign model gets one from a JSON file
       "threshold": 0.5,                            # multi-label: positive when p >= threshold
       "input": {"name": "input", "channels": ["B02", ..., "VV", "VH"],
                 "height": 256, "width": 256},      # null height/width: any size
+      # or, for a model with several inputs (card_version 2): forward(s1, s2), forward(
+      # {"s1": .., "s2": ..}) or an ONNX graph with inputs s1, s2 (channels-first each):
+      "input": {"tensors": [{"name": "s1", "channels": ["VV", "VH"]},
+                            {"name": "s2", "channels": ["B02", ...]}],
+                "call": "positional" | "dict", "height": 256, "width": 256},
       "modalities": [{"name": "sar", "bands": ["VV", "VH"]},
                      {"name": "opt", "bands": ["B02", ...]}],   # players, in card order
       "normalization": "none" | {"VV": {"nan": 0.0, "clip": [-25.0, 0.0],
@@ -22,25 +27,27 @@ extra file ``TORCHSCRIPT_EXTRA_FILE``; a foreign model gets one from a JSON file
 Per channel with band b the network input is ``(clip(nan_to_num(x, nan_b), lo_b, hi_b) - mean_b)
 / std_b`` (:class:`BandTransform`); bands absent from ``normalization`` pass through unchanged.
 Every channel belongs to exactly one modality; the modality order fixes coalition names
-(``"sar+opt"``).
+(``"sar+opt"``). Band names are the store's: Sentinel-1/2 names (:mod:`sareval.bands`) or any
+extra channel a store carries (``DEM``, ``NDVI``, ``VV_VH_ratio``: letters, digits, ``_``).
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from sareval.bands import S1_BANDS, S2_BANDS
-from sareval.errors import CardError, InputFileError
+from sareval.choices import OUTPUT_KINDS, TASKS
+from sareval.errors import CardError
 
-CARD_VERSION = 1
+CARD_VERSION = 2
 ONNX_METADATA_KEY = "sareval.card"
 TORCHSCRIPT_EXTRA_FILE = "sareval_card.json"
-TASKS = ("single-label", "multi-label")
-OUTPUT_KINDS = ("logits", "probabilities")
-KNOWN_BANDS = frozenset(S1_BANDS + S2_BANDS)
+BAND_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 ATTACH_HINT = (
     "write a card JSON (see `sareval card template`) and embed it with "
     "`sareval card attach MODEL CARD.json`"
@@ -89,6 +96,44 @@ class ModelCard:
     threshold: float = 0.5
     name: str = ""
     provenance: dict[str, Any] = field(default_factory=dict)
+    #: several model inputs: (name, channel count) splitting ``channels`` in order; () = one
+    input_tensors: tuple[tuple[str, int], ...] = ()
+    call: str = "positional"
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        """The model's input names, in ``channels`` order."""
+        return tuple(n for n, _ in self.input_tensors) or (self.input_name,)
+
+    def input_slices(self) -> list[tuple[str, slice]]:
+        """Each model input's name and its slice of ``channels``."""
+        if not self.input_tensors:
+            return [(self.input_name, slice(0, self.n_channels))]
+        out, at = [], 0
+        for name, n in self.input_tensors:
+            out.append((name, slice(at, at + n)))
+            at += n
+        return out
+
+    @classmethod
+    def from_preset(
+        cls, name: str, *, task: str, input_size: int | None = None, **kwargs: Any
+    ) -> ModelCard:
+        """The card of a preset (``sen12ms-s1s2``, ``bigearthnet-mm``, ...: see
+        ``sareval card template --help``); ``kwargs`` as :func:`sareval.export.presets.make_card`
+        (architecture, fusion, class_names)."""
+        from sareval.export.presets import make_card
+
+        kwargs.setdefault("architecture", "unknown")
+        kwargs.setdefault("fusion", "early")
+        kwargs.setdefault("checkpoint_sha256", None)
+        kwargs.setdefault("random_init", False)
+        return make_card(name, task, input_size=input_size, **kwargs)
+
+    @classmethod
+    def read(cls, model_path: str | Path) -> ModelCard:
+        """The card inside a model file (.onnx, .pt, .pt2) or a card .json file."""
+        return read_card(model_path)
 
     @property
     def n_channels(self) -> int:
@@ -123,6 +168,21 @@ class ModelCard:
         d["modalities"] = [{"name": m.name, "bands": list(m.bands)} for m in modalities]
         return ModelCard.from_dict(d, source="(derived card)")
 
+    def with_inputs(
+        self, tensors: Mapping[str, Sequence[str]], call: str = "positional"
+    ) -> ModelCard:
+        """The same card for a model with several inputs: ``{"s1": ["VV", "VH"], "s2": [...]}``
+        (input name -> its bands, channels-first), called ``forward(s1, s2)`` (``positional``)
+        or ``forward({"s1": .., "s2": ..})`` (``dict``); validated."""
+        d = self.to_dict()
+        d["input"] = {
+            "tensors": [{"name": n, "channels": list(b)} for n, b in tensors.items()],
+            "call": call,
+            "height": self.height,
+            "width": self.width,
+        }
+        return ModelCard.from_dict(d, source="(card.with_inputs)")
+
     # --- JSON -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -132,12 +192,7 @@ class ModelCard:
             "class_names": list(self.class_names),
             "output": self.output,
             "threshold": self.threshold,
-            "input": {
-                "name": self.input_name,
-                "channels": list(self.channels),
-                "height": self.height,
-                "width": self.width,
-            },
+            "input": self._input_dict(),
             "modalities": [{"name": m.name, "bands": list(m.bands)} for m in self.modalities],
             "normalization": (
                 {b: t.to_dict() for b, t in self.normalization.items()}
@@ -146,6 +201,15 @@ class ModelCard:
             ),
             "provenance": self.provenance,
         }
+
+    def _input_dict(self) -> dict[str, Any]:
+        size = {"height": self.height, "width": self.width}
+        if not self.input_tensors:
+            return {"name": self.input_name, "channels": list(self.channels), **size}
+        tensors = [
+            {"name": n, "channels": list(self.channels[sl])} for n, sl in self.input_slices()
+        ]
+        return {"tensors": tensors, "call": self.call, **size}
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -160,8 +224,8 @@ class ModelCard:
         if not isinstance(d, dict):
             raise fail("expected a JSON object")
         version = d.get("card_version", CARD_VERSION)
-        if version != CARD_VERSION:
-            raise fail(f"card_version {version!r} is not supported (expected {CARD_VERSION})")
+        if version not in (1, CARD_VERSION):
+            raise fail(f"card_version {version!r} is not supported (expected 1 or {CARD_VERSION})")
         for key in ("task", "class_names", "input", "modalities"):
             if key not in d:
                 raise fail(f"missing field {key!r}")
@@ -185,16 +249,17 @@ class ModelCard:
             raise fail(f"threshold {threshold} must lie in (0, 1)")
 
         inp = d["input"]
-        if not isinstance(inp, dict) or "channels" not in inp:
-            raise fail("input must be an object with 'channels'")
-        channels = inp["channels"]
+        tensors, call = _input_tensors(inp, version, fail)
+        channels = (
+            inp["channels"] if not tensors else [b for t in inp["tensors"] for b in t["channels"]]
+        )
         if not (isinstance(channels, list) and channels):
             raise fail("input.channels must be a non-empty list of band names")
-        unknown = [b for b in channels if b not in KNOWN_BANDS]
-        if unknown:
+        bad = [b for b in channels if not (isinstance(b, str) and BAND_NAME.match(b))]
+        if bad:
             raise fail(
-                f"input.channels has unknown bands {unknown}; known: "
-                f"{', '.join(S1_BANDS + S2_BANDS)}"
+                f"input.channels has invalid band names {bad}: use the store's names, e.g. "
+                f"{', '.join(S1_BANDS + S2_BANDS)} or an extra channel such as DEM"
             )
         if len(set(channels)) != len(channels):
             raise fail("input.channels has duplicate bands")
@@ -260,10 +325,22 @@ class ModelCard:
             threshold=threshold,
             name=str(d.get("name", "")),
             provenance=dict(d.get("provenance", {})),
+            input_tensors=tensors,
+            call=call,
         )
 
     @classmethod
-    def from_json(cls, text: str, source: str | Path = "(card)") -> ModelCard:
+    def from_json(cls, text: str | Path, source: str | Path = "(card)") -> ModelCard:
+        """A card from JSON text, or from a ``.json`` file when ``text`` is a path (a
+        :class:`~pathlib.Path`, or a string that does not start with ``{``)."""
+        if isinstance(text, Path) or not text.lstrip().startswith("{"):
+            path = Path(text)
+            if not path.is_file():
+                raise CardError(path, "card file not found")
+            try:
+                text, source = path.read_text(encoding="utf-8"), path
+            except (OSError, UnicodeDecodeError) as e:
+                raise CardError(path, f"card file is unreadable ({e})") from None
         try:
             d = json.loads(text)
         except json.JSONDecodeError as e:
@@ -271,6 +348,35 @@ class ModelCard:
                 source, f"model card is not valid JSON ({e.msg} at line {e.lineno})"
             ) from None
         return cls.from_dict(d, source)
+
+
+def _input_tensors(inp: Any, version: int, fail: Any) -> tuple[tuple[tuple[str, int], ...], str]:
+    """``input.tensors`` of a version-2 card -> ((name, channel count), ...), call style."""
+    from sareval.choices import CALL_STYLES
+
+    if not isinstance(inp, dict):
+        raise fail("input must be an object")
+    if "tensors" not in inp:
+        if "channels" not in inp:
+            raise fail("input needs 'channels' (one model input) or 'tensors' (several)")
+        return (), "positional"
+    if version < 2:
+        raise fail("input.tensors needs card_version 2")
+    tensors = inp["tensors"]
+    if not (isinstance(tensors, list) and tensors):
+        raise fail("input.tensors must be a non-empty list of {name, channels}")
+    out = []
+    for t in tensors:
+        ok = isinstance(t, dict) and isinstance(t.get("name"), str) and t.get("name")
+        if not ok or not isinstance(t.get("channels"), list) or not t["channels"]:
+            raise fail("each of input.tensors needs a 'name' and a non-empty 'channels' list")
+        out.append((t["name"], len(t["channels"])))
+    if len({n for n, _ in out}) != len(out):
+        raise fail("input.tensors names must be unique")
+    call = inp.get("call", "positional")
+    if call not in CALL_STYLES:
+        raise fail(f"input.call {call!r} is not one of {', '.join(CALL_STYLES)}")
+    return tuple(out), call
 
 
 # --- cards inside model files -----------------------------------------------------------------
@@ -293,41 +399,8 @@ def get_onnx_card(model: Any, source: str | Path = "(onnx model)") -> ModelCard:
 
 
 def read_card(path: str | Path) -> ModelCard:
-    """The card of a model file (``.onnx``, TorchScript ``.pt``/``.ts``, ``torch.export`` ``.pt2``)
-    or a card ``.json``."""
-    path = Path(path)
-    if not path.is_file():
-        raise CardError(path, "file not found")
-    suffix = path.suffix.lower()
-    if suffix == ".json":
-        return ModelCard.from_json(path.read_text(), path)
-    if suffix == ".onnx":
-        import onnx
+    """The card of a model file or a card ``.json`` (kinds: :mod:`sareval.formats`)."""
+    from sareval.formats import read_model_card
 
-        try:
-            model = onnx.load(str(path), load_external_data=False)
-        except Exception as e:  # onnx raises DecodeError and others for non-ONNX bytes
-            raise CardError(path, f"not a readable ONNX file ({type(e).__name__})") from None
-        return get_onnx_card(model, path)
-    if suffix in (".pt", ".ts", ".pth", ".torchscript"):
-        import torch
-
-        extra = {TORCHSCRIPT_EXTRA_FILE: ""}
-        try:
-            torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-        except Exception as e:
-            raise CardError(path, f"not a readable TorchScript file ({type(e).__name__})") from None
-        if not extra[TORCHSCRIPT_EXTRA_FILE]:
-            raise CardError(path, f"model has no sareval model card; {ATTACH_HINT}")
-        return ModelCard.from_json(extra[TORCHSCRIPT_EXTRA_FILE], path)
-    if suffix == ".pt2":  # torch.export program: the card is an extra file as in TorchScript
-        from sareval.models.pt2 import read_extra_file
-
-        try:
-            text = read_extra_file(path, TORCHSCRIPT_EXTRA_FILE)
-        except InputFileError as e:
-            raise CardError(path, e.problem) from None
-        if not text:
-            raise CardError(path, f"model has no sareval model card; {ATTACH_HINT}")
-        return ModelCard.from_json(text, path)
-    raise CardError(path, "unknown model file type; expected .onnx, .pt (TorchScript) or .json")
+    card: ModelCard = read_model_card(path)
+    return card

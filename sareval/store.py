@@ -213,9 +213,28 @@ class Store:
         return tuple(json.loads(self.file[sensor].attrs["bands"]))
 
     @property
+    def sensors(self) -> tuple[str, ...]:
+        """Image datasets (``s1``, ``s2`` and any extra, e.g. ``dem``) in input order; the
+        alternative optical sources (``s2_cloudy``) are read through a subset, not listed."""
+        named = [
+            k for k, v in self.file.items() if isinstance(v, h5py.Dataset) and "bands" in v.attrs
+        ]
+        extra = sorted(k for k in named if k not in SENSORS and k not in OPTICAL_SOURCES)
+        return tuple(s for s in SENSORS if s in named) + tuple(extra)
+
+    @property
     def all_bands(self) -> dict[str, str]:
         """Every stored band name -> the sensor dataset holding it."""
-        return {b: s for s in SENSORS if s in self.file for b in self.bands(s)}
+        return {b: s for s in self.sensors for b in self.bands(s)}
+
+    def source_of(self, sub: Subset, sensor: str) -> str:
+        """The dataset a subset reads for ``sensor`` (``s2`` comes from its optical source)."""
+        return sub.optical if sensor == "s2" else sensor
+
+    def image_spec(self, sub: Subset, sensor: str) -> tuple[tuple[int, ...], np.dtype]:
+        """Per-sample shape (C, H, W) and dtype of ``sensor`` as ``sub`` reads it."""
+        ds = self.file[self.source_of(sub, sensor)]
+        return tuple(ds.shape[1:]), ds.dtype
 
     @property
     def label_sets(self) -> dict[str, LabelSpec]:
@@ -380,7 +399,7 @@ class Store:
         rows = sub.rows[start:stop]
         arrays = {}
         for sensor in sensors:
-            name = sub.optical if sensor == "s2" else sensor
+            name = self.source_of(sub, sensor)
             buf = None if out is None else out[sensor][: len(rows)]
             arrays[sensor] = read_rows(self.file[name], rows, buf)
         return Batch(
@@ -635,7 +654,7 @@ class StoreWriter:
         grp = f.create_group("subsets")
         for name, (rows, optical, description) in subsets.items():
             rows = np.unique(np.asarray(rows, dtype=np.int64))
-            if optical not in OPTICAL_SOURCES or (optical not in f):
+            if optical not in OPTICAL_SOURCES or (optical not in f and optical != "s2"):
                 raise ValueError(f"subset {name}: optical source {optical!r} not in store")
             ds = grp.create_dataset(name, data=rows)
             ds.attrs["optical"] = optical

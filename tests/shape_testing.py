@@ -332,3 +332,27 @@ def shapley_by_orderings(V: dict[frozenset[str], float], players: tuple[str, ...
             total[p] += V[present | {p}] - V[present]
             present = present | {p}
     return {p: v / len(orders) for p, v in total.items()}
+
+
+def evaluate_doc(model: Any, store: Path, subset: str, **kw: Any) -> dict[str, Any]:
+    """``sareval.evaluate(model, (store, subset), ...)``'s document, with the CLI's text forms
+    of ``by`` and ``players`` parsed as ``sareval shape`` parses them (for the older tests)."""
+    import sareval
+    from sareval.card import read_card
+    from sareval.commands.shape import parse_by
+    from sareval.evaluator.players import parse_players
+
+    if isinstance(model, tuple):
+        model, kw["card"] = model
+    if "by" in kw:
+        kw["by_class"], kw["cloud_cover_bins"] = parse_by(tuple(kw.pop("by")))
+    if isinstance(kw.get("players"), str):
+        card = kw.get("card") or read_card(model)
+        kw["players"] = parse_players(kw["players"], card)
+    if isinstance(kw.get("shard"), str):
+        from sareval.evaluator.distributed import parse_shard
+
+        kw["shard"] = parse_shard(kw["shard"])
+    kw.setdefault("backend", "onnxruntime" if str(model).endswith(".onnx") or
+                  not isinstance(model, (str, Path)) else None)  # fmt: skip
+    return sareval.evaluate(model, (store, subset), **kw).doc

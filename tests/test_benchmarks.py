@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from shape_testing import evaluate_doc as evaluate_shape
 
 from benchmarks.common import (
     BenchInputs,
@@ -20,7 +21,6 @@ from benchmarks.common import (
     run_measured,
 )
 from benchmarks.naive_shape import load_split, run_naive, sen12ms_paths, shapley
-from sareval.evaluator import evaluate_shape
 from sareval.export.presets import make_card
 from sareval.models import build_model
 

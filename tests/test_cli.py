@@ -34,13 +34,16 @@ def test_every_command_has_help_with_an_example() -> None:
 
 
 def test_python_dash_m_and_help_do_not_import_torch() -> None:
-    code = "import sys, runpy; sys.argv=['sareval','--help']; " \
-           "import sareval.cli as c\ntry: c.main()\nexcept SystemExit: pass\n" \
-           "print('torch' in sys.modules)"
+    code = (
+        "import sys, runpy; sys.argv=['sareval','--help']; "
+        "import sareval.cli as c\ntry: c.main()\nexcept SystemExit: pass\n"
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().endswith("False")
-    out = subprocess.run([sys.executable, "-m", "sareval", "--version"], capture_output=True,
-                         text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "sareval", "--version"], capture_output=True, text=True, check=True
+    )
     assert __version__ in out.stdout
 
 

@@ -14,10 +14,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from shape_testing import evaluate_doc as evaluate_shape
 from shape_testing import get_assets
 
 from sareval.errors import SarevalError
-from sareval.evaluator import evaluate_shape
 from sareval.evaluator.distributed import parse_shard, part_range
 from sareval.evaluator.merge import merge_documents
 from sareval.evaluator.results import read_results, to_json_value
@@ -88,7 +88,7 @@ def test_merge_refuses_mismatched_shards(assets) -> None:
     changed["provenance"]["model"]["sha256"] = "0" * 64
     with pytest.raises(SarevalError, match="b and a differ in the model;"):
         merge_documents([parts[0], changed], ["a", "b"])
-    with pytest.raises(SarevalError, match="--bootstrap needs every sample"):
+    with pytest.raises(SarevalError, match="bootstrap needs every sample"):
         evaluate_shape(model, assets.store, "tail", shard=(0, 2), bootstrap=5, progress=False)
 
 

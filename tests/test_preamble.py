@@ -170,7 +170,7 @@ def test_composed_graph_and_empty_mask(assets) -> None:
     pre = build_preamble(card, bands)
     model = onnx.load(str(assets.onnx["single-label"]))
     composed = compose_onnx(
-        pre, model, input_name="input", input_dtypes={"s1": np.float32, "s2": np.uint16},
+        pre, model, input_dtypes={"s1": np.float32, "s2": np.uint16},
         image_size=(8, 8),
     )  # fmt: skip
     onnx.checker.check_model(composed)
@@ -194,18 +194,22 @@ def test_composed_graph_and_empty_mask(assets) -> None:
 
 def test_bad_inputs(assets) -> None:
     card = assets.cards["single-label"]
-    with pytest.raises(SarevalError, match=r"bands \['B11', 'B12'\] are missing from the store"):
+    with pytest.raises(SarevalError, match=r"bands \['B11', 'B12'\] are missing from the data"):
         build_preamble(card, {"s1": ("VV", "VH"), "s2": BIGEARTHNET_MM_S2_BANDS[:8]})
     with pytest.raises(SarevalError, match="unknown baseline"):
         build_preamble(card, {"s1": ("VV", "VH"), "s2": BIGEARTHNET_MM_S2_BANDS}, baseline="x")
     model = onnx.load(str(assets.onnx["single-label"]))
     pre = build_preamble(card, {"s1": ("VV", "VH"), "s2": BIGEARTHNET_MM_S2_BANDS})
     kw = dict(input_dtypes={"s1": np.float32, "s2": np.uint16}, image_size=(8, 8))
-    with pytest.raises(SarevalError, match="input name 'x' is not a model input"):
-        compose_onnx(pre, model, input_name="x", **kw)
+    renamed = onnx.load(str(assets.onnx["single-label"]))
+    renamed.graph.input[0].name = "x"
+    with pytest.raises(
+        SarevalError, match=r"card's inputs \(input\) are not the model's inputs \(x\)"
+    ):
+        compose_onnx(pre, renamed, **kw)
     model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 4
     with pytest.raises(SarevalError, match="fixed batch size 4"):
-        compose_onnx(pre, model, input_name="input", **kw)
+        compose_onnx(pre, model, **kw)
 
 
 def test_transform_values_matches_card_formula() -> None:

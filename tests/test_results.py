@@ -10,10 +10,10 @@ from pathlib import Path
 import jsonschema
 import numpy as np
 import pytest
+from shape_testing import evaluate_doc as evaluate_shape
 from shape_testing import get_assets
 
 from sareval.errors import InputFileError, OutputExistsError
-from sareval.evaluator import evaluate_shape
 from sareval.evaluator.coalitions import parse_coalition_name
 from sareval.evaluator.metrics import counts_from_state
 from sareval.evaluator.relevance import relevance_from_counts

@@ -9,6 +9,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from shape_testing import evaluate_doc as evaluate_shape
 from shape_testing import (
     get_assets,
     naive_decisions,
@@ -20,9 +21,8 @@ from shape_testing import (
     tiny_net,
 )
 
-from sareval.card import ModelCard
+from sareval.card import Modality, ModelCard
 from sareval.errors import SarevalError
-from sareval.evaluator import evaluate_shape
 from sareval.evaluator.bootstrap import bootstrap_intervals
 from sareval.evaluator.coalitions import coalition_name
 from sareval.evaluator.counting import ConstantRows, HostCounter, TorchCounter
@@ -170,7 +170,12 @@ def test_majority_empty_coalition(assets, task: str) -> None:
 
 def test_three_players_band_groups(assets) -> None:
     spec = "sar;rgb=B02,B03,B04;rest=B05,B06,B07,B08,B8A,B11,B12"
-    card = parse_players(spec, assets.cards["multi-label"])
+    players = parse_players(spec, assets.cards["multi-label"])
+    assert players == {"sar": ("VV", "VH"), "rgb": ("B02", "B03", "B04"),
+                       "rest": ("B05", "B06", "B07", "B08", "B8A", "B11", "B12")}  # fmt: skip
+    card = assets.cards["multi-label"].with_modalities(
+        tuple(Modality(n, b) for n, b in players.items())
+    )
     doc = evaluate_shape(
         assets.onnx["multi-label"], assets.store, "clear", players=spec, batch_size=9,
         progress=False,
@@ -179,7 +184,7 @@ def test_three_players_band_groups(assets) -> None:
     coalitions, outputs = naive_outputs(assets.onnx["multi-label"], assets.store, "clear", card)
     y = store_labels(assets.store, "clear", "multi-label")
     check_against_sklearn(doc, coalitions, outputs, y, "multi-label", 6)
-    assert doc["config"]["players"] == spec
+    assert doc["config"]["players"] == {k: list(v) for k, v in players.items()}
 
 
 def test_bootstrap_by_class_and_cloud_cover(assets, naive) -> None:
@@ -453,8 +458,15 @@ def test_reduced_precision_runs_the_network_in_bf16_and_is_recorded(assets, tmp_
     runs = {}
     for precision in ("fp32", "bf16"):
         pred = tmp_path / f"{precision}.h5"
-        doc = evaluate_shape((net, card), assets.store, "clear", backend="torch",
-                             precision=precision, save_predictions=pred, progress=False)
+        doc = evaluate_shape(
+            (net, card),
+            assets.store,
+            "clear",
+            backend="torch",
+            precision=precision,
+            save_predictions=pred,
+            progress=False,
+        )
         with h5py.File(pred) as f:
             runs[precision] = (doc, f["outputs"][1:], f["decisions"][1:])
     (doc32, out32, dec32), (doc16, out16, dec16) = runs["fp32"], runs["bf16"]
@@ -464,5 +476,6 @@ def test_reduced_precision_runs_the_network_in_bf16_and_is_recorded(assets, tmp_
     assert (dec16 == dec32).mean() > 0.9
     assert doc16["n_samples"] == doc32["n_samples"]
     with pytest.raises(SarevalError, match="--precision bf16 needs --backend torch"):
-        evaluate_shape(assets.onnx["single-label"], assets.store, "clear", precision="bf16",
-                       progress=False)
+        evaluate_shape(
+            assets.onnx["single-label"], assets.store, "clear", precision="bf16", progress=False
+        )

@@ -9,11 +9,11 @@ from pathlib import Path
 import onnx
 import pytest
 from click.testing import CliRunner
+from shape_testing import evaluate_doc as evaluate_shape
 from shape_testing import get_assets, write_store
 
 from sareval.card import ONNX_METADATA_KEY, ModelCard, set_onnx_card
 from sareval.cli import cli
-from sareval.evaluator import evaluate_shape
 from sareval.evaluator.results import read_results
 
 

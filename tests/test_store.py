@@ -31,22 +31,35 @@ def make_arrays(n: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 def new_writer(out: Path, n: int, config: dict | None = None, **kw) -> StoreWriter:
     return StoreWriter(
-        out, dataset="sen12ms", split="test", default_task="single-label",
-        ids=[f"id{i}" for i in range(n)], height=6, width=6,
-        sensors=[SensorSpec("s1", ("VV", "VH"), "float32"),
-                 SensorSpec("s2", ("B02", "B03", "B04"), "uint16")],
+        out,
+        dataset="sen12ms",
+        split="test",
+        default_task="single-label",
+        ids=[f"id{i}" for i in range(n)],
+        height=6,
+        width=6,
+        sensors=[
+            SensorSpec("s1", ("VV", "VH"), "float32"),
+            SensorSpec("s2", ("B02", "B03", "B04"), "uint16"),
+        ],
         labels=[LabelSpec("y", "index", ("a", "b", "c"))],
-        config=config or {"k": 1}, **kw,
+        config=config or {"k": 1},
+        **kw,
     )
 
 
-def write_all(writer: StoreWriter, arrays: dict[str, np.ndarray], start: int = 0,
-              block: int = 3) -> None:
+def write_all(
+    writer: StoreWriter, arrays: dict[str, np.ndarray], start: int = 0, block: int = 3
+) -> None:
     n = len(arrays["s1"])
     for a in range(start, n, block):
         b = min(a + block, n)
-        writer.write_rows(a, {k: v[a:b] for k, v in arrays.items()},
-                          {"y": np.arange(a, b) % 3}, cloud_cover=np.full(b - a, 0.25))
+        writer.write_rows(
+            a,
+            {k: v[a:b] for k, v in arrays.items()},
+            {"y": np.arange(a, b) % 3},
+            cloud_cover=np.full(b - a, 0.25),
+        )
 
 
 def test_contiguous_runs_and_read_rows(tmp_path: Path) -> None:
@@ -76,8 +89,9 @@ def test_round_trip_subsets_and_stats(tmp_path: Path) -> None:
         np.testing.assert_array_equal(s1, arrays["s1"][rows])  # NaN-safe: equal bit patterns
         assert got[0].ids == ["id1", "id3"] and list(got[0].labels["y"]) == [1, 0]
         np.testing.assert_allclose(st.band_mean("s1"), np.nanmean(arrays["s1"], axis=(0, 2, 3)))
-        np.testing.assert_allclose(st.band_std("s2", np.array([1, 3])),
-                                   arrays["s2"][[1, 3]].std(axis=(0, 2, 3)), rtol=1e-9)
+        np.testing.assert_allclose(
+            st.band_std("s2", np.array([1, 3])), arrays["s2"][[1, 3]].std(axis=(0, 2, 3)), rtol=1e-9
+        )
         assert st.nonfinite_count("s1") == 4
         with pytest.raises(StoreError, match="unknown subset 'nope'; known: clear, odd"):
             st.subset("nope")
@@ -148,8 +162,12 @@ def test_existing_output_refused_unless_overwrite(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("content", "message"),
-    [(None, "file not found"), (b"not hdf5 at all", "not an HDF5 file"),
-     ("other", "not a sareval store"), ("version", "format version 99")],
+    [
+        (None, "file not found"),
+        (b"not hdf5 at all", "not an HDF5 file"),
+        ("other", "not a sareval store"),
+        ("version", "format version 99"),
+    ],
 )
 def test_bad_store_files(tmp_path: Path, content: object, message: str) -> None:
     path = tmp_path / "bad.h5"

@@ -119,7 +119,7 @@ def test_tiny_run_writes_metrics_checkpoints_and_model(
     digest = hashlib.sha256((out / "model.pt").read_bytes()).hexdigest()
     assert card.provenance["checkpoint_sha256"] == digest
     # the exported model gives the trained module's outputs through the evaluator's preamble
-    from sareval.evaluator.runner import evaluate_shape
+    from shape_testing import evaluate_doc as evaluate_shape
 
     via_onnx = evaluate_shape(out / "model.onnx", stores[1], "clear", progress=False)
     assert via_onnx["metrics"]["oa"]["V"] == records[-1]["val"]["clear"]["metrics"]["oa"]["V"]

@@ -9,12 +9,18 @@ from pathlib import Path
 import click
 
 from sareval.atomic import check_output
+from sareval.choices import (
+    BACKENDS,
+    BASELINES,
+    EMPTY_CHOICES,
+    METHODS,
+    PRECISIONS,
+    PROVIDERS,
+    Z_CHOICES,
+)
 from sareval.commands.options import overwrite_option, progress_enabled
 from sareval.errors import SarevalError
 
-BACKENDS = ("onnxruntime", "torch")
-PROVIDERS = ("cpu", "cuda", "tensorrt")
-BASELINES = ("input-zero", "raw-zero", "band-mean")
 EDGES = re.compile(r"^[0-9.eE+-]+(,[0-9.eE+-]+)+$")
 
 
@@ -37,6 +43,34 @@ class ShapeCommand(click.Command):
             joined.append(args[i])
             i += 1
         return super().parse_args(ctx, joined)
+
+
+def parse_by(by: tuple[str, ...]) -> tuple[bool, tuple[float, ...] | None]:
+    """``("class", "cloud-cover=0,0.5,1")`` -> (by class?, cloud-cover bin edges or None);
+    ``cloud-cover`` alone is deciles."""
+    from sareval.evaluator.config import DECILES
+    from sareval.evaluator.relevance import parse_bin_edges
+
+    by_class, edges = False, None
+    for item in by:
+        if item == "class":
+            by_class = True
+        elif item == "cloud-cover":
+            edges = DECILES
+        elif item.startswith("cloud-cover="):
+            edges = tuple(parse_bin_edges(item.split("=", 1)[1]))
+        else:
+            raise SarevalError(
+                f"--by {item!r}: expected 'class', 'cloud-cover' or 'cloud-cover=0,0.1,...,1'"
+            )
+    return by_class, edges
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"i/n"`` -> (i, n)."""
+    from sareval.evaluator.distributed import parse_shard as parse
+
+    return None if text is None else parse(text)
 
 
 def is_main_process() -> bool:
@@ -64,7 +98,12 @@ def is_main_process() -> bool:
     type=click.IntRange(1),
     help="Samples per step (the model sees (2^M - 1) x this many rows).",
 )
-@click.option("--backend", type=click.Choice(BACKENDS), default="onnxruntime", show_default=True)
+@click.option(
+    "--backend",
+    type=click.Choice(BACKENDS),
+    default=None,
+    help="Default: onnxruntime for .onnx files, torch for TorchScript / torch.export files.",
+)
 @click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option(
     "--provider",
@@ -81,14 +120,14 @@ def is_main_process() -> bool:
 )
 @click.option(
     "--empty",
-    type=click.Choice(("baseline", "majority")),
+    type=click.Choice(EMPTY_CHOICES),
     default="baseline",
     show_default=True,
     help="Empty coalition: all-baseline input or majority class.",
 )
 @click.option(
     "--z",
-    type=click.Choice(("one", "full")),
+    type=click.Choice(Z_CHOICES),
     default="one",
     show_default=True,
     help="Normaliser: Z = 1 (the study) or Z = V(all modalities) (SHAPE paper).",
@@ -101,7 +140,7 @@ def is_main_process() -> bool:
 )
 @click.option(
     "--method",
-    type=click.Choice(("shape", "perceptual")),
+    type=click.Choice(METHODS),
     default="shape",
     show_default=True,
     help="SHAPE (Shapley over coalitions) or perceptual score.",
@@ -150,7 +189,7 @@ def is_main_process() -> bool:
 )
 @click.option(
     "--precision",
-    type=click.Choice(("fp32", "fp16", "bf16")),
+    type=click.Choice(PRECISIONS),
     default="fp32",
     show_default=True,
     help="Torch backend: run the network under fp16/bf16 autocast (recorded in the results).",
@@ -167,7 +206,7 @@ def command(
     data: Path,
     subset: str,
     batch_size: int,
-    backend: str,
+    backend: str | None,
     device: str,
     provider: str | None,
     baseline: str,
@@ -199,8 +238,10 @@ def command(
     Every non-empty coalition of a batch runs in one execution; the empty coalition is
     evaluated once. Prints a table; --out writes the results JSON and a CSV table.
     """
+    import sareval
+    from sareval.card import read_card
+    from sareval.evaluator.players import parse_players
     from sareval.evaluator.results import console_table, write_csv, write_results
-    from sareval.evaluator.runner import evaluate_shape
 
     if shard is not None and out is None:
         raise SarevalError("--shard needs --out (the shard's counts go to `sareval merge`)")
@@ -211,17 +252,22 @@ def command(
         for path in (out, csv_path, save_predictions):
             if path is not None:
                 check_output(path, overwrite)
-    doc = evaluate_shape(
-        model, data, subset,
-        backend=backend, device=device, provider=provider, batch_size=batch_size,
-        baseline=baseline, empty=empty, z=z, players=players, method=method,
-        permutations=permutations, bootstrap=bootstrap, seed=seed, by=by,
-        save_predictions=save_predictions, shard=shard, progress=progress_enabled(),
-        pad_last_batch=pad_last_batch, threads=threads, overwrite=overwrite,
-        precision=precision,
+    by_class, edges = parse_by(by)
+    config = sareval.ShapeConfig(
+        players=parse_players(players, read_card(model)) if players else None,
+        baseline=baseline, empty=empty, z=z, by_class=by_class,  # type: ignore[arg-type]
+        cloud_cover_bins=edges, bootstrap=bootstrap, seed=seed, method=method,  # type: ignore[arg-type]
+        permutations=permutations, batch_size=batch_size, backend=backend,  # type: ignore[arg-type]
+        device=device, provider=provider, precision=precision,  # type: ignore[arg-type]
+        threads=threads, pad_last_batch=pad_last_batch, shard=parse_shard(shard),
+    )  # fmt: skip
+    result = sareval.evaluate(
+        model, (data, subset), config, progress=progress_enabled(),
+        save_predictions=save_predictions, overwrite=overwrite,
     )  # fmt: skip
     if not main:
         return
+    doc = result.doc
     if out is not None:
         write_results(doc, out, overwrite)
     if csv_path is not None:

@@ -15,8 +15,10 @@ Pure-math core (numpy only):
 
 Execution (torch, onnx and onnxruntime are imported only when used):
 
-- :func:`evaluate_shape` (:mod:`~sareval.evaluator.runner`): the public entry point; the
-  streaming pass (:mod:`~sareval.evaluator.reader` thread, :mod:`~sareval.evaluator.counting`).
+- :func:`~sareval.evaluator.runner.run_evaluation` behind :func:`sareval.evaluate`: the
+  streaming pass over a data source (:mod:`~sareval.evaluator.sources`,
+  :mod:`~sareval.evaluator.reader` thread, :mod:`~sareval.evaluator.counting`) under a
+  :class:`~sareval.evaluator.config.ShapeConfig`.
 - :mod:`~sareval.evaluator.preamble`: raw store batch -> every coalition's network input, as
   numpy, an ONNX graph composed with the model, or a torch module;
   :mod:`~sareval.evaluator.backends`: onnxruntime and torch; :mod:`~sareval.evaluator.players`.
@@ -27,6 +29,7 @@ Execution (torch, onnx and onnxruntime are imported only when used):
 
 from __future__ import annotations
 
+from sareval.choices import Z_CHOICES
 from sareval.evaluator.bootstrap import bootstrap_intervals, bootstrap_values, percentile_interval
 from sareval.evaluator.coalitions import (
     all_coalitions,
@@ -62,9 +65,7 @@ from sareval.evaluator.relevance import (
     relevance_entries,
     relevance_from_counts,
 )
-from sareval.evaluator.runner import evaluate_shape  # the streaming runner (torch etc. lazily)
 from sareval.evaluator.shapley import (
-    Z_CHOICES,
     cooperation,
     cooperation_array,
     game_array,
@@ -96,7 +97,6 @@ __all__ = [
     "counts_from_state",
     "decide",
     "decision_threshold",
-    "evaluate_shape",
     "game_array",
     "game_values",
     "majority_prediction",

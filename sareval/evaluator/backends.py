@@ -32,21 +32,15 @@ from typing import Any
 import numpy as np
 
 from sareval.card import ModelCard, read_card
+from sareval.choices import BACKENDS, PRECISIONS, PROVIDERS
 from sareval.errors import InputFileError, SarevalError
 from sareval.evaluator.preamble import MASK_NAME, Preamble, coalition_module, compose_onnx
 
-BACKENDS = ("onnxruntime", "torch")
-PRECISIONS = ("fp32", "fp16", "bf16")
-
-PROVIDERS = ("cpu", "cuda", "tensorrt")
 ORT_PROVIDER_NAMES = {
     "cpu": "CPUExecutionProvider",
     "cuda": "CUDAExecutionProvider",
     "tensorrt": "TensorrtExecutionProvider",
 }
-ONNX_SUFFIXES = (".onnx",)
-TORCHSCRIPT_SUFFIXES = (".pt", ".ts", ".pth", ".torchscript")
-EXPORT_SUFFIXES = (".pt2",)
 PROTOBUF_LIMIT = 1_800_000_000  # bytes; larger composed graphs go through external data
 
 
@@ -69,35 +63,32 @@ class LoadedModel:
     module: Any = field(default=None, repr=False)
 
 
-def load_model(model: str | Path | tuple[Any, ModelCard]) -> LoadedModel:
-    """Read a model file's card (refusing a model without one) or wrap (nn.Module, card)."""
-    if isinstance(model, tuple):
-        module, card = model
-        if not isinstance(card, ModelCard):
-            raise SarevalError("an in-memory model must be given as (nn.Module, ModelCard)")
-        return LoadedModel(card, "module", module=module)
-    path = Path(model)
-    if not path.is_file():
-        raise InputFileError(path, "model file not found")
-    suffix = path.suffix.lower()
-    if suffix in ONNX_SUFFIXES:
-        kind = "onnx"
-        card = read_card(path)
-    elif suffix in TORCHSCRIPT_SUFFIXES:
-        kind = "torchscript"
-        card = read_card(path)
-    elif suffix in EXPORT_SUFFIXES:
-        kind = "torch-export"
-        card = _export_card(path)
-    else:
-        raise InputFileError(
-            path, "unknown model file type; expected .onnx, TorchScript .pt or torch.export .pt2"
+def load_model(model: Any, card: ModelCard | None = None) -> LoadedModel:
+    """A model file with its card (kinds: :mod:`sareval.formats`; a ``card`` given here
+    replaces the file's), or an in-memory ``nn.Module`` / callable on tensors with ``card``."""
+    if isinstance(model, tuple) and len(model) == 2 and isinstance(model[1], ModelCard):
+        model, card = model  # the older (module, card) form
+    if isinstance(model, (str, Path)):
+        from sareval.formats import format_of
+
+        path = Path(model)
+        if not path.is_file():
+            raise InputFileError(path, "model file not found")
+        kind = format_of(path).kind
+        if card is not None and not isinstance(card, ModelCard):
+            raise SarevalError(f"card: expected a sareval.ModelCard, got {type(card).__name__}")
+        return LoadedModel(card or read_card(path), kind, path, file_sha256(path))
+    if not callable(model):
+        raise SarevalError(
+            f"model: expected a model file path, a torch.nn.Module or a callable on tensors, "
+            f"got {type(model).__name__}"
         )
-    return LoadedModel(card, kind, path, file_sha256(path))
-
-
-def _export_card(path: Path) -> ModelCard:
-    return read_card(path)  # reads the zip entry only (sareval.models.pt2)
+    if not isinstance(card, ModelCard):
+        raise SarevalError(
+            "card: an in-memory model needs its card, e.g. "
+            "card=sareval.ModelCard.from_preset('sen12ms-s1s2', task='single-label')"
+        )
+    return LoadedModel(card, "module", module=model)
 
 
 def pad_rows(raw: Mapping[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
@@ -234,21 +225,45 @@ class OnnxRuntimeBackend:
 
 # --- torch --------------------------------------------------------------------------------------
 def load_torch_module(loaded: LoadedModel, device: str) -> Any:
-    """The bare network of a TorchScript file, a torch.export program or an nn.Module."""
+    """The bare network: a model file's (:func:`sareval.formats.load_network`), or an in-memory
+    module / callable, copied when running it would change it (another device, training mode),
+    so the caller's object is never moved or mutated."""
+    import copy
+
     import torch
 
-    if loaded.kind == "module":
-        return loaded.module
-    if loaded.kind == "torchscript":
-        return torch.jit.load(str(loaded.path), map_location=device)
-    if loaded.kind == "torch-export":
-        from sareval.models.pt2 import load_program
+    from sareval.formats import load_network
 
-        return load_program(loaded.path).module()
-    raise SarevalError(
-        f"{loaded.path}: the torch backend runs TorchScript (.pt) or torch.export (.pt2) models; "
-        "use --backend onnxruntime for .onnx files"
-    )
+    if loaded.kind != "module":
+        assert loaded.path is not None
+        return load_network(loaded.path, device)
+    module = loaded.module
+    if not isinstance(module, torch.nn.Module):
+        return _CallableModule(module)
+    params = [p.device for p in module.parameters()] + [b.device for b in module.buffers()]
+    moved = any(d != torch.device(device) for d in params)
+    training = any(m.training for m in module.modules())
+    return copy.deepcopy(module) if moved or training else module
+
+
+def _callable_module_class() -> type:
+    import torch
+
+    class CallableModule(torch.nn.Module):
+        """A plain callable on tensors as a module (no parameters)."""
+
+        def __init__(self, fn: Any) -> None:
+            super().__init__()
+            self.fn = fn
+
+        def forward(self, *args: Any) -> Any:
+            return self.fn(*args)
+
+    return CallableModule
+
+
+def _CallableModule(fn: Any) -> Any:
+    return _callable_module_class()(fn)
 
 
 class TorchBackend:
@@ -387,7 +402,6 @@ def make_backend(
     composed = compose_onnx(
         pre,
         model,
-        input_name=loaded.card.input_name,
         input_dtypes=input_dtypes,
         image_size=image_size,
         source=source,
@@ -398,20 +412,32 @@ def make_backend(
 
 
 def _module_to_onnx(loaded: LoadedModel, image_size: tuple[int, int]) -> Any:
-    """Export an in-memory nn.Module (on the CPU, eval mode) with a dynamic batch axis."""
+    """Export an in-memory module (a CPU copy, eval mode) with a dynamic batch axis; its inputs
+    are named as the card's (one tensor, or several for ``forward(s1, s2)``)."""
     import copy
 
     import torch
 
     card = loaded.card
-    net = copy.deepcopy(loaded.module).cpu().eval()
-    x = torch.zeros(2, card.n_channels, *image_size)
-    program = torch.onnx.export(
-        net,
-        (x,),
-        dynamo=True,
-        input_names=[card.input_name],
-        output_names=["output"],
-        dynamic_shapes=({0: torch.export.Dim("batch")},),
-    )
+    net = loaded.module
+    net = copy.deepcopy(net).cpu().eval() if isinstance(net, torch.nn.Module) else net
+    slices = card.input_slices()
+    xs = tuple(torch.zeros(2, sl.stop - sl.start, *image_size) for _, sl in slices)
+    if len(slices) > 1 and card.call == "dict":
+        raise SarevalError(
+            "model: a dict-input module runs on the torch backend (backend='torch'); "
+            "export it with named inputs for onnxruntime"
+        )
+    batch = torch.export.Dim("batch")
+    from sareval.export.onnx_export import quiet_exporter
+
+    with quiet_exporter():
+        program = torch.onnx.export(
+            net if isinstance(net, torch.nn.Module) else _CallableModule(net),
+            xs,
+            dynamo=True,
+            input_names=[n for n, _ in slices],
+            output_names=["output"],
+            dynamic_shapes=tuple({0: batch} for _ in xs),
+        )
     return program.model_proto

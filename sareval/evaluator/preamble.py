@@ -1,7 +1,8 @@
 """The coalition preamble: raw store batch -> every non-empty coalition's network input.
 
-For a raw batch (``s1`` float32 (B, 2, H, W) dB, ``s2`` uint16 (B, C_s2, H, W) DN, both in
-store band order) the preamble computes, for every input channel c of the model card::
+For a raw batch (``s1`` float32 (B, 2, H, W) dB, ``s2`` uint16 (B, C_s2, H, W) DN, any extra
+sensor such as ``dem``; each in its source's band order) the preamble computes, for every input
+channel c of the model card::
 
     x_c    = float32(raw[sensor(c)][:, store_index(c)])            select + order + cast
     x_c    = where(isnan(x_c), nan_c, x_c)        if the card sets nan_c (nan_to_num)
@@ -37,6 +38,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from sareval.card import ModelCard
+from sareval.choices import BASELINES
 from sareval.errors import SarevalError
 from sareval.evaluator.coalitions import all_coalitions
 
@@ -44,8 +46,6 @@ if TYPE_CHECKING:
     import onnx
     import torch
 
-BASELINES = ("input-zero", "raw-zero", "band-mean")
-SENSOR_ORDER = ("s1", "s2")
 F32_MAX = float(np.finfo(np.float32).max)
 MASK_NAME = "sareval_coalition_mask"
 PREFIX = "sareval_pre_"
@@ -75,7 +75,9 @@ class Preamble:
     std: np.ndarray
     baseline: np.ndarray
     masks: np.ndarray
-    baseline_kind: str
+    #: model inputs: name and slice of the channels (one entry for a single-input model)
+    inputs: tuple[tuple[str, slice], ...] = ()
+    call: str = "positional"
 
     @property
     def n_channels(self) -> int:
@@ -88,10 +90,6 @@ class Preamble:
     @property
     def replaces_nan(self) -> np.ndarray:
         return ~np.isnan(self.nan_fill)
-
-    @property
-    def clips(self) -> bool:
-        return bool(np.isfinite(self.lo).any() or np.isfinite(self.hi).any())
 
     @property
     def identity_order(self) -> bool:
@@ -119,22 +117,22 @@ def build_preamble(
     band_means: Mapping[str, float] | None = None,
     source: str = "store",
 ) -> Preamble:
-    """The preamble for ``card`` reading a store whose sensors hold ``store_bands``.
+    """The preamble for ``card`` reading data whose sensors hold ``store_bands`` (in input
+    order: ``s1``, ``s2``, extras).
 
     ``band_means`` (raw per-band means of the evaluated subset) is needed for ``band-mean``.
-    Raises :class:`SarevalError` when a card band is not in the store.
+    Raises :class:`SarevalError` when a card band is not in the data.
     """
     if baseline not in BASELINES:
         raise SarevalError(f"unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
-    where = {b: (s, i) for s in SENSOR_ORDER for i, b in enumerate(store_bands.get(s, ()))}
+    where = {b: (s, i) for s, bands in store_bands.items() for i, b in enumerate(bands)}
     missing = [b for b in card.channels if b not in where]
     if missing:
-        have = ", ".join(b for s in SENSOR_ORDER for b in store_bands.get(s, ()))
+        have = ", ".join(b for bands in store_bands.values() for b in bands)
         raise SarevalError(
-            f"{source}: the model card's bands {missing} are missing from the store "
-            f"(it has: {have})"
+            f"{source}: the model card's bands {missing} are missing from the data (it has: {have})"
         )
-    sensors = tuple(s for s in SENSOR_ORDER if any(where[b][0] == s for b in card.channels))
+    sensors = tuple(s for s in store_bands if any(where[b][0] == s for b in card.channels))
     select = {
         s: np.array([where[b][1] for b in card.channels if where[b][0] == s], dtype=np.int64)
         for s in sensors
@@ -176,7 +174,8 @@ def build_preamble(
         std=std,
         baseline=np.zeros(c, dtype=np.float32),
         masks=masks,
-        baseline_kind=baseline,
+        inputs=tuple(card.input_slices()),
+        call=card.call,
     )
     if baseline == "input-zero":
         return pre
@@ -223,7 +222,8 @@ def onnx_preamble(
     opset: int,
     ir_version: int,
 ) -> onnx.ModelProto:
-    """The preamble as an ONNX model ``(s1, s2) -> output_name`` (n_coal * B, C, H, W)."""
+    """The preamble as an ONNX model ``(s1, s2) -> output_name`` (n_coal * B, C, H, W); for a
+    model with several inputs, one output ``<output_name>_<input>`` per input (its channels)."""
     from onnx import TensorProto, helper, numpy_helper
 
     if opset < 9:
@@ -257,7 +257,7 @@ def onnx_preamble(
             helper.make_tensor_value_info(
                 s,
                 helper.np_dtype_to_tensor_dtype(dtype),
-                ["batch", f"{s}_channels", h, w],
+                [PREFIX + "batch", f"{s}_channels", h, w],
             )
         )
         x = node("Gather", [s, const(f"{s}_select", pre.select[s])], name(f"{s}_sel"), axis=1)
@@ -303,6 +303,14 @@ def onnx_preamble(
         "Concat", [const("minus1", np.array([-1], np.int64)), tail], name("out_shape"), axis=0
     )
     node("Reshape", [stacked, out_shape], output_name)
+    outputs = [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["rows", c, h, w])]
+    if len(pre.inputs) > 1:  # one output per model input: its channels of the coalition batch
+        outputs = []
+        for input_name, sl in pre.inputs:
+            idx = const(f"channels_{input_name}", np.arange(sl.start, sl.stop, dtype=np.int64))
+            out = node("Gather", [output_name, idx], f"{output_name}_{input_name}", axis=1)
+            outputs.append(helper.make_tensor_value_info(
+                out, TensorProto.FLOAT, ["rows", sl.stop - sl.start, h, w]))  # fmt: skip
     mask_init = numpy_helper.from_array(pre.masks, MASK_NAME)
     inits.append(mask_init)
     inputs.append(helper.make_tensor_value_info(MASK_NAME, TensorProto.BOOL, ["n_coal", c]))
@@ -310,7 +318,7 @@ def onnx_preamble(
         nodes,
         "sareval_coalition_preamble",
         inputs,
-        [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["rows", c, h, w])],
+        outputs,
         initializer=inits,
     )
     model = helper.make_model(
@@ -332,33 +340,33 @@ def compose_onnx(
     pre: Preamble,
     model: onnx.ModelProto,
     *,
-    input_name: str,
     input_dtypes: Mapping[str, np.dtype],
     image_size: tuple[int, int] | None,
     source: str = "model",
 ) -> onnx.ModelProto:
-    """One graph ``(s1, s2[, mask]) -> (n_coal * B, K)``: the preamble feeding ``model``."""
+    """One graph ``(s1, s2[, mask]) -> (n_coal * B, K)``: the preamble feeding ``model``
+    (each of the model's inputs named in ``pre.inputs`` gets its channels)."""
     import onnx
 
     graph_inputs = [i.name for i in model.graph.input]
     initializer_names = {t.name for t in model.graph.initializer}
     real_inputs = [n for n in graph_inputs if n not in initializer_names]
-    if input_name not in real_inputs:
+    names = [n for n, _ in pre.inputs]
+    if sorted(names) != sorted(real_inputs):
         raise SarevalError(
-            f"{source}: the model card's input name {input_name!r} is not a model input "
-            f"(inputs: {', '.join(real_inputs)})"
+            f"{source}: the model card's inputs ({', '.join(names)}) are not the model's "
+            f"inputs ({', '.join(real_inputs)})"
         )
-    if len(real_inputs) != 1:
-        raise SarevalError(f"{source}: expected one model input, got {', '.join(real_inputs)}")
     if len(model.graph.output) != 1:
         outs = ", ".join(o.name for o in model.graph.output)
         raise SarevalError(f"{source}: expected one model output, got {outs}")
-    dims = model.graph.input[graph_inputs.index(input_name)].type.tensor_type.shape.dim
-    if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0:
-        raise SarevalError(
-            f"{source}: the model input has a fixed batch size {dims[0].dim_value}; "
-            "export it with a dynamic batch axis (sareval export does)"
-        )
+    for name in names:
+        dims = model.graph.input[graph_inputs.index(name)].type.tensor_type.shape.dim
+        if dims and dims[0].HasField("dim_value") and dims[0].dim_value > 0:
+            raise SarevalError(
+                f"{source}: the model input {name!r} has a fixed batch size "
+                f"{dims[0].dim_value}; export it with a dynamic batch axis (sareval export does)"
+            )
     preamble = onnx_preamble(
         pre,
         input_dtypes=input_dtypes,
@@ -374,7 +382,11 @@ def compose_onnx(
     merged = onnx.compose.merge_models(
         preamble,
         model,
-        io_map=[(PREFIX + "network_input", input_name)],
+        io_map=(
+            [(PREFIX + "network_input", names[0])]
+            if len(names) == 1
+            else [(f"{PREFIX}network_input_{n}", n) for n in names]
+        ),
         producer_name="sareval",
         doc_string="sareval coalition preamble + model",
     )
@@ -416,6 +428,8 @@ def _torch_module_class() -> type:
             buf("std", pre.std.reshape(shape))
             buf("baseline", pre.baseline.reshape(1, 1, -1, 1, 1))
             buf("masks", pre.masks)
+            self.inputs = [(n, sl.start, sl.stop) for n, sl in pre.inputs]
+            self.call = pre.call
 
         def normalise(self, raw: dict[str, torch.Tensor]) -> torch.Tensor:
             parts = [
@@ -437,7 +451,13 @@ def _torch_module_class() -> type:
             x = self.normalise(raw)
             m = self.masks if mask is None else mask
             stacked = torch.where(m[:, None, :, None, None], x[None], self.baseline)
-            return self.model(stacked.reshape(-1, *x.shape[1:]))
+            flat = stacked.reshape(-1, *x.shape[1:])
+            if len(self.inputs) == 1:
+                return self.model(flat)
+            parts = {n: flat[:, a:b] for n, a, b in self.inputs}
+            if self.call == "dict":
+                return self.model(parts)
+            return self.model(*parts.values())
 
     return CoalitionModule
 

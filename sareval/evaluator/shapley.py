@@ -33,6 +33,7 @@ from typing import Literal
 
 import numpy as np
 
+from sareval.choices import Z_CHOICES
 from sareval.errors import SarevalError
 from sareval.evaluator.coalitions import (
     _all_coalitions,
@@ -42,7 +43,6 @@ from sareval.evaluator.coalitions import (
 )
 
 Normalisation = Literal["one", "full"]
-Z_CHOICES: tuple[str, ...] = ("one", "full")
 
 
 @lru_cache(maxsize=256)

@@ -13,6 +13,7 @@ name and renamed only after ``onnx.checker`` and the parity check
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import warnings
 from collections.abc import Iterator, Sequence
@@ -46,7 +47,8 @@ def quiet_exporter() -> Iterator[None]:
     for lg in loggers:
         lg.setLevel(logging.ERROR)
     try:
-        with warnings.catch_warnings():
+        # the exporter prints progress lines ("[torch.onnx] Optimize ...") to stdout
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
             warnings.simplefilter("ignore")
             yield
     finally:

@@ -283,9 +283,9 @@ def _train(
     import torch
     from tqdm.auto import tqdm
 
+    from sareval.api import evaluate, open_store
     from sareval.evaluator.metrics import METRIC_NAMES
     from sareval.evaluator.preamble import build_preamble, coalition_module
-    from sareval.evaluator.runner import evaluate_shape
     from sareval.export.presets import card_with_statistics, make_card
     from sareval.models.registry import build_model
     from sareval.train.mixing import CloudMixingDataset
@@ -425,17 +425,12 @@ def _train(
             "val": {},
         }
         for subset in val_subsets:
-            result = evaluate_shape(
-                (model, card),
-                config.val,
-                subset,
-                backend="torch",
-                device=device,
-                batch_size=config.eval_batch_size,
-                progress=False,
-                **config.shape_options,
-            )
-            record["val"][subset] = _metrics_summary(result)
+            with open_store(str(config.val)) as val_store:
+                result = evaluate(
+                    model, val_store.subset(subset), card=card, backend="torch", device=device,
+                    batch_size=config.eval_batch_size, **config.shape_options,
+                )  # fmt: skip
+            record["val"][subset] = _metrics_summary(result.doc)
         record["seconds"] = time.perf_counter() - t0
         score = _selection_score(record, val_subsets, select_metric)
         history.append(record)

@@ -1,0 +1,278 @@
+"""The Python API: :func:`evaluate` a model on data, get a typed :class:`ShapeResult`.
+
+>>> import sareval
+>>> result = sareval.evaluate("resnet50.onnx", sareval.open_store("test.h5").subset("clear"))
+>>> result.relevance["f1_macro"]["sar"]                         # doctest: +SKIP
+
+``model``: a model file with its card (:mod:`sareval.formats`), or an in-memory
+``torch.nn.Module`` / callable on tensors plus ``card=``; in-memory modules run on the torch
+backend by default, without export, and are never moved or changed in place.
+``data``: a store subset, ``(path, subset)``, a dict of arrays per sensor with labels
+(:class:`~sareval.evaluator.sources.ArrayData`), or a torch Dataset / iterable of batches
+(:class:`~sareval.evaluator.sources.TorchData`). Every choice is a :class:`ShapeConfig` field;
+keyword ``overrides`` replace fields of ``config``. Errors are :class:`~sareval.errors.
+SarevalError` subclasses whose message names the argument and what was expected.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sareval.card import ModelCard
+from sareval.errors import SarevalError
+from sareval.evaluator.config import ShapeConfig
+from sareval.evaluator.sources import ArrayData, StoreSubset, TorchData, as_source
+from sareval.store import LabelSpec, SensorSpec, Store, StoreWriter
+
+SOURCE_KEYWORDS = (
+    "bands", "class_names", "cloud_cover", "ids", "keys", "image", "label_key",
+    "cloud_cover_key", "id_key",
+)  # fmt: skip
+
+
+def evaluate(
+    model: Any,
+    data: Any,
+    config: ShapeConfig | None = None,
+    *,
+    card: ModelCard | None = None,
+    progress: bool = False,
+    save_predictions: str | Path | None = None,
+    overwrite: bool = False,
+    **overrides: Any,
+) -> ShapeResult:
+    """SHAPE relevance (or perceptual scores) of ``model`` on ``data`` (see module docstring).
+
+    ``overrides``: :class:`ShapeConfig` fields (``z="full"``, ``bootstrap=1000``, ...) and, for
+    arrays or datasets given directly, their options (``bands=``, ``class_names=``,
+    ``cloud_cover=``, ``ids=``, ``keys=``, ``image=``, ``label_key=``).
+    ``save_predictions``: an HDF5 file of every sample's outputs per coalition.
+    """
+    from sareval.evaluator.backends import load_model
+    from sareval.evaluator.runner import run_evaluation
+
+    if config is not None and not isinstance(config, ShapeConfig):
+        raise SarevalError(f"config: expected a sareval.ShapeConfig, got {type(config).__name__}")
+    source_kw = {k: overrides.pop(k) for k in SOURCE_KEYWORDS if k in overrides}
+    cfg = (config or ShapeConfig()).replace(**overrides) if overrides else config or ShapeConfig()
+    loaded = load_model(model, card)
+    source = as_source(data, **source_kw)
+    try:
+        doc = run_evaluation(
+            loaded, source, cfg, progress=progress, save_predictions=save_predictions,
+            overwrite=overwrite,
+        )  # fmt: skip
+    finally:
+        if isinstance(data, tuple) and isinstance(source, StoreSubset):
+            source.store.close()  # opened here from (path, subset)
+    return ShapeResult(doc)
+
+
+# --- stores -----------------------------------------------------------------------------------
+class StoreHandle:
+    """An open store (:func:`open_store`): ``.subset(name)`` is what :func:`evaluate` reads."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.store = Store(path)
+
+    def subset(self, name: str) -> StoreSubset:
+        return StoreSubset(self.store, name)
+
+    @property
+    def subsets(self) -> list[str]:
+        return list(self.store.subsets)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> StoreHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_store(path: str | Path) -> StoreHandle:
+    """Open a store built by ``sareval preprocess`` or :func:`write_store` (read-only)."""
+    return StoreHandle(path)
+
+
+def write_store(
+    path: str | Path,
+    arrays: Mapping[str, Any],
+    labels: Mapping[str, tuple[Any, Sequence[str]]],
+    subsets: Mapping[str, Any] | None = None,
+    *,
+    bands: Mapping[str, Sequence[str]] | None = None,
+    cloudy: Any = None,
+    cloud_cover: Any = None,
+    ids: Sequence[str] | None = None,
+    dataset: str = "custom",
+    split: str = "test",
+    compression: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Write arrays as a store (layout: :mod:`sareval.store`), atomically.
+
+    ``arrays``: sensor -> (N, C, H, W) (``s1`` float32 dB, ``s2`` uint16 DN, extras such as
+    ``dem``); ``bands`` as in :class:`~sareval.evaluator.sources.ArrayData`. ``labels``: label-set
+    name -> (values, class names): (N,) indices or (N, K) multi-hot. ``subsets``: name -> rows
+    (default ``{"all": every row}``), or name -> (rows, "s2_cloudy") to read ``cloudy`` (N, C, H,
+    W) optical images, whose availability is where they are not all zero. ``cloud_cover`` (N,).
+    """
+    src = ArrayData(arrays, np.zeros(len(next(iter(arrays.values()))), np.int64), bands=bands)
+    n = len(src)
+    h, w = src.image_size
+    sensors = [SensorSpec(s, names, str(src.sample_spec(s)[1])) for s, names in src.bands.items()]
+    label_specs, label_values = [], {}
+    for name, (values, class_names) in labels.items():
+        y = np.asarray(values)
+        if len(y) != n or y.ndim not in (1, 2):
+            raise SarevalError(f"labels[{name!r}]: expected (N,) or (N, K) with N = {n}")
+        kind = "index" if y.ndim == 1 else "multi_hot"
+        label_specs.append(LabelSpec(name, kind, tuple(class_names), None if kind == "index"
+                                     else 0.5))  # fmt: skip
+        label_values[name] = y.astype(np.int64) if kind == "index" else (y != 0).astype(np.uint8)
+    task = "single-label" if label_specs and label_specs[0].kind == "index" else "multi-label"
+    arrays_np = {s: src._arrays[s] for s in src.bands}
+    available = None
+    if cloudy is not None:
+        cl = np.asarray(cloudy)
+        if cl.shape != arrays_np["s2"].shape:
+            raise SarevalError(f"cloudy: expected shape {arrays_np['s2'].shape}, got {cl.shape}")
+        arrays_np["s2_cloudy"] = cl.astype(arrays_np["s2"].dtype)
+        available = cl.reshape(n, -1).any(axis=1)
+    cover = (np.full(n, np.nan, np.float32) if cloud_cover is None
+             else np.asarray(cloud_cover, np.float32))  # fmt: skip
+    writer = StoreWriter(
+        path, dataset=dataset, split=split, default_task=task,
+        ids=list(ids) if ids is not None else [f"sample_{i}" for i in range(n)],
+        height=h, width=w, sensors=sensors, labels=label_specs, config={"write_store": True},
+        with_cloudy=cloudy is not None, compression=compression, overwrite=overwrite,
+    )  # fmt: skip
+    try:
+        writer.write_rows(0, arrays_np, label_values, cloud_cover=cover,
+                          cloudy_available=available)  # fmt: skip
+        rows = np.arange(n)
+        spec: dict[str, tuple[np.ndarray, str, str]] = {}
+        for name, value in (subsets or {"all": rows}).items():
+            sub_rows, optical = value if isinstance(value, tuple) else (value, "s2")
+            spec[name] = (np.asarray(sub_rows, np.int64), optical, name)
+        return writer.finish(spec)
+    except BaseException:
+        writer.abort()
+        raise
+
+
+# --- results ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ShapeResult:
+    """Typed access to a results document (layout: :mod:`sareval.evaluator.results`).
+
+    ``values[metric][coalition]`` (V), ``relevance[metric][player]``, ``cooperation[metric]``,
+    ``intervals[metric]`` (95 % bootstrap intervals, when computed), ``by_class`` and
+    ``by_cloud_cover`` (sections as in the JSON), ``counts``; ``doc`` is the whole document.
+    """
+
+    doc: dict[str, Any]
+
+    @property
+    def players(self) -> list[str]:
+        return list(self.doc["players"])
+
+    @property
+    def coalitions(self) -> list[str]:
+        return list(self.doc["coalitions"])
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.doc["n_samples"])
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return dict(self.doc["config"])
+
+    def _section(self, key: str) -> dict[str, Any]:
+        return {m: e[key] for m, e in self.doc["metrics"].items()}
+
+    @property
+    def values(self) -> dict[str, dict[str, float]]:
+        return self._section("V")
+
+    @property
+    def relevance(self) -> dict[str, dict[str, float]]:
+        return self._section("relevance")
+
+    @property
+    def cooperation(self) -> dict[str, float]:
+        return self._section("cooperation")
+
+    @property
+    def intervals(self) -> dict[str, dict[str, Any]]:
+        return {m: e["ci"] for m, e in self.doc["metrics"].items() if e.get("ci")}
+
+    @property
+    def by_class(self) -> dict[str, Any]:
+        return dict(self.doc.get("by", {}).get("class", {}))
+
+    @property
+    def by_cloud_cover(self) -> list[dict[str, Any]]:
+        return list(self.doc.get("by", {}).get("cloud_cover", []))
+
+    @property
+    def counts(self) -> dict[str, Any]:
+        return dict(self.doc["counts"])
+
+    def save(self, path: str | Path, *, csv: str | Path | None = None,
+             overwrite: bool = False) -> Path:  # fmt: skip
+        """The schema-valid results JSON the CLI writes (and the CSV table with ``csv``)."""
+        from sareval.evaluator.results import write_csv, write_results
+
+        out = write_results(self.doc, path, overwrite)
+        if csv is not None:
+            write_csv(self.doc, csv, overwrite)
+        return out
+
+    def __str__(self) -> str:
+        from sareval.evaluator.results import console_table
+
+        return console_table(self.doc)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ShapeResult) and _json_equal(self.doc, other.doc)
+
+
+def _json_equal(a: Any, b: Any) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return a == b or (math.isnan(a) and math.isnan(b))
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        return a.keys() == b.keys() and all(_json_equal(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        return len(a) == len(b) and all(_json_equal(x, y) for x, y in zip(a, b, strict=True))
+    return bool(a == b)
+
+
+def load_result(path: str | Path) -> ShapeResult:
+    """A results JSON written by ``sareval shape`` / ``merge`` or :meth:`ShapeResult.save`."""
+    from sareval.evaluator.results import read_results
+
+    return ShapeResult(read_results(path))
+
+
+__all__ = [
+    "ArrayData",
+    "ShapeConfig",
+    "ShapeResult",
+    "StoreHandle",
+    "TorchData",
+    "evaluate",
+    "load_result",
+    "open_store",
+    "write_store",
+]

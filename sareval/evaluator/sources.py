@@ -1,0 +1,733 @@
+"""Data sources: a store subset, arrays in memory, or a torch Dataset -> one batch protocol.
+
+Whatever the data, the evaluator sees batches of raw values per sensor (store band order,
+no normalisation: the model card's preamble does that), labels and cloud cover::
+
+    SourceBatch(positions=slice(a, b), ids=[...], rows=store rows | None,
+                arrays={"s1": (b, 2, H, W), "s2": (b, C, H, W), ["dem": (b, 1, H, W)]},
+                labels=(b,) class indices | (b, K) multi-hot, in the source's class order,
+                cloud_cover=(b,) float32, NaN = unknown)
+
+- :class:`StoreSubset` (``sareval.open_store(path).subset("clear")``): a reader thread over
+  the HDF5 store (:class:`~sareval.evaluator.reader.BatchReader`);
+- :class:`ArrayData`: numpy arrays / torch tensors per sensor with their band names;
+- :class:`TorchData`: a map-style torch ``Dataset`` (items are dicts of per-sample tensors)
+  or any iterable of batches (dicts of batched tensors), with key and band mappings in
+  torchgeo's conventions (``image_s1`` / ``image_s2`` / ``label``, or ``image`` + a band list).
+
+:func:`as_source` turns what :func:`sareval.evaluate` accepts into one of these; its errors
+name the argument (``data``) and what was expected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from sareval.bands import BIGEARTHNET_S2_BANDS, S1_BANDS, S2_BANDS
+from sareval.card import ModelCard
+from sareval.errors import SarevalError, StoreError
+
+#: keys of a batch/item dict that are not image sensors
+LABEL_KEYS = ("label", "labels", "y")
+
+
+@dataclass
+class SourceBatch:
+    """Consecutive samples ``positions`` of a source (see module docstring)."""
+
+    positions: slice
+    ids: list[str]
+    arrays: dict[str, np.ndarray]
+    labels: np.ndarray
+    cloud_cover: np.ndarray
+    rows: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return self.positions.stop - self.positions.start
+
+
+@dataclass(frozen=True)
+class Labels:
+    """A source's labels: ``kind`` ``index`` (N,) or ``multi_hot`` (N, K), class names in
+    column / index order (None: the model card's order), and the name recorded in results."""
+
+    kind: str
+    class_names: tuple[str, ...] | None
+    name: str = "labels"
+
+
+class Source(Protocol):
+    """What the evaluator reads (implemented by the three classes of this module)."""
+
+    description: str
+
+    @property
+    def bands(self) -> dict[str, tuple[str, ...]]: ...  # sensor -> band names, input order
+
+    @property
+    def image_size(self) -> tuple[int, int]: ...
+
+    def __len__(self) -> int: ...
+
+    def labels_for(self, card: ModelCard) -> Labels: ...
+
+    def sample_spec(self, sensor: str) -> tuple[tuple[int, ...], np.dtype]: ...
+
+    def all_labels(self, labels: Labels) -> np.ndarray: ...
+
+    def band_means(self, sensors: Sequence[str]) -> dict[str, float]: ...
+
+    def batches(
+        self,
+        start: int,
+        stop: int,
+        batch_size: int,
+        *,
+        sensors: Sequence[str],
+        labels: Labels,
+        queue_size: int = 2,
+        pinned: bool = False,
+    ) -> contextlib.AbstractContextManager[Iterable[SourceBatch]]: ...
+
+    def provenance(self) -> dict[str, Any]: ...
+
+
+def label_converter(labels: Labels, card: ModelCard, source: str) -> Any:
+    """``f(y) -> y`` in the card's class order (index (B,) or bool (B, K)); raises on a mismatch."""
+    names = labels.class_names or card.class_names
+    if sorted(names) != sorted(card.class_names):
+        extra = sorted(set(names) - set(card.class_names))
+        missing = sorted(set(card.class_names) - set(names))
+        raise SarevalError(
+            f"{source}: the label classes do not match the model card's "
+            f"(only in the data: {extra or 'none'}; only in the card: {missing or 'none'})"
+        )
+    if labels.kind == "index":
+        lut = np.array([card.class_names.index(c) for c in names], dtype=np.int64)
+
+        def to_model_index(y: np.ndarray) -> np.ndarray:
+            y = np.asarray(y)
+            if y.size and (y.min() < 0 or y.max() >= len(lut)):
+                raise SarevalError(f"{source}: labels hold class indices outside [0, {len(lut)})")
+            return lut[y.astype(np.int64)]
+
+        return to_model_index
+    cols = np.array([list(names).index(c) for c in card.class_names], dtype=np.int64)
+
+    def to_model_multi_hot(y: np.ndarray) -> np.ndarray:
+        return np.asarray(y)[:, cols] != 0
+
+    return to_model_multi_hot
+
+
+def _band_means_of(
+    arrays: Mapping[str, np.ndarray], bands: Mapping[str, Sequence[str]], sensors: Sequence[str]
+) -> dict[str, float]:
+    """Per-band mean of finite pixels (float64 sums), keyed by band name."""
+    out: dict[str, float] = {}
+    for s in sensors:
+        a = arrays[s]
+        x = a.astype(np.float64)
+        finite = np.isfinite(x)
+        total = np.where(finite, x, 0).sum(axis=(0, 2, 3))
+        count = finite.sum(axis=(0, 2, 3))
+        out.update(zip(bands[s], (float(v) for v in total / np.maximum(count, 1)), strict=True))
+    return out
+
+
+# --- store -------------------------------------------------------------------------------------
+class StoreSubset:
+    """A named subset of a store (opened by :func:`sareval.open_store`)."""
+
+    def __init__(self, store: Any, name: str) -> None:
+        self.store = store
+        self.subset = store.subset(name)
+        self.description = f"{store.path} (subset {name!r})"
+        if len(self.subset) == 0:
+            raise StoreError(store.path, f"subset {name!r} is empty")
+
+    @property
+    def bands(self) -> dict[str, tuple[str, ...]]:
+        return {s: self.store.bands(s) for s in self.store.sensors}
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        return self.store.image_size  # type: ignore[no-any-return]
+
+    def __len__(self) -> int:
+        return len(self.subset)
+
+    def labels_for(self, card: ModelCard) -> Labels:
+        spec = self.store.find_labels(card.task, card.class_names)
+        return Labels(
+            spec.kind if spec.kind == "index" else "multi_hot", spec.class_names, spec.name
+        )
+
+    def sample_spec(self, sensor: str) -> tuple[tuple[int, ...], np.dtype]:
+        return self.store.image_spec(self.subset, sensor)  # type: ignore[no-any-return]
+
+    def all_labels(self, labels: Labels) -> np.ndarray:
+        return self.store.labels(labels.name, self.subset.rows)  # type: ignore[no-any-return]
+
+    def band_means(self, sensors: Sequence[str]) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for s in sensors:
+            means = self.store.band_mean(self.store.source_of(self.subset, s), self.subset.rows)
+            out.update(zip(self.store.bands(s), (float(m) for m in means), strict=True))
+        return out
+
+    @contextlib.contextmanager
+    def batches(
+        self,
+        start: int,
+        stop: int,
+        batch_size: int,
+        *,
+        sensors: Sequence[str],
+        labels: Labels,
+        queue_size: int = 2,
+        pinned: bool = False,
+    ) -> Iterator[Iterable[SourceBatch]]:
+        from sareval.evaluator.reader import BatchReader
+
+        reader = BatchReader(
+            self.store,
+            self.subset,
+            start,
+            stop,
+            batch_size,
+            sensors=sensors,
+            label_sets=[labels.name],
+            queue_size=queue_size,
+            pinned=pinned,
+        )
+        with reader:
+            yield (
+                SourceBatch(
+                    b.positions, b.ids, b.arrays, b.labels[labels.name], b.cloud_cover, b.rows
+                )
+                for b, _ in reader
+            )
+
+    def provenance(self) -> dict[str, Any]:
+        st, sub = self.store, self.subset
+        return {
+            "store": {
+                "path": str(Path(st.path).resolve()),
+                "content_digest": st.content_digest,
+                "dataset": st.dataset,
+                "split": st.split,
+            },
+            "subset": {"name": sub.name, "optical": sub.optical, "size": len(sub)},
+        }
+
+
+# --- arrays ------------------------------------------------------------------------------------
+def _to_numpy(value: Any, what: str) -> np.ndarray:
+    if hasattr(value, "detach") and hasattr(value, "cpu"):  # a torch tensor
+        value = value.detach().cpu().numpy()
+    if not isinstance(value, np.ndarray):
+        try:
+            value = np.asarray(value)
+        except Exception:
+            raise SarevalError(
+                f"{what}: expected an array or tensor, got {type(value).__name__}"
+            ) from None
+    return value
+
+
+def default_bands(sensor: str, channels: int) -> tuple[str, ...] | None:
+    """Band names of a standard sensor array: s1 (VV, VH), s2 with 13 or 12 (no B10) bands."""
+    if sensor == "s1" and channels == len(S1_BANDS):
+        return S1_BANDS
+    if sensor == "s2" and channels == len(S2_BANDS):
+        return S2_BANDS
+    if sensor == "s2" and channels == len(BIGEARTHNET_S2_BANDS):
+        return BIGEARTHNET_S2_BANDS
+    return None
+
+
+class ArrayData:
+    """Samples in memory: ``arrays`` sensor -> (N, C, H, W) numpy array or torch tensor.
+
+    ``bands``: sensor -> C band names (default for ``s1`` with 2 channels: VV, VH; ``s2`` with
+    13: B01..B12 incl. B8A and B10, with 12: without B10); any other sensor (a DEM, an index)
+    must name its bands. ``labels``: (N,) class indices or (N, K) multi-hot in the order of
+    ``class_names`` (default: the model card's). ``cloud_cover`` (N,) in [0, 1], NaN unknown.
+    """
+
+    def __init__(
+        self,
+        arrays: Mapping[str, Any],
+        labels: Any,
+        *,
+        bands: Mapping[str, Sequence[str]] | None = None,
+        class_names: Sequence[str] | None = None,
+        cloud_cover: Any = None,
+        ids: Sequence[str] | None = None,
+        description: str = "(arrays)",
+    ) -> None:
+        self.arrays, self.labels, self.band_arg = arrays, labels, bands
+        self.class_names, self.cloud_cover, self.ids = class_names, cloud_cover, ids
+        self.description = description
+        if not isinstance(self.arrays, Mapping) or not self.arrays:
+            raise SarevalError("data: expected a mapping sensor name -> (N, C, H, W) array")
+        arrays = {str(k): _to_numpy(v, f"data[{k!r}]") for k, v in self.arrays.items()}
+        n = None
+        for k, a in arrays.items():
+            if a.ndim != 4:
+                raise SarevalError(f"data[{k!r}]: expected shape (N, C, H, W), got {a.shape}")
+            if n is None:
+                n, hw = len(a), a.shape[2:]
+            elif len(a) != n or a.shape[2:] != hw:
+                raise SarevalError(
+                    f"data[{k!r}]: shape {a.shape} does not match the other sensors' "
+                    f"(N={n}, H x W={hw[0]}x{hw[1]})"
+                )
+        assert n is not None
+        if n == 0:
+            raise SarevalError("data: no samples (N = 0)")
+        bands: dict[str, tuple[str, ...]] = {}
+        given = dict(self.band_arg or {})
+        for k, a in arrays.items():
+            names = given.pop(k, None)
+            names = tuple(names) if names is not None else default_bands(k, a.shape[1])
+            if names is None:
+                raise SarevalError(
+                    f"bands: give the band names of data[{k!r}] ({a.shape[1]} channels), "
+                    f"e.g. bands={{{k!r}: [...]}}"
+                )
+            if len(names) != a.shape[1]:
+                raise SarevalError(
+                    f"bands[{k!r}]: {len(names)} names for {a.shape[1]} channels of data[{k!r}]"
+                )
+            bands[k] = names
+        if given:
+            raise SarevalError(f"bands: no data for sensor(s) {', '.join(sorted(given))}")
+        self._arrays, self._bands = arrays, bands
+        y = _to_numpy(self.labels, "labels")
+        if y.ndim not in (1, 2) or len(y) != n:
+            raise SarevalError(
+                f"labels: expected (N,) class indices or (N, K) multi-hot with N = {n}, "
+                f"got shape {y.shape}"
+            )
+        if y.ndim == 1 and y.dtype.kind not in "iu":
+            raise SarevalError(f"labels: class indices must be integers, got {y.dtype}")
+        self._labels = y
+        if self.cloud_cover is None:
+            self._cloud = np.full(n, np.nan, np.float32)
+        else:
+            c = _to_numpy(self.cloud_cover, "cloud_cover").astype(np.float32)
+            if c.shape != (n,):
+                raise SarevalError(f"cloud_cover: expected shape ({n},), got {c.shape}")
+            self._cloud = c
+        if self.ids is not None and len(self.ids) != n:
+            raise SarevalError(f"ids: expected {n} ids, got {len(self.ids)}")
+
+    @property
+    def bands(self) -> dict[str, tuple[str, ...]]:
+        return self._bands
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        a = next(iter(self._arrays.values()))
+        return int(a.shape[2]), int(a.shape[3])
+
+    def __len__(self) -> int:
+        return len(self._labels)
+
+    def labels_for(self, card: ModelCard) -> Labels:
+        kind = "index" if self._labels.ndim == 1 else "multi_hot"
+        want = "index" if card.task == "single-label" else "multi_hot"
+        if kind != want:
+            raise SarevalError(
+                f"labels: the model is {card.task} and needs "
+                f"{'(N,) class indices' if want == 'index' else '(N, K) multi-hot labels'}, "
+                f"got shape {self._labels.shape}"
+            )
+        if kind == "multi_hot":
+            k = len(self.class_names) if self.class_names else card.n_classes
+            if self._labels.shape[1] != k:
+                raise SarevalError(f"labels: {self._labels.shape[1]} columns for {k} classes")
+        names = None if self.class_names is None else tuple(self.class_names)
+        return Labels(kind, names)
+
+    def sample_spec(self, sensor: str) -> tuple[tuple[int, ...], np.dtype]:
+        a = self._arrays[sensor]
+        return tuple(a.shape[1:]), a.dtype
+
+    def all_labels(self, labels: Labels) -> np.ndarray:
+        return self._labels
+
+    def band_means(self, sensors: Sequence[str]) -> dict[str, float]:
+        return _band_means_of(self._arrays, self._bands, sensors)
+
+    @contextlib.contextmanager
+    def batches(
+        self,
+        start: int,
+        stop: int,
+        batch_size: int,
+        *,
+        sensors: Sequence[str],
+        labels: Labels,
+        queue_size: int = 2,
+        pinned: bool = False,
+    ) -> Iterator[Iterable[SourceBatch]]:
+        def gen() -> Iterator[SourceBatch]:
+            for a in range(start, stop, batch_size):
+                b = min(a + batch_size, stop)
+                ids = list(self.ids[a:b]) if self.ids is not None else [str(i) for i in range(a, b)]
+                yield SourceBatch(
+                    slice(a, b),
+                    ids,
+                    {s: self._arrays[s][a:b] for s in sensors},
+                    self._labels[a:b],
+                    self._cloud[a:b],
+                )
+
+        yield gen()
+
+    def digest(self) -> str:
+        h = hashlib.sha256()
+        for k in sorted(self._arrays):
+            h.update(k.encode())
+            h.update(np.ascontiguousarray(self._arrays[k]).tobytes())
+        h.update(np.ascontiguousarray(self._labels).tobytes())
+        return h.hexdigest()
+
+    def provenance(self) -> dict[str, Any]:
+        return {
+            "store": {
+                "path": self.description,
+                "content_digest": self.digest(),
+                "dataset": "arrays",
+                "split": "",
+            },
+            "subset": {"name": "all", "optical": "s2", "size": len(self)},
+        }
+
+
+# --- torch datasets ----------------------------------------------------------------------------
+def split_by_band(
+    image: np.ndarray, bands: Sequence[str]
+) -> tuple[dict[str, np.ndarray], dict[str, tuple[str, ...]]]:
+    """A stacked (B, C, H, W) image -> sensors by band name: S1 bands -> ``s1``, S2 bands ->
+    ``s2``, any other band -> a sensor named after it in lower case (e.g. ``DEM`` -> ``dem``)."""
+    groups: dict[str, list[int]] = {}
+    for i, b in enumerate(bands):
+        sensor = "s1" if b in S1_BANDS else "s2" if b in S2_BANDS else b.lower()
+        groups.setdefault(sensor, []).append(i)
+    arrays = {s: image[:, idx] for s, idx in groups.items()}
+    names = {s: tuple(bands[i] for i in idx) for s, idx in groups.items()}
+    return arrays, names
+
+
+class TorchData:
+    """A torch ``Dataset`` of per-sample dicts, or an iterable of batched dicts.
+
+    ``keys``: sensor -> key of its tensor (default: ``s1``/``s2`` or torchgeo's
+    ``image_s1``/``image_s2``, whichever the first item has); or ``image="image"`` with
+    ``bands`` the stacked image's band names (torchgeo's ``dataset.bands``): the image is
+    split by band name (:func:`split_by_band`). ``bands`` may also map sensor -> band names.
+    ``label_key`` (default: the first of ``label``/``labels``/``y`` present), optional
+    ``cloud_cover_key`` and ``id_key``. ``class_names``: the labels' class order (default: the
+    card's). A map-style dataset (``__len__`` + ``__getitem__``) can be sharded and
+    bootstrapped; a plain iterable of batches is read once, in order.
+
+    One line for torchgeo: ``TorchData(ds, image="image", bands=ds.bands)``.
+    """
+
+    def __init__(
+        self,
+        dataset: Any,
+        *,
+        keys: Mapping[str, str] | None = None,
+        image: str | None = None,
+        bands: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
+        label_key: str | None = None,
+        cloud_cover_key: str | None = None,
+        id_key: str | None = None,
+        class_names: Sequence[str] | None = None,
+        description: str | None = None,
+    ) -> None:
+        self.dataset = dataset
+        self.sized = hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")
+        if not self.sized and not isinstance(dataset, Iterable):
+            raise SarevalError(
+                f"data: expected a torch Dataset or an iterable of batches, got "
+                f"{type(dataset).__name__}"
+            )
+        if image is not None and (bands is None or isinstance(bands, Mapping)):
+            raise SarevalError("bands: with image=..., give the image's band names as a list")
+        self.keys, self.image, self.band_arg = keys, image, bands
+        self.label_key, self.cloud_cover_key, self.id_key = label_key, cloud_cover_key, id_key
+        self.class_names = class_names
+        self.description = description or f"({type(dataset).__name__})"
+        first = self._first()
+        arrays, y, _, _ = self._parse(first, batched=not self.sized)
+        self._bands = self._band_names(arrays)
+        self._spec = {s: (tuple(a.shape[1:]), a.dtype) for s, a in arrays.items()}
+        self._label_ndim = y.ndim
+        self._n = len(dataset) if self.sized else None
+        self._labels_cache: np.ndarray | None = None
+
+    def _first(self) -> Any:
+        if self.sized:
+            if len(self.dataset) == 0:
+                raise SarevalError("data: the dataset is empty")
+            return self.dataset[0]
+        for item in self.dataset:
+            return item
+        raise SarevalError("data: the iterable yields no batches")
+
+    def _sensor_keys(self, item: Mapping[str, Any]) -> dict[str, str]:
+        if self.keys is not None:
+            missing = [k for k in self.keys.values() if k not in item]
+            if missing:
+                raise SarevalError(
+                    f"keys: {', '.join(repr(k) for k in missing)} not in the dataset's items "
+                    f"(they have {', '.join(map(repr, item))})"
+                )
+            return dict(self.keys)
+        for candidate in ({"s1": "s1", "s2": "s2"}, {"s1": "image_s1", "s2": "image_s2"}):
+            found = {s: k for s, k in candidate.items() if k in item}
+            if found:
+                return found
+        raise SarevalError(
+            "keys: no s1/s2 or image_s1/image_s2 in the dataset's items (they have "
+            f"{', '.join(map(repr, item))}); pass keys={{'s1': ..., 's2': ...}} or image=..., "
+            "bands=..."
+        )
+
+    def _parse(
+        self, item: Any, *, batched: bool
+    ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray | None, list[str] | None]:
+        if not isinstance(item, Mapping):
+            raise SarevalError(f"data: items must be dicts of tensors, got {type(item).__name__}")
+
+        def get(key: str) -> np.ndarray:
+            a = _to_numpy(item[key], f"data item[{key!r}]")
+            return a if batched else a[None]
+
+        if self.image is not None:
+            if self.image not in item:
+                raise SarevalError(
+                    f"image: key {self.image!r} not in the dataset's items "
+                    f"(they have {', '.join(map(repr, item))})"
+                )
+            img = get(self.image)
+            assert self.band_arg is not None and not isinstance(self.band_arg, Mapping)
+            if img.ndim != 4 or img.shape[1] != len(self.band_arg):
+                raise SarevalError(
+                    f"bands: {len(self.band_arg)} band names for an image of shape {img.shape[1:]}"
+                )
+            arrays, _ = split_by_band(img, list(self.band_arg))
+        else:
+            arrays = {s: get(k) for s, k in self._sensor_keys(item).items()}
+        label_key = self.label_key or next((k for k in LABEL_KEYS if k in item), None)
+        if label_key is None or label_key not in item:
+            raise SarevalError(
+                f"label_key: no label ({label_key or ' / '.join(LABEL_KEYS)}) in the dataset's "
+                f"items (they have {', '.join(map(repr, item))})"
+            )
+        y = get(label_key)
+        cloud = get(self.cloud_cover_key).astype(np.float32) if self.cloud_cover_key else None
+        ids = None
+        if self.id_key is not None:
+            raw = item[self.id_key]
+            ids = [str(v) for v in raw] if batched else [str(raw)]
+        return arrays, y, cloud, ids
+
+    def _band_names(self, arrays: Mapping[str, np.ndarray]) -> dict[str, tuple[str, ...]]:
+        if self.image is not None:
+            assert self.band_arg is not None and not isinstance(self.band_arg, Mapping)
+            return split_by_band(np.zeros((0, len(self.band_arg), 1, 1)), list(self.band_arg))[1]
+        given = dict(self.band_arg or {}) if isinstance(self.band_arg, Mapping) else {}
+        out = {}
+        for s, a in arrays.items():
+            names = tuple(given[s]) if s in given else default_bands(s, a.shape[1])
+            if names is None or len(names) != a.shape[1]:
+                raise SarevalError(
+                    f"bands: give the {a.shape[1]} band names of sensor {s!r}, "
+                    f"e.g. bands={{{s!r}: [...]}}"
+                )
+            out[s] = names
+        return out
+
+    @property
+    def bands(self) -> dict[str, tuple[str, ...]]:
+        return self._bands
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        shape = next(iter(self._spec.values()))[0]
+        return int(shape[1]), int(shape[2])
+
+    def __len__(self) -> int:
+        if self._n is None:
+            raise SarevalError(
+                "data: this iterable has no length; shards, torchrun, bootstrap, the majority "
+                "empty coalition and saved predictions need a map-style Dataset"
+            )
+        return self._n
+
+    def labels_for(self, card: ModelCard) -> Labels:
+        kind = "index" if self._label_ndim == 1 else "multi_hot"
+        want = "index" if card.task == "single-label" else "multi_hot"
+        if kind != want:
+            raise SarevalError(
+                f"label_key: the model is {card.task}; the dataset's labels have "
+                f"{self._label_ndim - (0 if self.sized else 1)} dimension(s) per sample"
+            )
+        return Labels(kind, None if self.class_names is None else tuple(self.class_names))
+
+    def sample_spec(self, sensor: str) -> tuple[tuple[int, ...], np.dtype]:
+        return self._spec[sensor]
+
+    def _iter(
+        self, start: int, stop: int, batch_size: int, sensors: Sequence[str]
+    ) -> Iterator[SourceBatch]:
+        if not self.sized:
+            at = 0
+            for item in self.dataset:
+                arrays, y, cloud, ids = self._parse(item, batched=True)
+                b = len(y)
+                yield self._batch(at, b, arrays, y, cloud, ids, sensors)
+                at += b
+            return
+        for a in range(start, stop, batch_size):
+            items = [
+                self._parse(self.dataset[i], batched=False)
+                for i in range(a, min(a + batch_size, stop))
+            ]
+            arrays = {s: np.concatenate([it[0][s] for it in items]) for s in sensors}
+            y = np.concatenate([it[1] for it in items])
+            cloud = None if items[0][2] is None else np.concatenate([it[2] for it in items])  # type: ignore[misc]
+            ids = None if items[0][3] is None else [i for it in items for i in it[3]]  # type: ignore[union-attr]
+            yield self._batch(a, len(items), arrays, y, cloud, ids, sensors)
+
+    def _batch(
+        self,
+        at: int,
+        b: int,
+        arrays: Mapping[str, np.ndarray],
+        y: np.ndarray,
+        cloud: np.ndarray | None,
+        ids: list[str] | None,
+        sensors: Sequence[str],
+    ) -> SourceBatch:
+        for s in sensors:
+            if s not in arrays or arrays[s].shape[1:] != self._spec[s][0]:
+                got = "missing" if s not in arrays else str(arrays[s].shape[1:])
+                raise SarevalError(
+                    f"data: sample {at}: sensor {s!r} is {got}, expected {self._spec[s][0]}"
+                )
+        return SourceBatch(
+            slice(at, at + b),
+            ids or [str(i) for i in range(at, at + b)],
+            {s: np.ascontiguousarray(arrays[s]) for s in sensors},
+            y,
+            np.full(b, np.nan, np.float32) if cloud is None else cloud,
+        )
+
+    @contextlib.contextmanager
+    def batches(
+        self,
+        start: int,
+        stop: int,
+        batch_size: int,
+        *,
+        sensors: Sequence[str],
+        labels: Labels,
+        queue_size: int = 2,
+        pinned: bool = False,
+    ) -> Iterator[Iterable[SourceBatch]]:
+        yield self._iter(start, stop, batch_size, sensors)
+
+    def all_labels(self, labels: Labels) -> np.ndarray:
+        if self._labels_cache is None:
+            n = len(self)
+            self._labels_cache = np.concatenate(
+                [self._parse(self.dataset[i], batched=False)[1] for i in range(n)]
+            )
+        return self._labels_cache
+
+    def band_means(self, sensors: Sequence[str]) -> dict[str, float]:
+        total: dict[str, np.ndarray] = {}
+        count: dict[str, np.ndarray] = {}
+        for batch in self._iter(0, len(self) if self.sized else 0, 64, sensors):
+            for s in sensors:
+                x = batch.arrays[s].astype(np.float64)
+                fin = np.isfinite(x)
+                total[s] = total.get(s, 0) + np.where(fin, x, 0).sum(axis=(0, 2, 3))
+                count[s] = count.get(s, 0) + fin.sum(axis=(0, 2, 3))
+        out: dict[str, float] = {}
+        for s in sensors:
+            out.update(
+                zip(
+                    self._bands[s],
+                    (float(v) for v in total[s] / np.maximum(count[s], 1)),
+                    strict=True,
+                )
+            )
+        return out
+
+    def provenance(self) -> dict[str, Any]:
+        return {
+            "store": {
+                "path": self.description,
+                "content_digest": "",
+                "dataset": type(self.dataset).__name__,
+                "split": "",
+            },
+            "subset": {"name": "all", "optical": "s2", "size": self._n or 0},
+        }
+
+
+# --- what evaluate() accepts ---------------------------------------------------------------------
+def as_source(data: Any, **kwargs: Any) -> Any:
+    """``data`` as a :class:`Source`: a source as is; ``(path, subset)`` or a store subset;
+    a dict ``{sensor: array, ..., "label": y}`` (extra keys ``bands``, ``class_names``,
+    ``cloud_cover``, ``ids`` may be passed as keyword arguments); a torch Dataset / iterable."""
+    if isinstance(data, (StoreSubset, ArrayData, TorchData)):
+        if kwargs:
+            raise SarevalError(
+                f"data: {', '.join(kwargs)} apply to arrays or datasets given "
+                "directly, not to a prepared source"
+            )
+        return data
+    if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], (str, Path)):
+        from sareval.api import open_store
+
+        if not isinstance(data[1], str):
+            raise SarevalError("data: expected (store path, subset name)")
+        return open_store(data[0]).subset(data[1])
+    if isinstance(data, (str, Path)):
+        raise SarevalError(
+            f"data: {str(data)!r} is a path; name the subset too: (path, 'clear') or "
+            "sareval.open_store(path).subset('clear')"
+        )
+    if isinstance(data, Mapping):
+        d = dict(data)
+        label_key = next((k for k in LABEL_KEYS if k in d), None)
+        if label_key is None:
+            raise SarevalError(f"data: the dict has no labels (one of {', '.join(LABEL_KEYS)})")
+        y = d.pop(label_key)
+        for key in ("bands", "class_names", "cloud_cover", "ids"):
+            if key in d:
+                kwargs.setdefault(key, d.pop(key))
+        return ArrayData(d, y, **kwargs)
+    if hasattr(data, "__getitem__") or isinstance(data, Iterable):
+        return TorchData(data, **kwargs)
+    raise SarevalError(
+        f"data: expected a store subset, (path, subset), a dict of arrays or a torch Dataset, "
+        f"got {type(data).__name__}"
+    )
