@@ -309,6 +309,16 @@ def band_sizes(path_of: Callable[[str], Path]) -> dict[int, tuple[int, int]]:
     return {res: tiff_size(path_of(b)) for res, b in ((10, "B02"), (20, "B05"), (60, "B01"))}
 
 
+def check_trees(trees: Mapping[str, Path | None], resampling: str) -> None:
+    """Each given tree (name -> folder) is a directory; ``resampling`` is a known method."""
+    for what, root in trees.items():
+        if root is not None and not root.is_dir():
+            raise InputFileError(root, f"not a directory (expected the {what} tree)")
+    if resampling not in RESAMPLING_METHODS:
+        known = ", ".join(RESAMPLING_METHODS)
+        raise SarevalError(f"unknown resampling {resampling!r}; known: {known}")
+
+
 # --- the job ------------------------------------------------------------------------------------
 def preprocess_bigearthnet(
     s2_root: str | Path,
@@ -330,12 +340,7 @@ def preprocess_bigearthnet(
     """Convert a BigEarthNet-MM split (+ cloudy/snow lists) into a store (see module doc)."""
     out = check_output(out, overwrite)
     s2_root, s1_root, split_csv = Path(s2_root), Path(s1_root), Path(split_csv)
-    for root, what in ((s2_root, "BigEarthNet-v1.0 (S2)"), (s1_root, "BigEarthNet-S1-v1.0")):
-        if not root.is_dir():
-            raise InputFileError(root, f"not a directory (expected the {what} tree)")
-    if resampling not in RESAMPLING_METHODS:
-        known = ", ".join(RESAMPLING_METHODS)
-        raise SarevalError(f"unknown resampling {resampling!r}; known: {known}")
+    check_trees({"BigEarthNet-v1.0 (S2)": s2_root, "BigEarthNet-S1-v1.0": s1_root}, resampling)
     cloudy_path = Path(cloudy_list) if cloudy_list is not None else None
     snow_path = Path(snow_list) if snow_list is not None else None
     if very_cloudy_list is not None and cloudy_path is None:
