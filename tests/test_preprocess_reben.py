@@ -229,3 +229,28 @@ def test_not_parquet_and_missing_reference_map(bad_tree: Path) -> None:
     meta.write_bytes(b"patch_id,labels\n")
     code, out = run(bad_tree)
     assert_clean_error(bad_tree, code, out, meta, "not a readable Parquet file")
+
+
+def test_bands_already_on_the_10m_grid_are_taken_as_they_are(tmp_path: Path) -> None:
+    """Trees whose 20/60 m bands are already 120 px (as torchgeo's fakes) read unchanged."""
+    root = tmp_path / "d"
+    generate_bigearthnet_v2(root, n_patches=5, size=SIZE, seed=9)
+    rng = np.random.default_rng(0)
+    written = {}
+    for path in (root / "BigEarthNet-S2").rglob("*.tif"):
+        band = path.stem.rsplit("_", 1)[1]
+        if band in TEN_M:
+            continue
+        with rasterio.open(path) as src:
+            profile = dict(src.profile)
+        profile.update(height=SIZE, width=SIZE)
+        data = rng.integers(0, 12000, (1, SIZE, SIZE)).astype(np.uint16)
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(data)
+        written[path.name] = data[0]
+    with Store(build(root, tmp_path / "full.h5")) as st:
+        s2 = st.file["s2"][()]
+        for i, pid in enumerate(st.ids()):
+            for c, band in enumerate(BIGEARTHNET_S2_BANDS):
+                if band not in TEN_M:
+                    np.testing.assert_array_equal(s2[i, c], written[f"{pid}_{band}.tif"])
