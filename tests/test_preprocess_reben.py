@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 import rasterio
 from click.testing import CliRunner
@@ -23,6 +22,8 @@ from sareval.cli import cli
 from sareval.preprocess.bigearthnet_v2 import preprocess_bigearthnet_v2
 from sareval.preprocess.synth_bigearthnet_v2 import generate_bigearthnet_v2
 from sareval.store import Store
+
+pq = pytest.importorskip("pyarrow.parquet")  # not in the GPU image
 
 SIZE = 24
 TEN_M = ("B02", "B03", "B04", "B08")

@@ -16,12 +16,13 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from safetensors.torch import save_file
 
 from sareval.cli import cli
 from sareval.errors import InputFileError
 from sareval.export.presets import REBEN_CLASSES, make_card
 from sareval.models import build_model, load_checkpoint
+
+save_file = pytest.importorskip("safetensors.torch").save_file
 
 
 def _bn(prefix: str, c: int, g: torch.Generator) -> dict[str, torch.Tensor]:
@@ -102,6 +103,7 @@ def test_timm_layout_mismatches_are_one_line(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_export_reben_preset_and_shape_on_reben_store(tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow")
     from sareval.preprocess.bigearthnet_v2 import preprocess_bigearthnet_v2
     from sareval.preprocess.synth_bigearthnet_v2 import generate_bigearthnet_v2
 
