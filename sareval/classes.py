@@ -49,6 +49,13 @@ CLC43: tuple[str, ...] = (
     "Salines", "Intertidal flats", "Water courses", "Water bodies", "Coastal lagoons",
     "Estuaries", "Sea and ocean",
 )  # fmt: skip
+#: CORINE Land Cover level-3 code of each CLC43 class (CLC43 order; the standard CLC
+#: nomenclature without 335 Glaciers); reBEN's reference maps hold such codes per pixel
+CLC43_CODES: tuple[int, ...] = (
+    111, 112, 121, 122, 123, 124, 131, 132, 133, 141, 142, 211, 212, 213, 221, 222, 223, 231,
+    241, 242, 243, 244, 311, 312, 313, 321, 322, 323, 324, 331, 332, 333, 334, 411, 412, 421,
+    422, 423, 511, 512, 521, 522, 523,
+)  # fmt: skip
 BEN19: tuple[str, ...] = (
     "Urban fabric", "Industrial or commercial units", "Arable land", "Permanent crops",
     "Pastures", "Complex cultivation patterns",

@@ -7,7 +7,8 @@ Layout (``N`` samples, ``H x W`` pixels on the 10 m grid)::
                                   n_samples, content_digest, cloud_cover_method, options (JSON)
     /ids                   (N,) utf-8 str, unique patch ids
     /s1                    (N, 2, H, W) float32 dB (raw, NaN kept), attr bands=["VV","VH"]
-    /s2                    (N, C, H, W) uint16 DN (raw), attr bands=[...]
+    /s2                    (N, C, H, W) uint16 DN (raw), attr bands=[...]; float32 DN for
+                           BigEarthNet (20/60 m bands resampled, unrounded: preprocess.resample)
     /s2_cloudy             optional (N, C, H, W) uint16: the cloudy optical version (zeros where
                            unavailable), attr bands; with /s2_cloudy_available (N,) bool
     /cloud_cover           (N,) float32 fraction of cloudy pixels of the sample's cloudy optical
@@ -21,6 +22,8 @@ Layout (``N`` samples, ``H x W`` pixels on the 10 m grid)::
     /stats/<sensor>_sumsq  (N, C) float64 per-row band sums of squares over finite pixels
     /row_sha256            (N, 32) uint8 digest of each row (id, sensor arrays, cloud cover)
     /geo/transform, /geo/crs   optional (N, 6) float64 affine and (N,) str CRS
+    /reference_map         optional (N, 1, H, W) uint16 per-pixel CLC codes (BigEarthNet v2),
+                           attr bands=["CLC"]; not a sensor (never fed to a model)
 
 Image datasets are chunked along N (``chunk_rows`` rows a chunk); compression is the writer's
 ``compression`` argument (``sareval preprocess`` defaults to none, the fastest to read and write
@@ -412,10 +415,16 @@ class Store:
         )
 
 
+def collatable(a: np.ndarray) -> np.ndarray:
+    """``a`` as a dtype torch collates: unsigned integers (torch has no uint16) -> int32."""
+    return a.astype(np.int32) if a.dtype.kind == "u" else a
+
+
 class StoreDataset:
     """Map-style dataset over a subset (works with ``torch.utils.data.DataLoader``).
 
-    Item ``i``: ``{"s1": float32 (2,H,W), "s2": uint16->int32 (C,H,W), "label": ..., "row": int}``.
+    Item ``i``: ``{"s1": float32 (2,H,W), "s2": (C,H,W) uint16->int32 (float32 stays), "label":
+    ..., "row": int}``.
     The HDF5 file is opened lazily in each process (safe with DataLoader workers).
     """
 
@@ -443,7 +452,7 @@ class StoreDataset:
         b = self.store().read_batch(self.sub, i, i + 1, label_sets=(self.label_set,))
         return {
             "s1": b.arrays["s1"][0],
-            "s2": b.arrays["s2"][0].astype(np.int32),  # torch has no uint16 collate
+            "s2": collatable(b.arrays["s2"][0]),
             "label": b.labels[self.label_set][0],
             "row": int(b.rows[0]),
         }

@@ -18,7 +18,7 @@ from sareval.bands import BIGEARTHNET_S2_BANDS
 from sareval.classes import CLC43
 from sareval.cli import cli
 from sareval.preprocess.bigearthnet import preprocess_bigearthnet
-from sareval.preprocess.resample import upsample_uint16
+from sareval.preprocess.resample import upsample_float32
 from sareval.store import Store
 
 BEN = Path(__file__).parent / "data" / "bigearthnet"
@@ -97,7 +97,7 @@ def test_rows_pairs_and_arrays(store: Path) -> None:
                     np.testing.assert_array_equal(s2[i, c], raw)
                 else:
                     assert raw.shape == ((12, 12) if band not in ("B01", "B09") else (4, 4))
-                    np.testing.assert_array_equal(s2[i, c], upsample_uint16(raw, 24, 24))
+                    np.testing.assert_array_equal(s2[i, c], upsample_float32(raw, 24, 24))
             for c, band in enumerate(("VV", "VH")):
                 raw = rio(S1_ROOT / pairs[name] / f"{pairs[name]}_{band}.tif")
                 np.testing.assert_array_equal(s1[i, c].view(np.uint32), raw.view(np.uint32))
@@ -192,3 +192,41 @@ def test_crlf_and_header_tolerated(tmp_path: Path) -> None:
     )
     with Store(out) as st:
         assert st.ids() == [r[0].strip() for r in rows]
+
+
+def test_network_input_equals_zscore_then_resize(tmp_path: Path) -> None:
+    """The published pipeline z-scores, then resizes in float (bicubic overshoot below 0
+    kept); the store's float32 bands + the card's z-score give that input to float rounding."""
+    import shutil
+
+    from sareval.evaluator.preamble import build_preamble, normalise_numpy
+    from sareval.export.presets import make_card
+    from tests.test_preprocess_resample import ort_resize
+
+    root = tmp_path / "ben"
+    shutil.copytree(BEN, root)
+    name = csv_rows(BEN / "train.csv")[0][0]
+    path = root / "BigEarthNet-v1.0" / name / f"{name}_B05.tif"
+    edge = np.zeros((12, 12), np.uint16)
+    edge[:, 6:] = 9000  # a sharp edge: bicubic undershoots below 0 next to it
+    with rasterio.open(path, "r+") as dst:
+        dst.write(edge, 1)
+    out = preprocess_bigearthnet(
+        root / "BigEarthNet-v1.0", root / "BigEarthNet-S1-v1.0", root / "train.csv",
+        tmp_path / "t.h5", workers=1, progress=False,
+    )  # fmt: skip
+    card = make_card("bigearthnet-mm", "multi-label", architecture="vgg16", fusion="early",
+                     checkpoint_sha256=None, random_init=True, input_size=24)  # fmt: skip
+    with Store(out) as st:
+        assert st.file["s2"].dtype == np.float32
+        pre = build_preamble(card, {"s1": st.bands("s1"), "s2": st.bands("s2")})
+        x = normalise_numpy(pre, {"s1": st.file["s1"][:1], "s2": st.file["s2"][:1]})[0]
+    c = card.channels.index("B05")
+    t = card.transform("B05")
+    z = ((edge.astype(np.float32) - np.float32(t.mean)) / np.float32(t.std)).astype(np.float32)
+    ref = ort_resize(z, 24, 24, "cubic")  # onnxruntime Resize on the z-scored band, float32
+    assert ref.min() < -t.mean / t.std - 0.01  # overshoot below raw 0 in the reference
+    np.testing.assert_allclose(x[c], ref, rtol=0, atol=1e-5)
+    # the old uint16 store (rounded, clipped at 0) was off by whole DNs there
+    old = (np.clip(np.rint(ref * t.std + t.mean), 0, None) - t.mean) / t.std
+    assert np.abs(old - ref).max() * t.std > 10

@@ -455,6 +455,37 @@ def test_bigearthnet_learnability(tmp_path: Path) -> None:
     assert roc_auc_score(water, -sar_x[:, 0]) > 0.85
 
 
+def test_bigearthnet_v2_labels_maps_and_clouds(tmp_path: Path) -> None:
+    """reBEN layout: labels = the 19 classes of the reference map's CLC codes; same seed, same
+    bytes; cloud/shadow patches are bright (the v1 signal, clouds included)."""
+    pq = pytest.importorskip("pyarrow.parquet")
+
+    from sareval.classes import BEN19, CLC43_CODES
+
+    args = ["synth", "bigearthnet-v2", "--patches", "20", "--size", "24", "--seed", "5"]
+    for name in ("a", "b"):
+        result = CliRunner().invoke(cli, [*args[:2], str(tmp_path / name), *args[2:]])
+        assert result.exit_code == 0 and "20 reBEN pairs" in result.output, result.output
+    assert tree_files(tmp_path / "a") == tree_files(tmp_path / "b")
+    root = tmp_path / "a"
+    clean = pq.read_table(root / "metadata.parquet").to_pylist()
+    flagged = pq.read_table(root / "metadata_for_patches_with_snow_cloud_or_shadow.parquet")
+    rows = clean + flagged.to_pylist()
+    flags = [r["contains_cloud_or_shadow"] or r["contains_seasonal_snow"] for r in rows]
+    assert flags == [False] * len(clean) + [True] * flagged.num_rows
+    b02 = {}
+    for r in rows:
+        pid = r["patch_id"]
+        folder = "_".join(pid.split("_")[:-2]) + "/" + pid
+        codes = set(np.unique(read(root / "Reference_Maps" / folder / f"{pid}_reference_map.tif")))
+        fine = {k for k, c in enumerate(CLC43_CODES) if c in codes}
+        expected = [BEN19[j] for j, ks in enumerate(BEN19_FROM_CLC43) if fine & set(ks)]
+        assert r["labels"] == expected
+        b02[pid] = read(root / "BigEarthNet-S2" / folder / f"{pid}_B02.tif").mean()
+    clear = np.median([b02[r["patch_id"]] for r in rows if not r["contains_cloud_or_shadow"]])
+    assert all(b02[r["patch_id"]] > 2 * clear for r in rows if r["contains_cloud_or_shadow"])
+
+
 # ---------------------------------------------------------------- CLI and errors
 
 

@@ -26,6 +26,8 @@ Examples:
       --out late.onnx                       (random initialisation, said so in the card)
   sareval export --arch vgg16 --checkpoint vgg16_tf_vars.npz --preset bigearthnet-mm \\
       --task multi-label --out vgg16.onnx   (TF-Slim variables dumped with numpy.savez)
+  sareval export --arch resnet50 --checkpoint model.safetensors --preset reben-s1s2-v0.2.0 \\
+      --task multi-label --out reben-r50.onnx   (timm-layout weights of a reBEN model)
 """,
 )
 @click.option(
@@ -36,8 +38,9 @@ Examples:
 @click.option(
     "--checkpoint",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Weights: torch checkpoint (.pth/.pt, loaded weights-only) or TF-Slim VGG .npz. "
-    "Without it the network is randomly initialised.",
+    help="Weights: torch checkpoint (.pth/.pt, loaded weights-only), .safetensors, or TF-Slim "
+    "VGG .npz; ResNets also in the torchvision/timm key layout (e.g. reBEN models). Without it "
+    "the network is randomly initialised.",
 )
 @click.option(
     "--preset",

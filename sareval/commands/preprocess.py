@@ -72,6 +72,8 @@ def command() -> None:
         --labels SEN12MS/IGBP_probability_labels.pkl --cr-root SEN12MS-CR/ --out test.h5
     sareval preprocess bigearthnet --s2-root BigEarthNet-v1.0 --s1-root BigEarthNet-S1-v1.0 \\
         --split-csv test.csv --cloudy-list patches_with_cloud_and_shadow.csv --out test.h5
+    sareval preprocess bigearthnet-v2 --s2-root BigEarthNet-S2 --s1-root BigEarthNet-S1 \\
+        --metadata metadata.parquet --split test --out reben-test.h5
 
     Writes <out>.partial and renames it when complete; re-running an interrupted job resumes.
     """
@@ -189,6 +191,79 @@ def bigearthnet(
         out,
         cloudy_list=cloudy_list,
         snow_list=snow_list,
+        very_cloudy_threshold=_resolve(very_cloudy_threshold, very_cloudy_list),
+        very_cloudy_list=very_cloudy_list,
+        resampling=resampling,
+        workers=workers,
+        compression=compression,
+        chunk_rows=chunk_rows,
+        overwrite=overwrite,
+        progress=progress_enabled(),
+    )
+    _report(path)
+
+
+@command.command("bigearthnet-v2")
+@click.option("--s2-root", type=DIRECTORY, required=True, help="The BigEarthNet-S2 tree.")
+@click.option("--s1-root", type=DIRECTORY, required=True, help="The BigEarthNet-S1 tree.")
+@click.option("--metadata", type=EXISTING_FILE, required=True, help="metadata.parquet.")
+@click.option(
+    "--split",
+    type=click.Choice(["train", "validation", "test"]),
+    help="Only this split [default: every patch, with the splits as subsets].",
+)
+@click.option(
+    "--snow-cloud-metadata",
+    type=EXISTING_FILE,
+    help="metadata_for_patches_with_snow_cloud_or_shadow.parquet: adds those patches.",
+)
+@click.option(
+    "--reference-maps",
+    type=DIRECTORY,
+    help="The Reference_Maps tree: keeps each patch's per-pixel CLC codes in the store.",
+)
+@click.option(
+    "--resampling",
+    type=click.Choice(["nearest", "cubic-tf1"]),
+    default="nearest",
+    show_default=True,
+    help="20/60 m bands to the 10 m grid; nearest is what the reBEN models' loader does.",
+)
+@common_options
+def bigearthnet_v2(
+    s2_root: Path,
+    s1_root: Path,
+    metadata: Path,
+    split: str | None,
+    snow_cloud_metadata: Path | None,
+    reference_maps: Path | None,
+    resampling: str,
+    very_cloudy_threshold: float | None,
+    very_cloudy_list: Path | None,
+    workers: int | None,
+    compression: str,
+    chunk_rows: int | None,
+    out: Path,
+    overwrite: bool,
+) -> None:
+    """BigEarthNet v2.0 (reBEN) S2 + S1 trees and metadata.parquet -> store.
+
+    \b
+    sareval preprocess bigearthnet-v2 --s2-root BigEarthNet-S2 --s1-root BigEarthNet-S1 \\
+        --metadata metadata.parquet --split test \\
+        --snow-cloud-metadata metadata_for_patches_with_snow_cloud_or_shadow.parquet \\
+        --reference-maps Reference_Maps --out reben-test.h5
+    """
+    from sareval.preprocess.bigearthnet_v2 import preprocess_bigearthnet_v2
+
+    path = preprocess_bigearthnet_v2(
+        s2_root,
+        s1_root,
+        metadata,
+        out,
+        split=split,
+        snow_cloud_metadata=snow_cloud_metadata,
+        reference_maps=reference_maps,
         very_cloudy_threshold=_resolve(very_cloudy_threshold, very_cloudy_list),
         very_cloudy_list=very_cloudy_list,
         resampling=resampling,

@@ -21,6 +21,7 @@ def command() -> None:
     Examples:
       sareval synth sen12ms data/synth --patches 200 --size 256 --seed 0
       sareval synth bigearthnet data/synth-ben --patches 200 --size 120
+      sareval synth bigearthnet-v2 data/synth-reben --patches 200 --size 120
 
     OUT_DIR must not exist or be empty (or pass --overwrite); it is written to a temporary
     sibling directory and renamed when complete.
@@ -94,4 +95,38 @@ def bigearthnet(
         f"{out_dir}: {summary['n_patches']} BigEarthNet pairs ({summary['n_train']} train, "
         f"{summary['n_val']} val, {summary['n_test']} test, {summary['n_cloudy']} cloudy, "
         f"{summary['n_snow']} snow)"
+    )
+
+
+@command.command(name="bigearthnet-v2")
+@out_dir_argument
+@click.option("--patches", default=200, show_default=True, help="Number of patch pairs.")
+@click.option(
+    "--size", default=120, show_default=True, help="10 m patch size in pixels (divisible by 6)."
+)
+@seed_option
+@click.option("--compress", type=click.Choice(["none", "deflate", "lzw"]), default="none",
+              show_default=True, help="GeoTIFF compression.")  # fmt: skip
+@overwrite_option
+def bigearthnet_v2(
+    out_dir: Path, patches: int, size: int, seed: int, compress: str, overwrite: bool
+) -> None:
+    """Write OUT_DIR/BigEarthNet-S2/, BigEarthNet-S1/, Reference_Maps/ and the metadata parquets
+    of BigEarthNet v2.0 (reBEN).
+
+    \b
+    Example:
+      sareval synth bigearthnet-v2 data/synth-reben --patches 500 --seed 1
+    """
+    from sareval.preprocess.synth_bigearthnet_v2 import generate_bigearthnet_v2
+
+    summary = generate_bigearthnet_v2(
+        out_dir, n_patches=patches, size=size, seed=seed, overwrite=overwrite,
+        compress=None if compress == "none" else compress,
+        progress=progress_enabled() and sys.stderr.isatty(),
+    )  # fmt: skip
+    click.echo(
+        f"{out_dir}: {summary['n_patches']} reBEN pairs ({summary['n_train']} train, "
+        f"{summary['n_validation']} validation, {summary['n_test']} test, "
+        f"{summary['n_cloudy']} cloudy, {summary['n_snow']} snow)"
     )

@@ -7,6 +7,12 @@ sen12ms-s1s2        12    B02 B03 B04 B05 B06 B07 B08 B8A B11 B12, VV VH        
 sen12ms-s2          10    B02 B03 B04 B05 B06 B07 B08 B8A B11 B12                     IGBP10
 sen12ms-s1           2    VV VH                                                       IGBP10
 bigearthnet-mm      12    B04 B03 B02 B08 B05 B06 B07 B8A B11 B12, VV VH              BEN19
+reben-s1s2          12    B02 B03 B04 B08 B05 B06 B07 B11 B12 B8A, VH VV              BEN19 a-z
+reben-s2            10    B02 B03 B04 B08 B05 B06 B07 B11 B12 B8A                     BEN19 a-z
+reben-s1             2    VH VV                                                       BEN19 a-z
+reben-s1s2-v0.2.0   12    VV VH, B02 B03 B04 B05 B06 B07 B08 B8A B11 B12              BEN19 a-z
+reben-s2-v0.2.0     10    B02 B03 B04 B05 B06 B07 B08 B8A B11 B12                     BEN19 a-z
+reben-s1-v0.2.0      2    VV VH                                                       BEN19 a-z
 study-resnet18      15    B01 .. B12 (13 incl. B10), VV VH                            IGBP10
 ==================  ====  =========================================================  =========
 
@@ -29,6 +35,26 @@ first). Provenance of the statistics:
 - S1: VV mean -12.619993741972035, std 5.115911777546365; VH mean -19.29044597721542, std
   5.464428464912864 (bigearthnet_common ``BAND_STATS_S1``; agrees with the rounded
   -12.62 / 5.12, -19.29 / 5.46 of the reference). Same caveat.
+
+**reBEN** (BigEarthNet v2.0 models of Clasen et al., timm networks trained with ConfigILM by
+reben-training-scripts; multi-label, 120x120, sigmoid >= 0.5): classes in alphabetical order
+(ConfigILM ``BENv2_utils.NEW_LABELS = sorted(...)``, used by the training script's metrics);
+z-score per band with :data:`REBEN_MEAN` / :data:`REBEN_STD`, ConfigILM's ``"120_nearest"``
+table (statistics of the train split after nearest upsampling to 120 px: the default of
+``band_combi_to_mean_std`` that ``BENv2DataModule`` uses); no clipping, no NaN handling. The
+20/60 m bands are upsampled to 120 px with torch ``interpolate(mode="nearest")`` in ConfigILM's
+``BENv2DataSet``: preprocess the store with ``--resampling nearest`` (the bigearthnet-v2
+default). Channel orders by release:
+
+- ``reben-s1s2`` / ``-s2`` / ``-s1``: the earlier models (before v0.2.0), trained through
+  ConfigILM's ``BENv2DataSet`` whose channel configurations are ``STANDARD_BANDS[12]`` (10 m,
+  then 20 m bands with B8A last, then VH, VV), ``[10]`` and ``["S1"] = [VH, VV]``
+  (reben-training-scripts ``get_bands``; ConfigILM ``BENv2_utils.py``, read here).
+- ``reben-s1s2-v0.2.0`` / ``-s2-v0.2.0`` / ``-s1-v0.2.0``: the v0.2.0 models (e.g.
+  ``BIFOLD-BigEarthNetv2-0/resnet50-all-v0.2.0``): VV, VH, then B02..B12 in band order
+  (BigEarthNet.txt's ``S1S2-10m20m`` / ``S2-10m20m`` combinations and third-party inference
+  code for resnet50-all-v0.2.0, which also uses the ``120_nearest`` statistics). *Unverified*
+  against the v0.2.0 training code or model cards, as are its S2-only and S1-only orders.
 
 **study-resnet18** (the study's own ResNet18; all 13 S2 bands + VV, VH: the store holds them
 and the cloudy S2 of SEN12MS-CR has all 13): S1 NaN -> 0, clip [-25, 0]; S2 clip [0, 10000];
@@ -119,6 +145,48 @@ BIGEARTHNET_STD: dict[str, float] = {
     "VH": 5.464428464912864,
 }
 
+#: reBEN (BigEarthNet v2) train-split statistics after nearest upsampling to 120 px: ConfigILM
+#: ``BENv2_utils.means["120_nearest"]`` / ``stds["120_nearest"]`` (S1 statistics from v1)
+REBEN_MEAN: dict[str, float] = {
+    "B01": 361.0767822265625,
+    "B02": 438.3720703125,
+    "B03": 614.0556640625,
+    "B04": 588.4096069335938,
+    "B05": 942.8433227539062,
+    "B06": 1769.931640625,
+    "B07": 2049.551513671875,
+    "B08": 2193.2919921875,
+    "B09": 2241.455322265625,
+    "B11": 1568.226806640625,
+    "B12": 997.7324829101562,
+    "B8A": 2235.556640625,
+    "VH": -19.352558135986328,
+    "VV": -12.643863677978516,
+}
+REBEN_STD: dict[str, float] = {
+    "B01": 575.0687255859375,
+    "B02": 607.02685546875,
+    "B03": 603.2968139648438,
+    "B04": 684.56884765625,
+    "B05": 738.4326782226562,
+    "B06": 1100.4560546875,
+    "B07": 1275.805419921875,
+    "B08": 1369.3717041015625,
+    "B09": 1316.393310546875,
+    "B11": 1070.1612548828125,
+    "B12": 813.5276489257812,
+    "B8A": 1356.5440673828125,
+    "VH": 5.590505599975586,
+    "VV": 5.133493900299072,
+}
+#: the reBEN models' output order: the 19 class names sorted (ConfigILM ``NEW_LABELS``)
+REBEN_CLASSES: tuple[str, ...] = tuple(sorted(BEN19))
+#: reBEN channel orders: the earlier release (ConfigILM STANDARD_BANDS) and v0.2.0
+REBEN_S2_EARLY = ("B02", "B03", "B04", "B08", "B05", "B06", "B07", "B11", "B12", "B8A")
+REBEN_S1_EARLY = ("VH", "VV")
+REBEN_S2_V020 = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
+REBEN_S1_V020 = ("VV", "VH")
+
 S1_CLEAN = {"nan": 0.0, "clip": (-25.0, 0.0)}  # SEN12MS toolbox load_s1
 S2_CLIP = (0.0, 10000.0)
 
@@ -189,6 +257,34 @@ def _bigearthnet_mm() -> Preset:
     )
 
 
+def _reben(suffix: str, release: str, channels: tuple[str, ...], what: str) -> Preset:
+    norm = {b: BandTransform(mean=REBEN_MEAN[b], std=REBEN_STD[b]) for b in channels}
+    verified = release == "earlier"
+    return Preset(
+        name=f"reben-{suffix}",
+        description=f"reBEN (BigEarthNet v2.0) {release} {what} models: {len(channels)} "
+        "channels at 120x120, 19 classes in alphabetical order",
+        channels=channels,
+        normalization=norm,
+        class_names=REBEN_CLASSES,
+        tasks=("multi-label",),
+        size=120,
+        statistics='ConfigILM BENv2_utils means/stds["120_nearest"]'
+        + ("" if verified else " (unverified for v0.2.0: assumed unchanged)"),
+        notes={
+            "input_resampling": (
+                "20/60 m bands upsampled to 120x120 with torch nearest (store: --resampling "
+                "nearest)"
+            ),
+            "channel_order": (
+                "ConfigILM STANDARD_BANDS (reben-training-scripts get_bands)"
+                if verified
+                else "v0.2.0 order: VV, VH, B02..B12 (unverified against the v0.2.0 code)"
+            ),
+        },
+    )
+
+
 def _study_resnet18() -> Preset:
     channels = (*S2_BANDS, *S1_BANDS)
     norm = {}
@@ -221,6 +317,12 @@ PRESETS: dict[str, Preset] = {
         _sen12ms("sen12ms-s2", "SEN12MS toolbox s2 models: 10 S2 bands", SEN12MS_S2_LAND_BANDS),
         _sen12ms("sen12ms-s1", "SEN12MS toolbox s1 models: VV, VH", S1_BANDS),
         _bigearthnet_mm(),
+        _reben("s1s2", "earlier", (*REBEN_S2_EARLY, *REBEN_S1_EARLY), "S1+S2"),
+        _reben("s2", "earlier", REBEN_S2_EARLY, "S2"),
+        _reben("s1", "earlier", REBEN_S1_EARLY, "S1"),
+        _reben("s1s2-v0.2.0", "v0.2.0", (*REBEN_S1_V020, *REBEN_S2_V020), "S1+S2"),
+        _reben("s2-v0.2.0", "v0.2.0", REBEN_S2_V020, "S2"),
+        _reben("s1-v0.2.0", "v0.2.0", REBEN_S1_V020, "S1"),
         _study_resnet18(),
     )
 }

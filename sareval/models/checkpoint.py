@@ -8,6 +8,14 @@ A SEN12MS toolbox checkpoint is ``torch.save(dict)`` (torch 1.4, legacy format) 
 matched exactly (no prefix stripping). A ``.npz`` of TF-Slim VGG variables (dumped from a
 BigEarthNet-MM TensorFlow checkpoint) loads into ``vgg16``/``vgg19``.
 
+ResNets also load from the torchvision / timm key layout (``conv1``, ``bn1``, ``layer1.0...``,
+``fc``; e.g. the reBEN models, which are timm ResNets), from ``.safetensors``
+(``safetensors.torch.load_file``: no pickle at all) or ``.pth``: keys and shapes are checked
+strictly in that layout, then renamed (:mod:`sareval.models.resnet`). Two leniencies, both only
+in that layout: a single wrapper prefix :data:`TIMM_WRAPPER_PREFIXES` is stripped (the
+ConfigILM module reBEN saves its timm model in; *unverified* against the released files), and
+BatchNorm ``num_batches_tracked`` counters may be absent (they do not change the output).
+
 Checkpoints are untrusted: ``torch.load(..., weights_only=True)`` only, never plain pickle.
 """
 
@@ -28,6 +36,8 @@ from sareval.models.registry import TOOLBOX_MODEL_NAMES
 
 #: keys under which a checkpoint dict may wrap its state dict (first found wins)
 STATE_DICT_KEYS = ("model_state_dict", "state_dict")
+#: prefixes wrapping a timm-layout state dict (stripped when every key has one of them)
+TIMM_WRAPPER_PREFIXES = ("model.vision_encoder.",)
 ARGUMENTS_SUFFIX = "_arguments.txt"
 _TIMESTAMP = re.compile(r"^(\d{8}_\d{6})_")
 _SHOW = 5  # keys listed in a mismatch message
@@ -115,10 +125,14 @@ def _npz_state_dict(path: Path, model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def check_state_dict(
-    model: nn.Module, state: Mapping[str, torch.Tensor], source: str | Path
+    model: nn.Module,
+    state: Mapping[str, torch.Tensor],
+    source: str | Path,
+    wanted: Mapping[str, torch.Tensor] | None = None,
 ) -> None:
-    """Raise :class:`InputFileError` unless ``state`` has exactly ``model``'s keys and shapes."""
-    wanted = model.state_dict()
+    """Raise :class:`InputFileError` unless ``state`` has exactly ``model``'s keys and shapes
+    (``wanted``: the model's state dict in another key layout)."""
+    wanted = model.state_dict() if wanted is None else wanted
     missing = [k for k in wanted if k not in state]
     unexpected = [k for k in state if k not in wanted]
     if missing or unexpected:
@@ -143,7 +157,7 @@ def check_state_dict(
     if bad:
         k, got, need = bad[0]
         hint = ""
-        if k == _head_weight_key(model) and got[0] != need[0]:
+        if k == _head_weight_key(wanted) and got[0] != need[0]:
             hint = f" (the checkpoint has {got[0]} classes, the card has {need[0]})"
         elif len(got) == 4 and len(need) == 4 and got[0] == need[0] and got[1] != need[1]:
             hint = f" (the checkpoint takes {got[1]} input channels, the card has {need[1]})"
@@ -154,20 +168,64 @@ def check_state_dict(
         )
 
 
-def _head_weight_key(model: nn.Module) -> str:
-    keys = [k for k in model.state_dict() if k.endswith("weight")]
+def _head_weight_key(state: Mapping[str, torch.Tensor]) -> str:
+    keys = [k for k in state if k.endswith("weight")]
     return keys[-1] if keys else ""
 
 
-def load_checkpoint(model: nn.Module, path: str | Path) -> CheckpointInfo:
-    """Load ``path`` into ``model`` strictly (keys and shapes); return its hash and metadata."""
+def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
+    """The tensors of a ``.safetensors`` file (no pickle involved)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     path = Path(path)
-    if path.suffix.lower() == ".npz":
+    if not path.is_file():
+        raise InputFileError(path, "checkpoint not found")
+    try:
+        return dict(load_file(path, device="cpu"))
+    except (SafetensorError, OSError, ValueError) as e:
+        first = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
+        raise InputFileError(path, f"not a readable .safetensors file ({first})") from None
+
+
+def _timm_state(
+    model: nn.Module, state: dict[str, torch.Tensor], path: Path
+) -> dict[str, torch.Tensor] | None:
+    """For a :class:`ResNet` and a torchvision / timm layout ``state`` (after stripping one of
+    :data:`TIMM_WRAPPER_PREFIXES`): the state checked strictly in that layout and renamed to
+    the model's keys; None when this does not apply."""
+    from sareval.models.resnet import ResNet, from_timm_layout, is_timm_layout, to_timm_layout
+
+    if not isinstance(model, ResNet):
+        return None
+    for prefix in TIMM_WRAPPER_PREFIXES:
+        if state and all(k.startswith(prefix) for k in state):
+            state = {k[len(prefix) :]: v for k, v in state.items()}
+    if not is_timm_layout(state):
+        return None
+    wanted = to_timm_layout(model.state_dict())
+    for k, v in wanted.items():  # BatchNorm counters: absent in some exports, no effect
+        if k.endswith(".num_batches_tracked") and k not in state:
+            state[k] = v
+    check_state_dict(model, state, path, wanted=wanted)
+    return from_timm_layout(state)
+
+
+def load_checkpoint(model: nn.Module, path: str | Path) -> CheckpointInfo:
+    """Load ``path`` (``.pth``/``.pt``, ``.safetensors``, or TF-Slim ``.npz``) into ``model``
+    strictly (keys and shapes); return its hash and metadata."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
         state, meta = _npz_state_dict(path, model), {}
+    elif suffix == ".safetensors":
+        state, meta = read_safetensors(path), {}
     else:
         state, meta = read_state_dict(path)
-    check_state_dict(model, state, path)
-    model.load_state_dict(state, strict=True)
+    renamed = _timm_state(model, state, path)
+    if renamed is None:
+        check_state_dict(model, state, path)
+    model.load_state_dict(state if renamed is None else renamed, strict=True)
     epoch = meta.get("epoch")
     arch = meta.get("arch")
     return CheckpointInfo(

@@ -11,9 +11,15 @@ layout of the toolbox (``classification/models/ResNet.py``)::
 
 so a state dict holds both ``conv1.weight`` and ``encoder.0.weight``. ``forward(x)`` =
 ``FC(flatten(encoder(x)))``; global average pooling makes any input size >= 32 px work.
+
+The same network in the torchvision / timm key layout (``conv1``, ``bn1``, ``layer1`` ..
+``layer4``, ``fc``; timm's ``resnet18``/``resnet50`` use torchvision's names, the reBEN models
+among them) maps one to one: :func:`to_timm_layout` / :func:`from_timm_layout`.
 """
 
 from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
 
 import torch
 from torch import nn
@@ -130,3 +136,42 @@ class ResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.FC(self.forward_features(x))
+
+
+#: torchvision / timm key prefix -> this module's prefix (``conv1`` is also ``encoder.0``)
+TIMM_PREFIXES: tuple[tuple[str, str], ...] = (
+    ("bn1.", "encoder.1."),
+    ("layer1.", "encoder.4."),
+    ("layer2.", "encoder.5."),
+    ("layer3.", "encoder.6."),
+    ("layer4.", "encoder.7."),
+    ("fc.", "FC."),
+)
+
+
+def is_timm_layout(keys: Iterable[str]) -> bool:
+    """Whether state-dict ``keys`` are in the torchvision / timm ResNet layout."""
+    keys = set(keys)
+    return "fc.weight" in keys and "layer1.0.conv1.weight" in keys
+
+
+def _rename(key: str, pairs: Iterable[tuple[str, str]]) -> str:
+    for old, new in pairs:
+        if key.startswith(old):
+            return new + key[len(old) :]
+    return key
+
+
+def to_timm_layout(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A :class:`ResNet` state dict with torchvision / timm keys (``encoder.0`` dropped: it is
+    ``conv1``)."""
+    back = [(new, old) for old, new in TIMM_PREFIXES]
+    return {_rename(k, back): v for k, v in state.items() if not k.startswith("encoder.0.")}
+
+
+def from_timm_layout(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A torchvision / timm ResNet state dict with this module's keys."""
+    out = {_rename(k, TIMM_PREFIXES): v for k, v in state.items()}
+    if "conv1.weight" in out:
+        out["encoder.0.weight"] = out["conv1.weight"]
+    return out

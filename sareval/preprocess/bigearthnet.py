@@ -14,8 +14,9 @@ Layout (``shared/reference/datasets.md``)::
 Store rows: the split's patches, then those of ``--cloudy-list``, then those of
 ``--snow-list`` (a list's S1 partner comes from its second column when present, else from the
 S1 JSON whose ``corresponding_s2_patch`` names it). Ids are the S2 names. ``s2`` holds the 12
-bands (:data:`~sareval.bands.BIGEARTHNET_S2_BANDS` order) on the 10 m grid, the 20/60 m bands
-resampled with the recorded ``--resampling`` method (:mod:`sareval.preprocess.resample`). Labels:
+bands (:data:`~sareval.bands.BIGEARTHNET_S2_BANDS` order) on the 10 m grid as float32 DN (10 m
+bands exact), the 20/60 m bands resampled with the recorded ``--resampling`` method and kept
+unrounded and unclipped (:mod:`sareval.preprocess.resample` says why). Labels:
 ``clc43_multi`` from the S2 JSON, ``clc19_multi`` via :func:`sareval.classes.ben19_multi_hot`.
 Cloud cover is computed for the cloudy-list rows only (NaN elsewhere), with the fallback detector
 (s2cloudless's all-band model needs B10). Subsets: ``clear`` (split rows), ``cloudy`` (cloud/
@@ -29,7 +30,7 @@ import json
 import logging
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -223,6 +224,42 @@ def validate_files(
 
 
 # --- reading ------------------------------------------------------------------------------------
+def read_s2_bands(
+    paths: Mapping[str, Path],
+    sizes: Mapping[int, tuple[int, int]],
+    resampling: str,
+    out: np.ndarray,
+    dtype: str | None = "uint16",
+) -> tuple[tuple[float, ...], str]:
+    """Read the single-band GeoTIFFs ``paths`` (band -> file, in ``out``'s channel order) into
+    ``out`` (C, H, W) float32 on the 10 m grid ``sizes[10]``: each band must have its
+    resolution's size ``sizes[res]`` and is resampled with ``resampling``
+    (:func:`~sareval.preprocess.resample.upsample_float32`; bands already at the 10 m size are
+    taken as they are). ``dtype``: the GeoTIFF dtype required (None: any integer type).
+    Returns B02's affine transform and CRS. Shared by the BigEarthNet v1 and v2 readers."""
+    from sareval.preprocess.resample import upsample_float32
+    from sareval.preprocess.tiffs import read_geotiff
+
+    h, w = sizes[10]
+    transform: tuple[float, ...] = ()
+    crs = ""
+    for c, (band, path) in enumerate(paths.items()):
+        res = S2_RESOLUTION_M[band]
+        t = read_geotiff(path, bands=1, dtype=dtype, size=sizes[res], what=f"S2 {band} at {res} m")
+        out[c] = upsample_float32(t.data[0], h, w, resampling)
+        if band == "B02":
+            transform, crs = t.transform, t.crs
+    return transform, crs
+
+
+def read_s1_bands(paths: Mapping[str, Path], size: tuple[int, int], out: np.ndarray) -> None:
+    """Read the float32 dB GeoTIFFs ``paths`` (band -> file) of ``size`` into ``out``."""
+    from sareval.preprocess.tiffs import read_geotiff
+
+    for c, (band, path) in enumerate(paths.items()):
+        out[c] = read_geotiff(path, bands=1, dtype="float32", size=size, what=f"S1 {band}").data[0]
+
+
 @dataclass(frozen=True)
 class BigEarthNetReader:
     """Reads row blocks in a worker. Items: :class:`BenPatch`."""
@@ -234,39 +271,22 @@ class BigEarthNetReader:
     detector: CloudDetector
 
     def __call__(self, items: Sequence[BenPatch]) -> RowBlock:
-        from sareval.preprocess.resample import upsample_uint16
-        from sareval.preprocess.tiffs import gdal_env, read_geotiff
+        from sareval.preprocess.tiffs import gdal_env
 
         h, w = self.sizes[10]
         k = len(items)
         s1 = np.empty((k, len(S1_BANDS), h, w), dtype=np.float32)
-        s2 = np.empty((k, len(BIGEARTHNET_S2_BANDS), h, w), dtype=np.uint16)
+        s2 = np.empty((k, len(BIGEARTHNET_S2_BANDS), h, w), dtype=np.float32)
         clc = np.empty((k, len(CLC43)), dtype=np.uint8)
         transforms = np.empty((k, 6), dtype=np.float64)
         crs: list[str] = []
         with gdal_env():
             for j, p in enumerate(items):
-                for c, band in enumerate(BIGEARTHNET_S2_BANDS):
-                    res = S2_RESOLUTION_M[band]
-                    t = read_geotiff(
-                        s2_band_path(self.s2_root, p.s2, band),
-                        bands=1,
-                        dtype="uint16",
-                        size=self.sizes[res],
-                        what=f"S2 {band} at {res} m",
-                    )
-                    s2[j, c] = upsample_uint16(t.data[0], h, w, self.resampling)
-                    if band == "B02":
-                        transforms[j] = t.transform
-                        crs.append(t.crs)
-                for c, band in enumerate(S1_BANDS):
-                    s1[j, c] = read_geotiff(
-                        s1_band_path(self.s1_root, p.s1, band),
-                        bands=1,
-                        dtype="float32",
-                        size=(h, w),
-                        what=f"S1 {band}",
-                    ).data[0]
+                paths = {b: s2_band_path(self.s2_root, p.s2, b) for b in BIGEARTHNET_S2_BANDS}
+                transforms[j], tile_crs = read_s2_bands(paths, self.sizes, self.resampling, s2[j])
+                crs.append(tile_crs)
+                s1_paths = {b: s1_band_path(self.s1_root, p.s1, b) for b in S1_BANDS}
+                read_s1_bands(s1_paths, (h, w), s1[j])
                 clc[j] = clc43_multi_hot(json_path(self.s2_root, p.s2))
         cover = np.full(k, np.nan, dtype=np.float32)
         cloudy = np.array([p.group == "cloudy" for p in items], dtype=bool)
@@ -281,14 +301,22 @@ class BigEarthNetReader:
         )
 
 
-def band_sizes(s2_root: Path, name: str) -> dict[int, tuple[int, int]]:
-    """(h, w) of each resolution's bands, from the first patch's B02, B05 and B01 headers."""
+def band_sizes(path_of: Callable[[str], Path]) -> dict[int, tuple[int, int]]:
+    """(h, w) of each resolution's bands, from a patch's B02, B05 and B01 headers
+    (``path_of(band)``: the band's file)."""
     from sareval.preprocess.tiffs import tiff_size
 
-    return {
-        res: tiff_size(s2_band_path(s2_root, name, b))
-        for res, b in ((10, "B02"), (20, "B05"), (60, "B01"))
-    }
+    return {res: tiff_size(path_of(b)) for res, b in ((10, "B02"), (20, "B05"), (60, "B01"))}
+
+
+def check_trees(trees: Mapping[str, Path | None], resampling: str) -> None:
+    """Each given tree (name -> folder) is a directory; ``resampling`` is a known method."""
+    for what, root in trees.items():
+        if root is not None and not root.is_dir():
+            raise InputFileError(root, f"not a directory (expected the {what} tree)")
+    if resampling not in RESAMPLING_METHODS:
+        known = ", ".join(RESAMPLING_METHODS)
+        raise SarevalError(f"unknown resampling {resampling!r}; known: {known}")
 
 
 # --- the job ------------------------------------------------------------------------------------
@@ -312,12 +340,7 @@ def preprocess_bigearthnet(
     """Convert a BigEarthNet-MM split (+ cloudy/snow lists) into a store (see module doc)."""
     out = check_output(out, overwrite)
     s2_root, s1_root, split_csv = Path(s2_root), Path(s1_root), Path(split_csv)
-    for root, what in ((s2_root, "BigEarthNet-v1.0 (S2)"), (s1_root, "BigEarthNet-S1-v1.0")):
-        if not root.is_dir():
-            raise InputFileError(root, f"not a directory (expected the {what} tree)")
-    if resampling not in RESAMPLING_METHODS:
-        known = ", ".join(RESAMPLING_METHODS)
-        raise SarevalError(f"unknown resampling {resampling!r}; known: {known}")
+    check_trees({"BigEarthNet-v1.0 (S2)": s2_root, "BigEarthNet-S1-v1.0": s1_root}, resampling)
     cloudy_path = Path(cloudy_list) if cloudy_list is not None else None
     snow_path = Path(snow_list) if snow_list is not None else None
     if very_cloudy_list is not None and cloudy_path is None:
@@ -330,12 +353,12 @@ def preprocess_bigearthnet(
         cloudy_rows = np.flatnonzero([p.group == "cloudy" for p in patches])
         ids = [p.s2 for p in patches]
         very_rows = subset_rows_from_list(very_cloudy_list, ids, cloudy_rows, lambda n: n)
-    sizes = band_sizes(s2_root, patches[0].s2)
+    sizes = band_sizes(lambda b: s2_band_path(s2_root, patches[0].s2, b))
     height, width = sizes[10]
     detector = choose_detector(BIGEARTHNET_S2_BANDS)
     filt = compression_filter(compression)
     if chunk_rows is None:
-        chunk_rows = chunk_rows_for(len(BIGEARTHNET_S2_BANDS) * height * width * 2)
+        chunk_rows = chunk_rows_for(len(BIGEARTHNET_S2_BANDS) * height * width * 4)
     config: dict[str, Any] = {
         "dataset": "bigearthnet",
         "s2_root": str(s2_root.resolve()),
@@ -359,7 +382,7 @@ def preprocess_bigearthnet(
         width=width,
         sensors=[
             SensorSpec("s1", S1_BANDS, "float32"),
-            SensorSpec("s2", BIGEARTHNET_S2_BANDS, "uint16"),
+            SensorSpec("s2", BIGEARTHNET_S2_BANDS, "float32"),
         ],
         labels=[
             LabelSpec("clc43_multi", "multi_hot", CLC43),

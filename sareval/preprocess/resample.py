@@ -13,8 +13,17 @@ Methods (``--resampling``; the name and description are recorded in the store):
 - ``nearest``: ONNX ``Resize`` ``mode="nearest"``, asymmetric, ``nearest_mode="floor"``: each
   10 m pixel takes the value of the coarse pixel that contains it (values unchanged).
 
-The store keeps S2 as uint16 DN, so resampled values are rounded to the nearest integer
-(``np.rint``, ties to even) and clipped to [0, 65535]: at most 0.5 DN from the float result.
+Storage (:func:`upsample_float32`): the resampled bands are kept as float32 DN, neither rounded
+nor clipped. The published BigEarthNet-MM pipeline z-scores the 20/60 m bands and then resizes
+them in float, so bicubic overshoot below 0 (and above the input range) reaches the network;
+rounding to uint16 and clipping to 0, as the store did before, moved such pixels by up to 74 DN
+(0.5 DN everywhere else). The resampling weights of every output pixel sum to 1, so resizing
+commutes with the per-band z-score: ``(resize(x) - mean) / std == resize((x - mean) / std)``.
+The card's normalisation of a float32 store value therefore gives the published network input
+to float32 rounding (about 1e-3 DN here). float32 holds every uint16 DN exactly, so the 10 m
+bands stored in the same float32 array are the GeoTIFF values bit for bit. Chosen over int32 or
+int16 (which would still round by up to 0.5 DN) at the cost of twice the size of uint16; the
+evaluator's preamble casts any stored dtype to float32 before the card's normalisation.
 """
 
 from __future__ import annotations
@@ -25,9 +34,12 @@ CUBIC_COEFF_A = -0.75
 RESAMPLING_METHODS: dict[str, str] = {
     "cubic-tf1": (
         "TF1 legacy bicubic = ONNX Resize mode=cubic, coordinate_transformation_mode=asymmetric, "
-        "cubic_coeff_a=-0.75, exclude_outside=0; rounded to uint16"
+        "cubic_coeff_a=-0.75, exclude_outside=0; float32, not rounded or clipped"
     ),
-    "nearest": "ONNX Resize mode=nearest, coordinate_transformation_mode=asymmetric, floor",
+    "nearest": (
+        "ONNX Resize mode=nearest, coordinate_transformation_mode=asymmetric, floor "
+        "(= torch interpolate mode=nearest); float32"
+    ),
 }
 
 
@@ -65,15 +77,11 @@ def upsample(band: np.ndarray, height: int, width: int, method: str = "cubic-tf1
     return rows @ band.astype(np.float64) @ cols.T
 
 
-def to_uint16(values: np.ndarray) -> np.ndarray:
-    """Round to the nearest integer (ties to even) and clip to the uint16 range."""
-    return np.clip(np.rint(values), 0, np.iinfo(np.uint16).max).astype(np.uint16)
-
-
-def upsample_uint16(
+def upsample_float32(
     band: np.ndarray, height: int, width: int, method: str = "cubic-tf1"
 ) -> np.ndarray:
-    """:func:`upsample` then :func:`to_uint16`; a band already at the size is returned as is."""
+    """:func:`upsample` as float32 (no rounding, no clipping: see module doc); a band already
+    at the size is only cast (exact for integer DN up to 2**24)."""
     if band.shape == (height, width):
-        return band.astype(np.uint16, copy=False)
-    return to_uint16(upsample(band, height, width, method))
+        return band.astype(np.float32)
+    return upsample(band, height, width, method).astype(np.float32)

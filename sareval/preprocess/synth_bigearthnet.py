@@ -42,6 +42,7 @@ from sareval.errors import SarevalError
 from sareval.preprocess.synth_scene import (
     BIGEARTHNET_SIGNAL,
     ClassSignatures,
+    PatchRender,
     add_clouds,
     add_snow,
     block_average,
@@ -210,6 +211,81 @@ def _projection_wkt(epsg: int) -> str:
     return CRS.from_epsg(epsg).to_wkt()
 
 
+def plan_patches(
+    rng: np.random.Generator, n_patches: int, size: int
+) -> tuple[list[Acquisition], list[tuple[int, int, int]]]:
+    """Check ``n_patches`` / ``size``, plan the acquisitions and give each patch a distinct
+    (acquisition, h, v) cell of its tile's 90 x 90 grid."""
+    if n_patches < 5:
+        raise SarevalError(f"--patches {n_patches}: need at least 5 (3 splits + 2 lists)")
+    if size < 12 or size % 6:
+        raise SarevalError(f"--size {size}: must be a multiple of 6 (60 m bands), at least 12")
+    acquisitions = plan_acquisitions(rng, n_patches)
+    tile_of = rng.permutation(np.arange(n_patches) % len(acquisitions))
+    cells: list[tuple[int, int, int]] = []  # (acquisition, h, v)
+    for a in range(len(acquisitions)):
+        members = np.flatnonzero(tile_of == a)
+        grid = rng.choice(90 * 90, members.size, replace=False)
+        cells += [(a, int(g % 90), int(g // 90)) for g in grid]
+    return acquisitions, cells
+
+
+@dataclass
+class BenPatchRender:
+    """A rendered patch: signal, optical after clouds/snow, their cover, upper-left corner."""
+
+    render: PatchRender
+    optical: np.ndarray
+    cover: float
+    ulx: int
+    uly: int
+
+
+def render_ben_patch(
+    seed: int,
+    acq: Acquisition,
+    a: int,
+    h: int,
+    v: int,
+    kind: str,
+    size: int,
+    signatures: ClassSignatures,
+) -> BenPatchRender:
+    """Patch (h, v) of acquisition ``a``, seeded by (seed, a, h, v); ``kind`` "cloud" adds
+    clouds and shadows over 30-100 % (mostly), "snow" seasonal snow over 50-100 %."""
+    prng = np.random.default_rng(np.random.SeedSequence([seed, a, h, v]))
+    weights = CLC_DOMINANT_WEIGHTS * acq.class_boost
+    minor = CLC_MINOR_WEIGHTS * np.sqrt(acq.class_boost)
+    classes, fractions = draw_composition(prng, weights, minor)
+    render = render_patch(
+        prng, signatures, classes, fractions, size,
+        season_illumination(acq.s2_time.month), level="L2A", params=BIGEARTHNET_SIGNAL,
+    )  # fmt: skip
+    optical, cover = render.optical, float("nan")
+    if kind == "cloud":
+        cov = float(prng.uniform(0.3, 1.0) if prng.random() < 0.85 else prng.uniform(0.05, 0.3))
+        optical, cover = add_clouds(prng, optical, cov)
+    elif kind == "snow":
+        cover = float(prng.uniform(0.5, 1.0))
+        optical = add_snow(prng, optical, cover)
+    ulx, uly = int(acq.ulx) + h * size * 10, int(acq.uly) - v * size * 10
+    return BenPatchRender(render, optical, cover, ulx, uly)
+
+
+def write_s2_bands(
+    folder: Path, name: str, optical: np.ndarray, epsg: int, ulx: int, uly: int,
+    compress: str | None,
+) -> None:  # fmt: skip
+    """``folder/<name>_<band>.tif`` for the 12 BigEarthNet bands (no B10) at their native grid
+    (20 m bands block-averaged by 2, 60 m by 6), uint16."""
+    for band in BIGEARTHNET_S2_BANDS:
+        res = S2_RESOLUTION_M[band]
+        data = optical[S2_BANDS.index(band)]
+        data = block_average(data, res // 10) if res > 10 else data
+        path = folder / f"{name}_{band}.tif"
+        write_geotiff(path, to_uint16(data)[None], epsg, ulx, uly, res, compress)
+
+
 def generate_bigearthnet(
     out_dir: Path,
     n_patches: int = 200,
@@ -226,19 +302,9 @@ def generate_bigearthnet(
     """
     from tqdm import tqdm
 
-    if n_patches < 5:
-        raise SarevalError(f"--patches {n_patches}: need at least 5 (3 splits + 2 lists)")
-    if size < 12 or size % 6:
-        raise SarevalError(f"--size {size}: must be a multiple of 6 (60 m bands), at least 12")
     out_dir = Path(out_dir)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 7777]))
-    acquisitions = plan_acquisitions(rng, n_patches)
-    tile_of = rng.permutation(np.arange(n_patches) % len(acquisitions))
-    cells: list[tuple[int, int, int]] = []  # (acquisition, h, v)
-    for a in range(len(acquisitions)):
-        members = np.flatnonzero(tile_of == a)
-        grid = rng.choice(90 * 90, members.size, replace=False)
-        cells += [(a, int(g % 90), int(g // 90)) for g in grid]
+    acquisitions, cells = plan_patches(rng, n_patches, size)
     n_cloud = max(1, round(CLOUDY_FRACTION * n_patches))
     n_snow = max(1, round(SNOW_FRACTION * n_patches))
     m = n_patches - n_cloud - n_snow
@@ -249,7 +315,6 @@ def generate_bigearthnet(
         + ["train"] * (m - n_val - n_test)
     )[rng.permutation(n_patches)]  # fmt: skip
     signatures = clc_signatures()
-    keep = [S2_BANDS.index(b) for b in BIGEARTHNET_S2_BANDS]
     wkt = {acq.epsg: _projection_wkt(acq.epsg) for acq in acquisitions}
 
     rows: dict[str, list[tuple[str, str]]] = {"train": [], "val": [], "test": []}
@@ -261,40 +326,23 @@ def generate_bigearthnet(
         bar = tqdm(total=n_patches, desc="synth bigearthnet", unit="pair", disable=not progress)
         for (a, h, v), kind in zip(cells, status, strict=True):
             acq = acquisitions[a]
-            prng = np.random.default_rng(np.random.SeedSequence([seed, a, h, v]))
-            weights = CLC_DOMINANT_WEIGHTS * acq.class_boost
-            minor = CLC_MINOR_WEIGHTS * np.sqrt(acq.class_boost)
-            classes, fractions = draw_composition(prng, weights, minor)
-            render = render_patch(
-                prng, signatures, classes, fractions, size,
-                season_illumination(acq.s2_time.month), level="L2A", params=BIGEARTHNET_SIGNAL,
-            )  # fmt: skip
+            patch = render_ben_patch(seed, acq, a, h, v, str(kind), size, signatures)
             s2_name = f"{acq.s2_prefix}_{h}_{v}"
             s1_name = f"{acq.s1_prefix}_{acq.tile}_{h}_{v}"
-            optical = render.optical
             if kind == "cloud":
-                cov = float(
-                    prng.uniform(0.3, 1.0) if prng.random() < 0.85 else prng.uniform(0.05, 0.3)
-                )
-                optical, cloud_cover[s2_name] = add_clouds(prng, optical, cov)
+                cloud_cover[s2_name] = patch.cover
                 lists["cloud"].append(s2_name)
             elif kind == "snow":
-                snow_cover[s2_name] = float(prng.uniform(0.5, 1.0))
-                optical = add_snow(prng, optical, snow_cover[s2_name])
+                snow_cover[s2_name] = patch.cover
                 lists["snow"].append(s2_name)
             else:
                 rows[str(kind)].append((s2_name, s1_name))
 
-            ulx, uly = int(acq.ulx) + h * size * 10, int(acq.uly) - v * size * 10
+            ulx, uly = patch.ulx, patch.uly
             lrx, lry = ulx + size * 10, uly - size * 10
-            labels = [CLC43[c] for c in sorted(set(render.fine_map.ravel().tolist()))]
+            labels = [CLC43[c] for c in sorted(set(patch.render.fine_map.ravel().tolist()))]
             folder = s2_root / s2_name
-            for b in keep:
-                band = S2_BANDS[b]
-                res = S2_RESOLUTION_M[band]
-                data = block_average(optical[b], res // 10) if res > 10 else optical[b]
-                path = folder / f"{s2_name}_{band}.tif"
-                write_geotiff(path, to_uint16(data)[None], acq.epsg, ulx, uly, res, compress)
+            write_s2_bands(folder, s2_name, patch.optical, acq.epsg, ulx, uly, compress)
             s2_meta = {
                 "labels": labels,
                 "coordinates": {"ulx": ulx, "uly": uly, "lrx": lrx, "lry": lry},
@@ -306,7 +354,8 @@ def generate_bigearthnet(
             folder = s1_root / s1_name
             for i, pol in enumerate(("VV", "VH")):
                 path = folder / f"{s1_name}_{pol}.tif"
-                write_geotiff(path, render.sar_db[i : i + 1], acq.epsg, ulx, uly, 10.0, compress)
+                sar = patch.render.sar_db[i : i + 1]
+                write_geotiff(path, sar, acq.epsg, ulx, uly, 10.0, compress)
             s1_meta = {
                 "labels": labels,
                 "coordinates": {"ulx": ulx, "uly": uly, "lrx": lrx, "lly": lry},

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from sareval.errors import SarevalError, StoreError
-from sareval.store import Store, read_rows
+from sareval.store import Store, collatable, read_rows
 
 #: Source of the optical input of a sample, as returned in ``item["cloudy"]``.
 CLEAR, CLOUDY = False, True
@@ -37,9 +37,10 @@ def cloudy_draws(available: np.ndarray, p: float, seed: int, epoch: int) -> np.n
 class CloudMixingDataset:
     """Map-style dataset over ``subset`` rows of a store with clear/cloudy optical mixing.
 
-    Item ``i``: ``{"s1": float32 (2,H,W) raw dB, "s2": int32 (C,H,W) raw DN (clear or cloudy),
-    "label": the label row, "row": store row, "cloudy": bool}``. ``__getitems__`` reads a
-    whole batch with one slice per run of consecutive rows (what DataLoader calls when present).
+    Item ``i``: ``{"s1": float32 (2,H,W) raw dB, "s2": int32 (a float32 store: float32) (C,H,W)
+    raw DN (clear or cloudy), "label": the label row, "row": store row, "cloudy": bool}``.
+    ``__getitems__`` reads a whole batch with one slice per run of consecutive rows (what
+    DataLoader calls when present).
     ``in_memory=True`` reads every array once (small stores: no HDF5 reads per step). The HDF5
     file is opened lazily in each process, so DataLoader workers are safe.
     """
@@ -135,10 +136,10 @@ class CloudMixingDataset:
     def _read(
         self, idx: np.ndarray, cloudy: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Raw s1, optical (clear or cloudy per sample, as int32) and labels of ``idx``."""
+        """Raw s1, optical (clear or cloudy per sample, int32 or float32) and labels of ``idx``."""
         if self.cache is not None:
             c = self.cache
-            s2 = c["s2"][idx].astype(np.int32)
+            s2 = collatable(c["s2"][idx])
             if cloudy.any():
                 s2[cloudy] = c["s2_cloudy"][idx[cloudy]]
             return c["s1"][idx], s2, c["label"][idx]
@@ -146,7 +147,7 @@ class CloudMixingDataset:
         order = np.argsort(idx, kind="stable")
         rows = self.rows[idx[order]]  # sorted (subset rows are sorted) for run-wise reads
         s1 = np.empty((len(idx), *f["s1"].shape[1:]), f["s1"].dtype)
-        s2 = np.empty((len(idx), *f["s2"].shape[1:]), np.int32)
+        s2 = np.empty((len(idx), *f["s2"].shape[1:]), collatable(f["s2"][:0]).dtype)
         s1[order] = read_rows(f["s1"], rows)
         c = cloudy[order]
         if (~c).any():
