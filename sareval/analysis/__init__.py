@@ -1,0 +1,11 @@
+"""Analyses on top of the evaluator's per-sample, per-coalition model outputs.
+
+- :mod:`sareval.analysis.per_sample`: per-sample (local) Shapley values of the model's score.
+- :mod:`sareval.analysis.detection`: detecting false predictions from per-sample relevance.
+- :mod:`sareval.analysis.compare`: paired (and hierarchical) bootstrap comparisons of two models.
+
+Every function is pure and takes arrays; the common input of one batch is ``outputs`` (C, B, K):
+the model's scores for every coalition, C = 2^M in
+:func:`~sareval.evaluator.coalitions.all_coalitions` order (index 0 = the empty coalition,
+index C - 1 = all players), B samples, K classes. Definitions: ``docs/analysis.md``.
+"""
