@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -56,7 +55,7 @@ def sen12ms(
     summary = generate_sen12ms(
         out_dir, n_patches=patches, size=size, seed=seed, cr_fraction=cr_fraction,
         overwrite=overwrite, compress=None if compress == "none" else compress,
-        progress=progress_enabled() and sys.stderr.isatty(),
+        progress=progress_enabled(),
     )  # fmt: skip
     click.echo(
         f"{out_dir}: {summary['n_patches']} SEN12MS patches ({summary['n_train']} train, "
@@ -88,7 +87,7 @@ def bigearthnet(
     summary = generate_bigearthnet(
         out_dir, n_patches=patches, size=size, seed=seed, overwrite=overwrite,
         compress=None if compress == "none" else compress,
-        progress=progress_enabled() and sys.stderr.isatty(),
+        progress=progress_enabled(),
     )  # fmt: skip
     click.echo(
         f"{out_dir}: {summary['n_patches']} BigEarthNet pairs ({summary['n_train']} train, "
