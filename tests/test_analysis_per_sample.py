@@ -14,7 +14,9 @@ from sareval.analysis.per_sample import (
 )
 from sareval.errors import SarevalError
 from sareval.evaluator.coalitions import all_coalitions, coalition_name
-from sareval.evaluator.shapley import cooperation, shapley_values
+from sareval.evaluator.metrics import counts_for, decide
+from sareval.evaluator.relevance import game_values
+from sareval.evaluator.shapley import cooperation, shapley_array, shapley_values
 
 TWO = ("sar", "opt")
 THREE = ("sar", "rgb", "nir")
@@ -213,3 +215,21 @@ def test_names_of_coalitions_match_the_weights():
         if len(c) == 1:
             i = THREE.index(name)
             assert w[j, i] == pytest.approx(1 / 3)
+
+
+@pytest.mark.parametrize(
+    ("task", "metric"), [("single-label", "oa"), ("multi-label", "subset_accuracy")]
+)
+def test_mean_accuracy_shapley_is_the_shape_relevance(task, metric):
+    rng = np.random.default_rng(8)
+    b, k = 300, 3
+    out = _outputs(rng, TWO, b, k)
+    labels = rng.integers(0, k, b) if task == "single-label" else rng.integers(0, 2, (b, k))
+    result = per_sample_shapley(out, TWO, labels, kind="logits", task=task)
+    counts = {}
+    for c, o in zip(all_coalitions(TWO), out, strict=True):
+        counts[c] = counts_for(task, k)
+        counts[c].add(labels, decide(o, task, "logits"))
+    V = game_values(counts, TWO)[metric]
+    np.testing.assert_allclose(result.accuracy.mean(0), shapley_array(V, TWO), atol=1e-12)
+    assert result.accuracy.shape == (b, 2)

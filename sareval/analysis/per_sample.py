@@ -3,8 +3,10 @@
 NOT the SHAPE score. SHAPE (:mod:`sareval.evaluator.shapley`) is the Shapley value of a
 data-set metric V(S) (OA, F1, ...), which is not a sum over samples. Here the game is one
 sample's score f_n(S) (a probability or logit of one class with only the players in S present)
-and each sample gets its own Shapley values; their mean is the Shapley value of the mean score,
-not of any accuracy-type metric.
+and each sample gets its own Shapley values; their mean is the Shapley value of the mean score.
+That equals a SHAPE value only where the metric is the mean of the per-sample score (OA as the
+mean of ``accuracy`` below, with the empty coalition evaluated on the baseline input), never
+for F-scores, AA or kappa.
 
 Input of one batch: ``outputs`` (C, B, K), the model's outputs for every coalition, C = 2^M in
 :func:`~sareval.evaluator.coalitions.all_coalitions` order (index 0 = the empty coalition,
@@ -19,6 +21,10 @@ Scores per coalition S and sample n (k̂_n = class predicted by the full coaliti
     multi-label:  p = sigmoid(logits) (or the given probabilities) per class;
                   prob_class[k] = p_S[k]; prob_true = sum_{k: y_nk = 1} p_S[k];
                   prob_pred = sum_{k: k̂_nk = 1} p_S[k]  (k̂_n = full coalition's decisions)
+    both:         accuracy = 1 if coalition S's decision is right (multi-label: the whole label
+                  set), else 0. Its sample mean is V_OA(S) (multi-label: subset accuracy), so
+                  the sample mean of its Shapley values IS the SHAPE relevance of that metric
+                  (Z = 1): the one place where the two quantities meet.
 
 Shapley value of player i (m = M players), one weights matrix for all samples:
 
@@ -45,7 +51,7 @@ from sareval.evaluator.relevance import UNKNOWN_BIN, bin_labels, cloud_cover_bin
 
 KINDS: tuple[str, ...] = ("logits", "probabilities")
 TASKS: tuple[str, ...] = ("single-label", "multi-label")
-QUANTITIES: tuple[str, ...] = ("prob_pred", "prob_true", "logit_pred", "logit_true")
+QUANTITIES: tuple[str, ...] = ("prob_pred", "prob_true", "accuracy", "logit_pred", "logit_true")
 DEFAULT_QUANTILES: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
 
 
@@ -199,7 +205,12 @@ def _games(
     sources = {"prob": probabilities(outputs, kind, task)}
     if include_logits:
         sources["logit"] = logits(outputs, kind, task)
-    scores = {}
+    decisions = [decide(outputs[j], task, kind, threshold) for j in range(outputs.shape[0])]
+    scores = {
+        "accuracy": np.stack(
+            [correct_predictions(d, labels, task) for d in decisions], axis=-1
+        ).astype(np.float64)
+    }
     for name, values in sources.items():
         if task == "single-label":
             scores[f"{name}_pred"] = _pick(values, predicted)
@@ -223,7 +234,7 @@ def per_sample_scores(
 ) -> dict[str, np.ndarray]:
     """The per-sample games: quantity -> scores (B, C) in coalition order (module docstring).
 
-    Keys ``prob_pred``, ``prob_true`` (and ``logit_pred``, ``logit_true`` with
+    Keys ``accuracy``, ``prob_pred``, ``prob_true`` (and ``logit_pred``, ``logit_true`` with
     ``include_logits``); multi-label adds ``prob_class`` (and ``logit_class``) (B, K, C).
     """
     return _games(outputs, players, labels, kind, task, threshold, include_logits)[0]
@@ -233,7 +244,8 @@ def per_sample_scores(
 class PerSampleShapley:
     """Per-sample Shapley values (module docstring) of a batch or a whole subset.
 
-    ``prob_pred``, ``prob_true`` (N, M); ``logit_pred``, ``logit_true`` (N, M) or None;
+    ``prob_pred``, ``prob_true``, ``accuracy`` (N, M); ``logit_pred``, ``logit_true`` (N, M) or
+    None;
     ``prob_class``, ``logit_class`` (N, K, M) for multi-label (else None). ``predicted`` is the
     full coalition's decision (N,) or (N, K), ``correct`` (N,) bool, ``labels`` as given.
     """
@@ -245,6 +257,7 @@ class PerSampleShapley:
     correct: np.ndarray
     prob_pred: np.ndarray
     prob_true: np.ndarray
+    accuracy: np.ndarray
     logit_pred: np.ndarray | None = None
     logit_true: np.ndarray | None = None
     prob_class: np.ndarray | None = None
