@@ -45,7 +45,7 @@ from sareval.analysis.per_sample import (
     full_decisions,
     local_cooperation,
     local_shapley,
-    per_sample_scores,
+    predicted_class_scores,
     probabilities,
 )
 from sareval.errors import SarevalError
@@ -158,9 +158,7 @@ def detector_scores(
     players = check_players(players)
     outputs = check_outputs(outputs, players, kind, task)
     m, b = len(players), outputs.shape[1]
-    dummy = np.zeros(b, np.int64) if task == "single-label" else np.zeros(outputs.shape[1:], bool)
-    p_hat = per_sample_scores(outputs, players, dummy, kind=kind, task=task, threshold=threshold)
-    p_hat = p_hat["prob_pred"]  # (B, C); uses no label
+    p_hat = predicted_class_scores(outputs, players, kind=kind, task=task, threshold=threshold)
     phi = local_shapley(p_hat, players)
     scores = {BASELINE: 1.0 - _confidence(probabilities(outputs[-1], kind, task), task)}
     total = np.abs(phi).sum(axis=1)

@@ -185,7 +185,23 @@ def _pick(values: np.ndarray, classes: np.ndarray) -> np.ndarray:
 
 def _masked_sum(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """values (C, B, K), mask (B, K) -> (B, C): per sample the sum over the masked classes."""
-    return np.einsum("cbk,bk->bc", values, mask.astype(np.float64))
+    return (values * mask).sum(axis=-1).T  # per element, as in local_shapley
+
+
+def predicted_class_scores(
+    outputs: np.ndarray, players: Sequence[str], *, kind: str, task: str, threshold: float = 0.5
+) -> np.ndarray:
+    """``prob_pred`` without labels: (B, C) probability of the full coalition's prediction
+    (multi-label: summed over its predicted classes) under every coalition."""
+    outputs = check_outputs(outputs, players, kind, task)
+    predicted = full_decisions(outputs, kind, task, threshold)
+    return _score_of(probabilities(outputs, kind, task), predicted, task)
+
+
+def _score_of(values: np.ndarray, classes: np.ndarray, task: str) -> np.ndarray:
+    """values (C, B, K) -> (B, C): the column of ``classes`` (B,) or the sum over the classes
+    of a (B, K) mask."""
+    return _pick(values, classes) if task == "single-label" else _masked_sum(values, classes)
 
 
 def _games(
@@ -212,12 +228,9 @@ def _games(
         ).astype(np.float64)
     }
     for name, values in sources.items():
-        if task == "single-label":
-            scores[f"{name}_pred"] = _pick(values, predicted)
-            scores[f"{name}_true"] = _pick(values, labels)
-        else:
-            scores[f"{name}_pred"] = _masked_sum(values, predicted)
-            scores[f"{name}_true"] = _masked_sum(values, labels)
+        scores[f"{name}_pred"] = _score_of(values, predicted, task)
+        scores[f"{name}_true"] = _score_of(values, labels, task)
+        if task == "multi-label":
             scores[f"{name}_class"] = np.moveaxis(values, 0, -1)
     return scores, predicted, labels
 
