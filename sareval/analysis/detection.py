@@ -64,16 +64,7 @@ BASELINE = "msp"
 # ------------------------------------------------------------------------ exact AUROC and AP
 
 
-@dataclass(frozen=True)
-class _Ranking:
-    """Samples grouped by distinct score (ascending), with the wrong/correct split."""
-
-    pos: _GroupedSum  # weights of wrong samples per score group
-    neg: _GroupedSum  # weights of correct samples per score group
-    wrong: np.ndarray
-
-
-def _ranking(scores: np.ndarray, wrong: np.ndarray) -> _Ranking:
+def _check_scores(scores: np.ndarray, wrong: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     scores = np.asarray(scores, dtype=np.float64)
     wrong = np.asarray(wrong)
     if scores.ndim != 1 or wrong.shape != scores.shape:
@@ -84,49 +75,80 @@ def _ranking(scores: np.ndarray, wrong: np.ndarray) -> _Ranking:
         raise SarevalError("detector scores hold NaN")
     if scores.size == 0:
         raise SarevalError("no samples")
-    wrong = wrong.astype(bool)
-    _, codes = np.unique(scores, return_inverse=True)
-    other = int(codes.max()) + 1  # one more slot, where the other class' samples go
-    pos = _GroupedSum(np.where(wrong, codes, other), other + 1)
-    neg = _GroupedSum(np.where(wrong, other, codes), other + 1)
-    return _Ranking(pos, neg, wrong)
+    return scores, wrong.astype(bool)
+
+
+@dataclass(frozen=True)
+class _Ranking:
+    """Samples coded by their place among the G distinct scores u_0 < ... < u_G-1 of the wrong
+    samples, for one grouped sum of a replicate's weights into 3G + 1 columns:
+
+        correct, strictly between u_j-1 and u_j: 2j (2G: above all); tied with u_j: 2j + 1
+        wrong, score u_j: 2G + 1 + j
+
+    Only these matter for AUROC and AP, which sum over the wrong samples' scores.
+    """
+
+    sums: _GroupedSum
+    g: int
+
+
+def _ranking(scores: np.ndarray, wrong: np.ndarray) -> _Ranking:
+    scores, wrong = _check_scores(scores, wrong)
+    u = np.unique(scores[wrong])
+    g = u.size
+    j = np.searchsorted(u, scores)  # u[j - 1] < s <= u[j]
+    tied = np.zeros(scores.shape, dtype=bool)
+    inside = j < g
+    tied[inside] = u[j[inside]] == scores[inside]
+    codes = np.where(wrong, 2 * g + 1 + j, 2 * j + tied)
+    return _Ranking(_GroupedSum(codes, 3 * g + 1), g)
 
 
 def _auroc_ap(ranking: _Ranking, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """AUROC and AP (R,) of each replicate's sample multiplicities ``weights`` (R, N)."""
-    pos = ranking.pos(weights)[:, :-1]  # (R, G) ascending scores; drop the other class' slot
-    neg = ranking.neg(weights)[:, :-1]
-    n_pos, n_neg = pos.sum(axis=1), neg.sum(axis=1)
-    below = np.cumsum(neg, axis=1) - neg  # correct samples with a lower score
-    twice_u = 2 * (pos * below).sum(axis=1) + (pos * neg).sum(axis=1)  # exact integers
+    g = ranking.g
+    counts = ranking.sums(weights)  # (R, 3G + 1) exact integers
+    negatives, pos = counts[:, : 2 * g + 1], counts[:, 2 * g + 1 :]
+    neg_between, neg_tied = negatives[:, 0::2], negatives[:, 1::2]  # (R, G + 1), (R, G)
+    n_pos, n_neg = pos.sum(axis=1), negatives.sum(axis=1)
+    # correct samples with a score below u_j
+    below = np.cumsum(neg_between[:, :g], axis=1) + np.cumsum(neg_tied, axis=1) - neg_tied
+    twice_u = 2 * (pos * below).sum(axis=1) + (pos * neg_tied).sum(axis=1)
+    tps = n_pos[:, None] - np.cumsum(pos, axis=1) + pos  # wrong samples with a score >= u_j
+    fps = n_neg[:, None] - below  # correct samples with a score >= u_j
     with np.errstate(invalid="ignore", divide="ignore"):
         auroc = np.where((n_pos > 0) & (n_neg > 0), twice_u / (2.0 * n_pos * n_neg), np.nan)
-        # descending: samples with a score >= t
-        tps = np.cumsum(pos[:, ::-1], axis=1)
-        fps = np.cumsum(neg[:, ::-1], axis=1)
-        precision = np.where(pos[:, ::-1] > 0, tps / np.maximum(tps + fps, 1), 0.0)
-        ap = np.where(n_pos > 0, (pos[:, ::-1] * precision).sum(axis=1) / n_pos, np.nan)
+        precision = np.where(pos > 0, tps / np.maximum(tps + fps, 1), 0.0)
+        ap = np.where(n_pos > 0, (pos * precision).sum(axis=1) / n_pos, np.nan)
     return auroc, ap
+
+
+def _full_sample(scores: np.ndarray, wrong: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    ranking = _ranking(scores, wrong)
+    return _auroc_ap(ranking, np.ones((1, len(np.asarray(scores))), np.int64))
 
 
 def auroc(scores: np.ndarray, wrong: np.ndarray) -> float:
     """Area under the ROC curve of ``scores`` (N,) for the positives ``wrong`` (N,) bool."""
-    return float(_auroc_ap(_ranking(scores, wrong), np.ones((1, len(scores)), np.int64))[0][0])
+    return float(_full_sample(scores, wrong)[0][0])
 
 
 def average_precision(scores: np.ndarray, wrong: np.ndarray) -> float:
     """Average precision (step-wise, scikit-learn's) of ``scores`` for the positives ``wrong``."""
-    return float(_auroc_ap(_ranking(scores, wrong), np.ones((1, len(scores)), np.int64))[1][0])
+    return float(_full_sample(scores, wrong)[1][0])
 
 
 def roc_curve(scores: np.ndarray, wrong: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(false positive rate, true positive rate), from (0, 0) to (1, 1), one point per distinct
     score (descending); the trapezoidal area under it is :func:`auroc`."""
-    ranking = _ranking(scores, wrong)
-    ones = np.ones((1, len(ranking.wrong)), np.int64)
-    tps = np.cumsum(ranking.pos(ones)[0, :-1][::-1])
-    fps = np.cumsum(ranking.neg(ones)[0, :-1][::-1])
-    if tps.size == 0 or tps[-1] == 0 or fps[-1] == 0:
+    scores, wrong = _check_scores(scores, wrong)
+    order = np.argsort(-scores, kind="stable")
+    s, w = scores[order], wrong[order]
+    last = np.r_[s[1:] != s[:-1], True]  # the last sample of each run of equal scores
+    tps = np.cumsum(w)[last]
+    fps = np.cumsum(~w)[last]
+    if tps[-1] == 0 or fps[-1] == 0:
         raise SarevalError("a ROC curve needs both wrong and correct samples")
     return np.r_[0.0, fps / fps[-1]], np.r_[0.0, tps / tps[-1]]
 
