@@ -15,11 +15,12 @@ q(1 - alpha/2)] of the d*_r. Two-sided p-value of "no difference":
 
 (p = 1 when the estimate is 0; R = replicates with a finite d*). The +1 counts the observed
 data as one of the resamples, so p is never 0: its floor is 2 / (R + 1) (0.002 for R = 999).
-p <= alpha goes with the percentile interval at level 1 - alpha excluding 0.
+p <= alpha goes, up to that +1, with the percentile interval at level 1 - alpha excluding 0.
 
 Several training runs per setup (seeds): a two-level (hierarchical) bootstrap. Replicate r
-draws, for each setup, its n runs with replacement (independent generator
-``default_rng([seed, 1])``; rows r of an (n_boot, n) draw), and one draw of N sample indices
+draws, for each setup, its n runs with replacement (row r of an (n_boot, n_A) draw for A, then
+of an (n_boot, n_B) draw for B, from the generator ``default_rng([seed, 1])``, independent of
+the sample draws), and one draw of N sample indices
 shared by every run of both setups (the paired draw above). The setup's value is the mean over
 its drawn runs of each run's value on the drawn samples. A setup's mean over runs varies with
 the training (initialisation, data order: a new run is a new model) and with the finite test
