@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import click
@@ -57,7 +56,7 @@ def sen12ms(
     summary = generate_sen12ms(
         out_dir, n_patches=patches, size=size, seed=seed, cr_fraction=cr_fraction,
         overwrite=overwrite, compress=None if compress == "none" else compress,
-        progress=progress_enabled() and sys.stderr.isatty(),
+        progress=progress_enabled(),
     )  # fmt: skip
     click.echo(
         f"{out_dir}: {summary['n_patches']} SEN12MS patches ({summary['n_train']} train, "
@@ -89,7 +88,7 @@ def bigearthnet(
     summary = generate_bigearthnet(
         out_dir, n_patches=patches, size=size, seed=seed, overwrite=overwrite,
         compress=None if compress == "none" else compress,
-        progress=progress_enabled() and sys.stderr.isatty(),
+        progress=progress_enabled(),
     )  # fmt: skip
     click.echo(
         f"{out_dir}: {summary['n_patches']} BigEarthNet pairs ({summary['n_train']} train, "
@@ -123,7 +122,7 @@ def bigearthnet_v2(
     summary = generate_bigearthnet_v2(
         out_dir, n_patches=patches, size=size, seed=seed, overwrite=overwrite,
         compress=None if compress == "none" else compress,
-        progress=progress_enabled() and sys.stderr.isatty(),
+        progress=progress_enabled(),
     )  # fmt: skip
     click.echo(
         f"{out_dir}: {summary['n_patches']} reBEN pairs ({summary['n_train']} train, "

@@ -48,7 +48,7 @@ def perceptual_pass(
     reduce: Callable[[CountResult], CountResult],
 ) -> tuple[list[str], dict[str, Any], None]:
     """Count every condition over positions ``[start, stop)``; returns (names, sections, None)."""
-    from tqdm.auto import tqdm
+    from sareval.progress import progress_bar as tqdm
 
     from sareval.evaluator.reader import BatchReader
     from sareval.evaluator.runner import check_finite

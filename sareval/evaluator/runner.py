@@ -192,7 +192,7 @@ def coalition_pass(
     empty_output: np.ndarray | None = None,
 ) -> PassResult:
     """Stream positions ``[start, stop)`` through ``backend`` and count every coalition."""
-    from tqdm.auto import tqdm
+    from sareval.progress import progress_bar as tqdm
 
     card, k, edges = ev.card, ev.card.n_classes, opts.bin_edges
     n_groups = 1 if edges is None else len(edges)  # bins + one for unknown cover

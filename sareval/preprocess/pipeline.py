@@ -32,6 +32,7 @@ import numpy as np
 
 from sareval.atomic import partial_path
 from sareval.errors import InputFileError, SarevalError
+from sareval.progress import progress_bar
 from sareval.store import StoreWriter, row_stats
 
 #: ``--compression`` choices; lz4/zstd need hdf5plugin (Blosc2, byte shuffle) to write AND read.
@@ -144,8 +145,6 @@ def run_pipeline(
 
     A block is a whole number of the store's ``chunk_rows``-row chunks, at least 8 rows (each
     chunk is written once); ``workers=None`` uses every core this process may use."""
-    from tqdm import tqdm
-
     workers = default_workers() if workers is None else workers
     block_rows = chunk_rows * max(1, -(-8 // chunk_rows))
 
@@ -165,12 +164,12 @@ def run_pipeline(
                 mp.get_context(method).Pool(min(workers, len(starts)), initializer=_ignore_sigint)
             )
         bar = stack.enter_context(
-            tqdm(
+            progress_bar(
                 total=writer.n,
                 initial=start,
                 unit="patch",
                 desc=desc,
-                disable=None if progress else True,  # None: off when stderr is not a terminal
+                disable=not progress,  # a terminal gets a bar, a log plain lines
                 leave=False,
             )
         )

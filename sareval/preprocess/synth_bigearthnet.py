@@ -52,6 +52,7 @@ from sareval.preprocess.synth_scene import (
     to_uint16,
 )
 from sareval.preprocess.synth_sen12ms import write_geotiff
+from sareval.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -300,8 +301,6 @@ def generate_bigearthnet(
     Returns a summary: ``n_patches``, ``n_train``, ``n_val``, ``n_test``, ``n_cloudy``,
     ``n_snow``, ``cloud_cover`` (S2 name -> exact coverage), ``snow_cover`` and ``paths``.
     """
-    from tqdm import tqdm
-
     out_dir = Path(out_dir)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 7777]))
     acquisitions, cells = plan_patches(rng, n_patches, size)
@@ -323,7 +322,9 @@ def generate_bigearthnet(
     snow_cover: dict[str, float] = {}
     with atomic_directory(out_dir, overwrite) as tmp:
         s2_root, s1_root = tmp / "BigEarthNet-v1.0", tmp / "BigEarthNet-S1-v1.0"
-        bar = tqdm(total=n_patches, desc="synth bigearthnet", unit="pair", disable=not progress)
+        bar = progress_bar(
+            total=n_patches, desc="synth bigearthnet", unit="pair", disable=not progress
+        )
         for (a, h, v), kind in zip(cells, status, strict=True):
             acq = acquisitions[a]
             patch = render_ben_patch(seed, acq, a, h, v, str(kind), size, signatures)

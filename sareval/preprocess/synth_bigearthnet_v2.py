@@ -38,6 +38,7 @@ from sareval.preprocess.synth_bigearthnet import (
     write_s2_bands,
 )
 from sareval.preprocess.synth_sen12ms import write_geotiff
+from sareval.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,6 @@ def generate_bigearthnet_v2(
     Returns a summary: ``n_patches``, ``n_train``, ``n_validation``, ``n_test``, ``n_cloudy``,
     ``n_snow``, ``cloud_cover`` (patch id -> exact coverage) and ``paths``.
     """
-    from tqdm import tqdm
 
     out_dir = Path(out_dir)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 2024]))
@@ -102,7 +102,9 @@ def generate_bigearthnet_v2(
     with atomic_directory(out_dir, overwrite) as tmp:
         s2_root, s1_root = tmp / "BigEarthNet-S2", tmp / "BigEarthNet-S1"
         maps_root = tmp / "Reference_Maps"
-        bar = tqdm(total=n_patches, desc="synth bigearthnet-v2", unit="pair", disable=not progress)
+        bar = progress_bar(
+            total=n_patches, desc="synth bigearthnet-v2", unit="pair", disable=not progress
+        )
         for (a, h, v), kind, split in zip(cells, kinds, splits, strict=True):
             acq = acquisitions[a]
             patch = render_ben_patch(seed, acq, a, h, v, str(kind), size, signatures)

@@ -46,6 +46,7 @@ from sareval.preprocess.synth_scene import (
     render_patch,
     to_uint16,
 )
+from sareval.progress import progress_bar
 
 log = logging.getLogger(__name__)
 
@@ -279,8 +280,6 @@ def generate_sen12ms(
     ``nan_patch`` (s1 file name), ``cloud_cover`` (s2 file name -> exact coverage of its cloudy
     version), ``class_counts`` (10-class single-label counts) and ``paths``.
     """
-    from tqdm import tqdm
-
     if n_patches < 4:
         raise SarevalError(f"--patches {n_patches}: need at least 4 (train and test scenes)")
     if size < 8:
@@ -302,7 +301,9 @@ def generate_sen12ms(
         ms.mkdir()
         if cr_fraction > 0:
             cr.mkdir()
-        bar = tqdm(total=n_patches, desc="synth sen12ms", unit="patch", disable=not progress)
+        bar = progress_bar(
+            total=n_patches, desc="synth sen12ms", unit="patch", disable=not progress
+        )
         for sc in scenes:
             for p in sc.patches:
                 patch, optical = render_sen12ms_patch(seed, sc, p, size, signatures)

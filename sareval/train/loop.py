@@ -36,6 +36,7 @@ import numpy as np
 
 from sareval.atomic import atomic_output
 from sareval.errors import OutputExistsError, SarevalError
+from sareval.progress import progress_bar
 from sareval.store import Store
 
 log = logging.getLogger(__name__)
@@ -281,7 +282,6 @@ def _train(
     export: bool,
 ) -> TrainResult:
     import torch
-    from tqdm.auto import tqdm
 
     from sareval.api import evaluate, open_store
     from sareval.evaluator.metrics import METRIC_NAMES
@@ -376,7 +376,7 @@ def _train(
 
     n = len(dataset)
     drop_last = n > config.batch_size and n % config.batch_size == 1  # BatchNorm needs > 1
-    epochs = tqdm(
+    epochs = progress_bar(
         range(start_epoch, config.epochs),
         desc=f"train {out.name}",
         unit="epoch",
@@ -398,7 +398,7 @@ def _train(
         )
         model.train()
         total_loss, seen = 0.0, 0
-        for batch in tqdm(
+        for batch in progress_bar(
             loader, desc=f"epoch {epoch + 1}", leave=False, disable=not config.progress
         ):
             s1 = batch["s1"].to(device, non_blocking=True)
