@@ -25,7 +25,7 @@ from sareval.card import Modality, ModelCard
 from sareval.errors import SarevalError
 from sareval.evaluator.bootstrap import bootstrap_intervals
 from sareval.evaluator.coalitions import coalition_name
-from sareval.evaluator.counting import ConstantRows, HostCounter, TorchCounter
+from sareval.evaluator.counting import CoalitionCounter, ConstantRows
 from sareval.evaluator.metrics import METRIC_NAMES, counts_for
 from sareval.evaluator.players import parse_players
 from sareval.store import Store
@@ -366,8 +366,8 @@ def test_torch_counter_equals_host_counter(task: str) -> None:
         constant = ConstantRows(np.array([True, False, True, False, False]))
     groups = rng.integers(0, 3, size=b)
     kw = dict(constant=constant, n_groups=3, threshold=0.5)
-    host = HostCounter(task, k, n, **kw)
-    dev = TorchCounter(task, k, n, **kw)
+    host = CoalitionCounter(task, k, n, **kw)
+    dev = CoalitionCounter(task, k, n, device="cpu", **kw)
     for a in range(0, b, 20):
         sl = slice(a, a + 20)
         d_host = host.add(outputs[:, sl], y[sl], groups[sl])

@@ -13,7 +13,7 @@ mask of the empty coalition with a one-row batch.
 - :class:`TorchBackend`: the preamble as an ``nn.Module`` around a TorchScript module, a
   ``torch.export`` program or an in-memory ``nn.Module``; ``torch.inference_mode``; raw batches
   go to the device as stored (uint16 / float32) and are cast there. ``run_tensor`` keeps the
-  outputs on the device (for :class:`~sareval.evaluator.counting.TorchCounter`).
+  outputs on the device (for :class:`~sareval.evaluator.counting.CoalitionCounter`).
 
 ``pad_to``: pad a short (last) batch with zero rows to a fixed batch size, so that the GPU sees
 one shape (cuDNN / TensorRT do not re-tune); padded rows are dropped before anything is counted.

@@ -7,34 +7,28 @@ prediction on the all-baseline input, or the majority-class predictor). Both cou
 every row set j (constant first) and every group g (cloud-cover bin, the unknown bin last):
 
 - ``counts[g][j]``: :class:`SingleLabelCounts` / :class:`MultiLabelCounts` of
-  :mod:`sareval.evaluator.metrics` (decisions by :func:`~sareval.evaluator.metrics.decide`);
+  :mod:`sareval.evaluator.metrics` (decisions as :func:`~sareval.evaluator.metrics.decide`);
 - ``ties[j]``: samples whose decision lies within ``tol`` of flipping
   (:func:`~sareval.evaluator.metrics.ties`); ``nonfinite[j]``: samples with a NaN/Inf output.
 
-:class:`HostCounter` calls the metrics module's ``add``; :class:`TorchCounter` computes the same
-integer states with ``torch.bincount`` / ``index_add_`` on the outputs' device and moves them to
-the host only in :meth:`result` (no synchronisation per batch). Both give identical states.
+One implementation: :func:`increment` computes a batch's integer state for every (group, row
+set) with ``bincount`` over flat codes, written once against :class:`ArrayOps` (numpy, or torch
+on the outputs' device, where states stay until :meth:`CoalitionCounter.result`: no
+synchronisation per batch). ``SingleLabelCounts.add`` / ``MultiLabelCounts.add`` call it too.
+
+State layout, G groups, J row sets, K classes (flat codes into these):
+single-label ``confusion`` (G, J, K, K) rows = true class; multi-label ``tp``/``fp``/``fn``
+(G, J, K) and ``hist`` (G, J, K+1, K+1, K+1) over each sample's (tp_i, |pred_i|, |true_i|).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from sareval.evaluator.metrics import (
-    Counts,
-    counts_for,
-    counts_from_state,
-    decide,
-    decision_threshold,
-    nonfinite_rows,
-    ties,
-)
-
-if TYPE_CHECKING:
-    import torch
+from sareval.evaluator.metrics import Counts, counts_from_state, decision_threshold
 
 TIE_TOLERANCE = 1e-5
 
@@ -94,8 +88,84 @@ class CountResult:
         return CountResult(counts, arrays["ties"].copy(), arrays["nonfinite"].copy())
 
 
-class HostCounter:
-    """Counts from numpy outputs with the metrics module's ``add`` (see module docstring)."""
+class ArrayOps:
+    """The few array operations counting needs, for numpy or for torch on a device."""
+
+    def __init__(self, device: Any = None) -> None:
+        self.torch = device is not None
+        if self.torch:
+            import torch
+
+            self.t = torch
+            self.device = torch.device(device)
+
+    def asarray(self, a: Any, dtype: str | None = None) -> Any:
+        if self.torch:
+            t = a if isinstance(a, self.t.Tensor) else self.t.as_tensor(np.asarray(a))
+            t = t.to(self.device)
+            return t if dtype is None else t.to(getattr(self.t, dtype))
+        return np.asarray(a) if dtype is None else np.asarray(a, dtype=dtype)
+
+    def bincount(self, codes: Any, length: int) -> Any:
+        codes = codes.reshape(-1)
+        if self.torch:
+            return self.t.bincount(codes, minlength=length)
+        return np.bincount(codes, minlength=length).astype(np.int64)
+
+    def zeros(self, n: int) -> Any:
+        if self.torch:
+            return self.t.zeros(n, dtype=self.t.int64, device=self.device)
+        return np.zeros(n, dtype=np.int64)
+
+    def arange(self, n: int) -> Any:
+        if self.torch:
+            return self.t.arange(n, device=self.device)
+        return np.arange(n)
+
+    def to_numpy(self, a: Any) -> np.ndarray:
+        return a.cpu().numpy() if self.torch else np.asarray(a)
+
+
+NUMPY = ArrayOps()
+
+
+def state_sizes(task: str, k: int) -> dict[str, int]:
+    """Integers per (group, row set) of each state field."""
+    if task == "single-label":
+        return {"confusion": k * k}
+    return {"tp": k, "fp": k, "fn": k, "hist": (k + 1) ** 3}
+
+
+def increment(
+    ops: ArrayOps, task: str, k: int, y: Any, dec: Any, g: Any, n_groups: int
+) -> dict[str, Any]:
+    """Flat (G * J * size) int64 counts of one batch: labels ``y`` (B,) / (B, K) bool,
+    decisions ``dec`` (J, B) / (J, B, K) bool, group index ``g`` (B,) in [0, n_groups)."""
+    j_n, b = dec.shape[0], dec.shape[1]
+    cell = g[None, :] * j_n + ops.arange(j_n)[:, None]  # (J, B): the (group, row set) cell
+    if task == "single-label":
+        codes = (cell * k + y[None, :]) * k + dec
+        return {"confusion": ops.bincount(codes, n_groups * j_n * k * k)}
+    y3 = y[None].expand(j_n, b, k) if ops.torch else np.broadcast_to(y[None], dec.shape)
+    tp = y3 & dec
+    per_class = cell[..., None] * k + ops.arange(k)[None, None, :]  # (J, B, K)
+    size = n_groups * j_n * k
+    k1 = k + 1
+    triple = (tp.sum(-1) * k1 + dec.sum(-1)) * k1 + y3.sum(-1)
+    return {
+        "tp": ops.bincount(per_class[tp], size),
+        "fp": ops.bincount(per_class[dec & ~y3], size),
+        "fn": ops.bincount(per_class[y3 & ~dec], size),
+        "hist": ops.bincount(cell * k1**3 + triple, n_groups * j_n * k1**3),
+    }
+
+
+class CoalitionCounter:
+    """Counts of every row set (and group) of model outputs (n, B, K); see module docstring.
+
+    ``device``: None counts numpy outputs on the host; a torch device counts torch outputs
+    there. Both give identical states (one :func:`increment`).
+    """
 
     def __init__(
         self,
@@ -108,179 +178,95 @@ class HostCounter:
         constant: ConstantRows | None = None,
         n_groups: int = 1,
         tol: float = TIE_TOLERANCE,
+        device: Any = None,
     ) -> None:
-        self.task, self.n_classes, self.output_kind = task, n_classes, output_kind
-        self.threshold, self.constant, self.tol = threshold, constant, tol
-        n_total = n_rows + (constant is not None)
-        self.counts = [
-            [counts_for(task, n_classes) for _ in range(n_total)] for _ in range(n_groups)
-        ]
-        self.ties = np.zeros(n_total, dtype=np.int64)
-        self.nonfinite = np.zeros(n_total, dtype=np.int64)
-
-    def decisions(self, outputs: np.ndarray) -> np.ndarray:
-        """Decisions of every row set, the constant one first: (n_total, B) or (n_total, B, K)."""
-        rows = [decide(o, self.task, self.output_kind, self.threshold) for o in outputs]
-        if self.constant is not None:
-            b = outputs.shape[1]
-            shape = (b,) if self.task == "single-label" else (b, self.n_classes)
-            rows.insert(0, np.broadcast_to(self.constant.decision, shape))
-        return np.stack(rows)
-
-    def add(
-        self, outputs: np.ndarray, y_true: np.ndarray, groups: np.ndarray | None = None
-    ) -> np.ndarray:
-        """Count a batch: outputs (n, B, K), labels (B,) / (B, K), group index (B,) or None.
-
-        Returns the decisions (n_total, B[, K]).
-        """
-        outputs = np.asarray(outputs)
-        first = int(self.constant is not None)
-        bad = np.stack([nonfinite_rows(o) for o in outputs])
-        self.nonfinite[first:] += bad.sum(axis=1)
-        decisions = self.decisions(outputs)
-        for j, o in enumerate(outputs):
-            self.ties[first + j] += int(
-                ties(o, self.task, self.output_kind, self.threshold, self.tol).sum()
-            )
-        if self.constant is not None and self.constant.tie:
-            self.ties[0] += outputs.shape[1]
-        if len(self.counts) == 1 or groups is None:
-            for j, counts in enumerate(self.counts[0]):
-                counts.add(y_true, decisions[j])
-            return decisions
-        for g, group_counts in enumerate(self.counts):
-            sel = groups == g
-            if sel.any():
-                for j, counts in enumerate(group_counts):
-                    counts.add(y_true[sel], decisions[j][sel])
-        return decisions
-
-    def result(self) -> CountResult:
-        return CountResult(self.counts, self.ties.copy(), self.nonfinite.copy())
-
-
-class TorchCounter:
-    """The same counts as :class:`HostCounter`, accumulated on the outputs' torch device."""
-
-    def __init__(
-        self,
-        task: str,
-        n_classes: int,
-        n_rows: int,
-        *,
-        device: Any = "cpu",
-        output_kind: str = "logits",
-        threshold: float = 0.5,
-        constant: ConstantRows | None = None,
-        n_groups: int = 1,
-        tol: float = TIE_TOLERANCE,
-    ) -> None:
-        import torch
-
-        self.task, self.k, self.tol = task, n_classes, tol
+        self.task, self.k, self.tol, self.constant = task, n_classes, tol, constant
         self.cut = decision_threshold(output_kind, threshold) if task == "multi-label" else 0.0
-        self.constant = constant
+        self.ops = ArrayOps(device)
         self.n_total = n_rows + (constant is not None)
         self.n_groups = n_groups
-        self.device = torch.device(device)
-        kw = {"dtype": torch.int64, "device": self.device}
-        k, n, g = self.k, self.n_total, n_groups
-        if task == "single-label":
-            self.confusion = torch.zeros(g * n * k * k, **kw)
-        else:
-            self.tp = torch.zeros(n, g, k, **kw)
-            self.fp = torch.zeros(n, g, k, **kw)
-            self.fn = torch.zeros(n, g, k, **kw)
-            self.hist = torch.zeros(g * n * (k + 1) ** 3, **kw)
-        self.ties = torch.zeros(n, **kw)
-        self.nonfinite = torch.zeros(n, **kw)
+        sizes = state_sizes(task, n_classes)
+        self.state = {f: self.ops.zeros(n_groups * self.n_total * n) for f, n in sizes.items()}
+        self.ties = self.ops.zeros(self.n_total)
+        self.nonfinite = self.ops.zeros(self.n_total)
         if constant is not None:
-            self.constant_decision = torch.as_tensor(
-                np.asarray(constant.decision), device=self.device
-            )
+            self.constant_decision = self.ops.asarray(constant.decision)
 
-    def decisions(self, outputs: torch.Tensor) -> torch.Tensor:
-        """Decisions of every row set, the constant one first (as :meth:`HostCounter.decisions`)."""
-        import torch
-
+    def decisions(self, outputs: Any) -> Any:
+        """Decisions of every row set, the constant one first: (n_total, B) or (n_total, B, K)."""
         if self.task == "single-label":
-            dec = outputs.argmax(dim=-1)
+            dec = outputs.argmax(-1)
+            dec = dec if self.ops.torch else dec.astype(np.int64)
         else:
-            dec = outputs.double() >= self.cut
+            wide = outputs.double() if self.ops.torch else outputs.astype(np.float64)
+            dec = wide >= self.cut
         if self.constant is None:
             return dec
         shape = (1, *dec.shape[1:])
-        return torch.cat([self.constant_decision.to(dec.dtype).expand(shape), dec])
+        if self.ops.torch:
+            const = self.constant_decision.to(dec.dtype).expand(shape)
+            return self.ops.t.cat([const, dec])
+        const = np.broadcast_to(self.constant_decision.astype(dec.dtype), shape)
+        return np.concatenate([const, dec])
 
-    def add(
-        self, outputs: torch.Tensor, y_true: torch.Tensor, groups: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """Count a batch (tensors on the counter's device); returns the decisions."""
-        import torch
+    def _ties(self, outputs: Any) -> Any:
+        wide = outputs.double() if self.ops.torch else np.asarray(outputs, np.float64)
+        if self.task == "multi-label":
+            return (abs(wide - self.cut) <= self.tol).any(-1).sum(-1)
+        if outputs.shape[-1] < 2:
+            return self.ops.zeros(outputs.shape[0])
+        if self.ops.torch:
+            top2 = wide.topk(2, dim=-1).values
+            return (top2[..., 0] - top2[..., 1] <= self.tol).sum(-1)
+        top2 = np.partition(wide, wide.shape[-1] - 2, axis=-1)[..., -2:]
+        return (top2[..., 1] - top2[..., 0] <= self.tol).sum(-1)
 
+    def add(self, outputs: Any, y_true: Any, groups: Any = None) -> Any:
+        """Count a batch: outputs (n, B, K), labels (B,) / (B, K), group index (B,) or None.
+
+        Returns the decisions (n_total, B[, K]) (numpy, or torch on the counter's device).
+        """
+        ops = self.ops
+        outputs = outputs if ops.torch else np.asarray(outputs)
         first = int(self.constant is not None)
-        n, b = self.n_total, outputs.shape[1]
-        self.nonfinite[first:] += (~torch.isfinite(outputs)).any(dim=-1).sum(dim=-1)
-        wide = outputs.double()
-        if self.task == "single-label":
-            if outputs.shape[-1] >= 2:
-                top2 = wide.topk(2, dim=-1).values
-                self.ties[first:] += (top2[..., 0] - top2[..., 1] <= self.tol).sum(dim=-1)
-        else:
-            self.ties[first:] += ((wide - self.cut).abs() <= self.tol).any(dim=-1).sum(dim=-1)
+        b = outputs.shape[1]
+        finite = (outputs == outputs) & (abs(outputs) != float("inf"))
+        self.nonfinite[first:] += (~finite).any(-1).sum(-1)
+        self.ties[first:] += self._ties(outputs)
         if self.constant is not None and self.constant.tie:
             self.ties[0] += b
         dec = self.decisions(outputs)
-        g = (
-            torch.zeros(b, dtype=torch.int64, device=self.device)
-            if groups is None
-            else groups.to(self.device, torch.int64)
-        )
-        j = torch.arange(n, device=self.device)[:, None]  # (n, 1)
-        k = self.k
+        g = ops.zeros(b) if groups is None else ops.asarray(groups, "int64")
         if self.task == "single-label":
-            y = y_true.to(self.device, torch.int64)[None]
-            codes = ((g[None] * n + j) * k + y) * k + dec
-            self.confusion += torch.bincount(codes.reshape(-1), minlength=self.confusion.numel())
-            return dec
-        y = y_true.to(self.device).bool()[None].expand(n, b, k)
-        tp = y & dec
-        self.tp.index_add_(1, g, tp.long())
-        self.fp.index_add_(1, g, (dec & ~y).long())
-        self.fn.index_add_(1, g, (y & ~dec).long())
-        k1 = k + 1
-        triple = (tp.sum(-1) * k1 + dec.sum(-1)) * k1 + y.sum(-1)
-        codes = (g[None] * n + j) * k1**3 + triple
-        self.hist += torch.bincount(codes.reshape(-1), minlength=self.hist.numel())
+            y = ops.asarray(y_true, "int64")
+        else:
+            y = ops.asarray(y_true) != 0
+        for name, inc in increment(ops, self.task, self.k, y, dec, g, self.n_groups).items():
+            self.state[name] += inc
         return dec
 
     def result(self) -> CountResult:
-        """Move the counts to the host (one synchronisation)."""
-        n, g, k = self.n_total, self.n_groups, self.k
-        counts: list[list[Counts]] = []
-        if self.task == "single-label":
-            conf = self.confusion.cpu().numpy().reshape(g, n, k, k)
-            for gi in range(g):
-                counts.append(
-                    [counts_from_state(self.task, {"confusion": conf[gi, j]}) for j in range(n)]
-                )
-        else:
-            tp, fp, fn = (a.cpu().numpy() for a in (self.tp, self.fp, self.fn))
-            hist = self.hist.cpu().numpy().reshape(g, n, k + 1, k + 1, k + 1)
-            for gi in range(g):
-                counts.append(
-                    [
-                        counts_from_state(
-                            self.task,
-                            {
-                                "tp": tp[j, gi],
-                                "fp": fp[j, gi],
-                                "fn": fn[j, gi],
-                                "hist": hist[gi, j],
-                            },
-                        )
-                        for j in range(n)
-                    ]
-                )
-        return CountResult(counts, self.ties.cpu().numpy(), self.nonfinite.cpu().numpy())
+        """The counts on the host (for torch: the one synchronisation)."""
+        sizes = state_sizes(self.task, self.k)
+        flat = {
+            f: self.ops.to_numpy(a).reshape(self.n_groups, self.n_total, -1)
+            for f, a in self.state.items()
+        }
+        shapes = {
+            f: (self.k, self.k)
+            if f == "confusion"
+            else (self.k,)
+            if n == self.k
+            else (self.k + 1,) * 3
+            for f, n in sizes.items()
+        }
+        counts = [
+            [
+                counts_from_state(self.task, {f: flat[f][g, j].reshape(shapes[f]) for f in sizes})
+                for j in range(self.n_total)
+            ]
+            for g in range(self.n_groups)
+        ]
+        return CountResult(
+            counts, self.ops.to_numpy(self.ties).copy(), self.ops.to_numpy(self.nonfinite).copy()
+        )

@@ -353,8 +353,7 @@ class SingleLabelCounts(_Counts):
                 raise SarevalError(
                     f"single-label counts: {name} holds class {int(bad[0])} outside [0, {k})"
                 )
-        codes = y_true.astype(np.int64) * k + y_pred.astype(np.int64)
-        self.confusion += np.bincount(codes, minlength=k * k).reshape(k, k)
+        self.confusion += _increment("single-label", k, y_true, y_pred)["confusion"].reshape(k, k)
 
     def metrics(self) -> dict[str, float]:
         """Every name in ``METRIC_NAMES["single-label"]`` -> value."""
@@ -409,13 +408,9 @@ class MultiLabelCounts(_Counts):
             )
         if y_true.shape[0] == 0:
             return
-        y_true = y_true != 0
-        y_pred = y_pred != 0
-        tp = np.count_nonzero(y_true & y_pred, axis=0)
-        self.tp += tp
-        self.fp += np.count_nonzero(y_pred, axis=0) - tp
-        self.fn += np.count_nonzero(y_true, axis=0) - tp
-        np.add.at(self.hist.reshape(-1), triple_codes(y_true, y_pred), 1)  # hist: C-contiguous
+        inc = _increment("multi-label", self.n_classes, y_true != 0, y_pred != 0)
+        for name in self._fields:
+            getattr(self, name).reshape(-1)[:] += inc[name]  # C-contiguous
 
     def metrics(self) -> dict[str, float]:
         """Every name in ``METRIC_NAMES["multi-label"]`` -> value."""
@@ -425,6 +420,16 @@ class MultiLabelCounts(_Counts):
     def per_class(self) -> dict[str, list[float]]:
         """``precision``, ``recall``, ``f1``, ``f2`` and ``support`` per class (length K)."""
         return {k: v.tolist() for k, v in multi_label_per_class(self.tp, self.fp, self.fn).items()}
+
+
+def _increment(task: str, k: int, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, np.ndarray]:
+    """One batch's state (the evaluator's one counting implementation, one row set, one group)."""
+    from sareval.evaluator.counting import NUMPY, increment
+
+    dec = y_pred.astype(np.int64)[None] if task == "single-label" else y_pred[None]
+    y = y_true.astype(np.int64) if task == "single-label" else y_true
+    g = np.zeros(len(y_true), dtype=np.int64)
+    return increment(NUMPY, task, k, y, dec, g, 1)  # type: ignore[no-any-return]
 
 
 Counts = SingleLabelCounts | MultiLabelCounts

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from sareval.evaluator.coalitions import coalition_name
-from sareval.evaluator.counting import CountResult, HostCounter
+from sareval.evaluator.counting import CoalitionCounter, CountResult
 from sareval.evaluator.preamble import Preamble
 from sareval.evaluator.results import perceptual_sections
 from sareval.store import Batch, read_rows
@@ -48,10 +48,9 @@ def perceptual_pass(
     reduce: Callable[[CountResult], CountResult],
 ) -> tuple[list[str], dict[str, Any], None]:
     """Count every condition over positions ``[start, stop)``; returns (names, sections, None)."""
-    from sareval.progress import progress_bar as tqdm
-
     from sareval.evaluator.reader import BatchReader
     from sareval.evaluator.runner import check_finite
+    from sareval.progress import progress_bar as tqdm
 
     st, sub, card = ev.store, ev.subset, ev.card
     players = card.modality_names
@@ -77,7 +76,7 @@ def perceptual_pass(
             out.append({s: read_rows(ds, rows[order])[inverse] for s, ds in datasets.items()})
         return out
 
-    counter = HostCounter(
+    counter = CoalitionCounter(
         card.task, card.n_classes, len(names), output_kind=card.output, threshold=card.threshold
     )
     full_mask = np.ones((1, pre.n_channels), dtype=bool)

@@ -33,7 +33,7 @@ from sareval.evaluator.backends import LoadedModel, make_backend
 from sareval.evaluator.bootstrap import bootstrap_intervals
 from sareval.evaluator.coalitions import all_coalitions, coalition_name
 from sareval.evaluator.config import ShapeConfig
-from sareval.evaluator.counting import ConstantRows, CountResult, HostCounter, TorchCounter
+from sareval.evaluator.counting import CoalitionCounter, ConstantRows, CountResult
 from sareval.evaluator.distributed import ProcessGroup, init_from_env, part_range, rank_device
 from sareval.evaluator.metrics import (
     METRIC_NAMES,
@@ -147,16 +147,14 @@ class PassOptions:
 
 def _make_counter(
     ev: Evaluation, backend: Any, pre: Preamble, constant: ConstantRows, n_groups: int
-) -> HostCounter | TorchCounter:
+) -> CoalitionCounter:
+    """Counts on the torch backend's device (outputs stay there), else on the host."""
     card = ev.card
-    kw = dict(
-        output_kind=card.output, threshold=card.threshold, constant=constant, n_groups=n_groups
-    )
-    if getattr(backend, "name", "") == "torch":
-        return TorchCounter(
-            card.task, card.n_classes, pre.n_coalitions, device=backend.device, **kw
-        )
-    return HostCounter(card.task, card.n_classes, pre.n_coalitions, **kw)
+    device = backend.device if getattr(backend, "name", "") == "torch" else None
+    return CoalitionCounter(
+        card.task, card.n_classes, pre.n_coalitions, output_kind=card.output,
+        threshold=card.threshold, constant=constant, n_groups=n_groups, device=device,
+    )  # fmt: skip
 
 
 def _count_batch(
