@@ -20,6 +20,8 @@ TASKS = ("single-label", "multi-label")
 OUTPUT_KINDS = ("logits", "probabilities")
 #: how a torch module with several inputs is called: forward(a, b) or forward({"a": .., "b": ..})
 CALL_STYLES = ("positional", "dict")
+#: how relevance is computed from coalitions: all 2^M, sampled permutations, or the cheaper one
+ESTIMATORS = ("auto", "exact", "sampled")
 
 Baseline = Literal["input-zero", "raw-zero", "band-mean"]
 Empty = Literal["baseline", "majority"]
@@ -29,3 +31,4 @@ Backend = Literal["onnxruntime", "torch"]
 Provider = Literal["cpu", "cuda", "tensorrt"]
 Precision = Literal["fp32", "fp16", "bf16"]
 Task = Literal["single-label", "multi-label"]
+Estimator = Literal["auto", "exact", "sampled"]

@@ -8,12 +8,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from shape_testing import evaluate_doc as evaluate_shape
 from shape_testing import get_assets
 
 from sareval.analysis.compare import paired_shape_difference
 from sareval.analysis.detection import detection_table, detector_scores
 from sareval.analysis.per_sample import per_sample_shapley
-from sareval.evaluator import evaluate_shape
 from sareval.evaluator.coalitions import all_coalitions, coalition_names
 
 ACCURACY = {"single-label": "oa", "multi-label": "subset_accuracy"}

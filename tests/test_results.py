@@ -134,10 +134,14 @@ def test_csv_and_console_table(doc: dict, tmp_path: Path) -> None:
     table = console_table(doc).splitlines()
     assert "baseline input-zero, empty baseline, Z = V(all)" in table[0]
     header = table[1].split()
-    line = next(t for t in table if t.startswith("oa ")).split()
-    values = dict(zip(header[1:], line[1:], strict=True))
+    line = next(t for t in table if t.startswith("oa "))
+    # cells are separated by two spaces; a bootstrapped relevance cell is "x [lo, hi]"
+    cells = [c.strip() for c in line.split("  ") if c.strip()]
+    values = dict(zip(header[1:], cells[1:], strict=True))
     assert values["V(opt)"] == f"{oa['V']['opt']:.4f}"
-    assert values["R(sar)"] == f"{oa['relevance']['sar']:.4f}"
+    lo, hi = oa["ci"]["relevance"]["sar"]
+    assert values["R(sar)"] == f"{oa['relevance']['sar']:.4f} [{lo:.4f}, {hi:.4f}]"
     assert values["coop"] == f"{oa['cooperation']:.4f}"
-    assert np.isclose(float(values["R(sar)"]) + float(values["R(opt)"]),
-                      (oa["V"]["sar+opt"] - oa["V"]["none"]) / oa["Z"], atol=2e-4)  # fmt: skip
+    r_sar, r_opt = (float(values[k].split()[0]) for k in ("R(sar)", "R(opt)"))
+    assert np.isclose(r_sar + r_opt, (oa["V"]["sar+opt"] - oa["V"]["none"]) / oa["Z"],
+                      atol=2e-4)  # fmt: skip

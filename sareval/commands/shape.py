@@ -13,6 +13,7 @@ from sareval.choices import (
     BACKENDS,
     BASELINES,
     EMPTY_CHOICES,
+    ESTIMATORS,
     METHODS,
     PRECISIONS,
     PROVIDERS,
@@ -136,7 +137,8 @@ def is_main_process() -> bool:
     "--players",
     default=None,
     help='Split modalities into players, e.g. "sar;opt_rgb=B02,B03,B04;'
-    'opt_rest=B05,B06,B07,B08,B8A,B11,B12".',
+    'opt_rest=B05,B06,B07,B08,B8A,B11,B12"; nested (Owen values inside groups): '
+    '"sar:VV=VV;sar:VH=VH;opt:rgb=B02,B03,B04;opt:rest=B05,B06,B07,B08,B8A,B11,B12".',
 )
 @click.option(
     "--method",
@@ -194,6 +196,26 @@ def is_main_process() -> bool:
     show_default=True,
     help="Torch backend: run the network under fp16/bf16 autocast (recorded in the results).",
 )
+@click.option(
+    "--estimator",
+    type=click.Choice(ESTIMATORS),
+    default="auto",
+    show_default=True,
+    help="exact (all 2^M coalitions), sampled (permutations), or auto: the cheaper one.",
+)
+@click.option(
+    "--samples",
+    default=128,
+    show_default=True,
+    type=click.IntRange(2),
+    help="Orderings for --estimator sampled (even: antithetic pairs).",
+)
+@click.option(
+    "--max-rows",
+    default=None,
+    type=click.IntRange(1),
+    help="Model rows per execution (default: from half the available memory).",
+)
 @click.option("--threads", default=0, type=click.IntRange(0), help="onnxruntime threads (0: auto).")
 @click.option(
     "--pad-last-batch/--no-pad-last-batch",
@@ -223,6 +245,9 @@ def command(
     out: Path | None,
     csv_path: Path | None,
     precision: str,
+    estimator: str,
+    samples: int,
+    max_rows: int | None,
     threads: int,
     pad_last_batch: bool | None,
     overwrite: bool,
@@ -260,6 +285,7 @@ def command(
         permutations=permutations, batch_size=batch_size, backend=backend,  # type: ignore[arg-type]
         device=device, provider=provider, precision=precision,  # type: ignore[arg-type]
         threads=threads, pad_last_batch=pad_last_batch, shard=parse_shard(shard),
+        estimator=estimator, samples=samples, max_rows=max_rows,  # type: ignore[arg-type]
     )  # fmt: skip
     result = sareval.evaluate(
         model, (data, subset), config, progress=progress_enabled(),

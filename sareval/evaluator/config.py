@@ -19,6 +19,7 @@ from sareval.choices import (
     BACKENDS,
     BASELINES,
     EMPTY_CHOICES,
+    ESTIMATORS,
     METHODS,
     PRECISIONS,
     PROVIDERS,
@@ -26,6 +27,7 @@ from sareval.choices import (
     Backend,
     Baseline,
     Empty,
+    Estimator,
     Method,
     Precision,
     Provider,
@@ -37,23 +39,46 @@ from sareval.errors import SarevalError
 DECILES: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
 
 
-def _players(value: Any) -> tuple[tuple[str, tuple[str, ...]], ...] | None:
+def _bands(where: str, bands: Any) -> tuple[str, ...]:
+    if isinstance(bands, str) or not isinstance(bands, Sequence) or not bands:
+        raise SarevalError(f"ShapeConfig.players[{where}]: expected a non-empty list of band names")
+    if not all(isinstance(b, str) for b in bands):
+        raise SarevalError(f"ShapeConfig.players[{where}]: band names must be strings")
+    return tuple(bands)
+
+
+def _name(name: Any) -> str:
+    if not isinstance(name, str) or not name or "+" in name:
+        raise SarevalError(
+            f"ShapeConfig.players: player name {name!r} must be a string without '+'"
+        )
+    return name
+
+
+def _players(value: Any) -> tuple[Any, ...] | None:
+    """Flat ``{name: bands}`` -> ((name, bands), ...); nested ``{group: {name: bands}}`` ->
+    ((group, ((name, bands), ...)), ...) (Owen values: players inside groups)."""
     if value is None:
         return None
     if not isinstance(value, Mapping) or not value:
         raise SarevalError("ShapeConfig.players: expected a non-empty mapping name -> band names")
+    nested = [isinstance(v, Mapping) for v in value.values()]
+    if any(nested) and not all(nested):
+        raise SarevalError(
+            "ShapeConfig.players: either every entry is name -> bands, or every entry is "
+            "group -> {name: bands} (nested players)"
+        )
+    if not any(nested):
+        return tuple((_name(n), _bands(repr(n), b)) for n, b in value.items())
     out = []
-    for name, bands in value.items():
-        if not isinstance(name, str) or not name or "+" in name:
-            raise SarevalError(f"ShapeConfig.players: player name {name!r} must be a string "
-                               "without '+'")  # fmt: skip
-        if isinstance(bands, str) or not isinstance(bands, Sequence) or not bands:
-            raise SarevalError(
-                f"ShapeConfig.players[{name!r}]: expected a non-empty list of band names"
-            )
-        if not all(isinstance(b, str) for b in bands):
-            raise SarevalError(f"ShapeConfig.players[{name!r}]: band names must be strings")
-        out.append((name, tuple(bands)))
+    for group, members in value.items():
+        if not members:
+            raise SarevalError(f"ShapeConfig.players[{group!r}]: a group needs players")
+        out.append((_name(group), tuple((_name(n), _bands(f"{group!r}][{n!r}", b))
+                                        for n, b in members.items())))  # fmt: skip
+    leaves = [n for _, members in out for n, _ in members]
+    if len(set(leaves)) != len(leaves):
+        raise SarevalError("ShapeConfig.players: player names must be unique across groups")
     return tuple(out)
 
 
@@ -78,7 +103,13 @@ class ShapeConfig:
     """What :func:`sareval.evaluate` computes and how (every field has the study's default).
 
     - ``players``: ``{"sar": ["VV", "VH"], "rgb": ["B02", "B03", "B04"], ...}``; None = the
-      card's modalities. Every card channel must belong to exactly one player.
+      card's modalities. Every card channel must belong to exactly one player. Nested,
+      ``{"sar": {"VV": ["VV"], "VH": ["VH"]}, "opt": {"rgb": [...], "nir": [...]}}``, gives Owen
+      values of the inner players and Shapley values of the groups in one run.
+    - ``estimator``: ``exact`` (all 2^M coalitions), ``sampled`` (permutation sampling with
+      ``samples`` orderings, antithetic pairs) or ``auto`` (whichever evaluates fewer
+      coalitions); ``max_rows``: model rows per execution (coalitions of a batch run in chunks
+      of at most this many rows; None: from the memory budget).
     - ``baseline`` / ``empty`` / ``z``: :mod:`sareval.choices`; ``metrics``: the metrics kept in
       the result (None: all of the task's, :data:`sareval.evaluator.metrics.METRIC_NAMES`).
     - ``by_class``; ``cloud_cover_bins``: bin edges in [0, 1] (e.g. :data:`DECILES`) or None.
@@ -110,6 +141,9 @@ class ShapeConfig:
     queue_size: int = 2
     pad_last_batch: bool | None = None
     shard: tuple[int, int] | None = field(default=None)
+    estimator: Estimator = "auto"
+    samples: int = 128
+    max_rows: int | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -135,6 +169,18 @@ class ShapeConfig:
         if self.provider is not None and self.provider not in PROVIDERS:
             raise SarevalError(
                 f"ShapeConfig.provider: {self.provider!r} is not one of {', '.join(PROVIDERS)}"
+            )
+        if self.estimator not in ESTIMATORS:
+            raise SarevalError(
+                f"ShapeConfig.estimator: {self.estimator!r} is not one of {', '.join(ESTIMATORS)}"
+            )
+        if self.samples < 2 or self.samples % 2:
+            raise SarevalError(
+                f"ShapeConfig.samples: expected an even number >= 2, got {self.samples!r}"
+            )
+        if self.max_rows is not None and (not isinstance(self.max_rows, int) or self.max_rows < 1):
+            raise SarevalError(
+                f"ShapeConfig.max_rows: expected an integer >= 1, got {self.max_rows!r}"
             )
         for name, low in (("bootstrap", 0), ("permutations", 1), ("batch_size", 1),
                           ("threads", 0), ("queue_size", 1)):  # fmt: skip
@@ -182,8 +228,19 @@ class ShapeConfig:
 
     @property
     def player_map(self) -> dict[str, tuple[str, ...]] | None:
-        """``players`` as a dict (None: the card's modalities)."""
-        return None if self.players is None else dict(self.players)  # type: ignore[arg-type]
+        """The (inner) players as a dict name -> bands (None: the card's modalities)."""
+        if self.players is None:
+            return None
+        if self.player_groups is None:
+            return dict(self.players)  # type: ignore[arg-type]
+        return {n: b for _, members in self.players for n, b in members}  # type: ignore[misc]
+
+    @property
+    def player_groups(self) -> tuple[tuple[str, tuple[str, ...]], ...] | None:
+        """Nested players: (group, its players' names) per group; None when flat."""
+        if not self.players or not isinstance(self.players[0][1][0], tuple):
+            return None
+        return tuple((g, tuple(n for n, _ in m)) for g, m in self.players)  # type: ignore[misc]
 
     def replace(self, **changes: Any) -> ShapeConfig:
         """A copy with ``changes`` (unknown names are an error naming them)."""
@@ -199,7 +256,10 @@ class ShapeConfig:
     def to_record(self) -> dict[str, Any]:
         """JSON-able fields (players as {name: [bands]}, tuples as lists)."""
         d = asdict(self)
-        d["players"] = self.player_map and {k: list(v) for k, v in self.player_map.items()}
+        if self.player_groups is None:
+            d["players"] = self.player_map and {k: list(v) for k, v in self.player_map.items()}
+        else:
+            d["players"] = {g: {n: list(b) for n, b in m} for g, m in self.players}  # type: ignore[union-attr,misc]
         for k in ("metrics", "cloud_cover_bins", "shard"):
             d[k] = None if d[k] is None else list(d[k])
         return d

@@ -169,3 +169,105 @@ def quotient_game(game: Game, groups: Sequence[Sequence[str]], names: Sequence[s
             key = frozenset(names[j] for j in chosen)
             out[key] = game[frozenset().union(*(sets[j] for j in chosen))]
     return out
+
+
+# --- the game a run evaluates ------------------------------------------------------------------
+METHODS = ("exact", "sampled", "owen")
+
+
+@dataclass(frozen=True)
+class GameSpec:
+    """Which coalitions a run evaluates and how relevance follows from their values.
+
+    ``exact``: all 2^M coalitions, exact Shapley values; ``sampled``: the prefixes of
+    ``orderings`` (permutation sampling, a standard error per player); ``owen``: players in
+    ``groups`` (named ``group_names``), exact Owen values of the players and exact Shapley values
+    of the groups (the quotient game). ``coalitions`` lists what to evaluate, the empty one first.
+    """
+
+    players: tuple[str, ...]
+    method: str = "exact"
+    orderings: tuple[tuple[str, ...], ...] = ()
+    groups: tuple[tuple[str, ...], ...] = ()
+    group_names: tuple[str, ...] = ()
+
+    @property
+    def coalitions(self) -> list[frozenset[str]]:
+        from sareval.evaluator.coalitions import all_coalitions
+
+        if self.method == "exact":
+            return list(all_coalitions(self.players))
+        if self.method == "sampled":
+            return permutation_coalitions(self.orderings)
+        return owen_coalitions(self.groups)
+
+    def entry(self, V: Sequence[float], z: str) -> dict[str, object]:
+        """One metric's results entry from V (aligned with :attr:`coalitions`); Z as SHAPE's."""
+        from sareval.evaluator.coalitions import coalition_name
+        from sareval.evaluator.shapley import shape_relevance_array
+
+        coalitions = self.coalitions
+        values = np.asarray(V, dtype=np.float64)
+        names = [coalition_name(c, self.players) for c in coalitions]
+        base = {"V": dict(zip(names, values.tolist(), strict=True))}
+        if self.method == "exact":
+            s = shape_relevance_array(values, self.players, z)  # type: ignore[arg-type]
+            return {**base, "relevance": dict(zip(self.players, s["relevance"].tolist(),
+                                                  strict=True)),
+                    "cooperation": float(s["cooperation"]), "Z": float(s["Z"]),
+                    "efficiency_gap": float(s["efficiency_gap"])}  # fmt: skip
+        game = dict(zip(coalitions, values.tolist(), strict=True))
+        full, empty = game[frozenset(self.players)], game[frozenset()]
+        zval = 1.0 if z == "one" else full
+        div = (lambda x: x / zval) if zval != 0 else (lambda x: float("nan"))
+        if self.method == "sampled":
+            est = permutation_estimate(game, self.players, self.orderings)
+            relevance = {p: div(v) for p, v in est.values.items()}
+            extra = {"stderr": {p: abs(div(v)) for p, v in est.stderr.items()},
+                     "samples": len(self.orderings), "cooperation": None}  # fmt: skip
+        else:
+            owen = owen_values(game, self.groups)
+            quotient = quotient_game(game, self.groups, self.group_names)
+            phi_g = shape_relevance_array(
+                np.array([quotient[c] for c in _group_order(self.group_names)]),
+                self.group_names, z,  # type: ignore[arg-type]
+            )  # fmt: skip
+            relevance = {p: div(v) for p, v in owen.items()}
+            extra = {"group_relevance": dict(zip(self.group_names, phi_g["relevance"].tolist(),
+                                                 strict=True)),
+                     "groups": {n: list(g) for n, g in zip(self.group_names, self.groups,
+                                                           strict=True)},
+                     "cooperation": float(phi_g["cooperation"])}  # fmt: skip
+        gap = sum(relevance.values()) - div(full - empty)
+        return {**base, "relevance": relevance, **extra, "Z": zval, "efficiency_gap": gap}
+
+
+def _group_order(names: Sequence[str]) -> list[frozenset[str]]:
+    from sareval.evaluator.coalitions import all_coalitions
+
+    return list(all_coalitions(tuple(names)))
+
+
+def choose_game(
+    players: Sequence[str],
+    groups: Sequence[tuple[str, Sequence[str]]] | None,
+    *,
+    estimator: str,
+    samples: int,
+    seed: int,
+) -> GameSpec:
+    """The game of a run: Owen for nested players; else exact or sampled, ``auto`` taking the
+    one that evaluates fewer coalitions (2^M vs the distinct prefixes of ``samples`` orderings)."""
+    players = tuple(players)
+    if groups:
+        if estimator == "sampled":
+            raise SarevalError("ShapeConfig.estimator: 'sampled' does not apply to nested players")
+        return GameSpec(players, "owen", groups=tuple(tuple(b) for _, b in groups),
+                        group_names=tuple(n for n, _ in groups))  # fmt: skip
+    if estimator == "exact" or (estimator == "auto" and len(players) <= 3):
+        return GameSpec(players)
+    orderings = tuple(sample_permutations(players, samples, seed))
+    sampled = GameSpec(players, "sampled", orderings=orderings)
+    if estimator == "auto" and 2 ** len(players) <= len(sampled.coalitions):
+        return GameSpec(players)
+    return sampled

@@ -16,10 +16,10 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sareval.errors import SarevalError
-from sareval.evaluator.coalitions import parse_coalition_name
 from sareval.evaluator.distributed import part_range
 from sareval.evaluator.results import (
     counts_from_json,
+    game_from_doc,
     perceptual_sections,
     shape_sections,
     to_json_value,
@@ -116,8 +116,7 @@ def merge_documents(docs: Sequence[dict], sources: Sequence[str]) -> dict[str, A
                     total = [a + b for a, b in zip(total, more, strict=True)]
                 cloud_bins.append(("unknown", None, total))
         sections = shape_sections(
-            task=task, players=players,
-            coalitions=[parse_coalition_name(n, players) for n in names], names=names,
+            task=task, game=game_from_doc(first),
             class_names=first["class_names"], counts=counts, z=cfg["z"],
             by_class="class" in cfg["by"], cloud_bins=cloud_bins, ties=ties,
         )  # fmt: skip

@@ -116,12 +116,15 @@ def build_preamble(
     baseline: str = "input-zero",
     band_means: Mapping[str, float] | None = None,
     source: str = "store",
+    coalitions: Sequence[frozenset[str]] | None = None,
 ) -> Preamble:
     """The preamble for ``card`` reading data whose sensors hold ``store_bands`` (in input
     order: ``s1``, ``s2``, extras).
 
-    ``band_means`` (raw per-band means of the evaluated subset) is needed for ``band-mean``.
-    Raises :class:`SarevalError` when a card band is not in the data.
+    ``band_means`` (raw per-band means of the evaluated subset) is needed for ``band-mean``;
+    ``coalitions`` (default: all of the card's modalities) the ones to evaluate (the empty one is
+    skipped: it is evaluated once, apart). Raises :class:`SarevalError` when a card band is not
+    in the data.
     """
     if baseline not in BASELINES:
         raise SarevalError(f"unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
@@ -155,7 +158,8 @@ def build_preamble(
         mean[i], std[i] = t.mean, t.std
 
     players = card.modality_names
-    coalitions = tuple(co for co in all_coalitions(players) if co)
+    chosen = all_coalitions(players) if coalitions is None else coalitions
+    coalitions = tuple(co for co in chosen if co)
     owner = {b: m.name for m in card.modalities for b in m.bands}
     masks = np.array(
         [[owner[b] in co for b in card.channels] for co in coalitions], dtype=bool

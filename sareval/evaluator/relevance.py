@@ -26,9 +26,10 @@ from itertools import pairwise
 import numpy as np
 
 from sareval.errors import SarevalError
-from sareval.evaluator.coalitions import _all_coalitions, check_players, coalition_name
+from sareval.evaluator.coalitions import check_players, coalition_name
+from sareval.evaluator.estimators import GameSpec
 from sareval.evaluator.metrics import MultiLabelCounts, SingleLabelCounts
-from sareval.evaluator.shapley import Normalisation, shape_relevance_array
+from sareval.evaluator.shapley import Normalisation
 
 Counts = SingleLabelCounts | MultiLabelCounts
 CoalitionCounts = Mapping[frozenset[str], Counts]
@@ -36,9 +37,14 @@ UNKNOWN_BIN = "unknown"
 PER_CLASS_METRICS: tuple[str, ...] = ("recall", "precision", "f1", "f2")
 
 
-def _ordered_counts(counts: CoalitionCounts, players: tuple[str, ...]) -> list[Counts]:
-    coalitions = _all_coalitions(players)
-    missing = [coalition_name(c, players) for c in coalitions if c not in counts]
+def as_game(players: Sequence[str] | GameSpec) -> GameSpec:
+    """A :class:`GameSpec` (plain players: the exact game over all their coalitions)."""
+    return players if isinstance(players, GameSpec) else GameSpec(check_players(players))
+
+
+def _ordered_counts(counts: CoalitionCounts, game: GameSpec) -> list[Counts]:
+    coalitions = game.coalitions
+    missing = [coalition_name(c, game.players) for c in coalitions if c not in counts]
     if missing:
         raise SarevalError(f"no counts for coalitions {missing}")
     ordered = [counts[c] for c in coalitions]
@@ -49,35 +55,26 @@ def _ordered_counts(counts: CoalitionCounts, players: tuple[str, ...]) -> list[C
     return ordered
 
 
-def game_values(counts: CoalitionCounts, players: Sequence[str]) -> dict[str, np.ndarray]:
-    """Metric name -> V array (2^M,) in coalition order, from the counts of every coalition."""
-    players = check_players(players)
-    per_coalition = [c.metrics() for c in _ordered_counts(counts, players)]
+def game_values(
+    counts: CoalitionCounts, players: Sequence[str] | GameSpec
+) -> dict[str, np.ndarray]:
+    """Metric name -> V array in the game's coalition order, from the counts of its coalitions."""
+    per_coalition = [c.metrics() for c in _ordered_counts(counts, as_game(players))]
     return {name: np.array([m[name] for m in per_coalition]) for name in per_coalition[0]}
 
 
 def relevance_entries(
-    values: Mapping[str, np.ndarray], players: Sequence[str], z: Normalisation = "one"
+    values: Mapping[str, np.ndarray],
+    players: Sequence[str] | GameSpec,
+    z: Normalisation = "one",
 ) -> dict[str, dict]:
-    """Entries (see module docstring) for games ``{metric: V (2^M,)}``."""
-    players = check_players(players)
-    names = [coalition_name(c, players) for c in _all_coalitions(players)]
-    entries = {}
-    for metric, V in values.items():
-        V = np.asarray(V, dtype=np.float64)
-        scores = shape_relevance_array(V, players, z)
-        entries[metric] = {
-            "V": dict(zip(names, V.tolist(), strict=True)),
-            "relevance": dict(zip(players, scores["relevance"].tolist(), strict=True)),
-            "cooperation": float(scores["cooperation"]),
-            "Z": float(scores["Z"]),
-            "efficiency_gap": float(scores["efficiency_gap"]),
-        }
-    return entries
+    """Entries (see module docstring) for games ``{metric: V}`` (:meth:`GameSpec.entry`)."""
+    game = as_game(players)
+    return {metric: game.entry(V, z) for metric, V in values.items()}
 
 
 def relevance_from_counts(
-    counts: CoalitionCounts, players: Sequence[str], z: Normalisation = "one"
+    counts: CoalitionCounts, players: Sequence[str] | GameSpec, z: Normalisation = "one"
 ) -> dict[str, dict]:
     """``{metric: entry}`` for every metric of the task, from the counts of every coalition."""
     return relevance_entries(game_values(counts, players), players, z)
@@ -85,13 +82,13 @@ def relevance_from_counts(
 
 def relevance_by_class(
     counts: CoalitionCounts,
-    players: Sequence[str],
+    players: Sequence[str] | GameSpec,
     class_names: Sequence[str] | None = None,
     z: Normalisation = "one",
 ) -> dict[str, dict]:
     """``{class_name: {"n_samples": support, "metrics": {recall|precision|f1|f2: entry}}}``."""
-    players = check_players(players)
-    ordered = _ordered_counts(counts, players)
+    game = as_game(players)
+    ordered = _ordered_counts(counts, game)
     k = ordered[0].n_classes
     class_names = [str(i) for i in range(k)] if class_names is None else list(class_names)
     if len(class_names) != k:
@@ -105,21 +102,26 @@ def relevance_by_class(
         }
         result[name] = {
             "n_samples": int(support[i]),
-            "metrics": relevance_entries(values, players, z),
+            "metrics": relevance_entries(values, game, z),
         }
     return result
 
 
 def relevance_by_group(
-    counts: Mapping[str, CoalitionCounts], players: Sequence[str], z: Normalisation = "one"
+    counts: Mapping[str, CoalitionCounts],
+    players: Sequence[str] | GameSpec,
+    z: Normalisation = "one",
 ) -> dict[str, dict]:
-    """``{group: {"n_samples": n, "metrics": {metric: entry}}}`` for counts per group (bin)."""
+    """``{group: {"n_samples": n, "metrics": {metric: entry}}}`` for counts per group (bin);
+    a group without samples has empty metrics."""
+    game = as_game(players)
     result = {}
     for group, group_counts in counts.items():
-        ordered = _ordered_counts(group_counts, check_players(players))
+        ordered = _ordered_counts(group_counts, game)
+        n = ordered[-1].n
         result[group] = {
-            "n_samples": ordered[-1].n,
-            "metrics": relevance_from_counts(group_counts, players, z),
+            "n_samples": n,
+            "metrics": relevance_from_counts(group_counts, game, z) if n else {},
         }
     return result
 

@@ -48,9 +48,15 @@ import numpy as np
 
 from sareval.atomic import atomic_output
 from sareval.errors import InputFileError, SarevalError
+from sareval.evaluator.coalitions import coalition_name
 from sareval.evaluator.counting import TIE_TOLERANCE
+from sareval.evaluator.estimators import GameSpec
 from sareval.evaluator.metrics import Counts, counts_from_state
-from sareval.evaluator.relevance import relevance_by_class, relevance_from_counts
+from sareval.evaluator.relevance import (
+    relevance_by_class,
+    relevance_by_group,
+    relevance_from_counts,
+)
 
 FORMAT = "sareval-results"
 FORMAT_VERSION = 1
@@ -96,9 +102,7 @@ def counts_from_json(
 def shape_sections(
     *,
     task: str,
-    players: Sequence[str],
-    coalitions: Sequence[frozenset[str]],
-    names: Sequence[str],
+    game: GameSpec,
     class_names: Sequence[str],
     counts: Sequence[Counts],
     z: str,
@@ -107,34 +111,29 @@ def shape_sections(
     ties: Sequence[int],
     ci: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The computed sections (``n_samples`` .. ``ties``) of a SHAPE document from counts.
+    """The computed sections (``n_samples`` .. ``ties``) of a SHAPE document from counts
+    (one per coalition of ``game``, in its order).
 
     ``cloud_bins``: (label, [lo, hi] or None, counts per coalition) per bin.
     """
+    coalitions = game.coalitions
+    names = [coalition_name(c, game.players) for c in coalitions]
     by_coalition = dict(zip(coalitions, counts, strict=True))
-    metrics = relevance_from_counts(by_coalition, players, z)  # type: ignore[arg-type]
+    metrics = relevance_from_counts(by_coalition, game, z)  # type: ignore[arg-type]
     if ci:
         for metric, entry in metrics.items():
             entry["ci"] = ci[metric]
     by: dict[str, Any] = {}
     if by_class:
-        by["class"] = relevance_by_class(by_coalition, players, class_names, z)  # type: ignore[arg-type]
+        by["class"] = relevance_by_class(by_coalition, game, class_names, z)  # type: ignore[arg-type]
     if cloud_bins is not None:
+        groups = relevance_by_group(
+            {label: dict(zip(coalitions, c, strict=True)) for label, _, c in cloud_bins},
+            game, z,  # type: ignore[arg-type]
+        )  # fmt: skip
         entries = [
-            {
-                "label": label,
-                "bin": edges,
-                "n_samples": bin_counts[-1].n,
-                "metrics": (
-                    relevance_from_counts(
-                        dict(zip(coalitions, bin_counts, strict=True)), players, z
-                    )  # type: ignore[arg-type]
-                    if bin_counts[-1].n
-                    else {}
-                ),
-                "counts": counts_to_json(bin_counts, names),
-            }
-            for label, edges, bin_counts in cloud_bins
+            {"label": label, "bin": edges, **groups[label], "counts": counts_to_json(c, names)}
+            for label, edges, c in cloud_bins
         ]
         by["cloud_cover"] = [e for e in entries if e["bin"] is not None]
         unknown = [e for e in entries if e["bin"] is None and e["n_samples"]]
@@ -151,6 +150,28 @@ def shape_sections(
             "counts": dict(zip(names, (int(t) for t in ties), strict=True)),
         },
     }
+
+
+def game_record(game: GameSpec) -> dict[str, Any]:
+    """The ``game`` section: how relevance follows from the evaluated coalitions."""
+    return {
+        "method": game.method,
+        "orderings": [list(o) for o in game.orderings] or None,
+        "groups": (
+            {n: list(g) for n, g in zip(game.group_names, game.groups, strict=True)} or None
+        ),
+    }
+
+
+def game_from_doc(doc: Mapping[str, Any]) -> GameSpec:
+    """The :class:`GameSpec` a results document was computed with (exact if not recorded)."""
+    rec = doc.get("game") or {"method": "exact"}
+    players = tuple(doc["players"])
+    groups = rec.get("groups") or {}
+    return GameSpec(
+        players, rec["method"], orderings=tuple(tuple(o) for o in rec.get("orderings") or ()),
+        groups=tuple(tuple(g) for g in groups.values()), group_names=tuple(groups),
+    )  # fmt: skip
 
 
 def perceptual_sections(
@@ -302,14 +323,8 @@ def _fmt(x: Any) -> str:
     return "-" if x is None or (isinstance(x, float) and not math.isfinite(x)) else f"{x:.4f}"
 
 
-def console_table(doc: Mapping[str, Any], max_coalitions: int = 8) -> str:
-    """A readable summary: one line per metric with V, relevance and cooperation."""
+def _table_header(doc: Mapping[str, Any]) -> str:
     cfg, prov = doc["config"], doc["provenance"]
-    players = doc["players"]
-    first = next(iter(doc["metrics"].values()))
-    v_keys = list(first["V"])
-    if len(v_keys) > max_coalitions:
-        v_keys = [v_keys[0], v_keys[-1]] if cfg["method"] == "shape" else v_keys[:1]
     header = (
         f"{cfg['method']}: {Path(prov['model']['path'] or 'model').name} on "
         f"{Path(prov['store']['path']).name} / {prov['subset']['name']} "
@@ -318,6 +333,9 @@ def console_table(doc: Mapping[str, Any], max_coalitions: int = 8) -> str:
     if cfg["method"] == "shape":
         z = "1" if cfg["z"] == "one" else "V(all)"
         header += f", baseline {cfg['baseline']}, empty {cfg['empty']}, Z = {z}"
+        method = (doc.get("game") or {}).get("method", "exact")
+        if method != "exact":
+            header += f", {method} game"
     else:
         header += f", {cfg['permutations']} permutations, scores relative to V(all)"
     shard = prov.get("shard") or {}
@@ -325,13 +343,44 @@ def console_table(doc: Mapping[str, Any], max_coalitions: int = 8) -> str:
         header += f", shard {shard['index']}/{shard['count']}"
     elif "merged" in shard:
         header += f", merged from {len(shard['merged'])} shards"
-    cols = ["metric", *[f"V({k})" for k in v_keys], *[f"R({p})" for p in players]]
+    return header
+
+
+def _cell(entry: Mapping[str, Any], key: str, player: str) -> str:
+    """A relevance cell; ``+-se`` for sampled games, ``[lo, hi]`` when bootstrapped."""
+    text = _fmt(entry[key][player])
+    se = (entry.get("stderr") or {}).get(player) if key == "relevance" else None
+    ci = ((entry.get("ci") or {}).get(key) or {}).get(player)
+    if se is not None:
+        text += f" +-{_fmt(se)}"
+    elif ci:
+        text += f" [{_fmt(ci[0])}, {_fmt(ci[1])}]"
+    return text
+
+
+def console_table(doc: Mapping[str, Any], max_coalitions: int = 8) -> str:
+    """A readable summary: one line per metric with V of every coalition (of the empty and the
+    full one past ``max_coalitions``, with a note where the rest is), relevance (with +-stderr
+    or bootstrap intervals when computed), group relevance for nested players, cooperation."""
+    cfg = doc["config"]
+    players = doc["players"]
+    first = next(iter(doc["metrics"].values()))
+    v_keys = list(first["V"])
+    hidden = 0
+    if len(v_keys) > max_coalitions:
+        full = "+".join(players)
+        keep = [v_keys[0], full] if cfg["method"] == "shape" and full in first["V"] else v_keys[:1]
+        hidden, v_keys = len(v_keys) - len(keep), keep
+    groups = list(first.get("group_relevance") or {})
+    cols = ["metric", *[f"V({k})" for k in v_keys], *[f"G({g})" for g in groups],
+            *[f"R({p})" for p in players]]  # fmt: skip
     if cfg["method"] == "shape":
         cols.append("coop")
     lines = []
     for metric, entry in doc["metrics"].items():
         row = [metric, *(_fmt(entry["V"][k]) for k in v_keys)]
-        row += [_fmt(entry["relevance"][p]) for p in players]
+        row += [_cell(entry, "group_relevance", g) for g in groups]
+        row += [_cell(entry, "relevance", p) for p in players]
         if cfg["method"] == "shape":
             row.append(_fmt(entry["cooperation"]))
         lines.append(row)
@@ -343,7 +392,10 @@ def console_table(doc: Mapping[str, Any], max_coalitions: int = 8) -> str:
             for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         )
 
+    header = _table_header(doc)
     out = [header, line(cols), *(line(row) for row in lines)]
+    if hidden:
+        out.append(f"V of the other {hidden} coalitions: metrics.<metric>.V in the results JSON")
     ties = doc["ties"]["counts"]
     if any(ties.values()):
         out.append(

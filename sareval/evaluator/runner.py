@@ -31,10 +31,11 @@ from sareval.card import Modality, ModelCard
 from sareval.errors import SarevalError
 from sareval.evaluator.backends import LoadedModel, make_backend
 from sareval.evaluator.bootstrap import bootstrap_intervals
-from sareval.evaluator.coalitions import all_coalitions, coalition_name
+from sareval.evaluator.coalitions import coalition_name
 from sareval.evaluator.config import ShapeConfig
 from sareval.evaluator.counting import CoalitionCounter, ConstantRows, CountResult
 from sareval.evaluator.distributed import ProcessGroup, init_from_env, part_range, rank_device
+from sareval.evaluator.estimators import GameSpec, choose_game
 from sareval.evaluator.metrics import (
     METRIC_NAMES,
     decide,
@@ -45,7 +46,7 @@ from sareval.evaluator.metrics import (
 from sareval.evaluator.preamble import Preamble, build_preamble
 from sareval.evaluator.predictions import PredictionsWriter
 from sareval.evaluator.relevance import bin_labels, cloud_cover_bins
-from sareval.evaluator.results import FORMAT, FORMAT_VERSION, shape_sections
+from sareval.evaluator.results import FORMAT, FORMAT_VERSION, game_record, shape_sections
 from sareval.evaluator.sources import Labels, Source, StoreSubset, label_converter
 
 
@@ -134,7 +135,8 @@ class PassResult:
 
 @dataclass
 class PassOptions:
-    """How one pass runs (from :class:`ShapeConfig` and the call)."""
+    """How one pass runs (from :class:`ShapeConfig` and the call). ``max_rows``: model rows
+    per execution; a batch's coalitions run in chunks of at most ``max_rows // B`` coalitions."""
 
     start: int
     stop: int
@@ -143,6 +145,48 @@ class PassOptions:
     keep_decisions: bool = False
     progress: bool = True
     queue_size: int = 2
+    max_rows: int | None = None
+
+
+#: bytes of model memory assumed per input byte of a row (activations of a CNN; documented
+#: rough bound used only for the default chunk size: ResNet18 at 128 px measured ~30x)
+ACTIVATION_FACTOR = 40
+
+
+def available_memory() -> int:
+    """Bytes the kernel reports as available (``MemAvailable``), or 8 GiB when unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 << 30
+
+
+def default_max_rows(pre: Preamble, source: Any, batch_size: int) -> int:
+    """Rows per execution from half the available memory (:data:`ACTIVATION_FACTOR`)."""
+    h, w = source.image_size
+    row_bytes = pre.n_channels * h * w * 4 * ACTIVATION_FACTOR
+    return max(batch_size, int(available_memory() // 2 // max(row_bytes, 1)))
+
+
+def log_plan(pre: Preamble, game: Any, start: int, stop: int, opts: PassOptions) -> None:
+    """One stderr line before the pass: players, coalitions, forwards, chunking."""
+    import sys
+
+    n = max(stop - start, 0) if stop >= start else None
+    per_exec = max(1, (opts.max_rows or 1) // max(opts.batch_size, 1))
+    chunks = -(-pre.n_coalitions // per_exec)
+    how = f"{game.method} game" if game is not None else "perceptual scores"
+    total = f", {pre.n_coalitions * n:,} forwards in all" if n is not None else ""
+    print(
+        f"sareval: {len(pre.players)} players, {pre.n_coalitions + 1} coalitions ({how}): "
+        f"{pre.n_coalitions} forwards per sample{total}; {chunks} execution(s) per batch of "
+        f"{opts.batch_size} (at most {opts.max_rows:,} rows each)",
+        file=sys.stderr,
+    )
 
 
 def _make_counter(
@@ -157,6 +201,23 @@ def _make_counter(
     )  # fmt: skip
 
 
+def run_chunked(backend: Any, raw: dict[str, np.ndarray], pre: Preamble,
+                max_rows: int | None) -> Any:  # fmt: skip
+    """Outputs (n_coal, B, K) of every coalition, in executions of at most ``max_rows`` rows."""
+    torch_backend = getattr(backend, "name", "") == "torch"
+    run = backend.run_tensor if torch_backend else backend.run
+    b = len(next(iter(raw.values())))
+    per = pre.n_coalitions if max_rows is None else max(1, max_rows // max(b, 1))
+    if per >= pre.n_coalitions:
+        return run(raw)
+    parts = [run(raw, pre.masks[a : a + per]) for a in range(0, pre.n_coalitions, per)]
+    if torch_backend:
+        import torch
+
+        return torch.cat(parts)
+    return np.concatenate(parts)
+
+
 def _count_batch(
     counter: Any,
     backend: Any,
@@ -165,14 +226,16 @@ def _count_batch(
     groups: np.ndarray | None,
     need_host: bool,
     need_outputs: bool,
+    pre: Preamble,
+    max_rows: int | None,
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
     """Run and count one batch; (outputs, decisions) on the host where needed."""
     if getattr(backend, "name", "") != "torch":
-        out = backend.run(raw)
+        out = run_chunked(backend, raw, pre, max_rows)
         return out, counter.add(out, y, groups)
     import torch
 
-    out_t = backend.run_tensor(raw)
+    out_t = run_chunked(backend, raw, pre, max_rows)
     g_t = None if groups is None else torch.from_numpy(groups)
     dec_t = counter.add(out_t, torch.from_numpy(np.asarray(y)), g_t)
     out = out_t.cpu().numpy() if need_outputs else None
@@ -229,8 +292,9 @@ def coalition_pass(
                     groups = cloud_cover_bins(batch.cloud_cover, list(edges))
                     groups[groups < 0] = n_groups - 1
                 out, dec = _count_batch(
-                    counter, backend, raw, y, groups, opts.keep_decisions, predictions is not None
-                )
+                    counter, backend, raw, y, groups, opts.keep_decisions,
+                    predictions is not None, pre, opts.max_rows,
+                )  # fmt: skip
                 if opts.keep_decisions:
                     assert dec is not None
                     dec_parts.append(dec.astype(np.int16) if single else dec.astype(bool))
@@ -361,9 +425,17 @@ def _evaluate(
     bands = source.bands
     used = [s for s, names in bands.items() if set(names) & set(card.channels)]
     means = source.band_means(used) if config.baseline == "band-mean" else None
+    game = choose_game(card.modality_names, config.player_groups, estimator=config.estimator,
+                       samples=config.samples, seed=config.seed)  # fmt: skip
+    if game.method != "exact" and config.bootstrap:
+        raise SarevalError(
+            f"ShapeConfig.bootstrap: intervals are for exact games; this run is {game.method} "
+            "(its results carry a standard error per player instead)"
+        )
     pre = build_preamble(
-        card, bands, baseline=config.baseline, band_means=means, source=source.description
-    )
+        card, bands, baseline=config.baseline, band_means=means, source=source.description,
+        coalitions=game.coalitions if config.method == "shape" else None,
+    )  # fmt: skip
     device = rank_device(config.device, group)
     pad = device.startswith("cuda") if config.pad_last_batch is None else config.pad_last_batch
     pad_to = config.batch_size if pad else None
@@ -381,14 +453,12 @@ def _evaluate(
         precision=config.precision,
     )
     opts = PassOptions(
-        start,
-        stop,
-        config.batch_size,
-        config.cloud_cover_bins,
-        config.bootstrap > 0,
-        progress and main,
-        config.queue_size,
-    )
+        start, stop, config.batch_size, config.cloud_cover_bins, config.bootstrap > 0,
+        progress and main, config.queue_size,
+        max_rows=config.max_rows or default_max_rows(pre, source, config.batch_size),
+    )  # fmt: skip
+    if opts.progress:
+        log_plan(pre, game if config.method == "shape" else None, start, stop, opts)
     try:
         if config.method == "perceptual":
             from sareval.evaluator.perceptual import perceptual_pass
@@ -409,7 +479,7 @@ def _evaluate(
             empty_section: dict[str, Any] = {"kind": None, "decision": None, "output": None}
         else:
             names, sections, empty_section = _shape(
-                ev, engine, pre, group, config, opts, save_predictions, overwrite, loaded
+                ev, engine, pre, group, config, opts, save_predictions, overwrite, loaded, game
             )
         providers = list(engine.providers)
     finally:
@@ -422,6 +492,8 @@ def _evaluate(
         "world_size": 1 if group is None else group.world_size,
     }
     doc = document(ev, loaded, config, record, names, sections, empty_section)
+    if config.method == "shape":
+        doc["game"] = game_record(game)
     if group is not None:
         doc = group.broadcast_from_main(doc if main else None)
     return doc
@@ -565,10 +637,11 @@ def _shape(
     save_predictions: str | Path | None,
     overwrite: bool,
     loaded: LoadedModel,
+    game: GameSpec,
 ) -> tuple[list[str], dict[str, Any], dict[str, Any]]:
     card = ev.card
     players = card.modality_names
-    coalitions = all_coalitions(players)
+    coalitions = game.coalitions
     names = [coalition_name(c, players) for c in coalitions]
     constant, empty_output = evaluate_empty(ev, engine, pre, config.empty)
     writer = None
@@ -601,9 +674,7 @@ def _shape(
         cloud_bins.append(("unknown", None, counts.counts[-1]))
     sections = shape_sections(
         task=card.task,
-        players=players,
-        coalitions=coalitions,
-        names=names,
+        game=game,
         class_names=card.class_names,
         counts=counts.total,
         z=config.z,

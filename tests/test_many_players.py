@@ -1,0 +1,85 @@
+"""Many and nested players through the evaluator: chunked execution, sampling, Owen values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from shape_testing import get_assets
+
+import sareval
+from sareval.cli import cli
+
+TASK = "multi-label"
+
+
+@pytest.fixture(scope="module")
+def assets(tmp_path_factory: pytest.TempPathFactory):
+    return get_assets(tmp_path_factory)
+
+
+def run(assets, **kw):
+    return sareval.evaluate(assets.onnx[TASK], (assets.store, "clear"), batch_size=9, **kw)
+
+
+def test_chunked_execution_gives_identical_counts(assets) -> None:
+    whole = run(assets)
+    for rows in (1, 9, 20):  # one coalition of one row at a time, one batch, two coalitions
+        assert run(assets, max_rows=rows).counts == whole.counts
+
+
+def test_fifteen_single_band_players_complete_sampled(assets) -> None:
+    card = assets.cards[TASK]
+    players = {b: [b] for b in card.channels}  # 12 single-band players
+    r = run(assets, players=players, samples=8, max_rows=64)
+    assert r.doc["game"]["method"] == "sampled" and len(r.coalitions) < 2**12
+    entry = r.doc["metrics"]["f1_micro"]
+    assert set(entry["stderr"]) == set(players) and entry["samples"] == 8
+    v = entry["V"]
+    assert sum(entry["relevance"].values()) == pytest.approx(v["+".join(players)] - v["none"])
+    assert "+-" in str(r)
+
+
+def test_sampled_matches_exact_within_interval(assets) -> None:
+    groups = {"sar": ["VV", "VH"], "rgb": ["B02", "B03", "B04"], "re": ["B05", "B06", "B07"],
+              "nir": ["B08", "B8A"], "swir1": ["B11"], "swir2": ["B12"]}  # fmt: skip
+    exact = run(assets, players=groups, estimator="exact")
+    inside = total = 0
+    for seed in range(3):
+        sampled = run(assets, players=groups, estimator="sampled", samples=64, seed=seed)
+        for metric in ("f1_micro", "f1_macro", "subset_accuracy"):
+            e = sampled.doc["metrics"][metric]
+            for p in groups:
+                se = e["stderr"][p]
+                inside += abs(e["relevance"][p] - exact.relevance[metric][p]) <= 3 * se + 1e-12
+                total += 1
+    assert inside / total >= 0.9
+
+
+def test_nested_players_owen_consistent_with_modality_level(assets) -> None:
+    nested = {"sar": {"VV": ["VV"], "VH": ["VH"]},
+              "opt": {"rgb": ["B02", "B03", "B04"], "rest": ["B05", "B06", "B07", "B08", "B8A",
+                                                              "B11", "B12"]}}  # fmt: skip
+    owen = run(assets, players=nested)
+    flat = run(assets)  # the card's modalities sar, opt
+    assert owen.doc["game"]["method"] == "owen"
+    for metric, entry in owen.doc["metrics"].items():
+        assert entry["group_relevance"] == pytest.approx(flat.relevance[metric], abs=1e-12)
+        assert entry["relevance"]["VV"] + entry["relevance"]["VH"] == pytest.approx(
+            flat.relevance[metric]["sar"], abs=1e-12
+        )
+    # the CLI's nested syntax is the same run
+    out = Path(owen.doc["provenance"]["store"]["path"]).parent / "owen.json"
+    spec = "sar:VV=VV;sar:VH=VH;opt:rgb=B02,B03,B04;opt:rest=B05,B06,B07,B08,B8A,B11,B12"
+    res = CliRunner().invoke(cli, ["shape", "-m", str(assets.onnx[TASK]), "-d", str(assets.store),
+                                   "-s", "clear", "--batch-size", "9", "--players", spec,
+                                   "-o", str(out), "--overwrite"])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert sareval.load_result(out).counts == owen.counts
+
+
+def test_bootstrap_is_refused_for_sampled_games(assets) -> None:
+    players = {b: [b] for b in assets.cards[TASK].channels}
+    with pytest.raises(sareval.SarevalError, match="bootstrap: intervals are for exact games"):
+        run(assets, players=players, samples=4, bootstrap=10)
