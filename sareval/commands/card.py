@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from sareval.commands.options import overwrite_option
+from sareval.commands.options import overwrite_option, report_written
 from sareval.export.presets import PRESETS
 
 
@@ -69,7 +69,7 @@ def template(
         return
     with atomic_output(out, overwrite=overwrite) as tmp:
         tmp.write_text(text)
-    click.echo(f"wrote {out}", err=True)
+    report_written(out)
 
 
 @command.command(

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from sareval.commands.options import overwrite_option
+from sareval.commands.options import overwrite_option, report_written
 from sareval.errors import SarevalError
 from sareval.export.presets import PRESETS
 
@@ -124,7 +124,7 @@ def command(
         overwrite=overwrite,
         echo=lambda s: click.echo(s, err=True),
     )
-    click.echo(f"wrote {result} ({result.stat().st_size / 1e6:.1f} MB)")
+    report_written(f"{result} ({result.stat().st_size / 1e6:.1f} MB)")
 
 
 def export_model(

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from sareval.commands.options import overwrite_option, progress_enabled
+from sareval.commands.options import overwrite_option, progress_enabled, report_written
 from sareval.preprocess.pipeline import COMPRESSIONS, DEFAULT_COMPRESSION
 
 EXISTING_FILE = click.Path(dir_okay=False, path_type=Path)
@@ -204,6 +204,8 @@ def bigearthnet(
 def _report(path: Path) -> None:
     from sareval.store import Store
 
+    if not progress_enabled():
+        return
     with Store(path) as store:
         sizes = ", ".join(f"{name} {len(sub)}" for name, sub in store.subsets.items())
-        click.echo(f"wrote {path}: {store.n_samples} samples ({sizes})")
+        report_written(f"{path}: {store.n_samples} samples ({sizes})")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import click
 
-from sareval.atomic import check_output
-from sareval.commands.options import overwrite_option, progress_enabled
+from sareval.atomic import check_outputs
+from sareval.commands.options import overwrite_option, progress_enabled, report_written
 from sareval.errors import SarevalError
 
 BACKENDS = ("onnxruntime", "torch")
@@ -40,8 +39,11 @@ class ShapeCommand(click.Command):
 
 
 def is_main_process() -> bool:
-    """True unless this is a torchrun rank other than 0."""
-    return int(os.environ.get("RANK", "0")) == 0
+    """True unless this is a torchrun rank other than 0 (an incomplete environment is an error)."""
+    from sareval.evaluator.distributed import torchrun_env
+
+    env = torchrun_env()
+    return env is None or env.rank == 0
 
 
 @click.command("shape", cls=ShapeCommand)
@@ -207,10 +209,9 @@ def command(
     if csv_path is None and out is not None:
         csv_path = out.with_suffix(".csv")
     main = is_main_process()
-    if main:  # refuse existing outputs before the evaluation, not after
-        for path in (out, csv_path, save_predictions):
-            if path is not None:
-                check_output(path, overwrite)
+    if main:  # refuse existing or colliding outputs before the evaluation, not after
+        outputs = {"--out": out, "--csv": csv_path, "--save-predictions": save_predictions}
+        check_outputs(outputs, overwrite, json_option="--out", inputs=(model, data))
     doc = evaluate_shape(
         model, data, subset,
         backend=backend, device=device, provider=provider, batch_size=batch_size,
@@ -227,6 +228,4 @@ def command(
     if csv_path is not None:
         write_csv(doc, csv_path, overwrite)
     click.echo(console_table(doc))
-    for path in (out, csv_path, save_predictions):
-        if path is not None:
-            click.echo(f"wrote {path}", err=True)
+    report_written(out, csv_path, save_predictions)

@@ -34,6 +34,22 @@ from sareval.evaluator.metrics import (
 from sareval.evaluator.shapley import Normalisation, shape_relevance_array
 
 CHUNK_ELEMENTS = 4_000_000  # replicates x samples held at once
+MAX_BOOTSTRAP = 100_000  # replicates
+MEMORY_BUDGET = 2 << 30  # bytes the replicates' per-metric values may take
+
+
+def check_bootstrap(n_boot: int, n_coalitions: int = 2) -> None:
+    """Refuse ``--bootstrap n_boot`` above :data:`MAX_BOOTSTRAP`, or whose per-replicate state
+    (a generator and every metric's V for every coalition) would exceed :data:`MEMORY_BUDGET`;
+    called before anything is allocated."""
+    if not 0 <= n_boot <= MAX_BOOTSTRAP:
+        raise SarevalError(f"--bootstrap: {n_boot} is outside 0..{MAX_BOOTSTRAP} replicates")
+    estimate = n_boot * (2048 + 8 * len(METRIC_NAMES) * (n_coalitions + 1) * 3)
+    if estimate > MEMORY_BUDGET:
+        raise SarevalError(
+            f"--bootstrap: {n_boot} replicates of {n_coalitions} coalitions need about "
+            f"{estimate / 2**30:.1f} GiB (budget {MEMORY_BUDGET / 2**30:.0f} GiB); use fewer"
+        )
 
 
 class _GroupedSum:
@@ -173,6 +189,7 @@ def bootstrap_intervals(
     :func:`~sareval.evaluator.shapley.shape_relevance_array`.
     """
     players = check_players(players)
+    check_bootstrap(n_boot, 2 ** len(players) - 1)
     values = bootstrap_values(y_true, predictions, players, task, n_classes, n_boot, seed)
     names = [coalition_name(c, players) for c in _all_coalitions(players)]
     result = {}

@@ -29,12 +29,13 @@ import numpy as np
 from sareval import __version__
 from sareval.card import ModelCard
 from sareval.errors import SarevalError, StoreError
-from sareval.evaluator.backends import LoadedModel, load_model, make_backend
-from sareval.evaluator.bootstrap import bootstrap_intervals
+from sareval.evaluator.backends import LoadedModel, load_model, make_backend, parse_device
+from sareval.evaluator.bootstrap import bootstrap_intervals, check_bootstrap
 from sareval.evaluator.coalitions import all_coalitions, coalition_name
 from sareval.evaluator.counting import ConstantRows, CountResult, HostCounter, TorchCounter
 from sareval.evaluator.distributed import (
     ProcessGroup,
+    check_parts,
     init_from_env,
     parse_shard,
     part_range,
@@ -333,6 +334,8 @@ def evaluate_shape(
         raise SarevalError("--batch-size must be at least 1")
     if bootstrap < 0 or permutations < 1:
         raise SarevalError("--bootstrap must be >= 0 and --permutations >= 1")
+    check_bootstrap(bootstrap)
+    parse_device(device)
     by_class, bin_edges = parse_by(by)
     shard_t = parse_shard(shard) if isinstance(shard, str) else shard
     if shard_t is not None:
@@ -354,6 +357,7 @@ def evaluate_shape(
     try:
         with Store(store) as st:
             ev = check_inputs(st, card, subset, source)
+            check_parts(len(ev.subset), shard_t, 1 if group is None else group.world_size)
             return _evaluate(
                 ev, loaded, group,
                 backend=backend, device=rank_device(device, group), provider=provider,
