@@ -28,6 +28,7 @@ Every channel belongs to exactly one modality; the modality order fixes coalitio
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,10 +42,28 @@ TORCHSCRIPT_EXTRA_FILE = "sareval_card.json"
 TASKS = ("single-label", "multi-label")
 OUTPUT_KINDS = ("logits", "probabilities")
 KNOWN_BANDS = frozenset(S1_BANDS + S2_BANDS)
+MAX_SIZE = 1 << 16  # largest accepted input height/width (pixels)
+MAX_VALUE = 1e9  # largest accepted |mean|, |clip|, |nan| and std of a band transform
 ATTACH_HINT = (
     "write a card JSON (see `sareval card template`) and embed it with "
     "`sareval card attach MODEL CARD.json`"
 )
+
+
+def _number(value: Any, field: str, low: float, high: float) -> float:
+    """``value`` as a float in ``[low, high]`` (a JSON number, not a bool); ValueError naming
+    ``field`` otherwise (NaN, infinities and absurd magnitudes included)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{field} must be a number, not {json.dumps(value)[:40]}")
+    x = float(value)
+    if not (math.isfinite(x) and low <= x <= high):
+        raise ValueError(f"{field} {value!r} is outside [{low:g}, {high:g}]")
+    return x
+
+
+def _names(value: Any) -> bool:
+    """True for a non-empty list of strings."""
+    return isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value)
 
 
 @dataclass(frozen=True)
@@ -180,7 +199,10 @@ class ModelCard:
         output = d.get("output", "logits")
         if output not in OUTPUT_KINDS:
             raise fail(f"output {output!r} is not one of {', '.join(OUTPUT_KINDS)}")
-        threshold = float(d.get("threshold", 0.5))
+        try:
+            threshold = _number(d.get("threshold", 0.5), "threshold", 0.0, 1.0)
+        except ValueError as e:
+            raise fail(str(e)) from None
         if not 0.0 < threshold < 1.0:
             raise fail(f"threshold {threshold} must lie in (0, 1)")
 
@@ -188,7 +210,7 @@ class ModelCard:
         if not isinstance(inp, dict) or "channels" not in inp:
             raise fail("input must be an object with 'channels'")
         channels = inp["channels"]
-        if not (isinstance(channels, list) and channels):
+        if not _names(channels):
             raise fail("input.channels must be a non-empty list of band names")
         unknown = [b for b in channels if b not in KNOWN_BANDS]
         if unknown:
@@ -200,8 +222,10 @@ class ModelCard:
             raise fail("input.channels has duplicate bands")
         height, width = inp.get("height"), inp.get("width")
         for name, v in (("height", height), ("width", width)):
-            if v is not None and (not isinstance(v, int) or v <= 0):
-                raise fail(f"input.{name} must be a positive integer or null")
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
+                raise fail(f"input.{name} must be a positive integer or null, not {v!r}")
+            if v is not None and v > MAX_SIZE:
+                raise fail(f"input.{name} {v} is larger than {MAX_SIZE}")
 
         mods_raw = d["modalities"]
         if not (isinstance(mods_raw, list) and mods_raw):
@@ -211,6 +235,10 @@ class ModelCard:
         for m in mods_raw:
             if not isinstance(m, dict) or "name" not in m or "bands" not in m:
                 raise fail("each modality needs 'name' and 'bands'")
+            if not isinstance(m["name"], str) or not m["name"]:
+                raise fail(f"modality name {m['name']!r} must be a non-empty string")
+            if not _names(m["bands"]):
+                raise fail(f"modality {m['name']!r}: bands must be a non-empty list of band names")
             for b in m["bands"]:
                 if b not in channels:
                     raise fail(f"modality {m['name']!r} band {b!r} is not an input channel")
@@ -232,21 +260,34 @@ class ModelCard:
             for b, t in norm_raw.items():
                 if b not in channels:
                     raise fail(f"normalization band {b!r} is not an input channel")
+                big = MAX_VALUE
                 try:
+                    if not isinstance(t, dict):
+                        raise ValueError("expected an object {nan, clip, mean, std}")
                     clip = t.get("clip")
+                    if clip is not None and not (isinstance(clip, list) and len(clip) == 2):
+                        raise ValueError("clip must be [low, high] or null")
                     bt = BandTransform(
-                        nan=None if t.get("nan") is None else float(t["nan"]),
-                        clip=None if clip is None else (float(clip[0]), float(clip[1])),
-                        mean=float(t.get("mean", 0.0)),
-                        std=float(t.get("std", 1.0)),
+                        nan=None if t.get("nan") is None else _number(t["nan"], "nan", -big, big),
+                        clip=None
+                        if clip is None
+                        else (
+                            _number(clip[0], "clip", -big, big),
+                            _number(clip[1], "clip", -big, big),
+                        ),
+                        mean=_number(t.get("mean", 0.0), "mean", -big, big),
+                        std=_number(t.get("std", 1.0), "std", -big, big),
                     )
-                except (AttributeError, TypeError, ValueError, IndexError) as e:
-                    raise fail(f"normalization of {b!r} is malformed ({e})") from None
-                if bt.std <= 0:
-                    raise fail(f"normalization of {b!r}: std must be > 0")
+                except ValueError as e:
+                    raise fail(f"normalization of {b!r}: {e}") from None
+                if not 1 / big <= bt.std:
+                    raise fail(f"normalization of {b!r}: std must be > 0 (got {bt.std})")
                 if bt.clip is not None and bt.clip[0] > bt.clip[1]:
                     raise fail(f"normalization of {b!r}: clip low > high")
                 normalization[b] = bt
+        provenance = d.get("provenance", {})
+        if not isinstance(provenance, dict):
+            raise fail("provenance must be an object")
         return cls(
             task=task,
             class_names=tuple(class_names),
@@ -259,7 +300,7 @@ class ModelCard:
             output=output,
             threshold=threshold,
             name=str(d.get("name", "")),
-            provenance=dict(d.get("provenance", {})),
+            provenance=provenance,
         )
 
     @classmethod
@@ -300,7 +341,11 @@ def read_card(path: str | Path) -> ModelCard:
         raise CardError(path, "file not found")
     suffix = path.suffix.lower()
     if suffix == ".json":
-        return ModelCard.from_json(path.read_text(), path)
+        try:
+            text = path.read_bytes().decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise CardError(path, f"model card is not UTF-8 text (byte {e.start})") from None
+        return ModelCard.from_json(text, path)
     if suffix == ".onnx":
         import onnx
 

@@ -97,6 +97,12 @@ def command() -> None:
     show_default=True,
     help="A simplified IGBP class is present when its fraction is >= this.",
 )
+@click.option(
+    "--skip-unlabelled",
+    is_flag=True,
+    help="Without --labels: leave out patches whose lc layer has no IGBP class pixel (an "
+    "error otherwise); the count is recorded in the store and shown by `sareval info`.",
+)
 @common_options
 def sen12ms(
     root: Path,
@@ -104,6 +110,7 @@ def sen12ms(
     labels: Path | None,
     cr_root: Path | None,
     multi_label_threshold: float,
+    skip_unlabelled: bool,
     very_cloudy_threshold: float | None,
     very_cloudy_list: Path | None,
     workers: int | None,
@@ -134,6 +141,7 @@ def sen12ms(
         chunk_rows=chunk_rows,
         overwrite=overwrite,
         progress=progress_enabled(),
+        skip_unlabelled=skip_unlabelled,
     )
     _report(path)
 

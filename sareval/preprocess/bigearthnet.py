@@ -281,13 +281,21 @@ class BigEarthNetReader:
         )
 
 
-def band_sizes(s2_root: Path, name: str) -> dict[int, tuple[int, int]]:
-    """(h, w) of each resolution's bands, from the first patch's B02, B05 and B01 headers."""
-    from sareval.preprocess.tiffs import tiff_size
+def band_sizes(s2_root: Path, names: Sequence[str]) -> dict[int, tuple[int, int]]:
+    """(h, w) of each resolution's bands: the size most of the first patches' bands of that
+    resolution have (headers only), so a single wrong-sized band file is the one reported."""
+    from sareval.preprocess.tiffs import reference_size
 
     return {
-        res: tiff_size(s2_band_path(s2_root, name, b))
-        for res, b in ((10, "B02"), (20, "B05"), (60, "B01"))
+        res: reference_size(
+            [
+                s2_band_path(s2_root, name, b)
+                for name in names[:3]
+                for b in BIGEARTHNET_S2_BANDS
+                if S2_RESOLUTION_M[b] == res
+            ]
+        )
+        for res in (10, 20, 60)
     }
 
 
@@ -330,7 +338,7 @@ def preprocess_bigearthnet(
         cloudy_rows = np.flatnonzero([p.group == "cloudy" for p in patches])
         ids = [p.s2 for p in patches]
         very_rows = subset_rows_from_list(very_cloudy_list, ids, cloudy_rows, lambda n: n)
-    sizes = band_sizes(s2_root, patches[0].s2)
+    sizes = band_sizes(s2_root, [p.s2 for p in patches])
     height, width = sizes[10]
     detector = choose_detector(BIGEARTHNET_S2_BANDS)
     filt = compression_filter(compression)
