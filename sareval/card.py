@@ -333,6 +333,20 @@ def get_onnx_card(model: Any, source: str | Path = "(onnx model)") -> ModelCard:
     raise CardError(source, f"model has no sareval model card; {ATTACH_HINT}")
 
 
+def is_torch_save_archive(path: Path) -> bool:
+    """True for a ``torch.save`` zip (a pickled object such as a state dict: ``data.pkl``, no
+    TorchScript ``code/``), read from the zip listing only (nothing is unpickled)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+    parts = [n.split("/", 1)[-1] for n in names]
+    return "data.pkl" in parts and not any(p.startswith("code/") for p in parts)
+
+
 def read_card(path: str | Path) -> ModelCard:
     """The card of a model file (``.onnx``, TorchScript ``.pt``/``.ts``, ``torch.export`` ``.pt2``)
     or a card ``.json``."""
@@ -358,6 +372,12 @@ def read_card(path: str | Path) -> ModelCard:
         import torch
 
         extra = {TORCHSCRIPT_EXTRA_FILE: ""}
+        if is_torch_save_archive(path):
+            raise CardError(
+                path,
+                "a training checkpoint (torch.save state dict), not a model file; use the run's "
+                "model.onnx, or `sareval export --checkpoint` it",
+            )
         try:
             torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
         except Exception as e:

@@ -161,11 +161,16 @@ def check_layout(f: h5py.File) -> None:
     Any problem is a one-line :class:`StoreError`."""
     path = Path(f.filename)
     try:
-        ids = _dataset(f, "ids", (None,))
-        n = ids.shape[0]
+        for key in ("height", "width", "n_samples"):
+            if key not in f.attrs:
+                raise ValueError(f"attribute {key!r} is missing")
+        n = int(f.attrs["n_samples"])
+        _dataset(f, "ids", (n,))
         h, w = int(f.attrs["height"]), int(f.attrs["width"])
         if h < 1 or w < 1:
             raise ValueError(f"height x width {h}x{w} is not positive")
+        if not isinstance(json.loads(f.attrs.get("options", "{}")), dict):
+            raise ValueError("attribute 'options' is not a JSON object")
         _dataset(f, "cloud_cover", (n,))
         sensors = [s for s in (*SENSORS, "s2_cloudy") if s in f]
         if not any(s in f for s in SENSORS):
@@ -199,6 +204,8 @@ def check_layout(f: h5py.File) -> None:
             optical = ds.attrs.get("optical")
             if optical not in OPTICAL_SOURCES or optical not in f:
                 raise ValueError(f"/subsets/{name}: optical source {optical!r} is not in the store")
+    except json.JSONDecodeError:
+        raise StoreError(path, "malformed store: attribute 'options' is not JSON") from None
     except (KeyError, TypeError, ValueError, OSError) as e:
         problem = str(e).strip("'\"") if not isinstance(e, KeyError) else f"missing {e}"
         raise StoreError(path, f"malformed store: {problem}") from None

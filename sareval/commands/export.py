@@ -101,12 +101,18 @@ def command(
     The exported file is checked before it is kept: onnx.checker, then the same random inputs
     through torch and onnxruntime at batch sizes 1, 3 and 64 (max differences printed).
     """
-    from sareval.atomic import check_output
+    from sareval.atomic import check_outputs
+    from sareval.export.onnx_export import check_opset
+    from sareval.models.registry import MAX_INPUT_SIZE
 
     fmt = fmt or FORMATS.get(out.suffix.lower())
     if fmt is None:
         raise SarevalError(f"{out}: cannot tell the format from the suffix; pass --format")
-    check_output(out, overwrite)
+    check_opset(opset)
+    if input_size is not None and input_size > MAX_INPUT_SIZE:
+        raise SarevalError(f"--input-size: {input_size} px is larger than {MAX_INPUT_SIZE} px")
+    inputs = [p for p in (checkpoint, card_path) if p is not None]
+    check_outputs({"--out": out}, overwrite, inputs=inputs)
     result = export_model(
         arch=arch,
         checkpoint=checkpoint,

@@ -45,6 +45,7 @@ from sareval.preprocess.pipeline import (
     DEFAULT_COMPRESSION,
     RowBlock,
     abort_writer,
+    check_utf8_paths,
     chunk_rows_for,
     compression_filter,
     config_file_entry,
@@ -318,6 +319,7 @@ def preprocess_bigearthnet(
     progress: bool = True,
 ) -> Path:
     """Convert a BigEarthNet-MM split (+ cloudy/snow lists) into a store (see module doc)."""
+    check_utf8_paths(s2_root, s1_root, split_csv, cloudy_list, snow_list, very_cloudy_list, out)
     out = check_output(out, overwrite)
     s2_root, s1_root, split_csv = Path(s2_root), Path(s1_root), Path(split_csv)
     for root, what in ((s2_root, "BigEarthNet-v1.0 (S2)"), (s1_root, "BigEarthNet-S1-v1.0")):

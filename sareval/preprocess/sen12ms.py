@@ -45,6 +45,7 @@ from sareval.preprocess.pipeline import (
     DEFAULT_COMPRESSION,
     RowBlock,
     abort_writer,
+    check_utf8_paths,
     chunk_rows_for,
     compression_filter,
     config_file_entry,
@@ -457,6 +458,7 @@ def preprocess_sen12ms(
     ``skip_unlabelled`` left out (the count is the store attribute ``unlabelled_skipped``)."""
     from sareval.preprocess.tiffs import reference_size
 
+    check_utf8_paths(root, split_list, labels, cr_root, very_cloudy_list, out)
     out = check_output(out, overwrite)
     root = Path(root)
     if not root.is_dir():

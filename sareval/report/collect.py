@@ -88,6 +88,40 @@ def read_results_file(path: Path) -> dict[str, Any]:
     return doc
 
 
+def _numbers(value: Any) -> bool:
+    """True for a dict of numbers (None allowed: a NaN score)."""
+    return isinstance(value, dict) and all(
+        v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+        for v in value.values()
+    )
+
+
+def check_epoch(record: Any) -> str | None:
+    """What is wrong with one ``metrics.jsonl`` record (None: nothing): ``epoch`` an integer,
+    ``train_loss`` a number, ``val`` {subset: {players: [str], metrics: {metric: {V: {..},
+    relevance: {..}}}}} with numbers (or null)."""
+    if not isinstance(record, dict):
+        return "is not a JSON object"
+    epoch = record.get("epoch")
+    if isinstance(epoch, bool) or not isinstance(epoch, int):
+        return "'epoch' is not an integer"
+    if not _numbers({"train_loss": record.get("train_loss")}):
+        return "'train_loss' is not a number"
+    val = record.get("val", {})
+    if not isinstance(val, dict):
+        return "'val' is not an object"
+    for subset, v in val.items():
+        if not (isinstance(v, dict) and isinstance(v.get("metrics"), dict)):
+            return f"val.{subset} has no 'metrics' object"
+        players = v.get("players")
+        if not (isinstance(players, list) and all(isinstance(p, str) for p in players)):
+            return f"val.{subset}.players is not a list of names"
+        for metric, m in v["metrics"].items():
+            if not (isinstance(m, dict) and _numbers(m.get("V")) and _numbers(m.get("relevance"))):
+                return f"val.{subset}.metrics.{metric} lacks numeric 'V' and 'relevance'"
+    return None
+
+
 def read_history(path: Path) -> list[dict[str, Any]]:
     """The epochs of a ``metrics.jsonl``; :class:`InputFileError` on a malformed line."""
     epochs = []
@@ -102,8 +136,9 @@ def read_history(path: Path) -> list[dict[str, Any]]:
             record = json.loads(line)
         except json.JSONDecodeError as e:
             raise InputFileError(path, f"line {n} is not JSON ({e.msg})") from None
-        if not isinstance(record, dict) or "epoch" not in record:
-            raise InputFileError(path, f"line {n} has no 'epoch'")
+        problem = check_epoch(record)
+        if problem:
+            raise InputFileError(path, f"line {n}: {problem}")
         epochs.append(record)
     return epochs
 
