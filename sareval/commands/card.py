@@ -90,8 +90,11 @@ Example:
 def attach(model: Path, card: Path, out: Path | None, overwrite: bool) -> None:
     """Check CARD against MODEL's graph (inputs, channels, dynamic batch, H/W, output width)
     and embed it in the ONNX metadata."""
+    from sareval.atomic import check_outputs
     from sareval.export.attach import attach_card
 
+    if out is not None:
+        check_outputs({"--out": out}, overwrite, inputs=[card])
     written = attach_card(model, card, out, overwrite=overwrite)
     click.echo(f"card {card} fits {model}; wrote {written}")
 

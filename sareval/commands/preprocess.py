@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from sareval.atomic import check_outputs
 from sareval.commands.options import overwrite_option, progress_enabled, report_written
 from sareval.preprocess.pipeline import COMPRESSIONS, DEFAULT_COMPRESSION
 
@@ -127,6 +128,7 @@ def sen12ms(
     """
     from sareval.preprocess.sen12ms import preprocess_sen12ms
 
+    check_outputs({"--out": out}, overwrite, inputs=_given(split_list, labels, very_cloudy_list))
     path = preprocess_sen12ms(
         root,
         out,
@@ -190,6 +192,8 @@ def bigearthnet(
     """
     from sareval.preprocess.bigearthnet import preprocess_bigearthnet
 
+    inputs = _given(split_csv, cloudy_list, snow_list, very_cloudy_list)
+    check_outputs({"--out": out}, overwrite, inputs=inputs)
     path = preprocess_bigearthnet(
         s2_root,
         s1_root,
@@ -207,6 +211,11 @@ def bigearthnet(
         progress=progress_enabled(),
     )
     _report(path)
+
+
+def _given(*paths: Path | None) -> list[Path]:
+    """The input files that were given (an output must not overwrite one)."""
+    return [p for p in paths if p is not None]
 
 
 def _report(path: Path) -> None:

@@ -981,6 +981,20 @@ def cases() -> list[Case]:
         ),
     )
 
+    # outputs that would replace an input or cannot be a file
+    add("s12-out-is-labels", sen12ms_case(
+        lambda r, t: ("labels.pkl", ["--labels", str(pickled(t / "labels.pkl", {})),
+                                     "--out", str(t / "labels.pkl")])))  # fmt: skip
+    add("card-attach-out-is-card", lambda t, w: Invocation(
+        ["card", "attach", str(w.model), str(card_file(t, w, {})), "--out",
+         str(t / "card.json"), "--overwrite"], "card.json"))  # fmt: skip
+    add("train-out-is-file", lambda t, w: Invocation(
+        [*train_args()(t, w)[:-3], "--out", str(sentinel(t)), "--overwrite"], "sentinel.txt",
+        [sentinel(t)]))  # fmt: skip
+    add("report-out-is-file", lambda t, w: Invocation(
+        ["report", str(w.history), "--out", str(sentinel(t)), "--overwrite"], "sentinel.txt",
+        [sentinel(t)]))  # fmt: skip
+
     # report: bad inputs
     add("report-history-not-json", report_case("{oops\n"))
     add("report-history-not-utf8", report_case(b'{"epoch": "\xff"}\n'))
