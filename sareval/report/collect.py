@@ -85,6 +85,9 @@ def read_results_file(path: Path) -> dict[str, Any]:
     for key in ("players", "metrics", "provenance"):
         if key not in doc:
             raise InputFileError(path, f"results file has no {key!r}")
+    problem = check_results(doc)
+    if problem:
+        raise InputFileError(path, f"results file: {problem}")
     return doc
 
 
@@ -94,6 +97,38 @@ def _numbers(value: Any) -> bool:
         v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
         for v in value.values()
     )
+
+
+def _names(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _metrics_problem(players: Any, metrics: Any, where: str) -> str | None:
+    """What is wrong with ``players`` and a ``metrics`` section (None: nothing)."""
+    if not _names(players):
+        return f"{where}players is not a list of names"
+    if not isinstance(metrics, dict):
+        return f"{where}metrics is not an object"
+    for metric, m in metrics.items():
+        if not (isinstance(m, dict) and _numbers(m.get("V")) and _numbers(m.get("relevance"))):
+            return f"{where}metrics.{metric} lacks numeric 'V' and 'relevance'"
+        if not _numbers({"cooperation": m.get("cooperation")}):
+            return f"{where}metrics.{metric}.cooperation is not a number"
+    return None
+
+
+def check_results(doc: dict[str, Any]) -> str | None:
+    """What is wrong with the fields of a results document the report reads (None: nothing)."""
+    for key, kind in (("provenance", dict), ("config", dict), ("by", dict), ("task", str)):
+        if key in doc and not isinstance(doc[key], kind):
+            return f"{key!r} is not {'an object' if kind is dict else 'a string'}"
+    n = doc.get("n_samples", 0)
+    if isinstance(n, bool) or not isinstance(n, int):
+        return "'n_samples' is not an integer"
+    bins = doc.get("by", {}).get("cloud_cover") or []
+    if not (isinstance(bins, list) and all(isinstance(b, dict) for b in bins)):
+        return "by.cloud_cover is not a list of bins"
+    return _metrics_problem(doc["players"], doc["metrics"], "")
 
 
 def check_epoch(record: Any) -> str | None:
@@ -113,12 +148,9 @@ def check_epoch(record: Any) -> str | None:
     for subset, v in val.items():
         if not (isinstance(v, dict) and isinstance(v.get("metrics"), dict)):
             return f"val.{subset} has no 'metrics' object"
-        players = v.get("players")
-        if not (isinstance(players, list) and all(isinstance(p, str) for p in players)):
-            return f"val.{subset}.players is not a list of names"
-        for metric, m in v["metrics"].items():
-            if not (isinstance(m, dict) and _numbers(m.get("V")) and _numbers(m.get("relevance"))):
-                return f"val.{subset}.metrics.{metric} lacks numeric 'V' and 'relevance'"
+        problem = _metrics_problem(v.get("players"), v["metrics"], f"val.{subset}.")
+        if problem:
+            return problem
     return None
 
 

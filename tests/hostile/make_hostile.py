@@ -417,6 +417,17 @@ def report_case(content: bytes | str, name: str = "metrics.jsonl") -> Callable:
     return build
 
 
+def results_report_case(change: Callable[[dict], Any]) -> Callable[[Path, World], Invocation]:
+    """``report`` of a results file: the first shard with ``change`` applied."""
+
+    def build(t: Path, w: World) -> Invocation:
+        doc = json.loads(w.shards[0].read_text())
+        change(doc)
+        return report_case(json.dumps(doc), "r.json")(t, w)
+
+    return build
+
+
 def history_line(change: Callable[[dict], Any]) -> Callable[[Path, World], Invocation]:
     """A ``metrics.jsonl`` whose record is the valid one with ``change`` applied."""
 
@@ -1009,6 +1020,16 @@ def cases() -> list[Case]:
         history_line(lambda r: r["val"]["clear"].__setitem__("players", 2)),
     )
     add("report-val-V-text", history_line(lambda r: first_metric(r).__setitem__("V", "high")))
+    for id, change in [
+        ("metrics-number", lambda d: d.__setitem__("metrics", 5)),
+        ("players-number", lambda d: d.__setitem__("players", 5)),
+        ("metric-text", lambda d: d["metrics"].__setitem__("oa", "x")),
+        ("provenance-list", lambda d: d.__setitem__("provenance", [])),
+        ("by-number", lambda d: d.__setitem__("by", 3)),
+        ("task-number", lambda d: d.__setitem__("task", 7)),
+        ("relevance-text", lambda d: d["metrics"]["oa"].__setitem__("relevance", "high")),
+    ]:
+        add(f"report-results-{id}", results_report_case(change))
     add("report-results-wrong-format", report_case('{"format": "other"}', "r.json"))
     add(
         "report-input-missing",
