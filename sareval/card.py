@@ -281,7 +281,7 @@ class ModelCard:
                 except ValueError as e:
                     raise fail(f"normalization of {b!r}: {e}") from None
                 if not 1 / big <= bt.std:
-                    raise fail(f"normalization of {b!r}: std must be > 0 (got {bt.std})")
+                    raise fail(f"normalization of {b!r}: std must be > 0 (>= 1e-9), got {bt.std}")
                 if bt.clip is not None and bt.clip[0] > bt.clip[1]:
                     raise fail(f"normalization of {b!r}: clip low > high")
                 normalization[b] = bt
@@ -300,7 +300,7 @@ class ModelCard:
             output=output,
             threshold=threshold,
             name=str(d.get("name", "")),
-            provenance=provenance,
+            provenance=dict(provenance),
         )
 
     @classmethod

@@ -26,6 +26,9 @@ Image datasets are chunked along N (``chunk_rows`` rows a chunk); compression is
 ``compression`` argument (``sareval preprocess`` defaults to none, the fastest to read and write
 in ``benchmarks/RESULTS.md``; lzf/gzip, which every h5py build reads, halve the size).
 Sequential reads ask the kernel to load the chunks of the batches ahead (:mod:`sareval.readahead`).
+:class:`Store` validates this layout once, when it opens a file (:func:`check_layout`): a missing
+dataset or attribute, a length other than ``n_samples``, a subset row out of range, unsorted or
+repeated is a one-line :class:`~sareval.errors.StoreError`, never a failure halfway through a run.
 A store is written to ``<out>.partial`` and renamed to ``<out>`` only when complete, so a file at
 the output path is always complete; an interrupted job resumes from ``<out>.partial`` when its
 configuration digest matches, else rebuilds it.
