@@ -57,7 +57,7 @@ class LazyGroup(click.Group):
         try:
             return super().invoke(ctx)
         except KeyboardInterrupt:
-            click.echo("interrupted; no output was written", err=True)
+            click.echo("error: interrupted; no output was written", err=True)
             ctx.exit(130)
 
     def main(  # type: ignore[override]
@@ -78,6 +78,8 @@ class LazyGroup(click.Group):
             click.echo("error: interrupted; no output was written", err=True)
             sys.exit(130)
         except (SarevalError, click.ClickException, OSError) as e:
+            if isinstance(e, BrokenPipeError):  # output piped into e.g. `head`: nothing to say
+                sys.exit(1)
             click.echo(f"error: {error_line(e)}", err=True)
             sys.exit(e.exit_code if isinstance(e, click.ClickException) else 1)
         sys.exit(rv if isinstance(rv, int) else 0)
