@@ -467,7 +467,7 @@ def train_args(*extra: str, data: Callable[[Path, World], Path] | None = None) -
     def args(t: Path, w: World) -> list[str]:
         store = data(t, w) if data else w.sen12ms_store
         return ["train", "--data", str(store), "--epochs", "1", "--out", str(out_dir(t) / "run"),
-                "--overwrite", *extra]  # fmt: skip
+                "--overwrite", *(e.format(store=store) for e in extra)]  # fmt: skip
 
     return args
 
@@ -543,6 +543,13 @@ def cases() -> list[Case]:
         ("not-hdf5", text_file("s.h5", b"\x89HDF junk"), "s.h5"),
     ]:
         add(f"shape-store-{id}", shape_input_case(names, store=make))
+
+    for id, change in [
+        ("size-mismatch", lambda d: d["input"].update(height=16, width=16)),
+        ("classes-mismatch", lambda d: d.update(class_names=[f"k{i}" for i in range(6)])),
+        ("task-mismatch", lambda d: d.update(task="multi-label", class_names=["a", "b"])),
+    ]:
+        add(f"shape-card-{id}", shape_input_case("test.h5", model=card_model(change)))
 
     # shape/merge: colliding or unwritable outputs (refused before any work)
     def collide(*extra: str, out_name: str = "r.json", names: str = "") -> Callable:
@@ -1007,6 +1014,9 @@ def cases() -> list[Case]:
         [sentinel(t)]))  # fmt: skip
 
     # report: bad inputs
+    add("report-metric-unknown", lambda t, w: Invocation(
+        ["report", str(w.shards[0]), "--metric", "bogus", "--out", str(out_dir(t) / "report"),
+         "--overwrite"], "--metric", out_dirs=[out_dir(t) / "report"]))  # fmt: skip
     add("report-history-not-json", report_case("{oops\n"))
     add("report-history-not-utf8", report_case(b'{"epoch": "\xff"}\n'))
     add("report-history-list", report_case("[1, 2]\n"))
@@ -1058,6 +1068,15 @@ def cases() -> list[Case]:
         ("workers-negative", ["--workers", "-1"], "--workers"),
     ]:
         add(f"train-{id}", args_case(train_args(*extra), names))
+    add("train-val-missing", args_case(train_args("--val", "/nonexistent/v.h5"), "v.h5"))
+    add(
+        "train-val-subset-unknown",
+        args_case(train_args("--val", str(Path("{store}")), "--val-subsets", "nosuch"), "nosuch"),
+    )
+    add(
+        "train-select-metric-unknown",
+        args_case(train_args("--val", "{store}", "--select-metric", "bogus"), "bogus"),
+    )
     add("train-data-missing", args_case(train_args(data=lambda t, w: t / "none.h5"), "none.h5"))
     add("train-data-text", args_case(train_args(data=text_file("d.h5", b"text")), "d.h5"))
     add(
@@ -1075,6 +1094,17 @@ def state_dict(t: Path) -> Path:
     path = t / "last.pt"
     torch.save({"conv.weight": torch.zeros(2, 2)}, path)
     return path
+
+
+def card_model(change: Callable[[dict], Any]) -> Callable[[Path, World], Path]:
+    """The valid model with a valid card that contradicts the store as ``change`` says."""
+
+    def make(t: Path, w: World) -> Path:
+        card = json.loads(json.dumps(w.card))
+        change(card)
+        return embedded_card_model(t, w, json.dumps(card))
+
+    return make
 
 
 def embedded_card_model(t: Path, w: World, text: str | None) -> Path:
