@@ -311,6 +311,8 @@ class ModelCard:
             raise CardError(
                 source, f"model card is not valid JSON ({e.msg} at line {e.lineno})"
             ) from None
+        except RecursionError:
+            raise CardError(source, "model card is nested too deeply") from None
         return cls.from_dict(d, source)
 
 

@@ -120,7 +120,7 @@ def read_json(path: Path) -> dict[str, Any]:
             obj = json.load(f)
     except FileNotFoundError:
         raise InputFileError(path, "file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise InputFileError(path, f"not valid JSON ({e})") from None
     if not isinstance(obj, dict):
         raise InputFileError(path, "not a JSON object")

@@ -78,7 +78,7 @@ def read_results_file(path: Path) -> dict[str, Any]:
     """A results document; :class:`InputFileError` if ``path`` is not one."""
     try:
         doc = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise InputFileError(path, f"not a readable JSON file ({e})") from None
     if not isinstance(doc, dict) or doc.get("format") != RESULTS_FORMAT:
         raise InputFileError(path, f"not a sareval results file (no format={RESULTS_FORMAT!r})")
@@ -168,10 +168,14 @@ def read_history(path: Path) -> list[dict[str, Any]]:
             record = json.loads(line)
         except json.JSONDecodeError as e:
             raise InputFileError(path, f"line {n} is not JSON ({e.msg})") from None
+        except RecursionError:
+            raise InputFileError(path, f"line {n} is nested too deeply") from None
         problem = check_epoch(record)
         if problem:
             raise InputFileError(path, f"line {n}: {problem}")
         epochs.append(record)
+    if not epochs:
+        raise InputFileError(path, "no epochs (the file is empty)")
     return epochs
 
 

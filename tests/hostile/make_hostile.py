@@ -30,7 +30,15 @@ from sareval.preprocess.synth_bigearthnet import generate_bigearthnet
 from sareval.preprocess.synth_sen12ms import generate_sen12ms
 
 SEED = 11
-CANARY = "CODE_RAN"  # a hostile payload creates this file in the case folder if it runs
+CANARY = "CODE_RAN"
+#: files that are not JSON documents: (case id, bytes)
+RAW_JSON = [
+    ("not-json", b"{oops"),
+    ("not-utf8", b'{"a": "\xff"}'),
+    ("deeply-nested", b"[" * 100_000),
+    ("huge-number", b'{"a": 1e999999}'),
+    ("empty", b""),
+]  # a hostile payload creates this file in the case folder if it runs
 
 
 @dataclass
@@ -786,7 +794,7 @@ def cases() -> list[Case]:
         add(f"card-info-{id}", card_case(change, "info"))
     for id, change in card_breaks[:3]:
         add(f"card-export-{id}", card_case(change, "export"))
-    for id, content in [("not-json", b"{oops"), ("not-utf8", b'{"a": "\xff"}')]:
+    for id, content in RAW_JSON:
         add(f"card-attach-{id}", raw_card_case(content))
     for id, text in [
         ("not-json", "{oops"),
@@ -913,6 +921,8 @@ def cases() -> list[Case]:
         "ben-labels-unknown-class",
         ben_case(file_breaker("S2*_labels_metadata.json", b'{"labels": ["Moon craters"]}')),
     )
+    add("ben-labels-deeply-nested", ben_case(
+        file_breaker("S2*_labels_metadata.json", b"[" * 100_000)))  # fmt: skip
     add(
         "ben-labels-not-utf8",
         ben_case(file_breaker("S2*_labels_metadata.json", b'{"labels": ["\xff"]}')),
@@ -990,7 +1000,7 @@ def cases() -> list[Case]:
             [out_dir(t) / "m.json"],
         ),
     )
-    for id, content in [("not-json", b"{oops"), ("not-utf8", b'{"a": "\xff"}')]:
+    for id, content in RAW_JSON:
         add(f"merge-{id}", raw_merge_case(content))
     add(
         "merge-file-missing",
@@ -1017,6 +1027,9 @@ def cases() -> list[Case]:
     add("report-metric-unknown", lambda t, w: Invocation(
         ["report", str(w.shards[0]), "--metric", "bogus", "--out", str(out_dir(t) / "report"),
          "--overwrite"], "--metric", out_dirs=[out_dir(t) / "report"]))  # fmt: skip
+    for id, content in RAW_JSON[2:]:
+        add(f"report-history-{id}", report_case(content))
+        add(f"report-results-{id}", report_case(content, "r.json"))
     add("report-history-not-json", report_case("{oops\n"))
     add("report-history-not-utf8", report_case(b'{"epoch": "\xff"}\n'))
     add("report-history-list", report_case("[1, 2]\n"))
