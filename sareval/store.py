@@ -145,11 +145,18 @@ def _json_names(node: h5py.HLObject, attr: str) -> list[str]:
     return names
 
 
-def _dataset(f: h5py.File, name: str, shape: tuple[int | None, ...]) -> h5py.Dataset:
-    """``f[name]``, a dataset of ``shape`` (None: any length on that axis)."""
+def _dataset(
+    f: h5py.File, name: str, shape: tuple[int | None, ...], kinds: str = "biuf"
+) -> h5py.Dataset:
+    """``f[name]``, a dataset of ``shape`` (None: any length on that axis) whose dtype kind is
+    one of ``kinds`` (numpy's letters; ``"O"`` for strings)."""
     ds = f.get(name)
     if not isinstance(ds, h5py.Dataset):
         raise ValueError(f"/{name} is missing")
+    if ds.dtype.kind not in kinds:
+        raise ValueError(
+            f"/{name} holds {ds.dtype}, not {'strings' if kinds == 'OS' else 'numbers'}"
+        )
     if len(ds.shape) != len(shape) or any(
         want is not None and got != want for got, want in zip(ds.shape, shape, strict=True)
     ):
@@ -168,18 +175,18 @@ def check_layout(f: h5py.File) -> None:
             if key not in f.attrs:
                 raise ValueError(f"attribute {key!r} is missing")
         n = int(f.attrs["n_samples"])
-        _dataset(f, "ids", (n,))
+        _dataset(f, "ids", (n,), kinds="OS")
         h, w = int(f.attrs["height"]), int(f.attrs["width"])
         if h < 1 or w < 1:
             raise ValueError(f"height x width {h}x{w} is not positive")
         if not isinstance(json.loads(f.attrs.get("options", "{}")), dict):
             raise ValueError("attribute 'options' is not a JSON object")
-        _dataset(f, "cloud_cover", (n,))
+        _dataset(f, "cloud_cover", (n,), kinds="f")
         sensors = [s for s in (*SENSORS, "s2_cloudy") if s in f]
         if not any(s in f for s in SENSORS):
             raise ValueError("no image data (/s1 or /s2)")
         for s in sensors:
-            ds = _dataset(f, s, (n, None, h, w))
+            ds = _dataset(f, s, (n, None, h, w), kinds="uif")
             if len(_json_names(ds, "bands")) != ds.shape[1]:
                 raise ValueError(f"/{s}: {ds.shape[1]} channels but attribute 'bands' differs")
             for key in ("sum", "count", "sumsq"):
@@ -193,13 +200,12 @@ def check_layout(f: h5py.File) -> None:
             if kind not in LABEL_KINDS:
                 raise ValueError(f"/labels/{name}: kind {kind!r} is not one of {LABEL_KINDS}")
             k = len(_json_names(ds, "class_names"))
-            _dataset(f, f"labels/{name}", (n,) if kind == "index" else (n, k))
+            shape = (n,) if kind == "index" else (n, k)
+            _dataset(f, f"labels/{name}", shape, kinds="f" if kind == "fractions" else "biu")
         if not isinstance(f.get("subsets"), h5py.Group):
             raise ValueError("/subsets is missing")
         for name, ds in f["subsets"].items():
-            rows = _dataset(f, f"subsets/{name}", (None,))[()]
-            if rows.dtype.kind not in "iu":
-                raise ValueError(f"/subsets/{name} holds {rows.dtype}, not row numbers")
+            rows = _dataset(f, f"subsets/{name}", (None,), kinds="iu")[()]
             if len(rows) and (rows.min() < 0 or rows.max() >= n):
                 raise ValueError(f"/subsets/{name} has rows outside 0..{n - 1}")
             if np.any(np.diff(rows) <= 0):

@@ -694,10 +694,14 @@ def cases() -> list[Case]:
         ("cloudy-available-missing", delete("s2_cloudy_available")),
         ("s2-wrong-size", replace("s2", np.zeros((n, 13, 4, 4), np.uint16))),
         ("options-not-json", lambda f: f.attrs.__setitem__("options", "{oops")),
+        ("labels-float", replace("labels/single", np.linspace(0, 5, n))),
+        ("ids-numbers", replace("ids", np.arange(n))),
+        ("cloud-cover-text", replace("cloud_cover", np.array([b"x"] * n))),
+        ("s2-text", replace("s2", np.full((n, 13, 8, 8), b"a"))),
     ]
     for id, change in store_breaks:
         add(f"info-store-{id}", store_case(change))
-    for id, change in store_breaks[:8] + store_breaks[14:22]:
+    for id, change in store_breaks[:8] + store_breaks[14:22] + store_breaks[-4:]:
         add(f"shape-store-{id}", store_case(change, "shape"))
     add("info-store-truncated", lambda t, w: Invocation(["info", str(truncated(t, w))], "cut.h5"))
     add(
