@@ -2,7 +2,7 @@
 
 Usage: ``python -m benchmarks.precision_difference [--patches 400] [--size 128] [--arch resnet18]
 [--device cpu|cuda] [--precisions bf16,fp16]``. On the harness's cached generated store and
-TorchScript model (``benchmarks/common.py``), runs ``evaluate_shape`` with ``--precision`` fp32
+TorchScript model (``benchmarks/common.py``), runs ``sareval.evaluate`` with ``--precision`` fp32
 and each reduced precision, and prints per precision: samples/s, the fraction of per-sample
 decisions that changed (over all coalitions), and the largest absolute difference over every
 metric of V (any coalition), relevance (any player) and cooperation.
@@ -18,8 +18,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+import sareval
 from benchmarks.common import DEFAULT_WORKDIR, machine_description, prepare_inputs
-from sareval.evaluator import evaluate_shape
 
 
 def largest_differences(a: dict, b: dict) -> dict[str, float]:
@@ -55,11 +55,11 @@ def main() -> None:
         for precision in ["fp32", *args.precisions.split(",")]:
             pred = Path(tmp) / f"{precision}.h5"
             t0 = time.perf_counter()
-            doc = evaluate_shape(
-                inputs.torchscript_model, inputs.store, inputs.subset, backend="torch",
+            doc = sareval.evaluate(
+                inputs.torchscript_model, (inputs.store, inputs.subset), backend="torch",
                 device=args.device, batch_size=args.batch_size, precision=precision,
-                save_predictions=pred, progress=False,
-            )  # fmt: skip
+                save_predictions=pred,
+            ).doc  # fmt: skip
             seconds = time.perf_counter() - t0
             with h5py.File(pred) as f:
                 decisions = f["decisions"][()]

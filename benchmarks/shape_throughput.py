@@ -14,7 +14,7 @@ the ``sen12ms-s1s2`` preset (ONNX + TorchScript + the same weights for torch eag
 
 - ``naive``: :func:`benchmarks.naive_shape.run_naive`, 2^M passes over the GeoTIFF tree (a
   per-sample rasterio ``Dataset``, torch eager, host masking, scikit-learn metrics);
-- ``sareval-onnxruntime`` / ``sareval-torch``: ``evaluate_shape`` on the store, end to end
+- ``sareval-onnxruntime`` / ``sareval-torch``: ``sareval.evaluate`` on the store, end to end
   (model load, graph composition, session creation, streaming reads, counts, metrics,
   relevance), per backend;
 - ``compute-bound``: the composed coalition graph in onnxruntime (the evaluator's own backend
@@ -147,16 +147,16 @@ def run_sareval_mode(
     threads: int,
     device: str = "cpu",
 ) -> dict[str, Any]:
-    """Time ``evaluate_shape`` end to end on the store (after a warm-up store)."""
-    from sareval.evaluator.runner import evaluate_shape
+    """Time ``sareval.evaluate`` end to end on the store (after a warm-up store)."""
+    import sareval
 
     model = inp.onnx_model if backend == "onnxruntime" else inp.torchscript_model
 
     def one(store: str) -> dict[str, Any]:
-        return evaluate_shape(
-            model, store, inp.subset, backend=backend, device=device,
-            batch_size=batch_size, threads=threads, progress=False,
-        )  # fmt: skip
+        return sareval.evaluate(
+            model, (store, inp.subset), backend=backend, device=device,
+            batch_size=batch_size, threads=threads,
+        ).doc  # fmt: skip
 
     one(inp.warmup_store)
     times, cpu, result = timed_runs(lambda: one(inp.store), repeats)
@@ -200,7 +200,7 @@ def run_compute_bound_mode(
     with Store(inp.store) as store:
         sub = store.subset(inp.subset)
         bands = {s: store.bands(s) for s in ("s1", "s2")}
-        dtypes = {s: store.file[s].dtype for s in ("s1", "s2")}
+        dtypes = {s: store.image_spec(sub, s)[1] for s in ("s1", "s2")}
         pre = build_preamble(loaded.card, bands)
         n = len(sub)
         resident = [

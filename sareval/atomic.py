@@ -7,16 +7,17 @@ A crash, an error or Ctrl-C never leaves a file at the output path that looks co
     # here <out> exists and is complete
 
 :func:`partial_path` gives the fixed name a resumable job (preprocess) writes to instead.
+:func:`check_outputs` vets all of a command's outputs together before any work starts.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
-from sareval.errors import OutputExistsError
+from sareval.errors import OutputExistsError, SarevalError
 
 
 def check_output(path: str | Path, overwrite: bool) -> Path:
@@ -25,6 +26,51 @@ def check_output(path: str | Path, overwrite: bool) -> Path:
     if path.exists() and not overwrite:
         raise OutputExistsError(path)
     return path
+
+
+def check_writable_folder(path: Path) -> None:
+    """Refuse ``path`` when it is a directory or its nearest existing parent is not a writable
+    directory (missing parents are created when the output is written)."""
+    if path.is_dir():
+        raise SarevalError(f"{path}: is a directory, expected an output file name")
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        raise SarevalError(f"{path}: cannot be written ({parent} is not a directory)")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise SarevalError(f"{path}: cannot be written (folder {parent} is not writable)")
+
+
+def check_outputs(
+    outputs: Mapping[str, str | Path | None],
+    overwrite: bool,
+    *,
+    json_option: str | None = None,
+    inputs: Iterable[str | Path] = (),
+) -> dict[str, Path]:
+    """Vet a command's outputs (option name -> path; None: not written) before any work.
+
+    Refused: an existing output without ``overwrite``; two outputs, or an output and an input,
+    naming the same file (resolved path); an output that is a directory or whose folder is not
+    writable; the results JSON ``json_option`` not ending in ``.json`` while another output is
+    written (the CSV beside it would take the JSON's name). Returns the non-None outputs as Paths.
+    """
+    paths = {opt: Path(p) for opt, p in outputs.items() if p is not None}
+    seen: dict[Path, str] = {Path(p).resolve(): "an input" for p in inputs}
+    for opt, path in paths.items():
+        key = path.resolve()
+        if key in seen:
+            raise SarevalError(f"{path}: {opt} and {seen[key]} name the same file")
+        seen[key] = opt
+    if json_option in paths and len(paths) > 1 and paths[json_option].suffix.lower() != ".json":
+        raise SarevalError(
+            f"{paths[json_option]}: {json_option} is the results JSON; give it a .json name"
+        )
+    for path in paths.values():
+        check_writable_folder(path)
+        check_output(path, overwrite)
+    return paths
 
 
 def partial_path(path: str | Path) -> Path:

@@ -34,6 +34,7 @@ extra channel a store carries (``DEM``, ``NDVI``, ``VV_VH_ratio``: letters, digi
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -48,10 +49,28 @@ CARD_VERSION = 2
 ONNX_METADATA_KEY = "sareval.card"
 TORCHSCRIPT_EXTRA_FILE = "sareval_card.json"
 BAND_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+MAX_SIZE = 1 << 16  # largest accepted input height/width (pixels)
+MAX_VALUE = 1e9  # largest accepted |mean|, |clip|, |nan| and std of a band transform
 ATTACH_HINT = (
     "write a card JSON (see `sareval card template`) and embed it with "
     "`sareval card attach MODEL CARD.json`"
 )
+
+
+def _number(value: Any, field: str, low: float, high: float) -> float:
+    """``value`` as a float in ``[low, high]`` (a JSON number, not a bool); ValueError naming
+    ``field`` otherwise (NaN, infinities and absurd magnitudes included)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{field} must be a number, not {json.dumps(value)[:40]}")
+    x = float(value)
+    if not (math.isfinite(x) and low <= x <= high):
+        raise ValueError(f"{field} {value!r} is outside [{low:g}, {high:g}]")
+    return x
+
+
+def _names(value: Any) -> bool:
+    """True for a non-empty list of strings."""
+    return isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value)
 
 
 @dataclass(frozen=True)
@@ -244,7 +263,10 @@ class ModelCard:
         output = d.get("output", "logits")
         if output not in OUTPUT_KINDS:
             raise fail(f"output {output!r} is not one of {', '.join(OUTPUT_KINDS)}")
-        threshold = float(d.get("threshold", 0.5))
+        try:
+            threshold = _number(d.get("threshold", 0.5), "threshold", 0.0, 1.0)
+        except ValueError as e:
+            raise fail(str(e)) from None
         if not 0.0 < threshold < 1.0:
             raise fail(f"threshold {threshold} must lie in (0, 1)")
 
@@ -253,7 +275,7 @@ class ModelCard:
         channels = (
             inp["channels"] if not tensors else [b for t in inp["tensors"] for b in t["channels"]]
         )
-        if not (isinstance(channels, list) and channels):
+        if not _names(channels):
             raise fail("input.channels must be a non-empty list of band names")
         bad = [b for b in channels if not (isinstance(b, str) and BAND_NAME.match(b))]
         if bad:
@@ -265,8 +287,10 @@ class ModelCard:
             raise fail("input.channels has duplicate bands")
         height, width = inp.get("height"), inp.get("width")
         for name, v in (("height", height), ("width", width)):
-            if v is not None and (not isinstance(v, int) or v <= 0):
-                raise fail(f"input.{name} must be a positive integer or null")
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
+                raise fail(f"input.{name} must be a positive integer or null, not {v!r}")
+            if v is not None and v > MAX_SIZE:
+                raise fail(f"input.{name} {v} is larger than {MAX_SIZE}")
 
         mods_raw = d["modalities"]
         if not (isinstance(mods_raw, list) and mods_raw):
@@ -276,6 +300,10 @@ class ModelCard:
         for m in mods_raw:
             if not isinstance(m, dict) or "name" not in m or "bands" not in m:
                 raise fail("each modality needs 'name' and 'bands'")
+            if not isinstance(m["name"], str) or not m["name"]:
+                raise fail(f"modality name {m['name']!r} must be a non-empty string")
+            if not _names(m["bands"]):
+                raise fail(f"modality {m['name']!r}: bands must be a non-empty list of band names")
             for b in m["bands"]:
                 if b not in channels:
                     raise fail(f"modality {m['name']!r} band {b!r} is not an input channel")
@@ -297,21 +325,34 @@ class ModelCard:
             for b, t in norm_raw.items():
                 if b not in channels:
                     raise fail(f"normalization band {b!r} is not an input channel")
+                big = MAX_VALUE
                 try:
+                    if not isinstance(t, dict):
+                        raise ValueError("expected an object {nan, clip, mean, std}")
                     clip = t.get("clip")
+                    if clip is not None and not (isinstance(clip, list) and len(clip) == 2):
+                        raise ValueError("clip must be [low, high] or null")
                     bt = BandTransform(
-                        nan=None if t.get("nan") is None else float(t["nan"]),
-                        clip=None if clip is None else (float(clip[0]), float(clip[1])),
-                        mean=float(t.get("mean", 0.0)),
-                        std=float(t.get("std", 1.0)),
+                        nan=None if t.get("nan") is None else _number(t["nan"], "nan", -big, big),
+                        clip=None
+                        if clip is None
+                        else (
+                            _number(clip[0], "clip", -big, big),
+                            _number(clip[1], "clip", -big, big),
+                        ),
+                        mean=_number(t.get("mean", 0.0), "mean", -big, big),
+                        std=_number(t.get("std", 1.0), "std", -big, big),
                     )
-                except (AttributeError, TypeError, ValueError, IndexError) as e:
-                    raise fail(f"normalization of {b!r} is malformed ({e})") from None
-                if bt.std <= 0:
-                    raise fail(f"normalization of {b!r}: std must be > 0")
+                except ValueError as e:
+                    raise fail(f"normalization of {b!r}: {e}") from None
+                if not 1 / big <= bt.std:
+                    raise fail(f"normalization of {b!r}: std must be > 0 (>= 1e-9), got {bt.std}")
                 if bt.clip is not None and bt.clip[0] > bt.clip[1]:
                     raise fail(f"normalization of {b!r}: clip low > high")
                 normalization[b] = bt
+        provenance = d.get("provenance", {})
+        if not isinstance(provenance, dict):
+            raise fail("provenance must be an object")
         return cls(
             task=task,
             class_names=tuple(class_names),
@@ -324,7 +365,7 @@ class ModelCard:
             output=output,
             threshold=threshold,
             name=str(d.get("name", "")),
-            provenance=dict(d.get("provenance", {})),
+            provenance=dict(provenance),
             input_tensors=tensors,
             call=call,
         )
@@ -332,21 +373,28 @@ class ModelCard:
     @classmethod
     def from_json(cls, text: str | Path, source: str | Path = "(card)") -> ModelCard:
         """A card from JSON text, or from a ``.json`` file when ``text`` is a path (a
-        :class:`~pathlib.Path`, or a string that does not start with ``{``)."""
-        if isinstance(text, Path) or not text.lstrip().startswith("{"):
+        :class:`~pathlib.Path`, or a one-line string that does not start with ``{`` or ``[``)."""
+        is_path = isinstance(text, Path) or (
+            not text.lstrip().startswith(("{", "[")) and "\n" not in text and len(text) < 4096
+        )
+        if is_path:
             path = Path(text)
             if not path.is_file():
                 raise CardError(path, "card file not found")
             try:
-                text, source = path.read_text(encoding="utf-8"), path
-            except (OSError, UnicodeDecodeError) as e:
-                raise CardError(path, f"card file is unreadable ({e})") from None
+                text, source = path.read_bytes().decode("utf-8"), path
+            except UnicodeDecodeError as e:
+                raise CardError(path, f"model card is not UTF-8 text (byte {e.start})") from None
+            except OSError as e:
+                raise CardError(path, f"card file is unreadable ({e.strerror})") from None
         try:
             d = json.loads(text)
         except json.JSONDecodeError as e:
             raise CardError(
                 source, f"model card is not valid JSON ({e.msg} at line {e.lineno})"
             ) from None
+        except RecursionError:
+            raise CardError(source, "model card is nested too deeply") from None
         return cls.from_dict(d, source)
 
 
@@ -396,6 +444,20 @@ def get_onnx_card(model: Any, source: str | Path = "(onnx model)") -> ModelCard:
         if p.key == ONNX_METADATA_KEY:
             return ModelCard.from_json(p.value, source)
     raise CardError(source, f"model has no sareval model card; {ATTACH_HINT}")
+
+
+def is_torch_save_archive(path: Path) -> bool:
+    """True for a ``torch.save`` zip (a pickled object such as a state dict: ``data.pkl``, no
+    TorchScript ``code/``), read from the zip listing only (nothing is unpickled)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+    parts = [n.split("/", 1)[-1] for n in names]
+    return "data.pkl" in parts and not any(p.startswith("code/") for p in parts)
 
 
 def read_card(path: str | Path) -> ModelCard:

@@ -2,8 +2,10 @@
 
 Commands live one per module in :mod:`sareval.commands` and are imported only when run, so
 ``sareval --help`` starts fast and a command's heavy dependencies (rasterio, torch, onnx) load
-only where needed. Every :class:`~sareval.errors.SarevalError` becomes a one-line
-``error: ...`` with exit status 1; Ctrl-C exits with status 130; neither prints a traceback.
+only where needed. Every error is one line on stderr, ``error: <file or option>: <what is
+wrong>``, without a traceback (:func:`error_line`): a :class:`~sareval.errors.SarevalError` or an
+``OSError`` naming a file exits with status 1, a usage error (click's: a bad or missing option)
+with status 2; Ctrl-C exits with status 130.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import click
@@ -53,11 +56,65 @@ class LazyGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except SarevalError as e:
-            raise click.ClickException(str(e).replace("\n", " ")) from None
         except KeyboardInterrupt:
-            click.echo("interrupted; no output was written", err=True)
+            click.echo("error: interrupted; no output was written", err=True)
             ctx.exit(130)
+
+    def main(  # type: ignore[override]
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        """As click's, but every error (ours, click's usage errors, a failed file operation)
+        is printed by :func:`error_line` as one line."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, False, **extra)
+        try:
+            rv = super().main(args, prog_name, complete_var, False, **extra)
+        except click.Abort:
+            click.echo("error: interrupted; no output was written", err=True)
+            sys.exit(130)
+        except (SarevalError, click.ClickException, OSError) as e:
+            if isinstance(e, BrokenPipeError):  # output piped into e.g. `head`: nothing to say
+                sys.exit(1)
+            click.echo(f"error: {error_line(e)}", err=True)
+            sys.exit(e.exit_code if isinstance(e, click.ClickException) else 1)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _param_name(param: click.Parameter | None, fallback: str) -> str:
+    """``--batch-size`` for an option, ``FILE`` for an argument."""
+    if isinstance(param, click.Option) and param.opts:
+        return max(param.opts, key=len)
+    if param is not None and param.name:
+        return param.human_readable_name
+    return fallback
+
+
+def error_line(e: BaseException) -> str:
+    """``<file or option>: <what is wrong>`` of an error, on one printable line."""
+    if isinstance(e, click.MissingParameter):
+        kind = e.param_type or (e.param.param_type_name if e.param else "parameter")
+        text = f"{_param_name(e.param, kind)}: missing {kind}; see --help"
+    elif isinstance(e, click.BadParameter):
+        text = f"{_param_name(e.param, str(e.param_hint or 'value'))}: {e.message}"
+    elif isinstance(e, click.NoSuchOption):
+        hint = f" (did you mean {', '.join(e.possibilities)}?)" if e.possibilities else ""
+        text = f"{e.option_name}: no such option{hint}"
+    elif isinstance(e, click.UsageError):
+        where = e.ctx.command_path if e.ctx is not None else "sareval"
+        text = f"{where}: {e.format_message()[:1].lower()}{e.format_message()[1:]}"
+    elif isinstance(e, click.ClickException):
+        text = e.format_message()
+    elif isinstance(e, OSError) and not isinstance(e, SarevalError):
+        text = f"{e.filename or 'file'}: {e.strerror or type(e).__name__}"
+    else:
+        text = str(e)
+    text = " ".join(text.split())
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -29,6 +29,9 @@ Image datasets are chunked along N (``chunk_rows`` rows a chunk); compression is
 ``compression`` argument (``sareval preprocess`` defaults to none, the fastest to read and write
 in ``benchmarks/RESULTS.md``; lzf/gzip, which every h5py build reads, halve the size).
 Sequential reads ask the kernel to load the chunks of the batches ahead (:mod:`sareval.readahead`).
+:class:`Store` validates this layout once, when it opens a file (:func:`check_layout`): a missing
+dataset or attribute, a length other than ``n_samples``, a subset row out of range, unsorted or
+repeated is a one-line :class:`~sareval.errors.StoreError`, never a failure halfway through a run.
 A store is written to ``<out>.partial`` and renamed to ``<out>`` only when complete, so a file at
 the output path is always complete; an interrupted job resumes from ``<out>.partial`` when its
 configuration digest matches, else rebuilds it.
@@ -131,6 +134,95 @@ def read_rows(ds: h5py.Dataset, rows: np.ndarray, out: np.ndarray | None = None)
     return out
 
 
+def _json_names(node: h5py.HLObject, attr: str) -> list[str]:
+    """A JSON list of strings stored in attribute ``attr`` of ``node``."""
+    raw = node.attrs.get(attr)
+    if isinstance(raw, bytes):
+        raw = raw.decode("utf-8", "replace")
+    try:
+        names = json.loads(raw) if isinstance(raw, str) else None
+    except json.JSONDecodeError:
+        names = None
+    if not (isinstance(names, list) and names and all(isinstance(n, str) for n in names)):
+        raise ValueError(f"{node.name}: attribute {attr!r} is not a JSON list of names")
+    return names
+
+
+def _dataset(
+    f: h5py.File, name: str, shape: tuple[int | None, ...], kinds: str = "biuf"
+) -> h5py.Dataset:
+    """``f[name]``, a dataset of ``shape`` (None: any length on that axis) whose dtype kind is
+    one of ``kinds`` (numpy's letters; ``"O"`` for strings)."""
+    ds = f.get(name)
+    if not isinstance(ds, h5py.Dataset):
+        raise ValueError(f"/{name} is missing")
+    if ds.dtype.kind not in kinds:
+        raise ValueError(
+            f"/{name} holds {ds.dtype}, not {'strings' if kinds == 'OS' else 'numbers'}"
+        )
+    if len(ds.shape) != len(shape) or any(
+        want is not None and got != want for got, want in zip(ds.shape, shape, strict=True)
+    ):
+        want_text = "x".join("*" if w is None else str(w) for w in shape)
+        raise ValueError(f"/{name} has shape {ds.shape}, expected {want_text}")
+    return ds
+
+
+def check_layout(f: h5py.File) -> None:
+    """Validate the layout of a store (module doc) once, at open: every dataset and attribute
+    the readers use, with consistent lengths, and subsets of sorted unique rows in range.
+    Any problem is a one-line :class:`StoreError`."""
+    path = Path(f.filename)
+    try:
+        for key in ("height", "width", "n_samples"):
+            if key not in f.attrs:
+                raise ValueError(f"attribute {key!r} is missing")
+        n = int(f.attrs["n_samples"])
+        _dataset(f, "ids", (n,), kinds="OS")
+        h, w = int(f.attrs["height"]), int(f.attrs["width"])
+        if h < 1 or w < 1:
+            raise ValueError(f"height x width {h}x{w} is not positive")
+        if not isinstance(json.loads(f.attrs.get("options", "{}")), dict):
+            raise ValueError("attribute 'options' is not a JSON object")
+        _dataset(f, "cloud_cover", (n,), kinds="f")
+        sensors = [s for s in (*SENSORS, "s2_cloudy") if s in f]
+        if not any(s in f for s in SENSORS):
+            raise ValueError("no image data (/s1 or /s2)")
+        for s in sensors:
+            ds = _dataset(f, s, (n, None, h, w), kinds="uif")
+            if len(_json_names(ds, "bands")) != ds.shape[1]:
+                raise ValueError(f"/{s}: {ds.shape[1]} channels but attribute 'bands' differs")
+            for key in ("sum", "count", "sumsq"):
+                _dataset(f, f"stats/{s}_{key}", (n, ds.shape[1]))
+        if "s2_cloudy" in f:
+            _dataset(f, "s2_cloudy_available", (n,))
+        if not isinstance(f.get("labels"), h5py.Group) or not len(f["labels"]):
+            raise ValueError("/labels is missing or empty")
+        for name, ds in f["labels"].items():
+            kind = ds.attrs.get("kind")
+            if kind not in LABEL_KINDS:
+                raise ValueError(f"/labels/{name}: kind {kind!r} is not one of {LABEL_KINDS}")
+            k = len(_json_names(ds, "class_names"))
+            shape = (n,) if kind == "index" else (n, k)
+            _dataset(f, f"labels/{name}", shape, kinds="f" if kind == "fractions" else "biu")
+        if not isinstance(f.get("subsets"), h5py.Group):
+            raise ValueError("/subsets is missing")
+        for name, ds in f["subsets"].items():
+            rows = _dataset(f, f"subsets/{name}", (None,), kinds="iu")[()]
+            if len(rows) and (rows.min() < 0 or rows.max() >= n):
+                raise ValueError(f"/subsets/{name} has rows outside 0..{n - 1}")
+            if np.any(np.diff(rows) <= 0):
+                raise ValueError(f"/subsets/{name} rows are not sorted and unique")
+            optical = ds.attrs.get("optical")
+            if optical not in OPTICAL_SOURCES or optical not in f:
+                raise ValueError(f"/subsets/{name}: optical source {optical!r} is not in the store")
+    except json.JSONDecodeError:
+        raise StoreError(path, "malformed store: attribute 'options' is not JSON") from None
+    except (KeyError, TypeError, ValueError, OSError) as e:
+        problem = str(e).strip("'\"") if not isinstance(e, KeyError) else f"missing {e}"
+        raise StoreError(path, f"malformed store: {problem}") from None
+
+
 class Store:
     """A complete store opened read-only. Use as a context manager or call :meth:`close`."""
 
@@ -165,6 +257,11 @@ class Store:
         if "content_digest" not in attrs:
             self.close()
             raise StoreError(self.path, "incomplete store (no content digest)")
+        try:
+            check_layout(self.file)
+        except StoreError:
+            self.close()
+            raise
         self.readahead = Readahead(self.path)
 
     # --- metadata ---------------------------------------------------------------------------

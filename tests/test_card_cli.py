@@ -148,7 +148,7 @@ def test_card_template_attach_check_cli(tmp_path: Path) -> None:
     model = foreign_onnx(tmp_path / "m.onnx")
     result = runner.invoke(cli, ["card", "check", str(model)])
     assert result.exit_code == 1
-    assert result.output.startswith("Error: ") or "error" in result.output.lower()
+    assert result.output.startswith("error: ") or "error" in result.output.lower()
     assert "no sareval model card" in result.output and "Traceback" not in result.output
 
     out = tmp_path / "carded.onnx"
@@ -241,7 +241,7 @@ def test_export_cli_refuses_contradictions(tmp_path: Path) -> None:
         )
         assert result.exit_code == 1, result.output
         last = result.output.strip().splitlines()[-1]  # after the "run arguments" note
-        assert last.startswith("Error: ") and message in last
+        assert last.startswith("error: ") and message in last
     # a checkpoint whose channel count contradicts the preset (no arguments file to say so)
     lone = tmp_path / "lone"
     lone.mkdir()

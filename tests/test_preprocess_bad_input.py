@@ -42,7 +42,7 @@ def assert_clean_error(t: Path, code: int, output: str, names: str, problem: str
     assert code == 1, output
     lines = output.strip().splitlines()
     assert len(lines) == 1, output
-    assert lines[0].startswith("Error: ") and "Traceback" not in output
+    assert lines[0].startswith("error: ") and "Traceback" not in output
     assert names in lines[0], lines[0]
     assert problem in lines[0], lines[0]
     assert not (t / "out.h5").exists()
@@ -200,7 +200,7 @@ def test_output_exists(trees: Path) -> None:
     list_file = str(trees / "sen12ms" / "test_list.txt")
     code, output = run(sen12ms_args(trees, "--split-list", list_file))
     assert code == 1 and output.strip().splitlines() == [
-        f"Error: {out}: output exists; pass --overwrite to replace it"
+        f"error: {out}: output exists; pass --overwrite to replace it"
     ]
     assert out.read_text() == "precious"
     # a failing --overwrite run keeps the old file

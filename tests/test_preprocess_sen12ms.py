@@ -225,7 +225,7 @@ def test_cli_preprocess_and_info(tmp_path: Path) -> None:
     args = ["preprocess", "sen12ms", str(ROOT), "--split-list", str(ROOT / "test_list.pkl"),
             "--labels", str(ROOT / "IGBP_probability_labels.pkl"), "--cr-root", str(CR),
             "--workers", "1", "--compression", "gzip", "--out", str(out)]  # fmt: skip
-    result = CliRunner().invoke(cli, ["-q", *args])
+    result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
     assert "wrote" in result.output and "very_cloudy" in result.output
     with h5py.File(out) as f:

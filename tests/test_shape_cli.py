@@ -153,7 +153,7 @@ def test_bad_input_is_one_line_with_exit_1(assets, tmp_path: Path) -> None:
         result = invoke("shape", *flat)
         assert result.exit_code == 1, (message, result.output)
         lines = result.output.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+        assert len(lines) == 1 and lines[0].startswith("error: "), result.output
         assert message in lines[0], (message, lines[0])
     assert (tmp_path / "exists.json").read_text() == "{}"
     assert not (tmp_path / "s.json").exists()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from sareval.commands.options import overwrite_option
+from sareval.commands.options import overwrite_option, report_written
 from sareval.export.presets import PRESETS
 
 
@@ -69,7 +69,7 @@ def template(
         return
     with atomic_output(out, overwrite=overwrite) as tmp:
         tmp.write_text(text)
-    click.echo(f"wrote {out}", err=True)
+    report_written(out)
 
 
 @command.command(
@@ -90,8 +90,11 @@ Example:
 def attach(model: Path, card: Path, out: Path | None, overwrite: bool) -> None:
     """Check CARD against MODEL's graph (inputs, channels, dynamic batch, H/W, output width)
     and embed it in the ONNX metadata."""
+    from sareval.atomic import check_outputs
     from sareval.export.attach import attach_card
 
+    if out is not None:
+        check_outputs({"--out": out}, overwrite, inputs=[card])
     written = attach_card(model, card, out, overwrite=overwrite)
     click.echo(f"card {card} fits {model}; wrote {written}")
 

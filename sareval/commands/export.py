@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from sareval.commands.options import overwrite_option
+from sareval.commands.options import overwrite_option, report_written
 from sareval.errors import SarevalError
 from sareval.export.presets import PRESETS
 
@@ -104,12 +104,18 @@ def command(
     The exported file is checked before it is kept: onnx.checker, then the same random inputs
     through torch and onnxruntime at batch sizes 1, 3 and 64 (max differences printed).
     """
-    from sareval.atomic import check_output
+    from sareval.atomic import check_outputs
+    from sareval.export.onnx_export import check_opset
+    from sareval.models.registry import MAX_INPUT_SIZE
 
     fmt = fmt or FORMATS.get(out.suffix.lower())
     if fmt is None:
         raise SarevalError(f"{out}: cannot tell the format from the suffix; pass --format")
-    check_output(out, overwrite)
+    check_opset(opset)
+    if input_size is not None and input_size > MAX_INPUT_SIZE:
+        raise SarevalError(f"--input-size: {input_size} px is larger than {MAX_INPUT_SIZE} px")
+    inputs = [p for p in (checkpoint, card_path) if p is not None]
+    check_outputs({"--out": out}, overwrite, inputs=inputs)
     result = export_model(
         arch=arch,
         checkpoint=checkpoint,
@@ -127,7 +133,7 @@ def command(
         overwrite=overwrite,
         echo=lambda s: click.echo(s, err=True),
     )
-    click.echo(f"wrote {result} ({result.stat().st_size / 1e6:.1f} MB)")
+    report_written(f"{result} ({result.stat().st_size / 1e6:.1f} MB)")
 
 
 def export_model(

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from sareval.atomic import check_output
-from sareval.commands.options import overwrite_option
+from sareval.atomic import check_outputs
+from sareval.commands.options import overwrite_option, report_written
 
 
 @click.command("merge")
@@ -41,11 +41,10 @@ def command(shards: tuple[Path, ...], out: Path, csv_path: Path | None, overwrit
     from sareval.evaluator.results import console_table, read_results, write_csv, write_results
 
     csv_path = csv_path or out.with_suffix(".csv")
-    check_output(out, overwrite)
-    check_output(csv_path, overwrite)
+    check_outputs({"--out": out, "--csv": csv_path}, overwrite, json_option="--out", inputs=shards)
     docs = [read_results(p) for p in shards]
     merged = merge_documents(docs, [str(p) for p in shards])
     write_results(merged, out, overwrite)
     write_csv(merged, csv_path, overwrite)
     click.echo(console_table(merged))
-    click.echo(f"wrote {out}, {csv_path}", err=True)
+    report_written(out, csv_path)

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import click
 
-from sareval.commands.options import overwrite_option, progress_enabled
+from sareval.atomic import check_outputs
+from sareval.commands.options import overwrite_option, progress_enabled, report_written
 from sareval.preprocess.pipeline import COMPRESSIONS, DEFAULT_COMPRESSION
 
 EXISTING_FILE = click.Path(dir_okay=False, path_type=Path)
@@ -99,6 +100,12 @@ def command() -> None:
     show_default=True,
     help="A simplified IGBP class is present when its fraction is >= this.",
 )
+@click.option(
+    "--skip-unlabelled",
+    is_flag=True,
+    help="Without --labels: leave out patches whose lc layer has no IGBP class pixel (an "
+    "error otherwise); the count is recorded in the store and shown by `sareval info`.",
+)
 @common_options
 def sen12ms(
     root: Path,
@@ -106,6 +113,7 @@ def sen12ms(
     labels: Path | None,
     cr_root: Path | None,
     multi_label_threshold: float,
+    skip_unlabelled: bool,
     very_cloudy_threshold: float | None,
     very_cloudy_list: Path | None,
     workers: int | None,
@@ -122,6 +130,7 @@ def sen12ms(
     """
     from sareval.preprocess.sen12ms import preprocess_sen12ms
 
+    check_outputs({"--out": out}, overwrite, inputs=_given(split_list, labels, very_cloudy_list))
     path = preprocess_sen12ms(
         root,
         out,
@@ -136,6 +145,7 @@ def sen12ms(
         chunk_rows=chunk_rows,
         overwrite=overwrite,
         progress=progress_enabled(),
+        skip_unlabelled=skip_unlabelled,
     )
     _report(path)
 
@@ -184,6 +194,8 @@ def bigearthnet(
     """
     from sareval.preprocess.bigearthnet import preprocess_bigearthnet
 
+    inputs = _given(split_csv, cloudy_list, snow_list, very_cloudy_list)
+    check_outputs({"--out": out}, overwrite, inputs=inputs)
     path = preprocess_bigearthnet(
         s2_root,
         s1_root,
@@ -276,9 +288,16 @@ def bigearthnet_v2(
     _report(path)
 
 
+def _given(*paths: Path | None) -> list[Path]:
+    """The input files that were given (an output must not overwrite one)."""
+    return [p for p in paths if p is not None]
+
+
 def _report(path: Path) -> None:
     from sareval.store import Store
 
+    if not progress_enabled():
+        return
     with Store(path) as store:
         sizes = ", ".join(f"{name} {len(sub)}" for name, sub in store.subsets.items())
-        click.echo(f"wrote {path}: {store.n_samples} samples ({sizes})")
+        report_written(f"{path}: {store.n_samples} samples ({sizes})")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from sareval.commands.options import overwrite_option
+from sareval.commands.options import overwrite_option, report_written
 
 
 @click.command(
@@ -37,5 +37,4 @@ def command(inputs: tuple[str, ...], out: str, metrics: str | None, overwrite: b
     report = make_report(inputs, out, metrics=chosen, overwrite=overwrite)
     if report.rows:
         click.echo(report.markdown)
-    for path in report.tables + report.figures:
-        click.echo(f"wrote {path}")
+    report_written(*report.tables, *report.figures)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
+import contextlib
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
-from sareval.atomic import check_output
+from sareval.atomic import check_outputs
 from sareval.choices import (
     BACKENDS,
     BASELINES,
@@ -19,7 +20,7 @@ from sareval.choices import (
     PROVIDERS,
     Z_CHOICES,
 )
-from sareval.commands.options import overwrite_option, progress_enabled
+from sareval.commands.options import overwrite_option, progress_enabled, report_written
 from sareval.errors import SarevalError
 
 EDGES = re.compile(r"^[0-9.eE+-]+(,[0-9.eE+-]+)+$")
@@ -74,9 +75,24 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
     return None if text is None else parse(text)
 
 
+@contextlib.contextmanager
+def api_errors_as_options() -> Iterator[None]:
+    """Name the CLI's options in errors of :class:`sareval.ShapeConfig` (``ShapeConfig.z`` ->
+    ``--z``, ``ShapeConfig.cloud_cover_bins`` -> ``--by cloud-cover``)."""
+    try:
+        yield
+    except SarevalError as e:
+        text = str(e).replace("ShapeConfig.cloud_cover_bins", "--by cloud-cover")
+        text = re.sub(r"ShapeConfig\.(\w+)", lambda m: "--" + m.group(1).replace("_", "-"), text)
+        raise SarevalError(text) from None
+
+
 def is_main_process() -> bool:
-    """True unless this is a torchrun rank other than 0."""
-    return int(os.environ.get("RANK", "0")) == 0
+    """True unless this is a torchrun rank other than 0 (an incomplete environment is an error)."""
+    from sareval.evaluator.distributed import torchrun_env
+
+    env = torchrun_env()
+    return env is None or env.rank == 0
 
 
 @click.command("shape", cls=ShapeCommand)
@@ -273,24 +289,25 @@ def command(
     if csv_path is None and out is not None:
         csv_path = out.with_suffix(".csv")
     main = is_main_process()
-    if main:  # refuse existing outputs before the evaluation, not after
-        for path in (out, csv_path, save_predictions):
-            if path is not None:
-                check_output(path, overwrite)
+    if main:  # refuse existing or colliding outputs before the evaluation, not after
+        outputs = {"--out": out, "--csv": csv_path, "--save-predictions": save_predictions}
+        check_outputs(outputs, overwrite, json_option="--out", inputs=(model, data))
     by_class, edges = parse_by(by)
-    config = sareval.ShapeConfig(
-        players=parse_players(players, read_card(model)) if players else None,
-        baseline=baseline, empty=empty, z=z, by_class=by_class,  # type: ignore[arg-type]
-        cloud_cover_bins=edges, bootstrap=bootstrap, seed=seed, method=method,  # type: ignore[arg-type]
-        permutations=permutations, batch_size=batch_size, backend=backend,  # type: ignore[arg-type]
-        device=device, provider=provider, precision=precision,  # type: ignore[arg-type]
-        threads=threads, pad_last_batch=pad_last_batch, shard=parse_shard(shard),
-        estimator=estimator, samples=samples, max_rows=max_rows,  # type: ignore[arg-type]
-    )  # fmt: skip
-    result = sareval.evaluate(
-        model, (data, subset), config, progress=progress_enabled(),
-        save_predictions=save_predictions, overwrite=overwrite,
-    )  # fmt: skip
+    with api_errors_as_options():
+        config = sareval.ShapeConfig(
+            players=parse_players(players, read_card(model)) if players else None,
+            baseline=baseline, empty=empty, z=z, by_class=by_class,  # type: ignore[arg-type]
+            cloud_cover_bins=edges, bootstrap=bootstrap, seed=seed,
+            method=method, permutations=permutations,  # type: ignore[arg-type]
+            batch_size=batch_size, backend=backend, device=device,  # type: ignore[arg-type]
+            provider=provider, precision=precision,  # type: ignore[arg-type]
+            threads=threads, pad_last_batch=pad_last_batch, shard=parse_shard(shard),
+            estimator=estimator, samples=samples, max_rows=max_rows,  # type: ignore[arg-type]
+        )  # fmt: skip
+        result = sareval.evaluate(
+            model, (data, subset), config, progress=progress_enabled(),
+            save_predictions=save_predictions, overwrite=overwrite,
+        )  # fmt: skip
     if not main:
         return
     doc = result.doc
@@ -299,6 +316,4 @@ def command(
     if csv_path is not None:
         write_csv(doc, csv_path, overwrite)
     click.echo(console_table(doc))
-    for path in (out, csv_path, save_predictions):
-        if path is not None:
-            click.echo(f"wrote {path}", err=True)
+    report_written(out, csv_path, save_predictions)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -345,6 +346,17 @@ class TorchBackend:
             module.training = training
 
 
+DEVICE_RE = re.compile(r"^(cpu|cuda)(?::(\d{1,4}))?$")
+
+
+def parse_device(device: str) -> tuple[str, int]:
+    """``cpu`` / ``cuda`` / ``cuda:N`` -> (type, index); anything else is a SarevalError."""
+    m = DEVICE_RE.match(device)
+    if m is None or (m.group(1) == "cpu" and m.group(2) is not None):
+        raise SarevalError(f"--device: {device!r} is not cpu, cuda or cuda:N")
+    return m.group(1), int(m.group(2) or 0)
+
+
 def make_backend(
     loaded: LoadedModel,
     pre: Preamble,
@@ -364,10 +376,7 @@ def make_backend(
     own precision (fp32 exports), so it accepts fp32 only."""
     if backend not in BACKENDS:
         raise SarevalError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-    device_type = device.split(":")[0]
-    if device_type not in ("cpu", "cuda"):
-        raise SarevalError(f"unknown device {device!r}; use cpu, cuda or cuda:N")
-    device_id = int(device.split(":")[1]) if ":" in device else 0
+    device_type, device_id = parse_device(device)
     source = str(loaded.path) if loaded.path else "model"
     if backend == "torch":
         if provider not in (None, "cpu", "cuda"):

@@ -10,8 +10,9 @@ multiplicity weights w = bincount(idx) (N,), and every count is a weighted sum o
     multi-label:  tp_k = sum_i w_i [y_ik and yhat_ik] (likewise fp, fn),
                   hist[triple] = sum_{i: triple_i = triple} w_i
 
-computed for a chunk of replicates at once (grouped integer sums; float64 matrix products of
-0/1 features with integer weights, exact below 2^53). The metrics are those of
+computed for a chunk of replicates at once (at most ``CHUNK_ELEMENTS`` weights or counts;
+grouped integer sums; float64 matrix products of 0/1 features with integer weights, exact below
+2^53). The metrics are those of
 :mod:`sareval.evaluator.metrics`; intervals are percentile intervals
 [q(alpha/2), q(1 - alpha/2)] over the replicates (NaN replicates, from Z = V(M) = 0, ignored).
 """
@@ -34,6 +35,24 @@ from sareval.evaluator.metrics import (
 from sareval.evaluator.shapley import Normalisation, shape_relevance_array
 
 CHUNK_ELEMENTS = 4_000_000  # replicates x samples held at once
+MAX_BOOTSTRAP = 100_000  # replicates
+MEMORY_BUDGET = 2 << 30  # bytes the replicates' per-metric values may take
+
+
+def check_bootstrap(n_boot: int, n_coalitions: int = 2) -> None:
+    """Refuse ``--bootstrap n_boot`` above :data:`MAX_BOOTSTRAP`, or whose per-replicate state
+    (a generator, and every metric's V for every coalition, held twice while stacked) would
+    exceed :data:`MEMORY_BUDGET`; called before anything is allocated. (The weights and counts
+    of a chunk of replicates are bounded by :data:`CHUNK_ELEMENTS` in :func:`bootstrap_values`.)"""
+    if not 0 <= n_boot <= MAX_BOOTSTRAP:
+        raise SarevalError(f"--bootstrap: {n_boot} is outside 0..{MAX_BOOTSTRAP} replicates")
+    n_metrics = max(len(names) for names in METRIC_NAMES.values())
+    estimate = n_boot * (2048 + 2 * 8 * n_metrics * (n_coalitions + 1))
+    if estimate > MEMORY_BUDGET:
+        raise SarevalError(
+            f"--bootstrap: {n_boot} replicates of {n_coalitions} coalitions need about "
+            f"{estimate / 2**30:.1f} GiB (budget {MEMORY_BUDGET / 2**30:.0f} GiB); use fewer"
+        )
 
 
 class _GroupedSum:
@@ -122,7 +141,8 @@ def bootstrap_values(
         sums = [_GroupedSum(triple_codes(y_true, p), k1**3) for p in ordered]
         features = [np.concatenate([y_true & p, ~y_true & p, y_true & ~p], axis=1) for p in ordered]
     generators = np.random.default_rng(seed).spawn(n_boot)
-    chunk = max(1, CHUNK_ELEMENTS // n)
+    per_replicate = k * k if task == "single-label" else (k + 1) ** 3  # counts of one replicate
+    chunk = max(1, CHUNK_ELEMENTS // max(n, per_replicate))
     out: dict[str, list[np.ndarray]] = {}
     for start in range(0, n_boot, chunk):
         weights = _replicate_weights(generators[start : start + chunk], n)
@@ -173,6 +193,7 @@ def bootstrap_intervals(
     :func:`~sareval.evaluator.shapley.shape_relevance_array`.
     """
     players = check_players(players)
+    check_bootstrap(n_boot, 2 ** len(players) - 1)
     values = bootstrap_values(y_true, predictions, players, task, n_classes, n_boot, seed)
     names = [coalition_name(c, players) for c in _all_coalitions(players)]
     result = {}

@@ -7,11 +7,11 @@ samples, which would corrupt exact metrics)::
 
 - ``--shard i/n``: the process evaluates part i of the whole subset and writes a results
   document with its counts; ``sareval merge`` sums the counts of all n parts.
-- torchrun (``WORLD_SIZE`` > 1 in the environment): :func:`init_from_env` joins (or creates)
-  the default process group (gloo on CPU, NCCL on CUDA); rank r evaluates part r (of its shard,
-  if one is given), the integer counts are all-reduced (sum), per-sample data for the bootstrap
-  is gathered on rank 0, and rank 0's document is broadcast so every rank returns the same one.
-  Only rank 0 writes files.
+- torchrun (``WORLD_SIZE`` > 1 in a complete torchrun environment, :func:`torchrun_env`):
+  :func:`init_from_env` joins (or creates) the default process group (gloo on CPU, NCCL on
+  CUDA); rank r evaluates part r (of its shard, if one is given), the integer counts are
+  all-reduced (sum), per-sample data for the bootstrap is gathered on rank 0, and rank 0's
+  document is broadcast so every rank returns the same one. Only rank 0 writes files.
 
 Sums of integer counts are exact, so every split gives the single-process result to the count.
 """
@@ -34,6 +34,18 @@ def part_range(start: int, stop: int, index: int, count: int) -> tuple[int, int]
         raise SarevalError(f"part {index} of {count} does not exist")
     length = stop - start
     return start + index * length // count, start + (index + 1) * length // count
+
+
+def check_parts(length: int, shard: tuple[int, int] | None, world_size: int) -> None:
+    """Refuse a split of ``length`` samples into ``--shard`` parts and torchrun ranks that
+    leaves a part without samples (its scores would read 0 instead of "no samples")."""
+    count = 1 if shard is None else shard[1]
+    if length // count < world_size:
+        where = f"--shard {shard[0]}/{count}" if shard else f"WORLD_SIZE={world_size}"
+        raise SarevalError(
+            f"{where}: {length} samples leave a part with no samples; split into at most "
+            f"{length} parts (shards x processes)"
+        )
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -108,11 +120,59 @@ class ProcessGroup:
             dist.destroy_process_group()
 
 
+TORCHRUN_IDENTITY = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+TORCHRUN_VARIABLES = (*TORCHRUN_IDENTITY, "MASTER_ADDR", "MASTER_PORT")
+
+
+@dataclass(frozen=True)
+class TorchrunEnv:
+    """A complete, valid torchrun environment."""
+
+    rank: int
+    world_size: int
+    local_rank: int
+
+
+def torchrun_env(environ: Mapping[str, str] | None = None) -> TorchrunEnv | None:
+    """The torchrun variables of ``environ`` (default ``os.environ``); None when none of
+    RANK, WORLD_SIZE, LOCAL_RANK is set (a single process).
+
+    Once one is set, all of :data:`TORCHRUN_VARIABLES` must be, with integer ranks
+    ``0 <= RANK < WORLD_SIZE``, ``LOCAL_RANK >= 0`` and a port in 1..65535; anything else is a
+    :class:`SarevalError` naming the variable (a stray ``RANK=1`` must not start a job).
+    """
+    env = os.environ if environ is None else environ
+    if not any(k in env for k in TORCHRUN_IDENTITY):
+        return None
+    for name in TORCHRUN_VARIABLES:
+        if not env.get(name, "").strip():
+            present = ", ".join(k for k in TORCHRUN_VARIABLES if env.get(k, "").strip())
+            raise SarevalError(
+                f"{name}: not set, but {present} is; a torchrun job needs all of "
+                f"{', '.join(TORCHRUN_VARIABLES)} (unset them for a single process)"
+            )
+    values: dict[str, int] = {}
+    for name, low, high in (
+        ("WORLD_SIZE", 1, 1 << 20),
+        ("RANK", 0, None),
+        ("LOCAL_RANK", 0, 1 << 20),
+        ("MASTER_PORT", 1, 65535),
+    ):
+        text = env[name].strip()
+        try:
+            value = int(text)
+        except ValueError:
+            raise SarevalError(f"{name}: {text!r} is not an integer") from None
+        high = values["WORLD_SIZE"] - 1 if high is None else high
+        if not low <= value <= high:
+            raise SarevalError(f"{name}: {value} is outside {low}..{high}")
+        values[name] = value
+    return TorchrunEnv(values["RANK"], values["WORLD_SIZE"], values["LOCAL_RANK"])
+
+
 def world_size_from_env() -> int:
-    try:
-        return int(os.environ.get("WORLD_SIZE", "1"))
-    except ValueError:
-        return 1
+    env = torchrun_env()
+    return 1 if env is None else env.world_size
 
 
 def init_from_env(device: str) -> ProcessGroup | None:
@@ -128,12 +188,12 @@ def init_from_env(device: str) -> ProcessGroup | None:
             dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)),
             str(dist.get_backend()), created=False,
         )  # fmt: skip
-    world = world_size_from_env()
-    if world <= 1:
+    env = torchrun_env()
+    if env is None or env.world_size <= 1:
         return None
     if not dist.is_available():
         raise SarevalError("WORLD_SIZE > 1 but this torch build has no torch.distributed")
-    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    local_rank = env.local_rank
     backend = "gloo"
     if device.startswith("cuda"):
         if not torch.cuda.is_available():

@@ -26,6 +26,47 @@ from sareval.evaluator.results import (
 )
 
 SPREAD_KEYS = ("shard", "world_size", "device", "providers", "batch_size", "pad_to")
+MAX_COUNT = 2**53  # counts are summed exactly in int64 and turned into float64 metrics
+
+
+def _count_array(value: Any, where: str) -> tuple[int, ...]:
+    """The shape of a (nested list) array of integer counts in 0..MAX_COUNT; else raise."""
+    if isinstance(value, list):
+        shapes = {_count_array(v, f"{where}[{i}]") for i, v in enumerate(value)}
+        if len(shapes) > 1:
+            raise SarevalError(f"{where}: rows of different lengths")
+        return (len(value), *(shapes.pop() if shapes else ()))
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise SarevalError(f"{where}: {str(value)[:40]!r} is not an integer count")
+    if not 0 <= value <= MAX_COUNT:
+        raise SarevalError(f"{where}: count {value} is outside 0..2^53")
+    return ()
+
+
+def check_counts(node: Any, source: str, shapes: dict[str, tuple[int, ...]], at: str = "") -> None:
+    """Every ``counts`` section under ``node`` holds integer counts in 0..2^53 whose arrays have
+    one shape per field (across coalitions, bins and files: ``shapes`` collects them)."""
+    if isinstance(node, list):
+        for i, v in enumerate(node):
+            check_counts(v, source, shapes, f"{at}[{i}]")
+    if not isinstance(node, dict):
+        return
+    for key, value in node.items():
+        where = f"{at}.{key}" if at else str(key)
+        if key == "counts" and isinstance(value, dict):
+            for name, state in value.items():
+                if not isinstance(state, dict):  # ties: coalition -> count
+                    _count_array(state, f"{source}: {where}.{name}")
+                    continue
+                for field, array in state.items():
+                    shape = _count_array(array, f"{source}: {where}.{name}.{field}")
+                    if shapes.setdefault(field, shape) != shape:
+                        raise SarevalError(
+                            f"{source}: {where}.{name}.{field} has shape {shape}, "
+                            f"expected {shapes[field]}"
+                        )
+        else:
+            check_counts(value, source, shapes, where)
 
 
 def _same(docs: Sequence[dict], sources: Sequence[str], what: str, get: Any) -> None:
@@ -39,6 +80,9 @@ def check_shards(docs: Sequence[dict], sources: Sequence[str]) -> None:
     """Raise unless ``docs`` are the complementary shards of one evaluation."""
     if not docs:
         raise SarevalError("merge: no results files given")
+    shapes: dict[str, tuple[int, ...]] = {}
+    for doc, source in zip(docs, sources, strict=True):
+        check_counts(doc, source, shapes)
     for doc, source in zip(docs, sources, strict=True):
         shard = doc["provenance"].get("shard")
         if not shard or "index" not in shard:

@@ -242,7 +242,7 @@ def read_results(path: str | Path) -> dict[str, Any]:
         raise InputFileError(path, "results file not found")
     try:
         doc = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise InputFileError(path, f"not JSON ({e})") from None
     if not isinstance(doc, dict) or doc.get("format") != FORMAT:
         raise InputFileError(path, f"not a sareval results file (no format={FORMAT!r})")

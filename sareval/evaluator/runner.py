@@ -30,11 +30,17 @@ from sareval import __version__
 from sareval.card import Modality, ModelCard
 from sareval.errors import SarevalError
 from sareval.evaluator.backends import LoadedModel, make_backend
-from sareval.evaluator.bootstrap import bootstrap_intervals
+from sareval.evaluator.bootstrap import bootstrap_intervals, check_bootstrap
 from sareval.evaluator.coalitions import coalition_name
 from sareval.evaluator.config import ShapeConfig
 from sareval.evaluator.counting import CoalitionCounter, ConstantRows, CountResult
-from sareval.evaluator.distributed import ProcessGroup, init_from_env, part_range, rank_device
+from sareval.evaluator.distributed import (
+    ProcessGroup,
+    check_parts,
+    init_from_env,
+    part_range,
+    rank_device,
+)
 from sareval.evaluator.estimators import GameSpec, choose_game
 from sareval.evaluator.metrics import (
     METRIC_NAMES,
@@ -386,6 +392,7 @@ def run_evaluation(
         raise SarevalError("save_predictions: not available with method 'perceptual'")
     model_source = str(loaded.path) if loaded.path else "(in-memory model)"
     ev = check_inputs(source, card, model_source)
+    check_bootstrap(config.bootstrap, 2 ** len(card.modality_names))
     group = init_from_env(config.device)
     try:
         return _evaluate(ev, loaded, group, config, progress, save_predictions, overwrite)
@@ -402,6 +409,7 @@ def _positions(ev: Evaluation, config: ShapeConfig, group: ProcessGroup | None) 
         if needs_length or config.empty == "majority":
             raise
         return 0, -1  # an unsized iterable: read it once to its end
+    check_parts(n, config.shard, 1 if group is None else group.world_size)
     start, stop = 0, n
     if config.shard is not None:
         start, stop = part_range(start, stop, *config.shard)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sareval.card import ATTACH_HINT, ModelCard, get_onnx_card, read_card
+from sareval.card import ATTACH_HINT, ModelCard, get_onnx_card, is_torch_save_archive, read_card
 from sareval.errors import CardError, InputFileError
 
 
@@ -100,6 +100,8 @@ def _onnx_graph(path: Path) -> tuple[list[str], ModelCard | None, str | None]:
 def _torchscript(path: Path) -> tuple[list[str], ModelCard | None, str | None]:
     import torch
 
+    if is_torch_save_archive(path):
+        read_card(path)  # raises: a training checkpoint, not a model file
     try:
         module = torch.jit.load(str(path), map_location="cpu")
     except Exception as e:

@@ -56,12 +56,26 @@ def quiet_exporter() -> Iterator[None]:
             lg.setLevel(level)
 
 
+MIN_OPSET = 18  # the dynamo exporter's lowest
+
+
+def check_opset(opset: int | None) -> None:
+    """Refuse an opset outside ``MIN_OPSET`` .. the installed onnx's newest (the exporter would
+    silently fall back to opset 18)."""
+    import onnx
+
+    newest = onnx.defs.onnx_opset_version()
+    if opset is not None and not MIN_OPSET <= opset <= newest:
+        raise SarevalError(f"--opset: {opset} is outside {MIN_OPSET}..{newest} (installed onnx)")
+
+
 def to_onnx_proto(
     model: torch.nn.Module, card: ModelCard, *, opset: int | None = None, batch: int = 2
 ) -> Any:  # onnx.ModelProto
     """Export ``model`` (CPU, eval) with a dynamic batch axis; the card is set on the proto."""
     if batch < 2:
         raise SarevalError("export with a batch of at least 2 (a batch of 1 fixes the batch axis)")
+    check_opset(opset)
     x = random_input(card, batch)
     dim = torch.export.Dim(BATCH_DIM, min=1)
     try:
@@ -83,6 +97,9 @@ def to_onnx_proto(
     if program is None:  # pragma: no cover - dynamo=True always returns a program
         raise SarevalError("ONNX export returned no program")
     proto = program.model_proto
+    got = [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")]
+    if opset is not None and got != [opset]:
+        raise SarevalError(f"--opset: asked for {opset}, the exporter wrote opset {got}")
     set_onnx_card(proto, card)
     return proto
 

@@ -331,7 +331,7 @@ PRESETS: dict[str, Preset] = {
 def get_preset(name: str) -> Preset:
     """The preset called ``name``; :class:`SarevalError` listing the known ones otherwise."""
     if name not in PRESETS:
-        raise SarevalError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+        raise SarevalError(f"--preset: unknown preset {name!r}; choose from {', '.join(PRESETS)}")
     return PRESETS[name]
 
 

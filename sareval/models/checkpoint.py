@@ -271,6 +271,19 @@ def _flag(values: dict[str, str], key: str, path: Path) -> bool:
     return v == "True"
 
 
+def _threshold(text: str | None, path: Path) -> float | None:
+    """The ``threshold`` entry: a number in (0, 1), or None when absent."""
+    if not text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputFileError(path, f"threshold: {text!r} is not a number in (0, 1)") from None
+    if not 0.0 < value < 1.0:
+        raise InputFileError(path, f"threshold: {value} is outside (0, 1)")
+    return value
+
+
 def read_arguments(path: str | Path) -> RunArguments:
     """Parse a toolbox arguments file into preset, task and architecture."""
     path = Path(path)
@@ -304,7 +317,7 @@ def read_arguments(path: str | Path) -> RunArguments:
             f"{path}: model {model!r} has no sareval architecture "
             f"(supported: {', '.join(TOOLBOX_MODEL_NAMES)})"
         )
-    threshold = values.get("threshold")
+    threshold = _threshold(values.get("threshold"), path)
     return RunArguments(
         path=path,
         values=values,
@@ -312,5 +325,5 @@ def read_arguments(path: str | Path) -> RunArguments:
         task=tasks[label_type],
         arch=arch,
         igbp_simple=_flag(values, "IGBP_simple", path) if "IGBP_simple" in values else True,
-        threshold=float(threshold) if threshold else None,
+        threshold=threshold,
     )

@@ -38,6 +38,7 @@ _BUILDERS: dict[str, Callable[[int, int | None], nn.Module]] = {
 ARCHITECTURES: tuple[str, ...] = tuple(_BUILDERS)
 #: smallest input side each architecture accepts (five 2x downsamplings); DenseNet: exactly 256
 MIN_INPUT_SIZE = 32
+MAX_INPUT_SIZE = 2048  # export and training build (batch x C x size x size) tensors
 #: SEN12MS toolbox ``model`` argument -> architecture name
 TOOLBOX_MODEL_NAMES: dict[str, str] = {
     "ResNet18": "resnet18",
@@ -58,6 +59,10 @@ def check_input_size(arch: str, input_size: int | None) -> None:
         )
     if input_size < MIN_INPUT_SIZE:
         raise SarevalError(f"{arch} needs input of at least {MIN_INPUT_SIZE} px; got {input_size}")
+    if input_size > MAX_INPUT_SIZE:
+        raise SarevalError(
+            f"--input-size: {input_size} px is larger than the {MAX_INPUT_SIZE} px sareval builds"
+        )
 
 
 def build_model(
@@ -76,7 +81,9 @@ def build_model(
     for ``m`` in the card's modalities. ``input_size`` is checked against the architecture.
     """
     if arch not in _BUILDERS:
-        raise SarevalError(f"unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}")
+        raise SarevalError(
+            f"--arch: unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}"
+        )
     if fusion not in FUSIONS:
         raise SarevalError(f"unknown fusion {fusion!r}; choose from {', '.join(FUSIONS)}")
     if n_channels < 1 or n_classes < 1:

@@ -46,6 +46,7 @@ from sareval.preprocess.pipeline import (
     DEFAULT_COMPRESSION,
     RowBlock,
     abort_writer,
+    check_utf8_paths,
     chunk_rows_for,
     compression_filter,
     config_file_entry,
@@ -120,7 +121,7 @@ def read_json(path: Path) -> dict[str, Any]:
             obj = json.load(f)
     except FileNotFoundError:
         raise InputFileError(path, "file not found") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise InputFileError(path, f"not valid JSON ({e})") from None
     if not isinstance(obj, dict):
         raise InputFileError(path, "not a JSON object")
@@ -301,12 +302,21 @@ class BigEarthNetReader:
         )
 
 
-def band_sizes(path_of: Callable[[str], Path]) -> dict[int, tuple[int, int]]:
-    """(h, w) of each resolution's bands, from a patch's B02, B05 and B01 headers
-    (``path_of(band)``: the band's file)."""
-    from sareval.preprocess.tiffs import tiff_size
+def band_sizes(
+    path_of: Callable[[str, str], Path], names: Sequence[str]
+) -> dict[int, tuple[int, int]]:
+    """(h, w) of each resolution's bands: the size most of the first patches' bands of that
+    resolution have (headers only), so a single wrong-sized band file is the one reported
+    (``path_of(patch, band)``: the band's file)."""
+    from sareval.preprocess.tiffs import reference_size
 
-    return {res: tiff_size(path_of(b)) for res, b in ((10, "B02"), (20, "B05"), (60, "B01"))}
+    return {
+        res: reference_size(
+            [path_of(name, b) for name in names[:3] for b in BIGEARTHNET_S2_BANDS
+             if S2_RESOLUTION_M[b] == res]
+        )
+        for res in (10, 20, 60)
+    }  # fmt: skip
 
 
 def check_trees(trees: Mapping[str, Path | None], resampling: str) -> None:
@@ -338,6 +348,7 @@ def preprocess_bigearthnet(
     progress: bool = True,
 ) -> Path:
     """Convert a BigEarthNet-MM split (+ cloudy/snow lists) into a store (see module doc)."""
+    check_utf8_paths(s2_root, s1_root, split_csv, cloudy_list, snow_list, very_cloudy_list, out)
     out = check_output(out, overwrite)
     s2_root, s1_root, split_csv = Path(s2_root), Path(s1_root), Path(split_csv)
     check_trees({"BigEarthNet-v1.0 (S2)": s2_root, "BigEarthNet-S1-v1.0": s1_root}, resampling)
@@ -353,7 +364,7 @@ def preprocess_bigearthnet(
         cloudy_rows = np.flatnonzero([p.group == "cloudy" for p in patches])
         ids = [p.s2 for p in patches]
         very_rows = subset_rows_from_list(very_cloudy_list, ids, cloudy_rows, lambda n: n)
-    sizes = band_sizes(lambda b: s2_band_path(s2_root, patches[0].s2, b))
+    sizes = band_sizes(lambda n, b: s2_band_path(s2_root, n, b), [p.s2 for p in patches])
     height, width = sizes[10]
     detector = choose_detector(BIGEARTHNET_S2_BANDS)
     filt = compression_filter(compression)

@@ -309,7 +309,7 @@ def preprocess_bigearthnet_v2(
     if very_cloudy_list is not None:
         cloudy_rows = np.flatnonzero([p.cloudy for p in patches])
         very_rows = subset_rows_from_list(very_cloudy_list, ids, cloudy_rows, lambda n: n)
-    sizes = band_sizes(lambda b: s2_band_path(s2_root, patches[0].patch_id, b))
+    sizes = band_sizes(lambda n, b: s2_band_path(s2_root, n, b), [p.patch_id for p in patches])
     height, width = sizes[10]
     detector = choose_detector(BIGEARTHNET_S2_BANDS)
     if chunk_rows is None:

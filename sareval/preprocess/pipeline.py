@@ -210,6 +210,18 @@ def config_file_entry(path: str | Path | None) -> Any:
     return [str(p), st.st_size, st.st_mtime_ns]
 
 
+def check_utf8_paths(*paths: str | Path | None) -> None:
+    """Refuse an input or output path that is not valid UTF-8 (the store records its inputs
+    as UTF-8 text attributes)."""
+    for path in paths:
+        if path is None:
+            continue
+        try:
+            str(path).encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputFileError(path, "the path is not valid UTF-8; rename it") from None
+
+
 def read_text_input(path: str | Path, what: str) -> str:
     """The UTF-8 text (a BOM tolerated) of an input file; ``what`` names it in the error."""
     path = Path(path)

@@ -14,7 +14,8 @@ A patch id is ``<season>_<scene>_p<patch>`` (e.g. ``ROIs1158_spring_124_p100``).
 content: ``s1``, ``s2`` (clear, from SEN12MS), with ``--cr-root`` also ``s2_cloudy`` (+
 ``s2_cloudy_available``) and the cloud cover of the cloudy version; label sets
 ``igbp17_fractions`` (from the pickle, or computed from ``lc``: the fraction of each IGBP class
-among the pixels whose IGBP value is in 1..17; all zeros when none is), ``igbp10_single``
+among the pixels whose IGBP value is in 1..17; a patch with no such pixel is an error, or left
+out with ``--skip-unlabelled``), ``igbp10_single``
 (argmax of the 10 simplified fractions, ties to the lowest index) and ``igbp10_multi``
 (simplified fraction >= threshold). Subsets: ``clear`` (all rows, s2); with ``--cr-root``
 ``cloudy`` (rows with a cloudy version, s2_cloudy), ``cloudy_clear`` (the same rows, s2: the
@@ -44,6 +45,7 @@ from sareval.preprocess.pipeline import (
     DEFAULT_COMPRESSION,
     RowBlock,
     abort_writer,
+    check_utf8_paths,
     chunk_rows_for,
     compression_filter,
     config_file_entry,
@@ -206,20 +208,64 @@ def load_igbp_labels(path: str | Path) -> dict[str, np.ndarray]:
             raise InputFileError(
                 path, f"not a dict of 17-vectors: {key} has shape {vec.shape}, expected (17,)"
             )
-        if not np.all(np.isfinite(vec)):
-            raise InputFileError(path, f"{key}: label vector has non-finite values")
+        check_fractions(path, key, vec)
         out[key] = vec
     if not out:
         raise InputFileError(path, "the label dict is empty")
     return out
 
 
-def igbp_fractions(igbp: np.ndarray) -> np.ndarray:
-    """(H, W) IGBP layer -> (17,) fraction of each class among pixels valued 1..17 (float64)."""
+FRACTION_TOLERANCE = 1e-3  # |sum of a fraction vector - 1| accepted
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def check_fractions(path: Path, key: str, vec: np.ndarray) -> None:
+    """Refuse a label vector that is not a distribution: non-finite, negative, beyond float32
+    (the store's type) or not summing to 1 within :data:`FRACTION_TOLERANCE`."""
+    if not np.all(np.isfinite(vec)):
+        raise InputFileError(path, f"{key}: label vector has non-finite values")
+    if np.any(np.abs(vec) > FLOAT32_MAX):
+        raise InputFileError(path, f"{key}: label vector has values beyond float32")
+    if np.any(vec < 0):
+        raise InputFileError(path, f"{key}: label vector has negative values")
+    if abs(vec.sum() - 1.0) > FRACTION_TOLERANCE:
+        raise InputFileError(
+            path, f"{key}: label fractions sum to {vec.sum():.6g}, expected 1 (+-1e-3)"
+        )
+
+
+def igbp_valid(igbp: np.ndarray) -> np.ndarray:
+    """The values of an IGBP layer that are classes (1..17), flattened to int64."""
     v = np.asarray(igbp).ravel().astype(np.int64)
-    valid = v[(v >= 1) & (v <= N_IGBP)]
-    counts = np.bincount(valid, minlength=N_IGBP + 1)[1:]
-    return counts / max(valid.size, 1)
+    return v[(v >= 1) & (v <= N_IGBP)]
+
+
+def igbp_fractions(igbp: np.ndarray, path: str | Path = "(lc layer)") -> np.ndarray:
+    """(H, W) IGBP layer -> (17,) fraction of each class among pixels valued 1..17 (float64).
+
+    A layer without such a pixel has no label: InputFileError naming ``path``."""
+    valid = igbp_valid(igbp)
+    if valid.size == 0:
+        raise InputFileError(
+            path,
+            "no pixel of the IGBP layer is a class (1..17): the patch has no label "
+            "(--skip-unlabelled leaves such patches out)",
+        )
+    return np.bincount(valid, minlength=N_IGBP + 1)[1:] / valid.size
+
+
+def labelled_patches(root: Path, ids: Sequence[PatchId]) -> list[PatchId]:
+    """The patches whose lc file's IGBP layer has a class pixel (reads every lc file)."""
+    from sareval.preprocess.tiffs import gdal_env, read_geotiff
+
+    with gdal_env():
+        return [
+            p
+            for p in ids
+            if igbp_valid(
+                read_geotiff(p.path(root, "lc"), bands=LC_BANDS, dtype=None, what="LC").data[0]
+            ).size
+        ]
 
 
 def label_rows(fractions17: np.ndarray, threshold: float) -> dict[str, np.ndarray]:
@@ -359,7 +405,7 @@ class Sen12msReader:
                     lc = read_geotiff(
                         pid.path(self.root, "lc"), bands=LC_BANDS, dtype=None, size=size, what="LC"
                     )
-                    frac = igbp_fractions(lc.data[0])
+                    frac = igbp_fractions(lc.data[0], pid.path(self.root, "lc"))
                 fractions[j] = frac
                 if has_cloudy and cloudy is not None:
                     cloudy[j] = read_geotiff(
@@ -404,10 +450,15 @@ def preprocess_sen12ms(
     overwrite: bool = False,
     progress: bool = True,
     use_s2cloudless: bool = True,
+    skip_unlabelled: bool = False,
 ) -> Path:
-    """Convert a SEN12MS (+ SEN12MS-CR) split into a store at ``out`` (see module doc)."""
-    from sareval.preprocess.tiffs import tiff_size
+    """Convert a SEN12MS (+ SEN12MS-CR) split into a store at ``out`` (see module doc).
 
+    Without ``labels``, a patch whose lc layer has no IGBP class pixel is an error, or with
+    ``skip_unlabelled`` left out (the count is the store attribute ``unlabelled_skipped``)."""
+    from sareval.preprocess.tiffs import reference_size
+
+    check_utf8_paths(root, split_list, labels, cr_root, very_cloudy_list, out)
     out = check_output(out, overwrite)
     root = Path(root)
     if not root.is_dir():
@@ -416,6 +467,11 @@ def preprocess_sen12ms(
     ids = read_split_list(split_path) if split_path is not None else scan_tree(root)
     label_table = load_igbp_labels(labels) if labels is not None else None
     validate_files(root, ids, need_lc=label_table is None, split_list=split_path)
+    n_listed = len(ids)
+    if skip_unlabelled and label_table is None:
+        ids = labelled_patches(root, ids)
+        if not ids:
+            raise InputFileError(root, "no patch has an IGBP class pixel in its lc layer")
     fractions: list[np.ndarray | None] = [None] * len(ids)
     if label_table is not None:
         missing = [p for p in ids if p.file_name("s2") not in label_table]
@@ -439,7 +495,7 @@ def preprocess_sen12ms(
         if very_cloudy_list is not None
         else None
     )
-    height, width = tiff_size(ids[0].path(root, "s2"))
+    height, width = reference_size([p.path(root, s) for p in ids[:3] for s in ("s2", "s1")])
     detector = choose_detector(S2_BANDS, use_s2cloudless) if cr is not None else None
     filt = compression_filter(compression)
     if chunk_rows is None:
@@ -455,6 +511,7 @@ def preprocess_sen12ms(
         "compression": compression,
         "chunk_rows": chunk_rows,
         "size": [height, width],
+        "skip_unlabelled": skip_unlabelled,
     }
     writer = StoreWriter(
         out,
@@ -497,6 +554,7 @@ def preprocess_sen12ms(
             extra_attrs={
                 "labels_source": "pickle" if label_table is not None else "lc IGBP layer",
                 "cloudy_source": "SEN12MS-CR s2_cloudy" if cr is not None else "none",
+                "unlabelled_skipped": n_listed - len(ids),
             },
         )
     except BaseException as e:

@@ -78,6 +78,13 @@ def read_geotiff(
     return GeoTiff(data, transform, crs)
 
 
+def reference_size(paths: list[Path]) -> tuple[int, int]:
+    """The (height, width) most of ``paths`` have (ties: the first path's), so that a single
+    wrong-sized file is the one reported later, not its correct neighbours."""
+    sizes = [tiff_size(p) for p in paths]
+    return max(sizes, key=lambda s: (sizes.count(s), -sizes.index(s)))
+
+
 def tiff_size(path: str | Path) -> tuple[int, int]:
     """(height, width) of a raster, read from its header only."""
     try:

@@ -78,14 +78,80 @@ def read_results_file(path: Path) -> dict[str, Any]:
     """A results document; :class:`InputFileError` if ``path`` is not one."""
     try:
         doc = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
         raise InputFileError(path, f"not a readable JSON file ({e})") from None
     if not isinstance(doc, dict) or doc.get("format") != RESULTS_FORMAT:
         raise InputFileError(path, f"not a sareval results file (no format={RESULTS_FORMAT!r})")
     for key in ("players", "metrics", "provenance"):
         if key not in doc:
             raise InputFileError(path, f"results file has no {key!r}")
+    problem = check_results(doc)
+    if problem:
+        raise InputFileError(path, f"results file: {problem}")
     return doc
+
+
+def _numbers(value: Any) -> bool:
+    """True for a dict of numbers (None allowed: a NaN score)."""
+    return isinstance(value, dict) and all(
+        v is None or (isinstance(v, (int, float)) and not isinstance(v, bool))
+        for v in value.values()
+    )
+
+
+def _names(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _metrics_problem(players: Any, metrics: Any, where: str) -> str | None:
+    """What is wrong with ``players`` and a ``metrics`` section (None: nothing)."""
+    if not _names(players):
+        return f"{where}players is not a list of names"
+    if not isinstance(metrics, dict):
+        return f"{where}metrics is not an object"
+    for metric, m in metrics.items():
+        if not (isinstance(m, dict) and _numbers(m.get("V")) and _numbers(m.get("relevance"))):
+            return f"{where}metrics.{metric} lacks numeric 'V' and 'relevance'"
+        if not _numbers({"cooperation": m.get("cooperation")}):
+            return f"{where}metrics.{metric}.cooperation is not a number"
+    return None
+
+
+def check_results(doc: dict[str, Any]) -> str | None:
+    """What is wrong with the fields of a results document the report reads (None: nothing)."""
+    for key, kind in (("provenance", dict), ("config", dict), ("by", dict), ("task", str)):
+        if key in doc and not isinstance(doc[key], kind):
+            return f"{key!r} is not {'an object' if kind is dict else 'a string'}"
+    n = doc.get("n_samples", 0)
+    if isinstance(n, bool) or not isinstance(n, int):
+        return "'n_samples' is not an integer"
+    bins = doc.get("by", {}).get("cloud_cover") or []
+    if not (isinstance(bins, list) and all(isinstance(b, dict) for b in bins)):
+        return "by.cloud_cover is not a list of bins"
+    return _metrics_problem(doc["players"], doc["metrics"], "")
+
+
+def check_epoch(record: Any) -> str | None:
+    """What is wrong with one ``metrics.jsonl`` record (None: nothing): ``epoch`` an integer,
+    ``train_loss`` a number, ``val`` {subset: {players: [str], metrics: {metric: {V: {..},
+    relevance: {..}}}}} with numbers (or null)."""
+    if not isinstance(record, dict):
+        return "is not a JSON object"
+    epoch = record.get("epoch")
+    if isinstance(epoch, bool) or not isinstance(epoch, int):
+        return "'epoch' is not an integer"
+    if not _numbers({"train_loss": record.get("train_loss")}):
+        return "'train_loss' is not a number"
+    val = record.get("val", {})
+    if not isinstance(val, dict):
+        return "'val' is not an object"
+    for subset, v in val.items():
+        if not (isinstance(v, dict) and isinstance(v.get("metrics"), dict)):
+            return f"val.{subset} has no 'metrics' object"
+        problem = _metrics_problem(v.get("players"), v["metrics"], f"val.{subset}.")
+        if problem:
+            return problem
+    return None
 
 
 def read_history(path: Path) -> list[dict[str, Any]]:
@@ -102,9 +168,14 @@ def read_history(path: Path) -> list[dict[str, Any]]:
             record = json.loads(line)
         except json.JSONDecodeError as e:
             raise InputFileError(path, f"line {n} is not JSON ({e.msg})") from None
-        if not isinstance(record, dict) or "epoch" not in record:
-            raise InputFileError(path, f"line {n} has no 'epoch'")
+        except RecursionError:
+            raise InputFileError(path, f"line {n} is nested too deeply") from None
+        problem = check_epoch(record)
+        if problem:
+            raise InputFileError(path, f"line {n}: {problem}")
         epochs.append(record)
+    if not epochs:
+        raise InputFileError(path, "no epochs (the file is empty)")
     return epochs
 
 

@@ -133,12 +133,13 @@ def resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when available else ``cpu``; refuse ``cuda`` without a GPU."""
     import torch
 
+    from sareval.evaluator.backends import parse_device
+
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    kind, _ = parse_device(device)
+    if kind == "cuda" and not torch.cuda.is_available():
         raise SarevalError(f"--device {device}: no CUDA device is available")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise SarevalError(f"--device {device!r}: expected cpu, cuda, cuda:N or auto")
     return device
 
 

@@ -1,0 +1,1222 @@
+"""Seeded generator of hostile inputs for every ``sareval`` command (issue 11).
+
+Each :class:`Case` builds, in a fresh folder, one broken input next to valid ones (a store, a
+model card, a dataset tree made with ``sareval synth``, results shards, a training history) and
+returns the :class:`Invocation`: the command line, the text the error line must contain (the
+file or option to blame), the outputs that hold a sentinel before the run, and the environment.
+Everything random comes from :data:`SEED`, so a failing case rebuilds the same bytes.
+The valid material is made once per session (:class:`World`); cases copy what they break.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import pickle
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import rasterio
+from shape_testing import get_assets
+
+from sareval.card import ONNX_METADATA_KEY
+from sareval.preprocess.synth_bigearthnet import generate_bigearthnet
+from sareval.preprocess.synth_sen12ms import generate_sen12ms
+
+SEED = 11
+CANARY = "CODE_RAN"
+#: files that are not JSON documents: (case id, bytes)
+RAW_JSON = [
+    ("not-json", b"{oops"),
+    ("not-utf8", b'{"a": "\xff"}'),
+    ("deeply-nested", b"[" * 100_000),
+    ("huge-number", b'{"a": 1e999999}'),
+    ("empty", b""),
+]  # a hostile payload creates this file in the case folder if it runs
+
+
+@dataclass
+class World:
+    """Valid material, made once: a store, an ONNX model with a card, synth trees, shards."""
+
+    root: Path
+    store: Path
+    model: Path
+    card: dict[str, Any]
+    sen12ms: Path  # synth root holding sen12ms/ and sen12mscr/
+    sen12ms_store: Path  # the synth SEN12MS tree preprocessed (32x32, IGBP labels)
+    ben: Path  # synth root holding the BigEarthNet trees and CSVs
+    shards: tuple[Path, Path]
+    history: Path
+
+
+@dataclass
+class Invocation:
+    """A command line, what its error must name, and the outputs to guard."""
+
+    args: list[str]
+    names: str
+    outputs: list[Path] = field(default_factory=list)  # files holding a sentinel
+    out_dirs: list[Path] = field(default_factory=list)  # folders holding a sentinel file
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    build: Callable[[Path, World], Invocation]
+    slow: bool = False
+
+
+def make_world(root: Path, tmp_path_factory: Any) -> World:
+    """The session's valid material (a few seconds: two synth trees, two shards)."""
+    from click.testing import CliRunner
+
+    from sareval.cli import cli
+
+    assets = get_assets(tmp_path_factory)
+    model = assets.onnx["single-label"]
+    generate_sen12ms(root / "s12", n_patches=6, size=32, seed=SEED)
+    generate_bigearthnet(root / "ben", n_patches=6, size=24, seed=SEED)
+    shards = (root / "part0.json", root / "part1.json")
+    for i, out in enumerate(shards):
+        args = ["-q", "shape", "-m", str(model), "-d", str(assets.store), "-s", "clear",
+                "--shard", f"{i}/2", "--out", str(out)]  # fmt: skip
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+    sen12ms_store = root / "s12.h5"
+    args = ["-q", "preprocess", "sen12ms", str(root / "s12" / "sen12ms"), "--workers", "1",
+            "--cr-root", str(root / "s12" / "sen12mscr"), "--out", str(sen12ms_store)]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    history = root / "run" / "metrics.jsonl"
+    history.parent.mkdir()
+    doc = json.loads(shards[0].read_text())
+    val = {"clear": {"players": doc["players"], "metrics": doc["metrics"]}}
+    history.write_text(json.dumps({"epoch": 1, "train_loss": 0.5, "val": val}) + "\n")
+    return World(
+        root, assets.store, model, assets.cards["single-label"].to_dict(),
+        root / "s12", sen12ms_store, root / "ben", shards, history,
+    )  # fmt: skip
+
+
+# --- helpers that break one thing ---------------------------------------------------------------
+def out_dir(t: Path) -> Path:
+    d = t / "out"
+    d.mkdir(exist_ok=True)
+    return d
+
+
+def payload_pickle(path: Path, canary: Path) -> Path:
+    """A pickle that would run ``touch canary`` if loaded with plain pickle.load."""
+
+    class Evil:
+        def __reduce__(self) -> tuple[Any, tuple[str]]:
+            return (os.system, (f"touch {canary}",))
+
+    path.write_bytes(pickle.dumps({"x": Evil()}))
+    return path
+
+
+def broken_store(t: Path, w: World, change: Callable[[h5py.File], None]) -> Path:
+    """A copy of the valid store with ``change`` applied."""
+    path = t / "broken.h5"
+    shutil.copy(w.store, path)
+    with h5py.File(path, "r+") as f:
+        change(f)
+    return path
+
+
+def replace(name: str, data: Any, **attrs: Any) -> Callable[[h5py.File], None]:
+    """Replace dataset ``name`` (keeping its attributes unless overridden)."""
+
+    def change(f: h5py.File) -> None:
+        old = dict(f[name].attrs)
+        del f[name]
+        ds = f.create_dataset(name, data=data)
+        ds.attrs.update({**old, **attrs})
+
+    return change
+
+
+def delete(name: str) -> Callable[[h5py.File], None]:
+    def change(f: h5py.File) -> None:
+        del f[name]
+
+    return change
+
+
+def set_attr(name: str, key: str, value: Any) -> Callable[[h5py.File], None]:
+    def change(f: h5py.File) -> None:
+        f[name].attrs[key] = value
+
+    return change
+
+
+def del_attr(name: str, key: str) -> Callable[[h5py.File], None]:
+    def change(f: h5py.File) -> None:
+        del f[name].attrs[key]
+
+    return change
+
+
+def card_file(t: Path, w: World, change: Callable[[dict], Any] | dict) -> Path:
+    """The valid card JSON with ``change`` applied (a dict update or a function of the dict)."""
+    card: Any = json.loads(json.dumps(w.card))
+    if callable(change):
+        replaced = change(card)  # a list replaces the whole card
+        card = replaced if isinstance(replaced, list) else card
+    else:
+        card.update(change)
+    path = t / "card.json"
+    path.write_text(json.dumps(card, allow_nan=True))
+    return path
+
+
+def norm(band: str, **values: Any) -> Callable[[dict], None]:
+    """Set fields of one band's normalisation in a card dict."""
+
+    def change(card: dict) -> None:
+        card["normalization"][band].update(values)
+
+    return change
+
+
+def copy_tree(t: Path, src: Path) -> Path:
+    dst = t / "tree"
+    shutil.copytree(src, dst)
+    return dst
+
+
+def rewrite_tiff(path: Path, change: Callable[[np.ndarray], np.ndarray]) -> None:
+    """Rewrite a GeoTIFF with ``change`` applied to its (bands, H, W) array."""
+    with rasterio.open(path) as src:
+        data, profile = src.read(), dict(src.profile)
+    data = change(data)
+    profile.update(count=data.shape[0], height=data.shape[1], width=data.shape[2],
+                   dtype=data.dtype.name)  # fmt: skip
+    path.unlink()
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+
+
+def first_file(root: Path, pattern: str) -> Path:
+    """The first file matching ``pattern``; in a BigEarthNet tree, of a train.csv patch."""
+    found = sorted(root.rglob(pattern))
+    split = root / "train.csv"
+    if split.is_file():
+        names = set(split.read_text().replace(",", "\n").split())
+        found = [p for p in found if p.parent.name in names]
+    return found[0]
+
+
+def shard_copy(t: Path, w: World, change: Callable[[dict], Any], index: int = 0) -> Path:
+    """A copy of shard ``index`` with ``change`` applied to its document."""
+    doc = json.loads(w.shards[index].read_text())
+    change(doc)
+    path = t / f"bad{index}.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def first_counts(doc: dict) -> dict:
+    """The count arrays of the first coalition of a results document."""
+    return doc["counts"][doc["coalitions"][0]]
+
+
+# --- commands -------------------------------------------------------------------------------------
+def shape_args(w: World, t: Path, *extra: str, model: Path | None = None,
+               store: Path | None = None) -> tuple[list[str], Path]:  # fmt: skip
+    out = out_dir(t) / "r.json"
+    args = ["shape", "-m", str(model or w.model), "-d", str(store or w.store), "-s", "clear",
+            "--out", str(out), "--overwrite", *extra]  # fmt: skip
+    return args, out
+
+
+def shape_case(*extra: str, names: str, env: dict | None = None) -> Callable:
+    def build(t: Path, w: World) -> Invocation:
+        args, out = shape_args(w, t, *extra)
+        return Invocation(args, names, [out, out.with_suffix(".csv")], env=env or {})
+
+    return build
+
+
+def shape_input_case(
+    names: str,
+    model: Callable[[Path, World], Path] | None = None,
+    store: Callable[[Path, World], Path] | None = None,
+) -> Callable:
+    """``shape`` with the model or the store replaced by what ``model`` / ``store`` make."""
+
+    def build(t: Path, w: World) -> Invocation:
+        args, out = shape_args(
+            w, t, model=model(t, w) if model else None, store=store(t, w) if store else None
+        )
+        return Invocation(args, names, [out, out.with_suffix(".csv")])
+
+    return build
+
+
+def store_case(change: Callable[[h5py.File], None], command: str = "info") -> Callable:
+    def build(t: Path, w: World) -> Invocation:
+        store = broken_store(t, w, change)
+        if command == "info":
+            return Invocation(["info", str(store)], store.name)
+        args, out = shape_args(w, t, store=store)
+        return Invocation(args, store.name, [out, out.with_suffix(".csv")])
+
+    return build
+
+
+def card_case(change: Callable[[dict], Any] | dict, command: str = "attach") -> Callable:
+    def build(t: Path, w: World) -> Invocation:
+        card = card_file(t, w, change)
+        if command == "attach":
+            out = out_dir(t) / "m.onnx"
+            args = ["card", "attach", str(w.model), str(card), "--out", str(out), "--overwrite"]
+            return Invocation(args, card.name, [out])
+        if command == "export":
+            out = out_dir(t) / "m.onnx"
+            args = ["export", "--arch", "resnet18", "--card", str(card), "--out", str(out),
+                    "--overwrite"]  # fmt: skip
+            return Invocation(args, card.name, [out])
+        return Invocation(["info", str(card)], card.name)
+
+    return build
+
+
+def raw_card_case(content: bytes) -> Callable:
+    """``card attach`` of a card file holding ``content`` (not a JSON card)."""
+
+    def build(t: Path, w: World) -> Invocation:
+        card = text_file("card.json", content)(t, w)
+        out = out_dir(t) / "m.onnx"
+        args = ["card", "attach", str(w.model), str(card), "--out", str(out), "--overwrite"]
+        return Invocation(args, card.name, [out])
+
+    return build
+
+
+def raw_merge_case(content: bytes) -> Callable:
+    """``merge`` of a shard file holding ``content`` (not a results JSON) and a valid one."""
+
+    def build(t: Path, w: World) -> Invocation:
+        bad = text_file("p.json", content)(t, w)
+        out = out_dir(t) / "m.json"
+        args = ["merge", str(bad), str(w.shards[1]), "--out", str(out), "--overwrite"]
+        return Invocation(args, bad.name, [out])
+
+    return build
+
+
+def embedded_card_case(text: str) -> Callable:
+    """``card check`` of an ONNX model whose embedded card JSON is ``text`` (unvalidated)."""
+
+    def build(t: Path, w: World) -> Invocation:
+        import onnx
+
+        model = onnx.load(str(w.model))
+        for p in model.metadata_props:
+            if p.key == ONNX_METADATA_KEY:
+                p.value = text
+        path = t / "embedded.onnx"
+        onnx.save(model, str(path))
+        return Invocation(["card", "check", str(path)], path.name)
+
+    return build
+
+
+def sen12ms_case(
+    breaker: Callable[[Path, Path], tuple[Path | str, list[str]]],
+) -> Callable:
+    """``preprocess sen12ms`` on a copy of the synth tree broken by ``breaker(tree, case dir)``,
+    which returns what to blame and extra arguments."""
+
+    def build(t: Path, w: World) -> Invocation:
+        tree = copy_tree(t, w.sen12ms)
+        blame, extra = breaker(tree / "sen12ms", t)
+        out = out_dir(t) / "store.h5"
+        args = ["preprocess", "sen12ms", str(tree / "sen12ms"), "--workers", "1",
+                "--out", str(out), "--overwrite", *extra]  # fmt: skip
+        return Invocation(args, blame if isinstance(blame, str) else blame.name, [out])
+
+    return build
+
+
+def ben_case(breaker: Callable[[Path, Path], tuple[Path | str, list[str]]]) -> Callable:
+    """``preprocess bigearthnet`` (train split) on a broken copy of the synth trees."""
+
+    def build(t: Path, w: World) -> Invocation:
+        tree = copy_tree(t, w.ben)
+        blame, extra = breaker(tree, t)
+        out = out_dir(t) / "store.h5"
+        args = ["preprocess", "bigearthnet", "--s2-root", str(tree / "BigEarthNet-v1.0"),
+                "--s1-root", str(tree / "BigEarthNet-S1-v1.0"),
+                "--split-csv", str(tree / "train.csv"), "--workers", "1",
+                "--out", str(out), "--overwrite", *extra]  # fmt: skip
+        return Invocation(args, blame if isinstance(blame, str) else blame.name, [out])
+
+    return build
+
+
+def labels_pickle(values: Callable[[int], np.ndarray]) -> Callable:
+    """An IGBP label pickle for every patch, the first patch's vector from ``values``."""
+
+    def breaker(root: Path, t: Path) -> tuple[Path | str, list[str]]:
+        names = sorted(p.name for p in root.rglob("*_s2_*.tif"))
+        rng = np.random.default_rng(SEED)
+        table = {n: rng.dirichlet(np.ones(17)) for n in names}
+        table[names[0]] = values(17)
+        path = t / "labels.pkl"
+        path.write_bytes(pickle.dumps(table))
+        return names[0], ["--labels", str(path)]
+
+    return breaker
+
+
+def tiff_breaker(pattern: str, change: Callable[[np.ndarray], np.ndarray]) -> Callable:
+    def breaker(root: Path, t: Path) -> tuple[Path | str, list[str]]:
+        path = first_file(root, pattern)
+        rewrite_tiff(path, change)
+        return path, []
+
+    return breaker
+
+
+def file_breaker(pattern: str, content: bytes | None) -> Callable:
+    """Replace (or, with None, delete) the first file matching ``pattern``."""
+
+    def breaker(root: Path, t: Path) -> tuple[Path | str, list[str]]:
+        path = first_file(root, pattern)
+        if content is None:
+            path.unlink()
+        else:
+            path.write_bytes(content)
+        return path, []
+
+    return breaker
+
+
+def merge_case(change: Callable[[dict], Any], names: str | None = None) -> Callable:
+    def build(t: Path, w: World) -> Invocation:
+        bad = shard_copy(t, w, change)
+        out = out_dir(t) / "m.json"
+        args = ["merge", str(bad), str(w.shards[1]), "--out", str(out), "--overwrite"]
+        return Invocation(args, names or bad.name, [out, out.with_suffix(".csv")])
+
+    return build
+
+
+def report_case(content: bytes | str, name: str = "metrics.jsonl") -> Callable:
+    def build(t: Path, w: World) -> Invocation:
+        path = t / "run" / name
+        path.parent.mkdir()
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+        out = out_dir(t) / "report"
+        return Invocation(["report", str(path), "--out", str(out), "--overwrite"], name,
+                          out_dirs=[out])  # fmt: skip
+
+    return build
+
+
+def results_report_case(change: Callable[[dict], Any]) -> Callable[[Path, World], Invocation]:
+    """``report`` of a results file: the first shard with ``change`` applied."""
+
+    def build(t: Path, w: World) -> Invocation:
+        doc = json.loads(w.shards[0].read_text())
+        change(doc)
+        return report_case(json.dumps(doc), "r.json")(t, w)
+
+    return build
+
+
+def history_line(change: Callable[[dict], Any]) -> Callable[[Path, World], Invocation]:
+    """A ``metrics.jsonl`` whose record is the valid one with ``change`` applied."""
+
+    def build(t: Path, w: World) -> Invocation:
+        record = json.loads(w.history.read_text())
+        change(record)
+        return report_case(json.dumps(record) + "\n")(t, w)
+
+    return build
+
+
+def args_case(args: Callable[[Path, World], list[str]], names: str,
+              outputs: Callable[[Path], list[Path]] = lambda t: []) -> Callable:  # fmt: skip
+    """A command line built from the case folder and the world; outputs guarded."""
+
+    def build(t: Path, w: World) -> Invocation:
+        return Invocation(args(t, w), names, outputs(t))
+
+    return build
+
+
+def export_case(
+    *args: str, names: str, make: Callable[[Path, World], Any] | None = None
+) -> Callable:
+    """``export ARGS`` ({t}: the case folder, {out}: its output folder) after ``make``."""
+
+    def build(t: Path, w: World) -> Invocation:
+        if make is not None:
+            make(t, w)
+        argv = ["export", *(a.format(t=t, out=out_dir(t)) for a in args)]
+        return Invocation(argv, names, [out_dir(t) / "m.onnx"])
+
+    return build
+
+
+def train_args(*extra: str, data: Callable[[Path, World], Path] | None = None) -> Callable:
+    def args(t: Path, w: World) -> list[str]:
+        store = data(t, w) if data else w.sen12ms_store
+        return ["train", "--data", str(store), "--epochs", "1", "--out", str(out_dir(t) / "run"),
+                "--overwrite", *(e.format(store=store) for e in extra)]  # fmt: skip
+
+    return args
+
+
+def text_file(name: str, content: bytes) -> Callable[[Path, World], Path]:
+    def make(t: Path, w: World) -> Path:
+        path = t / name
+        path.write_bytes(content)
+        return path
+
+    return make
+
+
+def checkpoint_with_arguments(threshold: str) -> Callable[[Path, World], None]:
+    """A toolbox checkpoint whose ``_arguments.txt`` has ``threshold: <threshold>``."""
+
+    def make(t: Path, w: World) -> None:
+        (t / "20200101_000000_model_best.pth").write_bytes(b"not read before the arguments")
+        (t / "20200101_000000_arguments.txt").write_text(
+            "model: ResNet18\nuse_s1: True\nuse_s2: True\nuse_RGB: False\n"
+            f"label_type: single_label\nthreshold: {threshold}\n"
+        )
+
+    return make
+
+
+# --- the cases ------------------------------------------------------------------------------------
+def cases() -> list[Case]:
+    """Every hostile case, in a fixed order."""
+    c: list[Case] = []
+
+    def add(id: str, build: Callable[[Path, World], Invocation], slow: bool = False) -> None:
+        c.append(Case(id, build, slow))
+
+    # shape: options
+    for id, extra, names in [
+        ("batch-size-0", ["--batch-size", "0"], "--batch-size"),
+        ("batch-size-text", ["--batch-size", "x"], "--batch-size"),
+        ("device-cuda-x", ["--device", "cuda:x"], "--device"),
+        ("device-gpu", ["--device", "gpu"], "--device"),
+        ("device-cpu-1", ["--device", "cpu:1"], "--device"),
+        ("bootstrap-huge", ["--bootstrap", "1000000000"], "--bootstrap"),
+        ("bootstrap-negative", ["--bootstrap", "-1"], "--bootstrap"),
+        ("shard-empty-part", ["--shard", "0/1000"], "--shard"),
+        ("shard-index-too-big", ["--shard", "3/2"], "--shard"),
+        ("shard-text", ["--shard", "a/b"], "--shard"),
+        ("shard-zero-parts", ["--shard", "0/0"], "--shard"),
+        ("by-unknown", ["--by", "weather"], "--by"),
+        ("by-bad-edges", ["--by", "cloud-cover=0.5,0.2"], "cloud-cover"),
+        ("players-unknown-band", ["--players", "sar;opt=B99"], "B99"),
+        ("backend-unknown", ["--backend", "tensorflow"], "--backend"),
+        ("precision-onnx-fp16", ["--precision", "fp16"], "--precision"),
+        ("threads-negative", ["--threads", "-1"], "--threads"),
+        ("unknown-option", ["--frobnicate"], "--frobnicate"),
+    ]:
+        add(f"shape-{id}", shape_case(*extra, names=names))
+    add(
+        "shape-subset-unknown",
+        lambda t, w: Invocation(
+            [*shape_args(w, t)[0][:6], "nosuch", *shape_args(w, t)[0][7:]], "nosuch"
+        ),
+    )
+    for id, make, names in [
+        ("missing", lambda t, w: t / "none.onnx", "none.onnx"),
+        ("not-onnx", text_file("m.onnx", b"hello"), "m.onnx"),
+        ("training-checkpoint", lambda t, w: state_dict(t), "last.pt"),
+        ("pickle-payload", lambda t, w: payload_pickle(t / "evil.pt", t / CANARY), "evil.pt"),
+        ("no-card", lambda t, w: embedded_card_model(t, w, None), "nocard.onnx"),
+    ]:
+        add(f"shape-model-{id}", shape_input_case(names, model=make))
+    for id, make, names in [
+        ("missing", lambda t, w: t / "none.h5", "none.h5"),
+        ("not-hdf5", text_file("s.h5", b"\x89HDF junk"), "s.h5"),
+    ]:
+        add(f"shape-store-{id}", shape_input_case(names, store=make))
+
+    for id, change in [
+        ("size-mismatch", lambda d: d["input"].update(height=16, width=16)),
+        ("classes-mismatch", lambda d: d.update(class_names=[f"k{i}" for i in range(6)])),
+        ("task-mismatch", lambda d: d.update(task="multi-label", class_names=["a", "b"])),
+    ]:
+        add(f"shape-card-{id}", shape_input_case("test.h5", model=card_model(change)))
+
+    # shape/merge: colliding or unwritable outputs (refused before any work)
+    def collide(*extra: str, out_name: str = "r.json", names: str = "") -> Callable:
+        def build(t: Path, w: World) -> Invocation:
+            d = out_dir(t)
+            out = d / out_name
+            args = ["shape", "-m", str(w.model), "-d", str(w.store), "-s", "clear",
+                    "--out", str(out), "--overwrite",
+                    *[a.replace("OUT", str(d)) for a in extra]]  # fmt: skip
+            guarded = [out, out.with_suffix(".csv")]
+            guarded += [Path(a.replace("OUT", str(d))) for a in extra if a.startswith("OUT")]
+            return Invocation(args, names or out_name, sorted(set(guarded)))
+
+        return build
+
+    add("collide-out-csv-suffix", collide(out_name="r.csv"))
+    add("collide-out-txt", collide(out_name="r.txt"))
+    add("collide-csv-equals-out", collide("--csv", "OUT/r.json", names="r.json"))
+    add("collide-predictions-equal-out", collide("--save-predictions", "OUT/r.json",
+                                                 names="r.json"))  # fmt: skip
+    add("collide-predictions-equal-csv", collide("--save-predictions", "OUT/r.csv",
+                                                 names="r.csv"))  # fmt: skip
+    add(
+        "collide-out-is-store",
+        lambda t, w: Invocation(
+            [
+                "shape",
+                "-m",
+                str(w.model),
+                "-d",
+                str(copy_store(t, w)),
+                "-s",
+                "clear",
+                "--out",
+                str(t / "copy.h5"),
+                "--overwrite",
+            ],
+            "copy.h5",
+            [t / "copy.csv"],
+        ),
+    )
+    add(
+        "collide-out-is-directory",
+        lambda t, w: Invocation(
+            [*shape_args(w, t)[0][:-3], "--out", str(out_dir(t)), "--overwrite"], "out"
+        ),
+    )
+    add(
+        "collide-out-under-a-file",
+        lambda t, w: Invocation(
+            [*shape_args(w, t)[0][:-3], "--out", str(sentinel(t) / "r.json"), "--overwrite"],
+            "sentinel.txt",
+            [t / "sentinel.txt"],
+        ),
+    )
+
+    def merge_collide(out_name: str, csv: str | None = None, names: str = "") -> Callable:
+        def build(t: Path, w: World) -> Invocation:
+            d = out_dir(t)
+            out = d / out_name
+            extra = ["--csv", str(d / csv)] if csv else []
+            args = ["merge", *map(str, w.shards), "--out", str(out), "--overwrite", *extra]
+            return Invocation(args, names or out_name, [out, out.with_suffix(".csv")])
+
+        return build
+
+    add("merge-collide-out-csv", merge_collide("x.csv"))
+    add("merge-collide-csv-equals-out", merge_collide("x.json", csv="x.json"))
+    add(
+        "merge-collide-out-is-shard",
+        lambda t, w: Invocation(
+            [
+                "merge",
+                str(shard_copy(t, w, lambda d: None)),
+                str(w.shards[1]),
+                "--out",
+                str(t / "bad0.json"),
+                "--overwrite",
+            ],
+            "bad0.json",
+            [t / "bad0.csv"],
+        ),
+    )
+
+    # torchrun environment (checked before any work)
+    full = {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "MASTER_ADDR": "localhost",
+            "MASTER_PORT": "29500"}  # fmt: skip
+    for id, env, names in [
+        ("stray-rank", {"RANK": "1"}, "WORLD_SIZE"),
+        ("rank-text", {**full, "RANK": "abc"}, "RANK"),
+        ("no-master-addr", {k: v for k, v in full.items() if k != "MASTER_ADDR"}, "MASTER_ADDR"),
+        ("rank-out-of-range", {**full, "RANK": "2"}, "RANK"),
+        ("world-size-zero", {**full, "WORLD_SIZE": "0"}, "WORLD_SIZE"),
+        ("local-rank-negative", {**full, "LOCAL_RANK": "-1"}, "LOCAL_RANK"),
+        ("port-out-of-range", {**full, "MASTER_PORT": "99999"}, "MASTER_PORT"),
+        ("local-rank-only", {"LOCAL_RANK": "0"}, "RANK"),
+        ("empty-master-port", {**full, "MASTER_PORT": ""}, "MASTER_PORT"),
+    ]:
+        add(f"env-{id}", shape_case(names=names, env=env))
+
+    # broken stores: info (and shape for some)
+    n = 40
+    store_breaks: list[tuple[str, Callable[[h5py.File], None]]] = [
+        ("no-ids", delete("ids")),
+        ("no-labels", delete("labels")),
+        ("no-subsets", delete("subsets")),
+        ("no-cloud-cover", delete("cloud_cover")),
+        ("no-sensors", lambda f: (delete("s1")(f), delete("s2")(f), delete("s2_cloudy")(f))),
+        ("no-bands-attr", del_attr("s2", "bands")),
+        ("bands-not-json", set_attr("s2", "bands", "B01,B02")),
+        ("bands-count-wrong", set_attr("s2", "bands", json.dumps(["B01", "B02"]))),
+        ("ids-short", replace("ids", np.array([b"a"] * (n - 1)))),
+        ("cloud-cover-long", replace("cloud_cover", np.zeros(n + 3, np.float32))),
+        ("labels-short", replace("labels/single", np.zeros(n - 2, np.int64))),
+        ("labels-kind-bogus", set_attr("labels/single", "kind", "bogus")),
+        ("labels-class-names-not-json", set_attr("labels/single", "class_names", "{")),
+        ("labels-width-wrong", replace("labels/multi", np.zeros((n, 3), np.uint8))),
+        ("subset-row-out-of-range", replace("subsets/tail", np.array([5, 6, n + 5]))),
+        ("subset-row-negative", replace("subsets/tail", np.array([-1, 5, 6]))),
+        ("subset-unsorted", replace("subsets/tail", np.array([7, 5, 6]))),
+        ("subset-duplicate", replace("subsets/tail", np.array([5, 5, 6]))),
+        ("subset-float", replace("subsets/tail", np.array([5.0, 6.0]))),
+        ("subset-2d", replace("subsets/tail", np.array([[5, 6]]))),
+        ("subset-optical-bogus", set_attr("subsets/tail", "optical", "s3")),
+        ("subset-optical-missing", del_attr("subsets/cloudy", "optical")),
+        ("height-zero", lambda f: f.attrs.__setitem__("height", 0)),
+        ("height-mismatch", lambda f: f.attrs.__setitem__("height", 9)),
+        ("height-missing", lambda f: f.attrs.__delitem__("height")),
+        ("format-wrong", lambda f: f.attrs.__setitem__("format", "other")),
+        ("version-2", lambda f: f.attrs.__setitem__("format_version", 2)),
+        ("no-digest", lambda f: f.attrs.__delitem__("content_digest")),
+        ("stats-missing", delete("stats/s1_sum")),
+        ("stats-short", replace("stats/s2_count", np.zeros((n - 1, 13), np.int64))),
+        ("cloudy-available-missing", delete("s2_cloudy_available")),
+        ("s2-wrong-size", replace("s2", np.zeros((n, 13, 4, 4), np.uint16))),
+        ("options-not-json", lambda f: f.attrs.__setitem__("options", "{oops")),
+        ("labels-float", replace("labels/single", np.linspace(0, 5, n))),
+        ("ids-numbers", replace("ids", np.arange(n))),
+        ("cloud-cover-text", replace("cloud_cover", np.array([b"x"] * n))),
+        ("s2-text", replace("s2", np.full((n, 13, 8, 8), b"a"))),
+    ]
+    for id, change in store_breaks:
+        add(f"info-store-{id}", store_case(change))
+    for id, change in store_breaks[:8] + store_breaks[14:22] + store_breaks[-4:]:
+        add(f"shape-store-{id}", store_case(change, "shape"))
+    add("info-store-truncated", lambda t, w: Invocation(["info", str(truncated(t, w))], "cut.h5"))
+    add(
+        "info-store-empty-file",
+        lambda t, w: Invocation(["info", str(text_file("empty.h5", b"")(t, w))], "empty.h5"),
+    )
+    add(
+        "info-store-text",
+        lambda t, w: Invocation(["info", str(text_file("text.h5", b"hello\n")(t, w))], "text.h5"),
+    )
+
+    # info: other files
+    add("info-missing", lambda t, w: Invocation(["info", str(t / "nope.h5")], "nope.h5"))
+    add("info-directory", lambda t, w: Invocation(["info", str(out_dir(t))], "out"))
+    add(
+        "info-unknown-suffix",
+        lambda t, w: Invocation(["info", str(text_file("notes.txt", b"hi")(t, w))], "notes.txt"),
+    )
+    add(
+        "info-onnx-garbage",
+        lambda t, w: Invocation(
+            ["info", str(text_file("g.onnx", bytes(range(256)))(t, w))], "g.onnx"
+        ),
+    )
+    add("info-training-checkpoint", lambda t, w: Invocation(["info", str(state_dict(t))],
+                                                            "last.pt"))  # fmt: skip
+    add(
+        "info-pickle-payload",
+        lambda t, w: Invocation(
+            ["info", str(payload_pickle(t / "evil.pt", t / CANARY))], "evil.pt"
+        ),
+    )
+    add(
+        "info-card-not-utf8",
+        lambda t, w: Invocation(
+            ["info", str(text_file("c.json", b'{"task": "\xff\xfe"}')(t, w))], "c.json"
+        ),
+    )
+
+    # model cards: attach (most), check (embedded), export and info (some)
+    big = 1e308
+    card_breaks: list[tuple[str, Callable[[dict], Any] | dict]] = [
+        ("std-nan", norm("VV", std=math.nan)),
+        ("std-inf", norm("VV", std=math.inf)),
+        ("std-1e308", norm("VV", std=big)),
+        ("std-zero", norm("VV", std=0)),
+        ("std-negative", norm("VV", std=-1.0)),
+        ("std-string", norm("VV", std="1")),
+        ("std-bool", norm("VV", std=True)),
+        ("mean-nan", norm("VV", mean=math.nan)),
+        ("mean-1e308", norm("VV", mean=big)),
+        ("clip-nan", norm("VV", clip=[math.nan, 0.0])),
+        ("clip-one-value", norm("VV", clip=[0.0])),
+        ("clip-string", norm("VV", clip="a")),
+        ("clip-reversed", norm("VV", clip=[1.0, -1.0])),
+        ("nan-fill-string", norm("VV", nan="zero")),
+        ("transform-not-object", lambda d: d["normalization"].__setitem__("VV", 3)),
+        ("normalization-list", {"normalization": [1, 2]}),
+        ("normalization-unknown-band", lambda d: d["normalization"].__setitem__("B99", {})),
+        ("bands-5", lambda d: d["modalities"][0].__setitem__("bands", 5)),
+        ("bands-empty", lambda d: d["modalities"][0].__setitem__("bands", [])),
+        ("bands-not-strings", lambda d: d["modalities"][0].__setitem__("bands", [1, 2])),
+        ("modality-name-number", lambda d: d["modalities"][0].__setitem__("name", 5)),
+        ("modalities-empty", {"modalities": []}),
+        ("modalities-object", {"modalities": {"sar": ["VV"]}}),
+        ("height-true", lambda d: d["input"].__setitem__("height", True)),
+        ("height-negative", lambda d: d["input"].__setitem__("height", -8)),
+        ("height-huge", lambda d: d["input"].__setitem__("height", 10**9)),
+        ("height-string", lambda d: d["input"].__setitem__("height", "8")),
+        ("height-float", lambda d: d["input"].__setitem__("height", 8.5)),
+        ("channels-empty", lambda d: d["input"].__setitem__("channels", [])),
+        ("channels-unknown", lambda d: d["input"]["channels"].__setitem__(0, "XX")),
+        ("channels-object", lambda d: d["input"]["channels"].__setitem__(0, {"a": 1})),
+        ("channels-duplicate", lambda d: d["input"]["channels"].__setitem__(1, "VV")),
+        ("input-list", {"input": [1]}),
+        ("task-bogus", {"task": "regression"}),
+        ("task-list", {"task": ["single-label"]}),
+        ("class-names-empty", {"class_names": []}),
+        ("class-names-numbers", {"class_names": [1, 2, 3]}),
+        ("class-names-duplicate", lambda d: d["class_names"].__setitem__(1, d["class_names"][0])),
+        ("threshold-text", {"threshold": "abc"}),
+        ("threshold-two", {"threshold": 2}),
+        ("threshold-bool", {"threshold": True}),
+        ("threshold-nan", {"threshold": math.nan}),
+        ("output-bogus", {"output": "scores"}),
+        ("card-version-2", {"card_version": 2}),
+        ("provenance-string", {"provenance": "x"}),
+        ("missing-task", lambda d: d.pop("task")),
+        ("top-level-list", lambda d: [d]),
+    ]
+    for id, change in card_breaks:
+        add(f"card-attach-{id}", card_case(change))
+    for id, change in card_breaks[:6] + card_breaks[17:19] + card_breaks[23:25]:
+        add(f"card-info-{id}", card_case(change, "info"))
+    for id, change in card_breaks[:3]:
+        add(f"card-export-{id}", card_case(change, "export"))
+    for id, content in RAW_JSON:
+        add(f"card-attach-{id}", raw_card_case(content))
+    for id, text in [
+        ("not-json", "{oops"),
+        ("std-inf", json.dumps(w_card_placeholder())),
+        ("list", "[]"),
+    ]:
+        add(f"card-check-embedded-{id}", embedded_card_case(text))
+    add(
+        "card-check-no-card",
+        lambda t, w: Invocation(
+            ["card", "check", str(embedded_card_model(t, w, None))], "nocard.onnx"
+        ),
+    )
+    add(
+        "card-template-bad-preset",
+        lambda t, w: Invocation(["card", "template", "--preset", "nope"], "--preset"),
+    )
+
+    # preprocess sen12ms: broken synth trees
+    add("s12-s2-wrong-size", sen12ms_case(tiff_breaker("*_s2_*.tif", lambda d: d[:, :16, :16])))
+    add("s12-s1-wrong-size", sen12ms_case(tiff_breaker("*_s1_*.tif", lambda d: d[:, :16, :16])))
+    add("s12-lc-wrong-size", sen12ms_case(tiff_breaker("*_lc_*.tif", lambda d: d[:, :8, :8])))
+    add("s12-s2-wrong-bands", sen12ms_case(tiff_breaker("*_s2_*.tif", lambda d: d[:12])))
+    add(
+        "s12-s1-wrong-dtype",
+        sen12ms_case(tiff_breaker("*_s1_*.tif", lambda d: d.astype(np.float64))),
+    )
+    add("s12-lc-float", sen12ms_case(tiff_breaker("*_lc_*.tif", lambda d: d.astype(np.float32))))
+    add("s12-lc-unlabelled", sen12ms_case(tiff_breaker("*_lc_*.tif", np.zeros_like)))
+    add(
+        "s12-lc-out-of-range",
+        sen12ms_case(tiff_breaker("*_lc_*.tif", lambda d: np.full_like(d, 200))),
+    )
+    add("s12-s2-truncated", sen12ms_case(file_breaker("*_s2_*.tif", b"II*\x00\x08\x00")))
+    add("s12-s2-text", sen12ms_case(file_breaker("*_s2_*.tif", b"not a tiff")))
+    add("s12-s1-missing", sen12ms_case(file_breaker("*_s1_*.tif", None)))
+    add("s12-lc-missing", sen12ms_case(file_breaker("*_lc_*.tif", None)))
+    for id, values in [
+        ("negative", lambda k: np.r_[-0.5, 1.5, np.zeros(k - 2)]),
+        ("nan", lambda k: np.r_[np.nan, 1.0, np.zeros(k - 2)]),
+        ("inf", lambda k: np.r_[np.inf, np.zeros(k - 1)]),
+        ("float32-overflow", lambda k: np.r_[1e39, -1e39 + 1, np.zeros(k - 2)]),
+        ("sum-half", lambda k: np.full(k, 0.5 / k)),
+        ("sum-zero", lambda k: np.zeros(k)),
+        ("wrong-length", lambda k: np.full(k - 1, 1 / (k - 1))),
+    ]:
+        add(f"s12-labels-{id}", sen12ms_case(labels_pickle(values)))
+    add("s12-labels-payload", sen12ms_case(
+        lambda r, t: (payload_pickle(t / "labels.pkl", t / CANARY),
+                      ["--labels", str(t / "labels.pkl")])))  # fmt: skip
+    add(
+        "s12-labels-not-dict",
+        sen12ms_case(
+            lambda r, t: (pickled(t / "labels.pkl", [1, 2]), ["--labels", str(t / "labels.pkl")])
+        ),
+    )
+    add("s12-split-list-unknown-patch", sen12ms_case(
+        lambda r, t: (text_path(t / "list.txt", "ROIs1158_spring_s2_1_p999.tif\n"),
+                      ["--split-list", str(t / "list.txt")])))  # fmt: skip
+    add("s12-split-list-not-utf8", sen12ms_case(
+        lambda r, t: (bytes_path(t / "list.txt", b"\xff\xfe\x00bad"),
+                      ["--split-list", str(t / "list.txt")])))  # fmt: skip
+    add(
+        "s12-split-list-ints",
+        sen12ms_case(
+            lambda r, t: (pickled(t / "list.pkl", [1, 2, 3]), ["--split-list", str(t / "list.pkl")])
+        ),
+    )
+    add(
+        "s12-root-missing",
+        lambda t, w: Invocation(
+            [
+                "preprocess",
+                "sen12ms",
+                str(t / "nope"),
+                "--out",
+                str(out_dir(t) / "store.h5"),
+                "--overwrite",
+            ],
+            "nope",
+            [out_dir(t) / "store.h5"],
+        ),
+    )
+    add(
+        "s12-root-not-utf8",
+        lambda t, w: Invocation(
+            [
+                "preprocess",
+                "sen12ms",
+                os.fsdecode(non_utf8_tree(t, w)),
+                "--workers",
+                "1",
+                "--out",
+                str(out_dir(t) / "store.h5"),
+                "--overwrite",
+            ],
+            "root",
+            [out_dir(t) / "store.h5"],
+        ),
+    )
+    add("s12-cr-root-missing", sen12ms_case(lambda r, t: ("nocr", ["--cr-root", str(t / "nocr")])))
+    add(
+        "s12-multi-label-threshold",
+        sen12ms_case(lambda r, t: ("--multi-label-threshold", ["--multi-label-threshold", "2"])),
+    )
+
+    # preprocess bigearthnet: broken synth trees
+    def band(name: str) -> str:
+        return f"*_{name}.tif"
+
+    add("ben-b05-wrong-size", ben_case(tiff_breaker(band("B05"), lambda d: d[:, :6, :6])))
+    add("ben-b01-wrong-size", ben_case(tiff_breaker(band("B01"), lambda d: d[:, :2, :2])))
+    add("ben-b02-wrong-size", ben_case(tiff_breaker(band("B02"), lambda d: d[:, :12, :12])))
+    add("ben-b02-wrong-dtype", ben_case(tiff_breaker(band("B02"), lambda d: d.astype(np.float32))))
+    add("ben-vv-wrong-size", ben_case(tiff_breaker(band("VV"), lambda d: d[:, :12, :12])))
+    add("ben-b12-text", ben_case(file_breaker(band("B12"), b"text")))
+    add("ben-vh-missing", ben_case(file_breaker(band("VH"), None)))
+    add("ben-labels-not-json", ben_case(file_breaker("S2*_labels_metadata.json", b"{not json")))
+    add(
+        "ben-labels-wrong-type",
+        ben_case(file_breaker("S2*_labels_metadata.json", b'{"labels": 5}')),
+    )
+    add(
+        "ben-labels-unknown-class",
+        ben_case(file_breaker("S2*_labels_metadata.json", b'{"labels": ["Moon craters"]}')),
+    )
+    add("ben-labels-deeply-nested", ben_case(
+        file_breaker("S2*_labels_metadata.json", b"[" * 100_000)))  # fmt: skip
+    add(
+        "ben-labels-not-utf8",
+        ben_case(file_breaker("S2*_labels_metadata.json", b'{"labels": ["\xff"]}')),
+    )
+    add(
+        "ben-split-missing-patch",
+        ben_case(
+            lambda r, t: (
+                text_path(
+                    r / "train.csv",
+                    "S2A_MSIL2A_20170101T000000_9_9,S1A_IW_GRDH_1SDV_20170101T000000_33UUP_9_9\n",
+                ),
+                [],
+            )
+        ),
+    )
+    add(
+        "ben-split-not-utf8",
+        ben_case(lambda r, t: (bytes_path(r / "train.csv", b"\xff\xfe,\xff\n"), [])),
+    )
+    add("ben-cloudy-list-unknown", ben_case(
+        lambda r, t: (text_path(t / "cloudy.csv", "S2A_unknown_9_9\n"),
+                      ["--cloudy-list", str(t / "cloudy.csv")])))  # fmt: skip
+    add("ben-bad-resampling", ben_case(lambda r, t: ("--resampling", ["--resampling", "magic"])))
+
+    # export: bad options
+    preset = ["--arch", "resnet18", "--preset", "study-resnet18", "--task", "single-label"]
+    out = ["--out", "{out}/m.onnx", "--overwrite"]
+    for id, extra, names in [
+        ("input-size-huge", ["--input-size", "100000"], "--input-size"),
+        ("input-size-zero", ["--input-size", "0"], "--input-size"),
+        ("opset-99", ["--opset", "99"], "--opset"),
+        ("opset-17", ["--opset", "17"], "--opset"),
+        ("format-bogus", ["--format", "keras"], "--format"),
+        ("tolerance-negative", ["--tolerance", "-1"], "--tolerance"),
+        ("fusion-bogus", ["--fusion", "middle"], "--fusion"),
+    ]:
+        add(f"export-{id}", export_case(*preset, *out, *extra, names=names))
+    add("export-arch-unknown", export_case("--arch", "alexnet", *preset[2:], *out, names="alexnet"))
+    add("export-preset-unknown", export_case(*preset[:3], "nope", *out, names="--preset"))
+    add("export-suffix-unknown", export_case(*preset, "--out", "{out}/m.xyz", names="m.xyz"))
+    for id, value in [("text", "abc"), ("two", "2")]:
+        add(f"export-threshold-{id}", export_case(
+            "--checkpoint", "{t}/20200101_000000_model_best.pth", *out,
+            names="_arguments.txt", make=checkpoint_with_arguments(value)))  # fmt: skip
+    add("export-checkpoint-payload", export_case(
+        *preset, "--checkpoint", "{t}/evil.pth", *out, names="evil.pth",
+        make=lambda t, w: payload_pickle(t / "evil.pth", t / CANARY)))  # fmt: skip
+    add("export-out-equals-card", export_case(
+        "--arch", "resnet18", "--card", "{t}/card.json", "--out", "{t}/card.json",
+        "--overwrite", "--format", "onnx", names="card.json",
+        make=lambda t, w: card_file(t, w, {})))  # fmt: skip
+
+    # merge: bad inputs
+    for id, change in [
+        ("count-1e30", lambda d: set_first_count(d, 10**30)),
+        ("count-negative", lambda d: set_first_count(d, -1)),
+        ("count-float", lambda d: set_first_count(d, 1.5)),
+        ("count-string", lambda d: set_first_count(d, "7")),
+        ("count-bool", lambda d: set_first_count(d, True)),
+        ("counts-ragged", lambda d: ragged(d)),
+        ("counts-shape", lambda d: reshape_first(d)),
+        ("tie-count-negative", lambda d: d["ties"]["counts"].__setitem__(d["coalitions"][0], -3)),
+        ("not-a-shard", lambda d: d["provenance"].__setitem__("shard", None)),
+        ("other-model", lambda d: d["provenance"]["model"].__setitem__("sha256", "0" * 64)),
+        ("format-version", lambda d: d.__setitem__("format_version", 7)),
+        ("duplicate-index", lambda d: d["provenance"]["shard"].__setitem__("index", 1)),
+    ]:
+        add(f"merge-{id}", merge_case(change))
+    add(
+        "merge-missing-shard",
+        lambda t, w: Invocation(
+            ["merge", str(w.shards[0]), "--out", str(out_dir(t) / "m.json"), "--overwrite"],
+            "shards",
+            [out_dir(t) / "m.json"],
+        ),
+    )
+    for id, content in RAW_JSON:
+        add(f"merge-{id}", raw_merge_case(content))
+    add(
+        "merge-file-missing",
+        lambda t, w: Invocation(
+            ["merge", str(t / "gone.json"), "--out", str(out_dir(t) / "m.json")], "gone.json"
+        ),
+    )
+
+    # outputs that would replace an input or cannot be a file
+    add("s12-out-is-labels", sen12ms_case(
+        lambda r, t: ("labels.pkl", ["--labels", str(pickled(t / "labels.pkl", {})),
+                                     "--out", str(t / "labels.pkl")])))  # fmt: skip
+    add("card-attach-out-is-card", lambda t, w: Invocation(
+        ["card", "attach", str(w.model), str(card_file(t, w, {})), "--out",
+         str(t / "card.json"), "--overwrite"], "card.json"))  # fmt: skip
+    add("train-out-is-file", lambda t, w: Invocation(
+        [*train_args()(t, w)[:-3], "--out", str(sentinel(t)), "--overwrite"], "sentinel.txt",
+        [sentinel(t)]))  # fmt: skip
+    add("report-out-is-file", lambda t, w: Invocation(
+        ["report", str(w.history), "--out", str(sentinel(t)), "--overwrite"], "sentinel.txt",
+        [sentinel(t)]))  # fmt: skip
+
+    # report: bad inputs
+    add("report-metric-unknown", lambda t, w: Invocation(
+        ["report", str(w.shards[0]), "--metric", "bogus", "--out", str(out_dir(t) / "report"),
+         "--overwrite"], "--metric", out_dirs=[out_dir(t) / "report"]))  # fmt: skip
+    for id, content in RAW_JSON[2:]:
+        add(f"report-history-{id}", report_case(content))
+        add(f"report-results-{id}", report_case(content, "r.json"))
+    add("report-history-not-json", report_case("{oops\n"))
+    add("report-history-not-utf8", report_case(b'{"epoch": "\xff"}\n'))
+    add("report-history-list", report_case("[1, 2]\n"))
+    add("report-epoch-text", history_line(lambda r: r.__setitem__("epoch", "one")))
+    add("report-epoch-bool", history_line(lambda r: r.__setitem__("epoch", True)))
+    add("report-loss-text", history_line(lambda r: r.__setitem__("train_loss", "low")))
+    add("report-val-list", history_line(lambda r: r.__setitem__("val", [1])))
+    add("report-val-metrics-missing", history_line(lambda r: r["val"]["clear"].pop("metrics")))
+    add(
+        "report-val-players-number",
+        history_line(lambda r: r["val"]["clear"].__setitem__("players", 2)),
+    )
+    add("report-val-V-text", history_line(lambda r: first_metric(r).__setitem__("V", "high")))
+    for id, change in [
+        ("metrics-number", lambda d: d.__setitem__("metrics", 5)),
+        ("players-number", lambda d: d.__setitem__("players", 5)),
+        ("metric-text", lambda d: d["metrics"].__setitem__("oa", "x")),
+        ("provenance-list", lambda d: d.__setitem__("provenance", [])),
+        ("by-number", lambda d: d.__setitem__("by", 3)),
+        ("task-number", lambda d: d.__setitem__("task", 7)),
+        ("relevance-text", lambda d: d["metrics"]["oa"].__setitem__("relevance", "high")),
+    ]:
+        add(f"report-results-{id}", results_report_case(change))
+    add("report-results-wrong-format", report_case('{"format": "other"}', "r.json"))
+    add(
+        "report-input-missing",
+        lambda t, w: Invocation(
+            ["report", str(t / "nothing"), "--out", str(out_dir(t) / "report")], "nothing"
+        ),
+    )
+    add(
+        "report-empty-folder",
+        lambda t, w: Invocation(
+            ["report", str(empty_dir(t)), "--out", str(out_dir(t) / "report")], "empty"
+        ),
+    )
+
+    # train: bad options and inputs
+    for id, extra, names in [
+        ("epochs-0", ["--epochs", "0"], "--epochs"),
+        ("batch-size-0", ["--batch-size", "0"], "--batch-size"),
+        ("cloudy-prob-2", ["--cloudy-prob", "2"], "--cloudy-prob"),
+        ("seeds-text", ["--seeds", "a-b"], "--seeds"),
+        ("device-cuda-x", ["--device", "cuda:x"], "--device"),
+        ("device-tpu", ["--device", "tpu"], "--device"),
+        ("preset-unknown", ["--preset", "nope"], "nope"),
+        ("arch-unknown", ["--arch", "alexnet"], "alexnet"),
+        ("fusion-bogus", ["--fusion", "middle"], "--fusion"),
+        ("workers-negative", ["--workers", "-1"], "--workers"),
+    ]:
+        add(f"train-{id}", args_case(train_args(*extra), names))
+    add("train-val-missing", args_case(train_args("--val", "/nonexistent/v.h5"), "v.h5"))
+    add(
+        "train-val-subset-unknown",
+        args_case(train_args("--val", str(Path("{store}")), "--val-subsets", "nosuch"), "nosuch"),
+    )
+    add(
+        "train-select-metric-unknown",
+        args_case(train_args("--val", "{store}", "--select-metric", "bogus"), "bogus"),
+    )
+    add("train-data-missing", args_case(train_args(data=lambda t, w: t / "none.h5"), "none.h5"))
+    add("train-data-text", args_case(train_args(data=text_file("d.h5", b"text")), "d.h5"))
+    add(
+        "train-data-broken-store",
+        args_case(train_args(data=lambda t, w: broken_store(t, w, delete("labels"))), "broken.h5"),
+    )
+    return c
+
+
+# --- small builders used above ------------------------------------------------------------------
+def state_dict(t: Path) -> Path:
+    """A ``torch.save`` state dict named like a model file (training's checkpoints)."""
+    import torch
+
+    path = t / "last.pt"
+    torch.save({"conv.weight": torch.zeros(2, 2)}, path)
+    return path
+
+
+def card_model(change: Callable[[dict], Any]) -> Callable[[Path, World], Path]:
+    """The valid model with a valid card that contradicts the store as ``change`` says."""
+
+    def make(t: Path, w: World) -> Path:
+        card = json.loads(json.dumps(w.card))
+        change(card)
+        return embedded_card_model(t, w, json.dumps(card))
+
+    return make
+
+
+def embedded_card_model(t: Path, w: World, text: str | None) -> Path:
+    """The valid model with its card removed (``text`` None) or replaced by ``text``."""
+    import onnx
+
+    model = onnx.load(str(w.model))
+    props = [p for p in model.metadata_props if p.key != ONNX_METADATA_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(props)
+    if text is not None:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = ONNX_METADATA_KEY, text
+    path = t / "nocard.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def w_card_placeholder() -> dict[str, Any]:
+    """A card-shaped object with a non-finite std (embedded without validation)."""
+    return {"task": "single-label", "class_names": ["a", "b"], "input": {"channels": ["VV"]},
+            "modalities": [{"name": "sar", "bands": ["VV"]}],
+            "normalization": {"VV": {"std": math.inf}}}  # fmt: skip
+
+
+def copy_store(t: Path, w: World) -> Path:
+    path = t / "copy.h5"
+    shutil.copy(w.store, path)
+    return path
+
+
+def sentinel(t: Path) -> Path:
+    return t / "sentinel.txt"
+
+
+def truncated(t: Path, w: World) -> Path:
+    data = w.store.read_bytes()
+    path = t / "cut.h5"
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def pickled(path: Path, obj: Any) -> Path:
+    path.write_bytes(pickle.dumps(obj))
+    return path
+
+
+def text_path(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def bytes_path(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path
+
+
+def empty_dir(t: Path) -> Path:
+    d = t / "empty"
+    d.mkdir()
+    return d
+
+
+def non_utf8_tree(t: Path, w: World) -> bytes:
+    """A copy of the synth SEN12MS tree under a folder whose name is not UTF-8."""
+    root = os.fsencode(t) + b"/root-\xff"
+    shutil.copytree(os.fsencode(w.sen12ms / "sen12ms"), root)
+    return root
+
+
+def deep_set(array: Any, value: Any) -> Any:
+    """``array`` (nested lists) with its first scalar replaced by ``value``."""
+    if isinstance(array, list) and array:
+        return [deep_set(array[0], value), *array[1:]]
+    return value
+
+
+def set_first_count(doc: dict, value: Any) -> None:
+    counts = first_counts(doc)
+    key = next(iter(counts))
+    counts[key] = deep_set(counts[key], value)
+
+
+def ragged(doc: dict) -> None:
+    counts = first_counts(doc)
+    key = next(k for k, v in counts.items() if isinstance(v, list) and v and isinstance(v[0], list))
+    counts[key][0] = counts[key][0] + [0]
+
+
+def reshape_first(doc: dict) -> None:
+    counts = first_counts(doc)
+    key = next(iter(counts))
+    counts[key] = [counts[key], counts[key]]
+
+
+def first_metric(record: dict) -> dict:
+    metrics = record["val"]["clear"]["metrics"]
+    return metrics[next(iter(metrics))]
