@@ -214,7 +214,8 @@ def check_layout(f: h5py.File) -> None:
             if np.any(np.diff(rows) <= 0):
                 raise ValueError(f"/subsets/{name} rows are not sorted and unique")
             optical = ds.attrs.get("optical")
-            if optical not in OPTICAL_SOURCES or optical not in f:
+            # a store without optical images (e.g. SAR + DEM) names "s2" and reads none
+            if optical not in OPTICAL_SOURCES or (optical not in f and optical != "s2"):
                 raise ValueError(f"/subsets/{name}: optical source {optical!r} is not in the store")
     except json.JSONDecodeError:
         raise StoreError(path, "malformed store: attribute 'options' is not JSON") from None

@@ -139,6 +139,8 @@ def test_interval_from_environment(monkeypatch):
     handler = logging.StreamHandler(messages)
     logger = logging.getLogger("sareval.progress")
     logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # a CLI test in this process may have raised the root's
     try:
         for bad in ("soon", "0", "-1", "inf", "nan"):
             monkeypatch.setenv(INTERVAL_ENV, bad)
@@ -146,6 +148,7 @@ def test_interval_from_environment(monkeypatch):
             assert f"{INTERVAL_ENV}={bad!r}" in messages.getvalue()
     finally:
         logger.removeHandler(handler)
+        logger.setLevel(level)
 
 
 @pytest.mark.parametrize(("seconds", "text"), [(4.4, "4 s"), (122, "2:02"), (3723, "1:02:03")])

@@ -787,7 +787,7 @@ def cases() -> list[Case]:
         ("threshold-bool", {"threshold": True}),
         ("threshold-nan", {"threshold": math.nan}),
         ("output-bogus", {"output": "scores"}),
-        ("card-version-2", {"card_version": 2}),
+        ("card-version-3", {"card_version": 3}),
         ("provenance-string", {"provenance": "x"}),
         ("missing-task", lambda d: d.pop("task")),
         ("top-level-list", lambda d: [d]),
