@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
 from sareval.commands.options import overwrite_option, report_written
 from sareval.errors import SarevalError
 from sareval.export.presets import PRESETS
-
-FORMATS = {".onnx": "onnx", ".pt": "torchscript", ".ts": "torchscript", ".pt2": "torch-export"}
 
 
 @click.command(
@@ -63,7 +60,7 @@ Examples:
     "--format",
     "fmt",
     type=click.Choice(["onnx", "torchscript", "torch-export"]),
-    help="Default from the suffix: .onnx, .pt/.ts (TorchScript), .pt2 (torch.export).",
+    help="Default from the suffix: .onnx, .pt/.ts/.torchscript (TorchScript), .pt2 (torch.export).",
 )
 @click.option("--opset", type=click.IntRange(min=18), help="ONNX opset (default: exporter's).")
 @click.option(
@@ -105,12 +102,18 @@ def command(
     through torch and onnxruntime at batch sizes 1, 3 and 64 (max differences printed).
     """
     from sareval.atomic import check_outputs
+    from sareval.export.build import export_model
     from sareval.export.onnx_export import check_opset
+    from sareval.formats import format_of
     from sareval.models.registry import MAX_INPUT_SIZE
 
-    fmt = fmt or FORMATS.get(out.suffix.lower())
     if fmt is None:
-        raise SarevalError(f"{out}: cannot tell the format from the suffix; pass --format")
+        try:
+            fmt = format_of(out).kind
+        except SarevalError:
+            raise SarevalError(
+                f"{out}: cannot tell the format from the suffix; pass --format"
+            ) from None
     check_opset(opset)
     if input_size is not None and input_size > MAX_INPUT_SIZE:
         raise SarevalError(f"--input-size: {input_size} px is larger than {MAX_INPUT_SIZE} px")
@@ -134,163 +137,3 @@ def command(
         echo=lambda s: click.echo(s, err=True),
     )
     report_written(f"{result} ({result.stat().st_size / 1e6:.1f} MB)")
-
-
-def export_model(
-    *,
-    arch: str | None,
-    checkpoint: Path | None,
-    preset: str | None,
-    card_path: Path | None,
-    task: str | None,
-    fusion: str,
-    input_size: int | None,
-    out: Path,
-    fmt: str,
-    opset: int | None,
-    tolerance: float,
-    provider: str,
-    seed: int,
-    overwrite: bool,
-    echo: Any = print,
-) -> Path:
-    """The work of ``sareval export`` (options as there); returns the written path."""
-    import torch
-
-    from sareval.card import read_card
-    from sareval.classes import IGBP17
-    from sareval.export.presets import get_preset, make_card
-    from sareval.models import arguments_path, build_model, load_checkpoint, read_arguments
-
-    if preset and card_path:
-        raise SarevalError("give --preset or --card, not both")
-    run = None
-    if checkpoint is not None:
-        found = arguments_path(checkpoint)
-        if found is not None:
-            run = read_arguments(found)
-            echo(
-                f"run arguments: {found} (model {run.values.get('model')}, {run.preset}, "
-                f"{run.task})"
-            )
-    arch = _agree("--arch", arch, run.arch if run else None, run)
-    if arch is None:
-        raise SarevalError("give --arch (no _arguments.txt beside the checkpoint names one)")
-
-    class_names = None
-    if card_path is not None:
-        base = read_card(card_path)
-        if task is not None and task != base.task:
-            raise SarevalError(f"--task {task} contradicts the card's task {base.task}")
-        if run is not None and run.task != base.task:
-            raise SarevalError(f"{run.path}: task {run.task} contradicts the card's {base.task}")
-        task = base.task
-        size = base.height
-        if (
-            input_size is not None
-            and base.height is not None
-            and (input_size != base.height or input_size != base.width)
-        ):
-            raise SarevalError(
-                f"--input-size {input_size} contradicts the card's {base.height}x{base.width}"
-            )
-        size = size or input_size
-    else:
-        preset = _agree("--preset", preset, run.preset if run else None, run)
-        if preset is None:
-            raise SarevalError("give --preset or --card (the card says which bands go where)")
-        task = _agree("--task", task, run.task if run else None, run)
-        if task is None:
-            raise SarevalError("give --task single-label or --task multi-label")
-        if run is not None and not run.igbp_simple:
-            class_names = IGBP17
-        size = input_size or get_preset(preset).size
-
-    def final_card(sha: str | None) -> Any:
-        if card_path is None:
-            assert preset is not None and task is not None
-            return make_card(
-                preset,
-                task,
-                architecture=arch,
-                fusion=fusion,
-                checkpoint_sha256=sha,
-                random_init=sha is None,
-                input_size=size,
-                class_names=class_names,
-            )
-        from sareval import __version__
-        from sareval.card import ModelCard
-
-        d = base.to_dict()
-        d["input"]["height"] = d["input"]["height"] or size
-        d["input"]["width"] = d["input"]["width"] or size
-        d["provenance"] = {
-            **d.get("provenance", {}),
-            "architecture": arch,
-            "fusion": fusion,
-            "checkpoint_sha256": sha,
-            "random_init": sha is None,
-            "sareval_version": __version__,
-        }
-        return ModelCard.from_dict(d, source=card_path)
-
-    card = final_card(None)
-    if card.height is None or card.width is None:
-        raise SarevalError("the card gives no input height/width; pass --input-size")
-    torch.manual_seed(seed)
-    model = build_model(
-        arch,
-        card.n_channels,
-        card.n_classes,
-        fusion=fusion,
-        modality_channels=[card.channel_indices(m) for m in card.modality_names],
-        input_size=min(card.height, card.width),
-    )
-    if card.height != card.width:
-        from sareval.models import check_input_size
-
-        check_input_size(arch, max(card.height, card.width))
-    if checkpoint is not None:
-        info = load_checkpoint(model, checkpoint)
-        epoch = f", epoch {info.epoch}" if info.epoch is not None else ""
-        echo(f"loaded {checkpoint} strictly{epoch} (sha256 {info.sha256[:12]}...)")
-        card = final_card(info.sha256)
-    else:
-        echo(f"no --checkpoint: random initialisation (seed {seed}), recorded in the card")
-    what = f"{arch} ({fusion} fusion, {card.n_channels} channels, {card.n_classes} classes)"
-    echo(f"exporting {what} to {fmt} ...")
-    if fmt == "onnx":
-        from sareval.export.onnx_export import export_onnx
-
-        report = export_onnx(
-            model,
-            card,
-            out,
-            opset=opset,
-            overwrite=overwrite,
-            tolerance=tolerance,
-            provider=provider,
-        )
-    elif fmt == "torchscript":
-        from sareval.export.torchscript_export import export_torchscript
-
-        report = export_torchscript(model, card, out, overwrite=overwrite, tolerance=tolerance)
-    else:
-        from sareval.export.torchscript_export import export_program
-
-        report = export_program(model, card, out, overwrite=overwrite, tolerance=tolerance)
-    if report is not None:
-        for line in report.lines():
-            echo(line)
-    return out
-
-
-def _agree(option: str, given: str | None, from_run: str | None, run: Any) -> str | None:
-    """``given`` unless it contradicts the run arguments; else the run's value."""
-    if given is not None and from_run is not None and given != from_run:
-        raise SarevalError(
-            f"{option} {given} contradicts {run.path} ({from_run}); drop {option} or check "
-            "that the checkpoint is the one you mean"
-        )
-    return given if given is not None else from_run
