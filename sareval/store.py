@@ -337,6 +337,34 @@ class Store:
         ds = self.file[self.source_of(sub, sensor)]
         return tuple(ds.shape[1:]), ds.dtype
 
+    def sample_shape(self, name: str) -> tuple[int, ...]:
+        """Per-sample shape (C, H, W) of an image dataset (a sensor or an optical source)."""
+        return tuple(self.file[name].shape[1:])
+
+    def dtype_of(self, name: str) -> np.dtype:
+        """Stored dtype of an image dataset."""
+        return self.file[name].dtype  # type: ignore[no-any-return]
+
+    def read_source(self, name: str, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+        """Sorted ``rows`` of an image dataset (a sensor or an optical source such as
+        ``s2_cloudy``), one slice per run of consecutive rows."""
+        if name not in self.sensors and name not in OPTICAL_SOURCES:
+            raise StoreError(self.path, f"no image dataset {name!r}")
+        return read_rows(self.file[name], rows, out)
+
+    def read_unordered(self, sub: Subset, sensor: str, rows: np.ndarray) -> np.ndarray:
+        """``sensor`` of ``rows`` in the order given (read sorted, then put back in order)."""
+        order = np.argsort(rows)
+        inverse = np.empty_like(order)
+        inverse[order] = np.arange(len(order))
+        return self.read_source(self.source_of(sub, sensor), rows[order])[inverse]
+
+    def cloudy_available(self, rows: np.ndarray) -> np.ndarray:
+        """(n,) bool: which ``rows`` have a cloudy optical version (all False without one)."""
+        if not self.has_cloudy:
+            return np.zeros(len(rows), bool)
+        return read_rows(self.file["s2_cloudy_available"], rows)
+
     @property
     def label_sets(self) -> dict[str, LabelSpec]:
         out = {}
@@ -441,20 +469,25 @@ class Store:
         sensors: Sequence[str] = SENSORS,
         label_sets: Sequence[str] = (),
         readahead: int = 2,
+        buffers: Sequence[Mapping[str, np.ndarray]] | None = None,
     ) -> Iterator[Batch]:
         """Batches of ``subset`` positions ``[start, stop)``, in order, ``batch_size`` at most.
 
         Memory is O(batch_size); ``"s2"`` is read from the subset's optical source. The kernel
         is asked to load the rows ``readahead`` batches ahead in the background (0: no hints).
+        ``buffers``: preallocated arrays per sensor, batch i read into ``buffers[i % len]``
+        (the evaluator's reader thread, :class:`~sareval.evaluator.reader.BatchReader`, keeps a
+        ring of them); without, every batch gets new arrays.
         """
         sub = self.subset(subset) if isinstance(subset, str) else subset
         stop = len(sub) if stop is None else min(stop, len(sub))
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
-        for a in range(start, stop, batch_size):
+        for i, a in enumerate(range(start, stop, batch_size)):
             self.prefetch_ahead(sub, a, start, stop, batch_size, readahead, sensors=sensors)
             b = min(a + batch_size, stop)
-            yield self.read_batch(sub, a, b, sensors=sensors, label_sets=label_sets)
+            out = None if not buffers else buffers[i % len(buffers)]
+            yield self.read_batch(sub, a, b, sensors=sensors, label_sets=label_sets, out=out)
 
     def prefetch(
         self, sub: Subset, start: int, stop: int, *, sensors: Sequence[str] = SENSORS
@@ -518,12 +551,31 @@ def collatable(a: np.ndarray) -> np.ndarray:
     return a.astype(np.int32) if a.dtype.kind == "u" else a
 
 
-class StoreDataset:
+class LazyStore:
+    """A store path opened on first use in each process (DataLoader workers, forked or
+    spawned): :meth:`store` reopens after a fork, and pickling drops the h5py handle."""
+
+    path: Path
+    _store: Store | None = None
+    _pid: int = -1
+
+    def store(self) -> Store:
+        if self._store is None or self._pid != os.getpid():
+            self._store = Store(self.path)
+            self._pid = os.getpid()
+        return self._store
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_store"] = None  # h5py handles do not pickle; workers reopen the file
+        return state
+
+
+class StoreDataset(LazyStore):
     """Map-style dataset over a subset (works with ``torch.utils.data.DataLoader``).
 
     Item ``i``: ``{"s1": float32 (2,H,W), "s2": (C,H,W) uint16->int32 (float32 stays), "label":
-    ..., "row": int}``.
-    The HDF5 file is opened lazily in each process (safe with DataLoader workers).
+    ..., "row": int}``. The HDF5 file is opened lazily in each process (:class:`LazyStore`).
     """
 
     def __init__(self, path: str | Path, subset: str, label_set: str) -> None:
@@ -532,17 +584,9 @@ class StoreDataset:
             self.sub = store.subset(subset)
             store.label_set(label_set)
         self.label_set = label_set
-        self._store: Store | None = None
-        self._pid = -1
 
     def __len__(self) -> int:
         return len(self.sub)
-
-    def store(self) -> Store:
-        if self._store is None or self._pid != os.getpid():
-            self._store = Store(self.path)
-            self._pid = os.getpid()
-        return self._store
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         if not 0 <= i < len(self):
@@ -744,6 +788,15 @@ class StoreWriter:
         self.rows_written = start + k
         f.attrs["rows_written"] = self.rows_written
         f.flush()
+
+    @property
+    def has_cloudy(self) -> bool:
+        """Whether the store being written has a cloudy optical version."""
+        return "s2_cloudy" in self.file
+
+    def written_cloud_cover(self) -> np.ndarray:
+        """The ``/cloud_cover`` written so far (N,)."""
+        return np.asarray(self.file["cloud_cover"][()])
 
     def finish(
         self,

@@ -17,7 +17,7 @@ from sareval.classes import IGBP10
 from sareval.cli import cli
 from sareval.errors import OutputExistsError, SarevalError
 from sareval.store import LabelSpec, SensorSpec, Store, StoreWriter
-from sareval.train.loop import TrainConfig, load_checkpoint, parse_seeds, train
+from sareval.train.loop import TrainConfig, load_training_state, parse_seeds, train
 
 SIZE = 32
 
@@ -109,7 +109,7 @@ def test_tiny_run_writes_metrics_checkpoints_and_model(
             total = oa["relevance"]["sar"] + oa["relevance"]["opt"]
             assert total == pytest.approx(oa["V"]["sar+opt"] - oa["V"]["none"], abs=1e-12)
     assert result.history[-1]["epoch"] == 2
-    state = load_checkpoint(out / "last.pt")
+    state = load_training_state(out / "last.pt")
     assert state["epoch"] == 2 and (out / "best.pt").exists()
     card = read_card(out / "model.onnx")
     assert card.modality_names == ("sar", "opt")
@@ -140,13 +140,13 @@ def test_resume_after_interruption_equals_uninterrupted_run(
     with pytest.raises(KeyboardInterrupt):
         train(config(stores, cut, epochs=2, val_subsets=("cloudy",)), on_epoch_end=interrupt,
               export=False)  # fmt: skip
-    after_one = load_checkpoint(cut / "last.pt")
+    after_one = load_training_state(cut / "last.pt")
     assert after_one["epoch"] == 1
     assert len((cut / "metrics.jsonl").read_text().splitlines()) == 1
     resumed = train(config(stores, cut, epochs=2, val_subsets=("cloudy",)), export=False)
     assert resumed.resumed_from == 1 and resumed.epochs_run == 1
 
-    a, b = load_checkpoint(full / "last.pt"), load_checkpoint(cut / "last.pt")
+    a, b = load_training_state(full / "last.pt"), load_training_state(cut / "last.pt")
     for key, value in a["model"].items():
         assert torch.equal(value, b["model"][key]), key
     assert without_timing(a["history"]) == without_timing(b["history"])

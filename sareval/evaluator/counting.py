@@ -23,11 +23,13 @@ single-label ``confusion`` (G, J, K, K) rows = true class; multi-label ``tp``/``
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from sareval.errors import SarevalError
 from sareval.evaluator.metrics import Counts, counts_from_state, decision_threshold
 
 TIE_TOLERANCE = 1e-5
@@ -60,6 +62,13 @@ class CountResult:
         for group in self.counts[1:]:
             out = [a + b for a, b in zip(out, group, strict=True)]
         return out
+
+    def check_finite(self, names: Sequence[str]) -> None:
+        """Raise when any row set (named ``names``) had NaN or Inf outputs."""
+        bad = [(n, int(c)) for n, c in zip(names, self.nonfinite, strict=True) if c]
+        if bad:
+            detail = ", ".join(f"coalition {n}: {c} samples" for n, c in bad)
+            raise SarevalError(f"model outputs are NaN or Inf ({detail})")
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """Every integer as one flat int64 array per field (for an all-reduce)."""

@@ -24,7 +24,7 @@ from sareval.evaluator.coalitions import coalition_name
 from sareval.evaluator.counting import CoalitionCounter, CountResult
 from sareval.evaluator.preamble import Preamble
 from sareval.evaluator.results import perceptual_sections
-from sareval.store import Batch, read_rows
+from sareval.store import Batch
 
 
 def condition_names(players: tuple[str, ...], permutations: int) -> list[str]:
@@ -49,7 +49,6 @@ def perceptual_pass(
 ) -> tuple[list[str], dict[str, Any], None]:
     """Count every condition over positions ``[start, stop)``; returns (names, sections, None)."""
     from sareval.evaluator.reader import BatchReader
-    from sareval.evaluator.runner import check_finite
     from sareval.progress import progress_bar as tqdm
 
     st, sub, card = ev.store, ev.subset, ev.card
@@ -64,17 +63,12 @@ def perceptual_pass(
         }
         for m in card.modalities
     }
-    datasets = {s: st.file[sub.optical if s == "s2" else s] for s in pre.sensors}
 
     def read_partners(batch: Batch) -> list[dict[str, np.ndarray]]:
-        out = []
-        for perm in perms:
-            rows = sub.rows[perm[batch.positions]]
-            order = np.argsort(rows)
-            inverse = np.empty_like(order)
-            inverse[order] = np.arange(len(order))
-            out.append({s: read_rows(ds, rows[order])[inverse] for s, ds in datasets.items()})
-        return out
+        return [
+            {s: st.read_unordered(sub, s, sub.rows[perm[batch.positions]]) for s in pre.sensors}
+            for perm in perms
+        ]
 
     counter = CoalitionCounter(
         card.task, card.n_classes, len(names), output_kind=card.output, threshold=card.threshold
@@ -105,7 +99,7 @@ def perceptual_pass(
     finally:
         bar.close()
     counts = reduce(counter.result())
-    check_finite(counts, names)
+    counts.check_finite(names)
     sections = perceptual_sections(
         players=players, names=names, permutations=permutations, counts=counts.total,
         ties=counts.ties,

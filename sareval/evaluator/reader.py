@@ -1,8 +1,9 @@
 """A reader thread that streams a subset's batches through a bounded queue.
 
-``BatchReader(store, subset, start, stop, batch_size, ...)`` reads positions ``[start, stop)``
-of the subset in order with :meth:`Store.read_batch` (``s2`` from the subset's optical source)
-into a ring of preallocated buffers and puts them on a ``queue.Queue(maxsize=queue_size)``.
+``BatchReader(store, subset, start, stop, batch_size, ...)`` runs :meth:`Store.iter_batches`
+(the one batch reader: positions ``[start, stop)`` in order, ``s2`` from the subset's optical
+source, readahead hints) in a thread, into a ring of preallocated buffers, and puts the batches
+on a ``queue.Queue(maxsize=queue_size)``.
 Memory is ``(queue_size + 3) x batch`` whatever the subset size: at most ``queue_size`` batches
 wait, one is being filled, one is in use by the consumer and one may still be in flight to a
 device (asynchronous copies from pinned buffers; the torch backend waits for the previous copy
@@ -71,15 +72,15 @@ class BatchReader:
     def _allocate(self, rows: int, pinned: bool) -> dict[str, np.ndarray]:
         out = {}
         for sensor in self.sensors:
-            ds = self.store.file[self.subset.optical if sensor == "s2" else sensor]
-            shape = (rows, *ds.shape[1:])
+            sample_shape, dtype = self.store.image_spec(self.subset, sensor)
+            shape = (rows, *sample_shape)
             if pinned:
                 import torch
 
-                dtype = torch.from_numpy(np.zeros(0, dtype=ds.dtype)).dtype
-                out[sensor] = torch.empty(shape, dtype=dtype, pin_memory=True).numpy()
+                t_dtype = torch.from_numpy(np.zeros(0, dtype=dtype)).dtype
+                out[sensor] = torch.empty(shape, dtype=t_dtype, pin_memory=True).numpy()
             else:
-                out[sensor] = np.empty(shape, dtype=ds.dtype)
+                out[sensor] = np.empty(shape, dtype=dtype)
         return out
 
     def _put(self, item: Any) -> bool:
@@ -93,22 +94,14 @@ class BatchReader:
 
     def _read(self) -> None:
         try:
-            for i, a in enumerate(range(self.start, self.stop, self.batch_size)):
+            batches = self.store.iter_batches(
+                self.subset, self.batch_size, start=self.start, stop=self.stop,
+                sensors=self.sensors, label_sets=self.label_sets, readahead=self.readahead,
+                buffers=self.buffers,
+            )  # fmt: skip
+            for batch in batches:
                 if self.stopping.is_set():
                     return
-                self.store.prefetch_ahead(
-                    self.subset, a, self.start, self.stop, self.batch_size, self.readahead,
-                    sensors=self.sensors,
-                )  # fmt: skip
-                b = min(a + self.batch_size, self.stop)
-                batch = self.store.read_batch(
-                    self.subset,
-                    a,
-                    b,
-                    sensors=self.sensors,
-                    label_sets=self.label_sets,
-                    out=self.buffers[i % len(self.buffers)],
-                )
                 extra = self.prepare(batch) if self.prepare is not None else None
                 if not self._put((batch, extra)):
                     return

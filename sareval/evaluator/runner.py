@@ -352,13 +352,6 @@ def evaluate_empty(
     return ConstantRows(np.asarray(decision), tie), out[0]
 
 
-def check_finite(counts: CountResult, names: Sequence[str]) -> None:
-    bad = [(n, int(c)) for n, c in zip(names, counts.nonfinite, strict=True) if c]
-    if bad:
-        detail = ", ".join(f"coalition {n}: {c} samples" for n, c in bad)
-        raise SarevalError(f"model outputs are NaN or Inf ({detail})")
-
-
 def _reduce(group: ProcessGroup | None, counts: CountResult) -> CountResult:
     if group is None:
         return counts
@@ -664,7 +657,7 @@ def _shape(
             ev, engine, pre, constant, opts, predictions=writer, empty_output=empty_output
         )
         counts = _reduce(group, result.counts)
-        check_finite(counts, names)
+        counts.check_finite(names)
         if writer is not None:
             writer.finish()
     except BaseException:

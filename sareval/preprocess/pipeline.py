@@ -251,7 +251,7 @@ def very_cloudy_subset(
     (``very_rows``), else the ``cloudy`` rows with written cloud cover >= ``threshold``."""
     if very_rows is not None:
         return very_rows, f"cloudy patches listed in {Path(str(very_cloudy_list)).name}"
-    cover = writer.file["cloud_cover"][()]
+    cover = writer.written_cloud_cover()
     return cloudy[cover[cloudy] >= threshold], f"cloudy patches with cloud cover >= {threshold:g}"
 
 

@@ -585,7 +585,7 @@ def sen12ms_subsets(
     """Subsets from the written rows: ``very_rows`` (from a list) or the cover threshold."""
     rows = np.arange(len(available), dtype=np.int64)
     subsets = {"clear": (rows, "s2", "all patches, clear optical (SEN12MS s2)")}
-    if "s2_cloudy" not in writer.file:
+    if not writer.has_cloudy:
         return subsets
     cloudy = rows[available]
     subsets["cloudy"] = (

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from sareval.train.loop import TrainConfig, TrainResult, load_checkpoint, parse_seeds, train
+from sareval.train.loop import TrainConfig, TrainResult, load_training_state, parse_seeds, train
 from sareval.train.mixing import CloudMixingDataset, cloudy_draws
 
 __all__ = [
@@ -16,7 +16,7 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "cloudy_draws",
-    "load_checkpoint",
+    "load_training_state",
     "parse_seeds",
     "train",
 ]

@@ -177,7 +177,7 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
         torch.save(state, f)
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
+def load_training_state(path: str | Path) -> dict[str, Any]:
     """A checkpoint written by :func:`train` (``weights_only=True``: no code is unpickled)."""
     import torch
 
@@ -221,7 +221,7 @@ def _prepare_out(config: TrainConfig, overwrite: bool) -> dict[str, Any] | None:
         if (metrics.exists() and metrics.stat().st_size) or (out / "model.onnx").exists():
             raise OutputExistsError(out)
         return None
-    state = load_checkpoint(last)
+    state = load_training_state(last)
     _check_same_config(out, state, config)
     if state["epoch"] >= config.epochs and (out / "model.onnx").exists():
         raise OutputExistsError(out)
@@ -235,7 +235,7 @@ def run_is_complete(config: TrainConfig) -> bool:
     out = Path(config.out)
     if not (out / "last.pt").is_file() or not (out / "model.onnx").is_file():
         return False
-    state = load_checkpoint(out / "last.pt")
+    state = load_training_state(out / "last.pt")
     _check_same_config(out, state, config)
     return int(state["epoch"]) >= config.epochs
 

@@ -12,7 +12,6 @@ not depend on the number of DataLoader workers, on batch order or on whether a r
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from sareval.errors import SarevalError, StoreError
-from sareval.store import Store, collatable, read_rows
+from sareval.store import LazyStore, Store, collatable
 
 #: Source of the optical input of a sample, as returned in ``item["cloudy"]``.
 CLEAR, CLOUDY = False, True
@@ -34,7 +33,7 @@ def cloudy_draws(available: np.ndarray, p: float, seed: int, epoch: int) -> np.n
     return np.asarray(available, bool) & (u < p)
 
 
-class CloudMixingDataset:
+class CloudMixingDataset(LazyStore):
     """Map-style dataset over ``subset`` rows of a store with clear/cloudy optical mixing.
 
     Item ``i``: ``{"s1": float32 (2,H,W) raw dB, "s2": int32 (a float32 store: float32) (C,H,W)
@@ -67,10 +66,7 @@ class CloudMixingDataset:
                 )
             store.label_set(label_set)
             self.rows = sub.rows
-            if store.has_cloudy:
-                self.available = read_rows(store.file["s2_cloudy_available"], self.rows)
-            else:
-                self.available = np.zeros(len(self.rows), bool)
+            self.available = store.cloudy_available(self.rows)
             if self.cloudy_prob > 0 and not self.available.any():
                 raise StoreError(
                     self.path,
@@ -80,12 +76,10 @@ class CloudMixingDataset:
             self.cache: dict[str, np.ndarray] | None = None
             if in_memory:
                 names = ["s1", "s2"] + (["s2_cloudy"] if self.available.any() else [])
-                self.cache = {n: read_rows(store.file[n], self.rows) for n in names}
+                self.cache = {n: store.read_source(n, self.rows) for n in names}
                 self.cache["label"] = store.labels(label_set, self.rows)
         self.epoch = 0
         self.cloudy = cloudy_draws(self.available, self.cloudy_prob, self.seed, 0)
-        self._store: Store | None = None
-        self._pid = -1
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -99,17 +93,6 @@ class CloudMixingDataset:
     def cloudy_fraction(self) -> float:
         """Fraction of samples read cloudy in the current epoch."""
         return float(self.cloudy.mean()) if len(self) else 0.0
-
-    def store(self) -> Store:
-        if self._store is None or self._pid != os.getpid():
-            self._store = Store(self.path)
-            self._pid = os.getpid()
-        return self._store
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_store"] = None  # h5py handles do not pickle; workers reopen the file
-        return state
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         if not 0 <= i < len(self):
@@ -143,19 +126,20 @@ class CloudMixingDataset:
             if cloudy.any():
                 s2[cloudy] = c["s2_cloudy"][idx[cloudy]]
             return c["s1"][idx], s2, c["label"][idx]
-        f = self.store().file
+        st = self.store()
         order = np.argsort(idx, kind="stable")
         rows = self.rows[idx[order]]  # sorted (subset rows are sorted) for run-wise reads
-        s1 = np.empty((len(idx), *f["s1"].shape[1:]), f["s1"].dtype)
-        s2 = np.empty((len(idx), *f["s2"].shape[1:]), collatable(f["s2"][:0]).dtype)
-        s1[order] = read_rows(f["s1"], rows)
+        s1 = np.empty((len(idx), *st.sample_shape("s1")), st.dtype_of("s1"))
+        s1[order] = st.read_source("s1", rows)
+        s2 = np.empty(
+            (len(idx), *st.sample_shape("s2")), collatable(np.zeros(0, st.dtype_of("s2"))).dtype
+        )
         c = cloudy[order]
         if (~c).any():
-            s2[order[~c]] = read_rows(f["s2"], rows[~c])
+            s2[order[~c]] = st.read_source("s2", rows[~c])
         if c.any():
-            s2[order[c]] = read_rows(f["s2_cloudy"], rows[c])
-        label = np.empty(
-            (len(idx), *f["labels"][self.label_set].shape[1:]), f["labels"][self.label_set].dtype
-        )
-        label[order] = read_rows(f["labels"][self.label_set], rows)
+            s2[order[c]] = st.read_source("s2_cloudy", rows[c])
+        first = st.labels(self.label_set, rows[:1])
+        label = np.empty((len(idx), *first.shape[1:]), first.dtype)
+        label[order] = st.labels(self.label_set, rows)
         return s1, s2, label
