@@ -35,42 +35,23 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sareval.bands import S1_BANDS, S2_BANDS
-from sareval.choices import OUTPUT_KINDS, TASKS
 from sareval.errors import CardError
 
 CARD_VERSION = 2
 ONNX_METADATA_KEY = "sareval.card"
 TORCHSCRIPT_EXTRA_FILE = "sareval_card.json"
-BAND_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
-MAX_SIZE = 1 << 16  # largest accepted input height/width (pixels)
-MAX_VALUE = 1e9  # largest accepted |mean|, |clip|, |nan| and std of a band transform
+#: types, enums and ranges of a card (sizes <= 65536, |numbers| <= 1e9, std in [1e-9, 1e9])
+SCHEMA_PATH = Path(__file__).with_name("card.schema.json")
 ATTACH_HINT = (
     "write a card JSON (see `sareval card template`) and embed it with "
     "`sareval card attach MODEL CARD.json`"
 )
-
-
-def _number(value: Any, field: str, low: float, high: float) -> float:
-    """``value`` as a float in ``[low, high]`` (a JSON number, not a bool); ValueError naming
-    ``field`` otherwise (NaN, infinities and absurd magnitudes included)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{field} must be a number, not {json.dumps(value)[:40]}")
-    x = float(value)
-    if not (math.isfinite(x) and low <= x <= high):
-        raise ValueError(f"{field} {value!r} is outside [{low:g}, {high:g}]")
-    return x
-
-
-def _names(value: Any) -> bool:
-    """True for a non-empty list of strings."""
-    return isinstance(value, list) and bool(value) and all(isinstance(v, str) for v in value)
 
 
 @dataclass(frozen=True)
@@ -235,137 +216,36 @@ class ModelCard:
 
     @classmethod
     def from_dict(cls, d: Any, source: str | Path = "(card)") -> ModelCard:
-        """Validate and parse a card dict; :class:`CardError` names ``source`` and the field."""
+        """Validate and parse a card dict; :class:`CardError` names ``source`` and the field.
+
+        Types, enums and ranges come from ``card.schema.json`` (beside this module); NaN and
+        infinities, band ownership and normalisation keys are checked here."""
 
         def fail(problem: str) -> CardError:
             return CardError(source, f"model card: {problem}")
 
-        if not isinstance(d, dict):
-            raise fail("expected a JSON object")
-        version = d.get("card_version", CARD_VERSION)
-        if version not in (1, CARD_VERSION):
-            raise fail(f"card_version {version!r} is not supported (expected 1 or {CARD_VERSION})")
-        for key in ("task", "class_names", "input", "modalities"):
-            if key not in d:
-                raise fail(f"missing field {key!r}")
-        task = d["task"]
-        if task not in TASKS:
-            raise fail(f"task {task!r} is not one of {', '.join(TASKS)}")
-        class_names = d["class_names"]
-        if not (
-            isinstance(class_names, list)
-            and class_names
-            and all(isinstance(c, str) for c in class_names)
-        ):
-            raise fail("class_names must be a non-empty list of strings")
-        if len(set(class_names)) != len(class_names):
-            raise fail("class_names has duplicates")
-        output = d.get("output", "logits")
-        if output not in OUTPUT_KINDS:
-            raise fail(f"output {output!r} is not one of {', '.join(OUTPUT_KINDS)}")
-        try:
-            threshold = _number(d.get("threshold", 0.5), "threshold", 0.0, 1.0)
-        except ValueError as e:
-            raise fail(str(e)) from None
-        if not 0.0 < threshold < 1.0:
-            raise fail(f"threshold {threshold} must lie in (0, 1)")
-
+        _check_schema(d, fail)
+        _check_finite(d, "", fail)
         inp = d["input"]
-        tensors, call = _input_tensors(inp, version, fail)
+        tensors, call = _input_tensors(inp, d.get("card_version", CARD_VERSION), fail)
         channels = (
             inp["channels"] if not tensors else [b for t in inp["tensors"] for b in t["channels"]]
         )
-        if not _names(channels):
-            raise fail("input.channels must be a non-empty list of band names")
-        bad = [b for b in channels if not (isinstance(b, str) and BAND_NAME.match(b))]
-        if bad:
-            raise fail(
-                f"input.channels has invalid band names {bad}: use the store's names, e.g. "
-                f"{', '.join(S1_BANDS + S2_BANDS)} or an extra channel such as DEM"
-            )
         if len(set(channels)) != len(channels):
             raise fail("input.channels has duplicate bands")
-        height, width = inp.get("height"), inp.get("width")
-        for name, v in (("height", height), ("width", width)):
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v <= 0):
-                raise fail(f"input.{name} must be a positive integer or null, not {v!r}")
-            if v is not None and v > MAX_SIZE:
-                raise fail(f"input.{name} {v} is larger than {MAX_SIZE}")
-
-        mods_raw = d["modalities"]
-        if not (isinstance(mods_raw, list) and mods_raw):
-            raise fail("modalities must be a non-empty list of {name, bands}")
-        modalities = []
-        owner: dict[str, str] = {}
-        for m in mods_raw:
-            if not isinstance(m, dict) or "name" not in m or "bands" not in m:
-                raise fail("each modality needs 'name' and 'bands'")
-            if not isinstance(m["name"], str) or not m["name"]:
-                raise fail(f"modality name {m['name']!r} must be a non-empty string")
-            if not _names(m["bands"]):
-                raise fail(f"modality {m['name']!r}: bands must be a non-empty list of band names")
-            for b in m["bands"]:
-                if b not in channels:
-                    raise fail(f"modality {m['name']!r} band {b!r} is not an input channel")
-                if b in owner:
-                    raise fail(f"band {b!r} is in modalities {owner[b]!r} and {m['name']!r}")
-                owner[b] = m["name"]
-            modalities.append(Modality(str(m["name"]), tuple(m["bands"])))
-        if len({m.name for m in modalities}) != len(modalities):
-            raise fail("modality names must be unique")
-        orphans = [b for b in channels if b not in owner]
-        if orphans:
-            raise fail(f"input channels {orphans} belong to no modality")
-
-        norm_raw = d.get("normalization", "none")
-        normalization: dict[str, BandTransform] = {}
-        if norm_raw != "none":
-            if not isinstance(norm_raw, dict):
-                raise fail("normalization must be 'none' or an object keyed by band")
-            for b, t in norm_raw.items():
-                if b not in channels:
-                    raise fail(f"normalization band {b!r} is not an input channel")
-                big = MAX_VALUE
-                try:
-                    if not isinstance(t, dict):
-                        raise ValueError("expected an object {nan, clip, mean, std}")
-                    clip = t.get("clip")
-                    if clip is not None and not (isinstance(clip, list) and len(clip) == 2):
-                        raise ValueError("clip must be [low, high] or null")
-                    bt = BandTransform(
-                        nan=None if t.get("nan") is None else _number(t["nan"], "nan", -big, big),
-                        clip=None
-                        if clip is None
-                        else (
-                            _number(clip[0], "clip", -big, big),
-                            _number(clip[1], "clip", -big, big),
-                        ),
-                        mean=_number(t.get("mean", 0.0), "mean", -big, big),
-                        std=_number(t.get("std", 1.0), "std", -big, big),
-                    )
-                except ValueError as e:
-                    raise fail(f"normalization of {b!r}: {e}") from None
-                if not 1 / big <= bt.std:
-                    raise fail(f"normalization of {b!r}: std must be > 0 (>= 1e-9), got {bt.std}")
-                if bt.clip is not None and bt.clip[0] > bt.clip[1]:
-                    raise fail(f"normalization of {b!r}: clip low > high")
-                normalization[b] = bt
-        provenance = d.get("provenance", {})
-        if not isinstance(provenance, dict):
-            raise fail("provenance must be an object")
         return cls(
-            task=task,
-            class_names=tuple(class_names),
+            task=d["task"],
+            class_names=tuple(d["class_names"]),
             channels=tuple(channels),
-            modalities=tuple(modalities),
-            normalization=normalization,
+            modalities=_modalities(d["modalities"], channels, fail),
+            normalization=_normalization(d.get("normalization", "none"), channels, fail),
             input_name=str(inp.get("name", "input")),
-            height=height,
-            width=width,
-            output=output,
-            threshold=threshold,
+            height=inp.get("height"),
+            width=inp.get("width"),
+            output=d.get("output", "logits"),
+            threshold=float(d.get("threshold", 0.5)),
             name=str(d.get("name", "")),
-            provenance=dict(provenance),
+            provenance=dict(d.get("provenance", {})),
             input_tensors=tensors,
             call=call,
         )
@@ -398,33 +278,91 @@ class ModelCard:
         return cls.from_dict(d, source)
 
 
-def _input_tensors(inp: Any, version: int, fail: Any) -> tuple[tuple[tuple[str, int], ...], str]:
-    """``input.tensors`` of a version-2 card -> ((name, channel count), ...), call style."""
-    from sareval.choices import CALL_STYLES
+@lru_cache(maxsize=1)
+def _validator() -> Any:
+    import jsonschema
 
-    if not isinstance(inp, dict):
-        raise fail("input must be an object")
+    schema = json.loads(SCHEMA_PATH.read_text())
+    return jsonschema.Draft202012Validator(schema)
+
+
+def _check_schema(d: Any, fail: Any) -> None:
+    """One-line error for the first schema violation: ``<field path>: <what is wrong>``."""
+    import jsonschema
+
+    if not isinstance(d, dict):
+        raise fail("expected a JSON object")
+    error = jsonschema.exceptions.best_match(_validator().iter_errors(d))
+    if error is None:
+        return
+    where = ".".join(str(p) for p in error.absolute_path) or "card"
+    what = error.message if len(error.message) < 160 else error.message[:157] + "..."
+    if error.validator in ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
+        what = f"{json.dumps(error.instance)[:40]} is not a valid value ({error.message[-60:]})"
+    raise fail(f"{where}: {what}")
+
+
+def _check_finite(value: Any, where: str, fail: Any) -> None:
+    """NaN and infinities are refused anywhere in the card (JSON Schema lets them through)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise fail(f"{where or 'card'}: {value} is not a finite number")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _check_finite(v, f"{where}.{k}" if where else str(k), fail)
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _check_finite(v, f"{where}.{i}", fail)
+
+
+def _input_tensors(inp: dict, version: int, fail: Any) -> tuple[tuple[tuple[str, int], ...], str]:
+    """``input.tensors`` of a version-2 card -> ((name, channel count), ...), call style."""
     if "tensors" not in inp:
-        if "channels" not in inp:
-            raise fail("input needs 'channels' (one model input) or 'tensors' (several)")
         return (), "positional"
     if version < 2:
         raise fail("input.tensors needs card_version 2")
-    tensors = inp["tensors"]
-    if not (isinstance(tensors, list) and tensors):
-        raise fail("input.tensors must be a non-empty list of {name, channels}")
-    out = []
-    for t in tensors:
-        ok = isinstance(t, dict) and isinstance(t.get("name"), str) and t.get("name")
-        if not ok or not isinstance(t.get("channels"), list) or not t["channels"]:
-            raise fail("each of input.tensors needs a 'name' and a non-empty 'channels' list")
-        out.append((t["name"], len(t["channels"])))
+    out = tuple((t["name"], len(t["channels"])) for t in inp["tensors"])
     if len({n for n, _ in out}) != len(out):
         raise fail("input.tensors names must be unique")
-    call = inp.get("call", "positional")
-    if call not in CALL_STYLES:
-        raise fail(f"input.call {call!r} is not one of {', '.join(CALL_STYLES)}")
-    return tuple(out), call
+    return out, inp.get("call", "positional")
+
+
+def _modalities(raw: list, channels: list[str], fail: Any) -> tuple[Modality, ...]:
+    """The players: every input channel in exactly one modality."""
+    owner: dict[str, str] = {}
+    for m in raw:
+        for b in m["bands"]:
+            if b not in channels:
+                raise fail(f"modality {m['name']!r} band {b!r} is not an input channel")
+            if b in owner:
+                raise fail(f"band {b!r} is in modalities {owner[b]!r} and {m['name']!r}")
+            owner[b] = m["name"]
+    if len({m["name"] for m in raw}) != len(raw):
+        raise fail("modality names must be unique")
+    orphans = [b for b in channels if b not in owner]
+    if orphans:
+        raise fail(f"input channels {orphans} belong to no modality")
+    return tuple(Modality(m["name"], tuple(m["bands"])) for m in raw)
+
+
+def _normalization(raw: Any, channels: list[str], fail: Any) -> dict[str, BandTransform]:
+    """Band -> transform ("none": no normalisation)."""
+    if raw == "none":
+        return {}
+    out = {}
+    for b, t in raw.items():
+        if b not in channels:
+            raise fail(f"normalization band {b!r} is not an input channel")
+        clip = t.get("clip")
+        bt = BandTransform(
+            nan=None if t.get("nan") is None else float(t["nan"]),
+            clip=None if clip is None else (float(clip[0]), float(clip[1])),
+            mean=float(t.get("mean", 0.0)),
+            std=float(t.get("std", 1.0)),
+        )
+        if bt.clip is not None and bt.clip[0] > bt.clip[1]:
+            raise fail(f"normalization of {b!r}: clip low > high")
+        out[b] = bt
+    return out
 
 
 # --- cards inside model files -----------------------------------------------------------------

@@ -51,7 +51,12 @@ def test_cli_api_and_schema_agree(name: str) -> None:
 
 
 def test_tasks_and_output_kinds_agree_with_the_card_schema() -> None:
-    from sareval.card import OUTPUT_KINDS, TASKS
+    import json
 
-    assert TASKS == choices.TASKS and OUTPUT_KINDS == choices.OUTPUT_KINDS
+    from sareval.card import SCHEMA_PATH
+
+    card_schema = json.loads(SCHEMA_PATH.read_text())["properties"]
+    assert card_schema["task"]["enum"] == list(choices.TASKS)
+    assert card_schema["output"]["enum"] == list(choices.OUTPUT_KINDS)
+    assert card_schema["input"]["properties"]["call"]["enum"] == list(choices.CALL_STYLES)
     assert schema()["properties"]["task"]["enum"] == list(choices.TASKS)

@@ -76,7 +76,8 @@ from sareval.bands import (
     S2_BANDS,
     SEN12MS_S2_LAND_BANDS,
 )
-from sareval.card import TASKS, BandTransform, Modality, ModelCard
+from sareval.card import BandTransform, Modality, ModelCard
+from sareval.choices import TASKS
 from sareval.classes import BEN19, IGBP10
 from sareval.errors import SarevalError
 
