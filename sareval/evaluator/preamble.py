@@ -217,6 +217,103 @@ def apply_numpy(
 
 
 # --- ONNX ---------------------------------------------------------------------------------------
+class _Graph:
+    """Nodes and initializers of an ONNX graph under construction (names get :data:`PREFIX`)."""
+
+    def __init__(self, opset: int) -> None:
+        self.opset = opset
+        self.nodes: list[Any] = []
+        self.inits: list[Any] = []
+
+    @staticmethod
+    def name(s: str) -> str:
+        return PREFIX + s
+
+    def const(self, n: str, value: np.ndarray) -> str:
+        from onnx import numpy_helper
+
+        self.inits.append(numpy_helper.from_array(np.asarray(value), self.name(n)))
+        return self.name(n)
+
+    def node(self, op: str, inputs: list[str], out: str, **attrs: Any) -> str:
+        from onnx import helper
+
+        self.nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
+        return out
+
+    def unsqueeze0(self, x: str, out: str) -> str:
+        if self.opset >= 13:
+            return self.node("Unsqueeze", [x, self.const("axis0", np.array([0], np.int64))], out)
+        return self.node("Unsqueeze", [x], out, axes=[0])
+
+
+def _select(
+    g: _Graph, pre: Preamble, input_dtypes: Mapping[str, np.dtype], hw: tuple[Any, Any]
+) -> tuple[list[Any], str]:
+    """Graph inputs (one per sensor) and the selected, ordered float32 channels (B, C, H, W)."""
+    from onnx import TensorProto, helper
+
+    inputs, parts = [], []
+    for s in pre.sensors:
+        dtype = np.dtype(input_dtypes[s])
+        kind = helper.np_dtype_to_tensor_dtype(dtype)
+        inputs.append(
+            helper.make_tensor_value_info(s, kind, [PREFIX + "batch", f"{s}_channels", *hw])
+        )
+        x = g.node("Gather", [s, g.const(f"{s}_select", pre.select[s])], g.name(f"{s}_sel"), axis=1)
+        if dtype != np.float32:
+            x = g.node("Cast", [x], g.name(f"{s}_f32"), to=TensorProto.FLOAT)
+        parts.append(x)
+    x = parts[0] if len(parts) == 1 else g.node("Concat", parts, g.name("concat"), axis=1)
+    if not pre.identity_order:
+        x = g.node("Gather", [x, g.const("order", pre.order)], g.name("ordered"), axis=1)
+    return inputs, x
+
+
+def _normalise(g: _Graph, pre: Preamble, x: str) -> str:
+    """nan_to_num, clip, z-score of every channel (module docstring)."""
+    shape = (1, pre.n_channels, 1, 1)
+    if pre.replaces_nan.any():
+        isnan = g.node("IsNaN", [x], g.name("isnan"))
+        if not pre.replaces_nan.all():
+            sel = g.const("nan_channels", pre.replaces_nan.reshape(shape))
+            isnan = g.node("And", [isnan, sel], g.name("isnan_sel"))
+        fill = np.where(pre.replaces_nan, pre.nan_fill, 0).astype(np.float32).reshape(shape)
+        x = g.node("Where", [isnan, g.const("nan_fill", fill), x], g.name("nan_to_num"))
+    if np.isfinite(pre.lo).any():
+        lo = g.const("lo", pre.lo.reshape(shape))
+        x = g.node("Where", [g.node("Less", [x, lo], g.name("below")), lo, x], g.name("clip_lo"))
+    if np.isfinite(pre.hi).any():
+        hi = g.const("hi", pre.hi.reshape(shape))
+        x = g.node("Where", [g.node("Greater", [x, hi], g.name("above")), hi, x], g.name("clip_hi"))
+    x = g.node("Sub", [x, g.const("mean", pre.mean.reshape(shape))], g.name("centred"))
+    return g.node("Div", [x, g.const("std", pre.std.reshape(shape))], g.name("normalised"))
+
+
+def _stack(g: _Graph, pre: Preamble, x: str, output_name: str) -> None:
+    """(n_coal, 1, C, 1, 1) mask -> where(mask, x[None], baseline) -> (n_coal * B, C, H, W)."""
+    c = pre.n_channels
+    mask5 = g.node(
+        "Reshape",
+        [MASK_NAME, g.const("mask_shape", np.array([-1, 1, c, 1, 1], np.int64))],
+        g.name("mask5"),
+    )
+    base = g.const("baseline", pre.baseline.reshape(1, 1, c, 1, 1))
+    stacked = g.node("Where", [mask5, g.unsqueeze0(x, g.name("x5")), base], g.name("stacked"))
+    if g.opset >= 15:
+        tail = g.node("Shape", [x], g.name("chw"), start=1)
+    else:
+        full = g.node("Shape", [x], g.name("shape"))
+        one, four = (
+            g.const("one", np.array([1], np.int64)),
+            g.const("four", np.array([4], np.int64)),
+        )
+        tail = g.node("Slice", [full, one, four], g.name("chw"))
+    minus1 = g.const("minus1", np.array([-1], np.int64))
+    out_shape = g.node("Concat", [minus1, tail], g.name("out_shape"), axis=0)
+    g.node("Reshape", [stacked, out_shape], output_name)
+
+
 def onnx_preamble(
     pre: Preamble,
     *,
@@ -233,97 +330,25 @@ def onnx_preamble(
     if opset < 9:
         raise SarevalError(f"ONNX opset {opset} is too old for the coalition preamble (need >= 9)")
     c = pre.n_channels
-    nodes: list[onnx.NodeProto] = []
-    inits: list[onnx.TensorProto] = []
-
-    def name(s: str) -> str:
-        return PREFIX + s
-
-    def const(n: str, value: np.ndarray) -> str:
-        inits.append(numpy_helper.from_array(np.asarray(value), name(n)))
-        return name(n)
-
-    def node(op: str, inputs: list[str], out: str, **attrs: Any) -> str:
-        nodes.append(helper.make_node(op, inputs, [out], name=out, **attrs))
-        return out
-
-    def unsqueeze0(x: str, out: str) -> str:
-        if opset >= 13:
-            return node("Unsqueeze", [x, const("axis0", np.array([0], np.int64))], out)
-        return node("Unsqueeze", [x], out, axes=[0])
-
-    h, w = image_size if image_size is not None else ("H", "W")
-    inputs = []
-    parts = []
-    for s in pre.sensors:
-        dtype = np.dtype(input_dtypes[s])
-        inputs.append(
-            helper.make_tensor_value_info(
-                s,
-                helper.np_dtype_to_tensor_dtype(dtype),
-                [PREFIX + "batch", f"{s}_channels", h, w],
-            )
-        )
-        x = node("Gather", [s, const(f"{s}_select", pre.select[s])], name(f"{s}_sel"), axis=1)
-        if dtype != np.float32:
-            x = node("Cast", [x], name(f"{s}_f32"), to=TensorProto.FLOAT)
-        parts.append(x)
-    x = parts[0] if len(parts) == 1 else node("Concat", parts, name("concat"), axis=1)
-    if not pre.identity_order:
-        x = node("Gather", [x, const("order", pre.order)], name("ordered"), axis=1)
-    shape = (1, c, 1, 1)
-    if pre.replaces_nan.any():
-        isnan = node("IsNaN", [x], name("isnan"))
-        if not pre.replaces_nan.all():
-            sel = const("nan_channels", pre.replaces_nan.reshape(shape))
-            isnan = node("And", [isnan, sel], name("isnan_sel"))
-        fill = np.where(pre.replaces_nan, pre.nan_fill, 0).astype(np.float32).reshape(shape)
-        x = node("Where", [isnan, const("nan_fill", fill), x], name("nan_to_num"))
-    if np.isfinite(pre.lo).any():
-        lo = const("lo", pre.lo.reshape(shape))
-        x = node("Where", [node("Less", [x, lo], name("below")), lo, x], name("clip_lo"))
-    if np.isfinite(pre.hi).any():
-        hi = const("hi", pre.hi.reshape(shape))
-        x = node("Where", [node("Greater", [x, hi], name("above")), hi, x], name("clip_hi"))
-    x = node("Sub", [x, const("mean", pre.mean.reshape(shape))], name("centred"))
-    x = node("Div", [x, const("std", pre.std.reshape(shape))], name("normalised"))
-    # coalitions: (n_coal, 1, C, 1, 1) mask -> where(mask, x[None], baseline) -> (n_coal*B, ...)
-    mask5 = node(
-        "Reshape",
-        [MASK_NAME, const("mask_shape", np.array([-1, 1, c, 1, 1], np.int64))],
-        name("mask5"),
-    )
-    base = const("baseline", pre.baseline.reshape(1, 1, c, 1, 1))
-    stacked = node("Where", [mask5, unsqueeze0(x, name("x5")), base], name("stacked"))
-    tail = node("Shape", [x], name("chw"), start=1) if opset >= 15 else None
-    if tail is None:
-        full = node("Shape", [x], name("shape"))
-        tail = node(
-            "Slice",
-            [full, const("one", np.array([1], np.int64)), const("four", np.array([4], np.int64))],
-            name("chw"),
-        )
-    out_shape = node(
-        "Concat", [const("minus1", np.array([-1], np.int64)), tail], name("out_shape"), axis=0
-    )
-    node("Reshape", [stacked, out_shape], output_name)
-    outputs = [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["rows", c, h, w])]
+    g = _Graph(opset)
+    hw: tuple[Any, Any] = image_size if image_size is not None else ("H", "W")
+    inputs, x = _select(g, pre, input_dtypes, hw)
+    _stack(g, pre, _normalise(g, pre, x), output_name)
+    outputs = [helper.make_tensor_value_info(output_name, TensorProto.FLOAT, ["rows", c, *hw])]
     if len(pre.inputs) > 1:  # one output per model input: its channels of the coalition batch
         outputs = []
         for input_name, sl in pre.inputs:
-            idx = const(f"channels_{input_name}", np.arange(sl.start, sl.stop, dtype=np.int64))
-            out = node("Gather", [output_name, idx], f"{output_name}_{input_name}", axis=1)
-            outputs.append(helper.make_tensor_value_info(
-                out, TensorProto.FLOAT, ["rows", sl.stop - sl.start, h, w]))  # fmt: skip
-    mask_init = numpy_helper.from_array(pre.masks, MASK_NAME)
-    inits.append(mask_init)
+            idx = g.const(f"channels_{input_name}", np.arange(sl.start, sl.stop, dtype=np.int64))
+            out = g.node("Gather", [output_name, idx], f"{output_name}_{input_name}", axis=1)
+            outputs.append(
+                helper.make_tensor_value_info(
+                    out, TensorProto.FLOAT, ["rows", sl.stop - sl.start, *hw]
+                )
+            )
+    g.inits.append(numpy_helper.from_array(pre.masks, MASK_NAME))
     inputs.append(helper.make_tensor_value_info(MASK_NAME, TensorProto.BOOL, ["n_coal", c]))
     graph = helper.make_graph(
-        nodes,
-        "sareval_coalition_preamble",
-        inputs,
-        outputs,
-        initializer=inits,
+        g.nodes, "sareval_coalition_preamble", inputs, outputs, initializer=g.inits
     )
     model = helper.make_model(
         graph, opset_imports=[helper.make_opsetid("", opset)], ir_version=ir_version
