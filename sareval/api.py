@@ -147,7 +147,7 @@ def write_store(
         if cl.shape != arrays_np["s2"].shape:
             raise SarevalError(f"cloudy: expected shape {arrays_np['s2'].shape}, got {cl.shape}")
         arrays_np["s2_cloudy"] = cl.astype(arrays_np["s2"].dtype)
-        available = cl.reshape(n, -1).any(axis=1)
+        available = np.asarray(cl.reshape(n, -1).any(axis=1))
     cover = (np.full(n, np.nan, np.float32) if cloud_cover is None
              else np.asarray(cloud_cover, np.float32))  # fmt: skip
     writer = StoreWriter(

@@ -268,7 +268,7 @@ class ModelCard:
             except OSError as e:
                 raise CardError(path, f"card file is unreadable ({e.strerror})") from None
         try:
-            d = json.loads(text)
+            d = json.loads(str(text))
         except json.JSONDecodeError as e:
             raise CardError(
                 source, f"model card is not valid JSON ({e.msg} at line {e.lineno})"

@@ -718,16 +718,16 @@ class StoreWriter:
         cc = f.create_dataset("cloud_cover", shape=(self.n,), dtype=np.float32, fillvalue=np.nan)
         cc.attrs["method"] = "none"
         f.create_dataset("row_sha256", shape=(self.n, 32), dtype=np.uint8)
-        for spec in labels:
-            if spec.kind not in LABEL_KINDS:
-                raise ValueError(f"label kind {spec.kind!r}")
-            k = len(spec.class_names)
-            shape = (self.n,) if spec.kind == "index" else (self.n, k)
-            ds = f.create_dataset(f"labels/{spec.name}", shape=shape, dtype=LABEL_DTYPES[spec.kind])
-            ds.attrs["kind"] = spec.kind
-            ds.attrs["class_names"] = json.dumps(list(spec.class_names))
-            if spec.threshold is not None:
-                ds.attrs["threshold"] = spec.threshold
+        for lab in labels:
+            if lab.kind not in LABEL_KINDS:
+                raise ValueError(f"label kind {lab.kind!r}")
+            k = len(lab.class_names)
+            shape = (self.n,) if lab.kind == "index" else (self.n, k)
+            ds = f.create_dataset(f"labels/{lab.name}", shape=shape, dtype=LABEL_DTYPES[lab.kind])
+            ds.attrs["kind"] = lab.kind
+            ds.attrs["class_names"] = json.dumps(list(lab.class_names))
+            if lab.threshold is not None:
+                ds.attrs["threshold"] = lab.threshold
         if with_geo:
             f.create_dataset("geo/transform", shape=(self.n, 6), dtype=np.float64)
             f.create_dataset("geo/crs", shape=(self.n,), dtype=STR_DTYPE)

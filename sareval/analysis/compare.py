@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 
@@ -136,7 +137,8 @@ def paired_mean_difference(
     a = _check_samples(values_a, None, "values_a")
     b = _check_samples(values_b, a.shape[0], "values_b")
     reps = _replicate_means(np.stack([a, b], axis=1), n_boot, seed)
-    return _differences(b.mean() - a.mean(), reps[:, 1] - reps[:, 0], alpha)[()]
+    result: Any = _differences(b.mean() - a.mean(), reps[:, 1] - reps[:, 0], alpha)[()]
+    return result  # type: ignore[no-any-return]
 
 
 def _check_n_boot(n_boot: int) -> None:
@@ -197,7 +199,8 @@ def hierarchical_mean_difference(
     columns = np.ascontiguousarray(np.concatenate([a, b]).T)  # (N, runs), as in the paired
     reps = _replicate_means(columns, n_boot, seed).T  # (runs, R)
     na = a.shape[0]
-    return _hierarchical(a.mean(1), reps[:na], b.mean(1), reps[na:], n_boot, seed, alpha)[()]
+    result: Any = _hierarchical(a.mean(1), reps[:na], b.mean(1), reps[na:], n_boot, seed, alpha)
+    return result[()]  # type: ignore[no-any-return]
 
 
 # ------------------------------------------------------------------------ SHAPE quantities

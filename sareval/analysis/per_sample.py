@@ -308,7 +308,7 @@ class PerSampleShapley:
                     raise SarevalError(f"{f.name} is missing in some parts")
                 continue
             joined[f.name] = np.concatenate(values, axis=0)
-        return replace(first, **joined)
+        return replace(first, **joined)  # type: ignore[arg-type]
 
 
 def per_sample_shapley(

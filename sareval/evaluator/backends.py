@@ -449,4 +449,6 @@ def _module_to_onnx(loaded: LoadedModel, image_size: tuple[int, int]) -> Any:
             output_names=["output"],
             dynamic_shapes=tuple({0: batch} for _ in xs),
         )
+    if program is None:
+        raise SarevalError("model: the ONNX export of the in-memory module produced nothing")
     return program.model_proto

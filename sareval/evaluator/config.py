@@ -229,18 +229,20 @@ class ShapeConfig:
     @property
     def player_map(self) -> dict[str, tuple[str, ...]] | None:
         """The (inner) players as a dict name -> bands (None: the card's modalities)."""
-        if self.players is None:
+        players: Any = self.players  # normalised by __post_init__ (see _players)
+        if players is None:
             return None
         if self.player_groups is None:
-            return dict(self.players)  # type: ignore[arg-type]
-        return {n: b for _, members in self.players for n, b in members}  # type: ignore[misc]
+            return dict(players)
+        return {n: b for _, members in players for n, b in members}
 
     @property
     def player_groups(self) -> tuple[tuple[str, tuple[str, ...]], ...] | None:
         """Nested players: (group, its players' names) per group; None when flat."""
-        if not self.players or not isinstance(self.players[0][1][0], tuple):
+        players: Any = self.players
+        if not players or not isinstance(players[0][1][0], tuple):
             return None
-        return tuple((g, tuple(n for n, _ in m)) for g, m in self.players)  # type: ignore[misc]
+        return tuple((g, tuple(n for n, _ in m)) for g, m in players)
 
     def replace(self, **changes: Any) -> ShapeConfig:
         """A copy with ``changes`` (unknown names are an error naming them)."""
@@ -259,7 +261,8 @@ class ShapeConfig:
         if self.player_groups is None:
             d["players"] = self.player_map and {k: list(v) for k, v in self.player_map.items()}
         else:
-            d["players"] = {g: {n: list(b) for n, b in m} for g, m in self.players}  # type: ignore[union-attr,misc]
+            players: Any = self.players
+            d["players"] = {g: {n: list(b) for n, b in m} for g, m in players}
         for k in ("metrics", "cloud_cover_bins", "shard"):
             d[k] = None if d[k] is None else list(d[k])
         return d

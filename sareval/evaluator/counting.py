@@ -58,7 +58,7 @@ class CountResult:
     @property
     def total(self) -> list[Counts]:
         """Counts of every row set summed over groups."""
-        out = [c for c in self.counts[0]]
+        out: list[Any] = list(self.counts[0])
         for group in self.counts[1:]:
             out = [a + b for a, b in zip(out, group, strict=True)]
         return out
@@ -219,7 +219,7 @@ class CoalitionCounter:
         return np.concatenate([const, dec])
 
     def _ties(self, outputs: Any) -> Any:
-        wide = outputs.double() if self.ops.torch else np.asarray(outputs, np.float64)
+        wide: Any = outputs.double() if self.ops.torch else np.asarray(outputs, np.float64)
         if self.task == "multi-label":
             return (abs(wide - self.cut) <= self.tol).any(-1).sum(-1)
         if outputs.shape[-1] < 2:

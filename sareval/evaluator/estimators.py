@@ -201,7 +201,7 @@ class GameSpec:
             return permutation_coalitions(self.orderings)
         return owen_coalitions(self.groups)
 
-    def entry(self, V: Sequence[float], z: str) -> dict[str, object]:
+    def entry(self, V: Sequence[float] | np.ndarray, z: str) -> dict[str, object]:
         """One metric's results entry from V (aligned with :attr:`coalitions`); Z as SHAPE's."""
         from sareval.evaluator.coalitions import coalition_name
         from sareval.evaluator.shapley import shape_relevance_array

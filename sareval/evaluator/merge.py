@@ -119,7 +119,7 @@ def check_shards(docs: Sequence[dict], sources: Sequence[str]) -> None:
 
 
 def _sum(docs: Sequence[dict], task: str, names: Sequence[str], get: Any) -> list[Any]:
-    total = None
+    total: list[Any] | None = None
     for doc in docs:
         counts = counts_from_json(task, get(doc), names)
         total = counts if total is None else [a + b for a, b in zip(total, counts, strict=True)]
@@ -155,7 +155,7 @@ def merge_documents(docs: Sequence[dict], sources: Sequence[str]) -> dict[str, A
                     for d in docs
                     if "cloud_cover_unknown" in d["by"]
                 ]
-                total = unknown[0]
+                total: list[Any] = unknown[0]
                 for more in unknown[1:]:
                     total = [a + b for a, b in zip(total, more, strict=True)]
                 cloud_bins.append(("unknown", None, total))

@@ -272,7 +272,7 @@ class _Counts:
         first = arrays[cls._fields[0]]
         if first.ndim < 1:
             raise SarevalError(f"{cls.task} counts state: {cls._fields[0]!r} is not an array")
-        return cls(first.shape[-1], state=arrays)
+        return cls(first.shape[-1], state=arrays)  # type: ignore[call-arg]
 
     def merge(self: _C, other: _C) -> _C:
         """New counts: the element-wise sum of both states."""
@@ -282,7 +282,7 @@ class _Counts:
                 f"{self.task} counts of {self.n_classes} classes"
             )
         state = {name: getattr(self, name) + getattr(other, name) for name in self._fields}
-        return type(self)(self.n_classes, state=state)
+        return type(self)(self.n_classes, state=state)  # type: ignore[call-arg]
 
     def __add__(self: _C, other: _C) -> _C:
         return self.merge(other)
@@ -517,9 +517,9 @@ def ties(
         if outputs.shape[1] < 2:
             return np.zeros(outputs.shape[0], dtype=bool)
         top2 = np.partition(outputs, outputs.shape[1] - 2, axis=1)[:, -2:]
-        return (top2[:, 1] - top2[:, 0]) <= tol
+        return np.asarray((top2[:, 1] - top2[:, 0]) <= tol)
     cut = decision_threshold(output_kind, threshold)
-    return (np.abs(outputs - cut) <= tol).any(axis=1)
+    return np.asarray((np.abs(outputs - cut) <= tol).any(axis=1))
 
 
 def nonfinite_rows(outputs: np.ndarray) -> np.ndarray:

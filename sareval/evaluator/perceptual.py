@@ -102,6 +102,6 @@ def perceptual_pass(
     counts.check_finite(names)
     sections = perceptual_sections(
         players=players, names=names, permutations=permutations, counts=counts.total,
-        ties=counts.ties,
+        ties=counts.ties.tolist(),
     )  # fmt: skip
     return names, sections, None

@@ -435,6 +435,16 @@ def _torch_module_class() -> type:
         (n, C) bool overrides the coalitions (an all-false (1, C) mask gives the empty one).
         """
 
+        order: torch.Tensor
+        nan_channels: torch.Tensor
+        nan_fill: torch.Tensor
+        lo: torch.Tensor
+        hi: torch.Tensor
+        mean: torch.Tensor
+        std: torch.Tensor
+        baseline: torch.Tensor
+        masks: torch.Tensor
+
         def __init__(self, pre: Preamble, model: torch.nn.Module) -> None:
             super().__init__()
             self.sensors = pre.sensors

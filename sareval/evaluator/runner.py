@@ -665,7 +665,7 @@ def _shape(
             writer.abort()
         raise
     ci = _bootstrap(ev, result, group, config, constant, coalitions) if config.bootstrap else None
-    cloud_bins = None
+    cloud_bins: list[tuple[str, list[float] | None, Any]] | None = None
     edges = config.cloud_cover_bins
     if edges is not None:
         labels = bin_labels(list(edges))
@@ -681,7 +681,7 @@ def _shape(
         z=config.z,
         by_class=config.by_class,
         cloud_bins=cloud_bins,
-        ties=counts.ties,
+        ties=counts.ties.tolist(),
         ci=ci,
     )
     empty_section = {

@@ -294,7 +294,7 @@ class ArrayData:
         assert n is not None
         if n == 0:
             raise SarevalError("data: no samples (N = 0)")
-        bands: dict[str, tuple[str, ...]] = {}
+        found: dict[str, tuple[str, ...]] = {}
         given = dict(self.band_arg or {})
         for k, a in arrays.items():
             names = given.pop(k, None)
@@ -308,10 +308,10 @@ class ArrayData:
                 raise SarevalError(
                     f"bands[{k!r}]: {len(names)} names for {a.shape[1]} channels of data[{k!r}]"
                 )
-            bands[k] = names
+            found[k] = names
         if given:
             raise SarevalError(f"bands: no data for sensor(s) {', '.join(sorted(given))}")
-        self._arrays, self._bands = arrays, bands
+        self._arrays, self._bands = arrays, found
         y = _to_numpy(self.labels, "labels")
         if y.ndim not in (1, 2) or len(y) != n:
             raise SarevalError(

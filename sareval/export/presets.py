@@ -68,6 +68,7 @@ import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sareval import __version__
 from sareval.bands import (
@@ -188,7 +189,7 @@ REBEN_S1_EARLY = ("VH", "VV")
 REBEN_S2_V020 = ("B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B11", "B12")
 REBEN_S1_V020 = ("VV", "VH")
 
-S1_CLEAN = {"nan": 0.0, "clip": (-25.0, 0.0)}  # SEN12MS toolbox load_s1
+S1_CLEAN: dict[str, Any] = {"nan": 0.0, "clip": (-25.0, 0.0)}  # SEN12MS toolbox load_s1
 S2_CLIP = (0.0, 10000.0)
 
 
@@ -217,7 +218,7 @@ def _modalities(channels: Sequence[str]) -> tuple[Modality, ...]:
 def _sen12ms(name: str, description: str, channels: tuple[str, ...]) -> Preset:
     norm = {}
     for b in channels:
-        clean = S1_CLEAN if b in S1_BANDS else {"nan": None, "clip": None}
+        clean: dict[str, Any] = S1_CLEAN if b in S1_BANDS else {"nan": None, "clip": None}
         norm[b] = BandTransform(
             nan=clean["nan"], clip=clean["clip"], mean=SEN12MS_MEAN[b], std=SEN12MS_STD[b]
         )

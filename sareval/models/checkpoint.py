@@ -216,6 +216,7 @@ def load_checkpoint(model: nn.Module, path: str | Path) -> CheckpointInfo:
     strictly (keys and shapes); return its hash and metadata."""
     path = Path(path)
     suffix = path.suffix.lower()
+    meta: dict[str, Any]
     if suffix == ".npz":
         state, meta = _npz_state_dict(path, model), {}
     elif suffix == ".safetensors":

@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import nn
@@ -27,6 +28,8 @@ def _is_contiguous(indices: Sequence[int]) -> bool:
 
 class ChannelSelect(nn.Module):
     """``x[:, indices]``: a slice when contiguous, else a gather on a fixed index buffer."""
+
+    index: torch.Tensor
 
     def __init__(self, indices: Sequence[int]) -> None:
         super().__init__()
@@ -60,8 +63,10 @@ class LateFusion(nn.Module):
         self.head = head
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        feats = [b.forward_features(s(x)) for s, b in zip(self.select, self.branches, strict=True)]
-        return self.head(torch.cat(feats, 1))
+        branches: list[Any] = list(self.branches)
+        feats = [b.forward_features(s(x)) for s, b in zip(self.select, branches, strict=True)]
+        head: Any = self.head
+        return head(torch.cat(feats, 1))  # type: ignore[no-any-return]
 
 
 def check_modality_channels(groups: Sequence[Sequence[int]], n_channels: int) -> list[list[int]]:

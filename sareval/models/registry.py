@@ -99,7 +99,7 @@ def build_model(
     except ValueError as e:
         raise SarevalError(f"late fusion: {e}") from None
     branches = [build(len(g), None) for g in groups]
-    width = sum(int(b.feature_dim) for b in branches)  # type: ignore[arg-type]
+    width = sum(int(b.feature_dim) for b in branches)  # type: ignore[arg-type, misc]
     head = type(branches[0]).make_head(width, n_classes)  # type: ignore[attr-defined]
     kaiming_init(head)
     return LateFusion(branches, head, groups)

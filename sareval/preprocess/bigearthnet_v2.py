@@ -262,7 +262,7 @@ class RebenReader:
         cloudy = np.array([p.cloudy for p in items], dtype=bool)
         if cloudy.any():
             cover[cloudy] = self.detector.cover(s2[cloudy])
-        arrays = {"s1": s1, "s2": s2}
+        arrays: dict[str, np.ndarray] = {"s1": s1, "s2": s2}
         if self.maps_root is not None:
             arrays["reference_map"] = maps
         return RowBlock(

@@ -37,7 +37,16 @@ except ImportError:  # pragma: no cover - numpy 1
     from numpy.core import multiarray as _multiarray  # type: ignore[no-redef]
     from numpy.core import numeric as _numeric  # type: ignore[no-redef]
 
-_BUILTINS = ("dict", "list", "tuple", "set", "frozenset", "str", "bytes", "bytearray")
+_BUILTINS: tuple[str, ...] = (
+    "dict",
+    "list",
+    "tuple",
+    "set",
+    "frozenset",
+    "str",
+    "bytes",
+    "bytearray",
+)
 _BUILTINS += ("int", "float", "bool", "complex")
 
 #: (module, name) -> the object it resolves to; nothing else can be loaded.
@@ -50,7 +59,7 @@ ALLOWED_GLOBALS: dict[tuple[str, str], Any] = {
 for _core in ("numpy.core", "numpy._core"):
     ALLOWED_GLOBALS[(f"{_core}.multiarray", "_reconstruct")] = _multiarray._reconstruct
     ALLOWED_GLOBALS[(f"{_core}.multiarray", "scalar")] = _multiarray.scalar
-    ALLOWED_GLOBALS[(f"{_core}.numeric", "_frombuffer")] = _numeric._frombuffer
+    ALLOWED_GLOBALS[(f"{_core}.numeric", "_frombuffer")] = _numeric._frombuffer  # type: ignore[attr-defined]
 
 
 class _RestrictedUnpickler(pickle.Unpickler):

@@ -63,7 +63,7 @@ def compression_filter(name: str) -> Any:
                 "lzf and gzip need nothing"
             ) from None
         level = 5 if name == "lz4" else 1
-        return hdf5plugin.Blosc2(cname=name, clevel=level, filters=hdf5plugin.Blosc2.SHUFFLE)
+        return hdf5plugin.Blosc2(cname=name, clevel=level, filters=hdf5plugin.Blosc2.SHUFFLE)  # type: ignore[arg-type]
     raise SarevalError(f"unknown compression {name!r}; known: {', '.join(COMPRESSIONS)}")
 
 

@@ -322,12 +322,12 @@ def validate_files(
                 f"patches lack {sensor}",
             )
     if need_lc:
-        bad = [p for p in ids if not p.path(root, "lc").is_file()]
-        if bad:
+        bad_lc = [p for p in ids if not p.path(root, "lc").is_file()]
+        if bad_lc:
             raise _missing_error(
-                bad[0].path(root, "lc"),
+                bad_lc[0].path(root, "lc"),
                 "missing lc file (needed to compute labels without --labels)",
-                len(bad) - 1,
+                len(bad_lc) - 1,
                 "patches lack lc",
             )
 
@@ -415,7 +415,7 @@ class Sen12msReader:
                         size=size,
                         what="cloudy S2",
                     ).data
-        arrays = {"s1": s1, "s2": s2}
+        arrays: dict[str, np.ndarray] = {"s1": s1, "s2": s2}
         cover = np.full(k, np.nan, dtype=np.float32)
         available = None
         if cloudy is not None:

@@ -146,10 +146,10 @@ def generate_bigearthnet_v2(
         write_metadata(tmp / SNOW_CLOUD_METADATA, flagged)
 
     log.info("wrote %d reBEN pairs to %s", n_patches, out_dir)
-    splits = [r["split"] for r in clean + flagged]
+    split_names = [r["split"] for r in clean + flagged]
     return {
         "n_patches": n_patches,
-        **{f"n_{s}": splits.count(s) for s in ("train", "validation", "test")},
+        **{f"n_{s}": split_names.count(s) for s in ("train", "validation", "test")},
         "n_cloudy": n_cloud,
         "n_snow": n_snow,
         "cloud_cover": cloud_cover,

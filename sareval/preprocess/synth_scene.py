@@ -35,6 +35,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -282,7 +283,7 @@ def render_patch(
     spectra = signatures.spectra[cls].astype(np.float32)
     if level == "L2A":
         spectra = np.maximum(spectra - np.asarray(L2A_PATH_RADIANCE, np.float32), 10.0)
-    gain = illumination * (1 + p.opt_patch_gain * rng.standard_normal(dtype=np.float32))
+    gain: Any = illumination * (1 + p.opt_patch_gain * rng.standard_normal(dtype=np.float32))
     gain = gain * (1 + p.opt_band_gain * rng.standard_normal(13, dtype=np.float32))
     spectra = spectra * gain * (1 + p.opt_class_jitter * rng.standard_normal((k, 13), np.float32))
     illum = 1 + p.opt_illumination * smooth_field(rng, size, (2, 4), (1.0, 0.5))
@@ -291,7 +292,7 @@ def render_patch(
     optical += p.opt_noise_dn * rng.standard_normal(optical.shape, dtype=np.float32)
     _coarsen_bands(optical)
 
-    offset = p.sar_patch_offset_db * rng.standard_normal(dtype=np.float32)
+    offset: Any = p.sar_patch_offset_db * rng.standard_normal(dtype=np.float32)
     offset = offset + p.sar_pol_offset_db * rng.standard_normal(2, dtype=np.float32)
     mean_db = (
         signatures.sar_db[cls]
@@ -403,7 +404,8 @@ def draw_composition(
     n_minor = int(rng.choice(len(n_minor_probs), p=np.asarray(n_minor_probs)))
     w = minor_weights.astype(np.float64).copy()
     w[dom] = 0
-    classes, fractions = [dom], []
+    classes: list[int] = [dom]
+    fractions: list[float] = []
     for _ in range(n_minor):
         if w.sum() <= 0:
             break

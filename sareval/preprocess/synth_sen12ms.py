@@ -162,8 +162,8 @@ def plan_scenes(rng: np.random.Generator, n_patches: int, cr_fraction: float) ->
 
     sizes = np.array([len(sc.patches) for sc in scenes])
     test = _pick_scenes(rng, sizes, TEST_FRACTION * n_patches, [], np.arange(len(scenes)))
-    for i in test:
-        scenes[i].test = True
+    for t in test:
+        scenes[t].test = True
     if cr_fraction >= 1:
         for sc in scenes:
             sc.cr = True
@@ -173,8 +173,8 @@ def plan_scenes(rng: np.random.Generator, n_patches: int, cr_fraction: float) ->
             int(rng.choice(np.flatnonzero(is_test))),
             int(rng.choice(np.flatnonzero(~is_test))),
         ]
-        for i in _pick_scenes(rng, sizes, cr_fraction * n_patches, first, np.arange(len(scenes))):
-            scenes[i].cr = True
+        for j in _pick_scenes(rng, sizes, cr_fraction * n_patches, first, np.arange(len(scenes))):
+            scenes[j].cr = True
     return scenes
 
 

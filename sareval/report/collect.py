@@ -183,7 +183,7 @@ def default_result_label(doc: dict[str, Any], path: Path) -> str:
     """The model card's name (+ task, + training cloudy probability), else the file's stem."""
     prov = doc.get("provenance", {})
     model = prov.get("model", {}) if isinstance(prov.get("model"), dict) else {}
-    card = model.get("card") if isinstance(model.get("card"), dict) else {}
+    card: dict[str, Any] = model["card"] if isinstance(model.get("card"), dict) else {}
     name = card.get("name") or model.get("card_name") or model.get("name") or ""
     if not name:
         return path.stem

@@ -389,8 +389,8 @@ def _train(
         t0 = time.perf_counter()
         dataset.set_epoch(epoch)
         order = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
-        loader = torch.utils.data.DataLoader(
-            dataset,
+        loader: Any = torch.utils.data.DataLoader(
+            dataset,  # type: ignore[arg-type]
             batch_size=config.batch_size,
             sampler=torch.utils.data.RandomSampler(dataset, generator=order),
             num_workers=config.workers,
@@ -410,7 +410,8 @@ def _train(
             else:
                 target = torch.from_numpy(y[:, perm].astype(np.float32)).to(device)
             optimizer.zero_grad(set_to_none=True)
-            loss = criterion(model(wrapped.normalise({"s1": s1, "s2": s2})), target)
+            normalise: Any = wrapped.normalise  # the coalition module's preamble
+            loss = criterion(model(normalise({"s1": s1, "s2": s2})), target)
             loss.backward()
             optimizer.step()
             total_loss += float(loss.detach()) * len(y)

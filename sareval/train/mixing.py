@@ -134,11 +134,11 @@ class CloudMixingDataset(LazyStore):
         s2 = np.empty(
             (len(idx), *st.sample_shape("s2")), collatable(np.zeros(0, st.dtype_of("s2"))).dtype
         )
-        c = cloudy[order]
-        if (~c).any():
-            s2[order[~c]] = st.read_source("s2", rows[~c])
-        if c.any():
-            s2[order[c]] = st.read_source("s2_cloudy", rows[c])
+        cl = cloudy[order]
+        if (~cl).any():
+            s2[order[~cl]] = st.read_source("s2", rows[~cl])
+        if cl.any():
+            s2[order[cl]] = st.read_source("s2_cloudy", rows[cl])
         first = st.labels(self.label_set, rows[:1])
         label = np.empty((len(idx), *first.shape[1:]), first.dtype)
         label[order] = st.labels(self.label_set, rows)
