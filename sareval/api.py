@@ -82,13 +82,16 @@ class StoreHandle:
         self.store = Store(path)
 
     def subset(self, name: str) -> StoreSubset:
+        """The named subset (``clear``, ``cloudy``, ...) as data for :func:`evaluate`."""
         return StoreSubset(self.store, name)
 
     @property
     def subsets(self) -> list[str]:
+        """Names of the store's subsets."""
         return list(self.store.subsets)
 
     def close(self) -> None:
+        """Close the HDF5 file."""
         self.store.close()
 
     def __enter__(self) -> StoreHandle:
@@ -184,18 +187,22 @@ class ShapeResult:
 
     @property
     def players(self) -> list[str]:
+        """Players of the game (modalities or band groups), in card order."""
         return list(self.doc["players"])
 
     @property
     def coalitions(self) -> list[str]:
+        """Coalition names (``none``, ``sar``, ..., ``sar+opt``) in evaluation order."""
         return list(self.doc["coalitions"])
 
     @property
     def n_samples(self) -> int:
+        """Samples evaluated."""
         return int(self.doc["n_samples"])
 
     @property
     def config(self) -> dict[str, Any]:
+        """Every choice of the run (:class:`ShapeConfig` fields and execution details)."""
         return dict(self.doc["config"])
 
     def _section(self, key: str) -> dict[str, Any]:
@@ -203,30 +210,37 @@ class ShapeResult:
 
     @property
     def values(self) -> dict[str, dict[str, float]]:
+        """``values[metric][coalition]``: V(S), the metric with only the players in S."""
         return self._section("V")
 
     @property
     def relevance(self) -> dict[str, dict[str, float]]:
+        """``relevance[metric][player]``: Shapley value / Z (Owen value for nested players)."""
         return self._section("relevance")
 
     @property
     def cooperation(self) -> dict[str, float]:
+        """``cooperation[metric]``: the interaction term C / Z (None for sampled games)."""
         return self._section("cooperation")
 
     @property
     def intervals(self) -> dict[str, dict[str, Any]]:
+        """``intervals[metric]``: 95 % bootstrap intervals of V, relevance and cooperation."""
         return {m: e["ci"] for m, e in self.doc["metrics"].items() if e.get("ci")}
 
     @property
     def by_class(self) -> dict[str, Any]:
+        """Per-class sections ``{class: {"n_samples", "metrics"}}`` (``by_class=True``)."""
         return dict(self.doc.get("by", {}).get("class", {}))
 
     @property
     def by_cloud_cover(self) -> list[dict[str, Any]]:
+        """Per cloud-cover bin sections, in bin order (``cloud_cover_bins``)."""
         return list(self.doc.get("by", {}).get("cloud_cover", []))
 
     @property
     def counts(self) -> dict[str, Any]:
+        """Integer counts per coalition: the sufficient statistics of every metric."""
         return dict(self.doc["counts"])
 
     def save(self, path: str | Path, *, csv: str | Path | None = None,

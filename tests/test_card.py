@@ -49,10 +49,10 @@ def test_parse_and_round_trip() -> None:
     [
         (lambda d: d.pop("task"), "'task' is a required property"),
         (lambda d: d.update(task="regression"), "task: 'regression' is not one of"),
-        (lambda d: d["input"].update(channels=["B04", "X-1"]), r"input.channels.1: 'X-1' does not match"),
+        (lambda d: d["input"].update(channels=["B04", "X-1"]), r"channels.1: 'X-1' does not match"),
         (lambda d: d["modalities"][1].update(bands=["B04"]), "belong to no modality"),
         (lambda d: d["modalities"][1].update(bands=["B04", "B03", "VV"]), "is in modalities"),
-        (lambda d: d["normalization"]["VV"].update(std=0), r"normalization.VV.std: 0 is not a valid value"),
+        (lambda d: d["normalization"]["VV"].update(std=0), r"VV.std: 0 is not a valid"),
         (lambda d: d.update(threshold=1.5), "threshold"),
         (lambda d: d.update(class_names=["a", "a"]), "class_names: .* non-unique"),
         (lambda d: d.update(card_version=7), "card_version: 7 is not one of"),
