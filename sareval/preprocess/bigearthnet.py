@@ -45,15 +45,14 @@ from sareval.preprocess.cloud_cover import CloudDetector, choose_detector
 from sareval.preprocess.pipeline import (
     DEFAULT_COMPRESSION,
     RowBlock,
-    abort_writer,
     check_utf8_paths,
     chunk_rows_for,
     compression_filter,
     config_file_entry,
     read_text_input,
-    run_pipeline,
     subset_rows_from_list,
     very_cloudy_subset,
+    write_job,
 )
 from sareval.preprocess.resample import RESAMPLING_METHODS
 from sareval.store import LabelSpec, SensorSpec, StoreWriter
@@ -312,11 +311,15 @@ def band_sizes(
 
     return {
         res: reference_size(
-            [path_of(name, b) for name in names[:3] for b in BIGEARTHNET_S2_BANDS
-             if S2_RESOLUTION_M[b] == res]
+            [
+                path_of(name, b)
+                for name in names[:3]
+                for b in BIGEARTHNET_S2_BANDS
+                if S2_RESOLUTION_M[b] == res
+            ]
         )
         for res in (10, 20, 60)
-    }  # fmt: skip
+    }
 
 
 def check_trees(trees: Mapping[str, Path | None], resampling: str) -> None:
@@ -330,6 +333,16 @@ def check_trees(trees: Mapping[str, Path | None], resampling: str) -> None:
 
 
 # --- the job ------------------------------------------------------------------------------------
+def very_cloudy_list_rows(
+    very_cloudy_list: str | Path | None, ids: Sequence[str], cloudy: Sequence[bool]
+) -> np.ndarray | None:
+    """Rows of the cloudy patches (``cloudy`` per row) named in ``very_cloudy_list`` (None
+    without a list)."""
+    if very_cloudy_list is None:
+        return None
+    return subset_rows_from_list(very_cloudy_list, ids, np.flatnonzero(cloudy), lambda n: n)
+
+
 def preprocess_bigearthnet(
     s2_root: str | Path,
     s1_root: str | Path,
@@ -359,11 +372,9 @@ def preprocess_bigearthnet(
     patches = collect_patches(s1_root, split_csv, cloudy_path, snow_path)
     lists = {"split": split_csv, "cloudy": cloudy_path, "snow": snow_path}
     validate_files(s2_root, s1_root, patches, lists)  # type: ignore[arg-type]
-    very_rows = None
-    if very_cloudy_list is not None:
-        cloudy_rows = np.flatnonzero([p.group == "cloudy" for p in patches])
-        ids = [p.s2 for p in patches]
-        very_rows = subset_rows_from_list(very_cloudy_list, ids, cloudy_rows, lambda n: n)
+    very_rows = very_cloudy_list_rows(
+        very_cloudy_list, [p.s2 for p in patches], [p.group == "cloudy" for p in patches]
+    )
     sizes = band_sizes(lambda n, b: s2_band_path(s2_root, n, b), [p.s2 for p in patches])
     height, width = sizes[10]
     detector = choose_detector(BIGEARTHNET_S2_BANDS)
@@ -407,17 +418,11 @@ def preprocess_bigearthnet(
         overwrite=overwrite,
     )
     reader = BigEarthNetReader(str(s2_root), str(s1_root), sizes, resampling, detector)
-    try:
-        run_pipeline(
-            writer,
-            reader,
-            patches,
-            workers=workers,
-            chunk_rows=chunk_rows,
-            progress=progress,
-            desc=f"bigearthnet {split_csv.stem}",
-        )
-        subsets = bigearthnet_subsets(
+    return write_job(
+        writer,
+        reader,
+        patches,
+        lambda: bigearthnet_subsets(
             writer,
             patches,
             very_cloudy_threshold,
@@ -425,18 +430,18 @@ def preprocess_bigearthnet(
             very_cloudy_list,
             cloudy_path,
             snow_path,
-        )
-        return writer.finish(
-            subsets,
-            cloud_cover_method=detector.method,
-            extra_attrs={
-                "resampling": resampling,
-                "resampling_description": RESAMPLING_METHODS[resampling],
-                "labels_source": "S2 labels_metadata.json",
-            },
-        )
-    except BaseException as e:
-        raise abort_writer(writer, e) from None
+        ),
+        cloud_cover_method=detector.method,
+        extra_attrs={
+            "resampling": resampling,
+            "resampling_description": RESAMPLING_METHODS[resampling],
+            "labels_source": "S2 labels_metadata.json",
+        },
+        workers=workers,
+        chunk_rows=chunk_rows,
+        progress=progress,
+        desc=f"bigearthnet {split_csv.stem}",
+    )
 
 
 def bigearthnet_subsets(

@@ -58,18 +58,17 @@ from sareval.preprocess.bigearthnet import (
     check_trees,
     read_s1_bands,
     read_s2_bands,
+    very_cloudy_list_rows,
 )
 from sareval.preprocess.cloud_cover import CloudDetector, choose_detector
 from sareval.preprocess.pipeline import (
     DEFAULT_COMPRESSION,
     RowBlock,
-    abort_writer,
     chunk_rows_for,
     compression_filter,
     config_file_entry,
-    run_pipeline,
-    subset_rows_from_list,
     very_cloudy_subset,
+    write_job,
 )
 from sareval.preprocess.resample import RESAMPLING_METHODS
 from sareval.store import LabelSpec, SensorSpec, StoreWriter
@@ -305,11 +304,8 @@ def preprocess_bigearthnet_v2(
     patches, origin = collect_patches(metadata, snow_cloud, split)
     validate_files(s2_root, s1_root, maps_root, patches, origin)
     ids = [p.patch_id for p in patches]
-    very_rows = None
-    if very_cloudy_list is not None:
-        cloudy_rows = np.flatnonzero([p.cloudy for p in patches])
-        very_rows = subset_rows_from_list(very_cloudy_list, ids, cloudy_rows, lambda n: n)
-    sizes = band_sizes(lambda n, b: s2_band_path(s2_root, n, b), [p.patch_id for p in patches])
+    very_rows = very_cloudy_list_rows(very_cloudy_list, ids, [p.cloudy for p in patches])
+    sizes = band_sizes(lambda n, b: s2_band_path(s2_root, n, b), ids)
     height, width = sizes[10]
     detector = choose_detector(BIGEARTHNET_S2_BANDS)
     if chunk_rows is None:
@@ -352,40 +348,51 @@ def preprocess_bigearthnet_v2(
         overwrite=overwrite,
     )
     reader = RebenReader(
-        str(s2_root), str(s1_root), None if maps_root is None else str(maps_root), sizes,
-        resampling, detector,
-    )  # fmt: skip
-    try:
-        run_pipeline(
-            writer,
-            reader,
-            patches,
-            workers=workers,
-            chunk_rows=chunk_rows,
-            progress=progress,
-            desc=f"bigearthnet-v2 {split or 'all'}",
-        )
-        rows = np.arange(len(patches), dtype=np.int64)
-        snow = np.array([p.snow for p in patches], dtype=bool)
-        cloudy = np.array([p.cloudy for p in patches], dtype=bool)
-        of_split = np.array([p.split for p in patches])
-        subsets = {str(s): (rows[of_split == s], "s2", f"the {s} split") for s in SPLITS}
-        subsets = {s: sub for s, sub in subsets.items() if len(sub[0])}
-        subsets["clear"] = (rows[~snow & ~cloudy], "s2", "patches with neither flag")
-        subsets["cloudy"] = (rows[cloudy], "s2", "contains_cloud_or_shadow (the same S2)")
-        very, desc = very_cloudy_subset(
-            writer, rows[cloudy], very_cloudy_threshold, very_rows, very_cloudy_list
-        )
-        subsets["very_cloudy"] = (very, "s2", desc)
-        subsets["snow"] = (rows[snow], "s2", "contains_seasonal_snow")
-        return writer.finish(
-            subsets,
-            cloud_cover_method=detector.method,
-            extra_attrs={
-                "resampling": resampling,
-                "resampling_description": RESAMPLING_METHODS[resampling],
-                "labels_source": f"{metadata.name} labels column",
-            },
-        )
-    except BaseException as e:
-        raise abort_writer(writer, e) from None
+        str(s2_root),
+        str(s1_root),
+        None if maps_root is None else str(maps_root),
+        sizes,
+        resampling,
+        detector,
+    )
+    return write_job(
+        writer,
+        reader,
+        patches,
+        lambda: reben_subsets(writer, patches, very_cloudy_threshold, very_rows, very_cloudy_list),
+        cloud_cover_method=detector.method,
+        extra_attrs={
+            "resampling": resampling,
+            "resampling_description": RESAMPLING_METHODS[resampling],
+            "labels_source": f"{metadata.name} labels column",
+        },
+        workers=workers,
+        chunk_rows=chunk_rows,
+        progress=progress,
+        desc=f"bigearthnet-v2 {split or 'all'}",
+    )
+
+
+def reben_subsets(
+    writer: StoreWriter,
+    patches: Sequence[Any],
+    very_cloudy_threshold: float,
+    very_rows: np.ndarray | None,
+    very_cloudy_list: str | Path | None,
+) -> dict[str, tuple[np.ndarray, str, str]]:
+    """The split subsets (train / validation / test), ``clear`` (neither flag), ``cloudy``
+    (cloud/shadow flag, the same S2), ``very_cloudy`` and ``snow``."""
+    rows = np.arange(len(patches), dtype=np.int64)
+    snow = np.array([p.snow for p in patches], dtype=bool)
+    cloudy = np.array([p.cloudy for p in patches], dtype=bool)
+    of_split = np.array([p.split for p in patches])
+    subsets = {str(s): (rows[of_split == s], "s2", f"the {s} split") for s in SPLITS}
+    subsets = {s: sub for s, sub in subsets.items() if len(sub[0])}
+    subsets["clear"] = (rows[~snow & ~cloudy], "s2", "patches with neither flag")
+    subsets["cloudy"] = (rows[cloudy], "s2", "contains_cloud_or_shadow (the same S2)")
+    very, desc = very_cloudy_subset(
+        writer, rows[cloudy], very_cloudy_threshold, very_rows, very_cloudy_list
+    )
+    subsets["very_cloudy"] = (very, "s2", desc)
+    subsets["snow"] = (rows[snow], "s2", "contains_seasonal_snow")
+    return subsets

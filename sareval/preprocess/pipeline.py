@@ -23,7 +23,7 @@ import itertools
 import multiprocessing as mp
 import os
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -278,6 +278,38 @@ def subset_rows_from_list(
             f"e.g. {unknown[0]}",
         )
     return np.unique(np.asarray(rows, dtype=np.int64))
+
+
+def write_job(
+    writer: StoreWriter,
+    reader: Any,
+    items: Sequence[Any],
+    subsets: Callable[[], Mapping[str, tuple[np.ndarray, str, str]]],
+    *,
+    cloud_cover_method: str,
+    extra_attrs: Mapping[str, Any],
+    workers: int | None,
+    chunk_rows: int,
+    progress: bool,
+    desc: str,
+) -> Path:
+    """Read ``items`` into ``writer`` (:func:`run_pipeline`), add ``subsets()`` (computed from
+    the written rows) and finish the store; on any failure :func:`abort_writer`."""
+    try:
+        run_pipeline(
+            writer,
+            reader,
+            items,
+            workers=workers,
+            chunk_rows=chunk_rows,
+            progress=progress,
+            desc=desc,
+        )
+        return writer.finish(
+            dict(subsets()), cloud_cover_method=cloud_cover_method, extra_attrs=extra_attrs
+        )
+    except BaseException as e:
+        raise abort_writer(writer, e) from None
 
 
 def abort_writer(writer: StoreWriter, error: BaseException) -> BaseException:

@@ -44,15 +44,14 @@ from sareval.preprocess.pickles import safe_load_pickle
 from sareval.preprocess.pipeline import (
     DEFAULT_COMPRESSION,
     RowBlock,
-    abort_writer,
     check_utf8_paths,
     chunk_rows_for,
     compression_filter,
     config_file_entry,
     read_id_list,
-    run_pipeline,
     subset_rows_from_list,
     very_cloudy_subset,
+    write_job,
 )
 from sareval.store import LabelSpec, SensorSpec, StoreWriter
 
@@ -434,6 +433,48 @@ class Sen12msReader:
 
 
 # --- the job ------------------------------------------------------------------------------------
+def _patches_and_labels(
+    root: Path, split_path: Path | None, labels: str | Path | None, skip_unlabelled: bool
+) -> tuple[list[PatchId], list[np.ndarray | None], int, bool]:
+    """The split's patches (files checked), their IGBP fractions from the label pickle (None:
+    computed from lc), the number listed, and whether labels come from the pickle."""
+    ids = read_split_list(split_path) if split_path is not None else scan_tree(root)
+    label_table = load_igbp_labels(labels) if labels is not None else None
+    validate_files(root, ids, need_lc=label_table is None, split_list=split_path)
+    n_listed = len(ids)
+    if skip_unlabelled and label_table is None:
+        ids = labelled_patches(root, ids)
+        if not ids:
+            raise InputFileError(root, "no patch has an IGBP class pixel in its lc layer")
+    if label_table is None:
+        return ids, [None] * len(ids), n_listed, False
+    missing = [p for p in ids if p.file_name("s2") not in label_table]
+    if missing:
+        raise InputFileError(
+            labels,  # type: ignore[arg-type]
+            f"no labels for {len(missing)} of {len(ids)} patches, e.g. "
+            f"{missing[0].file_name('s2')}",
+        )
+    return ids, [label_table[p.file_name("s2")] for p in ids], n_listed, True
+
+
+def _cloudy_versions(
+    cr: Path | None,
+    ids: list[PatchId],
+    split_path: Path | None,
+    very_cloudy_list: str | Path | None,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Which patches have a SEN12MS-CR cloudy version, and the very-cloudy rows of a list."""
+    if very_cloudy_list is not None and cr is None:
+        raise SarevalError("--very-cloudy-list needs --cr-root (the cloudy patches)")
+    if cr is None:
+        return np.zeros(len(ids), dtype=bool), None
+    available = cloudy_availability(cr, ids, whole_tree=split_path is None)
+    if very_cloudy_list is None:
+        return available, None
+    return available, very_cloudy_rows_from_list(very_cloudy_list, ids, available)
+
+
 def preprocess_sen12ms(
     root: str | Path,
     out: str | Path,
@@ -464,37 +505,11 @@ def preprocess_sen12ms(
     if not root.is_dir():
         raise InputFileError(root, "not a directory (expected a SEN12MS tree)")
     split_path = Path(split_list) if split_list is not None else None
-    ids = read_split_list(split_path) if split_path is not None else scan_tree(root)
-    label_table = load_igbp_labels(labels) if labels is not None else None
-    validate_files(root, ids, need_lc=label_table is None, split_list=split_path)
-    n_listed = len(ids)
-    if skip_unlabelled and label_table is None:
-        ids = labelled_patches(root, ids)
-        if not ids:
-            raise InputFileError(root, "no patch has an IGBP class pixel in its lc layer")
-    fractions: list[np.ndarray | None] = [None] * len(ids)
-    if label_table is not None:
-        missing = [p for p in ids if p.file_name("s2") not in label_table]
-        if missing:
-            raise InputFileError(
-                labels,  # type: ignore[arg-type]
-                f"no labels for {len(missing)} of {len(ids)} patches, e.g. "
-                f"{missing[0].file_name('s2')}",
-            )
-        fractions = [label_table[p.file_name("s2")] for p in ids]
+    ids, fractions, n_listed, from_pickle = _patches_and_labels(
+        root, split_path, labels, skip_unlabelled
+    )
     cr = Path(cr_root) if cr_root is not None else None
-    available = (
-        cloudy_availability(cr, ids, whole_tree=split_path is None)
-        if cr is not None
-        else np.zeros(len(ids), dtype=bool)
-    )
-    if very_cloudy_list is not None and cr is None:
-        raise SarevalError("--very-cloudy-list needs --cr-root (the cloudy patches)")
-    very_rows = (
-        very_cloudy_rows_from_list(very_cloudy_list, ids, available)
-        if very_cloudy_list is not None
-        else None
-    )
+    available, very_rows = _cloudy_versions(cr, ids, split_path, very_cloudy_list)
     height, width = reference_size([p.path(root, s) for p in ids[:3] for s in ("s2", "s1")])
     detector = choose_detector(S2_BANDS, use_s2cloudless) if cr is not None else None
     filt = compression_filter(compression)
@@ -535,30 +550,24 @@ def preprocess_sen12ms(
         str(root), str(cr) if cr else None, height, width, multi_label_threshold, detector
     )
     items = [(p, f, bool(a)) for p, f, a in zip(ids, fractions, available, strict=True)]
-    try:
-        run_pipeline(
-            writer,
-            reader,
-            items,
-            workers=workers,
-            chunk_rows=chunk_rows,
-            progress=progress,
-            desc=f"sen12ms {split_name(split_path)}",
-        )
-        subsets = sen12ms_subsets(
+    return write_job(
+        writer,
+        reader,
+        items,
+        lambda: sen12ms_subsets(
             writer, available, very_cloudy_threshold, very_rows, very_cloudy_list
-        )
-        return writer.finish(
-            subsets,
-            cloud_cover_method=detector.method if detector else "none",
-            extra_attrs={
-                "labels_source": "pickle" if label_table is not None else "lc IGBP layer",
-                "cloudy_source": "SEN12MS-CR s2_cloudy" if cr is not None else "none",
-                "unlabelled_skipped": n_listed - len(ids),
-            },
-        )
-    except BaseException as e:
-        raise abort_writer(writer, e) from None
+        ),
+        cloud_cover_method=detector.method if detector else "none",
+        extra_attrs={
+            "labels_source": "pickle" if from_pickle else "lc IGBP layer",
+            "cloudy_source": "SEN12MS-CR s2_cloudy" if cr is not None else "none",
+            "unlabelled_skipped": n_listed - len(ids),
+        },
+        workers=workers,
+        chunk_rows=chunk_rows,
+        progress=progress,
+        desc=f"sen12ms {split_name(split_path)}",
+    )
 
 
 def very_cloudy_rows_from_list(
