@@ -104,19 +104,70 @@ CLC_MIXTURES: tuple[dict[str, float], ...] = (
 )
 #: frequency of each CLC43 class as the dominant class (only classes of the 19-class scheme)
 CLC_DOMINANT_WEIGHTS = np.array(
-    [0.010, 0.040, 0.015, 0, 0, 0, 0, 0, 0, 0, 0, 0.140, 0.010, 0.004, 0.010, 0.010, 0.015,
-     0.080, 0.005, 0.070, 0.070, 0.010, 0.080, 0.120, 0.100, 0.020, 0.020, 0.020, 0.060,
-     0.004, 0, 0.005, 0, 0.010, 0.015, 0.004, 0.002, 0, 0.005, 0.030, 0.005, 0.003, 0.060]
-)  # fmt: skip
+    [
+        0.010,
+        0.040,
+        0.015,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0.140,
+        0.010,
+        0.004,
+        0.010,
+        0.010,
+        0.015,
+        0.080,
+        0.005,
+        0.070,
+        0.070,
+        0.010,
+        0.080,
+        0.120,
+        0.100,
+        0.020,
+        0.020,
+        0.020,
+        0.060,
+        0.004,
+        0,
+        0.005,
+        0,
+        0.010,
+        0.015,
+        0.004,
+        0.002,
+        0,
+        0.005,
+        0.030,
+        0.005,
+        0.003,
+        0.060,
+    ]
+)
 #: frequency of each CLC43 class as a minor class (includes the 11 unmapped classes)
 CLC_MINOR_WEIGHTS = CLC_DOMINANT_WEIGHTS + np.where(CLC_DOMINANT_WEIGHTS == 0, 0.006, 0.004)
 
 #: MGRS tiles and their UTM EPSG codes
 TILES: tuple[tuple[str, int], ...] = (
-    ("29SND", 32629), ("32TMT", 32632), ("33UUP", 32633), ("34VER", 32634), ("35VLH", 32635),
-    ("31UFS", 32631), ("29TNE", 32629), ("33TWN", 32633), ("34TDT", 32634), ("35ULA", 32635),
-    ("32UMU", 32632), ("34UDG", 32634),
-)  # fmt: skip
+    ("29SND", 32629),
+    ("32TMT", 32632),
+    ("33UUP", 32633),
+    ("34VER", 32634),
+    ("35VLH", 32635),
+    ("31UFS", 32631),
+    ("29TNE", 32629),
+    ("33TWN", 32633),
+    ("34TDT", 32634),
+    ("35ULA", 32635),
+    ("32UMU", 32632),
+    ("34UDG", 32634),
+)
 
 CLOUDY_FRACTION = 0.06
 SNOW_FRACTION = 0.08
@@ -185,19 +236,25 @@ def plan_acquisitions(rng: np.random.Generator, n_patches: int) -> list[Acquisit
         s2_time = day.replace(hour=hour, minute=int(rng.integers(60)), second=int(rng.integers(60)))
         s1_day = day + dt.timedelta(days=int(rng.integers(-3, 4)))
         s1_time = s1_day.replace(
-            hour=int(rng.choice([5, 16, 17])), minute=int(rng.integers(60)),
+            hour=int(rng.choice([5, 16, 17])),
+            minute=int(rng.integers(60)),
             second=int(rng.integers(60)),
-        )  # fmt: skip
+        )
         out.append(
             Acquisition(
-                index=i, tile=tile, epsg=epsg,
+                index=i,
+                tile=tile,
+                epsg=epsg,
                 ulx=float(rng.integers(3, 7) * 100_000 - 40),
                 uly=float(rng.integers(42, 70) * 100_000 + 40),
-                s2_sat=str(rng.choice(["A", "B"])), s2_time=s2_time,
-                orbit=int(rng.integers(1, 144)), s1_sat=str(rng.choice(["A", "B"])),
-                s1_time=s1_time, class_boost=np.exp(rng.normal(0.0, 0.8, 43)),
+                s2_sat=str(rng.choice(["A", "B"])),
+                s2_time=s2_time,
+                orbit=int(rng.integers(1, 144)),
+                s1_sat=str(rng.choice(["A", "B"])),
+                s1_time=s1_time,
+                class_boost=np.exp(rng.normal(0.0, 0.8, 43)),
             )
-        )  # fmt: skip
+        )
     return out
 
 
@@ -259,9 +316,15 @@ def render_ben_patch(
     minor = CLC_MINOR_WEIGHTS * np.sqrt(acq.class_boost)
     classes, fractions = draw_composition(prng, weights, minor)
     render = render_patch(
-        prng, signatures, classes, fractions, size,
-        season_illumination(acq.s2_time.month), level="L2A", params=BIGEARTHNET_SIGNAL,
-    )  # fmt: skip
+        prng,
+        signatures,
+        classes,
+        fractions,
+        size,
+        season_illumination(acq.s2_time.month),
+        level="L2A",
+        params=BIGEARTHNET_SIGNAL,
+    )
     optical, cover = render.optical, float("nan")
     if kind == "cloud":
         cov = float(prng.uniform(0.3, 1.0) if prng.random() < 0.85 else prng.uniform(0.05, 0.3))
@@ -274,9 +337,14 @@ def render_ben_patch(
 
 
 def write_s2_bands(
-    folder: Path, name: str, optical: np.ndarray, epsg: int, ulx: int, uly: int,
+    folder: Path,
+    name: str,
+    optical: np.ndarray,
+    epsg: int,
+    ulx: int,
+    uly: int,
     compress: str | None,
-) -> None:  # fmt: skip
+) -> None:
     """``folder/<name>_<band>.tif`` for the 12 BigEarthNet bands (no B10) at their native grid
     (20 m bands block-averaged by 2, 60 m by 6), uint16."""
     for band in BIGEARTHNET_S2_BANDS:
@@ -285,6 +353,47 @@ def write_s2_bands(
         data = block_average(data, res // 10) if res > 10 else data
         path = folder / f"{name}_{band}.tif"
         write_geotiff(path, to_uint16(data)[None], epsg, ulx, uly, res, compress)
+
+
+def write_ben_pair(
+    s2_root: Path,
+    s1_root: Path,
+    s2_name: str,
+    s1_name: str,
+    patch: Any,
+    acq: Any,
+    wkt: str,
+    size: int,
+    compress: str | None,
+) -> None:
+    """One S2 folder (12 band GeoTIFFs + labels_metadata.json) and its S1 partner folder."""
+    ulx, uly = patch.ulx, patch.uly
+    lrx, lry = ulx + size * 10, uly - size * 10
+    labels = [CLC43[c] for c in sorted(set(patch.render.fine_map.ravel().tolist()))]
+    folder = s2_root / s2_name
+    write_s2_bands(folder, s2_name, patch.optical, acq.epsg, ulx, uly, compress)
+    s2_meta = {
+        "labels": labels,
+        "coordinates": {"ulx": ulx, "uly": uly, "lrx": lrx, "lry": lry},
+        "projection": wkt,
+        "tile_source": acq.tile_source(),
+        "acquisition_date": f"{acq.s2_time:%Y-%m-%d %H:%M:%S}",
+    }
+    (folder / f"{s2_name}_labels_metadata.json").write_text(json.dumps(s2_meta))
+    folder = s1_root / s1_name
+    for i, pol in enumerate(("VV", "VH")):
+        path = folder / f"{s1_name}_{pol}.tif"
+        sar = patch.render.sar_db[i : i + 1]
+        write_geotiff(path, sar, acq.epsg, ulx, uly, 10.0, compress)
+    s1_meta = {
+        "labels": labels,
+        "coordinates": {"ulx": ulx, "uly": uly, "lrx": lrx, "lly": lry},
+        "projection": wkt,
+        "corresponding_s2_patch": s2_name,
+        "scene_source": acq.scene_source(),
+        "acquisition_time": f"{acq.s1_time:%Y-%m-%dT%H:%M:%S}",
+    }
+    (folder / f"{s1_name}_labels_metadata.json").write_text(json.dumps(s1_meta))
 
 
 def generate_bigearthnet(
@@ -310,9 +419,12 @@ def generate_bigearthnet(
     n_val = max(1, round(0.24 * m))
     n_test = max(1, round(0.24 * m))
     status = np.array(
-        ["cloud"] * n_cloud + ["snow"] * n_snow + ["val"] * n_val + ["test"] * n_test
+        ["cloud"] * n_cloud
+        + ["snow"] * n_snow
+        + ["val"] * n_val
+        + ["test"] * n_test
         + ["train"] * (m - n_val - n_test)
-    )[rng.permutation(n_patches)]  # fmt: skip
+    )[rng.permutation(n_patches)]
     signatures = clc_signatures()
     wkt = {acq.epsg: _projection_wkt(acq.epsg) for acq in acquisitions}
 
@@ -339,33 +451,9 @@ def generate_bigearthnet(
             else:
                 rows[str(kind)].append((s2_name, s1_name))
 
-            ulx, uly = patch.ulx, patch.uly
-            lrx, lry = ulx + size * 10, uly - size * 10
-            labels = [CLC43[c] for c in sorted(set(patch.render.fine_map.ravel().tolist()))]
-            folder = s2_root / s2_name
-            write_s2_bands(folder, s2_name, patch.optical, acq.epsg, ulx, uly, compress)
-            s2_meta = {
-                "labels": labels,
-                "coordinates": {"ulx": ulx, "uly": uly, "lrx": lrx, "lry": lry},
-                "projection": wkt[acq.epsg],
-                "tile_source": acq.tile_source(),
-                "acquisition_date": f"{acq.s2_time:%Y-%m-%d %H:%M:%S}",
-            }
-            (folder / f"{s2_name}_labels_metadata.json").write_text(json.dumps(s2_meta))
-            folder = s1_root / s1_name
-            for i, pol in enumerate(("VV", "VH")):
-                path = folder / f"{s1_name}_{pol}.tif"
-                sar = patch.render.sar_db[i : i + 1]
-                write_geotiff(path, sar, acq.epsg, ulx, uly, 10.0, compress)
-            s1_meta = {
-                "labels": labels,
-                "coordinates": {"ulx": ulx, "uly": uly, "lrx": lrx, "lly": lry},
-                "projection": wkt[acq.epsg],
-                "corresponding_s2_patch": s2_name,
-                "scene_source": acq.scene_source(),
-                "acquisition_time": f"{acq.s1_time:%Y-%m-%dT%H:%M:%S}",
-            }
-            (folder / f"{s1_name}_labels_metadata.json").write_text(json.dumps(s1_meta))
+            write_ben_pair(
+                s2_root, s1_root, s2_name, s1_name, patch, acq, wkt[acq.epsg], size, compress
+            )
             bar.update()
         bar.close()
 
