@@ -119,6 +119,7 @@ def test_torchrun_two_processes_equal_one(assets, tmp_path: Path, entry: str) ->
         "-m", str(model), "-d", str(assets.store), "-s", "clear", "--batch-size", "6",
         "--by", "class", "--by", "cloud-cover", "0,0.5,1", "--bootstrap", "25", "--seed", "3",
         "--save-predictions", str(tmp_path / "pred.h5"), "-o", str(tmp_path / "r.json"),
+        "--per-sample",
     ]  # fmt: skip
     done = torchrun(entry_args, args, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -126,11 +127,11 @@ def test_torchrun_two_processes_equal_one(assets, tmp_path: Path, entry: str) ->
     single = to_json_value(
         evaluate_shape(
             model, assets.store, "clear", by=["class", "cloud-cover=0,0.5,1"], bootstrap=25,
-            seed=3, progress=False,
+            seed=3, progress=False, per_sample=True,
         )
     )  # fmt: skip
     assert doc["config"]["world_size"] == 2
-    for key in ("counts", "metrics", "by", "ties", "n_samples"):
+    for key in ("counts", "metrics", "by", "ties", "n_samples", "per_sample", "detection"):
         assert doc[key] == single[key], key
     assert done.stdout.count("shape: single-label.onnx") == 1  # only rank 0 prints
     with (

@@ -232,6 +232,12 @@ def is_main_process() -> bool:
     type=click.IntRange(1),
     help="Model rows per execution (default: from half the available memory).",
 )
+@click.option(
+    "--per-sample",
+    is_flag=True,
+    help="Per-sample Shapley values of each sample's score and false-prediction detection "
+    "from them (AUROC/AP vs the max-softmax baseline); arrays go to --save-predictions.",
+)
 @click.option("--threads", default=0, type=click.IntRange(0), help="onnxruntime threads (0: auto).")
 @click.option(
     "--pad-last-batch/--no-pad-last-batch",
@@ -264,6 +270,7 @@ def command(
     estimator: str,
     samples: int,
     max_rows: int | None,
+    per_sample: bool,
     threads: int,
     pad_last_batch: bool | None,
     overwrite: bool,
@@ -303,6 +310,7 @@ def command(
             provider=provider, precision=precision,  # type: ignore[arg-type]
             threads=threads, pad_last_batch=pad_last_batch, shard=parse_shard(shard),
             estimator=estimator, samples=samples, max_rows=max_rows,  # type: ignore[arg-type]
+            per_sample=per_sample,
         )  # fmt: skip
         result = sareval.evaluate(
             model, (data, subset), config, progress=progress_enabled(),

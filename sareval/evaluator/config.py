@@ -110,6 +110,9 @@ class ShapeConfig:
       ``samples`` orderings, antithetic pairs) or ``auto`` (whichever evaluates fewer
       coalitions); ``max_rows``: model rows per execution (coalitions of a batch run in chunks
       of at most this many rows; None: from the memory budget).
+    - ``per_sample``: per-sample Shapley values of each sample's model score and false-prediction
+      detection from them (:mod:`sareval.analysis.in_pass`; results sections ``per_sample``,
+      ``detection``; arrays in the predictions file).
     - ``baseline`` / ``empty`` / ``z``: :mod:`sareval.choices`; ``metrics``: the metrics kept in
       the result (None: all of the task's, :data:`sareval.evaluator.metrics.METRIC_NAMES`).
     - ``by_class``; ``cloud_cover_bins``: bin edges in [0, 1] (e.g. :data:`DECILES`) or None.
@@ -144,6 +147,7 @@ class ShapeConfig:
     estimator: Estimator = "auto"
     samples: int = 128
     max_rows: int | None = None
+    per_sample: bool = False
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -189,6 +193,13 @@ class ShapeConfig:
                 raise SarevalError(f"ShapeConfig.{name}: expected an integer >= {low}, got {v!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise SarevalError(f"ShapeConfig.seed: expected an integer, got {self.seed!r}")
+        if not isinstance(self.per_sample, bool):
+            raise SarevalError(f"ShapeConfig.per_sample: expected a bool, got {self.per_sample!r}")
+        if self.per_sample and (self.shard is not None or self.method == "perceptual"):
+            raise SarevalError(
+                "ShapeConfig.per_sample: needs every sample in one job (torchrun, not a shard) "
+                "and method 'shape'"
+            )
         if not isinstance(self.by_class, bool):
             raise SarevalError(f"ShapeConfig.by_class: expected a bool, got {self.by_class!r}")
         self._check_device()

@@ -10,6 +10,8 @@ Layout (``n`` evaluated samples, ``J`` coalitions in results order, the empty on
                                       the empty coalition's single output repeated for every
                                       sample (NaN for the majority-class predictor)
     /decisions   (J, n) int64 | (J, n, K) uint8   the decisions that were counted
+    /per_sample/<quantity> (n, M) float32, /detector/<name> (n,), /correct (n,) bool
+                 with ``ShapeConfig.per_sample`` (:mod:`sareval.analysis.in_pass`)
     attrs: format="sareval-predictions", coalitions (JSON), players, class_names, task,
            model_sha256, store_content_digest, subset, baseline, empty
 
@@ -91,6 +93,11 @@ class PredictionsWriter:
         f["labels"][sl] = labels
         f["outputs"][:, sl] = outputs
         f["decisions"][:, sl] = decisions
+
+    def write_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Whole-run arrays (n, ...) by dataset name (e.g. ``per_sample/prob_true``)."""
+        for name, value in arrays.items():
+            self.file.create_dataset(name, data=value)
 
     def finish(self) -> Path:
         self.file.close()

@@ -257,8 +257,10 @@ def coalition_pass(
     *,
     predictions: PredictionsWriter | None = None,
     empty_output: np.ndarray | None = None,
+    collector: Any = None,
 ) -> PassResult:
-    """Stream positions ``[start, stop)`` through ``backend`` and count every coalition."""
+    """Stream positions ``[start, stop)`` through ``backend`` and count every coalition
+    (``collector``: a :class:`~sareval.analysis.in_pass.PerSampleCollector` fed every batch)."""
     from sareval.progress import progress_bar as tqdm
 
     card, k, edges = ev.card, ev.card.n_classes, opts.bin_edges
@@ -299,8 +301,12 @@ def coalition_pass(
                     groups[groups < 0] = n_groups - 1
                 out, dec = _count_batch(
                     counter, backend, raw, y, groups, opts.keep_decisions,
-                    predictions is not None, pre, opts.max_rows,
+                    predictions is not None or collector is not None, pre, opts.max_rows,
                 )  # fmt: skip
+                if collector is not None:
+                    assert out is not None and empty_output is not None
+                    every = np.concatenate([np.broadcast_to(empty_output, (1, b, k)), out])
+                    collector.add(every, y, batch.cloud_cover)
                 if opts.keep_decisions:
                     assert dec is not None
                     dec_parts.append(dec.astype(np.int16) if single else dec.astype(bool))
@@ -628,6 +634,35 @@ def _bootstrap(
     )
 
 
+def _per_sample_collector(ev: Evaluation, config: ShapeConfig, game: GameSpec) -> Any:
+    """The collector of ``ShapeConfig.per_sample`` (exact games with a model empty coalition)."""
+    from sareval.analysis.in_pass import PerSampleCollector
+
+    if game.method != "exact" or config.empty != "baseline":
+        raise SarevalError(
+            "ShapeConfig.per_sample: needs an exact game and empty='baseline' (the per-sample "
+            "values use every coalition's model output, the empty one included)"
+        )
+    card = ev.card
+    return PerSampleCollector(
+        card.modality_names, kind=card.output, task=card.task, threshold=card.threshold,
+        class_names=card.class_names, bin_edges=config.cloud_cover_bins,
+        n_boot=config.bootstrap or 200, seed=config.seed,
+    )  # fmt: skip
+
+
+def _per_sample_sections(collector: Any, group: ProcessGroup | None) -> dict[str, Any]:
+    """The ``per_sample`` and ``detection`` sections (gathered on the main torchrun rank)."""
+    if collector is None:
+        return {}
+    if group is not None:
+        states = group.gather_on_main(collector.state())
+        if states is None:
+            return {}
+        collector.parts = collector.merged(states)
+    return collector.section()  # type: ignore[no-any-return]
+
+
 def _shape(
     ev: Evaluation,
     engine: Any,
@@ -652,19 +687,24 @@ def _shape(
         writer = _predictions_writer(
             ev, config, group, save_predictions, opts, names, loaded, overwrite
         )
+    collector = _per_sample_collector(ev, config, game) if config.per_sample else None
     try:
         result = coalition_pass(
-            ev, engine, pre, constant, opts, predictions=writer, empty_output=empty_output
-        )
+            ev, engine, pre, constant, opts, predictions=writer, empty_output=empty_output,
+            collector=collector,
+        )  # fmt: skip
         counts = _reduce(group, result.counts)
         counts.check_finite(names)
         if writer is not None:
+            if collector is not None:
+                writer.write_arrays(collector.arrays())
             writer.finish()
     except BaseException:
         if writer is not None:
             writer.abort()
         raise
     ci = _bootstrap(ev, result, group, config, constant, coalitions) if config.bootstrap else None
+    extra = _per_sample_sections(collector, group)
     cloud_bins: list[tuple[str, list[float] | None, Any]] | None = None
     edges = config.cloud_cover_bins
     if edges is not None:
@@ -684,6 +724,7 @@ def _shape(
         ties=counts.ties.tolist(),
         ci=ci,
     )
+    sections.update(extra)
     empty_section = {
         "kind": config.empty,
         "decision": constant.decision.tolist(),
