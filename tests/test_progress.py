@@ -154,3 +154,29 @@ def test_interval_from_environment(monkeypatch):
 @pytest.mark.parametrize(("seconds", "text"), [(4.4, "4 s"), (122, "2:02"), (3723, "1:02:03")])
 def test_format_seconds(seconds, text):
     assert format_seconds(seconds) == text
+
+
+def test_shape_log_has_periodic_progress_lines(tmp_path):
+    """``sareval shape`` with stderr redirected to a file (a batch job's log)."""
+    import os
+    from pathlib import Path
+
+    from shape_testing import export_onnx, make_card, tiny_net, write_store
+
+    store = write_store(tmp_path / "s.h5", n=60)
+    model = tmp_path / "m.onnx"
+    export_onnx(tiny_net(), make_card(), model)
+    log = tmp_path / "stderr.log"
+    sareval_bin = Path(sys.executable).with_name("sareval")
+    env = {**os.environ, INTERVAL_ENV: "0.01"}
+    with open(log, "wb") as err:
+        subprocess.run(
+            [str(sareval_bin), "shape", "-m", str(model), "-d", str(store), "-s", "clear",
+             "--batch-size", "2"],
+            stderr=err, stdout=subprocess.DEVNULL, env=env, check=True, cwd=tmp_path,
+        )  # fmt: skip
+    text = log.read_bytes().decode()
+    assert "\r" not in text and "\x1b" not in text
+    lines = [line for line in text.splitlines() if line.startswith("shape ")]
+    assert len(lines) >= 2, text
+    assert re.search(r"\d+/60 sample", lines[0]) and "60/60" in lines[-1]
