@@ -30,10 +30,18 @@ def test_chunked_execution_gives_identical_counts(assets) -> None:
 
 
 def test_fifteen_single_band_players_complete_sampled(assets) -> None:
-    card = assets.cards[TASK]
-    players = {b: [b] for b in card.channels}  # 12 single-band players
-    r = run(assets, players=players, samples=8, max_rows=64)
-    assert r.doc["game"]["method"] == "sampled" and len(r.coalitions) < 2**12
+    """All 15 SEN12MS bands as players (2^15 coalitions exact): sampled, chunked, no traceback."""
+    from shape_testing import make_card, tiny_net
+
+    from sareval.bands import S2_BANDS
+
+    bands = ["VV", "VH", *S2_BANDS]
+    modalities = [{"name": "sar", "bands": ["VV", "VH"]}, {"name": "opt", "bands": list(S2_BANDS)}]
+    card = make_card(TASK, input={"name": "input", "channels": bands}, modalities=modalities)
+    players = {b: [b] for b in bands}
+    r = sareval.evaluate(tiny_net(n_in=15), (assets.store, "clear"), card=card, batch_size=9,
+                         players=players, samples=8, max_rows=64)  # fmt: skip
+    assert r.doc["game"]["method"] == "sampled" and len(r.coalitions) < 2**15
     entry = r.doc["metrics"]["f1_micro"]
     assert set(entry["stderr"]) == set(players) and entry["samples"] == 8
     v = entry["V"]
