@@ -7,7 +7,8 @@ V_f(S) = f(counts[S]) and the game V_f gives relevance and cooperation
 file::
 
     {"V": {"none": .., "sar": .., "opt": .., "sar+opt": ..},   # coalition names, card order
-     "relevance": {"sar": .., "opt": ..}, "cooperation": .., "Z": .., "efficiency_gap": ..}
+     "relevance": {"sar": .., "opt": ..}, "cooperation": .., "Z": .., "efficiency_gap": ..,
+     "higher_is_better": true}       # false for hamming_loss: a positive relevance is harm
 
 Groups (``--by``) use the same entries under ``{group: {"n_samples": n, "metrics": {...}}}``:
 - per class: V = the per-class metric (recall, precision, F1, F2) of each coalition. For
@@ -27,7 +28,7 @@ import numpy as np
 
 from sareval.errors import SarevalError
 from sareval.evaluator.coalitions import _all_coalitions, check_players, coalition_name
-from sareval.evaluator.metrics import MultiLabelCounts, SingleLabelCounts
+from sareval.evaluator.metrics import MultiLabelCounts, SingleLabelCounts, higher_is_better
 from sareval.evaluator.shapley import Normalisation, shape_relevance_array
 
 Counts = SingleLabelCounts | MultiLabelCounts
@@ -72,6 +73,7 @@ def relevance_entries(
             "cooperation": float(scores["cooperation"]),
             "Z": float(scores["Z"]),
             "efficiency_gap": float(scores["efficiency_gap"]),
+            "higher_is_better": higher_is_better(metric),
         }
     return entries
 

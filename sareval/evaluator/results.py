@@ -14,8 +14,10 @@ Layout (``results.schema.json`` beside this module is the normative JSON Schema)
      "task", "class_names", "players", "coalitions": ["none", "sar", "opt", "sar+opt"],
      "n_samples": N,
      "metrics": {metric: {"V": {coalition: x}, "relevance": {player: x}, "cooperation": x,
-                          "Z": x, "efficiency_gap": x, ["ci": {"V": {coalition: [lo, hi]},
+                          "Z": x, "efficiency_gap": x, "higher_is_better": bool,
+                          ["ci": {"V": {coalition: [lo, hi]},
                           "relevance": {player: [lo, hi]}, "cooperation": [lo, hi]}]}},
+     "warnings": [text, ...],
      "per_class": {coalition: {precision|recall|f1|f2|support: [K values]}},
      "by": {["class": {class: {"n_samples", "metrics": {recall|precision|f1|f2: entry}}}],
             ["cloud_cover": [{"label": "[0, 0.1)", "bin": [lo, hi], "n_samples",
@@ -25,7 +27,12 @@ Layout (``results.schema.json`` beside this module is the normative JSON Schema)
      "ties": {"tolerance": 1e-5, "counts": {coalition: samples}},
      "empty": {"kind": "baseline" | "majority" | null, "decision": ..., "output": [...] | null}}
 
-NaN / Inf (e.g. relevance with Z = V(M) = 0) are written as ``null``. For ``method =
+NaN / Inf (e.g. relevance with Z = V(M) = 0) are written as ``null``. ``higher_is_better``
+(false for ``hamming_loss``) says which way a metric, and so its relevance, points: for a
+lower-is-better metric a positive relevance means the modality makes the metric worse.
+``warnings`` (:func:`z_warnings`): with ``z = full`` every metric whose |V(all)| is below
+:data:`Z_WARN_BELOW` (relevance divided by a near-zero Z, e.g. V(all) = 0.04 -> relevance
+-8.25); ``sareval shape`` and ``merge`` print them. For ``method =
 perceptual`` the coalition keys are conditions: the full model (``sar+opt``) and
 ``<player>@perm<j>`` (player permuted with permutation j); ``V`` holds the full model and
 ``<player>@permuted`` (the mean over permutations), ``relevance`` the perceptual scores,
@@ -49,12 +56,33 @@ import numpy as np
 from sareval.atomic import atomic_output
 from sareval.errors import InputFileError, SarevalError
 from sareval.evaluator.counting import TIE_TOLERANCE
-from sareval.evaluator.metrics import Counts, counts_from_state
+from sareval.evaluator.metrics import Counts, counts_from_state, higher_is_better
 from sareval.evaluator.relevance import relevance_by_class, relevance_from_counts
 
 FORMAT = "sareval-results"
 FORMAT_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
+#: with z = "full", a metric whose |V(all)| is below this gets a warning (relevance = phi / Z)
+Z_WARN_BELOW = 0.1
+
+
+def z_warnings(metrics: Mapping[str, Any], z: str, full: str) -> list[str]:
+    """Warnings for ``z = "full"``: metrics whose |V(all)| (the coalition ``full``) is below
+    :data:`Z_WARN_BELOW`, where dividing by Z blows small differences up."""
+    if z != "full":
+        return []
+    out = []
+    for metric, entry in metrics.items():
+        v = entry["V"].get(full)
+        if v is None or not math.isfinite(v) or abs(v) >= Z_WARN_BELOW:
+            continue
+        rel = [abs(r) for r in entry["relevance"].values() if r is not None and math.isfinite(r)]
+        largest = f"; |relevance| up to {max(rel):.3g}" if rel else ""
+        out.append(
+            f"{metric}: V({full}) = {v:.4g} is below {Z_WARN_BELOW:g} in magnitude and z = full "
+            f"divides every relevance by it{largest}; read this metric with z = one"
+        )
+    return out
 
 
 # --- JSON cleaning ------------------------------------------------------------------------------
@@ -143,6 +171,7 @@ def shape_sections(
     return {
         "n_samples": counts[-1].n,
         "metrics": metrics,
+        "warnings": z_warnings(metrics, z, names[-1]),
         "per_class": {n: c.per_class() for n, c in zip(names, counts, strict=True)},
         "by": by,
         "counts": counts_to_json(counts, names),
@@ -181,10 +210,12 @@ def perceptual_sections(
             "cooperation": None,
             "Z": v_full,
             "efficiency_gap": None,
+            "higher_is_better": higher_is_better(metric),
         }
     return {
         "n_samples": counts[0].n,
         "metrics": metrics,
+        "warnings": [],
         "per_class": {n: c.per_class() for n, c in zip(names, counts, strict=True)},
         "by": {},
         "counts": counts_to_json(counts, names),
@@ -247,12 +278,13 @@ def write_results(doc: Mapping[str, Any], out: str | Path, overwrite: bool = Fal
 
 
 def csv_rows(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One row per number: group, metric, quantity (V | relevance | cooperation | Z |
-    efficiency_gap), key (coalition or player), value, ci_low, ci_high."""
+    """One row per number: group, metric, higher_is_better, quantity (V | relevance |
+    cooperation | Z | efficiency_gap), key (coalition or player), value, ci_low, ci_high."""
     rows: list[dict[str, Any]] = []
 
     def add_entries(group: str, metrics: Mapping[str, Any]) -> None:
         for metric, entry in metrics.items():
+            start = len(rows)
             ci = entry.get("ci") or {}
             for quantity in ("V", "relevance"):
                 for key, value in entry[quantity].items():
@@ -261,6 +293,8 @@ def csv_rows(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
             for quantity in ("cooperation", "Z", "efficiency_gap"):
                 lo_hi = ci.get(quantity) or [None, None]
                 rows.append(_row(group, metric, quantity, "", entry.get(quantity), lo_hi))
+            for row in rows[start:]:
+                row["higher_is_better"] = entry.get("higher_is_better", higher_is_better(metric))
 
     add_entries("all", doc["metrics"])
     for name, group in doc.get("by", {}).get("class", {}).items():
@@ -288,7 +322,8 @@ def _row(group: str, metric: str, quantity: str, key: str, value: Any, ci: Seque
 def write_csv(doc: Mapping[str, Any], out: str | Path, overwrite: bool = False) -> Path:
     """The CSV table of :func:`csv_rows`, written atomically."""
     buf = io.StringIO()
-    fields = ["group", "metric", "quantity", "key", "value", "ci_low", "ci_high"]
+    fields = ["group", "metric", "higher_is_better", "quantity", "key", "value", "ci_low",
+              "ci_high"]  # fmt: skip
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for row in csv_rows(doc):
@@ -325,12 +360,13 @@ def console_table(doc: Mapping[str, Any], max_coalitions: int = 8) -> str:
         header += f", shard {shard['index']}/{shard['count']}"
     elif "merged" in shard:
         header += f", merged from {len(shard['merged'])} shards"
-    cols = ["metric", *[f"V({k})" for k in v_keys], *[f"R({p})" for p in players]]
+    cols = ["metric", "better", *[f"V({k})" for k in v_keys], *[f"R({p})" for p in players]]
     if cfg["method"] == "shape":
         cols.append("coop")
     lines = []
     for metric, entry in doc["metrics"].items():
-        row = [metric, *(_fmt(entry["V"][k]) for k in v_keys)]
+        up = entry.get("higher_is_better", higher_is_better(metric))
+        row = [metric, "higher" if up else "lower", *(_fmt(entry["V"][k]) for k in v_keys)]
         row += [_fmt(entry["relevance"][p]) for p in players]
         if cfg["method"] == "shape":
             row.append(_fmt(entry["cooperation"]))
@@ -344,6 +380,7 @@ def console_table(doc: Mapping[str, Any], max_coalitions: int = 8) -> str:
         )
 
     out = [header, line(cols), *(line(row) for row in lines)]
+    out += [f"warning: {w}" for w in doc.get("warnings", [])]
     ties = doc["ties"]["counts"]
     if any(ties.values()):
         out.append(

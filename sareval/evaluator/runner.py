@@ -45,7 +45,7 @@ from sareval.evaluator.metrics import (
 from sareval.evaluator.preamble import Preamble, build_preamble
 from sareval.evaluator.predictions import PredictionsWriter
 from sareval.evaluator.relevance import bin_labels, cloud_cover_bins
-from sareval.evaluator.results import FORMAT, FORMAT_VERSION, shape_sections
+from sareval.evaluator.results import FORMAT, FORMAT_VERSION, shape_sections, z_warnings
 from sareval.evaluator.sources import Labels, Source, StoreSubset, label_converter
 
 
@@ -440,6 +440,8 @@ def document(
     card, edges = ev.card, config.cloud_cover_bins
     if config.metrics is not None:
         sections["metrics"] = {m: sections["metrics"][m] for m in config.metrics}
+        if config.method == "shape":
+            sections["warnings"] = z_warnings(sections["metrics"], config.z, names[-1])
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
