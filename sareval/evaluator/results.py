@@ -25,6 +25,7 @@ Layout (``results.schema.json`` beside this module is the normative JSON Schema)
             ["cloud_cover_unknown": {"label": "unknown", "n_samples", "metrics", "counts"}]},
      "counts": {coalition: {field: nested lists of ints}},
      "ties": {"tolerance": 1e-5, "counts": {coalition: samples}},
+     ["scores": {"encoding", "sha256", "n", "data"}],     (shards only: the mAP state)
      "empty": {"kind": "baseline" | "majority" | null, "decision": ..., "output": [...] | null}}
 
 NaN / Inf (e.g. relevance with Z = V(M) = 0) are written as ``null``. ``higher_is_better``
@@ -57,7 +58,12 @@ from sareval.atomic import atomic_output
 from sareval.errors import InputFileError, SarevalError
 from sareval.evaluator.counting import TIE_TOLERANCE
 from sareval.evaluator.metrics import Counts, counts_from_state, higher_is_better
-from sareval.evaluator.relevance import relevance_by_class, relevance_from_counts
+from sareval.evaluator.relevance import (
+    relevance_by_class,
+    relevance_entries,
+    relevance_from_counts,
+)
+from sareval.evaluator.scores import ScoreState
 
 FORMAT = "sareval-results"
 FORMAT_VERSION = 1
@@ -134,36 +140,46 @@ def shape_sections(
     cloud_bins: Sequence[tuple[str, list[float] | None, Sequence[Counts]]] | None,
     ties: Sequence[int],
     ci: Mapping[str, Any] | None = None,
+    scores: ScoreState | None = None,
 ) -> dict[str, Any]:
     """The computed sections (``n_samples`` .. ``ties``) of a SHAPE document from counts.
 
-    ``cloud_bins``: (label, [lo, hi] or None, counts per coalition) per bin.
+    ``cloud_bins``: (label, [lo, hi] or None, counts per coalition) per bin, the i-th bin
+    being group i of ``scores`` (the unknown bin last). ``scores``: adds ``map_macro`` and
+    ``map_micro`` (:mod:`sareval.evaluator.scores`) overall and per bin.
     """
     by_coalition = dict(zip(coalitions, counts, strict=True))
     metrics = relevance_from_counts(by_coalition, players, z)  # type: ignore[arg-type]
+    if scores is not None:
+        metrics.update(relevance_entries(scores.values(), players, z))
     if ci:
         for metric, entry in metrics.items():
-            entry["ci"] = ci[metric]
+            if metric in ci:
+                entry["ci"] = ci[metric]
     by: dict[str, Any] = {}
     if by_class:
         by["class"] = relevance_by_class(by_coalition, players, class_names, z)  # type: ignore[arg-type]
     if cloud_bins is not None:
-        entries = [
-            {
-                "label": label,
-                "bin": edges,
-                "n_samples": bin_counts[-1].n,
-                "metrics": (
-                    relevance_from_counts(
-                        dict(zip(coalitions, bin_counts, strict=True)), players, z
-                    )  # type: ignore[arg-type]
-                    if bin_counts[-1].n
-                    else {}
-                ),
-                "counts": counts_to_json(bin_counts, names),
-            }
-            for label, edges, bin_counts in cloud_bins
-        ]
+        entries = []
+        for i, (label, edges, bin_counts) in enumerate(cloud_bins):
+            bin_metrics: dict[str, Any] = {}
+            if bin_counts[-1].n:
+                bin_metrics = relevance_from_counts(
+                    dict(zip(coalitions, bin_counts, strict=True)),
+                    players,
+                    z,  # type: ignore[arg-type]
+                )
+                if scores is not None:
+                    bin_metrics.update(relevance_entries(scores.values(i), players, z))
+            entries.append(
+                {
+                    "label": label,
+                    "bin": edges,
+                    "n_samples": bin_counts[-1].n,
+                    "metrics": bin_metrics,
+                    "counts": counts_to_json(bin_counts, names),
+                }
+            )
         by["cloud_cover"] = [e for e in entries if e["bin"] is not None]
         unknown = [e for e in entries if e["bin"] is None and e["n_samples"]]
         if unknown:
