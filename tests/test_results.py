@@ -130,7 +130,7 @@ def test_csv_and_console_table(doc: dict, tmp_path: Path) -> None:
     assert float(row["value"]) == oa["relevance"]["opt"]
     assert [float(row["ci_low"]), float(row["ci_high"])] == oa["ci"]["relevance"]["opt"]
     groups = {r["group"] for r in rows}
-    assert {"all", "class:class0", "cloud_cover:[0, 0.5)", "cloud_cover:unknown"} <= groups
+    assert {"all", "class:class0", "cloud_cover:unknown"} <= groups
     table = console_table(doc).splitlines()
     assert "baseline input-zero, empty baseline, Z = V(all)" in table[0]
     header = table[1].split()

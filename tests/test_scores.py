@@ -144,7 +144,7 @@ def test_map_per_cloud_cover_bin_and_bootstrap(assets) -> None:
     doc = evaluate_shape(
         assets.onnx["multi-label"],
         assets.store,
-        "clear",
+        "cloudy",
         by=["cloud-cover=0,0.5,1"],
         bootstrap=20,
         empty="majority",
@@ -152,10 +152,10 @@ def test_map_per_cloud_cover_bin_and_bootstrap(assets) -> None:
     )
     validate(to_json_value(doc))
     card = assets.cards["multi-label"]
-    coalitions, outputs = naive_outputs(assets.onnx["multi-label"], assets.store, "clear", card)
-    y = store_labels(assets.store, "clear", "multi-label").astype(bool)
+    coalitions, outputs = naive_outputs(assets.onnx["multi-label"], assets.store, "cloudy", card)
+    y = store_labels(assets.store, "cloudy", "multi-label").astype(bool)
     with Store(assets.store) as st:
-        cover = st.cloud_cover(st.subset("clear").rows)
+        cover = st.cloud_cover(st.subset("cloudy").rows)
     majority = np.asarray(doc["empty"]["decision"], np.float32)
     for entry in doc["by"]["cloud_cover"]:
         lo, hi = entry["bin"]
@@ -175,10 +175,10 @@ def test_map_per_cloud_cover_bin_and_bootstrap(assets) -> None:
 def test_shards_carry_scores_and_merge_to_one_process(assets) -> None:
     model = assets.onnx["multi-label"]
     kw = {"by": ["cloud-cover=0,0.5,1"], "progress": False}
-    single = to_json_value(evaluate_shape(model, assets.store, "clear", **kw))
+    single = to_json_value(evaluate_shape(model, assets.store, "cloudy", **kw))
     parts = [
         to_json_value(
-            evaluate_shape(model, assets.store, "clear", shard=(i, 3), batch_size=5, **kw)
+            evaluate_shape(model, assets.store, "cloudy", shard=(i, 3), batch_size=5, **kw)
         )
         for i in range(3)
     ]

@@ -137,6 +137,7 @@ def merge_documents(docs: Sequence[dict], sources: Sequence[str]) -> dict[str, A
             class_names=first["class_names"], counts=counts, z=cfg["z"],
             by_class="class" in cfg["by"], cloud_bins=cloud_bins, ties=ties,
             scores=merge_scores(docs, sources),
+            cloud_cover_source=first["by"].get("cloud_cover_source"),
         )  # fmt: skip
     merged = copy.deepcopy({k: v for k, v in first.items() if k != "scores"})
     merged.update(sections)

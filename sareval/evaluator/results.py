@@ -126,6 +126,20 @@ def counts_from_json(
     ]
 
 
+def cloud_cover_warning(source: str) -> str:
+    """The warning for cloud-cover bins that hold no sample (``source``: by.cloud_cover_source)."""
+    if source == "none":
+        return (
+            "cloud cover: the data hold no estimate for the optical images read (a store's "
+            "cover of a cloudy twin does not describe the clear image), so every sample is in "
+            "bin 'unknown'"
+        )
+    return (
+        f"cloud cover ({source}): every sample's cover is unknown (NaN) or outside the bin "
+        "edges, so every sample is in bin 'unknown'"
+    )
+
+
 # --- building ---------------------------------------------------------------------------------
 def shape_sections(
     *,
@@ -141,12 +155,16 @@ def shape_sections(
     ties: Sequence[int],
     ci: Mapping[str, Any] | None = None,
     scores: ScoreState | None = None,
+    cloud_cover_source: str | None = None,
 ) -> dict[str, Any]:
     """The computed sections (``n_samples`` .. ``ties``) of a SHAPE document from counts.
 
     ``cloud_bins``: (label, [lo, hi] or None, counts per coalition) per bin, the i-th bin
     being group i of ``scores`` (the unknown bin last). ``scores``: adds ``map_macro`` and
     ``map_micro`` (:mod:`sareval.evaluator.scores`) overall and per bin.
+    ``cloud_cover_source``: where the binned cover comes from
+    (:data:`~sareval.evaluator.sources.CLOUD_COVER_SOURCES`), recorded as
+    ``by.cloud_cover_source``; a warning says when no sample could be binned.
     """
     by_coalition = dict(zip(coalitions, counts, strict=True))
     metrics = relevance_from_counts(by_coalition, players, z)  # type: ignore[arg-type]
@@ -157,6 +175,7 @@ def shape_sections(
             if metric in ci:
                 entry["ci"] = ci[metric]
     by: dict[str, Any] = {}
+    warnings: list[str] = []
     if by_class:
         by["class"] = relevance_by_class(by_coalition, players, class_names, z)  # type: ignore[arg-type]
     if cloud_bins is not None:
@@ -164,11 +183,8 @@ def shape_sections(
         for i, (label, edges, bin_counts) in enumerate(cloud_bins):
             bin_metrics: dict[str, Any] = {}
             if bin_counts[-1].n:
-                bin_metrics = relevance_from_counts(
-                    dict(zip(coalitions, bin_counts, strict=True)),
-                    players,
-                    z,  # type: ignore[arg-type]
-                )
+                game = dict(zip(coalitions, bin_counts, strict=True))
+                bin_metrics = relevance_from_counts(game, players, z)  # type: ignore[arg-type]
                 if scores is not None:
                     bin_metrics.update(relevance_entries(scores.values(i), players, z))
             entries.append(
@@ -184,10 +200,14 @@ def shape_sections(
         unknown = [e for e in entries if e["bin"] is None and e["n_samples"]]
         if unknown:
             by["cloud_cover_unknown"] = {k: v for k, v in unknown[0].items() if k != "bin"}
+        by["cloud_cover_source"] = cloud_cover_source or "none"
+        binned = sum(e["n_samples"] for e in by["cloud_cover"])
+        if not binned:
+            warnings.append(cloud_cover_warning(by["cloud_cover_source"]))
     return {
         "n_samples": counts[-1].n,
         "metrics": metrics,
-        "warnings": z_warnings(metrics, z, names[-1]),
+        "warnings": z_warnings(metrics, z, names[-1]) + warnings,
         "per_class": {n: c.per_class() for n, c in zip(names, counts, strict=True)},
         "by": by,
         "counts": counts_to_json(counts, names),

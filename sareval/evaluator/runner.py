@@ -47,7 +47,7 @@ from sareval.evaluator.metrics import (
 from sareval.evaluator.preamble import Preamble, build_preamble
 from sareval.evaluator.predictions import PredictionsWriter
 from sareval.evaluator.relevance import bin_labels, cloud_cover_bins
-from sareval.evaluator.results import FORMAT, FORMAT_VERSION, shape_sections, z_warnings
+from sareval.evaluator.results import FORMAT, FORMAT_VERSION, shape_sections
 from sareval.evaluator.scores import (
     SCORE_METRIC_NAMES,
     ScoreState,
@@ -490,8 +490,10 @@ def document(
     card, edges = ev.card, config.cloud_cover_bins
     if config.metrics is not None:
         sections["metrics"] = {m: sections["metrics"][m] for m in config.metrics}
-        if config.method == "shape":
-            sections["warnings"] = z_warnings(sections["metrics"], config.z, names[-1])
+        dropped = set(METRIC_NAMES[card.task] + SCORE_METRIC_NAMES[card.task])
+        dropped -= set(config.metrics)
+        sections["warnings"] = [w for w in sections.get("warnings", [])
+                                if w.split(":", 1)[0] not in dropped]  # fmt: skip
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -677,6 +679,7 @@ def _shape(
         ties=counts.ties,
         ci=ci,
         scores=scores,
+        cloud_cover_source=ev.source.cloud_cover_source,
     )
     if config.shard is not None and scores is not None:
         sections["scores"] = scores.to_json()  # for `sareval merge`
