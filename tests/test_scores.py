@@ -145,7 +145,7 @@ def test_map_per_cloud_cover_bin_and_bootstrap(assets) -> None:
         assets.onnx["multi-label"],
         assets.store,
         "cloudy",
-        by=["cloud-cover=0,0.5,1"],
+        by=["cloud-cover=0,0.5,1", "class"],
         bootstrap=20,
         empty="majority",
         progress=False,
@@ -167,6 +167,13 @@ def test_map_per_cloud_cover_bin_and_bootstrap(assets) -> None:
             name = coalition_name(coalition, tuple(doc["players"]))
             expected = sk_map(y[keep], scores[keep], "micro")
             assert entry["metrics"]["map_micro"]["V"][name] == pytest.approx(expected, abs=1e-6)
+    for i, cls in enumerate(doc["class_names"]):  # per-class AP
+        entry = doc["by"]["class"][cls]["metrics"]["ap"]
+        for coalition, out in zip(coalitions, outputs, strict=True):
+            scores = np.broadcast_to(majority, y.shape) if not coalition else out
+            expected = sk_map(y[:, i : i + 1], scores[:, i : i + 1], "macro")
+            name = coalition_name(coalition, tuple(doc["players"]))
+            assert entry["V"][name] == pytest.approx(expected, abs=1e-6)
     ci = doc["metrics"]["map_macro"]["ci"]
     lo, hi = ci["V"]["sar+opt"]
     assert lo <= doc["metrics"]["map_macro"]["V"]["sar+opt"] <= hi
@@ -174,7 +181,7 @@ def test_map_per_cloud_cover_bin_and_bootstrap(assets) -> None:
 
 def test_shards_carry_scores_and_merge_to_one_process(assets) -> None:
     model = assets.onnx["multi-label"]
-    kw = {"by": ["cloud-cover=0,0.5,1"], "progress": False}
+    kw = {"by": ["cloud-cover=0,0.5,1", "class"], "progress": False}
     single = to_json_value(evaluate_shape(model, assets.store, "cloudy", **kw))
     parts = [
         to_json_value(

@@ -19,7 +19,7 @@ Layout (``results.schema.json`` beside this module is the normative JSON Schema)
                           "relevance": {player: [lo, hi]}, "cooperation": [lo, hi]}]}},
      "warnings": [text, ...],
      "per_class": {coalition: {precision|recall|f1|f2|support: [K values]}},
-     "by": {["class": {class: {"n_samples", "metrics": {recall|precision|f1|f2: entry}}}],
+     "by": {["class": {class: {"n_samples", "metrics": {recall|precision|f1|f2[|ap]: entry}}}],
             ["cloud_cover": [{"label": "[0, 0.1)", "bin": [lo, hi], "n_samples",
                               "metrics": {...}, "counts": {coalition: state}}]],
             ["cloud_cover_unknown": {"label": "unknown", "n_samples", "metrics", "counts"}]},
@@ -161,7 +161,7 @@ def shape_sections(
 
     ``cloud_bins``: (label, [lo, hi] or None, counts per coalition) per bin, the i-th bin
     being group i of ``scores`` (the unknown bin last). ``scores``: adds ``map_macro`` and
-    ``map_micro`` (:mod:`sareval.evaluator.scores`) overall and per bin.
+    ``map_micro`` (:mod:`sareval.evaluator.scores`) overall and per bin, and ``ap`` per class.
     ``cloud_cover_source``: where the binned cover comes from
     (:data:`~sareval.evaluator.sources.CLOUD_COVER_SOURCES`), recorded as
     ``by.cloud_cover_source``; a warning says when no sample could be binned.
@@ -178,6 +178,11 @@ def shape_sections(
     warnings: list[str] = []
     if by_class:
         by["class"] = relevance_by_class(by_coalition, players, class_names, z)  # type: ignore[arg-type]
+        if scores is not None:  # each class's average precision
+            ap = scores.per_class_ap()  # (2^M, K)
+            for i, name in enumerate(class_names):
+                entry = relevance_entries({"ap": ap[:, i]}, players, z)
+                by["class"][name]["metrics"].update(entry)
     if cloud_bins is not None:
         entries = []
         for i, (label, edges, bin_counts) in enumerate(cloud_bins):

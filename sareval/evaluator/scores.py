@@ -7,7 +7,8 @@ TP_g = sum_{h <= g} pos_h, FP_g likewise and P = sum_g pos_g:
 
     AP = sum_g (pos_g / P) * TP_g / (TP_g + FP_g)              (0 where P = 0)
 
-``map_macro`` = mean of AP over all K classes (a class without positives counts 0, which is what
+Per class (``by.class.<name>.metrics.ap``) the AP of that class. ``map_macro`` = mean of AP
+over all K classes (a class without positives counts 0, which is what
 scikit-learn 1.9 returns for it, with a warning); ``map_micro`` = AP of all (sample, class) pairs
 pooled. With sample weights w_i (bootstrap replicates) pos_g and neg_g are sums of weights.
 
@@ -176,6 +177,12 @@ class ScoreState:
         rows = [np.broadcast_to(self.empty, y.shape), *self.scores[:, keep]]
         per = [map_values(s, y) for s in rows]
         return {m: np.array([float(p[m]) for p in per]) for m in per[0]}
+
+    def per_class_ap(self) -> np.ndarray:
+        """AP of every class (column) and coalition (row, the empty one first): (2^M, K)."""
+        y = self.labels
+        rows = [np.broadcast_to(self.empty, y.shape), *self.scores]
+        return np.stack([average_precision(s, y) for s in rows])
 
     def bootstrap_values(self, weights: np.ndarray) -> dict[str, np.ndarray]:
         """Metric -> V of each replicate (R, 2^M) for sample weights (R, n)."""
