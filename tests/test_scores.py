@@ -219,3 +219,7 @@ def test_opting_out_and_the_memory_bound(assets, monkeypatch: pytest.MonkeyPatch
     evaluate_shape(model, assets.store, "clear", metrics=["f1_macro"], progress=False)
     single = evaluate_shape(assets.onnx["single-label"], assets.store, "clear", progress=False)
     assert "map_macro" not in single["metrics"]
+    with pytest.raises(SarevalError, match="map_\\* need method 'shape'"):
+        evaluate_shape(
+            model, assets.store, "clear", method="perceptual", metrics=["map_micro"], progress=False
+        )

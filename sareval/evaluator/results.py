@@ -38,7 +38,9 @@ perceptual`` the coalition keys are conditions: the full model (``sar+opt``) and
 ``<player>@perm<j>`` (player permuted with permutation j); ``V`` holds the full model and
 ``<player>@permuted`` (the mean over permutations), ``relevance`` the perceptual scores,
 ``cooperation`` and ``efficiency_gap`` are null. Counts are the sufficient statistics: a
-document can be recomputed from them (``sareval merge`` sums the counts of shards).
+document can be recomputed from them (``sareval merge`` sums the counts of shards), except the
+multi-label mean average precision (``map_macro``, ``map_micro``, per-class ``ap``), which needs
+every score: a shard document embeds them in ``scores`` (:mod:`sareval.evaluator.scores`).
 """
 
 from __future__ import annotations
