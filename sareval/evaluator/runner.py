@@ -280,28 +280,9 @@ def coalition_pass(
     y_true = np.concatenate(y_parts) if y_parts else None
     scores = None
     if opts.keep_scores:
-        empty = empty_scores(constant, empty_output, k)
-        if score_parts:
-            scores = ScoreState(
-                np.concatenate([p[0] for p in score_parts], axis=1),
-                np.concatenate([p[1] for p in score_parts]),
-                np.concatenate([p[2] for p in score_parts]),
-                empty,
-            )
-        else:
-            scores = ScoreState(
-                np.zeros((pre.n_coalitions, 0, k), np.float32), np.zeros((0, k), bool),
-                np.zeros(0, np.int16), empty,
-            )  # fmt: skip
+        empty = empty_output if empty_output is not None else constant.decision
+        scores = ScoreState.from_batches(score_parts, empty, pre.n_coalitions, k)
     return PassResult(counter.result(), decisions, y_true, scores)
-
-
-def empty_scores(constant: ConstantRows, empty_output: np.ndarray | None, k: int) -> np.ndarray:
-    """The empty coalition's constant score (K,) float32: its output on the all-baseline input,
-    or the majority label set as 1/0 (any constant gives each class's AP = its prevalence)."""
-    if empty_output is not None:
-        return np.asarray(empty_output, np.float32).reshape(k)
-    return np.broadcast_to(np.asarray(constant.decision, np.float32), (k,)).copy()
 
 
 def evaluate_empty(

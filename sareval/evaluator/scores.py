@@ -149,6 +149,28 @@ class ScoreState:
         return int(self.labels.shape[0])
 
     @classmethod
+    def from_batches(
+        cls,
+        parts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+        empty: np.ndarray,
+        n_coalitions: int,
+        k: int,
+    ) -> ScoreState:
+        """A pass's state from its batches' (outputs (J, b, K), labels (b, K), groups (b,)).
+
+        ``empty``: the empty coalition's output on the all-baseline input (K,), or the
+        majority label set (K,) bool, scored 1/0 (a constant: each class's AP = its prevalence).
+        """
+        if not parts:
+            parts = [(np.zeros((n_coalitions, 0, k)), np.zeros((0, k)), np.zeros(0))]
+        return cls(
+            np.concatenate([p[0] for p in parts], axis=1).astype(np.float32, copy=False),
+            np.concatenate([p[1] for p in parts]).astype(bool),
+            np.concatenate([p[2] for p in parts]).astype(np.int16),
+            np.broadcast_to(np.asarray(empty, np.float32), (k,)).copy(),
+        )
+
+    @classmethod
     def concat(cls, states: Sequence[ScoreState]) -> ScoreState:
         """The union of the states' samples (the order does not change any AP)."""
         if not states:
