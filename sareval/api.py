@@ -127,7 +127,9 @@ def write_store(
     ``dem``); ``bands`` as in :class:`~sareval.evaluator.sources.ArrayData`. ``labels``: label-set
     name -> (values, class names): (N,) indices or (N, K) multi-hot. ``subsets``: name -> rows
     (default ``{"all": every row}``), or name -> (rows, "s2_cloudy") to read ``cloudy`` (N, C, H,
-    W) optical images, whose availability is where they are not all zero. ``cloud_cover`` (N,).
+    W) optical images, whose availability is where they are not all zero. ``cloud_cover`` (N,): the
+    cover of ``cloudy`` where given (subsets reading the clear ``s2`` then have none), else of
+    ``s2`` (:attr:`~sareval.store.Store.cloud_cover_source`).
     """
     src = ArrayData(arrays, np.zeros(len(next(iter(arrays.values()))), np.int64), bands=bands)
     n = len(src)

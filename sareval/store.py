@@ -12,7 +12,9 @@ Layout (``N`` samples, ``H x W`` pixels on the 10 m grid)::
     /s2_cloudy             optional (N, C, H, W) uint16: the cloudy optical version (zeros where
                            unavailable), attr bands; with /s2_cloudy_available (N,) bool
     /cloud_cover           (N,) float32 fraction of cloudy pixels of the sample's cloudy optical
-                           version (NaN where unknown), attr method
+                           version (NaN where unknown), attr method: with /s2_cloudy the cover of
+                           s2_cloudy (SEN12MS-CR; the clear s2 has no estimate), else of s2 (the
+                           only optical image, e.g. BigEarthNet); see Store.cloud_cover_source
     /labels/<name>         attrs kind = "index" (N,) int64 | "multi_hot" (N, K) uint8 |
                            "fractions" (N, K) float32; class_names (JSON list); [threshold]
     /subsets/<name>        (n,) int64 sorted unique rows; attrs optical = "s2" | "s2_cloudy",
@@ -427,8 +429,15 @@ class Store:
         return [x.decode() if isinstance(x, bytes) else str(x) for x in raw]
 
     def cloud_cover(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """``/cloud_cover`` of ``rows``: the cover of :attr:`cloud_cover_source`'s images."""
         ds = self.file["cloud_cover"]
         return ds[()] if rows is None else read_rows(ds, rows)
+
+    @property
+    def cloud_cover_source(self) -> str:
+        """The optical dataset whose cover ``/cloud_cover`` estimates: ``s2_cloudy`` where the
+        store has a cloudy version (SEN12MS-CR: the estimate is the cloudy twin's), else ``s2``."""
+        return "s2_cloudy" if self.has_cloudy else "s2"
 
     def band_mean(self, sensor: str, rows: np.ndarray | None = None) -> np.ndarray:
         """Per-band mean of ``sensor`` over finite pixels of ``rows`` (all rows by default).

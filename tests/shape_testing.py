@@ -311,6 +311,10 @@ def sklearn_metrics(task: str, y_true: np.ndarray, y_pred: np.ndarray, k: int) -
                 )
             out["subset_accuracy"] = skm.accuracy_score(y_true, y_pred)
             out["hamming_loss"] = skm.hamming_loss(y_true, y_pred)
+            # SEN12MS toolbox OA_multi (both sets empty -> 1) and mean per-class accuracy
+            out["oa"] = skm.jaccard_score(y_true, y_pred, average="samples", zero_division=1)
+            out["aa"] = float(np.mean([skm.accuracy_score(y_true[:, j], y_pred[:, j])
+                                       for j in range(y_true.shape[1])]))  # fmt: skip
     return {name: float(v) for name, v in out.items()}
 
 

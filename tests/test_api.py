@@ -33,7 +33,8 @@ def assets(tmp_path_factory: pytest.TempPathFactory):
 
 
 def store_arrays(path: Path, subset: str = "clear") -> dict[str, np.ndarray]:
-    """The subset's raw arrays, labels and cloud cover read with h5py directly."""
+    """The subset's raw arrays, labels and cloud cover read with h5py directly (the store's
+    /cloud_cover is that of s2_cloudy: a subset reading s2 has no estimate, NaN)."""
     import h5py
 
     with h5py.File(path, "r") as f:
@@ -43,7 +44,9 @@ def store_arrays(path: Path, subset: str = "clear") -> dict[str, np.ndarray]:
             "s1": f["s1"][()][rows],
             "s2": f[optical][()][rows],
             "label": f["labels/single"][()][rows],
-            "cloud_cover": f["cloud_cover"][()][rows],
+            "cloud_cover": f["cloud_cover"][()][rows]
+            if optical == "s2_cloudy"
+            else np.full(len(rows), np.nan, np.float32),
             "s1_bands": json.loads(f["s1"].attrs["bands"]),
             "s2_bands": json.loads(f["s2"].attrs["bands"]),
         }
@@ -95,6 +98,8 @@ def test_every_route_gives_the_same_counts(assets, tmp_path: Path) -> None:
     assert via_store.counts == via_cli.counts == via_arrays.counts
     assert via_torch.counts == via_store.counts  # in-memory module vs its ONNX export
     assert via_dataset.counts == via_separate.counts == via_store.counts
+    assert via_store.doc["by"].pop("cloud_cover_source") == "none"
+    assert via_arrays.doc["by"].pop("cloud_cover_source") == "given"
     assert via_store.doc["by"] == via_arrays.doc["by"]
     assert via_torch.config["backend"] == "torch" and via_store.config["backend"] == "onnxruntime"
 
@@ -214,3 +219,37 @@ def test_bad_api_input_names_the_argument(assets, model, data, kw, message: str)
     data = (assets.store, "tail") if isinstance(data, str) and data == STORE else data
     with pytest.raises(SarevalError, match=message):
         sareval.evaluate(model, data, **kw)
+
+
+def test_store_cloud_cover_is_that_of_the_image_read(tmp_path: Path) -> None:
+    """Without a cloudy version (BigEarthNet) the cover is s2's own; with one (SEN12MS-CR) it
+    is the cloudy twin's, so a subset reading the clear s2 gets NaN."""
+    from sareval.evaluator.sources import Labels
+
+    rng = np.random.default_rng(0)
+    n = 6
+    s1 = rng.normal(-15, 3, (n, 2, 4, 4)).astype(np.float32)
+    s2 = rng.integers(0, 5000, (n, 13, 4, 4)).astype(np.uint16)
+    labels = {"classes": (np.arange(n) % 2, ["a", "b"])}
+    cover = np.linspace(0, 1, n).astype(np.float32)
+    rows = np.arange(n)
+
+    def covers(path: Path, subset: str) -> tuple[str, np.ndarray]:
+        with sareval.open_store(path) as store:
+            sub = store.subset(subset)
+            with sub.batches(0, n, 4, sensors=["s2"], labels=Labels("index", None, "classes")) as b:
+                return sub.cloud_cover_source, np.concatenate([x.cloud_cover for x in b])
+
+    ben = sareval.write_store(tmp_path / "ben.h5", {"s1": s1, "s2": s2}, labels, cloud_cover=cover)
+    source, got = covers(ben, "all")
+    assert source == "s2"
+    np.testing.assert_array_equal(got, cover)
+    subsets = {"clear": rows, "cloudy": (rows, "s2_cloudy")}
+    cr = sareval.write_store(
+        tmp_path / "cr.h5", {"s1": s1, "s2": s2}, labels, subsets, cloudy=s2 + 1, cloud_cover=cover
+    )
+    source, got = covers(cr, "clear")
+    assert source == "none" and np.isnan(got).all()
+    source, got = covers(cr, "cloudy")
+    assert source == "s2_cloudy"
+    np.testing.assert_array_equal(got, cover)

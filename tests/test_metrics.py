@@ -155,6 +155,44 @@ def _multi_label_cases() -> list[tuple[np.ndarray, np.ndarray]]:
     return cases
 
 
+def _toolbox_oa_multi(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """The SEN12MS toolbox's ``OA_multi`` as a plain loop; a sample with both sets empty
+    scores 1 (the toolbox's 0/0 would make the mean NaN)."""
+    total = 0.0
+    for t, p in zip(y_true.astype(bool), y_pred.astype(bool), strict=True):
+        cross, union = int(np.sum(t & p)), int(np.sum(t | p))
+        total += 1.0 if union == 0 else cross / union
+    return total / len(y_true)
+
+
+def _toolbox_multilabel_aa(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """The toolbox's ``multi_conf_mat`` average accuracy: mean over classes of (TP+TN)/N."""
+    n, k = y_true.shape
+    accs = [sum(bool(y_true[i, j]) == bool(y_pred[i, j]) for i in range(n)) / n for j in range(k)]
+    return float(np.mean(accs))
+
+
+def test_multi_label_oa_edge_cases() -> None:
+    """Both sets empty -> 1; disjoint -> 0; subset -> |pred| / |true|; AA = 1 - Hamming."""
+    y_true = np.array([[0, 0, 0], [1, 1, 0], [1, 1, 1], [0, 0, 1]], bool)
+    y_pred = np.array([[0, 0, 0], [0, 0, 1], [1, 0, 0], [0, 0, 1]], bool)
+    counts = MultiLabelCounts(3)
+    counts.add(y_true, y_pred)
+    got = counts.metrics()
+    assert got["oa"] == pytest.approx((1 + 0 + 1 / 3 + 1) / 4, abs=TOL)
+    assert got["aa"] == pytest.approx(1 - got["hamming_loss"], abs=TOL)
+    assert got["aa"] == pytest.approx(_toolbox_multilabel_aa(y_true, y_pred), abs=TOL)
+    assert MultiLabelCounts(3).metrics()["oa"] == 0.0  # no samples: 0/0 = 0
+
+
+def test_higher_is_better() -> None:
+    from sareval.evaluator.metrics import higher_is_better
+
+    assert not higher_is_better("hamming_loss")
+    assert all(higher_is_better(m) for t in METRIC_NAMES for m in METRIC_NAMES[t]
+               if m != "hamming_loss")  # fmt: skip
+
+
 @pytest.mark.parametrize("case", range(len(_multi_label_cases())))
 def test_multi_label_matches_sklearn(case: int) -> None:
     y_true, y_pred = _multi_label_cases()[case]
@@ -171,6 +209,8 @@ def test_multi_label_matches_sklearn(case: int) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         expected = {
+            "oa": _toolbox_oa_multi(y_true, y_pred),
+            "aa": _toolbox_multilabel_aa(y_true, y_pred),
             "subset_accuracy": accuracy_score(t, p),
             "hamming_loss": hamming_loss(t, p) * (k + 1) / k,
         }
@@ -315,3 +355,28 @@ def test_nonfinite_rows_and_majority() -> None:
     assert int(majority_prediction(np.array([2, 1, 1, 2, 0]), "single-label", 3)) == 1
     y = np.array([[1, 0, 1], [1, 0, 0], [0, 1, 1], [1, 0, 0]], bool)
     np.testing.assert_array_equal(majority_prediction(y, "multi-label", 3), [True, False, False])
+
+
+def test_multi_label_majority_is_the_modal_label_set() -> None:
+    """The most frequent row, not the per-class majority (which is empty here), and the
+    empty coalition's F-scores are those of predicting that set for everyone (sklearn)."""
+    rng = np.random.default_rng(5)
+    k = 6
+    common = np.array([1, 0, 1, 0, 0, 0], bool)
+    y = rng.random((200, k)) < 0.3
+    y[rng.random(200) < 0.25] = common
+    assert not (y.mean(axis=0) > 0.5).any()  # the per-class majority would be the empty set
+    rows = [tuple(r) for r in y.astype(int)]
+    modal = max(set(rows), key=rows.count)
+    got = majority_prediction(y.astype(np.uint8), "multi-label", k)
+    np.testing.assert_array_equal(got, np.array(modal, bool))
+    np.testing.assert_array_equal(got, common)
+    counts = MultiLabelCounts(k)
+    pred = np.broadcast_to(got, y.shape)
+    counts.add(y, pred)
+    values = counts.metrics()
+    for avg in ("micro", "macro", "samples"):
+        for beta in (1, 2):
+            expected = fbeta_score(y, pred, beta=beta, average=avg, zero_division=0)
+            assert values[f"f{beta}_{avg}"] == pytest.approx(expected, abs=TOL)
+    assert values["f1_micro"] > 0

@@ -130,7 +130,7 @@ def test_csv_and_console_table(doc: dict, tmp_path: Path) -> None:
     assert float(row["value"]) == oa["relevance"]["opt"]
     assert [float(row["ci_low"]), float(row["ci_high"])] == oa["ci"]["relevance"]["opt"]
     groups = {r["group"] for r in rows}
-    assert {"all", "class:class0", "cloud_cover:[0, 0.5)", "cloud_cover:unknown"} <= groups
+    assert {"all", "class:class0", "cloud_cover:unknown"} <= groups
     table = console_table(doc).splitlines()
     assert "baseline input-zero, empty baseline, Z = V(all)" in table[0]
     header = table[1].split()
@@ -145,3 +145,60 @@ def test_csv_and_console_table(doc: dict, tmp_path: Path) -> None:
     r_sar, r_opt = (float(values[k].split()[0]) for k in ("R(sar)", "R(opt)"))
     assert np.isclose(r_sar + r_opt, (oa["V"]["sar+opt"] - oa["V"]["none"]) / oa["Z"],
                       atol=2e-4)  # fmt: skip
+
+
+def _multi_label_sections(z: str) -> dict:
+    """Sections of a two-player multi-label game whose full model is nearly always wrong."""
+    from sareval.evaluator.coalitions import all_coalitions
+    from sareval.evaluator.estimators import GameSpec
+    from sareval.evaluator.metrics import MultiLabelCounts
+    from sareval.evaluator.results import shape_sections
+
+    rng = np.random.default_rng(3)
+    players = ("sar", "opt")
+    coalitions = all_coalitions(players)
+    y = rng.random((100, 4)) < 0.4
+    counts = []
+    for j, _ in enumerate(coalitions):
+        c = MultiLabelCounts(4)
+        pred = ~y if j == len(coalitions) - 1 else rng.random((100, 4)) < 0.4
+        pred[:4] = y[:4]  # the full model gets 4 of 100 samples right: f1 ~ 0.04
+        c.add(y, pred)
+        counts.append(c)
+    return shape_sections(
+        task="multi-label", game=GameSpec(players), class_names=list("abcd"),
+        counts=counts, z=z, by_class=False, cloud_bins=None, ties=[0] * 4,
+    )  # fmt: skip
+
+
+def test_tiny_full_value_warns_with_z_full() -> None:
+    from sareval.evaluator.results import Z_WARN_BELOW
+
+    sections = _multi_label_sections("full")
+    small = [m for m, e in sections["metrics"].items() if abs(e["V"]["sar+opt"]) < Z_WARN_BELOW]
+    assert "f1_micro" in small and "hamming_loss" not in small
+    assert [w.split(":")[0] for w in sections["warnings"]] == small
+    assert all("z = full" in w for w in sections["warnings"])
+    assert _multi_label_sections("one")["warnings"] == []
+
+
+def test_orientation_in_entries_csv_and_table(doc: dict, tmp_path: Path) -> None:
+    sections = _multi_label_sections("full")
+    assert sections["metrics"]["hamming_loss"]["higher_is_better"] is False
+    assert all(e["higher_is_better"] for m, e in sections["metrics"].items()
+               if m != "hamming_loss")  # fmt: skip
+    multi = copy.deepcopy(doc)
+    multi.update(sections, task="multi-label", class_names=list("abcd"))
+    multi["by"] = {}
+    validate(to_json_value(multi))
+    rows = csv_rows(multi)
+    assert {r["higher_is_better"] for r in rows if r["metric"] == "hamming_loss"} == {False}
+    assert {r["higher_is_better"] for r in rows if r["metric"] == "f1_micro"} == {True}
+    out = write_csv(multi, tmp_path / "m.csv")
+    header = out.read_text().splitlines()[0]
+    assert header.split(",")[:3] == ["group", "metric", "higher_is_better"]
+    table = console_table(multi).splitlines()
+    assert table[1].split()[:2] == ["metric", "better"]
+    assert next(t for t in table if t.startswith("hamming_loss ")).split()[1] == "lower"
+    assert next(t for t in table if t.startswith("f1_micro ")).split()[1] == "higher"
+    assert any(t.startswith("warning: f1_micro: V(sar+opt)") for t in table)

@@ -161,7 +161,8 @@ def test_majority_empty_coalition(assets, task: str) -> None:
     if task == "single-label":
         majority = np.full(len(y), np.bincount(y).argmax())
     else:
-        majority = np.broadcast_to(y.mean(axis=0) > 0.5, y.shape)
+        rows, counts = np.unique(y != 0, axis=0, return_counts=True)  # the modal label set
+        majority = np.broadcast_to(rows[counts.argmax()], y.shape)
     reference = sklearn_metrics(task, y, majority, 6)
     for metric, value in reference.items():
         assert doc["metrics"][metric]["V"]["none"] == pytest.approx(value, abs=1e-12)
@@ -209,20 +210,42 @@ def test_bootstrap_by_class_and_cloud_cover(assets, naive) -> None:
         for name, c in zip(names, coalitions, strict=True):
             r = recall_score(y, decisions[c], labels=[k], average=None, zero_division=0)[0]
             assert entry["metrics"]["recall"]["V"][name] == pytest.approx(r, abs=1e-12)
-    # per cloud-cover bin: the metrics of the samples in the bin
-    with Store(assets.store) as st:
-        cover = st.cloud_cover(st.subset("clear").rows)
+    # per cloud-cover bin: 'clear' reads s2, whose cover the store does not hold (its
+    # /cloud_cover is the cloudy twin's), so every sample is unknown and a warning says so;
+    # bins of a subset with its own cover: test_cloud_cover_bins_of_the_image_read
     bins = doc["by"]["cloud_cover"]
     assert [b["bin"] for b in bins] == [[0.0, 0.5], [0.5, 1.0]]
-    for entry, sel in (
-        (bins[0], cover < 0.5),
-        (bins[1], cover >= 0.5),
-        (doc["by"]["cloud_cover_unknown"], np.isnan(cover)),
-    ):
+    assert [b["n_samples"] for b in bins] == [0, 0]
+    assert doc["by"]["cloud_cover_source"] == "none"
+    assert any(w.startswith("cloud cover: the data hold no estimate") for w in doc["warnings"])
+    unknown = doc["by"]["cloud_cover_unknown"]
+    assert unknown["n_samples"] == len(y)
+    assert unknown["metrics"]["oa"]["V"] == doc["metrics"]["oa"]["V"]
+
+
+@pytest.mark.parametrize("task", TASKS)
+def test_cloud_cover_bins_of_the_image_read(assets, task: str) -> None:
+    """'cloudy' reads s2_cloudy, whose cover the store holds: each bin's metrics are those of
+    its samples (sklearn)."""
+    card = assets.cards[task]
+    doc = evaluate_shape(assets.onnx[task], assets.store, "cloudy", by=["cloud-cover=0,0.5,1"],
+                         progress=False)  # fmt: skip
+    coalitions, outputs = naive_outputs(assets.onnx[task], assets.store, "cloudy", card)
+    y = store_labels(assets.store, "cloudy", task)
+    names = [coalition_name(c, ("sar", "opt")) for c in coalitions]
+    with Store(assets.store) as st:
+        cover = st.cloud_cover(st.subset("cloudy").rows)
+    assert not np.isnan(cover).any() and doc["by"]["cloud_cover_source"] == "s2_cloudy"
+    assert "cloud_cover_unknown" not in doc["by"] and not doc["warnings"]
+    bins = doc["by"]["cloud_cover"]
+    for entry, sel in ((bins[0], cover < 0.5), (bins[1], cover >= 0.5)):
         assert entry["n_samples"] == int(sel.sum()) > 0
-        for name, c in zip(names, coalitions, strict=True):
-            ref = sklearn_metrics(task, y[sel], decisions[c][sel], 6)
-            assert entry["metrics"]["oa"]["V"][name] == pytest.approx(ref["oa"], abs=1e-12)
+        for name, c, out in zip(names, coalitions, outputs, strict=True):
+            dec = naive_decisions(out, task) if c else np.asarray(doc["empty"]["decision"])
+            dec = np.broadcast_to(dec, y.shape)
+            ref = sklearn_metrics(task, y[sel], dec[sel], 6)
+            for metric in ("oa", "f1_macro"):
+                assert entry["metrics"][metric]["V"][name] == pytest.approx(ref[metric], abs=1e-12)
 
 
 def test_perceptual_score_equals_naive_permutation(assets) -> None:

@@ -56,12 +56,17 @@ def test_shape_writes_json_csv_and_prints_a_table(assets, tmp_path: Path) -> Non
     assert doc["provenance"]["model"]["sha256"] == api["provenance"]["model"]["sha256"]
     lines = result.stdout.splitlines()
     assert lines[0].startswith("shape: multi-label.onnx on test.h5 / cloudy (20 samples)")
-    assert lines[1].split()[:5] == ["metric", "V(none)", "V(sar)", "V(opt)", "V(sar+opt)"]
+    header = ["metric", "better", "V(none)", "V(sar)", "V(opt)", "V(sar+opt)"]
+    assert lines[1].split()[:6] == header
     f1 = next(line for line in lines if line.startswith("f1_micro"))
-    assert f1.split()[4] == f"{doc['metrics']['f1_micro']['V']['sar+opt']:.4f}"
+    assert f1.split()[1] == "higher"
+    assert f1.split()[5] == f"{doc['metrics']['f1_micro']['V']['sar+opt']:.4f}"
+    assert next(line for line in lines if line.startswith("hamming_loss")).split()[1] == "lower"
     with open(tmp_path / "r.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert list(rows[0]) == ["group", "metric", "quantity", "key", "value", "ci_low", "ci_high"]
+    assert list(rows[0]) == [
+        "group", "metric", "higher_is_better", "quantity", "key", "value", "ci_low", "ci_high"
+    ]  # fmt: skip
     keyed = {(r["group"], r["metric"], r["quantity"], r["key"]): r["value"] for r in rows}
     entry = doc["by"]["class"]["class0"]["metrics"]["f1"]
     assert float(keyed["class:class0", "f1", "relevance", "sar"]) == entry["relevance"]["sar"]

@@ -15,6 +15,8 @@ grouped integer sums; float64 matrix products of 0/1 features with integer weigh
 2^53). The metrics are those of
 :mod:`sareval.evaluator.metrics`; intervals are percentile intervals
 [q(alpha/2), q(1 - alpha/2)] over the replicates (NaN replicates, from Z = V(M) = 0, ignored).
+Mean average precision (:func:`bootstrap_score_intervals`) uses the same draws as weights of
+each sample's (score, label) pairs (weighted AP, as scikit-learn's ``sample_weight``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from sareval.evaluator.metrics import (
     single_label_metrics,
     triple_codes,
 )
+from sareval.evaluator.scores import ScoreState
 from sareval.evaluator.shapley import Normalisation, shape_relevance_array
 
 CHUNK_ELEMENTS = 4_000_000  # replicates x samples held at once
@@ -195,6 +198,12 @@ def bootstrap_intervals(
     players = check_players(players)
     check_bootstrap(n_boot, 2 ** len(players) - 1)
     values = bootstrap_values(y_true, predictions, players, task, n_classes, n_boot, seed)
+    return _intervals(values, players, alpha, z)
+
+
+def _intervals(
+    values: Mapping[str, np.ndarray], players: tuple[str, ...], alpha: float, z: Normalisation
+) -> dict[str, dict]:
     names = [coalition_name(c, players) for c in _all_coalitions(players)]
     result = {}
     for metric, V in values.items():
@@ -208,3 +217,29 @@ def bootstrap_intervals(
             "cooperation": c_ci.tolist(),
         }
     return result
+
+
+def bootstrap_score_intervals(
+    state: ScoreState,
+    players: Sequence[str],
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    z: Normalisation = "one",
+) -> dict[str, dict]:
+    """Intervals as :func:`bootstrap_intervals` for ``map_macro`` / ``map_micro``, from the
+    SAME replicate draws (generator r of ``default_rng(seed).spawn(n_boot)`` over the state's
+    samples, in pass order), so they pair with the count metrics' replicates."""
+    players = check_players(players)
+    n, k = state.labels.shape
+    if n == 0:
+        raise SarevalError("bootstrap: no samples")
+    generators = np.random.default_rng(seed).spawn(n_boot)
+    chunk = max(1, CHUNK_ELEMENTS // (n * k))
+    parts: dict[str, list[np.ndarray]] = {}
+    for start in range(0, n_boot, chunk):
+        weights = _replicate_weights(generators[start : start + chunk], n)
+        for metric, v in state.bootstrap_values(weights).items():
+            parts.setdefault(metric, []).append(v)
+    values = {m: np.concatenate(v) for m, v in parts.items()}
+    return _intervals(values, players, alpha, z)

@@ -5,7 +5,9 @@ evaluation options (everything in ``config`` except how the work was spread: sha
 world_size, device, providers, batch_size, pad_to), and together be the n parts 0..n-1 of one
 split, each exactly once. Their integer counts (overall, per cloud-cover bin) and tie counts are
 summed and every metric, relevance and cooperation is recomputed from the sums, so the merged
-document equals a single-process run's, count for count.
+document equals a single-process run's, count for count. Mean average precision comes from the
+shards' embedded score states (``"scores"``, :mod:`sareval.evaluator.scores`), concatenated;
+the merged document does not carry them.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from sareval.evaluator.results import (
     shape_sections,
     to_json_value,
 )
+from sareval.evaluator.scores import ScoreState
 
 SPREAD_KEYS = ("shard", "world_size", "device", "providers", "batch_size", "pad_to")
 MAX_COUNT = 2**53  # counts are summed exactly in int64 and turned into float64 metrics
@@ -127,6 +130,19 @@ def _sum(docs: Sequence[dict], task: str, names: Sequence[str], get: Any) -> lis
     return total
 
 
+def merge_scores(docs: Sequence[dict], sources: Sequence[str]) -> ScoreState | None:
+    """The shards' score states concatenated (None when no shard has one)."""
+    have = ["scores" in d for d in docs]
+    if not any(have):
+        return None
+    if not all(have):
+        missing = [src for src, h in zip(sources, have, strict=True) if not h]
+        raise SarevalError(f"{missing[0]}: no 'scores' section (the other shards have one)")
+    return ScoreState.concat(
+        [ScoreState.from_json(d["scores"], src) for d, src in zip(docs, sources, strict=True)]
+    )
+
+
 def merge_documents(docs: Sequence[dict], sources: Sequence[str]) -> dict[str, Any]:
     """The merged results document (JSON-ready: NaN as None) of complementary shards."""
     check_shards(docs, sources)
@@ -163,8 +179,10 @@ def merge_documents(docs: Sequence[dict], sources: Sequence[str]) -> dict[str, A
             task=task, game=game_from_doc(first),
             class_names=first["class_names"], counts=counts, z=cfg["z"],
             by_class="class" in cfg["by"], cloud_bins=cloud_bins, ties=ties,
+            scores=merge_scores(docs, sources),
+            cloud_cover_source=first["by"].get("cloud_cover_source"),
         )  # fmt: skip
-    merged = copy.deepcopy(first)
+    merged = copy.deepcopy({k: v for k, v in first.items() if k != "scores"})
     merged.update(sections)
     merged["config"]["shard"] = None
     merged["provenance"]["shard"] = {"merged": list(sources)}

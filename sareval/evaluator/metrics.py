@@ -25,7 +25,20 @@ the per-class values; samples averages per-sample values, which are functions of
     F_beta,i = (1+b^2) tp_i / (b^2 |true_i| + |pred_i|), precision_i = tp_i / |pred_i|,
     recall_i = tp_i / |true_i|;  f_samples = sum hist * F_beta(triple) / n
     subset_accuracy = #{i: tp_i = |pred_i| = |true_i|} / n,
-    hamming_loss = sum_k (fp_k + fn_k) / (n K)
+    hamming_loss = sum_k (fp_k + fn_k) / (n K)                (lower is better)
+
+and the SEN12MS toolbox's multi-label accuracies (``classification/metrics.py``: ``OA_multi``
+and ``multi_conf_mat``), from the same counts:
+
+    oa = mean_i |pred_i AND true_i| / |pred_i OR true_i|,  |OR| = |pred_i| + |true_i| - tp_i
+         (a sample with both sets empty scores 1: it is predicted exactly, as subset_accuracy
+         counts it; the toolbox divides 0/0 there and its mean becomes NaN)
+    aa = mean_k (tp_k + tn_k) / n                            (= 1 - hamming_loss)
+
+Orientation: every metric is higher-is-better except those in :data:`LOWER_IS_BETTER`
+(:func:`higher_is_better`); results record it per metric so relevance is not read backwards.
+Threshold-free mean average precision (``map_macro``, ``map_micro``) needs scores, not
+decisions: :mod:`sareval.evaluator.scores`.
 
 The ``*_metrics`` functions accept counts with leading batch axes (e.g. bootstrap replicates)
 and return arrays over them.
@@ -63,6 +76,8 @@ METRIC_NAMES: dict[str, tuple[str, ...]] = {
         "kappa",
     ),
     "multi-label": (
+        "oa",
+        "aa",
         "f1_micro",
         "f1_macro",
         "f1_samples",
@@ -80,6 +95,13 @@ METRIC_NAMES: dict[str, tuple[str, ...]] = {
     ),
 }
 PER_CLASS_NAMES: tuple[str, ...] = ("precision", "recall", "f1", "f2", "support")
+#: metrics whose lower values are better (every other metric: higher is better)
+LOWER_IS_BETTER: frozenset[str] = frozenset({"hamming_loss"})
+
+
+def higher_is_better(metric: str) -> bool:
+    """Whether larger values of ``metric`` mean a better model (False for hamming_loss)."""
+    return metric not in LOWER_IS_BETTER
 
 
 def _div(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -160,6 +182,8 @@ def _sample_tables(n_classes: int) -> dict[str, np.ndarray]:
         "f1": _div(2 * tp, true + pred),
         "f2": _div(5 * tp, 4 * true + pred),
         "exact": ((tp == pred) & (tp == true)).astype(np.float64),
+        # Jaccard index of the two label sets; both empty (union 0) -> 1
+        "jaccard": np.where(pred + true - tp == 0, 1.0, _div(tp, pred + true - tp)),
     }
     for table in tables.values():
         table.setflags(write=False)
@@ -194,7 +218,10 @@ def multi_label_metrics(
     per_class = multi_label_per_class(tp, fp, fn)
     n = hist.reshape(*hist.shape[:-3], -1).sum(axis=-1)
     tp_all, fp_all, fn_all = tp.sum(axis=-1), fp.sum(axis=-1), fn.sum(axis=-1)
+    correct = n[..., None] - fp - fn  # tp_k + tn_k
     return {
+        "oa": _div(_hist_sum(hist, tables["jaccard"]), n),
+        "aa": _div(correct, n[..., None]).mean(axis=-1),
         "f1_micro": _fbeta(tp_all, fp_all, fn_all, 1.0),
         "f1_macro": per_class["f1"].mean(axis=-1),
         "f1_samples": _div(_hist_sum(hist, tables["f1"]), n),
@@ -531,8 +558,15 @@ def nonfinite_rows(outputs: np.ndarray) -> np.ndarray:
 def majority_prediction(y_true: np.ndarray, task: str, n_classes: int) -> np.ndarray:
     """The majority-class predictor's constant prediction for labels ``y_true``.
 
-    single-label: the most frequent class (ties to the lowest index) as a 0-d int64 array;
-    multi-label: (K,) bool, class k positive when more than half the samples carry it.
+    single-label: the most frequent class (ties to the lowest index) as a 0-d int64 array.
+    multi-label: (K,) bool, the most frequent label *set* (the modal row of ``y_true``; ties to
+    the first row in ``np.unique`` order, i.e. lexicographic with False < True). This is the
+    majority class of the label-powerset view of multi-label data, where each distinct label
+    set is one class (Tsoumakas & Katakis 2007, "Multi-label classification: an overview"),
+    so the SHAPE paper's majority-class empty coalition carries over. The per-class majority
+    (scikit-learn's ``DummyClassifier("most_frequent")``) predicts the empty set whenever no
+    class is on more than half the samples, as on SEN12MS and BigEarthNet, and every F-score
+    of the empty coalition is then 0 whatever the data.
     Broadcast it to the batch shape to count the empty coalition.
     """
     y_true = np.asarray(y_true)
@@ -543,5 +577,6 @@ def majority_prediction(y_true: np.ndarray, task: str, n_classes: int) -> np.nda
     if task == "multi-label":
         if y_true.ndim != 2 or y_true.shape[0] == 0:
             raise SarevalError("majority-class predictor: no samples")
-        return 2 * np.count_nonzero(y_true, axis=0) > y_true.shape[0]
+        rows, counts = np.unique(y_true != 0, axis=0, return_counts=True)
+        return np.asarray(rows[int(np.argmax(counts))], dtype=bool)
     raise SarevalError(f"unknown task {task!r}; known: {list(TASKS)}")

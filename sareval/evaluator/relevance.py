@@ -7,7 +7,8 @@ V_f(S) = f(counts[S]) and the game V_f gives relevance and cooperation
 file::
 
     {"V": {"none": .., "sar": .., "opt": .., "sar+opt": ..},   # coalition names, card order
-     "relevance": {"sar": .., "opt": ..}, "cooperation": .., "Z": .., "efficiency_gap": ..}
+     "relevance": {"sar": .., "opt": ..}, "cooperation": .., "Z": .., "efficiency_gap": ..,
+     "higher_is_better": true}       # false for hamming_loss: a positive relevance is harm
 
 Groups (``--by``) use the same entries under ``{group: {"n_samples": n, "metrics": {...}}}``:
 - per class: V = the per-class metric (recall, precision, F1, F2) of each coalition. For
@@ -28,7 +29,7 @@ import numpy as np
 from sareval.errors import SarevalError
 from sareval.evaluator.coalitions import check_players, coalition_name
 from sareval.evaluator.estimators import GameSpec
-from sareval.evaluator.metrics import MultiLabelCounts, SingleLabelCounts
+from sareval.evaluator.metrics import MultiLabelCounts, SingleLabelCounts, higher_is_better
 from sareval.evaluator.shapley import Normalisation
 
 Counts = SingleLabelCounts | MultiLabelCounts
@@ -68,9 +69,13 @@ def relevance_entries(
     players: Sequence[str] | GameSpec,
     z: Normalisation = "one",
 ) -> dict[str, dict]:
-    """Entries (see module docstring) for games ``{metric: V}`` (:meth:`GameSpec.entry`)."""
+    """Entries (see module docstring) for games ``{metric: V}`` (:meth:`GameSpec.entry`), each
+    with the metric's orientation (``higher_is_better``)."""
     game = as_game(players)
-    return {metric: game.entry(V, z) for metric, V in values.items()}
+    return {
+        metric: {**game.entry(V, z), "higher_is_better": higher_is_better(metric)}
+        for metric, V in values.items()
+    }
 
 
 def relevance_from_counts(

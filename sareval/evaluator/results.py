@@ -14,23 +14,33 @@ Layout (``results.schema.json`` beside this module is the normative JSON Schema)
      "task", "class_names", "players", "coalitions": ["none", "sar", "opt", "sar+opt"],
      "n_samples": N,
      "metrics": {metric: {"V": {coalition: x}, "relevance": {player: x}, "cooperation": x,
-                          "Z": x, "efficiency_gap": x, ["ci": {"V": {coalition: [lo, hi]},
+                          "Z": x, "efficiency_gap": x, "higher_is_better": bool,
+                          ["ci": {"V": {coalition: [lo, hi]},
                           "relevance": {player: [lo, hi]}, "cooperation": [lo, hi]}]}},
+     "warnings": [text, ...],
      "per_class": {coalition: {precision|recall|f1|f2|support: [K values]}},
-     "by": {["class": {class: {"n_samples", "metrics": {recall|precision|f1|f2: entry}}}],
+     "by": {["class": {class: {"n_samples", "metrics": {recall|precision|f1|f2[|ap]: entry}}}],
             ["cloud_cover": [{"label": "[0, 0.1)", "bin": [lo, hi], "n_samples",
                               "metrics": {...}, "counts": {coalition: state}}]],
             ["cloud_cover_unknown": {"label": "unknown", "n_samples", "metrics", "counts"}]},
      "counts": {coalition: {field: nested lists of ints}},
      "ties": {"tolerance": 1e-5, "counts": {coalition: samples}},
+     ["scores": {"encoding", "sha256", "n", "data"}],     (shards only: the mAP state)
      "empty": {"kind": "baseline" | "majority" | null, "decision": ..., "output": [...] | null}}
 
-NaN / Inf (e.g. relevance with Z = V(M) = 0) are written as ``null``. For ``method =
+NaN / Inf (e.g. relevance with Z = V(M) = 0) are written as ``null``. ``higher_is_better``
+(false for ``hamming_loss``) says which way a metric, and so its relevance, points: for a
+lower-is-better metric a positive relevance means the modality makes the metric worse.
+``warnings`` (:func:`z_warnings`): with ``z = full`` every metric whose |V(all)| is below
+:data:`Z_WARN_BELOW` (relevance divided by a near-zero Z, e.g. V(all) = 0.04 -> relevance
+-8.25); ``sareval shape`` and ``merge`` print them. For ``method =
 perceptual`` the coalition keys are conditions: the full model (``sar+opt``) and
 ``<player>@perm<j>`` (player permuted with permutation j); ``V`` holds the full model and
 ``<player>@permuted`` (the mean over permutations), ``relevance`` the perceptual scores,
 ``cooperation`` and ``efficiency_gap`` are null. Counts are the sufficient statistics: a
-document can be recomputed from them (``sareval merge`` sums the counts of shards).
+document can be recomputed from them (``sareval merge`` sums the counts of shards), except the
+multi-label mean average precision (``map_macro``, ``map_micro``, per-class ``ap``), which needs
+every score: a shard document embeds them in ``scores`` (:mod:`sareval.evaluator.scores`).
 """
 
 from __future__ import annotations
@@ -47,20 +57,43 @@ from typing import Any
 import numpy as np
 
 from sareval.atomic import atomic_output
+from sareval.choices import Z
 from sareval.errors import InputFileError, SarevalError
 from sareval.evaluator.coalitions import coalition_name
 from sareval.evaluator.counting import TIE_TOLERANCE
 from sareval.evaluator.estimators import GameSpec
-from sareval.evaluator.metrics import Counts, counts_from_state
+from sareval.evaluator.metrics import Counts, counts_from_state, higher_is_better
 from sareval.evaluator.relevance import (
     relevance_by_class,
-    relevance_by_group,
+    relevance_entries,
     relevance_from_counts,
 )
+from sareval.evaluator.scores import ScoreState
 
 FORMAT = "sareval-results"
 FORMAT_VERSION = 1
 SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
+#: with z = "full", a metric whose |V(all)| is below this gets a warning (relevance = phi / Z)
+Z_WARN_BELOW = 0.1
+
+
+def z_warnings(metrics: Mapping[str, Any], z: str, full: str) -> list[str]:
+    """Warnings for ``z = "full"``: metrics whose |V(all)| (the coalition ``full``) is below
+    :data:`Z_WARN_BELOW`, where dividing by Z blows small differences up."""
+    if z != "full":
+        return []
+    out = []
+    for metric, entry in metrics.items():
+        v = entry["V"].get(full)
+        if v is None or not math.isfinite(v) or abs(v) >= Z_WARN_BELOW:
+            continue
+        rel = [abs(r) for r in entry["relevance"].values() if r is not None and math.isfinite(r)]
+        largest = f"; |relevance| up to {max(rel):.3g}" if rel else ""
+        out.append(
+            f"{metric}: V({full}) = {v:.4g} is below {Z_WARN_BELOW:g} in magnitude and z = full "
+            f"divides every relevance by it{largest}; read this metric with z = one"
+        )
+    return out
 
 
 # --- JSON cleaning ------------------------------------------------------------------------------
@@ -98,6 +131,20 @@ def counts_from_json(
     ]
 
 
+def cloud_cover_warning(source: str) -> str:
+    """The warning for cloud-cover bins that hold no sample (``source``: by.cloud_cover_source)."""
+    if source == "none":
+        return (
+            "cloud cover: the data hold no estimate for the optical images read (a store's "
+            "cover of a cloudy twin does not describe the clear image), so every sample is in "
+            "bin 'unknown'"
+        )
+    return (
+        f"cloud cover ({source}): every sample's cover is unknown (NaN) or outside the bin "
+        "edges, so every sample is in bin 'unknown'"
+    )
+
+
 # --- building ---------------------------------------------------------------------------------
 def shape_sections(
     *,
@@ -105,43 +152,73 @@ def shape_sections(
     game: GameSpec,
     class_names: Sequence[str],
     counts: Sequence[Counts],
-    z: str,
+    z: Z,
     by_class: bool,
     cloud_bins: Sequence[tuple[str, list[float] | None, Sequence[Counts]]] | None,
     ties: Sequence[int],
     ci: Mapping[str, Any] | None = None,
+    scores: ScoreState | None = None,
+    cloud_cover_source: str | None = None,
 ) -> dict[str, Any]:
     """The computed sections (``n_samples`` .. ``ties``) of a SHAPE document from counts
     (one per coalition of ``game``, in its order).
 
-    ``cloud_bins``: (label, [lo, hi] or None, counts per coalition) per bin.
+    ``cloud_bins``: (label, [lo, hi] or None, counts per coalition) per bin, the i-th bin
+    being group i of ``scores`` (the unknown bin last). ``scores``: adds ``map_macro`` and
+    ``map_micro`` (:mod:`sareval.evaluator.scores`) overall and per bin, and ``ap`` per class.
+    ``cloud_cover_source``: where the binned cover comes from
+    (:data:`~sareval.evaluator.sources.CLOUD_COVER_SOURCES`), recorded as
+    ``by.cloud_cover_source``; a warning says when no sample could be binned.
     """
     coalitions = game.coalitions
     names = [coalition_name(c, game.players) for c in coalitions]
     by_coalition = dict(zip(coalitions, counts, strict=True))
     metrics = relevance_from_counts(by_coalition, game, z)  # type: ignore[arg-type]
+    if scores is not None:
+        metrics.update(relevance_entries(scores.values(), game, z))
     if ci:
         for metric, entry in metrics.items():
-            entry["ci"] = ci[metric]
+            if metric in ci:
+                entry["ci"] = ci[metric]
     by: dict[str, Any] = {}
+    warnings: list[str] = []
     if by_class:
         by["class"] = relevance_by_class(by_coalition, game, class_names, z)  # type: ignore[arg-type]
+        if scores is not None:  # each class's average precision
+            ap = scores.per_class_ap()  # (2^M, K)
+            for i, name in enumerate(class_names):
+                entry = relevance_entries({"ap": ap[:, i]}, game, z)
+                by["class"][name]["metrics"].update(entry)
     if cloud_bins is not None:
-        groups = relevance_by_group(
-            {label: dict(zip(coalitions, c, strict=True)) for label, _, c in cloud_bins},
-            game, z,  # type: ignore[arg-type]
-        )  # fmt: skip
-        entries = [
-            {"label": label, "bin": edges, **groups[label], "counts": counts_to_json(c, names)}
-            for label, edges, c in cloud_bins
-        ]
+        entries = []
+        for i, (label, edges, bin_counts) in enumerate(cloud_bins):
+            bin_metrics: dict[str, Any] = {}
+            if bin_counts[-1].n:
+                bin_game = dict(zip(coalitions, bin_counts, strict=True))
+                bin_metrics = relevance_from_counts(bin_game, game, z)  # type: ignore[arg-type]
+                if scores is not None:
+                    bin_metrics.update(relevance_entries(scores.values(i), game, z))
+            entries.append(
+                {
+                    "label": label,
+                    "bin": edges,
+                    "n_samples": bin_counts[-1].n,
+                    "metrics": bin_metrics,
+                    "counts": counts_to_json(bin_counts, names),
+                }
+            )
         by["cloud_cover"] = [e for e in entries if e["bin"] is not None]
         unknown = [e for e in entries if e["bin"] is None and e["n_samples"]]
         if unknown:
             by["cloud_cover_unknown"] = {k: v for k, v in unknown[0].items() if k != "bin"}
+        by["cloud_cover_source"] = cloud_cover_source or "none"
+        binned = sum(e["n_samples"] for e in by["cloud_cover"])
+        if not binned:
+            warnings.append(cloud_cover_warning(by["cloud_cover_source"]))
     return {
         "n_samples": counts[-1].n,
         "metrics": metrics,
+        "warnings": z_warnings(metrics, z, names[-1]) + warnings,
         "per_class": {n: c.per_class() for n, c in zip(names, counts, strict=True)},
         "by": by,
         "counts": counts_to_json(counts, names),
@@ -202,10 +279,12 @@ def perceptual_sections(
             "cooperation": None,
             "Z": v_full,
             "efficiency_gap": None,
+            "higher_is_better": higher_is_better(metric),
         }
     return {
         "n_samples": counts[0].n,
         "metrics": metrics,
+        "warnings": [],
         "per_class": {n: c.per_class() for n, c in zip(names, counts, strict=True)},
         "by": {},
         "counts": counts_to_json(counts, names),
@@ -268,12 +347,13 @@ def write_results(doc: Mapping[str, Any], out: str | Path, overwrite: bool = Fal
 
 
 def csv_rows(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """One row per number: group, metric, quantity (V | relevance | cooperation | Z |
-    efficiency_gap), key (coalition or player), value, ci_low, ci_high."""
+    """One row per number: group, metric, higher_is_better, quantity (V | relevance |
+    cooperation | Z | efficiency_gap), key (coalition or player), value, ci_low, ci_high."""
     rows: list[dict[str, Any]] = []
 
     def add_entries(group: str, metrics: Mapping[str, Any]) -> None:
         for metric, entry in metrics.items():
+            start = len(rows)
             ci = entry.get("ci") or {}
             for quantity in ("V", "relevance"):
                 for key, value in entry[quantity].items():
@@ -282,6 +362,8 @@ def csv_rows(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
             for quantity in ("cooperation", "Z", "efficiency_gap"):
                 lo_hi = ci.get(quantity) or [None, None]
                 rows.append(_row(group, metric, quantity, "", entry.get(quantity), lo_hi))
+            for row in rows[start:]:
+                row["higher_is_better"] = entry.get("higher_is_better", higher_is_better(metric))
 
     add_entries("all", doc["metrics"])
     for name, group in doc.get("by", {}).get("class", {}).items():
@@ -309,7 +391,8 @@ def _row(group: str, metric: str, quantity: str, key: str, value: Any, ci: Seque
 def write_csv(doc: Mapping[str, Any], out: str | Path, overwrite: bool = False) -> Path:
     """The CSV table of :func:`csv_rows`, written atomically."""
     buf = io.StringIO()
-    fields = ["group", "metric", "quantity", "key", "value", "ci_low", "ci_high"]
+    fields = ["group", "metric", "higher_is_better", "quantity", "key", "value", "ci_low",
+              "ci_high"]  # fmt: skip
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for row in csv_rows(doc):
@@ -372,13 +455,14 @@ def console_table(doc: Mapping[str, Any], max_coalitions: int = 8) -> str:
         keep = [v_keys[0], full] if cfg["method"] == "shape" and full in first["V"] else v_keys[:1]
         hidden, v_keys = len(v_keys) - len(keep), keep
     groups = list(first.get("group_relevance") or {})
-    cols = ["metric", *[f"V({k})" for k in v_keys], *[f"G({g})" for g in groups],
+    cols = ["metric", "better", *[f"V({k})" for k in v_keys], *[f"G({g})" for g in groups],
             *[f"R({p})" for p in players]]  # fmt: skip
     if cfg["method"] == "shape":
         cols.append("coop")
     lines = []
     for metric, entry in doc["metrics"].items():
-        row = [metric, *(_fmt(entry["V"][k]) for k in v_keys)]
+        up = entry.get("higher_is_better", higher_is_better(metric))
+        row = [metric, "higher" if up else "lower", *(_fmt(entry["V"][k]) for k in v_keys)]
         row += [_cell(entry, "group_relevance", g) for g in groups]
         row += [_cell(entry, "relevance", p) for p in players]
         if cfg["method"] == "shape":
@@ -396,6 +480,7 @@ def console_table(doc: Mapping[str, Any], max_coalitions: int = 8) -> str:
     out = [header, line(cols), *(line(row) for row in lines)]
     if hidden:
         out.append(f"V of the other {hidden} coalitions: metrics.<metric>.V in the results JSON")
+    out += [f"warning: {w}" for w in doc.get("warnings", [])]
     ties = doc["ties"]["counts"]
     if any(ties.values()):
         out.append(

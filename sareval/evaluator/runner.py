@@ -12,7 +12,9 @@ The empty coalition is evaluated once before the pass (one row of the all-baseli
 the majority-class predictor of the subset's labels) and counted with its constant decision.
 Memory is O(batch) whatever the subset size, except with ``--bootstrap``, which keeps every
 sample's decision per coalition (O(N * 2^M) small integers, O(N * 2^M * K) booleans for
-multi-label) for the resampling. Ctrl-C stops the reader thread and writes nothing.
+multi-label) for the resampling, and mean average precision (multi-label), which keeps every
+sample's scores per coalition (:mod:`sareval.evaluator.scores`, bounded with a clear error).
+Ctrl-C stops the reader thread and writes nothing.
 """
 
 from __future__ import annotations
@@ -30,7 +32,11 @@ from sareval import __version__
 from sareval.card import Modality, ModelCard
 from sareval.errors import SarevalError
 from sareval.evaluator.backends import LoadedModel, make_backend
-from sareval.evaluator.bootstrap import bootstrap_intervals, check_bootstrap
+from sareval.evaluator.bootstrap import (
+    bootstrap_intervals,
+    bootstrap_score_intervals,
+    check_bootstrap,
+)
 from sareval.evaluator.coalitions import coalition_name
 from sareval.evaluator.config import ShapeConfig
 from sareval.evaluator.counting import CoalitionCounter, ConstantRows, CountResult
@@ -53,6 +59,12 @@ from sareval.evaluator.preamble import Preamble, build_preamble
 from sareval.evaluator.predictions import PredictionsWriter
 from sareval.evaluator.relevance import bin_labels, cloud_cover_bins
 from sareval.evaluator.results import FORMAT, FORMAT_VERSION, game_record, shape_sections
+from sareval.evaluator.scores import (
+    SCORE_METRIC_NAMES,
+    ScoreState,
+    check_score_memory,
+    wants_scores,
+)
 from sareval.evaluator.sources import Labels, Source, StoreSubset, label_converter
 
 
@@ -137,6 +149,7 @@ class PassResult:
     counts: CountResult
     decisions: np.ndarray | None  # (J, n[, K]) for the bootstrap
     y_true: np.ndarray | None
+    scores: ScoreState | None = None  # for mean average precision
 
 
 @dataclass
@@ -149,6 +162,7 @@ class PassOptions:
     batch_size: int
     bin_edges: Sequence[float] | None = None
     keep_decisions: bool = False
+    keep_scores: bool = False
     progress: bool = True
     queue_size: int = 2
     max_rows: int | None = None
@@ -269,7 +283,11 @@ def coalition_pass(
     single = card.task == "single-label"
     dec_parts: list[np.ndarray] = []
     y_parts: list[np.ndarray] = []
+    score_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    n_scored = 0
     total = opts.stop - opts.start if opts.stop > opts.start else None
+    if opts.keep_scores and total is not None:
+        check_score_memory(total, k, pre.n_coalitions)
     bar = tqdm(
         total=total,
         disable=not opts.progress,
@@ -301,12 +319,20 @@ def coalition_pass(
                     groups[groups < 0] = n_groups - 1
                 out, dec = _count_batch(
                     counter, backend, raw, y, groups, opts.keep_decisions,
-                    predictions is not None or collector is not None, pre, opts.max_rows,
+                    predictions is not None or collector is not None or opts.keep_scores,
+                    pre, opts.max_rows,
                 )  # fmt: skip
                 if collector is not None:
                     assert out is not None and empty_output is not None
                     every = np.concatenate([np.broadcast_to(empty_output, (1, b, k)), out])
                     collector.add(every, y, batch.cloud_cover)
+                if opts.keep_scores:
+                    assert out is not None
+                    n_scored += b
+                    if total is None:  # an unsized stream: check as it grows
+                        check_score_memory(n_scored, k, pre.n_coalitions)
+                    g16 = np.zeros(b, np.int16) if groups is None else groups.astype(np.int16)
+                    score_parts.append((out.astype(np.float32), np.asarray(y, bool), g16))
                 if opts.keep_decisions:
                     assert dec is not None
                     dec_parts.append(dec.astype(np.int16) if single else dec.astype(bool))
@@ -332,7 +358,11 @@ def coalition_pass(
         bar.close()
     decisions = np.concatenate(dec_parts, axis=1) if dec_parts else None
     y_true = np.concatenate(y_parts) if y_parts else None
-    return PassResult(counter.result(), decisions, y_true)
+    scores = None
+    if opts.keep_scores:
+        empty = empty_output if empty_output is not None else constant.decision
+        scores = ScoreState.from_batches(score_parts, empty, pre.n_coalitions, k)
+    return PassResult(counter.result(), decisions, y_true, scores)
 
 
 def evaluate_empty(
@@ -381,12 +411,16 @@ def run_evaluation(
     """
     card = with_players(loaded.card, config.player_map)
     if config.metrics is not None:
-        unknown = [m for m in config.metrics if m not in METRIC_NAMES[card.task]]
+        known = METRIC_NAMES[card.task] + SCORE_METRIC_NAMES[card.task]
+        unknown = [m for m in config.metrics if m not in known]
         if unknown:
             raise SarevalError(
                 f"ShapeConfig.metrics: {', '.join(unknown)} not among the {card.task} metrics "
-                f"({', '.join(METRIC_NAMES[card.task])})"
+                f"({', '.join(known)})"
             )
+        if config.method != "shape" and any(m in SCORE_METRIC_NAMES[card.task]
+                                            for m in config.metrics):  # fmt: skip
+            raise SarevalError("ShapeConfig.metrics: map_* need method 'shape'")
     if config.method == "perceptual" and save_predictions is not None:
         raise SarevalError("save_predictions: not available with method 'perceptual'")
     model_source = str(loaded.path) if loaded.path else "(in-memory model)"
@@ -461,7 +495,8 @@ def _evaluate(
     )
     opts = PassOptions(
         start, stop, config.batch_size, config.cloud_cover_bins, config.bootstrap > 0,
-        progress and main, config.queue_size,
+        wants_scores(card.task, config.method, config.metrics), progress and main,
+        config.queue_size,
         max_rows=config.max_rows or default_max_rows(pre, source, config.batch_size),
     )  # fmt: skip
     if opts.progress:
@@ -519,6 +554,10 @@ def document(
     card, edges = ev.card, config.cloud_cover_bins
     if config.metrics is not None:
         sections["metrics"] = {m: sections["metrics"][m] for m in config.metrics}
+        dropped = set(METRIC_NAMES[card.task] + SCORE_METRIC_NAMES[card.task])
+        dropped -= set(config.metrics)
+        sections["warnings"] = [w for w in sections.get("warnings", [])
+                                if w.split(":", 1)[0] not in dropped]  # fmt: skip
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -663,6 +702,15 @@ def _per_sample_sections(collector: Any, group: ProcessGroup | None) -> dict[str
     return collector.section()  # type: ignore[no-any-return]
 
 
+def _gather_scores(group: ProcessGroup | None, state: ScoreState | None) -> ScoreState | None:
+    """The whole pass's score state: under torchrun the ranks' parts on rank 0 (None on the
+    others, whose document is replaced by rank 0's)."""
+    if state is None or group is None:
+        return state
+    parts = group.gather_on_main(state)
+    return None if parts is None else ScoreState.concat(parts)
+
+
 def _shape(
     ev: Evaluation,
     engine: Any,
@@ -705,6 +753,10 @@ def _shape(
         raise
     ci = _bootstrap(ev, result, group, config, constant, coalitions) if config.bootstrap else None
     extra = _per_sample_sections(collector, group)
+    scores = _gather_scores(group, result.scores)
+    if ci is not None and scores is not None:
+        ci = {**ci, **bootstrap_score_intervals(
+            scores, players, config.bootstrap, config.seed, z=config.z)}  # fmt: skip
     cloud_bins: list[tuple[str, list[float] | None, Any]] | None = None
     edges = config.cloud_cover_bins
     if edges is not None:
@@ -723,8 +775,12 @@ def _shape(
         cloud_bins=cloud_bins,
         ties=counts.ties.tolist(),
         ci=ci,
+        scores=scores,
+        cloud_cover_source=ev.source.cloud_cover_source,
     )
     sections.update(extra)
+    if config.shard is not None and scores is not None:
+        sections["scores"] = scores.to_json()  # for `sareval merge`
     empty_section = {
         "kind": config.empty,
         "decision": constant.decision.tolist(),

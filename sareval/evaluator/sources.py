@@ -8,6 +8,12 @@ no normalisation: the model card's preamble does that), labels and cloud cover::
                 labels=(b,) class indices | (b, K) multi-hot, in the source's class order,
                 cloud_cover=(b,) float32, NaN = unknown)
 
+``cloud_cover`` is that of the optical image actually read (``Source.cloud_cover_source`` says
+where it comes from): a store subset gets the store's estimate only where it describes the
+subset's optical source (:attr:`~sareval.store.Store.cloud_cover_source`: SEN12MS-CR's cover is
+the cloudy twin's, so a subset reading the clear ``s2`` gets NaN; BigEarthNet's ``s2`` is its
+only optical image, so its cover is its own); arrays and datasets report what they are given.
+
 - :class:`StoreSubset` (``sareval.open_store(path).subset("clear")``): a reader thread over
   the HDF5 store (:class:`~sareval.evaluator.reader.BatchReader`);
 - :class:`ArrayData`: numpy arrays / torch tensors per sensor with their band names;
@@ -98,6 +104,14 @@ class Source(Protocol):
 
     def provenance(self) -> dict[str, Any]: ...
 
+    @property
+    def cloud_cover_source(self) -> str: ...  # see :data:`CLOUD_COVER_SOURCES`
+
+
+#: ``cloud_cover_source`` values: the store's estimate for the optical dataset read (its name),
+#: ``given`` (passed with arrays / a dataset), ``none`` (no estimate for the images read)
+CLOUD_COVER_SOURCES = ("s2", "s2_cloudy", "given", "none")
+
 
 def label_converter(labels: Labels, card: ModelCard, source: str) -> Any:
     """``f(y) -> y`` in the card's class order (index (B,) or bool (B, K)); raises on a mismatch."""
@@ -164,6 +178,12 @@ class StoreSubset:
     def __len__(self) -> int:
         return len(self.subset)
 
+    @property
+    def cloud_cover_source(self) -> str:
+        """The subset's optical dataset where the store's cover is its own, else ``none``."""
+        own = self.subset.optical == self.store.cloud_cover_source
+        return str(self.subset.optical) if own else "none"
+
     def labels_for(self, card: ModelCard) -> Labels:
         spec = self.store.find_labels(card.task, card.class_names)
         return Labels(
@@ -208,10 +228,16 @@ class StoreSubset:
             queue_size=queue_size,
             pinned=pinned,
         )
+        own = self.cloud_cover_source != "none"
         with reader:
             yield (
                 SourceBatch(
-                    b.positions, b.ids, b.arrays, b.labels[labels.name], b.cloud_cover, b.rows
+                    b.positions,
+                    b.ids,
+                    b.arrays,
+                    b.labels[labels.name],
+                    b.cloud_cover if own else np.full(len(b.rows), np.nan, np.float32),
+                    b.rows,
                 )
                 for b, _ in reader
             )
@@ -342,6 +368,10 @@ class ArrayData:
 
     def __len__(self) -> int:
         return len(self._labels)
+
+    @property
+    def cloud_cover_source(self) -> str:
+        return "none" if self.cloud_cover is None else "given"
 
     def labels_for(self, card: ModelCard) -> Labels:
         kind = "index" if self._labels.ndim == 1 else "multi_hot"
@@ -570,6 +600,10 @@ class TorchData:
     def image_size(self) -> tuple[int, int]:
         shape = next(iter(self._spec.values()))[0]
         return int(shape[1]), int(shape[2])
+
+    @property
+    def cloud_cover_source(self) -> str:
+        return "none" if self.cloud_cover_key is None else "given"
 
     def __len__(self) -> int:
         if self._n is None:

@@ -1,0 +1,257 @@
+"""Threshold-free mean average precision per coalition: ``map_macro`` and ``map_micro``.
+
+Average precision of one ranking (scikit-learn's ``average_precision_score``, the BigEarthNet
+and reBEN papers' mAP): with the distinct scores t_1 > t_2 > ... of a class (equal scores are
+ONE threshold, as in sklearn), pos_g / neg_g the positives / negatives scored t_g,
+TP_g = sum_{h <= g} pos_h, FP_g likewise and P = sum_g pos_g:
+
+    AP = sum_g (pos_g / P) * TP_g / (TP_g + FP_g)              (0 where P = 0)
+
+Per class (``by.class.<name>.metrics.ap``) the AP of that class. ``map_macro`` = mean of AP
+over all K classes (a class without positives counts 0, which is what
+scikit-learn 1.9 returns for it, with a warning); ``map_micro`` = AP of all (sample, class) pairs
+pooled. With sample weights w_i (bootstrap replicates) pos_g and neg_g are sums of weights.
+
+State (:class:`ScoreState`), per evaluated pass: every non-empty coalition's model outputs as
+float32 ``scores`` (J, n, K) (the raw outputs: AP depends only on the order, which a sigmoid
+keeps; computing it would only add rounding ties), the labels (n, K) bool, each sample's
+cloud-cover group (n,) int16, and the empty coalition's constant score (K,) (its output on the
+all-baseline input, or the majority label set as 1/0). AP is a function of the multiset of
+(score, label) pairs of each class, so states merge by concatenation, in any order: batches,
+shards (``sareval merge``) and torchrun ranks (gathered on rank 0) give the one-process value
+exactly.
+
+Why not per-class histograms of distinct float32 values: model outputs are continuous, so
+nearly every (sample, class) has its own value and a histogram entry (value, positives,
+negatives: 4 + 8 + 8 bytes) costs more than the score itself (4 bytes; the labels are shared by
+the coalitions). Sorting at the end builds exactly that histogram.
+
+Memory: n * K * (4 J + 1) + 2 n bytes for n samples, K classes, J = 2^M - 1 coalitions
+(BigEarthNet's 125,866 test patches, 19 classes, two players: 38 MB; four players: 148 MB).
+Past :func:`max_score_bytes` (4 GiB, ``$SAREVAL_MAX_SCORE_BYTES``) the evaluation stops with an
+error that says how to leave mAP out. mAP is computed automatically for multi-label models
+(``method="shape"``) unless ``ShapeConfig.metrics`` names no ``map_*`` metric. A shard's results
+document embeds its state (``"scores"``: compressed npz, base64) for ``sareval merge``; merged and
+single-process documents do not carry it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from sareval.errors import SarevalError
+
+SCORE_METRIC_NAMES: dict[str, tuple[str, ...]] = {
+    "single-label": (),
+    "multi-label": ("map_macro", "map_micro"),
+}
+DEFAULT_MAX_SCORE_BYTES = 4 * 2**30
+ENCODING = "npz+base64"
+
+
+def max_score_bytes() -> int:
+    """The memory bound of a score state: ``$SAREVAL_MAX_SCORE_BYTES`` or 4 GiB."""
+    text = os.environ.get("SAREVAL_MAX_SCORE_BYTES")
+    if not text:
+        return DEFAULT_MAX_SCORE_BYTES
+    try:
+        return int(float(text))
+    except ValueError:
+        raise SarevalError(f"$SAREVAL_MAX_SCORE_BYTES={text!r} is not a number of bytes") from None
+
+
+def score_bytes(n: int, k: int, j: int) -> int:
+    """Bytes a state of n samples, K classes and J non-empty coalitions holds."""
+    return n * k * (4 * j + 1) + 2 * n
+
+
+def check_score_memory(n: int, k: int, j: int) -> None:
+    """Raise a :class:`SarevalError` that says what to do when the state would pass the bound."""
+    need, limit = score_bytes(n, k, j), max_score_bytes()
+    if need > limit:
+        raise SarevalError(
+            f"mean average precision keeps every score: {n} samples x {k} classes x {j} "
+            f"coalitions need {need / 2**30:.2f} GiB, above the limit of {limit / 2**30:.2f} GiB; "
+            "leave map_macro/map_micro out (ShapeConfig.metrics), evaluate a smaller subset, or "
+            "raise $SAREVAL_MAX_SCORE_BYTES"
+        )
+
+
+def wants_scores(task: str, method: str, metrics: Sequence[str] | None) -> bool:
+    """Whether an evaluation computes mAP: multi-label SHAPE, unless ``metrics`` excludes it."""
+    names = SCORE_METRIC_NAMES.get(task, ())
+    if not names or method != "shape":
+        return False
+    return metrics is None or any(m in names for m in metrics)
+
+
+# --- average precision --------------------------------------------------------------------------
+def average_precision(
+    scores: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None
+) -> np.ndarray:
+    """AP (module docstring) of each column of ``scores`` (n, C) against ``labels`` (n, C).
+
+    ``weights``: None, or (R, n) non-negative sample weights -> result (R, C); else (C,).
+    """
+    scores = np.asarray(scores)
+    labels = np.asarray(labels, dtype=bool)
+    n, c = scores.shape
+    w = np.ones((1, n)) if weights is None else np.asarray(weights, dtype=np.float64)
+    out = np.zeros((w.shape[0], c))
+    for col in range(c):
+        order = np.argsort(-scores[:, col].astype(np.float64), kind="stable")
+        s = scores[order, col]
+        starts = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])  # one group per distinct score
+        ws = w[:, order]
+        y = labels[order, col]
+        pos = np.add.reduceat(ws * y, starts, axis=1) if n else np.zeros((w.shape[0], 0))
+        neg = np.add.reduceat(ws * ~y, starts, axis=1) if n else np.zeros((w.shape[0], 0))
+        tp, fp = np.cumsum(pos, axis=1), np.cumsum(neg, axis=1)
+        total = tp[:, -1:] if n else np.zeros((w.shape[0], 1))
+        precision = np.divide(tp, tp + fp, out=np.zeros_like(tp), where=tp + fp > 0)
+        ap = (pos * precision).sum(axis=1, keepdims=True)
+        out[:, col] = np.divide(ap, total, out=np.zeros_like(ap), where=total > 0)[:, 0]
+    return out[0] if weights is None else out
+
+
+def map_values(
+    scores: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """``map_macro`` (mean AP over the K classes) and ``map_micro`` (AP of all pairs) of
+    ``scores`` (n, K); with ``weights`` (R, n) arrays of shape (R,)."""
+    k = scores.shape[1]
+    per_class = average_precision(scores, labels, weights)
+    pooled_w = None if weights is None else np.repeat(weights, k, axis=1)
+    micro = average_precision(scores.reshape(-1, 1), labels.reshape(-1, 1), pooled_w)
+    return {"map_macro": per_class.mean(axis=-1), "map_micro": micro[..., 0]}
+
+
+# --- the state -----------------------------------------------------------------------------------
+@dataclass
+class ScoreState:
+    """Scores of every coalition of a pass (module docstring); merge with :meth:`concat`."""
+
+    scores: np.ndarray  # (J, n, K) float32, non-empty coalitions in all_coalitions order
+    labels: np.ndarray  # (n, K) bool
+    groups: np.ndarray  # (n,) int16 cloud-cover group (0 without bins)
+    empty: np.ndarray  # (K,) float32 constant score of the empty coalition
+
+    @property
+    def n(self) -> int:
+        return int(self.labels.shape[0])
+
+    @classmethod
+    def from_batches(
+        cls,
+        parts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+        empty: np.ndarray,
+        n_coalitions: int,
+        k: int,
+    ) -> ScoreState:
+        """A pass's state from its batches' (outputs (J, b, K), labels (b, K), groups (b,)).
+
+        ``empty``: the empty coalition's output on the all-baseline input (K,), or the
+        majority label set (K,) bool, scored 1/0 (a constant: each class's AP = its prevalence).
+        """
+        if not parts:
+            parts = [(np.zeros((n_coalitions, 0, k)), np.zeros((0, k)), np.zeros(0))]
+        return cls(
+            np.concatenate([p[0] for p in parts], axis=1).astype(np.float32, copy=False),
+            np.concatenate([p[1] for p in parts]).astype(bool),
+            np.concatenate([p[2] for p in parts]).astype(np.int16),
+            np.broadcast_to(np.asarray(empty, np.float32), (k,)).copy(),
+        )
+
+    @classmethod
+    def concat(cls, states: Sequence[ScoreState]) -> ScoreState:
+        """The union of the states' samples (the order does not change any AP)."""
+        if not states:
+            raise SarevalError("scores: nothing to merge")
+        first = states[0]
+        for s in states[1:]:
+            if (
+                s.scores.shape[0] != first.scores.shape[0]
+                or s.labels.shape[1:] != (first.labels.shape[1:])
+            ):
+                raise SarevalError("scores: states of different coalitions or classes")
+            if not np.array_equal(s.empty, first.empty):
+                raise SarevalError("scores: states with different empty-coalition scores")
+        return cls(
+            np.concatenate([s.scores for s in states], axis=1),
+            np.concatenate([s.labels for s in states]),
+            np.concatenate([s.groups for s in states]),
+            first.empty,
+        )
+
+    def values(self, group: int | None = None) -> dict[str, np.ndarray]:
+        """Metric -> V (2^M,) in coalition order (the empty coalition first), over the samples
+        of cloud-cover ``group`` (None: all)."""
+        keep = slice(None) if group is None else self.groups == group
+        y = self.labels[keep]
+        rows = [np.broadcast_to(self.empty, y.shape), *self.scores[:, keep]]
+        per = [map_values(s, y) for s in rows]
+        return {m: np.array([float(p[m]) for p in per]) for m in per[0]}
+
+    def per_class_ap(self) -> np.ndarray:
+        """AP of every class (column) and coalition (row, the empty one first): (2^M, K)."""
+        y = self.labels
+        rows = [np.broadcast_to(self.empty, y.shape), *self.scores]
+        return np.stack([average_precision(s, y) for s in rows])
+
+    def bootstrap_values(self, weights: np.ndarray) -> dict[str, np.ndarray]:
+        """Metric -> V of each replicate (R, 2^M) for sample weights (R, n)."""
+        y = self.labels
+        rows = [np.broadcast_to(self.empty, y.shape), *self.scores]
+        per = [map_values(s, y, weights) for s in rows]
+        return {m: np.stack([p[m] for p in per], axis=-1) for m in per[0]}
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"encoding", "sha256", "n", "data"}``: the arrays as a compressed npz, base64."""
+        buf = io.BytesIO()
+        np.savez_compressed(
+            buf, scores=self.scores, labels=np.packbits(self.labels, axis=-1),
+            n_classes=np.int64(self.labels.shape[1]), groups=self.groups, empty=self.empty,
+        )  # fmt: skip
+        raw = buf.getvalue()
+        return {
+            "encoding": ENCODING,
+            "sha256": hashlib.sha256(raw).hexdigest(),
+            "n": self.n,
+            "data": base64.b64encode(raw).decode("ascii"),
+        }
+
+    @classmethod
+    def from_json(cls, data: Any, source: str = "results") -> ScoreState:
+        """Decode :meth:`to_json` output; a wrong digest or layout is an error naming ``source``."""
+        try:
+            raw = base64.b64decode(data["data"], validate=True)
+            if data.get("encoding") != ENCODING:
+                raise ValueError(f"encoding {data.get('encoding')!r}")
+            if hashlib.sha256(raw).hexdigest() != data["sha256"]:
+                raise ValueError("the sha256 does not match the data")
+            with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+                k = int(z["n_classes"])
+                labels = np.unpackbits(z["labels"], axis=-1, count=k).astype(bool)
+                state = cls(
+                    z["scores"].astype(np.float32), labels, z["groups"].astype(np.int16),
+                    z["empty"].astype(np.float32),
+                )  # fmt: skip
+        except (KeyError, TypeError, ValueError, OSError) as e:
+            raise SarevalError(f"{source}: unreadable 'scores' section ({e})") from None
+        _, n, kk = state.scores.shape
+        if (
+            kk != k
+            or state.labels.shape != (n, k)
+            or state.groups.shape != (n,)
+            or (state.empty.shape != (k,) or n != data.get("n"))
+        ):
+            raise SarevalError(f"{source}: 'scores' section arrays do not fit together")
+        return state
