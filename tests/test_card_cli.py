@@ -309,3 +309,56 @@ def test_export_cli_with_user_card_to_torchscript(tmp_path: Path) -> None:
     card = read_card(out)
     assert card.provenance["fusion"] == "late" and card.provenance["random_init"] is True
     assert card.channels == read_card(card_path).channels
+
+
+def two_input_onnx(path: Path, sar: int = 2, opt: int = 10, classes: int = 10) -> Path:
+    """A foreign classifier with inputs ``s1`` (N, sar, H, W) and ``s2`` (N, opt, H, W)."""
+    rng = np.random.default_rng(1)
+    nodes = [
+        helper.make_node("GlobalAveragePool", ["s1"], ["p1"]),
+        helper.make_node("GlobalAveragePool", ["s2"], ["p2"]),
+        helper.make_node("Concat", ["p1", "p2"], ["p"], axis=1),
+        helper.make_node("Flatten", ["p"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "W", "b"], ["scores"]),
+    ]
+    graph = helper.make_graph(
+        nodes, "two_stream",
+        [helper.make_tensor_value_info("s1", TensorProto.FLOAT, ["N", sar, 8, 8]),
+         helper.make_tensor_value_info("s2", TensorProto.FLOAT, ["N", opt, 8, 8])],
+        [helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["N", classes])],
+        initializer=[
+            onnx.numpy_helper.from_array(rng.normal(size=(sar + opt, classes)).astype("f4"), "W"),
+            onnx.numpy_helper.from_array(np.zeros(classes, np.float32), "b"),
+        ],
+    )  # fmt: skip
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def test_attach_a_card_to_a_two_input_graph_and_evaluate(tmp_path: Path, tiny_store: Path) -> None:
+    import sareval
+
+    card = make_card("sen12ms-s1s2", "single-label", architecture="x", fusion="early",
+                     checkpoint_sha256=None, random_init=True, input_size=8)  # fmt: skip
+    sar = list(card.modality("sar").bands)
+    opt = [b for b in card.channels if b not in sar]
+    two = card.with_inputs({"s1": sar, "s2": opt})
+    card_json = tmp_path / "card.json"
+    card_json.write_text(two.to_json())
+    model = two_input_onnx(tmp_path / "two.onnx")
+    out = tmp_path / "two-card.onnx"
+    result = CliRunner().invoke(
+        cli, ["card", "attach", str(model), str(card_json), "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    assert read_card(out) == two
+    wrong = card.with_inputs({"s2": opt, "s3": sar})
+    card_json.write_text(wrong.to_json())
+    result = CliRunner().invoke(cli, ["card", "attach", str(model), str(card_json), "--out",
+                                      str(tmp_path / "bad.onnx")])  # fmt: skip
+    assert result.exit_code == 1 and "card's input 's3' is not a graph input" in result.output
+    r = sareval.evaluate(out, (tiny_store, "clear"))
+    assert r.n_samples == 12 and r.config["backend"] == "onnxruntime"

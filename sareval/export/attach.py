@@ -72,48 +72,32 @@ def _measured_output_width(path: Path, card: ModelCard, dims: list[Dim]) -> int 
     if h is None or w is None:
         return None
     session = onnx_session(path, "cpu")
-    x = np.zeros((2, card.n_channels, h, w), dtype=np.float32)
-    y = session.run(None, {session.get_inputs()[0].name: x})[0]
+    feeds = {
+        n: np.zeros((2, sl.stop - sl.start, h, w), np.float32) for n, sl in card.input_slices()
+    }
+    y = session.run(None, feeds)[0]
     return int(y.shape[1]) if y.ndim == 2 and y.shape[0] == 2 else -1
 
 
-def validate_card_against_graph(model: Any, card: ModelCard, path: str | Path) -> None:
-    """Raise :class:`CardError` naming the first way ``card`` contradicts ``model``'s graph."""
+def _check_input(inp: Any, channels: int, card: ModelCard, fail: Any) -> list[Dim]:
+    """One graph input against the card: float32 (batch, channels, H, W), dynamic batch."""
     import onnx
 
-    path = Path(path)
-
-    def fail(problem: str) -> CardError:
-        return CardError(path, f"card does not fit the graph: {problem}")
-
-    try:
-        inferred = onnx.shape_inference.infer_shapes(model)
-    except Exception:  # shape inference is best effort; fall back to the declared shapes
-        inferred = model
-    inputs = graph_inputs(inferred)
-    if len(inputs) != 1:
-        names = ", ".join(i.name for i in inputs)
-        raise fail(f"the graph has {len(inputs)} inputs ({names}); sareval feeds exactly one")
-    inp = inputs[0]
     if inp.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
         kind = onnx.TensorProto.DataType.Name(inp.type.tensor_type.elem_type)
         raise fail(f"input {inp.name!r} is {kind}; sareval feeds float32")
     dims = tensor_dims(inp)
     if dims is None or len(dims) != 4:
         raise fail(f"input {inp.name!r} has shape {shape_text(dims)}; expected (batch, C, H, W)")
-    if inp.name != card.input_name:
-        raise fail(
-            f"the graph's input is named {inp.name!r}, the card's input.name is {card.input_name!r}"
-        )
-    c = card.n_channels
-    if dims[1] != c:
+    if dims[1] != channels:
         hint = ""
-        if dims[3] == c:
+        if dims[3] == channels:
             hint = (
                 f" (it looks channels-last, NHWC: convert with tf2onnx --inputs-as-nchw {inp.name})"
             )
         raise fail(
-            f"input {inp.name!r} is {shape_text(dims)}: {dims[1]} channels, the card has {c}{hint}"
+            f"input {inp.name!r} is {shape_text(dims)}: {dims[1]} channels, the card has "
+            f"{channels}{hint}"
         )
     if isinstance(dims[0], int):
         raise fail(
@@ -126,6 +110,13 @@ def validate_card_against_graph(model: Any, card: ModelCard, path: str | Path) -
             raise fail(f"the graph fixes the input {name} to {got}; set input.{name} in the card")
         if isinstance(got, int) and got != want:
             raise fail(f"input {name} is {got} in the graph, {want} in the card")
+    return dims
+
+
+def _check_output(inferred: Any, card: ModelCard, path: Path, dims: list[Dim], fail: Any) -> None:
+    """The single float32 (batch, K) output, K = the card's classes."""
+    import onnx
+
     outputs = list(inferred.graph.output)
     if len(outputs) != 1:
         names = ", ".join(o.name for o in outputs)
@@ -137,7 +128,6 @@ def validate_card_against_graph(model: Any, card: ModelCard, path: str | Path) -
     if out.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
         raise fail(f"output {out.name!r} is not float32")
     odims = tensor_dims(out)
-    k = card.n_classes
     if odims is not None and len(odims) != 2:
         raise fail(f"output {out.name!r} has shape {shape_text(odims)}; expected (batch, K)")
     width = odims[1] if odims is not None else None
@@ -150,10 +140,49 @@ def validate_card_against_graph(model: Any, card: ModelCard, path: str | Path) -
             )
         if width < 0:
             raise fail(f"output {out.name!r} is not (batch, K) when run on a batch of 2")
-    if width != k:
-        raise fail(f"output {out.name!r} has {width} scores per sample, the card has {k} classes")
+    if width != card.n_classes:
+        raise fail(
+            f"output {out.name!r} has {width} scores per sample, the card has "
+            f"{card.n_classes} classes"
+        )
     if odims is not None and isinstance(odims[0], int):
         raise fail(f"output {out.name!r} fixes the batch dimension to {odims[0]}")
+
+
+def validate_card_against_graph(model: Any, card: ModelCard, path: str | Path) -> None:
+    """Raise :class:`CardError` naming the first way ``card`` contradicts ``model``'s graph:
+    the graph's inputs are the card's (one, or several named ``input.tensors``), each float32
+    (batch, C, H, W) with a dynamic batch, and one (batch, K) output."""
+    import onnx
+
+    path = Path(path)
+
+    def fail(problem: str) -> CardError:
+        return CardError(path, f"card does not fit the graph: {problem}")
+
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model)
+    except Exception:  # shape inference is best effort; fall back to the declared shapes
+        inferred = model
+    inputs = {i.name: i for i in graph_inputs(inferred)}
+    wanted = card.input_slices()
+    if len(inputs) != len(wanted):
+        names = ", ".join(inputs)
+        raise fail(
+            f"the graph has {len(inputs)} inputs ({names}); the card names "
+            f"{len(wanted)} ({', '.join(n for n, _ in wanted)})"
+        )
+    dims: list[Dim] = []
+    for name, sl in wanted:
+        if name not in inputs:
+            if len(wanted) == 1:
+                only = next(iter(inputs))
+                raise fail(
+                    f"the graph's input is named {only!r}, the card's input.name is {name!r}"
+                )
+            raise fail(f"the card's input {name!r} is not a graph input ({', '.join(inputs)})")
+        dims = _check_input(inputs[name], sl.stop - sl.start, card, fail)
+    _check_output(inferred, card, path, dims, fail)
 
 
 def attach_card(
