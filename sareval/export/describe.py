@@ -38,10 +38,17 @@ def describe_card(card: ModelCard) -> str:
     if card.output == "probabilities":
         rule = "argmax" if card.task == "single-label" else f"p >= {card.threshold:g}"
     size = "any size" if card.height is None else f"{card.height} x {card.width}"
+    inputs = f"input: {card.input_name!r}, {card.n_channels} channels, {size}"
+    if card.input_tensors:
+        parts = ", ".join(
+            f"{n!r} (channels {_ranges(list(range(sl.start, sl.stop)))})"
+            for n, sl in card.input_slices()
+        )
+        inputs = f"inputs ({card.call}): {parts}; {size}"
     lines = [
         f"model card: {card.name or '(unnamed)'}",
         f"  task: {card.task}; output: {card.output} ({rule})",
-        f"  input: {card.input_name!r}, {card.n_channels} channels, {size}",
+        f"  {inputs}",
         "  players (card order): "
         + "; ".join(
             f"{m.name} = {', '.join(m.bands)} (channels {_ranges(card.channel_indices(m.name))})"
