@@ -211,3 +211,26 @@ def test_cli_several_seeds(stores: tuple[Path, Path], tmp_path: Path) -> None:
     single[single.index(str(out))] = str(out / "seed-0")
     res = CliRunner().invoke(cli, single)
     assert res.exit_code == 1 and "output exists" in res.output
+
+
+def test_resume_onto_other_data_is_refused_and_config_records_digests(
+    stores: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A run's config.json records absolute store paths and content digests; resuming after the
+    store at the same path was replaced by other data is refused, naming the digest."""
+    import shutil
+
+    from sareval.store import Store
+
+    data = tmp_path / "train.h5"
+    shutil.copy(stores[0], data)
+    out = tmp_path / "run"
+    train(config(stores, out, data=str(data), epochs=1), export=False)
+    record = json.loads((out / "config.json").read_text())
+    assert record["data"] == str(data.resolve())
+    with Store(data) as st:
+        assert record["store_digests"]["data"] == st.content_digest
+    data.unlink()
+    write_store(data, 16, seed=7)  # other content at the same path
+    with pytest.raises(SarevalError, match="--data store content digest differs"):
+        train(config(stores, out, data=str(data), epochs=2), export=False)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import platform
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -262,6 +262,60 @@ def _count_batch(
     return out, dec_t.cpu().numpy() if need_host or need_outputs else None
 
 
+@dataclass
+class _Sinks:
+    """Where a batch's outputs and decisions go besides the counter: kept decisions (bootstrap),
+    score states (mAP), the per-sample collector and the predictions file."""
+
+    opts: PassOptions
+    k: int
+    single: bool
+    n_coalitions: int
+    empty_output: np.ndarray | None
+    total: int | None
+    predictions: PredictionsWriter | None = None
+    collector: Any = None
+    dec_parts: list[np.ndarray] = field(default_factory=list)
+    y_parts: list[np.ndarray] = field(default_factory=list)
+    score_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+    n_scored: int = 0
+
+    @property
+    def needs_outputs(self) -> bool:
+        return self.predictions is not None or self.collector is not None or self.opts.keep_scores
+
+    def _every(self, out: np.ndarray, b: int, fill: np.ndarray | None) -> np.ndarray:
+        """Outputs of every coalition, the empty one (``fill``) first: (2^M, B, K)."""
+        fill = np.full(self.k, np.nan, np.float32) if fill is None else fill
+        return np.concatenate([np.broadcast_to(fill, (1, b, self.k)), out])
+
+    def take(
+        self, batch: Any, y: np.ndarray, groups: np.ndarray | None, out: Any, dec: Any
+    ) -> None:
+        b = len(batch)
+        if self.collector is not None:
+            assert out is not None and self.empty_output is not None
+            self.collector.add(self._every(out, b, self.empty_output), y, batch.cloud_cover)
+        if self.opts.keep_scores:
+            assert out is not None
+            self.n_scored += b
+            if self.total is None:  # an unsized stream: check as it grows
+                check_score_memory(self.n_scored, self.k, self.n_coalitions)
+            g16 = np.zeros(b, np.int16) if groups is None else groups.astype(np.int16)
+            self.score_parts.append((out.astype(np.float32), np.asarray(y, bool), g16))
+        if self.opts.keep_decisions:
+            assert dec is not None
+            self.dec_parts.append(dec.astype(np.int16) if self.single else dec.astype(bool))
+            self.y_parts.append(np.asarray(y, np.int64 if self.single else bool))
+        if self.predictions is not None:
+            assert out is not None and dec is not None
+            pos = batch.positions
+            rows = batch.rows if batch.rows is not None else np.arange(pos.start, pos.stop)
+            self.predictions.write(
+                pos, rows, batch.ids, y, self._every(out, b, self.empty_output), dec
+            )
+
+
 def coalition_pass(
     ev: Evaluation,
     backend: Any,
@@ -280,14 +334,19 @@ def coalition_pass(
     card, k, edges = ev.card, ev.card.n_classes, opts.bin_edges
     n_groups = 1 if edges is None else len(edges)  # bins + one for unknown cover
     counter = _make_counter(ev, backend, pre, constant, n_groups)
-    single = card.task == "single-label"
-    dec_parts: list[np.ndarray] = []
-    y_parts: list[np.ndarray] = []
-    score_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
-    n_scored = 0
     total = opts.stop - opts.start if opts.stop > opts.start else None
     if opts.keep_scores and total is not None:
         check_score_memory(total, k, pre.n_coalitions)
+    sinks = _Sinks(
+        opts,
+        k,
+        card.task == "single-label",
+        pre.n_coalitions,
+        empty_output,
+        total,
+        predictions,
+        collector,
+    )
     bar = tqdm(
         total=total,
         disable=not opts.progress,
@@ -297,7 +356,6 @@ def coalition_pass(
         desc=f"shape {ev.source.description}",
         smoothing=0.1,
     )
-    pinned = bool(getattr(backend, "cuda", False))
     batches = ev.source.batches(
         opts.start,
         opts.stop,
@@ -305,7 +363,7 @@ def coalition_pass(
         sensors=pre.sensors,
         labels=ev.labels,
         queue_size=opts.queue_size,
-        pinned=pinned,
+        pinned=bool(getattr(backend, "cuda", False)),
     )
     try:
         with batches as stream:
@@ -318,50 +376,26 @@ def coalition_pass(
                     groups = cloud_cover_bins(batch.cloud_cover, list(edges))
                     groups[groups < 0] = n_groups - 1
                 out, dec = _count_batch(
-                    counter, backend, raw, y, groups, opts.keep_decisions,
-                    predictions is not None or collector is not None or opts.keep_scores,
-                    pre, opts.max_rows,
-                )  # fmt: skip
-                if collector is not None:
-                    assert out is not None and empty_output is not None
-                    every = np.concatenate([np.broadcast_to(empty_output, (1, b, k)), out])
-                    collector.add(every, y, batch.cloud_cover)
-                if opts.keep_scores:
-                    assert out is not None
-                    n_scored += b
-                    if total is None:  # an unsized stream: check as it grows
-                        check_score_memory(n_scored, k, pre.n_coalitions)
-                    g16 = np.zeros(b, np.int16) if groups is None else groups.astype(np.int16)
-                    score_parts.append((out.astype(np.float32), np.asarray(y, bool), g16))
-                if opts.keep_decisions:
-                    assert dec is not None
-                    dec_parts.append(dec.astype(np.int16) if single else dec.astype(bool))
-                    y_parts.append(np.asarray(y, np.int64) if single else np.asarray(y, bool))
-                if predictions is not None:
-                    assert out is not None and dec is not None
-                    fill = np.full(k, np.nan, np.float32) if empty_output is None else empty_output
-                    rows = (
-                        batch.rows
-                        if batch.rows is not None
-                        else np.arange(batch.positions.start, batch.positions.stop)
-                    )
-                    predictions.write(
-                        batch.positions,
-                        rows,
-                        batch.ids,
-                        y,
-                        np.concatenate([np.broadcast_to(fill, (1, b, k)), out]),
-                        dec,
-                    )
+                    counter,
+                    backend,
+                    raw,
+                    y,
+                    groups,
+                    opts.keep_decisions,
+                    sinks.needs_outputs,
+                    pre,
+                    opts.max_rows,
+                )
+                sinks.take(batch, y, groups, out, dec)
                 bar.update(b)
     finally:
         bar.close()
-    decisions = np.concatenate(dec_parts, axis=1) if dec_parts else None
-    y_true = np.concatenate(y_parts) if y_parts else None
+    decisions = np.concatenate(sinks.dec_parts, axis=1) if sinks.dec_parts else None
+    y_true = np.concatenate(sinks.y_parts) if sinks.y_parts else None
     scores = None
     if opts.keep_scores:
         empty = empty_output if empty_output is not None else constant.decision
-        scores = ScoreState.from_batches(score_parts, empty, pre.n_coalitions, k)
+        scores = ScoreState.from_batches(sinks.score_parts, empty, pre.n_coalitions, k)
     return PassResult(counter.result(), decisions, y_true, scores)
 
 

@@ -275,27 +275,32 @@ def train(
         return _train(config, device, resume, on_epoch_end, export)
 
 
-def _train(
+@dataclass
+class _Run:
+    """What an epoch needs: the data, the card (with the training statistics), the network,
+    its optimiser and loss, the label permutation store -> card, and the validation setup."""
+
+    card: Any
+    dataset: Any
+    model: Any
+    wrapped: Any
+    optimizer: Any
+    criterion: Any
+    perm: np.ndarray
+    inverse: np.ndarray
+    select_metric: str
+    val_subsets: list[str]
+    digests: dict[str, str]
+
+
+def _card_and_labels(
     config: TrainConfig,
-    device: str,
-    resume: dict[str, Any] | None,
-    on_epoch_end: Callable[[dict[str, Any]], None] | None,
-    export: bool,
-) -> TrainResult:
-    import torch
-
-    from sareval.api import evaluate, open_store
-    from sareval.evaluator.metrics import METRIC_NAMES
-    from sareval.evaluator.preamble import build_preamble, coalition_module
+) -> tuple[Any, Any, np.ndarray, dict[str, str], dict[str, tuple[str, ...]]]:
+    """The card with the training subset's band statistics, the label set, the permutation
+    store class -> card class, the stores' content digests (recorded, checked on resume) and
+    the training store's bands per sensor."""
     from sareval.export.presets import card_with_statistics, make_card
-    from sareval.models.registry import build_model
-    from sareval.train.mixing import CloudMixingDataset
 
-    out = Path(config.out)
-    random.seed(config.seed)
-    torch.manual_seed(config.seed)
-
-    # --- data, card, model ---------------------------------------------------------------------
     with Store(config.data) as store:
         card = make_card(
             config.preset,
@@ -306,33 +311,44 @@ def _train(
             random_init=False,
             input_size=store.image_size[0],
         )
-        s1_bands, s2_bands = store.bands("s1"), store.bands("s2")
         rows = store.subset(config.train_subset).rows
-        mean = dict(zip(s1_bands, store.band_mean("s1", rows).tolist(), strict=True))
-        mean.update(zip(s2_bands, store.band_mean("s2", rows).tolist(), strict=True))
-        std = dict(zip(s1_bands, store.band_std("s1", rows).tolist(), strict=True))
-        std.update(zip(s2_bands, store.band_std("s2", rows).tolist(), strict=True))
+        mean: dict[str, float] = {}
+        std: dict[str, float] = {}
+        bands = {s: store.bands(s) for s in ("s1", "s2")}
+        for sensor, names in bands.items():
+            mean.update(zip(names, store.band_mean(sensor, rows).tolist(), strict=True))
+            std.update(zip(names, store.band_std(sensor, rows).tolist(), strict=True))
         card = card_with_statistics(card, mean, std)
         spec = store.find_labels(card.task, card.class_names)
-        perm = _label_permutation(spec.class_names, card.class_names)
-        height, width = store.image_size
-    inverse = np.argsort(perm)  # store class index -> card class index
+        digests = {"data": store.content_digest}
+    if config.val:
+        with Store(config.val) as vstore:
+            bad = [s for s in config.val_subsets if s not in vstore.subsets]
+            if bad:
+                raise SarevalError(
+                    f"{config.val}: no validation subset {bad}; known: "
+                    f"{', '.join(sorted(vstore.subsets))}"
+                )
+            digests["val"] = vstore.content_digest
+    return card, spec, _label_permutation(spec.class_names, card.class_names), digests, bands
+
+
+def _setup(config: TrainConfig, device: str) -> _Run:
+    """Data, card, network (on ``device``), optimiser and loss of a run."""
+    import torch
+
+    from sareval.evaluator.metrics import METRIC_NAMES
+    from sareval.evaluator.preamble import build_preamble, coalition_module
+    from sareval.models.registry import build_model
+    from sareval.train.mixing import CloudMixingDataset
+
+    card, spec, perm, digests, bands = _card_and_labels(config)
     select_metric = config.select_metric or SELECT_METRIC[config.task]
     if select_metric not in METRIC_NAMES[config.task]:
         raise SarevalError(
             f"--select-metric {select_metric!r}: choose one of "
             f"{', '.join(METRIC_NAMES[config.task])}"
         )
-    val_subsets = list(config.val_subsets) if config.val else []
-    if config.val:
-        with Store(config.val) as vstore:
-            known = set(vstore.subsets)
-            bad = [s for s in val_subsets if s not in known]
-            if bad:
-                raise SarevalError(
-                    f"{config.val}: no validation subset {bad}; known: {', '.join(sorted(known))}"
-                )
-
     dataset = CloudMixingDataset(
         config.data,
         spec.name,
@@ -347,36 +363,121 @@ def _train(
         card.n_classes,
         fusion=config.fusion,
         modality_channels=[card.channel_indices(m) for m in card.modality_names],
-        input_size=min(height, width),
+        input_size=min(card.height, card.width),
     ).to(device)
     # the evaluator's preamble: raw store tensors -> the card's network input (shared code)
-    pre = build_preamble(card, {"s1": s1_bands, "s2": s2_bands}, source=str(config.data))
-    wrapped = coalition_module(pre, model).to(device)
+    wrapped = coalition_module(build_preamble(card, bands, source=str(config.data)), model)
     optimizer = torch.optim.Adam(
         model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
     )
-    if config.task == "single-label":
-        criterion: torch.nn.Module = torch.nn.CrossEntropyLoss()
-    else:
-        criterion = torch.nn.BCEWithLogitsLoss()
+    criterion: torch.nn.Module = (
+        torch.nn.CrossEntropyLoss()
+        if config.task == "single-label"
+        else torch.nn.BCEWithLogitsLoss()
+    )
+    return _Run(
+        card,
+        dataset,
+        model,
+        wrapped.to(device),
+        optimizer,
+        criterion,
+        perm,
+        np.argsort(perm),
+        select_metric,
+        list(config.val_subsets) if config.val else [],
+        digests,
+    )
 
+
+def _train_epoch(run: _Run, config: TrainConfig, epoch: int, device: str) -> tuple[float, int]:
+    """One epoch of Adam steps over the mixed clear/cloudy data; (mean loss, samples seen)."""
+    import torch
+
+    run.dataset.set_epoch(epoch)
+    n = len(run.dataset)
+    order = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
+    loader: Any = torch.utils.data.DataLoader(
+        run.dataset,  # type: ignore[arg-type]
+        batch_size=config.batch_size,
+        sampler=torch.utils.data.RandomSampler(run.dataset, generator=order),
+        num_workers=config.workers,
+        drop_last=n > config.batch_size and n % config.batch_size == 1,  # BatchNorm needs > 1
+        pin_memory=device.startswith("cuda"),
+    )
+    run.model.train()
+    normalise: Any = run.wrapped.normalise  # the coalition module's preamble
+    total_loss, seen = 0.0, 0
+    for batch in progress_bar(
+        loader, desc=f"epoch {epoch + 1}", leave=False, disable=not config.progress
+    ):
+        s1 = batch["s1"].to(device, non_blocking=True)
+        s2 = batch["s2"].to(device, non_blocking=True)
+        y = batch["label"].numpy()
+        if config.task == "single-label":
+            target = torch.from_numpy(run.inverse[y]).to(device)
+        else:
+            target = torch.from_numpy(y[:, run.perm].astype(np.float32)).to(device)
+        run.optimizer.zero_grad(set_to_none=True)
+        loss = run.criterion(run.model(normalise({"s1": s1, "s2": s2})), target)
+        loss.backward()
+        run.optimizer.step()
+        total_loss += float(loss.detach()) * len(y)
+        seen += len(y)
+    run.model.eval()
+    return total_loss / max(seen, 1), seen
+
+
+def _validate(run: _Run, config: TrainConfig, device: str) -> dict[str, Any]:
+    """SHAPE relevance of the current network on each validation subset."""
+    from sareval.api import evaluate, open_store
+
+    out = {}
+    for subset in run.val_subsets:
+        with open_store(str(config.val)) as val_store:
+            result = evaluate(
+                run.model,
+                val_store.subset(subset),
+                card=run.card,
+                backend="torch",
+                device=device,
+                batch_size=config.eval_batch_size,
+                **config.shape_options,
+            )
+        out[subset] = _metrics_summary(result.doc)
+    return out
+
+
+def _train(
+    config: TrainConfig,
+    device: str,
+    resume: dict[str, Any] | None,
+    on_epoch_end: Callable[[dict[str, Any]], None] | None,
+    export: bool,
+) -> TrainResult:
+    import torch
+
+    out = Path(config.out)
+    random.seed(config.seed)
+    torch.manual_seed(config.seed)
+    run = _setup(config, device)
     history: list[dict[str, Any]] = []
     best_score = -float("inf")
     start_epoch = 0
     if resume is not None:
-        model.load_state_dict(resume["model"])
-        optimizer.load_state_dict(resume["optimizer"])
+        _check_same_stores(out, resume, run.digests)
+        run.model.load_state_dict(resume["model"])
+        run.optimizer.load_state_dict(resume["optimizer"])
         history = list(resume["history"])
         best_score = float(resume["best_score"])
         start_epoch = int(resume["epoch"])
         torch.set_rng_state(resume["rng"]["torch"])
         random.setstate(_as_random_state(resume["rng"]["python"]))
         log.info("resuming %s after epoch %d", out, start_epoch)
-    _write_text_atomic(out / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+    _write_text_atomic(
+        out / "config.json", json.dumps(_config_record(config, run), indent=2) + "\n"
+    )
     _write_text_atomic(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
-
-    n = len(dataset)
-    drop_last = n > config.batch_size and n % config.batch_size == 1  # BatchNorm needs > 1
     epochs = progress_bar(
         range(start_epoch, config.epochs),
         desc=f"train {out.name}",
@@ -387,77 +488,63 @@ def _train(
     )
     for epoch in epochs:
         t0 = time.perf_counter()
-        dataset.set_epoch(epoch)
-        order = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
-        loader: Any = torch.utils.data.DataLoader(
-            dataset,  # type: ignore[arg-type]
-            batch_size=config.batch_size,
-            sampler=torch.utils.data.RandomSampler(dataset, generator=order),
-            num_workers=config.workers,
-            drop_last=drop_last,
-            pin_memory=device.startswith("cuda"),
-        )
-        model.train()
-        total_loss, seen = 0.0, 0
-        for batch in progress_bar(
-            loader, desc=f"epoch {epoch + 1}", leave=False, disable=not config.progress
-        ):
-            s1 = batch["s1"].to(device, non_blocking=True)
-            s2 = batch["s2"].to(device, non_blocking=True)
-            y = batch["label"].numpy()
-            if config.task == "single-label":
-                target = torch.from_numpy(inverse[y]).to(device)
-            else:
-                target = torch.from_numpy(y[:, perm].astype(np.float32)).to(device)
-            optimizer.zero_grad(set_to_none=True)
-            normalise: Any = wrapped.normalise  # the coalition module's preamble
-            loss = criterion(model(normalise({"s1": s1, "s2": s2})), target)
-            loss.backward()
-            optimizer.step()
-            total_loss += float(loss.detach()) * len(y)
-            seen += len(y)
-        model.eval()
+        loss, seen = _train_epoch(run, config, epoch, device)
         record: dict[str, Any] = {
             "epoch": epoch + 1,
-            "train_loss": total_loss / max(seen, 1),
+            "train_loss": loss,
             "train_samples": seen,
-            "train_cloudy_fraction": dataset.cloudy_fraction,
+            "train_cloudy_fraction": run.dataset.cloudy_fraction,
             "cloudy_prob": config.cloudy_prob,
             "seed": config.seed,
-            "val": {},
+            "val": _validate(run, config, device),
         }
-        for subset in val_subsets:
-            with open_store(str(config.val)) as val_store:
-                result = evaluate(
-                    model, val_store.subset(subset), card=card, backend="torch", device=device,
-                    batch_size=config.eval_batch_size, **config.shape_options,
-                )  # fmt: skip
-            record["val"][subset] = _metrics_summary(result.doc)
         record["seconds"] = time.perf_counter() - t0
-        score = _selection_score(record, val_subsets, select_metric)
+        score = _selection_score(record, run.val_subsets, run.select_metric)
         history.append(record)
         state = {
             "format": CHECKPOINT_FORMAT,
             "config": config.to_dict(),
             "epoch": epoch + 1,
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
+            "model": run.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
             "history": history,
             "best_score": max(best_score, score),
             "rng": {"torch": torch.get_rng_state(), "python": _plain_random_state()},
-            "card": card.to_json(),
+            "card": run.card.to_json(),
+            "digests": run.digests,
         }
         _save_checkpoint(out / "last.pt", state)
         if score > best_score:
             best_score = score
             _link_or_copy(out / "last.pt", out / "best.pt")
         _write_text_atomic(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
-        epochs.set_postfix(_postfix(record, select_metric))
+        epochs.set_postfix(_postfix(record, run.select_metric))
         if on_epoch_end is not None:
             on_epoch_end(record)
-
-    model_file = _export(model, card, out, config) if export else None
+    model_file = _export(run.model, run.card, out, config) if export else None
     return TrainResult(out, len(history) - start_epoch, start_epoch, history, model_file)
+
+
+def _config_record(config: TrainConfig, run: _Run) -> dict[str, Any]:
+    """``config.json``: the configuration with absolute, resolvable store paths and the stores'
+    content digests (a resume onto other data at the same path is refused)."""
+    d = config.to_dict()
+    d["data"] = str(Path(config.data).resolve())
+    d["val"] = str(Path(config.val).resolve()) if config.val else None
+    d["store_digests"] = run.digests
+    return d
+
+
+def _check_same_stores(out: Path, resume: dict[str, Any], digests: dict[str, str]) -> None:
+    """Refuse resuming onto stores whose content differs from the run's (same paths or not)."""
+    old = resume.get("digests") or {}
+    changed = [k for k in digests if k in old and old[k] != digests[k]]
+    if changed:
+        which = ", ".join("--data" if k == "data" else "--val" for k in changed)
+        raise SarevalError(
+            f"{out}: the run was trained on other data ({which} store content digest differs "
+            "from the one recorded in last.pt); pass --overwrite to start again"
+        )
 
 
 def _selection_score(record: dict[str, Any], val_subsets: list[str], metric: str) -> float:
