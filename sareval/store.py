@@ -170,6 +170,30 @@ def _dataset(
     return ds
 
 
+def content_digest_of(f: h5py.File) -> str:
+    """sha256 over ``/row_sha256`` (every row's images, id and cloud cover), every label set
+    and every subset: the store's content digest (written by :meth:`StoreWriter.finish`,
+    checked when a store is opened; :meth:`Store.verify_rows` re-hashes the rows themselves)."""
+    h = hashlib.sha256(f["row_sha256"][()].tobytes())
+    for name in sorted(f["labels"]):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(f["labels"][name][()]).tobytes())
+    grp = f["subsets"]
+    for name in sorted(grp):
+        h.update(name.encode())
+        h.update(grp[name][()].tobytes())
+    return h.hexdigest()
+
+
+def row_digest(row_id: Any, arrays: Sequence[np.ndarray], cover: float) -> bytes:
+    """sha256 of one row as ``/row_sha256`` holds it: id, each image (sorted by name), cover."""
+    h = hashlib.sha256(row_id if isinstance(row_id, bytes) else str(row_id).encode())
+    for a in arrays:
+        h.update(a.tobytes())
+    h.update(np.float32(cover).tobytes())
+    return h.digest()
+
+
 def check_layout(f: h5py.File) -> None:
     """Validate the layout of a store (module doc) once, at open: every dataset and attribute
     the readers use, with consistent lengths, and subsets of sorted unique rows in range.
@@ -262,6 +286,12 @@ class Store:
             raise StoreError(self.path, "incomplete store (no content digest)")
         try:
             check_layout(self.file)
+            if content_digest_of(self.file) != str(attrs["content_digest"]):
+                raise StoreError(
+                    self.path,
+                    "content does not match its content digest (labels, subsets or row "
+                    "hashes were changed after the store was written); re-run preprocess",
+                )
         except StoreError:
             self.close()
             raise
@@ -346,6 +376,34 @@ class Store:
     def dtype_of(self, name: str) -> np.dtype:
         """Stored dtype of an image dataset."""
         return self.file[name].dtype  # type: ignore[no-any-return]
+
+    def verify_rows(self, batch_rows: int = 64) -> int:
+        """Re-hash every row (images, id, cloud cover) against ``/row_sha256``; raise
+        :class:`StoreError` naming the first row that differs (a tampered copy), else return the
+        rows checked. Reads the whole store."""
+        f = self.file
+        names = sorted(
+            k for k, v in f.items() if isinstance(v, h5py.Dataset) and "bands" in v.attrs
+        )
+        n = self.n_samples
+        for a in range(0, n, batch_rows):
+            rows = np.arange(a, min(a + batch_rows, n))
+            ids = read_rows(f["ids"], rows)
+            data = {name: read_rows(f[name], rows) for name in names}
+            cover = read_rows(f["cloud_cover"], rows)
+            stored = read_rows(f["row_sha256"], rows)
+            for j, i in enumerate(ids):
+                if (
+                    row_digest(i, [data[name][j] for name in names], cover[j])
+                    != stored[j].tobytes()
+                ):
+                    rid = i.decode() if isinstance(i, bytes) else str(i)
+                    raise StoreError(
+                        self.path,
+                        f"row {int(rows[j])} ({rid}) does not match its row hash: the "
+                        "images or cloud cover were changed after the store was written",
+                    )
+        return n
 
     def read_source(self, name: str, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         """Sorted ``rows`` of an image dataset (a sensor or an optical source such as
@@ -785,8 +843,9 @@ class StoreWriter:
             f[f"labels/{name}"][sl] = value
         if cloud_cover is not None:
             f["cloud_cover"][sl] = cloud_cover
-            for j in range(k):
-                digests[j].update(np.float32(cloud_cover[j]).tobytes())
+        cover = np.full(k, np.nan, np.float32) if cloud_cover is None else cloud_cover
+        for j in range(k):  # as row_digest: id, images (sorted by name), cloud cover
+            digests[j].update(np.float32(cover[j]).tobytes())
         if cloudy_available is not None:
             f["s2_cloudy_available"][sl] = cloudy_available
         if geo_transform is not None:
@@ -833,14 +892,7 @@ class StoreWriter:
         f.attrs["created"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         for key, value in (extra_attrs or {}).items():
             f.attrs[key] = value
-        h = hashlib.sha256(f["row_sha256"][()].tobytes())
-        for name in sorted(f["labels"]):
-            h.update(name.encode())
-            h.update(np.ascontiguousarray(f["labels"][name][()]).tobytes())
-        for name in sorted(grp):
-            h.update(name.encode())
-            h.update(grp[name][()].tobytes())
-        f.attrs["content_digest"] = h.hexdigest()
+        f.attrs["content_digest"] = content_digest_of(f)
         f.close()
         os.replace(self.partial, self.out)
         return self.out
@@ -873,11 +925,8 @@ class StoreWriter:
                 cover = read_rows(f["cloud_cover"], rows)
                 stored = read_rows(f["row_sha256"], rows)
                 for j, i in enumerate(ids):
-                    h = hashlib.sha256(i if isinstance(i, bytes) else str(i).encode())
-                    for name in names:
-                        h.update(data[name][j].tobytes())
-                    h.update(np.float32(cover[j]).tobytes())
-                    if h.digest() != stored[j].tobytes():
+                    digest = row_digest(i, [data[name][j] for name in names], cover[j])
+                    if digest != stored[j].tobytes():
                         good = int(rows[j])
                         raise StopIteration
         except StopIteration:

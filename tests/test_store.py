@@ -200,3 +200,32 @@ def test_options_are_recorded(tiny_store: Path) -> None:
     with Store(tiny_store) as st:
         assert json.loads(st.attrs["options"]) == {"fixture": "tiny"}
         assert st.has_cloudy
+
+
+def test_tampered_copies_are_refused(tiny_store: Path, tmp_path: Path) -> None:
+    """Labels or subsets edited after writing fail the content digest when the store is opened;
+    edited images pass it (their row hashes are unchanged) but fail ``verify_rows``."""
+    import shutil
+
+    import h5py
+    from click.testing import CliRunner
+
+    from sareval.cli import cli
+
+    with Store(tiny_store) as st:
+        assert st.verify_rows() == 12
+    labels = tmp_path / "labels.h5"
+    shutil.copy(tiny_store, labels)
+    with h5py.File(labels, "r+") as f:
+        f["labels/igbp10_single"][0] = (f["labels/igbp10_single"][0] + 1) % 10
+    with pytest.raises(StoreError, match="does not match its content digest"):
+        Store(labels)
+    images = tmp_path / "images.h5"
+    shutil.copy(tiny_store, images)
+    with h5py.File(images, "r+") as f:
+        f["s2"][5, 0, 0, 0] += 1
+    with Store(images) as st, pytest.raises(StoreError, match=r"row 5 .* does not match its row"):
+        st.verify_rows()
+    result = CliRunner().invoke(cli, ["info", "--verify", str(images)])
+    assert result.exit_code == 1 and "row 5" in result.output.strip().splitlines()[-1]
+    assert CliRunner().invoke(cli, ["info", "--verify", str(tiny_store)]).exit_code == 0

@@ -14,7 +14,12 @@ STORE_SUFFIXES = (".h5", ".hdf5", ".hdf")
 
 @click.command("info")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-def command(file: Path) -> None:
+@click.option(
+    "--verify",
+    is_flag=True,
+    help="Stores: re-hash every row against its stored hash (reads the whole store).",
+)
+def command(file: Path, verify: bool) -> None:
     """Summarise a store or a model file.
 
     \b
@@ -23,6 +28,12 @@ def command(file: Path) -> None:
     sareval info resnet50.onnx  the model card: modalities, bands, normalisation, classes
     """
     click.echo(describe(file))
+    if verify:
+        from sareval.store import Store
+
+        with Store(file) as store:
+            n = store.verify_rows()
+        click.echo(f"verified: all {n} rows match their hashes and the content digest")
 
 
 def describe(file: Path) -> str:
