@@ -41,7 +41,7 @@ def main() -> None:
     parser.add_argument("--arch", default="resnet18")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--precisions", default="bf16,fp16")
+    parser.add_argument("--precisions", default="bf16,bf16-pure,fp16")
     parser.add_argument("--workdir", default=str(DEFAULT_WORKDIR))
     args = parser.parse_args()
     inputs = prepare_inputs(args.workdir, patches=args.patches, size=args.size, arch=args.arch)

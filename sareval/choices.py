@@ -15,7 +15,9 @@ Z_CHOICES = ("one", "full")
 METHODS = ("shape", "perceptual")
 BACKENDS = ("onnxruntime", "torch")
 PROVIDERS = ("cpu", "cuda", "tensorrt")
-PRECISIONS = ("fp32", "fp16", "bf16")
+#: fp16/bf16: the network under autocast; bf16-pure: a bf16 copy of the network, channels-last
+#: (the preamble, masking and decisions stay fp32/exact; never the default)
+PRECISIONS = ("fp32", "fp16", "bf16", "bf16-pure")
 TASKS = ("single-label", "multi-label")
 OUTPUT_KINDS = ("logits", "probabilities")
 #: how a torch module with several inputs is called: forward(a, b) or forward({"a": .., "b": ..})
@@ -29,6 +31,6 @@ Z = Literal["one", "full"]
 Method = Literal["shape", "perceptual"]
 Backend = Literal["onnxruntime", "torch"]
 Provider = Literal["cpu", "cuda", "tensorrt"]
-Precision = Literal["fp32", "fp16", "bf16"]
+Precision = Literal["fp32", "fp16", "bf16", "bf16-pure"]
 Task = Literal["single-label", "multi-label"]
 Estimator = Literal["auto", "exact", "sampled"]

@@ -502,3 +502,21 @@ def test_reduced_precision_runs_the_network_in_bf16_and_is_recorded(assets, tmp_
         evaluate_shape(
             assets.onnx["single-label"], assets.store, "clear", precision="bf16", progress=False
         )
+
+
+def test_bf16_pure_precision_is_close_to_fp32(assets) -> None:
+    """A bf16 copy of the network (channels-last): decisions mostly the same as fp32, the
+    module given is not changed, the precision is recorded."""
+    import sareval
+
+    task = "single-label"
+    net, card = assets.nets[task], assets.cards[task]
+    before = next(net.parameters()).dtype
+    fp32 = sareval.evaluate(net, (assets.store, "clear"), card=card, save_predictions=None)
+    bf16 = sareval.evaluate(net, (assets.store, "clear"), card=card, precision="bf16-pure")
+    assert next(net.parameters()).dtype == before
+    assert bf16.config["precision"] == "bf16-pure"
+    for c in fp32.coalitions:
+        a = np.array(fp32.counts[c]["confusion"])
+        b = np.array(bf16.counts[c]["confusion"])
+        assert a.sum() == b.sum() and np.trace(a) == pytest.approx(np.trace(b), abs=4)
