@@ -7,12 +7,16 @@ A crash, an error or Ctrl-C never leaves a file at the output path that looks co
     # here <out> exists and is complete
 
 :func:`partial_path` gives the fixed name a resumable job (preprocess) writes to instead.
+:class:`OutputSet` makes a command's several outputs (results JSON, CSV, predictions file)
+appear together: each is written under ``.<name>.sareval-tmp-<pid>`` and all are renamed at
+the end; temporaries a killed run left behind (its pid no longer running) are removed.
 :func:`check_outputs` vets all of a command's outputs together before any work starts.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
@@ -132,3 +136,83 @@ def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+TMP_MARK = ".sareval-tmp-"
+
+
+def set_temporary(path: Path) -> Path:
+    """``<dir>/.<name>.sareval-tmp-<pid>``: where an :class:`OutputSet` member is written."""
+    return path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
+
+
+def _pid_running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: Path) -> list[Path]:
+    """Remove temporaries of ``path`` (``.<name>.sareval-tmp-<pid>`` and what a writer derived
+    from that name) left by runs whose process is gone; returns what was removed."""
+    removed: list[Path] = []
+    if not path.parent.is_dir():
+        return removed
+    for candidate in path.parent.glob(f"*{path.name}{TMP_MARK}*"):
+        tail = candidate.name.split(TMP_MARK, 1)[1]
+        digits = "".join(itertools.takewhile(str.isdigit, tail))
+        if digits and not _pid_running(int(digits)):
+            with contextlib.suppress(FileNotFoundError):
+                candidate.unlink()
+            removed.append(candidate)
+    return removed
+
+
+class OutputSet:
+    """Outputs that appear together or not at all (module docstring).
+
+    ``with OutputSet({"--out": r.json, "--csv": r.csv}) as outs: write(outs.temporary("--out"))``
+    ... on leaving the block without an error every written temporary is renamed to its output
+    (in the order given; the last is the one a reader should look for); on an error or Ctrl-C /
+    SIGTERM every temporary is removed and no output is touched.
+    """
+
+    def __init__(self, outputs: Mapping[str, str | Path | None]) -> None:
+        self.final = {k: Path(p) for k, p in outputs.items() if p is not None}
+        for path in self.final.values():
+            remove_stale_temporaries(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = {k: set_temporary(p) for k, p in self.final.items()}
+
+    def temporary(self, key: str) -> Path:
+        """Where output ``key`` is written during the run."""
+        return self.tmp[key]
+
+    def commit(self) -> None:
+        missing = [str(self.tmp[k]) for k in self.final if not self.tmp[k].exists()]
+        if missing:
+            raise FileNotFoundError(f"{', '.join(missing)}: nothing was written")
+        for key, path in self.final.items():
+            os.replace(self.tmp[key], path)
+
+    def abort(self) -> None:
+        for tmp in self.tmp.values():
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+
+    def __enter__(self) -> OutputSet:
+        return self
+
+    def __exit__(self, kind: object, *rest: object) -> None:
+        if kind is None:
+            try:
+                self.commit()
+            except BaseException:
+                self.abort()
+                raise
+        else:
+            self.abort()

@@ -10,8 +10,10 @@ with status 2; Ctrl-C exits with status 130.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
+import signal
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -72,6 +74,8 @@ class LazyGroup(click.Group):
         is printed by :func:`error_line` as one line."""
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, **extra)
+        with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
+            signal.signal(signal.SIGTERM, _terminate)  # a batch system's kill: as Ctrl-C
         try:
             rv = super().main(args, prog_name, complete_var, False, **extra)
         except click.Abort:
@@ -83,6 +87,11 @@ class LazyGroup(click.Group):
             click.echo(f"error: {error_line(e)}", err=True)
             sys.exit(e.exit_code if isinstance(e, click.ClickException) else 1)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM handler: stop like Ctrl-C (temporaries removed, one line, exit 130)."""
+    raise KeyboardInterrupt
 
 
 def _param_name(param: click.Parameter | None, fallback: str) -> str:

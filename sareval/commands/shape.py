@@ -6,10 +6,11 @@ import contextlib
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import click
 
-from sareval.atomic import check_outputs
+from sareval.atomic import OutputSet, check_outputs
 from sareval.choices import (
     BACKENDS,
     BASELINES,
@@ -288,6 +289,7 @@ def command(
     """
     import sareval
     from sareval.card import read_card
+    from sareval.evaluator.distributed import torchrun_env
     from sareval.evaluator.players import parse_players
     from sareval.evaluator.results import console_table, write_csv, write_results
 
@@ -300,28 +302,55 @@ def command(
         outputs = {"--out": out, "--csv": csv_path, "--save-predictions": save_predictions}
         check_outputs(outputs, overwrite, json_option="--out", inputs=(model, data))
     by_class, edges = parse_by(by)
-    with api_errors_as_options():
-        config = sareval.ShapeConfig(
-            players=parse_players(players, read_card(model)) if players else None,
-            baseline=baseline, empty=empty, z=z, by_class=by_class,  # type: ignore[arg-type]
-            cloud_cover_bins=edges, bootstrap=bootstrap, seed=seed,
-            method=method, permutations=permutations,  # type: ignore[arg-type]
-            batch_size=batch_size, backend=backend, device=device,  # type: ignore[arg-type]
-            provider=provider, precision=precision,  # type: ignore[arg-type]
-            threads=threads, pad_last_batch=pad_last_batch, shard=parse_shard(shard),
-            estimator=estimator, samples=samples, max_rows=max_rows,  # type: ignore[arg-type]
-            per_sample=per_sample,
-        )  # fmt: skip
+    # all outputs of the run appear together (written under temporary names, renamed at the
+    # end); torchrun ranks write their own predictions files, named from --save-predictions
+    in_set: dict[str, Path | None] = {}
+    if main:
+        pred_in_set = None if torchrun_env() else save_predictions
+        in_set = {"--save-predictions": pred_in_set, "--csv": csv_path, "--out": out}
+    choices: dict[str, Any] = dict(
+        players=parse_players(players, read_card(model)) if players else None,
+        baseline=baseline,
+        empty=empty,
+        z=z,
+        by_class=by_class,
+        cloud_cover_bins=edges,
+        bootstrap=bootstrap,
+        seed=seed,
+        method=method,
+        permutations=permutations,
+        batch_size=batch_size,
+        backend=backend,
+        device=device,
+        provider=provider,
+        precision=precision,
+        threads=threads,
+        pad_last_batch=pad_last_batch,
+        shard=parse_shard(shard),
+        estimator=estimator,
+        samples=samples,
+        max_rows=max_rows,
+        per_sample=per_sample,
+    )
+    with OutputSet(in_set) as out_set, api_errors_as_options():
+        config = sareval.ShapeConfig(**choices)
+        pred = save_predictions
+        if in_set.get("--save-predictions") is not None:
+            pred = out_set.temporary("--save-predictions")
         result = sareval.evaluate(
-            model, (data, subset), config, progress=progress_enabled(),
-            save_predictions=save_predictions, overwrite=overwrite,
-        )  # fmt: skip
-    if not main:
-        return
-    doc = result.doc
-    if out is not None:
-        write_results(doc, out, overwrite)
-    if csv_path is not None:
-        write_csv(doc, csv_path, overwrite)
+            model,
+            (data, subset),
+            config,
+            progress=progress_enabled(),
+            save_predictions=pred,
+            overwrite=overwrite or pred != save_predictions,
+        )
+        if not main:
+            return
+        doc = result.doc
+        if out is not None:
+            write_results(doc, out_set.temporary("--out"), overwrite=True)
+        if csv_path is not None:
+            write_csv(doc, out_set.temporary("--csv"), overwrite=True)
     click.echo(console_table(doc))
     report_written(out, csv_path, save_predictions)
