@@ -172,3 +172,27 @@ def test_torchrun_multi_label_map_and_shards_equal_one(assets, tmp_path: Path) -
     )
     for key in ("metrics", "by"):
         assert merged[key] == single[key], key
+
+
+def test_merge_refuses_shards_of_a_modified_store_copy(assets, tmp_path: Path) -> None:
+    """A copy of the store whose content differs (its digest) is other data: the CLI names
+    both shard files and both digests."""
+    from click.testing import CliRunner
+
+    from sareval.cli import cli
+
+    copy = tmp_path / "copy.h5"
+    shutil.copyfile(assets.store, copy)
+    with h5py.File(copy, "r+") as f:
+        f.attrs["content_digest"] = "f" * 64
+    model = assets.onnx["single-label"]
+    for i, store in enumerate((assets.store, copy)):
+        doc = to_json_value(evaluate_shape(model, store, "tail", shard=(i, 2), progress=False))
+        (tmp_path / f"part{i}.json").write_text(json.dumps(doc))
+    result = CliRunner().invoke(
+        cli, ["merge", str(tmp_path / "part0.json"), str(tmp_path / "part1.json"),
+              "--out", str(tmp_path / "m.json")],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "part1.json and" in result.output and "part0.json differ in the store" in result.output
+    assert "f" * 64 in result.output

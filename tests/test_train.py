@@ -211,3 +211,25 @@ def test_cli_several_seeds(stores: tuple[Path, Path], tmp_path: Path) -> None:
     single[single.index(str(out))] = str(out / "seed-0")
     res = CliRunner().invoke(cli, single)
     assert res.exit_code == 1 and "output exists" in res.output
+
+
+def test_config_records_absolute_paths_and_digests_and_resume_refuses_another_store(
+    stores: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = tmp_path / "data.h5"
+    data.write_bytes(stores[0].read_bytes())
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "run"
+    train(config(stores, out, data="data.h5", epochs=1, val=None), export=False)
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["data"] == str(data.resolve())
+    assert cfg["stores"]["data"] == {
+        "path": str(data.resolve()),
+        "content_digest": Store(data).content_digest,
+    }
+    # another store written to the same path (different samples): resuming is refused
+    data.unlink()
+    write_store(data, 16, 7)
+    assert Store(data).content_digest != cfg["stores"]["data"]["content_digest"]
+    with pytest.raises(SarevalError, match=r"content_digest .* recorded in .*config.json"):
+        train(config(stores, out, data="data.h5", epochs=2, val=None), export=False)

@@ -28,7 +28,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -232,7 +232,7 @@ def run_is_complete(config: TrainConfig) -> bool:
     """True when ``config.out`` holds a finished run of ``config`` (all epochs and the model).
 
     A run of another configuration raises :class:`SarevalError` (as :func:`train` would)."""
-    out = Path(config.out)
+    out, config = Path(config.out), resolved(config)
     if not (out / "last.pt").is_file() or not (out / "model.onnx").is_file():
         return False
     state = load_training_state(out / "last.pt")
@@ -249,6 +249,49 @@ def _check_same_config(out: Path, state: dict[str, Any], config: TrainConfig) ->
             f"{out}: holds a run with another configuration ({', '.join(diff)} differ); "
             "pass --overwrite to start again or choose another --out"
         )
+
+
+def resolved(config: TrainConfig) -> TrainConfig:
+    """``config`` with absolute, resolved store paths (symbolic links followed): ``config.json``
+    names the stores so that a run can be traced from any working directory."""
+
+    def absolute(path: str) -> str:
+        return str(Path(path).expanduser().resolve())
+
+    return replace(
+        config, data=absolute(config.data), val=absolute(config.val) if config.val else None
+    )
+
+
+def store_digests(config: TrainConfig) -> dict[str, dict[str, str]]:
+    """``{"data": {"path", "content_digest"}, "val": ...}`` of the run's stores (as recorded in
+    ``config.json``)."""
+    out = {}
+    for role, path in (("data", config.data), ("val", config.val)):
+        if path:
+            with Store(path) as store:
+                out[role] = {"path": str(path), "content_digest": store.content_digest}
+    return out
+
+
+def _check_same_stores(out: Path, stores: dict[str, dict[str, str]], resuming: bool) -> None:
+    """Refuse to resume onto a store whose content differs from the one the run started on
+    (another store written to the same path): ``config.json``'s recorded digest must match."""
+    recorded_file = out / "config.json"
+    if not resuming or not recorded_file.is_file():
+        return
+    try:
+        recorded = json.loads(recorded_file.read_text()).get("stores", {})
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return  # the checkpoint's own configuration check still applies
+    for role, now in stores.items():
+        before = recorded.get(role) if isinstance(recorded, dict) else None
+        if isinstance(before, dict) and before.get("content_digest") != now["content_digest"]:
+            raise SarevalError(
+                f"{now['path']}: --{role} store differs from the one this run started on "
+                f"(content_digest {before.get('content_digest')} recorded in {recorded_file}, "
+                f"{now['content_digest']} now); pass --overwrite to start again"
+            )
 
 
 # --- the loop ----------------------------------------------------------------------------------
@@ -270,7 +313,10 @@ def train(
         raise SarevalError(f"--task {config.task!r}: expected single-label or multi-label")
     if config.epochs < 1 or config.batch_size < 1:
         raise SarevalError("--epochs and --batch-size must be >= 1")
+    config = resolved(config)
+    stores = store_digests(config)
     resume = _prepare_out(config, overwrite)
+    _check_same_stores(Path(config.out), stores, resume is not None)
     with deterministic(device):
         return _train(config, device, resume, on_epoch_end, export)
 
@@ -372,7 +418,8 @@ def _train(
         torch.set_rng_state(resume["rng"]["torch"])
         random.setstate(_as_random_state(resume["rng"]["python"]))
         log.info("resuming %s after epoch %d", out, start_epoch)
-    _write_text_atomic(out / "config.json", json.dumps(config.to_dict(), indent=2) + "\n")
+    config_doc = {**config.to_dict(), "stores": store_digests(config)}
+    _write_text_atomic(out / "config.json", json.dumps(config_doc, indent=2) + "\n")
     _write_text_atomic(out / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
 
     n = len(dataset)
