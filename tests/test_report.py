@@ -288,6 +288,10 @@ def test_report_refuses_a_result_counted_twice(tmp_path: Path) -> None:
     assert len(collect([str(tmp_path / "s0.json"), str(tmp_path / "s1.json")]).results) == 2
     with pytest.raises(SarevalError, match="the same result as"):
         collect([str(tmp_path / "s0.json"), f"x={tmp_path / 's0.json'}"])
+    # one model and store evaluated on two subsets in the same second: two results
+    other = _stamped(rng, "cloudy", "2026-01-01T00:00:00")
+    (tmp_path / "c.json").write_text(json.dumps(other))
+    assert len(collect([str(tmp_path / "a" / "r.json"), str(tmp_path / "c.json")]).results) == 2
 
 
 def test_report_never_averages_different_settings_or_stores(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ A report cannot mix what is not comparable (:func:`check_collection`):
   files and the difference.
 - **The same result counted twice** (the same file reached twice, a copy of it, or a shard
   given twice) is refused. Two results are the same when their provenance ``created`` time,
-  model sha256, store digest and shard agree.
+  model sha256, store digest, shard, subset and options agree.
 """
 
 from __future__ import annotations
@@ -282,8 +282,10 @@ def _setting(doc: dict[str, Any], name: str) -> str:
     return str(doc.get("config", {}).get(name, "?"))
 
 
-def _identity(doc: dict[str, Any]) -> tuple[str, str, str, str]:
-    """(created, model sha256, store digest, shard): equal for the same evaluation."""
+def _identity(doc: dict[str, Any]) -> tuple[str, ...]:
+    """(created, model sha256, store digest, shard, subset, options): equal for the same
+    evaluation (``created`` has one-second resolution, so the subset and the options tell apart
+    evaluations of one model and store started in the same second)."""
     prov = doc.get("provenance", {})
     model = prov.get("model") if isinstance(prov.get("model"), dict) else {}
     store = prov.get("store") if isinstance(prov.get("store"), dict) else {}
@@ -293,13 +295,15 @@ def _identity(doc: dict[str, Any]) -> tuple[str, str, str, str]:
         str(model.get("sha256", "")),
         str(store.get("content_digest", "")),
         json.dumps(shard, sort_keys=True),
+        json.dumps(prov.get("subset"), sort_keys=True),
+        json.dumps(doc.get("config"), sort_keys=True),
     )
 
 
 def check_collection(found: Collection) -> None:
     """Refuse duplicates and runs of one group on different stores; label differing game
     settings (module docstring). Changes ``found.results`` labels in place."""
-    seen: dict[tuple[str, str, str, str], Path] = {}
+    seen: dict[tuple[str, ...], Path] = {}
     for r in found.results:
         key = _identity(r.doc)
         if not key[0]:  # no creation time recorded: nothing to tell copies apart by
