@@ -172,3 +172,27 @@ def test_torchrun_multi_label_map_and_shards_equal_one(assets, tmp_path: Path) -
     )
     for key in ("metrics", "by"):
         assert merged[key] == single[key], key
+
+
+def test_merge_refuses_shards_of_a_modified_store_copy(assets, tmp_path: Path) -> None:
+    """A shard of other data (its store digest differs) is refused: the CLI names both shard
+    files and both digests. (A copy whose labels or row hashes were edited is refused earlier,
+    when it is opened: tests/test_store.py.)"""
+    from click.testing import CliRunner
+
+    from sareval.cli import cli
+
+    model = assets.onnx["single-label"]
+    for i in range(2):
+        doc = to_json_value(evaluate_shape(model, assets.store, "tail", shard=(i, 2),
+                                           progress=False))  # fmt: skip
+        if i == 1:
+            doc["provenance"]["store"]["content_digest"] = "f" * 64
+        (tmp_path / f"part{i}.json").write_text(json.dumps(doc))
+    result = CliRunner().invoke(
+        cli, ["merge", str(tmp_path / "part0.json"), str(tmp_path / "part1.json"),
+              "--out", str(tmp_path / "m.json")],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert "part1.json and" in result.output and "part0.json differ in the store" in result.output
+    assert "f" * 64 in result.output

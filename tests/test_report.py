@@ -255,3 +255,67 @@ def test_null_values_and_perceptual_results(tmp_path: Path) -> None:
     md = (tmp_path / "r" / "summary.md").read_text()
     assert "| m | clear | 1 | 10 |" in md and "n/a" in md
     assert (tmp_path / "r" / "relevance.png").read_bytes().startswith(PNG_MAGIC)
+
+
+def _stamped(rng: np.random.Generator, subset: str, created: str, digest: str = "d1") -> dict:
+    doc = fake_results(rng, subset, 10)
+    doc["provenance"].update(
+        created=created,
+        model={"path": "m.onnx", "sha256": "ab" * 32},
+        store={"path": "s.h5", "content_digest": digest},
+        shard=None,
+    )
+    return doc
+
+
+def test_report_refuses_a_result_counted_twice(tmp_path: Path) -> None:
+    from sareval.errors import SarevalError
+    from sareval.report.collect import collect
+
+    rng = np.random.default_rng(3)
+    doc = _stamped(rng, "clear", "2026-01-01T00:00:00")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "r.json").write_text(json.dumps(doc))
+    (tmp_path / "copy.json").write_text(json.dumps(doc))  # a copy under another name
+    with pytest.raises(SarevalError, match=r"copy.json: the same result as .*r.json"):
+        collect([f"m={tmp_path / 'a'}", f"m={tmp_path / 'copy.json'}"])
+    with pytest.raises(SarevalError, match="the same result as"):  # one file reached twice
+        collect([str(tmp_path / "a"), str(tmp_path / "a" / "r.json")])
+    # the same shard given twice is a duplicate; two different shards are not
+    for i in (0, 1):
+        shard = dict(doc, provenance={**doc["provenance"], "shard": {"index": i, "count": 2}})
+        (tmp_path / f"s{i}.json").write_text(json.dumps(shard))
+    assert len(collect([str(tmp_path / "s0.json"), str(tmp_path / "s1.json")]).results) == 2
+    with pytest.raises(SarevalError, match="the same result as"):
+        collect([str(tmp_path / "s0.json"), f"x={tmp_path / 's0.json'}"])
+    # one model and store evaluated on two subsets in the same second: two results
+    other = _stamped(rng, "cloudy", "2026-01-01T00:00:00")
+    (tmp_path / "c.json").write_text(json.dumps(other))
+    assert len(collect([str(tmp_path / "a" / "r.json"), str(tmp_path / "c.json")]).results) == 2
+
+
+def test_report_never_averages_different_settings_or_stores(tmp_path: Path) -> None:
+    from sareval.errors import SarevalError
+    from sareval.report import make_report
+
+    rng = np.random.default_rng(4)
+    a = _stamped(rng, "clear", "t1")
+    b = _stamped(rng, "clear", "t2")
+    b["config"] = {"baseline": "raw-zero", "z": "full"}
+    (tmp_path / "a.json").write_text(json.dumps(a))
+    (tmp_path / "b.json").write_text(json.dumps(b))
+    report = make_report(
+        [f"m={tmp_path / 'a.json'}", f"m={tmp_path / 'b.json'}"], tmp_path / "r", metrics=["oa"]
+    )
+    # two groups of one run each, each labelled with its settings
+    assert [(r.model, r.runs) for r in report.rows] == [
+        ("m [baseline=input-zero, z=one]", 1),
+        ("m [baseline=raw-zero, z=full]", 1),
+    ]
+    # the same label and subset on another store's content: refused, both files named
+    c = _stamped(rng, "clear", "t3", digest="d2")
+    (tmp_path / "c.json").write_text(json.dumps(c))
+    with pytest.raises(
+        SarevalError, match=r"c.json and .*a.json: .* store \(content_digest\): d2 vs d1"
+    ):
+        make_report([f"m={tmp_path / 'a.json'}", f"m={tmp_path / 'c.json'}"], tmp_path / "r2")

@@ -13,28 +13,65 @@ from sareval.commands.options import overwrite_option, report_written
 Examples:
   sareval report clear=results/clear cloudy=results/cloudy runs/ --out report
   sareval report results/*.json --metric oa,aa,f1_macro --out report
+  sareval report runs/ --compare clear=runs/clear/pred-very_cloudy.h5 \\
+      cloudy=runs/cloudy/pred-very_cloudy.h5 --out report
 """,
 )
-@click.argument("inputs", nargs=-1, required=True)
+@click.argument("inputs", nargs=-1)
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Report directory.")
 @click.option(
     "--metric",
     "metrics",
     help="Comma-separated metrics (default: oa, aa, f1_macro, ... those the results have).",
 )
+@click.option(
+    "--compare",
+    nargs=2,
+    multiple=True,
+    metavar="A B",
+    help="Compare setup B with A (each LABEL=PRED.h5[,PRED.h5...], files of "
+    "`sareval shape --save-predictions`, one per run, all on the same samples): B - A of V, "
+    "relevance and cooperation with paired bootstrap intervals and p-values. Repeatable.",
+)
+@click.option(
+    "--bootstrap",
+    "n_boot",
+    default=999,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Bootstrap replicates of --compare.",
+)
 @overwrite_option
-def command(inputs: tuple[str, ...], out: str, metrics: str | None, overwrite: bool) -> None:
+def command(
+    inputs: tuple[str, ...],
+    out: str,
+    metrics: str | None,
+    compare: tuple[tuple[str, str], ...],
+    n_boot: int,
+    overwrite: bool,
+) -> None:
     """Tables (markdown, CSV) and figures (PNG, SVG) from results and training histories.
 
     Each input is [LABEL=]PATH: a results JSON of `sareval shape`, a training run's
     metrics.jsonl, or a directory searched for both. Results of one model label and test
     subset are runs: the tables and error bars show their mean ± standard deviation (or a
-    single run's bootstrap interval).
+    single run's bootstrap interval). Results with different baselines, Z or players are
+    labelled and kept apart; a result given twice, or runs of one label on different stores,
+    are refused. --compare adds comparisons.md/.csv (several runs per setup: a two-level
+    bootstrap over runs and samples).
     """
+    from sareval.errors import SarevalError
     from sareval.report import make_report
 
+    if not inputs and not compare:
+        raise SarevalError("report: give results inputs, --compare, or both")
     chosen = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
-    report = make_report(inputs, out, metrics=chosen, overwrite=overwrite)
+    report = make_report(
+        inputs, out, metrics=chosen, overwrite=overwrite, compare=compare, n_boot=n_boot
+    )
     if report.rows:
         click.echo(report.markdown)
+    for comparison in report.comparisons:
+        click.echo(comparison.header())
+        click.echo("\n".join(f"  {line}" for line in comparison.lines()))
     report_written(*report.tables, *report.figures)

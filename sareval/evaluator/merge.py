@@ -79,6 +79,19 @@ def _same(docs: Sequence[dict], sources: Sequence[str], what: str, get: Any) -> 
             raise SarevalError(f"{source} and {sources[0]} differ in {what}; cannot merge them")
 
 
+def _same_store(docs: Sequence[dict], sources: Sequence[str]) -> None:
+    """Refuse shards read from stores of different content (e.g. a modified copy), naming both
+    files and both ``content_digest`` values."""
+    first = docs[0]["provenance"]["store"]["content_digest"]
+    for doc, source in zip(docs[1:], sources[1:], strict=True):
+        digest = doc["provenance"]["store"]["content_digest"]
+        if digest != first:
+            raise SarevalError(
+                f"{source} and {sources[0]} differ in the store (content_digest {digest} vs "
+                f"{first}): shards of different data; cannot merge them"
+            )
+
+
 def check_shards(docs: Sequence[dict], sources: Sequence[str]) -> None:
     """Raise unless ``docs`` are the complementary shards of one evaluation."""
     if not docs:
@@ -92,7 +105,7 @@ def check_shards(docs: Sequence[dict], sources: Sequence[str]) -> None:
             raise SarevalError(f"{source}: not a shard result (run `sareval shape --shard i/n`)")
     _same(docs, sources, "the model", lambda d: d["provenance"]["model"]["sha256"])
     _same(docs, sources, "the model card", lambda d: d["provenance"]["model"]["card"])
-    _same(docs, sources, "the store", lambda d: d["provenance"]["store"]["content_digest"])
+    _same_store(docs, sources)
     _same(docs, sources, "the subset", lambda d: d["provenance"]["subset"])
     _same(docs, sources, "the players", lambda d: (d["players"], d["coalitions"]))
     _same(docs, sources, "the task or classes", lambda d: (d["task"], d["class_names"]))

@@ -388,15 +388,42 @@ def _row(group: str, metric: str, quantity: str, key: str, value: Any, ci: Seque
     }
 
 
+#: columns of every CSV row naming the run, so that concatenated CSVs stay identifiable
+IDENTITY_COLUMNS = ("model", "model_sha256", "store", "store_content_digest", "subset",
+                    "method", "baseline", "empty", "z", "players", "shard")  # fmt: skip
+
+
+def csv_identity(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The :data:`IDENTITY_COLUMNS` of a results document (model file name and sha256, store
+    path and content digest, subset, evaluation options; ``shard`` ``i/n`` or empty)."""
+    cfg, prov = doc.get("config", {}), doc.get("provenance", {})
+    model, store = prov.get("model") or {}, prov.get("store") or {}
+    shard = prov.get("shard") or {}
+    return {
+        "model": Path(model.get("path") or "").name,
+        "model_sha256": model.get("sha256", ""),
+        "store": store.get("path", ""),
+        "store_content_digest": store.get("content_digest", ""),
+        "subset": (prov.get("subset") or {}).get("name", ""),
+        "method": cfg.get("method", ""),
+        "baseline": cfg.get("baseline", ""),
+        "empty": cfg.get("empty", ""),
+        "z": cfg.get("z", ""),
+        "players": ";".join(doc.get("players", [])),
+        "shard": f"{shard['index']}/{shard['count']}" if "index" in shard else "",
+    }
+
+
 def write_csv(doc: Mapping[str, Any], out: str | Path, overwrite: bool = False) -> Path:
-    """The CSV table of :func:`csv_rows`, written atomically."""
+    """The CSV table of :func:`csv_rows` plus the run's :data:`IDENTITY_COLUMNS`, atomically."""
     buf = io.StringIO()
     fields = ["group", "metric", "higher_is_better", "quantity", "key", "value", "ci_low",
-              "ci_high"]  # fmt: skip
+              "ci_high", *IDENTITY_COLUMNS]  # fmt: skip
     writer = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
+    identity = csv_identity(doc)
     for row in csv_rows(doc):
-        writer.writerow({k: ("" if v is None else v) for k, v in row.items()})
+        writer.writerow({k: ("" if v is None else v) for k, v in {**row, **identity}.items()})
     with atomic_output(out, overwrite) as tmp:
         tmp.write_text(buf.getvalue())
     return Path(out)

@@ -1,7 +1,9 @@
 """Reports: tables and figures from results files and training histories.
 
 :func:`make_report` writes into ``out``: ``summary.md``, ``summary.csv`` (see
-:mod:`sareval.report.tables`) and the figures of :mod:`sareval.report.figures` as PNG and SVG.
+:mod:`sareval.report.tables`) and the figures of :mod:`sareval.report.figures` as PNG and SVG;
+with ``compare`` also ``comparisons.md`` and ``comparisons.csv``: differences of two setups with
+paired bootstrap intervals and p-values (:mod:`sareval.report.compare`).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from pathlib import Path
 from sareval.atomic import atomic_output
 from sareval.errors import OutputExistsError
 from sareval.report.collect import Collection, collect
+from sareval.report.compare import Comparison, compare_predictions, parse_setup
 from sareval.report.tables import SummaryRow, choose_metrics, csv_text, markdown, summarize
 
 
@@ -24,6 +27,7 @@ class Report:
     rows: list[SummaryRow]
     tables: list[Path] = field(default_factory=list)
     figures: list[Path] = field(default_factory=list)
+    comparisons: list[Comparison] = field(default_factory=list)
 
     @property
     def markdown(self) -> str:
@@ -36,18 +40,34 @@ def make_report(
     *,
     metrics: Sequence[str] | None = None,
     overwrite: bool = False,
+    compare: Sequence[tuple[str, str]] = (),
+    n_boot: int = 999,
 ) -> Report:
-    """Read ``inputs`` (``[LABEL=]PATH``, see :mod:`sareval.report.collect`), write the report."""
+    """Read ``inputs`` (``[LABEL=]PATH``, see :mod:`sareval.report.collect`), write the report.
+
+    ``compare``: pairs of setups ``("LABEL=pred.h5[,pred.h5...]", ...)`` compared B - A from
+    their predictions files (:func:`~sareval.report.compare.compare_predictions`, ``n_boot``
+    replicates, ``metrics`` or the task's defaults)."""
     from sareval.report import figures as fg
 
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise OutputExistsError(out)
+    comparisons = []
+    for spec_a, spec_b in compare:
+        (la, fa), (lb, fb) = parse_setup(spec_a), parse_setup(spec_b)
+        comparisons.append(compare_predictions(fa, fb, a=la, b=lb, metrics=metrics, n_boot=n_boot))
+    if not inputs:
+        out.mkdir(parents=True, exist_ok=True)
+        report = Report(out, Collection(), list(metrics or []), [], comparisons=comparisons)
+        _write_comparisons(report)
+        return report
     found = collect(inputs)
     chosen = choose_metrics(found.results, metrics) if found.results else list(metrics or [])
     rows = summarize(found.results, chosen)
-    report = Report(out, found, chosen, rows)
+    report = Report(out, found, chosen, rows, comparisons=comparisons)
     out.mkdir(parents=True, exist_ok=True)
+    _write_comparisons(report)
     if rows:
         for name, text in (("summary.md", markdown(rows)), ("summary.csv", csv_text(rows))):
             with atomic_output(out / name, overwrite=True) as tmp:
@@ -72,3 +92,26 @@ def make_report(
             fig = fg.epochs_figure(found.histories, metric)
             report.figures += fg.save(fig, out, f"epochs_{metric}")
     return report
+
+
+def _write_comparisons(report: Report) -> None:
+    """``comparisons.md`` and ``comparisons.csv`` of ``report.comparisons`` (if any)."""
+    import csv
+    import io
+
+    from sareval.report import compare as cmp
+
+    if not report.comparisons:
+        return
+    rows = [row for c in report.comparisons for row in c.rows()]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    for name, text in (
+        ("comparisons.md", cmp.markdown(report.comparisons)),
+        ("comparisons.csv", buf.getvalue()),
+    ):
+        with atomic_output(report.out / name, overwrite=True) as tmp:
+            tmp.write_text(text)
+        report.tables.append(report.out / name)

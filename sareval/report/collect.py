@@ -8,6 +8,18 @@ Results of ``sareval shape --method perceptual`` get `` [perceptual]`` appended 
 Default labels: a results file's model card name (plus ``multi-label`` for that task and
 ``(cloudy-prob P)`` when the card records how sareval trained it); a history's run directory
 name (its parent's for ``seed-K`` directories). Give labels (``LABEL=PATH``) to be sure.
+
+A report cannot mix what is not comparable (:func:`check_collection`):
+
+- **Settings that define the game** (baseline, empty coalition, Z, players) are never averaged
+  together: where they differ within a report, each label gets the differing settings appended
+  (``clear [baseline=raw-zero]``), so such results form separate, labelled groups.
+- **Runs of one group** (label and subset) must come from the same store content
+  (``provenance.store.content_digest``) and task; otherwise the report is refused, naming both
+  files and the difference.
+- **The same result counted twice** (the same file reached twice, a copy of it, or a shard
+  given twice) is refused. Two results are the same when their provenance ``created`` time,
+  model sha256, store digest, shard, subset and options agree.
 """
 
 from __future__ import annotations
@@ -256,4 +268,69 @@ def collect(inputs: Sequence[str]) -> Collection:
                 found.histories.append(TrainingRun(label or default_history_label(p), p, epochs))
     if not found.results and not found.histories:
         raise SarevalError("nothing to report: the inputs hold no results and no epochs")
+    check_collection(found)
     return found
+
+
+#: evaluation settings that change what V and relevance mean: never averaged together
+GAME_SETTINGS = ("baseline", "empty", "z", "players")
+
+
+def _setting(doc: dict[str, Any], name: str) -> str:
+    if name == "players":
+        return ";".join(doc["players"])
+    return str(doc.get("config", {}).get(name, "?"))
+
+
+def _identity(doc: dict[str, Any]) -> tuple[str, ...]:
+    """(created, model sha256, store digest, shard, subset, options): equal for the same
+    evaluation (``created`` has one-second resolution, so the subset and the options tell apart
+    evaluations of one model and store started in the same second)."""
+    prov = doc.get("provenance", {})
+    model = prov.get("model") if isinstance(prov.get("model"), dict) else {}
+    store = prov.get("store") if isinstance(prov.get("store"), dict) else {}
+    shard = prov.get("shard") or {}
+    return (
+        str(prov.get("created", "")),
+        str(model.get("sha256", "")),
+        str(store.get("content_digest", "")),
+        json.dumps(shard, sort_keys=True),
+        json.dumps(prov.get("subset"), sort_keys=True),
+        json.dumps(doc.get("config"), sort_keys=True),
+    )
+
+
+def check_collection(found: Collection) -> None:
+    """Refuse duplicates and runs of one group on different stores; label differing game
+    settings (module docstring). Changes ``found.results`` labels in place."""
+    seen: dict[tuple[str, ...], Path] = {}
+    for r in found.results:
+        key = _identity(r.doc)
+        if not key[0]:  # no creation time recorded: nothing to tell copies apart by
+            continue
+        if key in seen:
+            raise SarevalError(
+                f"{r.path}: the same result as {seen[key]} (provenance created {key[0]}, model "
+                f"{key[1][:12]}, store {key[2][:12]}); each result may be counted once"
+            )
+        seen[key] = r.path
+    varying = [
+        name for name in GAME_SETTINGS if len({_setting(r.doc, name) for r in found.results}) > 1
+    ]
+    for r in found.results:
+        if varying:
+            r.label += " [" + ", ".join(f"{n}={_setting(r.doc, n)}" for n in varying) + "]"
+    groups: dict[tuple[str, str], ResultRun] = {}
+    for r in found.results:
+        first = groups.setdefault((r.label, r.subset), r)
+        for what, get in (
+            ("store (content_digest)", lambda d: _identity(d)[2]),
+            ("task", lambda d: d.get("task")),
+            ("class names", lambda d: d.get("class_names")),
+        ):
+            if get(r.doc) != get(first.doc):
+                raise SarevalError(
+                    f"{r.path} and {first.path}: runs of {r.label!r} on {r.subset!r} differ in "
+                    f"the {what}: {get(r.doc)} vs {get(first.doc)}; they cannot be averaged "
+                    "(give them different labels, LABEL=PATH)"
+                )
