@@ -206,6 +206,12 @@ def is_main_process() -> bool:
     help="CSV table path (default: --out with .csv).",
 )
 @click.option(
+    "--share/--no-share",
+    default=None,
+    help="Torch backend: share work across coalitions (late-fusion encoders, early-fusion "
+    "first conv); default: wherever the network is recognised (recorded in the results).",
+)
+@click.option(
     "--precision",
     type=click.Choice(PRECISIONS),
     default="fp32",
@@ -267,6 +273,7 @@ def command(
     out: Path | None,
     csv_path: Path | None,
     precision: str,
+    share: bool | None,
     estimator: str,
     samples: int,
     max_rows: int | None,
@@ -310,7 +317,7 @@ def command(
             provider=provider, precision=precision,  # type: ignore[arg-type]
             threads=threads, pad_last_batch=pad_last_batch, shard=parse_shard(shard),
             estimator=estimator, samples=samples, max_rows=max_rows,  # type: ignore[arg-type]
-            per_sample=per_sample,
+            per_sample=per_sample, share=share,
         )  # fmt: skip
         result = sareval.evaluate(
             model, (data, subset), config, progress=progress_enabled(),

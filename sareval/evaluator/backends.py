@@ -280,8 +280,11 @@ class TorchBackend:
         *,
         pad_to: int | None = None,
         precision: str = "fp32",
+        share: bool | None = None,
     ) -> None:
         import torch
+
+        from sareval.evaluator.sharing import shared_module
 
         if precision not in PRECISIONS:
             raise SarevalError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
@@ -295,7 +298,16 @@ class TorchBackend:
         self._modes = (
             [(m, m.training) for m in network.modules()] if hasattr(network, "modules") else []
         )
-        self.module = coalition_module(pre, network).to(self.device)
+        # share (None: wherever recognised): work shared across coalitions (evaluator.sharing)
+        shared = shared_module(pre, network) if share is not False else None
+        if share and shared is None:
+            raise SarevalError(
+                "share=True: this network has no recognised shared structure (late fusion, "
+                "or a first convolution of a sareval ResNet / DenseNet / VGG)"
+            )
+        self.share: str | None = None if shared is None else shared.kind
+        module = coalition_module(pre, network) if shared is None else shared
+        self.module = module.to(self.device)
         self.module.training = False
         with contextlib.suppress(NotImplementedError):  # torch.export programs: no eval()
             network.eval()
@@ -369,6 +381,7 @@ def make_backend(
     pad_to: int | None = None,
     threads: int = 0,
     precision: str = "fp32",
+    share: bool | None = None,
 ) -> OnnxRuntimeBackend | TorchBackend:
     """The backend for ``loaded`` (in-memory modules are exported to ONNX for onnxruntime).
 
@@ -386,8 +399,11 @@ def make_backend(
         if device_type == "cuda" and not torch.cuda.is_available():
             raise SarevalError("--device cuda: torch sees no CUDA device")
         return TorchBackend(
-            load_torch_module(loaded, device), pre, device, pad_to=pad_to, precision=precision
+            load_torch_module(loaded, device), pre, device, pad_to=pad_to, precision=precision,
+            share=share,
         )
+    if share:
+        raise SarevalError("share=True needs the torch backend (onnxruntime runs unshared)")
     if precision != "fp32":
         raise SarevalError(
             f"--precision {precision} needs --backend torch (onnxruntime runs the exported fp32 "
