@@ -202,7 +202,7 @@ def run_sareval_mode(
         return sareval.evaluate(
             model() if callable(model) and share else model, (store, inp.subset),
             card=card, backend=backend, device=device, batch_size=batch_size, threads=threads,
-            share=share if backend == "torch" else None,
+            share=share and backend == "torch",
         ).doc  # fmt: skip
 
     one(inp.warmup_store)
