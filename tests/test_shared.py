@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
 import torch
 from shape_testing import get_assets
@@ -94,17 +96,17 @@ def test_evaluate_counts_identical_with_and_without_sharing(assets, fusion: str)
     card = assets.cards["single-label"]
     net = _net(card, "resnet18", fusion)
     docs = {}
-    for share in (False, None):
+    for share in (False, True):
         cfg = sareval.ShapeConfig(backend="torch", share=share, batch_size=5)
         docs[share] = sareval.evaluate(net, (assets.store, "clear"), cfg, card=card)
     kind = "late-fusion" if fusion == "late" else "first-conv"
-    assert docs[None].doc["config"]["share"] == kind
+    assert docs[True].doc["config"]["share"] == kind
     assert docs[False].doc["config"]["share"] is None
-    assert docs[None].counts == docs[False].counts
-    assert docs[None].relevance == docs[False].relevance
+    assert docs[True].counts == docs[False].counts
+    assert docs[True].relevance == docs[False].relevance
 
 
-def test_share_true_needs_a_recognised_network(assets) -> None:
+def test_share_true_falls_back_on_an_unknown_network(assets) -> None:
     card = assets.cards["single-label"]
     net = torch.nn.Sequential(
         torch.nn.Conv2d(card.n_channels, 4, 3),
@@ -112,6 +114,17 @@ def test_share_true_needs_a_recognised_network(assets) -> None:
         torch.nn.Flatten(),
         torch.nn.Linear(4, len(card.class_names)),
     )
-    cfg = sareval.ShapeConfig(backend="torch", share=True)
-    with pytest.raises(SarevalError, match="share=True"):
-        sareval.evaluate(net, (assets.store, "clear"), cfg, card=card)
+    docs = {}
+    for share in (False, True):
+        cfg = sareval.ShapeConfig(backend="torch", share=share)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            docs[share] = sareval.evaluate(net, (assets.store, "clear"), cfg, card=card)
+        assert any("share=True" in str(w.message) for w in caught) == share
+    assert docs[True].doc["config"]["share"] == "unshared"
+    assert docs[True].counts == docs[False].counts
+
+
+def test_share_is_validated() -> None:
+    with pytest.raises(SarevalError, match=r"ShapeConfig\.share"):
+        sareval.ShapeConfig(share="yes")  # type: ignore[arg-type]

@@ -206,10 +206,10 @@ def is_main_process() -> bool:
     help="CSV table path (default: --out with .csv).",
 )
 @click.option(
-    "--share/--no-share",
-    default=None,
+    "--share",
+    is_flag=True,
     help="Torch backend: share work across coalitions (late-fusion encoders, early-fusion "
-    "first conv); default: wherever the network is recognised (recorded in the results).",
+    "first conv); an unrecognised network runs unshared with a warning (recorded).",
 )
 @click.option(
     "--precision",
@@ -273,7 +273,7 @@ def command(
     out: Path | None,
     csv_path: Path | None,
     precision: str,
-    share: bool | None,
+    share: bool,
     estimator: str,
     samples: int,
     max_rows: int | None,

@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import re
 import tempfile
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -280,7 +281,7 @@ class TorchBackend:
         *,
         pad_to: int | None = None,
         precision: str = "fp32",
-        share: bool | None = None,
+        share: bool = False,
     ) -> None:
         import torch
 
@@ -298,14 +299,20 @@ class TorchBackend:
         self._modes = (
             [(m, m.training) for m in network.modules()] if hasattr(network, "modules") else []
         )
-        # share (None: wherever recognised): work shared across coalitions (evaluator.sharing)
-        shared = shared_module(pre, network) if share is not False else None
+        # share: work shared across coalitions (evaluator.sharing); an unrecognised network
+        # falls back to the plain graph, warned and recorded as "unshared"
+        shared = shared_module(pre, network) if share else None
         if share and shared is None:
-            raise SarevalError(
+            warnings.warn(
                 "share=True: this network has no recognised shared structure (late fusion, "
-                "or a first convolution of a sareval ResNet / DenseNet / VGG)"
+                "or a first convolution of a sareval ResNet / DenseNet / VGG); running the "
+                "unshared coalition graph",
+                RuntimeWarning,
+                stacklevel=2,
             )
-        self.share: str | None = None if shared is None else shared.kind
+        self.share: str | None = (
+            shared.kind if shared is not None else ("unshared" if share else None)
+        )
         module = coalition_module(pre, network) if shared is None else shared
         self.module = module.to(self.device)
         self.module.training = False
@@ -381,7 +388,7 @@ def make_backend(
     pad_to: int | None = None,
     threads: int = 0,
     precision: str = "fp32",
-    share: bool | None = None,
+    share: bool = False,
 ) -> OnnxRuntimeBackend | TorchBackend:
     """The backend for ``loaded`` (in-memory modules are exported to ONNX for onnxruntime).
 
@@ -399,7 +406,11 @@ def make_backend(
         if device_type == "cuda" and not torch.cuda.is_available():
             raise SarevalError("--device cuda: torch sees no CUDA device")
         return TorchBackend(
-            load_torch_module(loaded, device), pre, device, pad_to=pad_to, precision=precision,
+            load_torch_module(loaded, device),
+            pre,
+            device,
+            pad_to=pad_to,
+            precision=precision,
             share=share,
         )
     if share:

@@ -36,7 +36,7 @@ from torch import nn
 
 from sareval.evaluator.preamble import Preamble, coalition_module
 
-#: the ``share`` record values
+#: the ``share`` record values of a shared run (``unshared``: share=True fell back)
 KINDS = ("late-fusion", "first-conv")
 
 
@@ -87,7 +87,7 @@ class SharedCoalitions(nn.Module):
 
     def __init__(self, base: nn.Module, kind: str, groups: list[list[int]], **parts: Any) -> None:
         super().__init__()
-        self.base = base
+        self.base: Any = base  # the coalition module (masks, baseline, normalise)
         self.kind = kind
         self.groups = [torch.tensor(g) for g in groups]
         self.parts = nn.ModuleDict({k: v for k, v in parts.items() if isinstance(v, nn.Module)})
@@ -168,7 +168,8 @@ def share_kind(network: Any, pre: Preamble) -> str | None:
     groups = channel_groups(pre.masks)
     if isinstance(network, LateFusion):
         owner = {c: i for i, g in enumerate(groups) for c in g}
-        ok = all(len({owner[c] for c in s.indices}) == 1 for s in network.select)
+        selects: Any = network.select
+        ok = all(len({owner[c] for c in s.indices}) == 1 for s in selects)
         return "late-fusion" if ok else None
     if len(groups) > 1 and _first_conv(network) is not None:
         return "first-conv"
