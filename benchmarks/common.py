@@ -266,6 +266,43 @@ def model_macs(model: Any, input_shape: tuple[int, ...]) -> int:
     return total
 
 
+def gemm_peak_gflops(
+    dtype: str = "fp32", threads: int = 2, n: int = 2048, seconds: float = 2.0
+) -> float:
+    """Achieved GFLOP/s of ``torch.mm`` on n x n ``dtype`` (fp32 / bf16) matrices with ``threads``
+    threads (2 n^3 FLOP per product; best of ~``seconds`` of repeats): the machine's practical
+    dense peak, the physical bound a mode's GFLOP/s is held against."""
+    import time
+
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        kind = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+        a, b = torch.randn(n, n).to(kind), torch.randn(n, n).to(kind)
+        torch.mm(a, b)  # warm-up
+        best, t_end = float("inf"), time.perf_counter() + seconds
+        while time.perf_counter() < t_end:
+            t0 = time.perf_counter()
+            torch.mm(a, b)
+            best = min(best, time.perf_counter() - t0)
+        return 2 * n**3 / best / 1e9
+    finally:
+        torch.set_num_threads(old)
+
+
+def executed_flops(module: Any, *args: Any) -> int:
+    """FLOPs torch executes for ``module(*args)`` (convs and matmuls, FlopCounterMode)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        module(*args)
+    return int(counter.get_total_flops())
+
+
 # --- inputs -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class BenchInputs:

@@ -65,10 +65,25 @@ from benchmarks.common import (
 
 MODES = (
     "naive", "sareval-onnxruntime", "sareval-torch", "compute-bound", "read",
-    "compute-bound-torch",
+    "sareval-torch-shared", "compute-bound-torch", "compute-bound-torch-shared",
+    "compute-late", "compute-late-shared", "compute-bound-torch-shared-bf16",
 )  # fmt: skip
-DEFAULT_MODES = MODES[:5]
-BACKEND_OF_MODE = {"sareval-onnxruntime": "onnxruntime", "sareval-torch": "torch"}
+DEFAULT_MODES = MODES[:6]
+#: end-to-end modes: (backend, share); "share" runs the eager module (sharing needs it)
+BACKEND_OF_MODE = {
+    "sareval-onnxruntime": ("onnxruntime", False),
+    "sareval-torch": ("torch", False),
+    "sareval-torch-shared": ("torch", True),
+}
+#: torch compute-bound modes: (fusion, share, precision); share and late fusion run the eager
+#: module (TorchScript otherwise); late fusion is a randomly initialised LateFusion network
+TORCH_COMPUTE_MODES = {
+    "compute-bound-torch": ("early", False, "fp32"),
+    "compute-bound-torch-shared": ("early", True, "fp32"),
+    "compute-late": ("late", False, "fp32"),
+    "compute-late-shared": ("late", True, "fp32"),
+    "compute-bound-torch-shared-bf16": ("early", True, "bf16"),
+}
 #: (mode, reference) pairs whose speed ratio is reported
 RATIOS = (
     ("sareval-onnxruntime", "naive"),
@@ -76,6 +91,11 @@ RATIOS = (
     ("sareval-onnxruntime", "compute-bound"),
     ("sareval-torch", "compute-bound"),
     ("sareval-torch", "compute-bound-torch"),
+    ("sareval-torch-shared", "naive"),
+    ("sareval-torch-shared", "sareval-torch"),
+    ("compute-bound-torch-shared", "compute-bound-torch"),
+    ("compute-late-shared", "compute-late"),
+    ("compute-bound-torch-shared-bf16", "compute-bound-torch-shared"),
 )
 
 
@@ -138,10 +158,32 @@ def run_naive_mode(
     }
 
 
+def eager_network(inp: BenchInputs, fusion: str = "early", seed: int = 0) -> Any:
+    """The benchmark's model as an eager module (early: the exported weights; late: a
+    randomly initialised :class:`~sareval.models.fusion.LateFusion` of the same architecture)."""
+    import torch
+
+    from sareval.card import read_card
+    from sareval.models import build_model
+
+    card = read_card(inp.onnx_model)
+    if fusion == "early":
+        model = build_model(inp.arch, card.n_channels, card.n_classes, fusion="early")
+        model.load_state_dict(torch.load(inp.state_dict, weights_only=True))
+        return model.eval()
+    torch.manual_seed(seed)
+    groups = [card.channel_indices(m) for m in card.modality_names]
+    model = build_model(
+        inp.arch, card.n_channels, card.n_classes, fusion="late", modality_channels=groups
+    )
+    return model.eval()
+
+
 def run_sareval_mode(
     inp: BenchInputs,
     backend: str,
     *,
+    share: bool = False,
     batch_size: int,
     repeats: int,
     threads: int,
@@ -149,13 +191,18 @@ def run_sareval_mode(
 ) -> dict[str, Any]:
     """Time ``sareval.evaluate`` end to end on the store (after a warm-up store)."""
     import sareval
+    from sareval.card import read_card
 
     model = inp.onnx_model if backend == "onnxruntime" else inp.torchscript_model
+    card = None
+    if share:  # the eager module, loaded inside the timed call like a model file
+        model, card = lambda: eager_network(inp), read_card(inp.onnx_model)
 
     def one(store: str) -> dict[str, Any]:
         return sareval.evaluate(
-            model, (store, inp.subset), backend=backend, device=device,
-            batch_size=batch_size, threads=threads,
+            model() if callable(model) and share else model, (store, inp.subset),
+            card=card, backend=backend, device=device, batch_size=batch_size, threads=threads,
+            share=share and backend == "torch",
         ).doc  # fmt: skip
 
     one(inp.warmup_store)
@@ -179,6 +226,9 @@ def run_compute_bound_mode(
     device: str = "cpu",
     backend_name: str = "onnxruntime",
     max_resident_batches: int = 4,
+    fusion: str = "early",
+    share: bool = False,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """Time the coalition graph (the evaluator's backend object: composed ONNX graph in
     onnxruntime, or the torch module) on raw batches already in host memory.
@@ -188,15 +238,25 @@ def run_compute_bound_mode(
     ``max_resident_batches`` batches read beforehand, so memory stays small at any split size.
     Outputs are copied to the host (as the evaluator's onnxruntime path does); nothing is
     counted. With ``pad_to`` as the evaluator sets it on CUDA (every batch padded to
-    ``batch_size``).
+    ``batch_size``). Torch modes on the eager module (``share``, late ``fusion``) also report
+    the FLOPs executed per sample with and without sharing (FlopCounterMode) and, against the
+    unshared fp32 graph on the first two resident batches, the decisions that flip and the
+    largest absolute output difference.
     """
     import numpy as np
 
+    from sareval.card import read_card
     from sareval.evaluator.backends import load_model, make_backend
     from sareval.evaluator.preamble import build_preamble
     from sareval.store import Store
 
-    loaded = load_model(inp.onnx_model if backend_name == "onnxruntime" else inp.torchscript_model)
+    eager = backend_name == "torch" and (share or fusion == "late")
+    if eager:
+        loaded = load_model(eager_network(inp, fusion), card=read_card(inp.onnx_model))
+    else:
+        loaded = load_model(
+            inp.onnx_model if backend_name == "onnxruntime" else inp.torchscript_model
+        )
     with Store(inp.store) as store:
         sub = store.subset(inp.subset)
         bands = {s: store.bands(s) for s in ("s1", "s2")}
@@ -215,6 +275,7 @@ def run_compute_bound_mode(
         loaded, pre, backend=backend_name, device=device, provider=None,
         input_dtypes=dtypes, image_size=image_size, threads=threads,
         pad_to=batch_size if device_type == "cuda" else None,
+        **({"share": share, "precision": precision} if backend_name == "torch" else {}),
     )  # fmt: skip
     full = n // batch_size
     one_row = {s: a[:1] for s, a in resident[0].items()}
@@ -231,13 +292,55 @@ def run_compute_bound_mode(
         sink = sink + backend.run(one_row, empty)[0, 0, 0]
 
     times, cpu, _ = timed_runs(one_pass, repeats, warmup=1)  # warm-up: first allocations
-    return {
+    out = {
         "times": times,
         "cpu": cpu,
         "n_samples": n,
         "forwards_per_sample": 2 ** len(pre.players) - 1,
         "providers": list(backend.providers),
         "V_check": None,
+    }
+    if eager:
+        ref = make_backend(
+            loaded, pre, backend="torch", device=device, provider=None, input_dtypes=dtypes,
+            image_size=image_size, share=False,
+        )  # fmt: skip
+        out.update(check_against_unshared(backend, ref, resident[:2], loaded.card))
+        out["share"] = backend.share
+    return out
+
+
+def check_against_unshared(
+    backend: Any, ref: Any, batches: list[dict[str, Any]], card: Any, rows: int = 8
+) -> dict[str, Any]:
+    """FLOPs per sample (``rows`` rows) of ``backend`` and of the unshared fp32 ``ref``; decision
+    flips and max |output difference| of ``backend`` against ``ref`` over ``batches``."""
+    import numpy as np
+    import torch
+
+    from benchmarks.common import executed_flops
+
+    def decide(o: np.ndarray) -> np.ndarray:
+        if card.task == "single-label":
+            return o.argmax(-1)
+        return o > (0.0 if card.output == "logits" else 0.5)
+
+    flips = checked = 0
+    diff = 0.0
+    for raw in batches:
+        a, b = backend.run(raw), ref.run(raw)
+        da, db = decide(a), decide(b)
+        flips += int((da != db).sum())
+        checked += da.size
+        diff = max(diff, float(np.abs(a - b).max()))
+    x = {s: torch.from_numpy(np.ascontiguousarray(v[:rows])) for s, v in batches[0].items()}
+    n = len(next(iter(x.values())))
+    return {
+        "flop_per_sample": executed_flops(backend.module, x) / n,
+        "flop_per_sample_unshared": executed_flops(ref.module, x) / n,
+        "flips": flips,
+        "checked_decisions": checked,
+        "max_abs_diff": diff,
     }
 
 
@@ -278,13 +381,18 @@ def run_mode(mode: str, inp: BenchInputs, args: argparse.Namespace) -> dict[str,
     if mode == "naive":
         out = run_naive_mode(inp, workers=args.naive_workers, **common)
     elif mode in BACKEND_OF_MODE:
-        out = run_sareval_mode(inp, BACKEND_OF_MODE[mode], threads=args.threads, **common)
+        backend, share = BACKEND_OF_MODE[mode]
+        out = run_sareval_mode(inp, backend, share=share, threads=args.threads, **common)
     elif mode == "compute-bound":
         out = run_compute_bound_mode(inp, threads=args.threads, **common)
     elif mode == "read":
         out = run_read_mode(inp, batch_size=args.batch_size, repeats=args.repeats)
-    elif mode == "compute-bound-torch":
-        out = run_compute_bound_mode(inp, threads=args.threads, backend_name="torch", **common)
+    elif mode in TORCH_COMPUTE_MODES:
+        fusion, share, precision = TORCH_COMPUTE_MODES[mode]
+        out = run_compute_bound_mode(
+            inp, threads=args.threads, backend_name="torch", fusion=fusion, share=share,
+            precision=precision, **common,
+        )  # fmt: skip
     else:
         raise ValueError(f"unknown mode {mode!r}")
     out["mode"] = mode
@@ -299,6 +407,7 @@ def summarise(
     inp: BenchInputs,
     machine: dict[str, Any],
     peak_tflops: float | None = None,
+    gemm_peaks: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     """Samples/s, GFLOP/s, ratios from ``rounds`` (each: mode -> one child's output).
 
@@ -315,16 +424,25 @@ def summarise(
         cpus = [c for r in runs for c in r["cpu"]]
         n, fwd = runs[0]["n_samples"], runs[0]["forwards_per_sample"]
         rate = n / median(times)
+        flop = runs[0].get("flop_per_sample") or fwd * flop_per_forward  # executed FLOPs
         rows[mode] = {
             "median_s": median(times),
             "times_s": times,
             "samples_per_s": rate,
-            "gflop_per_s": rate * fwd * flop_per_forward / 1e9,
+            "gflop_per_sample": flop / 1e9,
+            "gflop_per_s": rate * flop / 1e9,
             "forwards_per_sample": fwd,
             "busy_cores": median([c / t for c, t in zip(cpus, times, strict=True)]),
             "peak_rss_mib": mib(max(r["peak_rss"] for r in runs)),
             "n_samples": n,
         }
+        for key in ("flop_per_sample_unshared", "flips", "checked_decisions", "max_abs_diff",
+                    "share"):  # fmt: skip
+            if key in runs[0]:
+                rows[mode][key] = runs[0][key]
+        if gemm_peaks:
+            peak = gemm_peaks["bf16" if mode.endswith("-bf16") else "fp32"]
+            rows[mode]["of_gemm_peak"] = rows[mode]["gflop_per_s"] / peak
     ratios: dict[str, Any] = {}
     for mode, ref in RATIOS:
         if mode in rows and ref in rows:
@@ -358,6 +476,7 @@ def summarise(
         "machine": machine,
         "inputs": json.loads(inp.to_json()),
         "model_gflop_per_forward": flop_per_forward / 1e9,
+        "gemm_peak_gflops": gemm_peaks,
         "modes": rows,
         "ratios": ratios,
         "agreement": agreement,
@@ -375,15 +494,25 @@ def format_summary(s: dict[str, Any]) -> str:
         f"{s['model_gflop_per_forward']:.3f} GFLOP per forward per sample "
         f"(conv + linear MACs x 2); batch {s['batch_size']}; {s['threads']} threads per mode; "
         f"store compression {inp['compression']}",
+        "GEMM peak (torch.mm 2048^2, same threads, this run): "
+        + ", ".join(f"{k} {v:.1f} GFLOP/s" for k, v in (s.get("gemm_peak_gflops") or {}).items()),
         "",
-        f"{'mode':<21}{'median s':>9}{'samples/s':>10}{'GFLOP/s':>9}{'fwd/sample':>11}"
+        f"{'mode':<32}{'median s':>9}{'samples/s':>10}{'GFLOP/s':>9}{'fwd/sample':>11}"
         f"{'busy cores':>11}{'peak RSS MiB':>13}  runs (s)",
     ]
     for mode, r in s["modes"].items():
         runs = ", ".join(f"{t:.2f}" for t in r["times_s"])
         util = f"  utilisation {100 * r['utilisation']:.1f} %" if "utilisation" in r else ""
+        if "of_gemm_peak" in r:
+            util += f"  {100 * r['of_gemm_peak']:.1f} % of GEMM peak"
+        if "flips" in r:
+            util += (
+                f"  [{r['gflop_per_sample']:.3f} GFLOP/sample executed, unshared "
+                f"{r['flop_per_sample_unshared'] / 1e9:.3f}; {r['flips']} flips of "
+                f"{r['checked_decisions']} vs unshared fp32, max|d| {r['max_abs_diff']:.1e}]"
+            )
         lines.append(
-            f"{mode:<21}{r['median_s']:>9.2f}{r['samples_per_s']:>10.1f}{r['gflop_per_s']:>9.1f}"
+            f"{mode:<32}{r['median_s']:>9.2f}{r['samples_per_s']:>10.1f}{r['gflop_per_s']:>9.1f}"
             f"{r['forwards_per_sample']:>11d}{r['busy_cores']:>11.2f}{r['peak_rss_mib']:>13.0f}"
             f"  {runs}{util}"
         )
@@ -479,6 +608,9 @@ def main(argv: list[str] | None = None) -> int:
         print("no GeoTIFF tree (rasterio missing): the naive mode is skipped", file=sys.stderr)
         modes.remove("naive")
     load_before = load_average()
+    from benchmarks.common import gemm_peak_gflops
+
+    gemm_peaks = {d: gemm_peak_gflops(d, threads=args.threads) for d in ("fp32", "bf16")}
     rounds: list[dict[str, dict[str, Any]]] = []
     failed = []
     for i in range(args.repeats):
@@ -497,7 +629,9 @@ def main(argv: list[str] | None = None) -> int:
             this_round[mode]["peak_rss"] = rss
             this_round[mode]["wall_s"] = wall
         rounds.append(this_round)
-    summary = summarise(rounds, inp, machine_description(args.threads), args.peak_tflops)
+    summary = summarise(
+        rounds, inp, machine_description(args.threads), args.peak_tflops, gemm_peaks
+    )
     summary.update(
         command=command, load_before=load_before, load_after=load_average(),
         batch_size=args.batch_size, threads=args.threads, failed=failed,

@@ -134,6 +134,10 @@ def test_harness_modes_smoke(tmp_path: Path) -> None:
         "sareval-torch": run_sareval_mode(inp, "torch", threads=1, **kw),
         "compute-bound": run_compute_bound_mode(inp, threads=1, **kw),
         "read": run_read_mode(inp, **kw),
+        "sareval-torch-shared": run_sareval_mode(inp, "torch", share=True, threads=1, **kw),
+        "compute-late-shared": run_compute_bound_mode(
+            inp, threads=1, backend_name="torch", fusion="late", share=True, **kw
+        ),
     }
     for r in runs.values():
         r["peak_rss"] = 1 << 20
@@ -143,14 +147,20 @@ def test_harness_modes_smoke(tmp_path: Path) -> None:
         runs["naive"]["V_check"]
         == runs["sareval-onnxruntime"]["V_check"]
         == runs["sareval-torch"]["V_check"]
+        == runs["sareval-torch-shared"]["V_check"]
     )
-    summary = summarise([runs], inp, machine_description(1))
+    late = runs["compute-late-shared"]
+    assert late["share"] == "late-fusion" and late["flips"] == 0 and late["checked_decisions"]
+    assert late["flop_per_sample"] < late["flop_per_sample_unshared"] / 2
+    summary = summarise([runs], inp, machine_description(1), gemm_peaks={"fp32": 1.0, "bf16": 2.0})
     summary.update(command="test", load_before="0", load_after="0", batch_size=5, threads=1)
     assert set(summary["ratios"]) == {
         "sareval-onnxruntime / naive", "sareval-onnxruntime / compute-bound",
         "sareval-torch / naive", "sareval-torch / compute-bound",
+        "sareval-torch-shared / naive", "sareval-torch-shared / sareval-torch",
     }  # fmt: skip
-    assert summary["agreement"]["equal"] and len(summary["agreement"]["modes"]) == 3
+    assert summary["agreement"]["equal"] and len(summary["agreement"]["modes"]) == 4
+    assert summary["modes"]["compute-late-shared"]["of_gemm_peak"] > 0
     assert "samples/s" in format_summary(summary)
 
 

@@ -207,6 +207,12 @@ def is_main_process() -> bool:
     help="CSV table path (default: --out with .csv).",
 )
 @click.option(
+    "--share",
+    is_flag=True,
+    help="Torch backend: share work across coalitions (late-fusion encoders, early-fusion "
+    "first conv); an unrecognised network runs unshared with a warning (recorded).",
+)
+@click.option(
     "--precision",
     type=click.Choice(PRECISIONS),
     default="fp32",
@@ -268,6 +274,7 @@ def command(
     out: Path | None,
     csv_path: Path | None,
     precision: str,
+    share: bool,
     estimator: str,
     samples: int,
     max_rows: int | None,
@@ -331,6 +338,7 @@ def command(
         samples=samples,
         max_rows=max_rows,
         per_sample=per_sample,
+        share=share,
     )
     with OutputSet(in_set) as out_set, api_errors_as_options():
         config = sareval.ShapeConfig(**choices)

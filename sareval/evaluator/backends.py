@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import re
 import tempfile
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -285,8 +286,11 @@ class TorchBackend:
         *,
         pad_to: int | None = None,
         precision: str = "fp32",
+        share: bool = False,
     ) -> None:
         import torch
+
+        from sareval.evaluator.sharing import shared_module
 
         if precision not in PRECISIONS:
             raise SarevalError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
@@ -302,7 +306,22 @@ class TorchBackend:
         self._modes = (
             [(m, m.training) for m in network.modules()] if hasattr(network, "modules") else []
         )
-        self.module = coalition_module(pre, network).to(self.device)
+        # share: work shared across coalitions (evaluator.sharing); an unrecognised network
+        # falls back to the plain graph, warned and recorded as "unshared"
+        shared = shared_module(pre, network) if share else None
+        if share and shared is None:
+            warnings.warn(
+                "share=True: this network has no recognised shared structure (late fusion, "
+                "or a first convolution of a sareval ResNet / DenseNet / VGG); running the "
+                "unshared coalition graph",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        self.share: str | None = (
+            shared.kind if shared is not None else ("unshared" if share else None)
+        )
+        module = coalition_module(pre, network) if shared is None else shared
+        self.module = module.to(self.device)
         self.module.training = False
         with contextlib.suppress(NotImplementedError):  # torch.export programs: no eval()
             network.eval()
@@ -405,6 +424,7 @@ def make_backend(
     pad_to: int | None = None,
     threads: int = 0,
     precision: str = "fp32",
+    share: bool = False,
 ) -> OnnxRuntimeBackend | TorchBackend:
     """The backend for ``loaded`` (in-memory modules are exported to ONNX for onnxruntime).
 
@@ -422,8 +442,15 @@ def make_backend(
         if device_type == "cuda" and not torch.cuda.is_available():
             raise SarevalError("--device cuda: torch sees no CUDA device")
         return TorchBackend(
-            load_torch_module(loaded, device), pre, device, pad_to=pad_to, precision=precision
+            load_torch_module(loaded, device),
+            pre,
+            device,
+            pad_to=pad_to,
+            precision=precision,
+            share=share,
         )
+    if share:
+        raise SarevalError("share=True needs the torch backend (onnxruntime runs unshared)")
     if precision != "fp32":
         raise SarevalError(
             f"--precision {precision} needs --backend torch (onnxruntime runs the exported fp32 "

@@ -122,6 +122,11 @@ class ShapeConfig:
       onnxruntime for a model file), ``device`` (``cpu``, ``cuda``, ``cuda:N``), ``provider``
       (onnxruntime; None: from the device), ``precision``, ``threads``, ``queue_size``,
       ``pad_last_batch`` (None: on for CUDA), ``shard`` ``(index, count)``.
+    - ``share``: torch backend, work shared across coalitions (late-fusion encoders once per
+      sample, or an early-fusion first conv as per-player partial sums;
+      :mod:`sareval.evaluator.sharing`), off by default. A network it does not recognise runs
+      the plain graph with a warning. Exact up to float rounding; the result records what ran
+      (``config.share``: the kind, ``unshared`` after a fallback, null when off).
     """
 
     players: Mapping[str, Sequence[str]] | None = None
@@ -148,6 +153,7 @@ class ShapeConfig:
     samples: int = 128
     max_rows: int | None = None
     per_sample: bool = False
+    share: bool = False
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -200,6 +206,8 @@ class ShapeConfig:
                 "ShapeConfig.per_sample: needs every sample in one job (torchrun, not a shard) "
                 "and method 'shape'"
             )
+        if not isinstance(self.share, bool):
+            raise SarevalError(f"ShapeConfig.share: expected a bool, got {self.share!r}")
         if not isinstance(self.by_class, bool):
             raise SarevalError(f"ShapeConfig.by_class: expected a bool, got {self.by_class!r}")
         self._check_device()

@@ -526,6 +526,7 @@ def _evaluate(
         pad_to=pad_to,
         threads=config.threads,
         precision=config.precision,
+        share=config.share,
     )
     opts = PassOptions(
         start, stop, config.batch_size, config.cloud_cover_bins, config.bootstrap > 0,
@@ -565,6 +566,7 @@ def _evaluate(
         "device": device,
         "providers": providers,
         "pad_to": pad_to,
+        "share": getattr(engine, "share", None),
         "world_size": 1 if group is None else group.world_size,
     }
     doc = document(ev, loaded, config, record, names, sections, empty_section)
