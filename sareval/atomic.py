@@ -8,12 +8,15 @@ A crash, an error or Ctrl-C never leaves a file at the output path that looks co
 
 :func:`partial_path` gives the fixed name a resumable job (preprocess) writes to instead.
 :func:`check_outputs` vets all of a command's outputs together before any work starts.
+:func:`output_set` writes several outputs of one run so that they appear together or not at all.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
+import signal
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
@@ -84,20 +87,26 @@ def atomic_output(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success rename it to ``path``.
 
     On any exception (KeyboardInterrupt included) the temporary file is removed and the
-    exception propagates; ``path`` is untouched.
+    exception propagates (a full disk or an unwritable folder as one
+    :class:`~sareval.write_errors.OutputWriteError`); ``path`` is untouched.
     """
+    from sareval.write_errors import as_write_error
+
     path = check_output(path, overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         if not tmp.exists():
             raise FileNotFoundError(f"{tmp}: nothing was written")
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
+        error = as_write_error(e, path)  # before the unlink frees the space
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-        raise
+        if error is e:
+            raise
+        raise error from None
 
 
 @contextlib.contextmanager
@@ -131,4 +140,97 @@ def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path
             os.replace(tmp, path)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+TMP_TAG = ".sareval-tmp-"
+
+
+def set_temp_path(path: str | Path) -> Path:
+    """The temporary name of ``path`` inside an output set: ``<dir>/.<name>.sareval-tmp-<pid>``."""
+    path = Path(path)
+    return path.with_name(f".{path.name}{TMP_TAG}{os.getpid()}")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Remove the output-set temporaries of ``path`` left by killed runs (their pid is dead),
+    including the nested ``.<temp>.<pid>.tmp`` of a writer inside the set; return them."""
+    path = Path(path)
+    if not path.parent.is_dir():
+        return []
+    pattern = re.compile(rf"^\.\.?{re.escape(path.name)}{re.escape(TMP_TAG)}(\d+)")
+    removed = []
+    for entry in path.parent.iterdir():
+        m = pattern.match(entry.name)
+        if m is None or int(m.group(1)) == os.getpid() or _pid_alive(int(m.group(1))):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            entry.unlink()
+            removed.append(entry)
+    return removed
+
+
+class OutputSet:
+    """The outputs of one run, written under temporary names and renamed together.
+
+    :meth:`temp` gives the name to write each target to; :meth:`commit` renames every written
+    temporary into place (SIGINT/SIGTERM blocked meanwhile); :meth:`abort` removes them.
+    """
+
+    def __init__(self, targets: Iterable[str | Path | None], overwrite: bool = False) -> None:
+        self.targets = [Path(t) for t in targets if t is not None]
+        self.overwrite = overwrite
+        for target in self.targets:
+            remove_stale_temporaries(target)
+
+    def temp(self, target: str | Path) -> Path:
+        """The temporary path that stands for ``target`` (its folder is created)."""
+        target = Path(target)
+        if target not in self.targets:
+            raise ValueError(f"{target}: not an output of this set")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return set_temp_path(target)
+
+    def commit(self) -> None:
+        """Rename every target's temporary into place; refuse first if one is missing."""
+        for target in self.targets:
+            check_output(target, self.overwrite)
+            if not set_temp_path(target).exists():
+                raise FileNotFoundError(f"{set_temp_path(target)}: nothing was written")
+        blocked = {signal.SIGINT, signal.SIGTERM}
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+        try:
+            for target in self.targets:
+                os.replace(set_temp_path(target), target)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+    def abort(self) -> None:
+        """Remove this run's temporaries (the targets are untouched)."""
+        for target in self.targets:
+            with contextlib.suppress(FileNotFoundError):
+                set_temp_path(target).unlink()
+
+
+@contextlib.contextmanager
+def output_set(
+    targets: Iterable[str | Path | None], overwrite: bool = False
+) -> Iterator[OutputSet]:
+    """An :class:`OutputSet` committed when the block succeeds, aborted on any exception."""
+    outputs = OutputSet(targets, overwrite)
+    try:
+        yield outputs
+        outputs.commit()
+    except BaseException:
+        outputs.abort()
         raise

@@ -5,15 +5,19 @@ Commands live one per module in :mod:`sareval.commands` and are imported only wh
 only where needed. Every error is one line on stderr, ``error: <file or option>: <what is
 wrong>``, without a traceback (:func:`error_line`): a :class:`~sareval.errors.SarevalError` or an
 ``OSError`` naming a file exits with status 1, a usage error (click's: a bad or missing option)
-with status 2; Ctrl-C exits with status 130.
+with status 2; Ctrl-C and SIGTERM exit with status 130.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
+import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import click
@@ -73,7 +77,8 @@ class LazyGroup(click.Group):
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, **extra)
         try:
-            rv = super().main(args, prog_name, complete_var, False, **extra)
+            with sigterm_as_interrupt():
+                rv = super().main(args, prog_name, complete_var, False, **extra)
         except click.Abort:
             click.echo("error: interrupted; no output was written", err=True)
             sys.exit(130)
@@ -83,6 +88,29 @@ class LazyGroup(click.Group):
             click.echo(f"error: {error_line(e)}", err=True)
             sys.exit(e.exit_code if isinstance(e, click.ClickException) else 1)
         sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt in this (main) process, so a terminated run cleans up
+    like Ctrl-C; forked children keep the default action. No-op outside the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pid = os.getpid()
+
+    def handler(signum: int, frame: object) -> None:
+        if os.getpid() != pid:  # a forked worker: die as before
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _param_name(param: click.Parameter | None, fallback: str) -> str:

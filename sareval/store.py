@@ -58,6 +58,7 @@ from sareval import __version__
 from sareval.atomic import check_output, partial_path
 from sareval.errors import StoreError
 from sareval.readahead import Readahead
+from sareval.write_errors import discard_h5, discard_on_write_error
 
 FORMAT = "sareval-store"
 FORMAT_VERSION = 1
@@ -643,9 +644,11 @@ class StoreWriter:
 
     ``config`` (any JSON-able dict: inputs, options, the ordered id list's digest) decides
     whether an existing ``.partial`` is resumed (same config) or rebuilt (otherwise). Rows are
-    written in order; ``rows_written`` tells where to resume.
+    written in order; ``rows_written`` tells where to resume. A full disk or an unwritable
+    folder removes the ``.partial`` and raises :class:`~sareval.write_errors.OutputWriteError`.
     """
 
+    @discard_on_write_error
     def __init__(
         self,
         out: str | Path,
@@ -742,6 +745,7 @@ class StoreWriter:
             f.create_dataset("geo/crs", shape=(self.n,), dtype=STR_DTYPE)
         f.flush()
 
+    @discard_on_write_error
     def write_rows(
         self,
         start: int,
@@ -807,6 +811,7 @@ class StoreWriter:
         """The ``/cloud_cover`` written so far (N,)."""
         return np.asarray(self.file["cloud_cover"][()])
 
+    @discard_on_write_error
     def finish(
         self,
         subsets: Mapping[str, tuple[np.ndarray, str, str]],
@@ -845,6 +850,7 @@ class StoreWriter:
         os.replace(self.partial, self.out)
         return self.out
 
+    @discard_on_write_error
     def verify_written(self, tail_rows: int | None = 256, sample_rows: int = 256) -> int:
         """Re-hash rows of a resumed ``.partial`` against their ``row_sha256`` and rewind
         :attr:`rows_written` to the first row that no longer matches (e.g. a chunk lost when
@@ -894,3 +900,8 @@ class StoreWriter:
         """Close the file and keep ``<out>.partial`` for a later resume."""
         if self.file:
             self.file.close()
+
+    def discard(self) -> None:
+        """Close the file, whatever its state, and delete ``<out>.partial``."""
+        discard_h5(getattr(self, "file", None), partial_path(self.out))
+        self.rows_written = 0

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from sareval.atomic import check_outputs
+from sareval.atomic import check_outputs, output_set
 from sareval.commands.options import overwrite_option, report_written
 
 
@@ -44,7 +44,8 @@ def command(shards: tuple[Path, ...], out: Path, csv_path: Path | None, overwrit
     check_outputs({"--out": out, "--csv": csv_path}, overwrite, json_option="--out", inputs=shards)
     docs = [read_results(p) for p in shards]
     merged = merge_documents(docs, [str(p) for p in shards])
-    write_results(merged, out, overwrite)
-    write_csv(merged, csv_path, overwrite)
+    with output_set((out, csv_path), overwrite) as outputs:
+        write_results(merged, outputs.temp(out), overwrite=True)
+        write_csv(merged, outputs.temp(csv_path), overwrite=True)
     click.echo(console_table(merged))
     report_written(out, csv_path)

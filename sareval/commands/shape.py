@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from sareval.atomic import check_outputs
+from sareval.atomic import check_outputs, output_set
 from sareval.choices import (
     BACKENDS,
     BASELINES,
@@ -85,6 +85,13 @@ def api_errors_as_options() -> Iterator[None]:
         text = str(e).replace("ShapeConfig.cloud_cover_bins", "--by cloud-cover")
         text = re.sub(r"ShapeConfig\.(\w+)", lambda m: "--" + m.group(1).replace("_", "-"), text)
         raise SarevalError(text) from None
+
+
+def _distributed() -> bool:
+    """True under torchrun (several ranks)."""
+    from sareval.evaluator.distributed import torchrun_env
+
+    return torchrun_env() is not None
 
 
 def is_main_process() -> bool:
@@ -312,16 +319,24 @@ def command(
             estimator=estimator, samples=samples, max_rows=max_rows,  # type: ignore[arg-type]
             per_sample=per_sample,
         )  # fmt: skip
-        result = sareval.evaluate(
-            model, (data, subset), config, progress=progress_enabled(),
-            save_predictions=save_predictions, overwrite=overwrite,
-        )  # fmt: skip
-    if not main:
-        return
-    doc = result.doc
-    if out is not None:
-        write_results(doc, out, overwrite)
-    if csv_path is not None:
-        write_csv(doc, csv_path, overwrite)
+        if not main:  # a torchrun rank: writes only its predictions file
+            sareval.evaluate(
+                model, (data, subset), config, progress=progress_enabled(),
+                save_predictions=save_predictions, overwrite=overwrite,
+            )  # fmt: skip
+            return
+        # torchrun writes one predictions file per rank: those stay outside the set
+        in_set = None if _distributed() else save_predictions
+        with output_set((out, csv_path, in_set), overwrite) as written:
+            result = sareval.evaluate(
+                model, (data, subset), config, progress=progress_enabled(),
+                save_predictions=written.temp(in_set) if in_set else save_predictions,
+                overwrite=overwrite or in_set is not None,
+            )  # fmt: skip
+            doc = result.doc
+            if out is not None:
+                write_results(doc, written.temp(out), overwrite=True)
+            if csv_path is not None:
+                write_csv(doc, written.temp(csv_path), overwrite=True)
     click.echo(console_table(doc))
     report_written(out, csv_path, save_predictions)

@@ -15,7 +15,8 @@ Layout (``n`` evaluated samples, ``J`` coalitions in results order, the empty on
     attrs: format="sareval-predictions", coalitions (JSON), players, class_names, task,
            model_sha256, store_content_digest, subset, baseline, empty
 
-Written to a temporary name and renamed when the run completes (nothing on Ctrl-C or error).
+Written to a temporary name and renamed when the run completes (nothing on Ctrl-C or error; a
+full disk removes the temporary file and raises :class:`~sareval.write_errors.OutputWriteError`).
 """
 
 from __future__ import annotations
@@ -31,11 +32,13 @@ import numpy as np
 
 from sareval.atomic import check_output
 from sareval.store import STR_DTYPE
+from sareval.write_errors import discard_h5, discard_on_write_error
 
 
 class PredictionsWriter:
     """Streams outputs into an HDF5 file (see module docstring); :meth:`finish` renames it."""
 
+    @discard_on_write_error
     def __init__(
         self,
         out: str | Path,
@@ -75,6 +78,7 @@ class PredictionsWriter:
             chunks=(j, chunk) if single else (j, chunk, k),
         )
 
+    @discard_on_write_error
     def write(
         self,
         positions: slice,
@@ -94,18 +98,26 @@ class PredictionsWriter:
         f["outputs"][:, sl] = outputs
         f["decisions"][:, sl] = decisions
 
+    @discard_on_write_error
     def write_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         """Whole-run arrays (n, ...) by dataset name (e.g. ``per_sample/prob_true``)."""
         for name, value in arrays.items():
             self.file.create_dataset(name, data=value)
 
+    @discard_on_write_error
     def finish(self) -> Path:
         self.file.close()
         os.replace(self.tmp, self.out)
         return self.out
 
     def abort(self) -> None:
+        """Close and delete the temporary file (the output is untouched)."""
         with contextlib.suppress(Exception):
             self.file.close()
         with contextlib.suppress(FileNotFoundError):
             self.tmp.unlink()
+
+    def discard(self) -> None:
+        """:meth:`abort` on a file that may not close cleanly (a full disk)."""
+        if hasattr(self, "tmp"):
+            discard_h5(getattr(self, "file", None), self.tmp)
