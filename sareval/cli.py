@@ -14,6 +14,7 @@ import contextlib
 import importlib
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -24,6 +25,7 @@ import click
 
 from sareval import __version__
 from sareval.errors import SarevalError
+from sareval.write_errors import as_write_error, write_errno
 
 #: command name -> (module in sareval.commands, one-line summary shown by --help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -82,7 +84,9 @@ class LazyGroup(click.Group):
         except click.Abort:
             click.echo("error: interrupted; no output was written", err=True)
             sys.exit(130)
-        except (SarevalError, click.ClickException, OSError) as e:
+        except (SarevalError, click.ClickException, OSError, RuntimeError) as e:
+            if isinstance(e, RuntimeError) and not write_errno(e):  # a bug: show the traceback
+                raise
             if isinstance(e, BrokenPipeError):  # output piped into e.g. `head`: nothing to say
                 sys.exit(1)
             click.echo(f"error: {error_line(e)}", err=True)
@@ -122,6 +126,12 @@ def _param_name(param: click.Parameter | None, fallback: str) -> str:
     return fallback
 
 
+def _h5_file_name(e: BaseException) -> str | None:
+    """The ``filename = '...'`` an HDF5 error message names, if any."""
+    m = re.search(r"filename = '([^']*)'", str(e))
+    return m.group(1) if m else None
+
+
 def error_line(e: BaseException) -> str:
     """``<file or option>: <what is wrong>`` of an error, on one printable line."""
     if isinstance(e, click.MissingParameter):
@@ -137,6 +147,8 @@ def error_line(e: BaseException) -> str:
         text = f"{where}: {e.format_message()[:1].lower()}{e.format_message()[1:]}"
     elif isinstance(e, click.ClickException):
         text = e.format_message()
+    elif write_errno(e) is not None:  # a full disk etc. that no writer turned into an error
+        text = str(as_write_error(e, _h5_file_name(e) or getattr(e, "filename", None) or "file"))
     elif isinstance(e, OSError) and not isinstance(e, SarevalError):
         text = f"{e.filename or 'file'}: {e.strerror or type(e).__name__}"
     else:

@@ -4,9 +4,11 @@ Writers (:func:`~sareval.atomic.atomic_output`, :class:`~sareval.store.StoreWrit
 :class:`~sareval.evaluator.predictions.PredictionsWriter`) pass what they caught through
 :func:`as_write_error`: ENOSPC, EDQUOT, EACCES and EROFS become an :class:`OutputWriteError`
 naming the output the user asked for (not its temporary name), whether they come as an
-``OSError`` or inside an HDF5 / torch message. :func:`discard_h5` closes and removes a
-half-written HDF5 file on a full disk without the HDF5 library's metadata flush failing again
-(which prints tracebacks from finalizers and can crash the interpreter at exit).
+``OSError`` or inside an HDF5 / torch message; the CLI turns any that escaped into the same line.
+The HDF5 library does not recover from running out of space (its objects fail to close, print
+tracebacks from finalizers and can crash the interpreter), so HDF5 writers check the space
+before each write (:func:`ensure_free`) and, should a write fail anyway, remove their file with
+:func:`discard_h5`, which frees its space before closing it.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import errno
 import functools
 import os
 import re
+import sys
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
@@ -28,8 +32,8 @@ WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EROFS,
 NEARLY_FULL_BYTES = 1 << 20
 _ERRNO_IN_TEXT = re.compile(r"errno = (\d+)")
 _TEMP_NAMES = (
-    re.compile(r"^\.(?P<name>.+)\.sareval-tmp-\d+(?:\.\d+\.tmp)?$"),
     re.compile(r"^\.(?P<name>.+)\.\d+\.tmp$"),
+    re.compile(r"^\.(?P<name>.+)\.sareval-tmp-\d+$"),
     re.compile(r"^(?P<name>.+)\.partial$"),
 )
 
@@ -43,7 +47,7 @@ class DiscardableWriter(Protocol):
 
     out: Path
 
-    def discard(self) -> None: ...
+    def discard(self, error: BaseException | None = None) -> None: ...
 
 
 W = TypeVar("W", bound=DiscardableWriter)
@@ -52,9 +56,44 @@ W = TypeVar("W", bound=DiscardableWriter)
 class OutputWriteError(SarevalError):
     """An output could not be written (disk full, quota, permission, read-only filesystem)."""
 
-    def __init__(self, path: str | Path, code: int) -> None:
+    def __init__(self, path: str | Path, code: int, detail: str = "") -> None:
         self.path, self.errno = Path(path), code
-        super().__init__(f"{self.path}: {os.strerror(code).lower()}; nothing was written")
+        what = os.strerror(code).lower() + (f" ({detail})" if detail else "")
+        super().__init__(f"{self.path}: {what}")
+
+
+def free_bytes(folder: str | Path) -> int | None:
+    """Bytes this process may still write on ``folder``'s filesystem (None: unknown)."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return None
+    blocks = st.f_bfree if os.geteuid() == 0 else st.f_bavail  # root may use reserved blocks
+    return blocks * st.f_frsize
+
+
+def ensure_free(target: str | Path, nbytes: int) -> None:
+    """Raise ENOSPC as an :class:`OutputWriteError` naming ``target``'s output unless its
+    filesystem has ``nbytes`` plus :data:`NEARLY_FULL_BYTES` free.
+
+    HDF5 writers call this before writing: the HDF5 library does not recover from a write
+    failing for lack of space (its objects cannot be closed; the interpreter can crash)."""
+    target = Path(target)
+    folder = target.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    free = free_bytes(folder)
+    need = nbytes + NEARLY_FULL_BYTES
+    if free is not None and free < need:
+        detail = f"needs {_size(need)}, {_size(free)} free"
+        raise OutputWriteError(output_name(target), errno.ENOSPC, detail)
+
+
+def _size(nbytes: int) -> str:
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:.1f} {unit}"
+    return f"{nbytes} bytes"
 
 
 def output_name(path: str | Path) -> Path:
@@ -91,11 +130,8 @@ def write_errno(error: BaseException, folder: str | Path | None = None) -> int |
 
 def nearly_full(folder: str | Path) -> bool:
     """Whether the filesystem of ``folder`` has less than :data:`NEARLY_FULL_BYTES` free."""
-    try:
-        st = os.statvfs(folder)
-    except OSError:
-        return False
-    return st.f_bavail * st.f_frsize < NEARLY_FULL_BYTES
+    free = free_bytes(folder)
+    return free is not None and free < NEARLY_FULL_BYTES
 
 
 def as_write_error(error: BaseException, target: str | Path) -> BaseException:
@@ -106,14 +142,20 @@ def as_write_error(error: BaseException, target: str | Path) -> BaseException:
     return error if code is None else OutputWriteError(output_name(target), code)
 
 
-def discard_h5(file: Any, path: str | Path) -> None:
+def discard_h5(file: Any, path: str | Path, error: BaseException | None = None) -> None:
     """Close the open h5py ``file`` and delete ``path`` (its file), whatever state it is in.
 
-    The file is truncated first: on a full disk that frees its space, so the close's metadata
-    flush succeeds instead of failing again in every finalizer."""
+    The file is truncated first: on a full disk that frees its space, so that the objects
+    the failed call ``error`` still holds (its frames' locals, released here) and the file
+    itself flush their caches and close cleanly, instead of failing again in finalizers (which
+    print tracebacks and can crash the interpreter). Writers must therefore keep the h5py
+    objects they write through in local variables, not temporaries."""
     path = Path(path)
     with contextlib.suppress(OSError):
         os.truncate(path, 0)
+    if error is not None and error.__traceback__ is not None:
+        traceback.clear_frames(error.__traceback__)
+        error.__traceback__ = None
     with contextlib.suppress(Exception):
         file.close()
     with contextlib.suppress(FileNotFoundError):
@@ -125,17 +167,34 @@ def discard_on_write_error(
 ) -> Callable[Concatenate[W, P], R]:
     """Decorate a writer's method: a write failure (:func:`write_errno`) discards the writer's
     file (``self.discard()``) and is raised as an :class:`OutputWriteError` naming ``self.out``;
-    any other exception propagates unchanged."""
+    any other exception propagates unchanged. Meanwhile the HDF5 library's complaints from
+    finalizers of objects of the failing file are not printed (they repeat the same ENOSPC)."""
 
     @functools.wraps(method)
     def wrapper(self: W, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        previous = sys.unraisablehook
+        sys.unraisablehook = functools.partial(_quiet_write_failures, previous)
         try:
-            return method(self, *args, **kwargs)
-        except BaseException as e:
-            error = as_write_error(e, self.out)
-            if error is e:
-                raise
-            self.discard()
-            raise error from None
+            try:
+                return method(self, *args, **kwargs)
+            except BaseException as e:
+                out = getattr(self, "out", None)  # unset: __init__ failed vetting it
+                error = (
+                    e if isinstance(e, OutputWriteError) or out is None else as_write_error(e, out)
+                )
+                if not isinstance(error, OutputWriteError):
+                    raise
+                self.discard(e)
+            raise error  # outside the except block: no chained traceback keeps ``e`` alive
+        finally:
+            sys.unraisablehook = previous
 
     return wrapper
+
+
+def _quiet_write_failures(previous: Any, unraisable: Any) -> None:
+    """An ``unraisablehook`` dropping h5py finalizer errors that are write failures."""
+    value = unraisable.exc_value
+    if value is not None and write_errno(value) is not None and "h5py" in repr(unraisable.object):
+        return
+    previous(unraisable)
