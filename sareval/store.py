@@ -691,7 +691,9 @@ class StoreWriter:
         if not compression:  # the size is known: refuse now rather than when the disk is full
             row_bytes = sum(len(s.bands) * np.dtype(s.dtype).itemsize for s in sensors)
             if with_cloudy:
-                row_bytes += sum(len(s.bands) * 2 for s in sensors if s.name == "s2")
+                row_bytes += sum(
+                    len(s.bands) * np.dtype(s.dtype).itemsize for s in sensors if s.name == "s2"
+                )
             ensure_free(self.partial, self.n * row_bytes * height * width)
         f = self.file = h5py.File(self.partial, "w")
         f.attrs.update(
