@@ -3,7 +3,8 @@
 A second ``sareval preprocess`` on the same ``--out`` would otherwise resume, rebuild or delete
 the ``.partial`` the first one is writing. The lock file holds the owner's pid (named in the
 refusal) and is removed when the run ends; one left by a killed run is harmless (the kernel
-released its lock) and is taken over.
+released its lock) and is taken over. Forked children (preprocess workers) close their copy of
+the lock's descriptor, so orphans of a killed run cannot keep holding it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,21 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from sareval.errors import SarevalError
+
+#: descriptors of the locks this process holds (closed in forked children)
+_HELD: set[int] = set()
+
+
+def _drop_in_child() -> None:
+    """After a fork, in the child: close the inherited lock descriptors (the lock stays the
+    parent's alone: an flock lives as long as any descriptor of its open file)."""
+    for fd in _HELD:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_drop_in_child)
 
 
 def lock_path(out: str | Path) -> Path:
@@ -63,6 +79,7 @@ def output_lock(out: str | Path) -> Iterator[Path]:
     path = lock_path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = _acquire(out, path)
+    _HELD.add(fd)
     try:
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
@@ -70,4 +87,5 @@ def output_lock(out: str | Path) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+        _HELD.discard(fd)
         os.close(fd)

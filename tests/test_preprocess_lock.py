@@ -84,3 +84,19 @@ def test_held_lock_names_its_owner(tmp_path: Path) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_forked_children_do_not_hold_the_lock(tmp_path: Path) -> None:
+    out = tmp_path / "s.h5"
+    with output_lock(out) as path:
+        fd = os.open(path, os.O_RDWR)  # the same file, once the lock file is removed
+        pid = os.fork()
+        if pid == 0:  # the child: no lock descriptor to keep alive after the parent's release
+            time.sleep(5)
+            os._exit(0)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free while the child lives
+    finally:
+        os.close(fd)
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
