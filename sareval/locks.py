@@ -81,8 +81,9 @@ def output_lock(out: str | Path) -> Iterator[Path]:
     fd = _acquire(out, path)
     _HELD.add(fd)
     try:
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        with contextlib.suppress(OSError):  # the pid is for the message only (a full disk)
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         yield path
     finally:
         with contextlib.suppress(FileNotFoundError):
