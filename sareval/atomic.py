@@ -11,13 +11,15 @@ A crash, an error or Ctrl-C never leaves a file at the output path that looks co
 appear together: each is written under ``.<name>.sareval-tmp-<pid>`` and all are renamed at
 the end; temporaries a killed run left behind (its pid no longer running) are removed.
 :func:`check_outputs` vets all of a command's outputs together before any work starts.
+:func:`output_set` writes several outputs of one run so that they appear together or not at all.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import os
+import re
+import signal
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
@@ -88,20 +90,26 @@ def atomic_output(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; on success rename it to ``path``.
 
     On any exception (KeyboardInterrupt included) the temporary file is removed and the
-    exception propagates; ``path`` is untouched.
+    exception propagates (a full disk or an unwritable folder as one
+    :class:`~sareval.write_errors.OutputWriteError`); ``path`` is untouched.
     """
+    from sareval.write_errors import as_write_error
+
     path = check_output(path, overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         yield tmp
         if not tmp.exists():
             raise FileNotFoundError(f"{tmp}: nothing was written")
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
+        error = as_write_error(e, path)  # before the unlink frees the space
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
-        raise
+        if error is e:
+            raise
+        raise error from None
 
 
 @contextlib.contextmanager
@@ -138,15 +146,16 @@ def atomic_directory(path: str | Path, overwrite: bool = False) -> Iterator[Path
         raise
 
 
-TMP_MARK = ".sareval-tmp-"
+TMP_TAG = ".sareval-tmp-"
 
 
-def set_temporary(path: Path) -> Path:
-    """``<dir>/.<name>.sareval-tmp-<pid>``: where an :class:`OutputSet` member is written."""
-    return path.with_name(f".{path.name}{TMP_MARK}{os.getpid()}")
+def set_temp_path(path: str | Path) -> Path:
+    """The temporary name of ``path`` inside an output set: ``<dir>/.<name>.sareval-tmp-<pid>``."""
+    path = Path(path)
+    return path.with_name(f".{path.name}{TMP_TAG}{os.getpid()}")
 
 
-def _pid_running(pid: int) -> bool:
+def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -156,63 +165,75 @@ def _pid_running(pid: int) -> bool:
     return True
 
 
-def remove_stale_temporaries(path: Path) -> list[Path]:
-    """Remove temporaries of ``path`` (``.<name>.sareval-tmp-<pid>`` and what a writer derived
-    from that name) left by runs whose process is gone; returns what was removed."""
-    removed: list[Path] = []
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Remove the output-set temporaries of ``path`` left by killed runs (their pid is dead),
+    including the nested ``.<temp>.<pid>.tmp`` of a writer inside the set; return them."""
+    path = Path(path)
     if not path.parent.is_dir():
-        return removed
-    for candidate in path.parent.glob(f"*{path.name}{TMP_MARK}*"):
-        tail = candidate.name.split(TMP_MARK, 1)[1]
-        digits = "".join(itertools.takewhile(str.isdigit, tail))
-        if digits and not _pid_running(int(digits)):
-            with contextlib.suppress(FileNotFoundError):
-                candidate.unlink()
-            removed.append(candidate)
+        return []
+    pattern = re.compile(rf"^\.\.?{re.escape(path.name)}{re.escape(TMP_TAG)}(\d+)")
+    removed = []
+    for entry in path.parent.iterdir():
+        m = pattern.match(entry.name)
+        if m is None or int(m.group(1)) == os.getpid() or _pid_alive(int(m.group(1))):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            entry.unlink()
+            removed.append(entry)
     return removed
 
 
 class OutputSet:
-    """Outputs that appear together or not at all (module docstring).
+    """The outputs of one run, written under temporary names and renamed together.
 
-    ``with OutputSet({"--out": r.json, "--csv": r.csv}) as outs: write(outs.temporary("--out"))``
-    ... on leaving the block without an error every written temporary is renamed to its output
-    (in the order given; the last is the one a reader should look for); on an error or Ctrl-C /
-    SIGTERM every temporary is removed and no output is touched.
+    :meth:`temp` gives the name to write each target to; :meth:`commit` renames every written
+    temporary into place (SIGINT/SIGTERM blocked meanwhile); :meth:`abort` removes them.
     """
 
-    def __init__(self, outputs: Mapping[str, str | Path | None]) -> None:
-        self.final = {k: Path(p) for k, p in outputs.items() if p is not None}
-        for path in self.final.values():
-            remove_stale_temporaries(path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = {k: set_temporary(p) for k, p in self.final.items()}
+    def __init__(self, targets: Iterable[str | Path | None], overwrite: bool = False) -> None:
+        self.targets = [Path(t) for t in targets if t is not None]
+        self.overwrite = overwrite
+        for target in self.targets:
+            remove_stale_temporaries(target)
 
-    def temporary(self, key: str) -> Path:
-        """Where output ``key`` is written during the run."""
-        return self.tmp[key]
+    def temp(self, target: str | Path) -> Path:
+        """The temporary path that stands for ``target`` (its folder is created)."""
+        target = Path(target)
+        if target not in self.targets:
+            raise ValueError(f"{target}: not an output of this set")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return set_temp_path(target)
 
     def commit(self) -> None:
-        missing = [str(self.tmp[k]) for k in self.final if not self.tmp[k].exists()]
-        if missing:
-            raise FileNotFoundError(f"{', '.join(missing)}: nothing was written")
-        for key, path in self.final.items():
-            os.replace(self.tmp[key], path)
+        """Rename every target's temporary into place; refuse first if one is missing."""
+        for target in self.targets:
+            check_output(target, self.overwrite)
+            if not set_temp_path(target).exists():
+                raise FileNotFoundError(f"{set_temp_path(target)}: nothing was written")
+        blocked = {signal.SIGINT, signal.SIGTERM}
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, blocked)
+        try:
+            for target in self.targets:
+                os.replace(set_temp_path(target), target)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
     def abort(self) -> None:
-        for tmp in self.tmp.values():
+        """Remove this run's temporaries (the targets are untouched)."""
+        for target in self.targets:
             with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
+                set_temp_path(target).unlink()
 
-    def __enter__(self) -> OutputSet:
-        return self
 
-    def __exit__(self, kind: object, *rest: object) -> None:
-        if kind is None:
-            try:
-                self.commit()
-            except BaseException:
-                self.abort()
-                raise
-        else:
-            self.abort()
+@contextlib.contextmanager
+def output_set(
+    targets: Iterable[str | Path | None], overwrite: bool = False
+) -> Iterator[OutputSet]:
+    """An :class:`OutputSet` committed when the block succeeds, aborted on any exception."""
+    outputs = OutputSet(targets, overwrite)
+    try:
+        yield outputs
+        outputs.commit()
+    except BaseException:
+        outputs.abort()
+        raise

@@ -5,7 +5,7 @@ Commands live one per module in :mod:`sareval.commands` and are imported only wh
 only where needed. Every error is one line on stderr, ``error: <file or option>: <what is
 wrong>``, without a traceback (:func:`error_line`): a :class:`~sareval.errors.SarevalError` or an
 ``OSError`` naming a file exits with status 1, a usage error (click's: a bad or missing option)
-with status 2; Ctrl-C exits with status 130.
+with status 2; Ctrl-C and SIGTERM exit with status 130.
 """
 
 from __future__ import annotations
@@ -13,15 +13,19 @@ from __future__ import annotations
 import contextlib
 import importlib
 import logging
+import os
+import re
 import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import click
 
 from sareval import __version__
 from sareval.errors import SarevalError
+from sareval.write_errors import as_write_error, write_errno
 
 #: command name -> (module in sareval.commands, one-line summary shown by --help)
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -74,14 +78,15 @@ class LazyGroup(click.Group):
         is printed by :func:`error_line` as one line."""
         if not standalone_mode:
             return super().main(args, prog_name, complete_var, False, **extra)
-        with contextlib.suppress(ValueError):  # not the main thread: leave signals alone
-            signal.signal(signal.SIGTERM, _terminate)  # a batch system's kill: as Ctrl-C
         try:
-            rv = super().main(args, prog_name, complete_var, False, **extra)
+            with sigterm_as_interrupt():
+                rv = super().main(args, prog_name, complete_var, False, **extra)
         except click.Abort:
             click.echo("error: interrupted; no output was written", err=True)
             sys.exit(130)
-        except (SarevalError, click.ClickException, OSError) as e:
+        except (SarevalError, click.ClickException, OSError, RuntimeError) as e:
+            if isinstance(e, RuntimeError) and not write_errno(e):  # a bug: show the traceback
+                raise
             if isinstance(e, BrokenPipeError):  # output piped into e.g. `head`: nothing to say
                 sys.exit(1)
             click.echo(f"error: {error_line(e)}", err=True)
@@ -89,9 +94,27 @@ class LazyGroup(click.Group):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
-def _terminate(signum: int, frame: Any) -> None:
-    """SIGTERM handler: stop like Ctrl-C (temporaries removed, one line, exit 130)."""
-    raise KeyboardInterrupt
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt in this (main) process, so a terminated run cleans up
+    like Ctrl-C; forked children keep the default action. No-op outside the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    pid = os.getpid()
+
+    def handler(signum: int, frame: object) -> None:
+        if os.getpid() != pid:  # a forked worker: die as before
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+            return
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _param_name(param: click.Parameter | None, fallback: str) -> str:
@@ -101,6 +124,12 @@ def _param_name(param: click.Parameter | None, fallback: str) -> str:
     if param is not None and param.name:
         return param.human_readable_name
     return fallback
+
+
+def _h5_file_name(e: BaseException) -> str | None:
+    """The ``filename = '...'`` an HDF5 error message names, if any."""
+    m = re.search(r"filename = '([^']*)'", str(e))
+    return m.group(1) if m else None
 
 
 def error_line(e: BaseException) -> str:
@@ -118,6 +147,8 @@ def error_line(e: BaseException) -> str:
         text = f"{where}: {e.format_message()[:1].lower()}{e.format_message()[1:]}"
     elif isinstance(e, click.ClickException):
         text = e.format_message()
+    elif write_errno(e) is not None:  # a full disk etc. that no writer turned into an error
+        text = str(as_write_error(e, _h5_file_name(e) or getattr(e, "filename", None) or "file"))
     elif isinstance(e, OSError) and not isinstance(e, SarevalError):
         text = f"{e.filename or 'file'}: {e.strerror or type(e).__name__}"
     else:

@@ -58,6 +58,7 @@ from sareval import __version__
 from sareval.atomic import check_output, partial_path
 from sareval.errors import StoreError
 from sareval.readahead import Readahead
+from sareval.write_errors import discard_h5, discard_on_write_error, ensure_free
 
 FORMAT = "sareval-store"
 FORMAT_VERSION = 1
@@ -701,9 +702,11 @@ class StoreWriter:
 
     ``config`` (any JSON-able dict: inputs, options, the ordered id list's digest) decides
     whether an existing ``.partial`` is resumed (same config) or rebuilt (otherwise). Rows are
-    written in order; ``rows_written`` tells where to resume.
+    written in order; ``rows_written`` tells where to resume. A full disk or an unwritable
+    folder removes the ``.partial`` and raises :class:`~sareval.write_errors.OutputWriteError`.
     """
 
+    @discard_on_write_error
     def __init__(
         self,
         out: str | Path,
@@ -743,6 +746,13 @@ class StoreWriter:
             self.rows_written = int(self.file.attrs["rows_written"])
             return
         self.rows_written = 0
+        if not compression:  # the size is known: refuse now rather than when the disk is full
+            row_bytes = sum(len(s.bands) * np.dtype(s.dtype).itemsize for s in sensors)
+            if with_cloudy:
+                row_bytes += sum(
+                    len(s.bands) * np.dtype(s.dtype).itemsize for s in sensors if s.name == "s2"
+                )
+            ensure_free(self.partial, self.n * row_bytes * height * width)
         f = self.file = h5py.File(self.partial, "w")
         f.attrs.update(
             {
@@ -800,6 +810,7 @@ class StoreWriter:
             f.create_dataset("geo/crs", shape=(self.n,), dtype=STR_DTYPE)
         f.flush()
 
+    @discard_on_write_error
     def write_rows(
         self,
         start: int,
@@ -822,37 +833,47 @@ class StoreWriter:
                 f"rows must be written in order: got {start}, expected {self.rows_written}"
             )
         f = self.file
+        ensure_free(self.partial, sum(a.nbytes for a in arrays.values()))
         k = len(next(iter(arrays.values())))
         sl = np.s_[start : start + k]
         ids = f["ids"][sl]
         digests = [hashlib.sha256(i if isinstance(i, bytes) else str(i).encode()) for i in ids]
+        # the datasets are held here until the write ends (a failure: see discard_h5)
+        datasets = {name: f[name] for name in arrays}
+
+        def put(name: str, value: Any) -> None:
+            if name not in datasets:
+                datasets[name] = f[name]
+            datasets[name][sl] = value
+
         for name in sorted(arrays):
-            a = np.ascontiguousarray(arrays[name], dtype=f[name].dtype)
-            if a.shape[1:] != f[name].shape[1:] or len(a) != k:
-                raise ValueError(f"{name}: shape {a.shape} does not fit {f[name].shape}")
-            f[name][sl] = a
+            ds = datasets[name]
+            a = np.ascontiguousarray(arrays[name], dtype=ds.dtype)
+            if a.shape[1:] != ds.shape[1:] or len(a) != k:
+                raise ValueError(f"{name}: shape {a.shape} does not fit {ds.shape}")
+            put(name, a)
             total, total_sq, count = (
                 stats[name] if stats is not None and name in stats else row_stats(a)
             )
-            f[f"stats/{name}_sum"][sl] = total
-            f[f"stats/{name}_sumsq"][sl] = total_sq
-            f[f"stats/{name}_count"][sl] = count
+            put(f"stats/{name}_sum", total)
+            put(f"stats/{name}_sumsq", total_sq)
+            put(f"stats/{name}_count", count)
             for j in range(k):
                 digests[j].update(a[j].tobytes())
         for name, value in labels.items():
-            f[f"labels/{name}"][sl] = value
+            put(f"labels/{name}", value)
         if cloud_cover is not None:
-            f["cloud_cover"][sl] = cloud_cover
+            put("cloud_cover", cloud_cover)
         cover = np.full(k, np.nan, np.float32) if cloud_cover is None else cloud_cover
         for j in range(k):  # as row_digest: id, images (sorted by name), cloud cover
             digests[j].update(np.float32(cover[j]).tobytes())
         if cloudy_available is not None:
-            f["s2_cloudy_available"][sl] = cloudy_available
+            put("s2_cloudy_available", cloudy_available)
         if geo_transform is not None:
-            f["geo/transform"][sl] = geo_transform
+            put("geo/transform", geo_transform)
         if geo_crs is not None:
-            f["geo/crs"][sl] = np.asarray(list(geo_crs), dtype=object)
-        f["row_sha256"][sl] = np.stack([np.frombuffer(d.digest(), np.uint8) for d in digests])
+            put("geo/crs", np.asarray(list(geo_crs), dtype=object))
+        put("row_sha256", np.stack([np.frombuffer(d.digest(), np.uint8) for d in digests]))
         self.rows_written = start + k
         f.attrs["rows_written"] = self.rows_written
         f.flush()
@@ -866,6 +887,7 @@ class StoreWriter:
         """The ``/cloud_cover`` written so far (N,)."""
         return np.asarray(self.file["cloud_cover"][()])
 
+    @discard_on_write_error
     def finish(
         self,
         subsets: Mapping[str, tuple[np.ndarray, str, str]],
@@ -877,6 +899,7 @@ class StoreWriter:
         if self.rows_written != self.n:
             raise ValueError(f"finish() after {self.rows_written} of {self.n} rows")
         f = self.file
+        ensure_free(self.partial, 0)
         if "subsets" in f:
             del f["subsets"]
         grp = f.create_group("subsets")
@@ -893,10 +916,12 @@ class StoreWriter:
         for key, value in (extra_attrs or {}).items():
             f.attrs[key] = value
         f.attrs["content_digest"] = content_digest_of(f)
+        f.flush()  # a full disk fails here, where it is handled, not inside close()
         f.close()
         os.replace(self.partial, self.out)
         return self.out
 
+    @discard_on_write_error
     def verify_written(self, tail_rows: int | None = 256, sample_rows: int = 256) -> int:
         """Re-hash rows of a resumed ``.partial`` against their ``row_sha256`` and rewind
         :attr:`rows_written` to the first row that no longer matches (e.g. a chunk lost when
@@ -943,3 +968,8 @@ class StoreWriter:
         """Close the file and keep ``<out>.partial`` for a later resume."""
         if self.file:
             self.file.close()
+
+    def discard(self, error: BaseException | None = None) -> None:
+        """Close the file, whatever its state (``error``: the failure), delete ``.partial``."""
+        discard_h5(getattr(self, "file", None), partial_path(self.out), error)
+        self.rows_written = 0

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from sareval.atomic import OutputSet, check_outputs
+from sareval.atomic import check_outputs, output_set
 from sareval.commands.options import overwrite_option, report_written
 
 
@@ -44,8 +44,8 @@ def command(shards: tuple[Path, ...], out: Path, csv_path: Path | None, overwrit
     check_outputs({"--out": out, "--csv": csv_path}, overwrite, json_option="--out", inputs=shards)
     docs = [read_results(p) for p in shards]
     merged = merge_documents(docs, [str(p) for p in shards])
-    with OutputSet({"--csv": csv_path, "--out": out}) as outputs:  # both appear, or neither
-        write_results(merged, outputs.temporary("--out"), overwrite=True)
-        write_csv(merged, outputs.temporary("--csv"), overwrite=True)
+    with output_set((out, csv_path), overwrite) as outputs:
+        write_results(merged, outputs.temp(out), overwrite=True)
+        write_csv(merged, outputs.temp(csv_path), overwrite=True)
     click.echo(console_table(merged))
     report_written(out, csv_path)

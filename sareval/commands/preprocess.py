@@ -64,6 +64,13 @@ def _resolve(threshold: float | None, listed: Path | None) -> float:
     return 0.9 if threshold is None else threshold
 
 
+def _lock(out: Path) -> None:
+    """Hold ``<out>.lock`` until the command ends: a second run on ``out`` is refused."""
+    from sareval.locks import output_lock
+
+    click.get_current_context().with_resource(output_lock(out))
+
+
 @click.group("preprocess")
 def command() -> None:
     """Convert a dataset's GeoTIFF tree into an HDF5 store (one file per split).
@@ -131,6 +138,7 @@ def sen12ms(
     from sareval.preprocess.sen12ms import preprocess_sen12ms
 
     check_outputs({"--out": out}, overwrite, inputs=_given(split_list, labels, very_cloudy_list))
+    _lock(out)
     path = preprocess_sen12ms(
         root,
         out,
@@ -196,6 +204,7 @@ def bigearthnet(
 
     inputs = _given(split_csv, cloudy_list, snow_list, very_cloudy_list)
     check_outputs({"--out": out}, overwrite, inputs=inputs)
+    _lock(out)
     path = preprocess_bigearthnet(
         s2_root,
         s1_root,
@@ -268,6 +277,7 @@ def bigearthnet_v2(
     """
     from sareval.preprocess.bigearthnet_v2 import preprocess_bigearthnet_v2
 
+    _lock(out)
     path = preprocess_bigearthnet_v2(
         s2_root,
         s1_root,

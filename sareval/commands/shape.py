@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from sareval.atomic import OutputSet, check_outputs
+from sareval.atomic import check_outputs, output_set
 from sareval.choices import (
     BACKENDS,
     BASELINES,
@@ -86,6 +86,13 @@ def api_errors_as_options() -> Iterator[None]:
         text = str(e).replace("ShapeConfig.cloud_cover_bins", "--by cloud-cover")
         text = re.sub(r"ShapeConfig\.(\w+)", lambda m: "--" + m.group(1).replace("_", "-"), text)
         raise SarevalError(text) from None
+
+
+def _distributed() -> bool:
+    """True under torchrun (several ranks)."""
+    from sareval.evaluator.distributed import torchrun_env
+
+    return torchrun_env() is not None
 
 
 def is_main_process() -> bool:
@@ -296,7 +303,6 @@ def command(
     """
     import sareval
     from sareval.card import read_card
-    from sareval.evaluator.distributed import torchrun_env
     from sareval.evaluator.players import parse_players
     from sareval.evaluator.results import console_table, write_csv, write_results
 
@@ -309,12 +315,6 @@ def command(
         outputs = {"--out": out, "--csv": csv_path, "--save-predictions": save_predictions}
         check_outputs(outputs, overwrite, json_option="--out", inputs=(model, data))
     by_class, edges = parse_by(by)
-    # all outputs of the run appear together (written under temporary names, renamed at the
-    # end); torchrun ranks write their own predictions files, named from --save-predictions
-    in_set: dict[str, Path | None] = {}
-    if main:
-        pred_in_set = None if torchrun_env() else save_predictions
-        in_set = {"--save-predictions": pred_in_set, "--csv": csv_path, "--out": out}
     choices: dict[str, Any] = dict(
         players=parse_players(players, read_card(model)) if players else None,
         baseline=baseline,
@@ -340,25 +340,26 @@ def command(
         per_sample=per_sample,
         share=share,
     )
-    with OutputSet(in_set) as out_set, api_errors_as_options():
+    with api_errors_as_options():
         config = sareval.ShapeConfig(**choices)
-        pred = save_predictions
-        if in_set.get("--save-predictions") is not None:
-            pred = out_set.temporary("--save-predictions")
-        result = sareval.evaluate(
-            model,
-            (data, subset),
-            config,
-            progress=progress_enabled(),
-            save_predictions=pred,
-            overwrite=overwrite or pred != save_predictions,
-        )
-        if not main:
+        if not main:  # a torchrun rank: writes only its predictions file
+            sareval.evaluate(
+                model, (data, subset), config, progress=progress_enabled(),
+                save_predictions=save_predictions, overwrite=overwrite,
+            )  # fmt: skip
             return
-        doc = result.doc
-        if out is not None:
-            write_results(doc, out_set.temporary("--out"), overwrite=True)
-        if csv_path is not None:
-            write_csv(doc, out_set.temporary("--csv"), overwrite=True)
+        # torchrun writes one predictions file per rank: those stay outside the set
+        in_set = None if _distributed() else save_predictions
+        with output_set((out, csv_path, in_set), overwrite) as written:
+            result = sareval.evaluate(
+                model, (data, subset), config, progress=progress_enabled(),
+                save_predictions=written.temp(in_set) if in_set else save_predictions,
+                overwrite=overwrite or in_set is not None,
+            )  # fmt: skip
+            doc = result.doc
+            if out is not None:
+                write_results(doc, written.temp(out), overwrite=True)
+            if csv_path is not None:
+                write_csv(doc, written.temp(csv_path), overwrite=True)
     click.echo(console_table(doc))
     report_written(out, csv_path, save_predictions)

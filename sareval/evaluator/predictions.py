@@ -15,12 +15,12 @@ Layout (``n`` evaluated samples, ``J`` coalitions in results order, the empty on
     attrs: format="sareval-predictions", coalitions (JSON), players, class_names, task,
            model_sha256, store_content_digest, subset, baseline, empty
 
-Written to a temporary name and renamed when the run completes (nothing on Ctrl-C or error).
+Written to a temporary name and renamed when the run completes (nothing on Ctrl-C or error; a
+full disk removes the temporary file and raises :class:`~sareval.write_errors.OutputWriteError`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 from pathlib import Path
@@ -31,11 +31,13 @@ import numpy as np
 
 from sareval.atomic import check_output
 from sareval.store import STR_DTYPE
+from sareval.write_errors import discard_h5, discard_on_write_error, ensure_free
 
 
 class PredictionsWriter:
     """Streams outputs into an HDF5 file (see module docstring); :meth:`finish` renames it."""
 
+    @discard_on_write_error
     def __init__(
         self,
         out: str | Path,
@@ -53,6 +55,8 @@ class PredictionsWriter:
         self.tmp = self.out.with_name(f".{self.out.name}.{os.getpid()}.tmp")
         self.first = first_position
         j, k = len(coalitions), n_classes
+        single = task == "single-label"
+        ensure_free(self.tmp, n * (j * k * 4 + (j + 1) * (8 if single else k) + 80))
         f = self.file = h5py.File(self.tmp, "w")
         f.attrs["format"] = "sareval-predictions"
         f.attrs["coalitions"] = json.dumps(coalitions)
@@ -63,7 +67,6 @@ class PredictionsWriter:
         f.create_dataset("ids", shape=(n,), dtype=STR_DTYPE)
         f.create_dataset("rows", shape=(n,), dtype=np.int64)
         f.create_dataset("positions", shape=(n,), dtype=np.int64)
-        single = task == "single-label"
         f.create_dataset(
             "labels", shape=(n,) if single else (n, k), dtype=np.int64 if single else np.uint8
         )
@@ -75,6 +78,7 @@ class PredictionsWriter:
             chunks=(j, chunk) if single else (j, chunk, k),
         )
 
+    @discard_on_write_error
     def write(
         self,
         positions: slice,
@@ -85,27 +89,41 @@ class PredictionsWriter:
         decisions: np.ndarray,
     ) -> None:
         """One batch: ``outputs`` (J, B, K) and ``decisions`` (J, B[, K]) in coalition order."""
-        f = self.file
+        ensure_free(self.tmp, outputs.nbytes + decisions.nbytes + labels.nbytes + 96 * len(ids))
         sl = slice(positions.start - self.first, positions.stop - self.first)
-        f["ids"][sl] = np.asarray(ids, dtype=object)
-        f["rows"][sl] = rows
-        f["positions"][sl] = np.arange(positions.start, positions.stop)
-        f["labels"][sl] = labels
-        f["outputs"][:, sl] = outputs
-        f["decisions"][:, sl] = decisions
+        # each dataset is held in a local while written (a failure: see discard_h5)
+        ids_ds, rows_ds, positions_ds, labels_ds, outputs_ds, decisions_ds = (
+            self.file[name]
+            for name in ("ids", "rows", "positions", "labels", "outputs", "decisions")
+        )
+        ids_ds[sl] = np.asarray(ids, dtype=object)
+        rows_ds[sl] = rows
+        positions_ds[sl] = np.arange(positions.start, positions.stop)
+        labels_ds[sl] = labels
+        outputs_ds[:, sl] = outputs
+        decisions_ds[:, sl] = decisions
 
+    @discard_on_write_error
     def write_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         """Whole-run arrays (n, ...) by dataset name (e.g. ``per_sample/prob_true``)."""
+        ensure_free(self.tmp, sum(np.asarray(v).nbytes for v in arrays.values()))
         for name, value in arrays.items():
-            self.file.create_dataset(name, data=value)
+            ds = self.file.create_dataset(name, data=value)  # a local: see discard_h5
+            ds.flush()
 
+    @discard_on_write_error
     def finish(self) -> Path:
+        """Close the file and rename it to the output path."""
+        self.file.flush()  # a full disk fails here, where it is handled, not inside close()
         self.file.close()
         os.replace(self.tmp, self.out)
         return self.out
 
     def abort(self) -> None:
-        with contextlib.suppress(Exception):
-            self.file.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.tmp.unlink()
+        """Close and delete the temporary file (the output is untouched)."""
+        self.discard()
+
+    def discard(self, error: BaseException | None = None) -> None:
+        """Close and delete the temporary file, whatever its state (``error``: the failure)."""
+        if hasattr(self, "tmp"):
+            discard_h5(getattr(self, "file", None), self.tmp, error)

@@ -62,8 +62,9 @@ def export_torchscript(
         raise SarevalError(f"TorchScript tracing failed ({type(e).__name__}: {first})") from None
     report = None
     with atomic_output(out, overwrite=overwrite) as tmp:
-        with quiet_exporter():  # torch 2.9+ deprecates TorchScript; it still runs everywhere
-            torch.jit.save(traced, str(tmp), _extra_files={TORCHSCRIPT_EXTRA_FILE: card.to_json()})
+        # a Python file, not a path: torch's own file writer aborts the process on a full disk
+        with quiet_exporter(), tmp.open("wb") as f:  # torch 2.9+ deprecates TorchScript
+            torch.jit.save(traced, f, _extra_files={TORCHSCRIPT_EXTRA_FILE: card.to_json()})
         if check:
             report = check_torchscript_parity(
                 model, tmp, card, batch_sizes=batch_sizes, tolerance=tolerance, name=out
@@ -108,7 +109,8 @@ def export_program(
         raise SarevalError(f"torch.export failed ({type(e).__name__}: {first})") from None
     report = None
     with atomic_output(out, overwrite=overwrite) as tmp:
-        torch.export.save(program, str(tmp), extra_files={TORCHSCRIPT_EXTRA_FILE: card.to_json()})
+        with tmp.open("wb") as f:  # not a path: torch's file writer aborts on a full disk
+            torch.export.save(program, f, extra_files={TORCHSCRIPT_EXTRA_FILE: card.to_json()})
         if check:
             loaded = load_program(tmp).module()
 

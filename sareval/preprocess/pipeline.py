@@ -12,7 +12,9 @@ Resume: :class:`~sareval.store.StoreWriter` reopens ``<out>.partial`` when the j
 configuration matches; its rows are re-hashed (:meth:`StoreWriter.verify_written`) and the loop
 continues at the first row not safely on disk. Ctrl-C or a kill leaves only the ``.partial``;
 a worker's :class:`~sareval.errors.InputFileError` stops the job with that message (the rows
-done so far stay in the ``.partial`` so that a re-run after fixing the file resumes).
+done so far stay in the ``.partial`` so that a re-run after fixing the file resumes). A full
+disk stops the job before HDF5 fails (:func:`sareval.write_errors.ensure_free`): the workers
+are terminated, the ``.partial`` is removed and one ``OutputWriteError`` names the store.
 """
 
 from __future__ import annotations
