@@ -75,6 +75,10 @@ def make_report(
             report.tables.append(out / name)
         report.figures += fg.save(fg.relevance_figure(rows, chosen), out, "relevance")
         report.figures += fg.save(fg.performance_figure(rows, chosen), out, "performance")
+        settings = fg.game_settings(found.results)
+        for metric in chosen[:1]:
+            fig = fg.decomposition_figure(rows, metric, settings)
+            report.figures += fg.save(fig, out, f"decomposition_{metric}")
         if fg.has_cloud_cover(found.results):
             for metric in chosen[:1]:
                 fig = fg.cloud_cover_figure(found.results, metric)
