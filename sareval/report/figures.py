@@ -385,7 +385,9 @@ def cloud_cover_figure(results: Sequence[ResultRun], metric: str) -> Any:
                     for entry in r.doc["by"]["cloud_cover"]:
                         if tuple(entry["bin"]) == b and metric in entry["metrics"]:
                             m = entry["metrics"][metric]
-                            vals.append(m["V"][full] if q == "V(all)" else m["relevance"][q])
+                            v = m["V"][full] if q == "V(all)" else m["relevance"][q]
+                            if entry.get("n_samples", 1) > 0 and v is not None:
+                                vals.append(v)
                 if vals:
                     st = stat_over_runs(vals)
                     means[i] = st.mean
