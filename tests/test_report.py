@@ -352,3 +352,24 @@ def test_decomposition_and_cloud_cover_figures(tmp_path: Path) -> None:
     assert settings in fig.get_suptitle()
     assert "(0)" in fig.axes[0].get_xticklabels()[1].get_text()  # n per bin under the ticks
     plt.close(fig)
+
+
+def test_runs_csv_names_model_store_subset_and_settings(tmp_path: Path) -> None:
+    from sareval.report import make_report
+
+    rng = np.random.default_rng(6)
+    docs = [_stamped(rng, "clear", "t1"), _stamped(rng, "cloudy", "t2")]
+    for i, doc in enumerate(docs):
+        (tmp_path / f"r{i}.json").write_text(json.dumps(doc))
+    make_report([f"m={tmp_path / 'r0.json'}", f"m={tmp_path / 'r1.json'}"], tmp_path / "rep",
+                metrics=["oa"])  # fmt: skip
+    with open(tmp_path / "rep" / "runs.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["model"], r["subset"], r["created"]) for r in rows] == [
+        ("m", "clear", "t1"), ("m", "cloudy", "t2")
+    ]  # fmt: skip
+    for r, doc in zip(rows, docs, strict=True):
+        assert r["model_sha256"] == "ab" * 32 and r["store_content_digest"] == "d1"
+        assert (r["baseline"], r["z"], r["players"]) == ("input-zero", "one", "sar;opt")
+        assert float(r["oa:V(all)"]) == doc["metrics"]["oa"]["V"]["sar+opt"]
+        assert float(r["oa:relevance:sar"]) == doc["metrics"]["oa"]["relevance"]["sar"]

@@ -16,7 +16,14 @@ from sareval.atomic import atomic_output
 from sareval.errors import OutputExistsError
 from sareval.report.collect import Collection, collect
 from sareval.report.compare import Comparison, compare_predictions, parse_setup
-from sareval.report.tables import SummaryRow, choose_metrics, csv_text, markdown, summarize
+from sareval.report.tables import (
+    SummaryRow,
+    choose_metrics,
+    csv_text,
+    markdown,
+    runs_csv_text,
+    summarize,
+)
 
 
 @dataclass
@@ -69,7 +76,11 @@ def make_report(
     out.mkdir(parents=True, exist_ok=True)
     _write_comparisons(report)
     if rows:
-        for name, text in (("summary.md", markdown(rows)), ("summary.csv", csv_text(rows))):
+        for name, text in (
+            ("summary.md", markdown(rows)),
+            ("summary.csv", csv_text(rows)),
+            ("runs.csv", runs_csv_text(found.results, chosen)),
+        ):
             with atomic_output(out / name, overwrite=True) as tmp:
                 tmp.write_text(text)
             report.tables.append(out / name)
