@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,19 @@ def test_demo_end_to_end_small(tmp_path: Path) -> None:
     lines = res.output.splitlines()
     assert sum(1 for line in lines if line.startswith(("clear-trained ", "cloudy-trained "))) == 6
     assert str(out / "report" / "relevance.png") in res.output
+    # the paired comparison of the two setups, with interval and p-value, on the cloudy subsets
+    for subset in ("very_cloudy", "cloudy"):
+        assert re.search(
+            rf"SAR relevance \(oa\), cloudy-trained minus clear-trained, {subset}: "
+            r"[+-]\d\.\d{3} \[-?\d\.\d{3}, -?\d\.\d{3}\], p [=<] \d\.\d{3}",
+            res.output,
+        ), subset
+    assert (out / "report" / "comparisons.md").is_file()
+    # the detection table against the max-softmax baseline, with a plain sentence per model
+    assert "False-prediction detection" in res.output
+    said = [line for line in lines if re.match(r"\s+(clear|cloudy)-trained, \w+: ", line)]
+    assert len(said) == 6
+    assert all("baseline" in line or "not computed" in line for line in said)
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 1 and "output exists" in again.output
     # --overwrite replaces what a demo wrote and nothing else

@@ -180,7 +180,7 @@ def test_report_figures_are_valid_png_and_svg(results_tree: Path, tmp_path: Path
         metrics=["oa", "f1_macro"],
     )
     names = {p.name for p in report.figures}
-    for stem in ("relevance", "performance", "cloud_cover_oa", "epochs_oa"):
+    for stem in ("relevance", "performance", "cloud_cover_oa", "epochs_oa", "decomposition_oa"):
         assert {f"{stem}.png", f"{stem}.svg"} <= names, names
     for p in report.figures:
         data = p.read_bytes()
@@ -319,3 +319,57 @@ def test_report_never_averages_different_settings_or_stores(tmp_path: Path) -> N
         SarevalError, match=r"c.json and .*a.json: .* store \(content_digest\): d2 vs d1"
     ):
         make_report([f"m={tmp_path / 'a.json'}", f"m={tmp_path / 'c.json'}"], tmp_path / "r2")
+
+
+def test_decomposition_and_cloud_cover_figures(tmp_path: Path) -> None:
+    """Stacked bars reach V(all) (efficiency); a bin without samples is a gap, not a joined line;
+    titles name the metric, Z and the baseline."""
+    import matplotlib.pyplot as plt
+
+    from sareval.report import figures as fg
+    from sareval.report.collect import ResultRun
+    from sareval.report.tables import summarize
+
+    rng = np.random.default_rng(5)
+    doc = fake_results(rng, "cloudy", 20, by_cloud=True)
+    for m in doc["metrics"].values():  # make the game efficient: V(none) + sum rel = V(all)
+        m["V"]["sar+opt"] = m["V"]["none"] + m["relevance"]["sar"] + m["relevance"]["opt"]
+    doc["by"]["cloud_cover"][1]["n_samples"] = 0  # the 70-80 % bin is empty
+    runs = [ResultRun("m", "cloudy", tmp_path / "r.json", doc)]
+    rows = summarize(runs, ["oa"])
+    settings = fg.game_settings(runs)
+    assert settings == "Z = one, baseline input-zero"
+    fig = fg.decomposition_figure(rows, "oa", settings)
+    ax = fig.axes[0]
+    tops = [p.get_y() + p.get_height() for p in ax.patches]  # V(none), +sar, +opt
+    assert tops[-1] == pytest.approx(doc["metrics"]["oa"]["V"]["sar+opt"])
+    assert "overall accuracy" in ax.get_title() and settings in ax.get_title()
+    plt.close(fig)
+    fig = fg.cloud_cover_figure(runs, "oa")
+    line = fig.axes[0].get_lines()[0]
+    y = np.asarray(line.get_ydata(), dtype=float)
+    assert len(y) == 4 and np.isnan(y[1]) and np.isfinite(y[[0, 2, 3]]).all()
+    assert settings in fig.get_suptitle()
+    assert "(0)" in fig.axes[0].get_xticklabels()[1].get_text()  # n per bin under the ticks
+    plt.close(fig)
+
+
+def test_runs_csv_names_model_store_subset_and_settings(tmp_path: Path) -> None:
+    from sareval.report import make_report
+
+    rng = np.random.default_rng(6)
+    docs = [_stamped(rng, "clear", "t1"), _stamped(rng, "cloudy", "t2")]
+    for i, doc in enumerate(docs):
+        (tmp_path / f"r{i}.json").write_text(json.dumps(doc))
+    make_report([f"m={tmp_path / 'r0.json'}", f"m={tmp_path / 'r1.json'}"], tmp_path / "rep",
+                metrics=["oa"])  # fmt: skip
+    with open(tmp_path / "rep" / "runs.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["model"], r["subset"], r["created"]) for r in rows] == [
+        ("m", "clear", "t1"), ("m", "cloudy", "t2")
+    ]  # fmt: skip
+    for r, doc in zip(rows, docs, strict=True):
+        assert r["model_sha256"] == "ab" * 32 and r["store_content_digest"] == "d1"
+        assert (r["baseline"], r["z"], r["players"]) == ("input-zero", "one", "sar;opt")
+        assert float(r["oa:V(all)"]) == doc["metrics"]["oa"]["V"]["sar+opt"]
+        assert float(r["oa:relevance:sar"]) == doc["metrics"]["oa"]["relevance"]["sar"]

@@ -16,7 +16,14 @@ from sareval.atomic import atomic_output
 from sareval.errors import OutputExistsError
 from sareval.report.collect import Collection, collect
 from sareval.report.compare import Comparison, compare_predictions, parse_setup
-from sareval.report.tables import SummaryRow, choose_metrics, csv_text, markdown, summarize
+from sareval.report.tables import (
+    SummaryRow,
+    choose_metrics,
+    csv_text,
+    markdown,
+    runs_csv_text,
+    summarize,
+)
 
 
 @dataclass
@@ -69,12 +76,20 @@ def make_report(
     out.mkdir(parents=True, exist_ok=True)
     _write_comparisons(report)
     if rows:
-        for name, text in (("summary.md", markdown(rows)), ("summary.csv", csv_text(rows))):
+        for name, text in (
+            ("summary.md", markdown(rows)),
+            ("summary.csv", csv_text(rows)),
+            ("runs.csv", runs_csv_text(found.results, chosen)),
+        ):
             with atomic_output(out / name, overwrite=True) as tmp:
                 tmp.write_text(text)
             report.tables.append(out / name)
         report.figures += fg.save(fg.relevance_figure(rows, chosen), out, "relevance")
         report.figures += fg.save(fg.performance_figure(rows, chosen), out, "performance")
+        settings = fg.game_settings(found.results)
+        for metric in chosen[:1]:
+            fig = fg.decomposition_figure(rows, metric, settings)
+            report.figures += fg.save(fig, out, f"decomposition_{metric}")
         if fg.has_cloud_cover(found.results):
             for metric in chosen[:1]:
                 fig = fg.cloud_cover_figure(found.results, metric)

@@ -6,7 +6,13 @@
 - ``epochs_<metric>``: from training histories, the training loss and, per validation subset,
   V(all) and each modality's relevance over epochs (mean over seeds, band = ±1 std).
 - ``cloud_cover_<metric>``: when results carry ``by.cloud_cover``: V(all) and relevance per
-  cloud-cover bin, one line per model and test subset.
+  cloud-cover bin, one line per model and test subset; samples per bin under the ticks; a bin
+  a model has no samples in is a gap in its line (never joined across).
+- ``decomposition_<metric>``: per model and test subset, the efficiency identity
+  V(none) + sum_i relevance_i = V(all) as a stacked bar (V(none), then each modality's
+  relevance), V(all) marked on top.
+
+Figures that show Shapley values name the metric, Z and the baseline (:func:`game_settings`).
 """
 
 from __future__ import annotations
@@ -305,6 +311,46 @@ def has_cloud_cover(results: Sequence[ResultRun]) -> bool:
     return any(r.doc.get("by", {}).get("cloud_cover") for r in results)
 
 
+def game_settings(results: Sequence[ResultRun]) -> str:
+    """``"Z = one, baseline input-zero"`` from the results' configs (``/``-joined if several)."""
+
+    def values(name: str) -> str:
+        seen = dict.fromkeys(str(r.doc.get("config", {}).get(name, "?")) for r in results)
+        return " / ".join(seen) or "?"
+
+    return f"Z = {values('z')}, baseline {values('baseline')}"
+
+
+def decomposition_figure(rows: Sequence[SummaryRow], metric: str, settings: str = "") -> Any:
+    """Stacked bars per (model, subset): V(none) + sum_i relevance_i = V(all) (efficiency).
+
+    Segments start at 0 with V(none) (``V:none``), each modality's relevance stacked on the
+    running total (a negative relevance points down); a black tick marks V(all)."""
+    plt = _plt()
+    sel = [r for r in rows if r.metric == metric]
+    players = list(dict.fromkeys(p for r in sel for p in r.players))
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.7 * len(sel) + 1.5), 3.6), layout="constrained")
+    cc = colors(len(players) + 1)
+    x = np.arange(len(sel))
+    bottom = np.array([r.values["V:none"].mean if "V:none" in r.values else 0.0 for r in sel])
+    ax.bar(x, bottom, 0.6, color=cc[0], label="V(none)")
+    for k, p in enumerate(players):
+        h = np.array([r.values[f"relevance:{p}"].mean for r in sel])
+        ax.bar(x, h, 0.6, bottom=bottom, color=cc[k + 1], label=f"relevance of {player_title(p)}")
+        bottom = bottom + h
+    ax.scatter(x, [r.values["V(all)"].mean for r in sel], marker="_", s=400, color="black",
+               zorder=3, label="V(all)")  # fmt: skip
+    ax.set_xticks(x, [f"{r.model}\n{r.subset}" for r in sel], rotation=20, ha="right")
+    ax.axhline(0, color="0.3", linewidth=0.6)
+    ax.set_ylabel(metric_title(metric))
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    title = f"V(none) + relevances = V(all): {metric_title(metric)}"
+    ax.set_title(f"{title}\n{settings}" if settings else title)
+    return fig
+
+
 def cloud_cover_figure(results: Sequence[ResultRun], metric: str) -> Any:
     """V(all) and each modality's relevance per cloud-cover bin; a line per model and subset."""
     plt = _plt()
@@ -329,19 +375,23 @@ def cloud_cover_figure(results: Sequence[ResultRun], metric: str) -> Any:
     for j, ((label, subset), runs) in enumerate(groups.items()):
         full = runs[0].full
         for k, q in enumerate(quantities):
-            xs, means, errs = [], [], []
+            # a bin without samples is NaN: matplotlib breaks the line there (never joined)
+            xs = np.arange(len(bins)) + dodge[j]
+            means = np.full(len(bins), np.nan)
+            errs = np.zeros(len(bins))
             for i, b in enumerate(bins):
                 vals = []
                 for r in runs:
                     for entry in r.doc["by"]["cloud_cover"]:
                         if tuple(entry["bin"]) == b and metric in entry["metrics"]:
                             m = entry["metrics"][metric]
-                            vals.append(m["V"][full] if q == "V(all)" else m["relevance"][q])
+                            v = m["V"][full] if q == "V(all)" else m["relevance"][q]
+                            if entry.get("n_samples", 1) > 0 and v is not None:
+                                vals.append(v)
                 if vals:
                     st = stat_over_runs(vals)
-                    xs.append(i + dodge[j])
-                    means.append(st.mean)
-                    errs.append(st.std if st.runs > 1 else 0.0)
+                    means[i] = st.mean
+                    errs[i] = st.std if st.runs > 1 else 0.0
             axes[0, k].errorbar(
                 xs, means, yerr=errs, color=cc[j], marker="o", markersize=4, capsize=3,
                 label=f"{label} · {subset}",
@@ -368,6 +418,8 @@ def cloud_cover_figure(results: Sequence[ResultRun], metric: str) -> Any:
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("value")
     axes[0, 1].set_ylabel("Shapley value")
-    fig.suptitle(f"{metric_title(metric)} and modality relevance by cloud cover")
+    fig.suptitle(
+        f"{metric_title(metric)} and modality relevance by cloud cover ({game_settings(results)})"
+    )
     _legend_below(fig, axes.ravel(), title="model · test subset")
     return fig

@@ -7,6 +7,9 @@ run with bootstrap intervals (``metrics.<m>.ci``) reports those instead. Outputs
     summary.md    one markdown table per metric: "mean ± std" or "value [lo, hi]"
     summary.csv   long format: model, subset, metric, quantity, runs, n_samples, mean, std,
                   ci_lo, ci_hi (empty where undefined)
+    runs.csv      one row per results file: label, subset, path, model file and sha256, store
+                  and content digest, subset size, n, baseline, empty, Z, players, shard,
+                  created, then <metric>:V(all) and <metric>:relevance:<player>
 """
 
 from __future__ import annotations
@@ -195,4 +198,46 @@ def csv_text(rows: Sequence[SummaryRow]) -> str:
         for q, s in r.values.items():
             stats = [num(s.mean), num(s.std), num(s.lo), num(s.hi)]
             w.writerow([r.model, r.subset, r.metric, q, s.runs, r.n_samples, *stats])
+    return buf.getvalue()
+
+
+#: columns of ``runs.csv`` before the metric values (:func:`runs_csv_text`)
+RUNS_HEADER = [
+    "model", "subset", "path", "model_file", "model_sha256", "store", "store_content_digest",
+    "subset_size", "n_samples", "baseline", "empty", "z", "players", "shard", "created",
+]  # fmt: skip
+
+
+def runs_csv_text(results: Sequence[ResultRun], metrics: Sequence[str]) -> str:
+    """One row per results file: which model, store, subset and game settings it is
+    (``RUNS_HEADER``), then ``<metric>:V(all)`` and ``<metric>:relevance:<player>`` of
+    ``metrics``: the runs behind every mean of ``summary.csv``, each identifiable."""
+    players = list(dict.fromkeys(p for r in results for p in r.players))
+    value_cols = [
+        f"{m}:{q}" for m in metrics for q in ["V(all)", *(f"relevance:{p}" for p in players)]
+    ]
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(RUNS_HEADER + value_cols)
+    for r in results:
+        prov = r.doc.get("provenance", {})
+        model = prov.get("model") if isinstance(prov.get("model"), dict) else {}
+        store = prov.get("store") if isinstance(prov.get("store"), dict) else {}
+        subset = prov.get("subset") if isinstance(prov.get("subset"), dict) else {}
+        config = r.doc.get("config", {})
+        shard = prov.get("shard")
+        values = []
+        for m in metrics:
+            block = r.doc["metrics"].get(m)
+            ok = isinstance(block, dict) and "V" in block
+            values.append(repr(block["V"].get(r.full)) if ok else "")
+            values += [repr(block["relevance"].get(p)) if ok else "" for p in players]
+        w.writerow([
+            r.label, r.subset, str(r.path), model.get("path", ""), model.get("sha256", ""),
+            store.get("path", ""), store.get("content_digest", ""), subset.get("size", ""),
+            r.doc.get("n_samples", ""), config.get("baseline", ""), config.get("empty", ""),
+            config.get("z", ""), ";".join(r.players),
+            "" if shard is None else f"{shard.get('index')}/{shard.get('count')}",
+            prov.get("created", ""), *values,
+        ])  # fmt: skip
     return buf.getvalue()
