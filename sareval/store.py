@@ -773,6 +773,26 @@ class StoreWriter:
             }
         )
         f.create_dataset("ids", data=np.asarray(list(ids), dtype=object), dtype=STR_DTYPE)
+        self._create_datasets(
+            sensors, labels, height, width, with_cloudy=with_cloudy, with_geo=with_geo,
+            compression=compression, chunk_rows=chunk_rows,
+        )  # fmt: skip
+        f.flush()
+
+    def _create_datasets(
+        self,
+        sensors: Sequence[SensorSpec],
+        labels: Sequence[LabelSpec],
+        height: int,
+        width: int,
+        *,
+        with_cloudy: bool,
+        with_geo: bool,
+        compression: str | None,
+        chunk_rows: int,
+    ) -> None:
+        """The layout's datasets (module docstring), empty, for ``self.n`` rows."""
+        f = self.file
         kw: dict[str, Any] = {"compression": compression} if compression else {}
         names = [s.name for s in sensors] + (["s2_cloudy"] if with_cloudy else [])
         specs = {s.name: s for s in sensors}
@@ -808,7 +828,6 @@ class StoreWriter:
         if with_geo:
             f.create_dataset("geo/transform", shape=(self.n, 6), dtype=np.float64)
             f.create_dataset("geo/crs", shape=(self.n,), dtype=STR_DTYPE)
-        f.flush()
 
     @discard_on_write_error
     def write_rows(

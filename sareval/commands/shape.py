@@ -317,29 +317,13 @@ def command(
     by_class, edges = parse_by(by)
     choices: dict[str, Any] = dict(
         players=parse_players(players, read_card(model)) if players else None,
-        baseline=baseline,
-        empty=empty,
-        z=z,
-        by_class=by_class,
-        cloud_cover_bins=edges,
-        bootstrap=bootstrap,
-        seed=seed,
-        method=method,
-        permutations=permutations,
-        batch_size=batch_size,
-        backend=backend,
-        device=device,
-        provider=provider,
-        precision=precision,
-        threads=threads,
-        pad_last_batch=pad_last_batch,
-        shard=parse_shard(shard),
-        estimator=estimator,
-        samples=samples,
-        max_rows=max_rows,
-        per_sample=per_sample,
-        share=share,
-    )
+        baseline=baseline, empty=empty, z=z, by_class=by_class, cloud_cover_bins=edges,
+        bootstrap=bootstrap, seed=seed, method=method, permutations=permutations,
+        batch_size=batch_size, backend=backend, device=device, provider=provider,
+        precision=precision, threads=threads, pad_last_batch=pad_last_batch,
+        shard=parse_shard(shard), estimator=estimator, samples=samples, max_rows=max_rows,
+        per_sample=per_sample, share=share,
+    )  # fmt: skip
     with api_errors_as_options():
         config = sareval.ShapeConfig(**choices)
         if not main:  # a torchrun rank: writes only its predictions file
