@@ -88,12 +88,17 @@ def test_held_lock_names_its_owner(tmp_path: Path) -> None:
 
 def test_forked_children_do_not_hold_the_lock(tmp_path: Path) -> None:
     out = tmp_path / "s.h5"
+    ready_r, ready_w = os.pipe()
     with output_lock(out) as path:
         fd = os.open(path, os.O_RDWR)  # the same file, once the lock file is removed
         pid = os.fork()
         if pid == 0:  # the child: no lock descriptor to keep alive after the parent's release
+            os.write(ready_w, b"x")  # the at-fork handlers have run once the child runs this
             time.sleep(5)
             os._exit(0)
+        assert os.read(ready_r, 1) == b"x"  # wait for the child, or the test races its fork
+    os.close(ready_r)
+    os.close(ready_w)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # free while the child lives
     finally:
