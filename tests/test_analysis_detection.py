@@ -150,7 +150,7 @@ def test_multilabel_detectors_and_batches():
 
 
 def test_roc_figure(tmp_path):
-    from sareval.report.detection_figures import save_roc_figure
+    from sareval.report.per_sample_figures import save_roc_figure
 
     scores, wrong = _inputs(1, 80, False)
     detectors = {"msp": -scores, "d": scores}

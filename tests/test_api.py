@@ -9,6 +9,7 @@ argument, and the result's save / load round trip.
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
@@ -179,11 +180,22 @@ def test_extra_band_modality(tmp_path: Path) -> None:
 
 
 def test_result_round_trip_and_table(assets, tmp_path: Path) -> None:
-    r = sareval.evaluate(assets.onnx[TASK], (assets.store, "tail"), bootstrap=20, seed=1)
+    r = sareval.evaluate(
+        assets.onnx[TASK], (assets.store, "tail"), bootstrap=20, seed=1, by_class=True
+    )
     path = r.save(tmp_path / "r.json", csv=tmp_path / "r.csv")
     back = sareval.load_result(path)
     assert back == r and back.intervals["oa"]["relevance"]["sar"][0] <= r.relevance["oa"]["sar"]
     assert "R(sar)" in str(r) and (tmp_path / "r.csv").read_text().startswith("group,")
+    for name, section in r.by_class.items():  # per-class intervals, in the CSV too
+        entry = section["metrics"]["recall"]
+        lo, hi = entry["ci"]["relevance"]["opt"]
+        assert lo <= entry["relevance"]["opt"] <= hi, name
+        v_lo, v_hi = entry["ci"]["V"]["sar+opt"]
+        assert v_lo <= entry["V"]["sar+opt"] <= v_hi, name
+    with open(tmp_path / "r.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert any(row["group"].startswith("class:") and row["ci_high"] for row in rows)
 
 
 def _z(c: int, n: int = 3) -> np.ndarray:

@@ -179,3 +179,45 @@ def test_percentile_interval_and_bad_input() -> None:
         bootstrap_intervals(y, predictions, PLAYERS, "single-label", 5, n_boot=5)
     with pytest.raises(SarevalError, match="n_boot"):
         bootstrap_values(y, predictions, PLAYERS, "single-label", 5, n_boot=0)
+
+
+@pytest.mark.parametrize("task", ["single-label", "multi-label"])
+def test_per_class_replicates_equal_scikit_learn_on_explicit_resamples(task: str) -> None:
+    from sklearn.metrics import fbeta_score, precision_score, recall_score
+
+    n, seed, n_boot = 250, 5, 6
+    k = 5 if task == "single-label" else 6
+    y, predictions = (_single_label_data if task == "single-label" else _multi_label_data)(n, k)
+    values = bootstrap_values(y, predictions, PLAYERS, task, k, n_boot, seed, by_class=True)
+    generators = np.random.default_rng(seed).spawn(n_boot)
+    labels = list(range(k)) if task == "single-label" else None
+    kw = dict(labels=labels, average=None, zero_division=0)
+    for r in range(n_boot):
+        idx = generators[r].integers(0, n, size=n)
+        for j, coalition in enumerate(all_coalitions(PLAYERS)):
+            truth, pred = y[idx], np.broadcast_to(predictions[coalition], y.shape)[idx]
+            expected = {
+                "precision": precision_score(truth, pred, **kw),
+                "recall": recall_score(truth, pred, **kw),
+                "f1": fbeta_score(truth, pred, beta=1.0, **kw),
+                "f2": fbeta_score(truth, pred, beta=2.0, **kw),
+            }
+            for metric, v in expected.items():
+                got = values[f"class/{metric}"][r, :, j]
+                np.testing.assert_allclose(got, v, rtol=0, atol=1e-12, err_msg=metric)
+
+
+def test_per_class_intervals_are_percentiles_of_each_class_relevance() -> None:
+    y, predictions = _single_label_data(300)
+    ci = bootstrap_intervals(y, predictions, PLAYERS, "single-label", 5, 200, 1, by_class=True)
+    values = bootstrap_values(y, predictions, PLAYERS, "single-label", 5, 200, 1, by_class=True)
+    assert len(ci["by_class"]) == 5
+    assert set(ci["by_class"][0]) == {"precision", "recall", "f1", "f2"}
+    for i in range(5):
+        V = values["class/recall"][:, i, :]  # (R, [none, sar, opt, sar+opt])
+        sar = 0.5 * (V[:, 1] - V[:, 0]) + 0.5 * (V[:, 3] - V[:, 2])  # two-player Shapley, Z = 1
+        lo, hi = np.percentile(sar, [2.5, 97.5])
+        np.testing.assert_allclose(ci["by_class"][i]["recall"]["relevance"]["sar"], [lo, hi])
+    # the overall intervals are the same with or without by_class (same draws)
+    plain = bootstrap_intervals(y, predictions, PLAYERS, "single-label", 5, 200, 1)
+    assert {m: e for m, e in ci.items() if m != "by_class"} == plain

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -31,25 +32,33 @@ from sareval.evaluator.coalitions import _all_coalitions, check_players, coaliti
 from sareval.evaluator.metrics import (
     METRIC_NAMES,
     multi_label_metrics,
+    multi_label_per_class,
     single_label_metrics,
+    single_label_per_class,
     triple_codes,
 )
 from sareval.evaluator.scores import ScoreState
 from sareval.evaluator.shapley import Normalisation, shape_relevance_array
 
+#: the per-class metrics that get intervals with ``by_class`` (``by.class`` of the results)
+CLASS_METRICS = ("precision", "recall", "f1", "f2")
+#: key prefix of the per-class values in :func:`bootstrap_values` (shape (R, K, 2^M))
+CLASS_PREFIX = "class/"
 CHUNK_ELEMENTS = 4_000_000  # replicates x samples held at once
 MAX_BOOTSTRAP = 100_000  # replicates
 MEMORY_BUDGET = 2 << 30  # bytes the replicates' per-metric values may take
 
 
-def check_bootstrap(n_boot: int, n_coalitions: int = 2) -> None:
+def check_bootstrap(n_boot: int, n_coalitions: int = 2, n_classes_by_class: int = 0) -> None:
     """Refuse ``--bootstrap n_boot`` above :data:`MAX_BOOTSTRAP`, or whose per-replicate state
-    (a generator, and every metric's V for every coalition, held twice while stacked) would
-    exceed :data:`MEMORY_BUDGET`; called before anything is allocated. (The weights and counts
-    of a chunk of replicates are bounded by :data:`CHUNK_ELEMENTS` in :func:`bootstrap_values`.)"""
+    (a generator, and every metric's V for every coalition, held twice while stacked; with
+    ``n_classes_by_class`` = K also the per-class metrics) would exceed :data:`MEMORY_BUDGET`;
+    called before anything is allocated. (The weights and counts of a chunk of replicates are
+    bounded by :data:`CHUNK_ELEMENTS` in :func:`bootstrap_values`.)"""
     if not 0 <= n_boot <= MAX_BOOTSTRAP:
         raise SarevalError(f"--bootstrap: {n_boot} is outside 0..{MAX_BOOTSTRAP} replicates")
     n_metrics = max(len(names) for names in METRIC_NAMES.values())
+    n_metrics += len(CLASS_METRICS) * n_classes_by_class
     estimate = n_boot * (2048 + 2 * 8 * n_metrics * (n_coalitions + 1))
     if estimate > MEMORY_BUDGET:
         raise SarevalError(
@@ -124,8 +133,11 @@ def bootstrap_values(
     n_classes: int,
     n_boot: int = 1000,
     seed: int = 0,
+    by_class: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Metric name -> V of every replicate, shape (n_boot, 2^M) in coalition order.
+    """Metric name -> V of every replicate, shape (n_boot, 2^M) in coalition order; with
+    ``by_class`` also ``"class/<m>"`` -> (n_boot, K, 2^M) for m in :data:`CLASS_METRICS`
+    (each class's precision, recall, F1, F2 from the same replicate's counts).
 
     ``y_true``: (N,) class indices or (N, K) multi-hot; ``predictions``: every coalition (the
     empty one included) -> (N,) or (N, K) decisions, or anything broadcastable to that (a
@@ -153,13 +165,15 @@ def bootstrap_values(
         per_coalition = []
         for j, grouped in enumerate(sums):
             if task == "single-label":
-                values = single_label_metrics(grouped(weights).reshape(r, k, k))
+                confusion = grouped(weights).reshape(r, k, k)
+                values = single_label_metrics(confusion)
+                classes = single_label_per_class(confusion) if by_class else {}
             else:
                 counts = np.rint(weights.astype(np.float64) @ features[j]).astype(np.int64)
-                hist = grouped(weights).reshape(r, k1, k1, k1)
-                values = multi_label_metrics(
-                    counts[:, :k], counts[:, k : 2 * k], counts[:, 2 * k :], hist
-                )
+                tp, fp, fn = counts[:, :k], counts[:, k : 2 * k], counts[:, 2 * k :]
+                values = multi_label_metrics(tp, fp, fn, grouped(weights).reshape(r, k1, k1, k1))
+                classes = multi_label_per_class(tp, fp, fn) if by_class else {}
+            values.update({CLASS_PREFIX + m: classes[m] for m in CLASS_METRICS if classes})
             per_coalition.append(values)
         for metric in per_coalition[0]:
             out.setdefault(metric, []).append(np.stack([v[metric] for v in per_coalition], -1))
@@ -186,19 +200,33 @@ def bootstrap_intervals(
     seed: int = 0,
     alpha: float = 0.05,
     z: Normalisation = "one",
+    by_class: bool = False,
 ) -> dict[str, dict]:
     """Percentile intervals per metric::
 
         {metric: {"V": {coalition_name: [lo, hi]}, "relevance": {player: [lo, hi]},
                   "cooperation": [lo, hi]}}
 
-    Arguments as for :func:`bootstrap_values`; ``z`` as in
+    and with ``by_class`` the key ``"by_class"``: one such ``{metric: ...}`` per class (in
+    class order) for the metrics of :data:`CLASS_METRICS`. Arguments as for
+    :func:`bootstrap_values`; ``z`` as in
     :func:`~sareval.evaluator.shapley.shape_relevance_array`.
     """
     players = check_players(players)
-    check_bootstrap(n_boot, 2 ** len(players) - 1)
-    values = bootstrap_values(y_true, predictions, players, task, n_classes, n_boot, seed)
-    return _intervals(values, players, alpha, z)
+    check_bootstrap(n_boot, 2 ** len(players) - 1, n_classes if by_class else 0)
+    values = bootstrap_values(
+        y_true, predictions, players, task, n_classes, n_boot, seed, by_class=by_class
+    )
+    overall = {m: v for m, v in values.items() if not m.startswith(CLASS_PREFIX)}
+    result: dict[str, Any] = _intervals(overall, players, alpha, z)
+    if by_class:
+        result["by_class"] = [
+            _intervals(
+                {m: values[CLASS_PREFIX + m][:, i, :] for m in CLASS_METRICS}, players, alpha, z
+            )
+            for i in range(n_classes)
+        ]
+    return result
 
 
 def _intervals(

@@ -189,6 +189,11 @@ def shape_sections(
             for i, name in enumerate(class_names):
                 entry = relevance_entries({"ap": ap[:, i]}, game, z)
                 by["class"][name]["metrics"].update(entry)
+        class_cis = (ci or {}).get("by_class")
+        for name, class_ci in zip(class_names, class_cis or [{}] * len(class_names), strict=True):
+            for metric, entry in by["class"][name]["metrics"].items():
+                if metric in class_ci:
+                    entry["ci"] = class_ci[metric]
     if cloud_bins is not None:
         entries = []
         for i, (label, edges, bin_counts) in enumerate(cloud_bins):

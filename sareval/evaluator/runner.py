@@ -459,7 +459,9 @@ def run_evaluation(
         raise SarevalError("save_predictions: not available with method 'perceptual'")
     model_source = str(loaded.path) if loaded.path else "(in-memory model)"
     ev = check_inputs(source, card, model_source)
-    check_bootstrap(config.bootstrap, 2 ** len(card.modality_names))
+    check_bootstrap(
+        config.bootstrap, 2 ** len(card.modality_names), card.n_classes if config.by_class else 0
+    )
     group = init_from_env(config.device)
     try:
         return _evaluate(ev, loaded, group, config, progress, save_predictions, overwrite)
@@ -706,6 +708,7 @@ def _bootstrap(
         config.bootstrap,
         config.seed,
         z=config.z,
+        by_class=config.by_class,
     )
 
 

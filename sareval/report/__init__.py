@@ -1,7 +1,9 @@
 """Reports: tables and figures from results files and training histories.
 
-:func:`make_report` writes into ``out``: ``summary.md``, ``summary.csv`` (see
-:mod:`sareval.report.tables`) and the figures of :mod:`sareval.report.figures` as PNG and SVG;
+:func:`make_report` writes into ``out``: ``summary.md``, ``summary.csv``, ``runs.csv`` (see
+:mod:`sareval.report.tables`) and the figures of :mod:`sareval.report.figures` and
+:mod:`sareval.report.per_sample_figures` as PNG and SVG (the per-metric figures once for every
+reported metric: ``decomposition_<metric>``, ``cloud_cover_<metric>``, ``epochs_<metric>``);
 with ``compare`` also ``comparisons.md`` and ``comparisons.csv``: differences of two setups with
 paired bootstrap intervals and p-values (:mod:`sareval.report.compare`).
 """
@@ -56,6 +58,7 @@ def make_report(
     their predictions files (:func:`~sareval.report.compare.compare_predictions`, ``n_boot``
     replicates, ``metrics`` or the task's defaults)."""
     from sareval.report import figures as fg
+    from sareval.report import per_sample_figures as psf
 
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
@@ -84,16 +87,10 @@ def make_report(
             with atomic_output(out / name, overwrite=True) as tmp:
                 tmp.write_text(text)
             report.tables.append(out / name)
-        report.figures += fg.save(fg.relevance_figure(rows, chosen), out, "relevance")
-        report.figures += fg.save(fg.performance_figure(rows, chosen), out, "performance")
-        settings = fg.game_settings(found.results)
-        for metric in chosen[:1]:
-            fig = fg.decomposition_figure(rows, metric, settings)
-            report.figures += fg.save(fig, out, f"decomposition_{metric}")
-        if fg.has_cloud_cover(found.results):
-            for metric in chosen[:1]:
-                fig = fg.cloud_cover_figure(found.results, metric)
-                report.figures += fg.save(fig, out, f"cloud_cover_{metric}")
+        report.figures += _result_figures(found, rows, chosen, out)
+    if found.detections:
+        fig = psf.roc_grid_figure(found.detections, found.results)
+        report.figures += fg.save(fig, out, "detection_roc")
     if found.histories:
         have = {
             m
@@ -103,10 +100,37 @@ def make_report(
             for m in v["metrics"]
         }
         epoch_metrics = [m for m in chosen if m in have] or sorted(have)[:1] or ["oa"]
-        for metric in epoch_metrics[:1]:
+        for metric in epoch_metrics:
             fig = fg.epochs_figure(found.histories, metric)
             report.figures += fg.save(fig, out, f"epochs_{metric}")
     return report
+
+
+def _result_figures(
+    found: Collection, rows: Sequence[SummaryRow], metrics: Sequence[str], out: Path
+) -> list[Path]:
+    """The figures of the results files (module docstring of :mod:`sareval.report.figures`);
+    one file per metric for the per-metric figures, each naming its metric, Z and baseline."""
+    from sareval.report import figures as fg
+    from sareval.report import per_sample_figures as psf
+
+    results = found.results
+    settings = fg.game_settings(results)
+    paths = fg.save(fg.relevance_figure(rows, metrics, settings), out, "relevance")
+    paths += fg.save(fg.performance_figure(rows, metrics, settings), out, "performance")
+    for metric in metrics:
+        fig = fg.decomposition_figure(rows, metric, settings)
+        paths += fg.save(fig, out, f"decomposition_{metric}")
+        if fg.has_cloud_cover(results):
+            paths += fg.save(fg.cloud_cover_figure(results, metric), out, f"cloud_cover_{metric}")
+    for metric in fg.CLASS_FIGURE_METRICS:
+        if fg.has_by_class(results, metric):
+            paths += fg.save(fg.per_class_figure(results, metric), out, f"per_class_{metric}")
+    for quantity in psf.PER_SAMPLE_FIGURE_QUANTITIES:
+        if psf.has_per_sample(results, quantity):
+            fig = psf.per_sample_figure(results, quantity)
+            paths += fg.save(fig, out, f"per_sample_{quantity}")
+    return paths
 
 
 def _write_comparisons(report: Report) -> None:

@@ -1,7 +1,12 @@
-"""Report inputs: results files (``sareval shape``) and training histories (``metrics.jsonl``).
+"""Report inputs: results files (``sareval shape``), training histories (``metrics.jsonl``) and
+predictions files with per-sample detector scores (``sareval shape --per-sample
+--save-predictions``, for the ROC figure).
 
-Each input is ``[LABEL=]PATH``; PATH is a results JSON, a ``metrics.jsonl``, or a directory
-searched recursively for both. Results of the same model label and test subset are runs of one
+Each input is ``[LABEL=]PATH``; PATH is a results JSON, a ``metrics.jsonl``, a predictions
+``.h5``, or a directory searched recursively for all three (``.h5`` files other than predictions
+files with ``/detector`` scores, e.g. stores, are passed over). A predictions file without a
+label takes that of the results file of the same model, store and subset, else its folder's
+name. Results of the same model label and test subset are runs of one
 model (mean and standard deviation over them); so are the histories of one label (seeds).
 
 Results of ``sareval shape --method perceptual`` get `` [perceptual]`` appended to their label.
@@ -30,6 +35,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from sareval.errors import InputFileError, SarevalError
 
@@ -66,9 +73,23 @@ class TrainingRun:
 
 
 @dataclass
+class DetectionRun:
+    """The detector scores of a predictions file: ``detectors`` name -> (N,) (higher = more
+    likely wrong), ``correct`` (N,) bool, and the file's attributes."""
+
+    label: str
+    subset: str
+    path: Path
+    attrs: dict[str, Any]
+    detectors: dict[str, np.ndarray]
+    correct: np.ndarray
+
+
+@dataclass
 class Collection:
     results: list[ResultRun] = field(default_factory=list)
     histories: list[TrainingRun] = field(default_factory=list)
+    detections: list[DetectionRun] = field(default_factory=list)
 
     def labels(self) -> list[str]:
         """Model labels in first-seen order (results, then histories)."""
@@ -101,6 +122,47 @@ def read_results_file(path: Path) -> dict[str, Any]:
     if problem:
         raise InputFileError(path, f"results file: {problem}")
     return doc
+
+
+def read_detection(path: Path, label: str | None) -> DetectionRun | None:
+    """The detector scores of a predictions file (None: an HDF5 file of another kind, or one
+    without ``/detector``); :class:`InputFileError` for a damaged one."""
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            fmt = f.attrs.get("format")
+            if fmt not in ("sareval-predictions", b"sareval-predictions") or "detector" not in f:
+                return None
+            attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in f.attrs.items()}
+            detectors = {k: np.asarray(d[()], np.float64) for k, d in f["detector"].items()}
+            correct = np.asarray(f["correct"][()], bool)
+    except (OSError, KeyError, TypeError, ValueError) as e:
+        raise InputFileError(path, f"not a readable predictions file ({e})") from None
+    if not detectors or any(d.shape != correct.shape or correct.ndim != 1
+                            for d in detectors.values()):  # fmt: skip
+        raise InputFileError(path, "detector scores and /correct differ in shape")
+    if any(not np.isfinite(d).all() for d in detectors.values()):
+        raise InputFileError(path, "detector scores hold NaN or infinity")
+    subset = str(attrs.get("subset", "?"))
+    return DetectionRun(label or "", subset, path, attrs, detectors, correct)
+
+
+def _label_detections(found: Collection) -> None:
+    """Give unlabelled detection runs the label of the results file of the same model, store
+    and subset (if exactly one label matches), else their folder's name."""
+    for d in found.detections:
+        if d.label:
+            continue
+        labels = {
+            r.label
+            for r in found.results
+            if r.subset == d.subset
+            and r.doc["provenance"].get("model", {}).get("sha256") == d.attrs.get("model_sha256")
+            and r.doc["provenance"].get("store", {}).get("content_digest")
+            == d.attrs.get("store_content_digest")
+        }  # fmt: skip
+        d.label = labels.pop() if len(labels) == 1 else d.path.parent.name
 
 
 def _numbers(value: Any) -> bool:
@@ -248,14 +310,25 @@ def collect(inputs: Sequence[str]) -> Collection:
             files = sorted(p for p in path.rglob("*") if p.is_file())
             results = [p for p in files if p.suffix == ".json" and _is_results_json(p)]
             histories = [p for p in files if p.name == "metrics.jsonl"]
-            if not results and not histories:
+            detections = [d for p in files if p.suffix == ".h5"
+                          if (d := read_detection(p, label)) is not None]  # fmt: skip
+            if not results and not histories and not detections:
                 raise InputFileError(path, "no results files (*.json) or metrics.jsonl inside")
         elif path.is_file():
             is_history = path.name.endswith(".jsonl")
-            results = [] if is_history else [path]
+            is_h5 = path.suffix == ".h5"
+            results = [] if is_history or is_h5 else [path]
             histories = [path] if is_history else []
+            detection = read_detection(path, label) if is_h5 else None
+            if is_h5 and detection is None:
+                raise InputFileError(
+                    path, "not a predictions file with per-sample detector scores (/detector: "
+                    "sareval shape --per-sample --save-predictions)"
+                )  # fmt: skip
+            detections = [detection] if detection is not None else []
         else:
             raise InputFileError(path, "not found")
+        found.detections += detections
         for p in results:
             doc = read_results_file(p)
             name = label or default_result_label(doc, p)
@@ -266,9 +339,15 @@ def collect(inputs: Sequence[str]) -> Collection:
             epochs = read_history(p)
             if epochs:
                 found.histories.append(TrainingRun(label or default_history_label(p), p, epochs))
-    if not found.results and not found.histories:
+    if not found.results and not found.histories and not found.detections:
         raise SarevalError("nothing to report: the inputs hold no results and no epochs")
     check_collection(found)
+    seen: set[Path] = set()
+    for d in found.detections:
+        if d.path.resolve() in seen:
+            raise SarevalError(f"{d.path}: given twice; each predictions file may be counted once")
+        seen.add(d.path.resolve())
+    _label_detections(found)
     return found
 
 

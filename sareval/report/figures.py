@@ -2,7 +2,10 @@
 
 - ``relevance``: one panel per (metric, modality) and a cooperation column; bars = models, groups
   = test subsets; error bars = std over runs (or a single run's bootstrap interval).
-- ``performance``: one panel per metric with V(all modalities) the same way.
+- ``performance``: rows = metrics, columns = each modality alone (V({sar}), V({opt})) and all
+  modalities (V(all)), the same way.
+- ``per_class_<metric>`` (recall, F1; when results carry ``by.class``): each modality's
+  relevance on each class's metric, one panel per model and test subset, with intervals.
 - ``epochs_<metric>``: from training histories, the training loss and, per validation subset,
   V(all) and each modality's relevance over epochs (mean over seeds, band = ±1 std).
 - ``cloud_cover_<metric>``: when results carry ``by.cloud_cover``: V(all) and relevance per
@@ -34,6 +37,8 @@ METRIC_TITLES = {
     "oa": "overall accuracy",
     "aa": "average accuracy",
     "balanced_accuracy": "balanced accuracy",
+    "recall": "recall",
+    "precision": "precision",
 }
 
 
@@ -133,8 +138,9 @@ def _legend_below(fig: Any, axes: Sequence[Any], title: str = "model") -> None:
         )
 
 
-def relevance_figure(rows: Sequence[SummaryRow], metrics: Sequence[str]) -> Any:
-    """Grid: rows = metrics, columns = modalities + cooperation; bars per model and subset."""
+def relevance_figure(rows: Sequence[SummaryRow], metrics: Sequence[str], settings: str = "") -> Any:
+    """Grid: rows = metrics, columns = modalities + cooperation; bars per model and subset.
+    ``settings``: the game's Z and baseline (:func:`game_settings`), in the title."""
     plt = _plt()
     models = list(dict.fromkeys(r.model for r in rows))
     subsets = list(dict.fromkeys(r.subset for r in rows))
@@ -159,47 +165,62 @@ def relevance_figure(rows: Sequence[SummaryRow], metrics: Sequence[str]) -> Any:
             ax.set_title(f"{title} ({metric_title(metric)})")
             if j == 0:
                 ax.set_ylabel(f"Shapley value of {metric_title(metric)}")
-        row_axes = axes[i, : len(players)]
-        lo = min(a.get_ylim()[0] for a in row_axes)
-        hi = max(a.get_ylim()[1] for a in row_axes)
-        for a in row_axes:  # modalities of one metric share a scale: compare bar heights
-            a.set_ylim(lo, hi)
+        _share_ylim(axes[i, : len(players)])  # modalities of one metric: compare bar heights
     for ax in axes[-1]:
         ax.set_xlabel("test subset")
-    fig.suptitle("Modality relevance (SHAPE) per test subset")
+    title = "Modality relevance (SHAPE) per test subset"
+    fig.suptitle(f"{title} ({settings})" if settings else title)
     _legend_below(fig, axes.ravel())
     return fig
 
 
-def performance_figure(rows: Sequence[SummaryRow], metrics: Sequence[str]) -> Any:
-    """One panel per metric: V(all modalities) per model and test subset."""
+def _share_ylim(axes: Sequence[Any]) -> None:
+    """One y range for ``axes`` (the union of theirs)."""
+    lo = min(a.get_ylim()[0] for a in axes)
+    hi = max(a.get_ylim()[1] for a in axes)
+    for a in axes:
+        a.set_ylim(lo, hi)
+
+
+def performance_figure(
+    rows: Sequence[SummaryRow], metrics: Sequence[str], settings: str = ""
+) -> Any:
+    """Grid: rows = metrics, columns = each modality alone (V({sar}), V({opt}): the other
+    modalities replaced by the baseline) and all modalities (V(all)); bars per model and
+    subset, one y scale per metric."""
     plt = _plt()
     models = list(dict.fromkeys(r.model for r in rows))
     subsets = list(dict.fromkeys(r.subset for r in rows))
+    players = list(dict.fromkeys(p for r in rows for p in r.players))
+    columns = [f"V:{p}" for p in players if len(players) > 1] + ["V(all)"]
+    titles = [f"{player_title(p)} only" for p in players if len(players) > 1]
+    titles.append("all modalities")
     panel_w = max(3.0, 0.35 * len(subsets) * len(models) + 1.2)
-    ncols = min(len(metrics), 3)
-    nrows = math.ceil(len(metrics) / ncols)
     fig, axes = plt.subplots(
-        nrows,
-        ncols,
-        figsize=(panel_w * ncols, 2.8 * nrows + 0.9),
+        len(metrics),
+        len(columns),
+        figsize=(panel_w * len(columns), 2.6 * len(metrics) + 0.9),
         squeeze=False,
         layout="constrained",
     )
     cc = colors(len(models))
-    for k, metric in enumerate(metrics):
-        ax = axes.ravel()[k]
-        stats = {(r.model, r.subset): r.values["V(all)"] for r in rows if r.metric == metric}
-        _grouped_bars(ax, subsets, models, stats, cc)
-        ax.set_title(metric_title(metric))
-        ax.set_ylabel("all modalities present")
+    for i, metric in enumerate(metrics):
+        sel = {(r.model, r.subset): r for r in rows if r.metric == metric}
+        for j, (key, title) in enumerate(zip(columns, titles, strict=True)):
+            ax = axes[i, j]
+            stats = {k: r.values[key] for k, r in sel.items() if key in r.values}
+            _grouped_bars(ax, subsets, models, stats, cc)
+            ax.set_title(f"{title} ({metric_title(metric)})")
+            if j == 0:
+                ax.set_ylabel(metric_title(metric))
+        _share_ylim(axes[i])
+        bottom, top = axes[i, 0].get_ylim()
+        for ax in axes[i]:
+            ax.set_ylim(min(0.0, bottom), 1.0 if top <= 1.0 else top)
+    for ax in axes[-1]:
         ax.set_xlabel("test subset")
-        top = max((s.mean + s.error[1] for s in stats.values()), default=1.0)
-        bottom = min((s.mean - s.error[0] for s in stats.values()), default=0.0)
-        ax.set_ylim(min(0.0, bottom * 1.1), 1.0 if top <= 1.0 else top * 1.1)
-    for ax in axes.ravel()[len(metrics) :]:
-        ax.set_visible(False)
-    fig.suptitle("Performance per test subset")
+    title = "Performance with each modality alone and with all"
+    fig.suptitle(f"{title} (absent modalities: {settings})" if settings else title)
     _legend_below(fig, axes.ravel())
     return fig
 
@@ -300,6 +321,86 @@ def epochs_figure(histories: Sequence[TrainingRun], metric: str) -> Any:
         ax.xaxis.get_major_locator().set_params(integer=True)
     axd["loss"].legend(frameon=False, title="model")
     fig.suptitle(f"Training: loss, {metric_title(metric)} and modality relevance per epoch")
+    return fig
+
+
+#: the per-class metrics of ``by.class`` that get a ``per_class_<metric>`` figure
+CLASS_FIGURE_METRICS = ("recall", "f1")
+
+
+def has_by_class(results: Sequence[ResultRun], metric: str) -> bool:
+    return any(
+        metric in g.get("metrics", {})
+        for r in results
+        for g in r.doc.get("by", {}).get("class", {}).values()
+    )
+
+
+def _class_stats(runs: Sequence[ResultRun], metric: str, player: str) -> dict[str, Any]:
+    """Class -> Stat of ``player``'s relevance on the class's ``metric`` over ``runs`` (a single
+    run: its bootstrap interval, when computed)."""
+    out = {}
+    for name in runs[0].doc["by"]["class"]:
+        entries = [r.doc["by"]["class"].get(name, {}).get("metrics", {}).get(metric) for r in runs]
+        values = [e["relevance"][player] for e in entries if e is not None]
+        if len(values) != len(runs) or any(v is None for v in values):
+            continue
+        ci = (entries[0] or {}).get("ci", {}).get("relevance", {}).get(player)
+        out[name] = stat_over_runs(values, tuple(ci) if len(runs) == 1 and ci else None)
+    return out
+
+
+def per_class_figure(results: Sequence[ResultRun], metric: str = "recall") -> Any:
+    """Each modality's relevance on each class's ``metric`` (``by.class``): one panel per model
+    and test subset, horizontal bars per class and modality; error bars = std over runs, or a
+    single run's bootstrap interval. Tick labels give each class's samples."""
+    plt = _plt()
+    groups = {
+        k: runs
+        for k, runs in group_runs(results).items()
+        if all(has_by_class([r], metric) for r in runs)
+    }
+    players = list(dict.fromkeys(p for runs in groups.values() for p in runs[0].players))
+    n_classes = max((len(runs[0].doc["by"]["class"]) for runs in groups.values()), default=1)
+    ncols = min(len(groups), 3)
+    nrows = math.ceil(len(groups) / ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(3.8 * ncols, (0.28 * n_classes * len(players) / 2 + 1.4) * nrows
+                               + 0.8),
+        squeeze=False, sharex=True, layout="constrained",
+    )  # fmt: skip
+    cc = colors(len(players))
+    height = 0.8 / len(players)
+    for ax, ((label, subset), runs) in zip(axes.ravel(), groups.items(), strict=False):
+        classes = list(runs[0].doc["by"]["class"])
+        y = np.arange(len(classes))
+        for j, player in enumerate(players):
+            stats = _class_stats(runs, metric, player)
+            rows = [(i, stats[c]) for i, c in enumerate(classes) if c in stats]
+            err = np.array([s.error for _, s in rows]).T.reshape(2, -1)
+            ax.barh(
+                [y[i] - 0.4 + height * (j + 0.5) for i, _ in rows],
+                [s.mean for _, s in rows],
+                height * 0.9,
+                xerr=err if err.any() else None,
+                color=cc[j],
+                capsize=2,
+                label=f"relevance of {player_title(player)}",
+                error_kw={"elinewidth": 0.8},
+            )
+        sizes = [runs[0].doc["by"]["class"][c].get("n_samples", "?") for c in classes]
+        ax.set_yticks(y, [f"{c} ({n})" for c, n in zip(classes, sizes, strict=True)])
+        ax.invert_yaxis()
+        ax.axvline(0, color="0.3", linewidth=0.6)
+        ax.grid(axis="x", alpha=0.3)
+        ax.set_title(f"{label} · {subset}" + (f" ({len(runs)} runs)" if len(runs) > 1 else ""))
+    for ax in axes.ravel()[len(groups) :]:
+        ax.set_visible(False)
+    for ax in axes[-1]:
+        ax.set_xlabel(f"Shapley value of the class's {metric_title(metric)}")
+    fig.suptitle(f"Modality relevance per class: {metric_title(metric)} "
+                 f"({game_settings(results)}); class (samples)")  # fmt: skip
+    _legend_below(fig, axes.ravel(), title="")
     return fig
 
 
