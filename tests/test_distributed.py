@@ -144,7 +144,8 @@ def test_torchrun_two_processes_equal_one(assets, tmp_path: Path, entry: str) ->
 
 @pytest.mark.slow
 def test_torchrun_multi_label_map_and_shards_equal_one(assets, tmp_path: Path) -> None:
-    """mAP's score states are gathered from the ranks; a torchrun shard embeds them."""
+    """mAP's score states and per-sample values are gathered from the ranks; a torchrun shard
+    embeds them."""
     model = assets.onnx["multi-label"]
     base = ["-m", str(model), "-d", str(assets.store), "-s", "clear", "--batch-size", "4",
             "--by", "cloud-cover", "0,0.5,1", "--bootstrap", "10"]  # fmt: skip
@@ -159,18 +160,20 @@ def test_torchrun_multi_label_map_and_shards_equal_one(assets, tmp_path: Path) -
     assert "map_macro" in doc["metrics"] and "scores" not in doc
     for key in ("metrics", "by"):
         assert doc[key] == single[key], key
-    base = base[:-2]  # no bootstrap with shards
+    base = [*base[:-2], "--per-sample"]  # no bootstrap with shards
     parts = []
     for i in range(2):
         out = tmp_path / f"p{i}.json"
         done = torchrun(["-m", "sareval"], [*base, "--shard", f"{i}/2", "-o", str(out)], tmp_path)
         assert done.returncode == 0, done.stdout + done.stderr
         parts.append(read_results(out))
+        assert parts[-1]["per_sample_state"]["n"] == parts[-1]["n_samples"]
     merged = merge_documents(parts, ["p0", "p1"])
     single = to_json_value(
-        evaluate_shape(model, assets.store, "clear", by=["cloud-cover=0,0.5,1"], progress=False)
-    )
-    for key in ("metrics", "by"):
+        evaluate_shape(model, assets.store, "clear", by=["cloud-cover=0,0.5,1"], progress=False,
+                       per_sample=True)
+    )  # fmt: skip
+    for key in ("metrics", "by", "per_sample", "detection"):
         assert merged[key] == single[key], key
 
 

@@ -95,5 +95,6 @@ def test_per_sample_refusals(assets) -> None:
     with pytest.raises(sareval.SarevalError, match="per_sample: needs an exact game and empty"):
         sareval.evaluate(assets.onnx["single-label"], (assets.store, "clear"), per_sample=True,
                          empty="majority")  # fmt: skip
-    with pytest.raises(sareval.SarevalError, match="per_sample: needs every sample in one job"):
-        sareval.ShapeConfig(per_sample=True, shard=(0, 2))
+    with pytest.raises(sareval.SarevalError, match="per_sample: needs method 'shape'"):
+        sareval.ShapeConfig(per_sample=True, method="perceptual")
+    sareval.ShapeConfig(per_sample=True, shard=(0, 2))  # merged by `sareval merge`

@@ -24,7 +24,8 @@ Execution (torch, onnx and onnxruntime are imported only when used):
   :mod:`~sareval.evaluator.backends`: onnxruntime and torch; :mod:`~sareval.evaluator.players`.
 - :mod:`~sareval.evaluator.results` (+ ``results.schema.json``), :mod:`~sareval.evaluator.merge`,
   :mod:`~sareval.evaluator.distributed`, :mod:`~sareval.evaluator.perceptual`,
-  :mod:`~sareval.evaluator.predictions`.
+  :mod:`~sareval.evaluator.predictions`; :mod:`~sareval.evaluator.embedded`: the states a shard
+  embeds in its results for ``merge``.
 """
 
 from __future__ import annotations

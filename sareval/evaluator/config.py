@@ -112,7 +112,8 @@ class ShapeConfig:
       of at most this many rows; None: from the memory budget).
     - ``per_sample``: per-sample Shapley values of each sample's model score and false-prediction
       detection from them (:mod:`sareval.analysis.in_pass`; results sections ``per_sample``,
-      ``detection``; arrays in the predictions file).
+      ``detection``; arrays in the predictions file; a shard carries the per-sample state
+      instead, for ``sareval merge``).
     - ``baseline`` / ``empty`` / ``z``: :mod:`sareval.choices`; ``metrics``: the metrics kept in
       the result (None: all of the task's, :data:`sareval.evaluator.metrics.METRIC_NAMES`).
     - ``by_class``; ``cloud_cover_bins``: bin edges in [0, 1] (e.g. :data:`DECILES`) or None.
@@ -201,11 +202,8 @@ class ShapeConfig:
             raise SarevalError(f"ShapeConfig.seed: expected an integer, got {self.seed!r}")
         if not isinstance(self.per_sample, bool):
             raise SarevalError(f"ShapeConfig.per_sample: expected a bool, got {self.per_sample!r}")
-        if self.per_sample and (self.shard is not None or self.method == "perceptual"):
-            raise SarevalError(
-                "ShapeConfig.per_sample: needs every sample in one job (torchrun, not a shard) "
-                "and method 'shape'"
-            )
+        if self.per_sample and self.method == "perceptual":
+            raise SarevalError("ShapeConfig.per_sample: needs method 'shape'")
         if not isinstance(self.share, bool):
             raise SarevalError(f"ShapeConfig.share: expected a bool, got {self.share!r}")
         if not isinstance(self.by_class, bool):

@@ -7,7 +7,10 @@ split, each exactly once. Their integer counts (overall, per cloud-cover bin) an
 summed and every metric, relevance and cooperation is recomputed from the sums, so the merged
 document equals a single-process run's, count for count. Mean average precision comes from the
 shards' embedded score states (``"scores"``, :mod:`sareval.evaluator.scores`), concatenated;
-the merged document does not carry them.
+the per-sample ``per_sample`` and ``detection`` sections (``ShapeConfig.per_sample``) from their
+per-sample states (``"per_sample_state"``, :mod:`sareval.analysis.in_pass`), concatenated in
+shard order and summarised with the configuration's seed and bootstrap replicates, as one
+process does. The merged document carries neither state.
 """
 
 from __future__ import annotations
@@ -17,6 +20,12 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
+from sareval.analysis.in_pass import (
+    DETECTION_BOOT,
+    STATE_SECTION,
+    PerSampleState,
+    per_sample_sections,
+)
 from sareval.errors import SarevalError
 from sareval.evaluator.distributed import part_range
 from sareval.evaluator.results import (
@@ -156,6 +165,40 @@ def merge_scores(docs: Sequence[dict], sources: Sequence[str]) -> ScoreState | N
     )
 
 
+def merge_per_sample(docs: Sequence[dict], sources: Sequence[str]) -> dict[str, Any]:
+    """The ``per_sample`` and ``detection`` sections of the shards' per-sample states ({}
+    without ``per_sample``); a shard without a state, or with one of the wrong size, is refused."""
+    first = docs[0]
+    cfg = first["config"]
+    wanted = bool(cfg.get("per_sample"))
+    for doc, source in zip(docs, sources, strict=True):
+        if (STATE_SECTION in doc) != wanted:
+            raise SarevalError(
+                f"{source}: no {STATE_SECTION!r} section (the shards ran with per_sample)"
+                if wanted
+                else f"{source}: a {STATE_SECTION!r} section, but per_sample is off"
+            )
+    if not wanted:
+        return {}
+    states = []
+    for doc, source in sorted(
+        zip(docs, sources, strict=True), key=lambda d: d[0]["provenance"]["shard"]["index"]
+    ):
+        state = PerSampleState.from_json(doc[STATE_SECTION], source, len(doc["players"]))
+        shard = doc["provenance"]["shard"]
+        if state.n != shard["stop"] - shard["start"]:
+            raise SarevalError(
+                f"{source}: {STATE_SECTION!r} holds {state.n} samples, the shard "
+                f"{shard['stop'] - shard['start']}"
+            )
+        states.append(state)
+    return per_sample_sections(
+        PerSampleState.concat(states), first["players"], task=first["task"],
+        class_names=first["class_names"], bin_edges=cfg["cloud_cover_bins"],
+        n_boot=cfg["bootstrap"] or DETECTION_BOOT, seed=cfg["seed"],
+    )  # fmt: skip
+
+
 def merge_documents(docs: Sequence[dict], sources: Sequence[str]) -> dict[str, Any]:
     """The merged results document (JSON-ready: NaN as None) of complementary shards."""
     check_shards(docs, sources)
@@ -195,7 +238,13 @@ def merge_documents(docs: Sequence[dict], sources: Sequence[str]) -> dict[str, A
             scores=merge_scores(docs, sources),
             cloud_cover_source=first["by"].get("cloud_cover_source"),
         )  # fmt: skip
-    merged = copy.deepcopy({k: v for k, v in first.items() if k != "scores"})
+    per_sample = merge_per_sample(docs, sources)
+    merged: dict[str, Any] = {}
+    for key, value in first.items():  # the per-sample sections where a single run has them
+        if key == STATE_SECTION:
+            merged.update(per_sample)
+        elif key != "scores":
+            merged[key] = copy.deepcopy(value)
     merged.update(sections)
     merged["config"]["shard"] = None
     merged["provenance"]["shard"] = {"merged": list(sources)}

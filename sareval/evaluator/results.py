@@ -25,6 +25,9 @@ Layout (``results.schema.json`` beside this module is the normative JSON Schema)
             ["cloud_cover_unknown": {"label": "unknown", "n_samples", "metrics", "counts"}]},
      "counts": {coalition: {field: nested lists of ints}},
      "ties": {"tolerance": 1e-5, "counts": {coalition: samples}},
+     ["per_sample": {"definition", "prob_true" | "prob_pred" | "accuracy": summary},
+      "detection": {"n_wrong", "n", ["rows"], "summary"}],      (per_sample, not in shards)
+     ["per_sample_state": {"encoding", "sha256", "n", "data"}],  (per_sample shards only)
      ["scores": {"encoding", "sha256", "n", "data"}],     (shards only: the mAP state)
      "empty": {"kind": "baseline" | "majority" | null, "decision": ..., "output": [...] | null}}
 
@@ -40,7 +43,12 @@ perceptual`` the coalition keys are conditions: the full model (``sar+opt``) and
 ``cooperation`` and ``efficiency_gap`` are null. Counts are the sufficient statistics: a
 document can be recomputed from them (``sareval merge`` sums the counts of shards), except the
 multi-label mean average precision (``map_macro``, ``map_micro``, per-class ``ap``), which needs
-every score: a shard document embeds them in ``scores`` (:mod:`sareval.evaluator.scores`).
+every score: a shard document embeds them in ``scores`` (:mod:`sareval.evaluator.scores`), and
+the per-sample sections of ``ShapeConfig.per_sample`` (:mod:`sareval.analysis.in_pass`), which
+need every sample's values: a shard document carries those in ``per_sample_state`` instead of
+``per_sample`` and ``detection``, and ``sareval merge`` computes the two sections from the
+concatenated states. Both states use :mod:`sareval.evaluator.embedded`; merged and single-process
+documents carry neither.
 """
 
 from __future__ import annotations

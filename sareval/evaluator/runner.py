@@ -714,7 +714,7 @@ def _bootstrap(
 
 def _per_sample_collector(ev: Evaluation, config: ShapeConfig, game: GameSpec) -> Any:
     """The collector of ``ShapeConfig.per_sample`` (exact games with a model empty coalition)."""
-    from sareval.analysis.in_pass import PerSampleCollector
+    from sareval.analysis.in_pass import DETECTION_BOOT, PerSampleCollector
 
     if game.method != "exact" or config.empty != "baseline":
         raise SarevalError(
@@ -725,20 +725,26 @@ def _per_sample_collector(ev: Evaluation, config: ShapeConfig, game: GameSpec) -
     return PerSampleCollector(
         card.modality_names, kind=card.output, task=card.task, threshold=card.threshold,
         class_names=card.class_names, bin_edges=config.cloud_cover_bins,
-        n_boot=config.bootstrap or 200, seed=config.seed,
+        n_boot=config.bootstrap or DETECTION_BOOT, seed=config.seed,
     )  # fmt: skip
 
 
-def _per_sample_sections(collector: Any, group: ProcessGroup | None) -> dict[str, Any]:
-    """The ``per_sample`` and ``detection`` sections (gathered on the main torchrun rank)."""
+def _per_sample_sections(collector: Any, group: ProcessGroup | None, shard: bool) -> dict[str, Any]:
+    """The ``per_sample`` and ``detection`` sections (gathered on the main torchrun rank); a
+    shard's: its state for ``sareval merge`` (``per_sample_state``) instead."""
+    from sareval.analysis.in_pass import STATE_SECTION, PerSampleState
+
     if collector is None:
         return {}
+    state = collector.state()
     if group is not None:
-        states = group.gather_on_main(collector.state())
+        states = group.gather_on_main(state)
         if states is None:
             return {}
-        collector.parts = collector.merged(states)
-    return collector.section()  # type: ignore[no-any-return]
+        state = PerSampleState.concat(states)
+    if shard:
+        return {STATE_SECTION: state.to_json()}
+    return collector.section(state)  # type: ignore[no-any-return]
 
 
 def _gather_scores(group: ProcessGroup | None, state: ScoreState | None) -> ScoreState | None:
@@ -791,7 +797,7 @@ def _shape(
             writer.abort()
         raise
     ci = _bootstrap(ev, result, group, config, constant, coalitions) if config.bootstrap else None
-    extra = _per_sample_sections(collector, group)
+    extra = _per_sample_sections(collector, group, config.shard is not None)
     scores = _gather_scores(group, result.scores)
     if ci is not None and scores is not None:
         ci = {**ci, **bootstrap_score_intervals(

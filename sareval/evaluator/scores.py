@@ -31,15 +31,12 @@ Memory: n * K * (4 J + 1) + 2 n bytes for n samples, K classes, J = 2^M - 1 coal
 Past :func:`max_score_bytes` (4 GiB, ``$SAREVAL_MAX_SCORE_BYTES``) the evaluation stops with an
 error that says how to leave mAP out. mAP is computed automatically for multi-label models
 (``method="shape"``) unless ``ShapeConfig.metrics`` names no ``map_*`` metric. A shard's results
-document embeds its state (``"scores"``: compressed npz, base64) for ``sareval merge``; merged and
-single-process documents do not carry it.
+document embeds its state (``"scores"``, :mod:`sareval.evaluator.embedded`) for ``sareval merge``;
+merged and single-process documents do not carry it.
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import io
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -48,13 +45,13 @@ from typing import Any
 import numpy as np
 
 from sareval.errors import SarevalError
+from sareval.evaluator.embedded import decode_arrays, encode_arrays
 
 SCORE_METRIC_NAMES: dict[str, tuple[str, ...]] = {
     "single-label": (),
     "multi-label": ("map_macro", "map_micro"),
 }
 DEFAULT_MAX_SCORE_BYTES = 4 * 2**30
-ENCODING = "npz+base64"
 
 
 def max_score_bytes() -> int:
@@ -214,44 +211,34 @@ class ScoreState:
         return {m: np.stack([p[m] for p in per], axis=-1) for m in per[0]}
 
     def to_json(self) -> dict[str, Any]:
-        """``{"encoding", "sha256", "n", "data"}``: the arrays as a compressed npz, base64."""
-        buf = io.BytesIO()
-        np.savez_compressed(
-            buf, scores=self.scores, labels=np.packbits(self.labels, axis=-1),
-            n_classes=np.int64(self.labels.shape[1]), groups=self.groups, empty=self.empty,
+        """The arrays embedded in a document (:func:`~sareval.evaluator.embedded.encode_arrays`)."""
+        return encode_arrays(
+            {"scores": self.scores, "labels": np.packbits(self.labels, axis=-1),
+             "n_classes": np.int64(self.labels.shape[1]), "groups": self.groups,
+             "empty": self.empty},
+            self.n,
         )  # fmt: skip
-        raw = buf.getvalue()
-        return {
-            "encoding": ENCODING,
-            "sha256": hashlib.sha256(raw).hexdigest(),
-            "n": self.n,
-            "data": base64.b64encode(raw).decode("ascii"),
-        }
 
     @classmethod
     def from_json(cls, data: Any, source: str = "results") -> ScoreState:
         """Decode :meth:`to_json` output; a wrong digest or layout is an error naming ``source``."""
+        z, n = decode_arrays(data, source, "scores", ("scores", "labels", "n_classes", "groups",
+                                                     "empty"))  # fmt: skip
         try:
-            raw = base64.b64decode(data["data"], validate=True)
-            if data.get("encoding") != ENCODING:
-                raise ValueError(f"encoding {data.get('encoding')!r}")
-            if hashlib.sha256(raw).hexdigest() != data["sha256"]:
-                raise ValueError("the sha256 does not match the data")
-            with np.load(io.BytesIO(raw), allow_pickle=False) as z:
-                k = int(z["n_classes"])
-                labels = np.unpackbits(z["labels"], axis=-1, count=k).astype(bool)
-                state = cls(
-                    z["scores"].astype(np.float32), labels, z["groups"].astype(np.int16),
-                    z["empty"].astype(np.float32),
-                )  # fmt: skip
-        except (KeyError, TypeError, ValueError, OSError) as e:
+            k = int(z["n_classes"])
+            labels = np.unpackbits(z["labels"], axis=-1, count=k).astype(bool)
+            state = cls(
+                z["scores"].astype(np.float32), labels, z["groups"].astype(np.int16),
+                z["empty"].astype(np.float32),
+            )  # fmt: skip
+            _, nn, kk = state.scores.shape
+        except (TypeError, ValueError) as e:
             raise SarevalError(f"{source}: unreadable 'scores' section ({e})") from None
-        _, n, kk = state.scores.shape
         if (
             kk != k
-            or state.labels.shape != (n, k)
-            or state.groups.shape != (n,)
-            or (state.empty.shape != (k,) or n != data.get("n"))
+            or state.labels.shape != (nn, k)
+            or state.groups.shape != (nn,)
+            or (state.empty.shape != (k,) or nn != n)
         ):
             raise SarevalError(f"{source}: 'scores' section arrays do not fit together")
         return state

@@ -1,0 +1,62 @@
+"""Arrays embedded in a results document: ``{"encoding", "sha256", "n", "data"}``.
+
+``data`` is a compressed npz (no pickles) in base64, ``sha256`` the digest of the npz bytes and
+``n`` the number of samples the arrays hold (checked by the owner of the state). A shard's
+results carry this way what ``sareval merge`` needs beyond the counts: ``scores``, the mAP state
+(:mod:`sareval.evaluator.scores`), and ``per_sample_state``, the per-sample values
+(:mod:`sareval.analysis.in_pass`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import zipfile
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from sareval.errors import SarevalError
+
+ENCODING = "npz+base64"
+
+
+def encode_arrays(arrays: Mapping[str, Any], n: int) -> dict[str, Any]:
+    """The JSON object of ``arrays`` (names as npz keys) holding ``n`` samples."""
+    buf = io.BytesIO()
+    named: dict[str, Any] = {k: np.asarray(v) for k, v in arrays.items()}
+    np.savez_compressed(buf, **named)
+    raw = buf.getvalue()
+    return {
+        "encoding": ENCODING,
+        "sha256": hashlib.sha256(raw).hexdigest(),
+        "n": int(n),
+        "data": base64.b64encode(raw).decode("ascii"),
+    }
+
+
+def decode_arrays(
+    data: Any, source: str, section: str, required: Sequence[str] = ()
+) -> tuple[dict[str, np.ndarray], int]:
+    """(arrays, n) of :func:`encode_arrays` output; a wrong encoding, digest, layout or missing
+    array (``required``) is a one-line error naming ``source`` and ``section``."""
+    try:
+        raw = base64.b64decode(data["data"], validate=True)
+        if data.get("encoding") != ENCODING:
+            raise ValueError(f"encoding {data.get('encoding')!r}")
+        if hashlib.sha256(raw).hexdigest() != data["sha256"]:
+            raise ValueError("the sha256 does not match the data")
+        n = data["n"]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise ValueError(f"n {n!r} is not a number of samples")
+        with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+            arrays = {name: z[name] for name in z.files}
+        missing = [name for name in required if name not in arrays]
+        if missing:
+            raise ValueError(f"no array {missing[0]!r}")
+    except (KeyError, TypeError, ValueError, OSError, AttributeError, EOFError,
+            zipfile.BadZipFile) as e:  # fmt: skip
+        raise SarevalError(f"{source}: unreadable {section!r} section ({e})") from None
+    return arrays, n
