@@ -67,13 +67,16 @@ MODES = (
     "naive", "sareval-onnxruntime", "sareval-torch", "compute-bound", "read",
     "sareval-torch-shared", "compute-bound-torch", "compute-bound-torch-shared",
     "compute-late", "compute-late-shared", "compute-bound-torch-shared-bf16",
+    "naive-late", "sareval-torch-late", "sareval-torch-late-shared",
 )  # fmt: skip
 DEFAULT_MODES = MODES[:6]
-#: end-to-end modes: (backend, share); "share" runs the eager module (sharing needs it)
+#: end-to-end modes: (backend, share, fusion); sharing and late fusion run the eager module
 BACKEND_OF_MODE = {
-    "sareval-onnxruntime": ("onnxruntime", False),
-    "sareval-torch": ("torch", False),
-    "sareval-torch-shared": ("torch", True),
+    "sareval-onnxruntime": ("onnxruntime", False, "early"),
+    "sareval-torch": ("torch", False, "early"),
+    "sareval-torch-shared": ("torch", True, "early"),
+    "sareval-torch-late": ("torch", False, "late"),
+    "sareval-torch-late-shared": ("torch", True, "late"),
 }
 #: torch compute-bound modes: (fusion, share, precision); share and late fusion run the eager
 #: module (TorchScript otherwise); late fusion is a randomly initialised LateFusion network
@@ -96,7 +99,15 @@ RATIOS = (
     ("compute-bound-torch-shared", "compute-bound-torch"),
     ("compute-late-shared", "compute-late"),
     ("compute-bound-torch-shared-bf16", "compute-bound-torch-shared"),
+    ("sareval-torch-late", "naive-late"),
+    ("sareval-torch-late-shared", "naive-late"),
+    ("sareval-torch-late-shared", "sareval-torch-late"),
 )
+
+
+def fusion_of(mode: str) -> str:
+    """The network a mode runs: the late-fusion one for ``*late*`` modes, else early fusion."""
+    return "late" if "late" in mode else "early"
 
 
 #: the metric whose V(S) per coalition must be equal across the modes that evaluate
@@ -123,8 +134,10 @@ def run_naive_mode(
     repeats: int,
     device: str = "cpu",
     workers: int = 0,
+    fusion: str = "early",
 ) -> dict[str, Any]:
-    """Time :func:`benchmarks.naive_shape.run_naive` over the split (after a warm-up split)."""
+    """Time :func:`benchmarks.naive_shape.run_naive` over the split (after a warm-up split);
+    ``fusion="late"``: on the late-fusion network of :func:`eager_network`."""
     import torch
 
     from benchmarks.naive_shape import load_split, run_naive
@@ -136,6 +149,8 @@ def run_naive_mode(
     warm, _ = load_split(inp.tree, inp.warmup_list, inp.labels_pkl)
 
     def load_model() -> Any:
+        if fusion == "late":
+            return eager_network(inp, "late")
         model = build_model(inp.arch, card.n_channels, card.n_classes, fusion="early")
         model.load_state_dict(torch.load(inp.state_dict, weights_only=True))
         return model
@@ -149,13 +164,46 @@ def run_naive_mode(
 
     one(warm)
     times, cpu, result = timed_runs(lambda: one(names), repeats)
-    return {
+    out = {
         "times": times,
         "cpu": cpu,
         "n_samples": result["n_samples"],
         "forwards_per_sample": 2 ** _n_players(inp),
         "V_check": check_values(result["metrics"], inp.task),
     }
+    if fusion == "late":  # executed FLOPs of the late network: 2^M forwards a sample
+        out["flop_per_sample"] = (
+            2 ** _n_players(inp) * late_flops_per_sample(inp, False) / (2 ** _n_players(inp) - 1)
+        )
+    return out
+
+
+def late_flops_per_sample(inp: BenchInputs, share: bool, rows: int = 8) -> float:
+    """FLOPs executed per sample by the coalition module of the late-fusion network (all
+    2^M - 1 non-empty coalitions; ``share``: encoders once, the head per coalition)."""
+    import numpy as np
+    import torch
+
+    from benchmarks.common import executed_flops
+    from sareval.card import read_card
+    from sareval.evaluator.backends import load_model, make_backend
+    from sareval.evaluator.preamble import build_preamble
+    from sareval.store import Store
+
+    loaded = load_model(eager_network(inp, "late"), card=read_card(inp.onnx_model))
+    with Store(inp.store) as store:
+        sub = store.subset(inp.subset)
+        bands = {s: store.bands(s) for s in ("s1", "s2")}
+        dtypes = {s: store.image_spec(sub, s)[1] for s in ("s1", "s2")}
+        raw = store.read_batch(sub, 0, rows).arrays
+        image_size = store.image_size
+    backend = make_backend(
+        loaded, build_preamble(loaded.card, bands), backend="torch", device="cpu",
+        provider=None, input_dtypes=dtypes, image_size=image_size, share=share,
+    )  # fmt: skip
+    backend.run(raw)  # the baseline's encoder outputs are computed once per run, not counted
+    x = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in raw.items()}
+    return executed_flops(backend.module, x) / rows
 
 
 def eager_network(inp: BenchInputs, fusion: str = "early", seed: int = 0) -> Any:
@@ -184,37 +232,44 @@ def run_sareval_mode(
     backend: str,
     *,
     share: bool = False,
+    fusion: str = "early",
     batch_size: int,
     repeats: int,
     threads: int,
     device: str = "cpu",
 ) -> dict[str, Any]:
-    """Time ``sareval.evaluate`` end to end on the store (after a warm-up store)."""
+    """Time ``sareval.evaluate`` end to end on the store (after a warm-up store); sharing and
+    late fusion run the eager module of :func:`eager_network`, built inside the timed call like
+    a model file is loaded."""
     import sareval
     from sareval.card import read_card
 
-    model = inp.onnx_model if backend == "onnxruntime" else inp.torchscript_model
-    card = None
-    if share:  # the eager module, loaded inside the timed call like a model file
-        model, card = lambda: eager_network(inp), read_card(inp.onnx_model)
+    eager = share or fusion == "late"
+    card = read_card(inp.onnx_model) if eager else None
 
     def one(store: str) -> dict[str, Any]:
+        if eager:
+            model: Any = eager_network(inp, fusion)
+        else:
+            model = inp.onnx_model if backend == "onnxruntime" else inp.torchscript_model
         return sareval.evaluate(
-            model() if callable(model) and share else model, (store, inp.subset),
-            card=card, backend=backend, device=device, batch_size=batch_size, threads=threads,
-            share=share and backend == "torch",
+            model, (store, inp.subset), card=card, backend=backend, device=device,
+            batch_size=batch_size, threads=threads, share=share and backend == "torch",
         ).doc  # fmt: skip
 
     one(inp.warmup_store)
     times, cpu, result = timed_runs(lambda: one(inp.store), repeats)
     metrics = result["metrics"]
-    return {
+    out = {
         "times": times,
         "cpu": cpu,
         "n_samples": result["n_samples"],
         "forwards_per_sample": 2 ** _n_players(inp) - 1,
         "V_check": check_values(metrics, inp.task),
     }
+    if fusion == "late":
+        out["flop_per_sample"] = late_flops_per_sample(inp, share)
+    return out
 
 
 def run_compute_bound_mode(
@@ -378,11 +433,13 @@ def run_mode(mode: str, inp: BenchInputs, args: argparse.Namespace) -> dict[str,
     """One mode in this process; adds its own peak RSS and the thread count."""
     set_threads(args.threads)
     common = {"batch_size": args.batch_size, "repeats": args.repeats, "device": args.device}
-    if mode == "naive":
-        out = run_naive_mode(inp, workers=args.naive_workers, **common)
+    if mode in ("naive", "naive-late"):
+        out = run_naive_mode(inp, workers=args.naive_workers, fusion=fusion_of(mode), **common)
     elif mode in BACKEND_OF_MODE:
-        backend, share = BACKEND_OF_MODE[mode]
-        out = run_sareval_mode(inp, backend, share=share, threads=args.threads, **common)
+        backend, share, fusion = BACKEND_OF_MODE[mode]
+        out = run_sareval_mode(
+            inp, backend, share=share, fusion=fusion, threads=args.threads, **common
+        )
     elif mode == "compute-bound":
         out = run_compute_bound_mode(inp, threads=args.threads, **common)
     elif mode == "read":
@@ -456,19 +513,22 @@ def summarise(
                 "rounds": per_round,
                 "of_medians": rows[mode]["samples_per_s"] / rows[ref]["samples_per_s"],
             }
-    # the evaluations must agree: V(S) of CHECK_METRIC per coalition, mode by mode (first
-    # round), to 1e-12 (a metric summed in another order may differ in the last bit)
-    values = {m: rounds[0][m]["V_check"] for m in modes if rounds[0].get(m, {}).get("V_check")}
-    first = next(iter(values.values()), None)
-    agreement = {
-        "metric": CHECK_METRIC[inp.task],
-        "modes": sorted(values),
-        "equal": all(
-            v.keys() == first.keys() and all(abs(v[c] - first[c]) <= 1e-12 for c in v)
-            for v in values.values()
-        ),
-        "V": values,
-    }
+    # the evaluations of one network must agree: V(S) of CHECK_METRIC per coalition, mode by
+    # mode (first round), to 1e-12 (a metric summed in another order may differ in the last bit)
+    agreement: dict[str, Any] = {}
+    for fusion in ("early", "late"):
+        values = {m: rounds[0][m]["V_check"] for m in modes
+                  if fusion_of(m) == fusion and rounds[0].get(m, {}).get("V_check")}  # fmt: skip
+        first = next(iter(values.values()), None)
+        agreement["agreement" if fusion == "early" else "agreement_late"] = {
+            "metric": CHECK_METRIC[inp.task],
+            "modes": sorted(values),
+            "equal": all(
+                v.keys() == first.keys() and all(abs(v[c] - first[c]) <= 1e-12 for c in v)
+                for v in values.values()
+            ),
+            "V": values,
+        }
     if peak_tflops:
         for r in rows.values():
             r["utilisation"] = r["gflop_per_s"] / (1000 * peak_tflops)
@@ -479,7 +539,7 @@ def summarise(
         "gemm_peak_gflops": gemm_peaks,
         "modes": rows,
         "ratios": ratios,
-        "agreement": agreement,
+        **agreement,
     }
 
 
@@ -517,11 +577,11 @@ def format_summary(s: dict[str, Any]) -> str:
             f"  {runs}{util}"
         )
     lines.append("")
-    agree = s["agreement"]
-    if len(agree["modes"]) > 1:
-        verdict = "equal" if agree["equal"] else "DIFFERENT"
-        modes = ", ".join(agree["modes"])
-        lines.append(f"{agree['metric']} per coalition of {modes}: {verdict}")
+    for agree in (s["agreement"], s.get("agreement_late") or {"modes": []}):
+        if len(agree["modes"]) > 1:
+            verdict = "equal" if agree["equal"] else "DIFFERENT"
+            modes = ", ".join(agree["modes"])
+            lines.append(f"{agree['metric']} per coalition of {modes}: {verdict}")
     for name, r in s["ratios"].items():
         rounds = ", ".join(f"{x:.2f}" for x in r["rounds"])
         lines.append(

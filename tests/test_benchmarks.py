@@ -138,6 +138,11 @@ def test_harness_modes_smoke(tmp_path: Path) -> None:
         "compute-late-shared": run_compute_bound_mode(
             inp, threads=1, backend_name="torch", fusion="late", share=True, **kw
         ),
+        "naive-late": run_naive_mode(inp, fusion="late", **kw),
+        "sareval-torch-late": run_sareval_mode(inp, "torch", fusion="late", threads=1, **kw),
+        "sareval-torch-late-shared": run_sareval_mode(
+            inp, "torch", share=True, fusion="late", threads=1, **kw
+        ),
     }
     for r in runs.values():
         r["peak_rss"] = 1 << 20
@@ -149,6 +154,16 @@ def test_harness_modes_smoke(tmp_path: Path) -> None:
         == runs["sareval-torch"]["V_check"]
         == runs["sareval-torch-shared"]["V_check"]
     )
+    # the late-fusion network: the naive script and sareval (shared or not) agree on it
+    assert (
+        runs["naive-late"]["V_check"]
+        == runs["sareval-torch-late"]["V_check"]
+        == runs["sareval-torch-late-shared"]["V_check"]
+        != runs["naive"]["V_check"]
+    )
+    shared_flops = runs["sareval-torch-late-shared"]["flop_per_sample"]
+    assert shared_flops == runs["compute-late-shared"]["flop_per_sample"]
+    assert runs["naive-late"]["flop_per_sample"] > runs["sareval-torch-late"]["flop_per_sample"]
     late = runs["compute-late-shared"]
     assert late["share"] == "late-fusion" and late["flips"] == 0 and late["checked_decisions"]
     assert late["flop_per_sample"] < late["flop_per_sample_unshared"] / 2
@@ -158,8 +173,11 @@ def test_harness_modes_smoke(tmp_path: Path) -> None:
         "sareval-onnxruntime / naive", "sareval-onnxruntime / compute-bound",
         "sareval-torch / naive", "sareval-torch / compute-bound",
         "sareval-torch-shared / naive", "sareval-torch-shared / sareval-torch",
+        "sareval-torch-late / naive-late", "sareval-torch-late-shared / naive-late",
+        "sareval-torch-late-shared / sareval-torch-late",
     }  # fmt: skip
     assert summary["agreement"]["equal"] and len(summary["agreement"]["modes"]) == 4
+    assert summary["agreement_late"]["equal"] and len(summary["agreement_late"]["modes"]) == 3
     assert summary["modes"]["compute-late-shared"]["of_gemm_peak"] > 0
     assert "samples/s" in format_summary(summary)
 
