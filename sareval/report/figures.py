@@ -138,15 +138,18 @@ def _legend_below(fig: Any, axes: Sequence[Any], title: str = "model") -> None:
         )
 
 
-def relevance_figure(rows: Sequence[SummaryRow], metrics: Sequence[str], settings: str = "") -> Any:
-    """Grid: rows = metrics, columns = modalities + cooperation; bars per model and subset.
-    ``settings``: the game's Z and baseline (:func:`game_settings`), in the title."""
+def _bar_grid(
+    rows: Sequence[SummaryRow],
+    metrics: Sequence[str],
+    columns: Sequence[str],
+    titles: Sequence[str],
+    ylabel: str,
+) -> tuple[Any, Any]:
+    """Figure and axes: rows = metrics, one column per quantity of ``columns`` (a key of
+    :attr:`SummaryRow.values`), bars per model grouped by test subset."""
     plt = _plt()
     models = list(dict.fromkeys(r.model for r in rows))
     subsets = list(dict.fromkeys(r.subset for r in rows))
-    players = list(dict.fromkeys(p for r in rows for p in r.players))
-    columns = [f"relevance:{p}" for p in players] + ["cooperation"]
-    titles = [f"relevance of {player_title(p)}" for p in players] + ["cooperation"]
     panel_w = max(3.0, 0.35 * len(subsets) * len(models) + 1.2)
     fig, axes = plt.subplots(
         len(metrics),
@@ -164,10 +167,21 @@ def relevance_figure(rows: Sequence[SummaryRow], metrics: Sequence[str], setting
             _grouped_bars(ax, subsets, models, stats, cc)
             ax.set_title(f"{title} ({metric_title(metric)})")
             if j == 0:
-                ax.set_ylabel(f"Shapley value of {metric_title(metric)}")
-        _share_ylim(axes[i, : len(players)])  # modalities of one metric: compare bar heights
+                ax.set_ylabel(ylabel.format(metric=metric_title(metric)))
     for ax in axes[-1]:
         ax.set_xlabel("test subset")
+    return fig, axes
+
+
+def relevance_figure(rows: Sequence[SummaryRow], metrics: Sequence[str], settings: str = "") -> Any:
+    """Grid: rows = metrics, columns = modalities + cooperation; bars per model and subset.
+    ``settings``: the game's Z and baseline (:func:`game_settings`), in the title."""
+    players = list(dict.fromkeys(p for r in rows for p in r.players))
+    columns = [f"relevance:{p}" for p in players] + ["cooperation"]
+    titles = [f"relevance of {player_title(p)}" for p in players] + ["cooperation"]
+    fig, axes = _bar_grid(rows, metrics, columns, titles, "Shapley value of {metric}")
+    for i in range(len(metrics)):
+        _share_ylim(axes[i, : len(players)])  # modalities of one metric: compare bar heights
     title = "Modality relevance (SHAPE) per test subset"
     fig.suptitle(f"{title} ({settings})" if settings else title)
     _legend_below(fig, axes.ravel())
@@ -188,37 +202,16 @@ def performance_figure(
     """Grid: rows = metrics, columns = each modality alone (V({sar}), V({opt}): the other
     modalities replaced by the baseline) and all modalities (V(all)); bars per model and
     subset, one y scale per metric."""
-    plt = _plt()
-    models = list(dict.fromkeys(r.model for r in rows))
-    subsets = list(dict.fromkeys(r.subset for r in rows))
     players = list(dict.fromkeys(p for r in rows for p in r.players))
     columns = [f"V:{p}" for p in players if len(players) > 1] + ["V(all)"]
     titles = [f"{player_title(p)} only" for p in players if len(players) > 1]
     titles.append("all modalities")
-    panel_w = max(3.0, 0.35 * len(subsets) * len(models) + 1.2)
-    fig, axes = plt.subplots(
-        len(metrics),
-        len(columns),
-        figsize=(panel_w * len(columns), 2.6 * len(metrics) + 0.9),
-        squeeze=False,
-        layout="constrained",
-    )
-    cc = colors(len(models))
-    for i, metric in enumerate(metrics):
-        sel = {(r.model, r.subset): r for r in rows if r.metric == metric}
-        for j, (key, title) in enumerate(zip(columns, titles, strict=True)):
-            ax = axes[i, j]
-            stats = {k: r.values[key] for k, r in sel.items() if key in r.values}
-            _grouped_bars(ax, subsets, models, stats, cc)
-            ax.set_title(f"{title} ({metric_title(metric)})")
-            if j == 0:
-                ax.set_ylabel(metric_title(metric))
+    fig, axes = _bar_grid(rows, metrics, columns, titles, "{metric}")
+    for i in range(len(metrics)):
         _share_ylim(axes[i])
         bottom, top = axes[i, 0].get_ylim()
         for ax in axes[i]:
             ax.set_ylim(min(0.0, bottom), 1.0 if top <= 1.0 else top)
-    for ax in axes[-1]:
-        ax.set_xlabel("test subset")
     title = "Performance with each modality alone and with all"
     fig.suptitle(f"{title} (absent modalities: {settings})" if settings else title)
     _legend_below(fig, axes.ravel())
