@@ -11,7 +11,8 @@ under ``out``::
                    model.pt, card.json, config.json, metrics.jsonl; the resume checkpoints
                    last.pt / best.pt are deleted to save disk space)
     runs/*/shape-<subset>.json/.csv   sareval.evaluate of model.onnx on the test subsets clear,
-                   cloudy, very_cloudy (per-sample relevance and false-prediction detection)
+                   cloudy, very_cloudy (200 bootstrap replicates, by class, per-sample
+                   relevance and false-prediction detection)
     runs/*/pred-<subset>.h5           the per-sample decisions of every coalition
     report/        make_report: summary.md/.csv, the figures, and comparisons.md/.csv
                    (cloudy-trained minus clear-trained on cloudy and very_cloudy)
@@ -121,8 +122,8 @@ def run_demo(
             for subset in TEST_SUBSETS:
                 r = sareval.evaluate(
                     run / "model.onnx", store.subset(subset), backend="onnxruntime",
-                    cloud_cover_bins=DECILES if subset == "cloudy" else None,
-                    per_sample=True, save_predictions=run / f"pred-{subset}.h5",
+                    cloud_cover_bins=DECILES if subset == "cloudy" else None, by_class=True,
+                    bootstrap=200, per_sample=True, save_predictions=run / f"pred-{subset}.h5",
                 )  # fmt: skip
                 r.save(run / f"shape-{subset}.json", csv=run / f"shape-{subset}.csv")
                 result.results[label, subset] = r
