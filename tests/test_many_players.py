@@ -91,3 +91,34 @@ def test_bootstrap_is_refused_for_sampled_games(assets) -> None:
     players = {b: [b] for b in assets.cards[TASK].channels}
     with pytest.raises(sareval.SarevalError, match="bootstrap: intervals are for exact games"):
         run(assets, players=players, samples=4, bootstrap=10)
+
+
+def test_plan_and_first_batch_estimate_are_printed(assets, capsys) -> None:
+    """Before the pass: coalitions, forwards, executions and the estimated peak memory; after
+    the first batch: its time and the estimated time of the pass."""
+    from sareval.evaluator.runner import ACTIVATION_FACTOR
+
+    run(assets, progress=True, max_rows=20)
+    err = capsys.readouterr().err
+    with sareval.open_store(assets.store) as store:
+        n = len(store.subset("clear"))
+        h, w = store.subset("clear").image_size
+    plan = next(line for line in err.splitlines() if "coalitions" in line)
+    assert f"3 forwards per sample, {3 * n:,} forwards in all" in plan
+    assert "2 execution(s) per batch of 9 (at most 20 rows each" in plan
+    c = len(assets.cards[TASK].channels)
+    gib = 2 * 9 * c * h * w * 4 * ACTIVATION_FACTOR / 2**30  # two coalitions of 9 rows
+    assert f"about {gib:.1f} GiB peak model memory, estimated" in plan
+    first = next(line for line in err.splitlines() if "first batch" in line)
+    assert first.startswith("sareval: first batch of 9 samples in ")
+    assert f"s for all {n:,} samples" in first
+
+
+def test_a_batch_that_cannot_fit_is_refused_with_the_estimate(assets, monkeypatch) -> None:
+    import sareval.evaluator.runner as runner
+
+    monkeypatch.setattr(runner, "available_memory", lambda: 1 << 20)  # 1 MiB
+    with pytest.raises(sareval.SarevalError, match=r"one coalition execution of 9 rows needs "
+                       r"about [0-9.]+ GiB \(estimate\), 0\.0 GiB available"):  # fmt: skip
+        run(assets)
+    assert run(assets, max_rows=9).counts == run(assets, max_rows=20).counts  # explicit: runs

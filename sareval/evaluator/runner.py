@@ -20,6 +20,7 @@ Ctrl-C stops the reader thread and writes nothing.
 from __future__ import annotations
 
 import platform
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -185,28 +186,74 @@ def available_memory() -> int:
     return 8 << 30
 
 
-def default_max_rows(pre: Preamble, source: Any, batch_size: int) -> int:
-    """Rows per execution from half the available memory (:data:`ACTIVATION_FACTOR`)."""
+def row_bytes(pre: Preamble, source: Any) -> int:
+    """Estimated model memory of one row of an execution: float32 input bytes of a row x
+    :data:`ACTIVATION_FACTOR`."""
     h, w = source.image_size
-    row_bytes = pre.n_channels * h * w * 4 * ACTIVATION_FACTOR
-    return max(batch_size, int(available_memory() // 2 // max(row_bytes, 1)))
+    return int(pre.n_channels * h * w * 4 * ACTIVATION_FACTOR)
 
 
-def log_plan(pre: Preamble, game: Any, start: int, stop: int, opts: PassOptions) -> None:
-    """One stderr line before the pass: players, coalitions, forwards, chunking."""
+def default_max_rows(pre: Preamble, source: Any, batch_size: int) -> int:
+    """Rows per execution from half the available memory (:data:`ACTIVATION_FACTOR`).
+
+    The smallest execution is one coalition of a batch (``batch_size`` rows); when even that
+    is estimated above the available memory the run is refused before it starts (an explicit
+    ``max_rows`` skips this check)."""
+    need, have = batch_size * row_bytes(pre, source), available_memory()
+    if need > have:
+        raise SarevalError(
+            f"ShapeConfig.batch_size: one coalition execution of {batch_size} rows needs about "
+            f"{need / 2**30:.1f} GiB (estimate), {have / 2**30:.1f} GiB available; use a "
+            "smaller batch size, or set max_rows to run it anyway"
+        )
+    return max(batch_size, int(have // 2 // max(row_bytes(pre, source), 1)))
+
+
+def log_plan(
+    pre: Preamble, game: Any, start: int, stop: int, opts: PassOptions, bytes_per_row: int
+) -> None:
+    """One stderr line before the pass: players, coalitions, forwards, chunking and the
+    estimated peak memory of one execution."""
     import sys
 
     n = max(stop - start, 0) if stop >= start else None
     per_exec = max(1, (opts.max_rows or 1) // max(opts.batch_size, 1))
     chunks = -(-pre.n_coalitions // per_exec)
+    rows = min(per_exec, pre.n_coalitions) * opts.batch_size
     how = f"{game.method} game" if game is not None else "perceptual scores"
     total = f", {pre.n_coalitions * n:,} forwards in all" if n is not None else ""
     print(
         f"sareval: {len(pre.players)} players, {pre.n_coalitions + 1} coalitions ({how}): "
         f"{pre.n_coalitions} forwards per sample{total}; {chunks} execution(s) per batch of "
-        f"{opts.batch_size} (at most {opts.max_rows:,} rows each)",
+        f"{opts.batch_size} (at most {opts.max_rows:,} rows each; about "
+        f"{rows * bytes_per_row / 2**30:.1f} GiB peak model memory, estimated)",
         file=sys.stderr,
     )
+
+
+class FirstBatchEstimate:
+    """After the first batch, one stderr line: its time and the estimated time of the pass
+    (samples left x seconds per sample of the first batch, which includes warm-up: an upper
+    estimate)."""
+
+    def __init__(self, total: int | None, enabled: bool) -> None:
+        self.total, self.enabled = total, enabled
+        self.t0 = time.perf_counter()
+
+    def done(self, b: int) -> None:
+        if not self.enabled:
+            return
+        import sys
+
+        from tqdm import tqdm
+
+        self.enabled = False
+        seconds = time.perf_counter() - self.t0
+        rest = ""
+        if self.total:
+            rest = f"; about {seconds / b * self.total:.0f} s for all {self.total:,} samples"
+        line = f"sareval: first batch of {b} samples in {seconds:.1f} s{rest}"
+        tqdm.write(line, file=sys.stderr)  # above a terminal's bar; a plain line in a log
 
 
 def _make_counter(
@@ -365,6 +412,7 @@ def coalition_pass(
         queue_size=opts.queue_size,
         pinned=bool(getattr(backend, "cuda", False)),
     )
+    first = FirstBatchEstimate(total, opts.progress)
     try:
         with batches as stream:
             for batch in stream:
@@ -387,6 +435,7 @@ def coalition_pass(
                     opts.max_rows,
                 )
                 sinks.take(batch, y, groups, out, dec)
+                first.done(b)
                 bar.update(b)
     finally:
         bar.close()
@@ -537,7 +586,10 @@ def _evaluate(
         max_rows=config.max_rows or default_max_rows(pre, source, config.batch_size),
     )  # fmt: skip
     if opts.progress:
-        log_plan(pre, game if config.method == "shape" else None, start, stop, opts)
+        log_plan(
+            pre, game if config.method == "shape" else None, start, stop, opts,
+            row_bytes(pre, source),
+        )  # fmt: skip
     try:
         if config.method == "perceptual":
             from sareval.evaluator.perceptual import perceptual_pass
