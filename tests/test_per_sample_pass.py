@@ -98,3 +98,17 @@ def test_per_sample_refusals(assets) -> None:
     with pytest.raises(sareval.SarevalError, match="per_sample: needs method 'shape'"):
         sareval.ShapeConfig(per_sample=True, method="perceptual")
     sareval.ShapeConfig(per_sample=True, shard=(0, 2))  # merged by `sareval merge`
+
+
+def test_predictions_file_holds_ids_and_cloud_cover_per_sample(assets, tmp_path: Path) -> None:
+    """Each sample's id and the cloud cover of the optical image read, beside its values."""
+    pred = tmp_path / "pred.h5"
+    sareval.evaluate(assets.onnx["single-label"], (assets.store, "cloudy"), batch_size=4,
+                     per_sample=True, save_predictions=pred)  # fmt: skip
+    with h5py.File(assets.store) as store, h5py.File(pred) as f:
+        rows = f["rows"][()]
+        np.testing.assert_array_equal(f["ids"][()], store["ids"][()][rows])
+        cover = store["cloud_cover"][()][rows].astype(np.float32)
+        assert np.isfinite(cover).any()
+        np.testing.assert_array_equal(f["cloud_cover"][()], cover)
+        assert f["per_sample/prob_true"].shape[0] == len(rows)

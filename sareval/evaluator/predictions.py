@@ -6,6 +6,7 @@ Layout (``n`` evaluated samples, ``J`` coalitions in results order, the empty on
     /rows        (n,) int64           store rows
     /positions   (n,) int64           positions within the subset
     /labels      (n,) int64 | (n, K) uint8   true labels in the model's class order
+    /cloud_cover (n,) float32         cloud cover of the optical image read (NaN: unknown)
     /outputs     (J, n, K) float32    model outputs (logits / probabilities as the card says);
                                       the empty coalition's single output repeated for every
                                       sample (NaN for the majority-class predictor)
@@ -67,6 +68,7 @@ class PredictionsWriter:
         f.create_dataset("ids", shape=(n,), dtype=STR_DTYPE)
         f.create_dataset("rows", shape=(n,), dtype=np.int64)
         f.create_dataset("positions", shape=(n,), dtype=np.int64)
+        f.create_dataset("cloud_cover", shape=(n,), dtype=np.float32)
         f.create_dataset(
             "labels", shape=(n,) if single else (n, k), dtype=np.int64 if single else np.uint8
         )
@@ -87,21 +89,25 @@ class PredictionsWriter:
         labels: np.ndarray,
         outputs: np.ndarray,
         decisions: np.ndarray,
+        cloud_cover: np.ndarray | None = None,
     ) -> None:
-        """One batch: ``outputs`` (J, B, K) and ``decisions`` (J, B[, K]) in coalition order."""
+        """One batch: ``outputs`` (J, B, K) and ``decisions`` (J, B[, K]) in coalition order,
+        ``cloud_cover`` (B,) (None: unknown, NaN)."""
         ensure_free(self.tmp, outputs.nbytes + decisions.nbytes + labels.nbytes + 96 * len(ids))
         sl = slice(positions.start - self.first, positions.stop - self.first)
         # each dataset is held in a local while written (a failure: see discard_h5)
-        ids_ds, rows_ds, positions_ds, labels_ds, outputs_ds, decisions_ds = (
+        ids_ds, rows_ds, positions_ds, labels_ds, outputs_ds, decisions_ds, cover_ds = (
             self.file[name]
-            for name in ("ids", "rows", "positions", "labels", "outputs", "decisions")
-        )
+            for name in ("ids", "rows", "positions", "labels", "outputs", "decisions",
+                         "cloud_cover")
+        )  # fmt: skip
         ids_ds[sl] = np.asarray(ids, dtype=object)
         rows_ds[sl] = rows
         positions_ds[sl] = np.arange(positions.start, positions.stop)
         labels_ds[sl] = labels
         outputs_ds[:, sl] = outputs
         decisions_ds[:, sl] = decisions
+        cover_ds[sl] = np.nan if cloud_cover is None else cloud_cover
 
     @discard_on_write_error
     def write_arrays(self, arrays: dict[str, np.ndarray]) -> None:

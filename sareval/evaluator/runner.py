@@ -359,8 +359,9 @@ class _Sinks:
             pos = batch.positions
             rows = batch.rows if batch.rows is not None else np.arange(pos.start, pos.stop)
             self.predictions.write(
-                pos, rows, batch.ids, y, self._every(out, b, self.empty_output), dec
-            )
+                pos, rows, batch.ids, y, self._every(out, b, self.empty_output), dec,
+                batch.cloud_cover[: len(batch)],
+            )  # fmt: skip
 
 
 def coalition_pass(
