@@ -25,7 +25,7 @@ import itertools
 import multiprocessing as mp
 import os
 import signal
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -115,8 +115,48 @@ def read_safely(read_block: Callable[[Sequence[Any]], RowBlock], items: Sequence
     return block
 
 
-def _ignore_sigint() -> None:
+def _worker_signals() -> None:
+    """A pool worker ignores Ctrl-C (the main process handles it and stops the pool) and dies
+    on SIGTERM by the default action; SIGTERM, blocked across the fork, is unblocked only now,
+    so one sent meanwhile is delivered here rather than lost."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+
+
+@contextlib.contextmanager
+def worker_pool(workers: int) -> Iterator[Any]:
+    """A fork (else spawn) process pool whose end cannot hang: after the block the workers
+    leave on the pool's end-of-work sentinel (``close`` + ``join``, no signal); when the block
+    raises, ``terminate`` sends SIGTERM, which kills them by the default action.
+
+    Why: ``Pool``'s own exit always terminates with SIGTERM, and a worker inherits the main
+    process's Python SIGTERM handler; a SIGTERM that reached a worker while it was still being
+    forked was lost (CPython clears a child's pending Python signals) and ``Pool.__exit__``
+    waited for that worker forever: seen as a hung rerun, whose pool ends right after it
+    starts. SIGTERM is therefore blocked in the main process while the pool forks, and each
+    worker sets the default action before unblocking it (:func:`_worker_signals`)."""
+    # fork (cheap) where available, before any thread exists (tqdm's monitor); the children
+    # never touch the inherited HDF5 file and leave with os._exit
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    masked = hasattr(signal, "pthread_sigmask")
+    if masked:
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    try:
+        pool = mp.get_context(method).Pool(workers, initializer=_worker_signals)
+    finally:
+        if masked:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    try:
+        yield pool
+    except BaseException:
+        pool.terminate()
+        raise
+    else:
+        pool.close()
+    finally:
+        pool.join()
 
 
 def write_block(writer: StoreWriter, start: int, block: RowBlock) -> None:
@@ -159,12 +199,7 @@ def run_pipeline(
     with contextlib.ExitStack() as stack:
         pool = None
         if workers > 1 and len(starts) > 1:
-            # fork (cheap) where available, before any thread exists (tqdm's monitor); the
-            # children never touch the inherited HDF5 file and leave with os._exit
-            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-            pool = stack.enter_context(
-                mp.get_context(method).Pool(min(workers, len(starts)), initializer=_ignore_sigint)
-            )
+            pool = stack.enter_context(worker_pool(min(workers, len(starts))))
         bar = stack.enter_context(
             progress_bar(
                 total=writer.n,
