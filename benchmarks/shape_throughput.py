@@ -212,7 +212,7 @@ def eager_network(inp: BenchInputs, fusion: str = "early", seed: int = 0) -> Any
     import torch
 
     from sareval.card import read_card
-    from sareval.models import build_model
+    from sareval.models import build_model, build_model_for_card
 
     card = read_card(inp.onnx_model)
     if fusion == "early":
@@ -220,11 +220,7 @@ def eager_network(inp: BenchInputs, fusion: str = "early", seed: int = 0) -> Any
         model.load_state_dict(torch.load(inp.state_dict, weights_only=True))
         return model.eval()
     torch.manual_seed(seed)
-    groups = [card.channel_indices(m) for m in card.modality_names]
-    model = build_model(
-        inp.arch, card.n_channels, card.n_classes, fusion="late", modality_channels=groups
-    )
-    return model.eval()
+    return build_model_for_card(inp.arch, card, "late").eval()
 
 
 def run_sareval_mode(

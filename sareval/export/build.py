@@ -138,20 +138,13 @@ def build_network(
     random weights); returns (module, final card)."""
     import torch
 
-    from sareval.models import build_model, check_input_size, load_checkpoint
+    from sareval.models import build_model_for_card, check_input_size, load_checkpoint
 
     card = plan.card(None)
     if card.height is None or card.width is None:
         raise SarevalError("the card gives no input height/width; pass --input-size")
     torch.manual_seed(seed)
-    model = build_model(
-        plan.arch,
-        card.n_channels,
-        card.n_classes,
-        fusion=plan.fusion,
-        modality_channels=[card.channel_indices(m) for m in card.modality_names],
-        input_size=min(card.height, card.width),
-    )
+    model = build_model_for_card(plan.arch, card, plan.fusion)
     if card.height != card.width:
         check_input_size(plan.arch, max(card.height, card.width))
     if checkpoint is None:

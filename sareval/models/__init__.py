@@ -24,6 +24,7 @@ from sareval.models.registry import (
     MIN_INPUT_SIZE,
     TOOLBOX_MODEL_NAMES,
     build_model,
+    build_model_for_card,
     check_input_size,
 )
 from sareval.models.resnet import ResNet
@@ -43,6 +44,7 @@ __all__ = [
     "TorchvisionVGG",
     "arguments_path",
     "build_model",
+    "build_model_for_card",
     "check_input_size",
     "check_state_dict",
     "file_sha256",

@@ -14,6 +14,7 @@ vgg16-tv/19-tv torchvision layout (``features`` + ``avgpool`` 7x7 + 3-layer ``cl
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from torch import nn
 
@@ -103,3 +104,17 @@ def build_model(
     head = type(branches[0]).make_head(width, n_classes)  # type: ignore[attr-defined]
     kaiming_init(head)
     return LateFusion(branches, head, groups)
+
+
+def build_model_for_card(arch: str, card: Any, fusion: str = "early") -> nn.Module:
+    """:func:`build_model` for a model card: its channels, classes, each modality's channel
+    indices (late fusion) and its input size (the smaller side, when the card gives one)."""
+    size = None if card.height is None or card.width is None else min(card.height, card.width)
+    return build_model(
+        arch,
+        card.n_channels,
+        card.n_classes,
+        fusion=fusion,
+        modality_channels=[card.channel_indices(m) for m in card.modality_names],
+        input_size=size,
+    )

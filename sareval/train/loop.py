@@ -339,7 +339,7 @@ def _setup(config: TrainConfig, device: str) -> _Run:
 
     from sareval.evaluator.metrics import METRIC_NAMES
     from sareval.evaluator.preamble import build_preamble, coalition_module
-    from sareval.models.registry import build_model
+    from sareval.models.registry import build_model_for_card
     from sareval.train.mixing import CloudMixingDataset
 
     card, spec, perm, digests, bands = _card_and_labels(config)
@@ -357,14 +357,7 @@ def _setup(config: TrainConfig, device: str) -> _Run:
         subset=config.train_subset,
         in_memory=config.in_memory,
     )
-    model = build_model(
-        config.arch,
-        card.n_channels,
-        card.n_classes,
-        fusion=config.fusion,
-        modality_channels=[card.channel_indices(m) for m in card.modality_names],
-        input_size=min(card.height, card.width),
-    ).to(device)
+    model = build_model_for_card(config.arch, card, config.fusion).to(device)
     # the evaluator's preamble: raw store tensors -> the card's network input (shared code)
     wrapped = coalition_module(build_preamble(card, bands, source=str(config.data)), model)
     optimizer = torch.optim.Adam(
