@@ -20,6 +20,10 @@ the ``sen12ms-s1s2`` preset (ONNX + TorchScript + the same weights for torch eag
 - ``compute-bound``: the composed coalition graph in onnxruntime (the evaluator's own backend
   object and session options) run on raw batches already in memory: no reading, no counting,
   no metrics; ``compute-bound-torch`` (optional): the same with the torch backend;
+- ``sareval-onnxruntime-shared`` / ``compute-bound-shared``: the same with ``share=True``
+  (the composed graph's first conv as per-player partial convolutions once per sample,
+  :mod:`sareval.evaluator.onnx_sharing`); the compute-bound mode also counts decision flips
+  against the unshared graph;
 - ``read``: the evaluator's reader thread alone over the split (HDF5 reads and decompression,
   labels), no compute: with ``compute-bound`` it tells whether reading or compute bounds.
 
@@ -68,11 +72,13 @@ MODES = (
     "sareval-torch-shared", "compute-bound-torch", "compute-bound-torch-shared",
     "compute-late", "compute-late-shared", "compute-bound-torch-shared-bf16",
     "naive-late", "sareval-torch-late", "sareval-torch-late-shared",
+    "sareval-onnxruntime-shared", "compute-bound-shared",
 )  # fmt: skip
 DEFAULT_MODES = MODES[:6]
 #: end-to-end modes: (backend, share, fusion); sharing and late fusion run the eager module
 BACKEND_OF_MODE = {
     "sareval-onnxruntime": ("onnxruntime", False, "early"),
+    "sareval-onnxruntime-shared": ("onnxruntime", True, "early"),
     "sareval-torch": ("torch", False, "early"),
     "sareval-torch-shared": ("torch", True, "early"),
     "sareval-torch-late": ("torch", False, "late"),
@@ -90,6 +96,11 @@ TORCH_COMPUTE_MODES = {
 #: (mode, reference) pairs whose speed ratio is reported
 RATIOS = (
     ("sareval-onnxruntime", "naive"),
+    ("sareval-onnxruntime-shared", "naive"),
+    ("sareval-onnxruntime-shared", "sareval-onnxruntime"),
+    ("sareval-onnxruntime-shared", "compute-bound-shared"),
+    ("compute-bound-shared", "compute-bound"),
+    ("compute-bound-shared", "naive"),
     ("sareval-torch", "naive"),
     ("sareval-onnxruntime", "compute-bound"),
     ("sareval-torch", "compute-bound"),
@@ -173,14 +184,17 @@ def run_naive_mode(
     }
     if fusion == "late":  # executed FLOPs of the late network: 2^M forwards a sample
         out["flop_per_sample"] = (
-            2 ** _n_players(inp) * late_flops_per_sample(inp, False) / (2 ** _n_players(inp) - 1)
-        )
+            2 ** _n_players(inp) * coalition_flops_per_sample(inp, "late", False)
+            / (2 ** _n_players(inp) - 1)
+        )  # fmt: skip
     return out
 
 
-def late_flops_per_sample(inp: BenchInputs, share: bool, rows: int = 8) -> float:
-    """FLOPs executed per sample by the coalition module of the late-fusion network (all
-    2^M - 1 non-empty coalitions; ``share``: encoders once, the head per coalition)."""
+def coalition_flops_per_sample(inp: BenchInputs, fusion: str, share: bool, rows: int = 8) -> float:
+    """FLOPs executed per sample by the torch coalition module of :func:`eager_network` (all
+    2^M - 1 non-empty coalitions; ``share``: late fusion's encoders once and the head per
+    coalition, or early fusion's first conv as per-player partials once; onnxruntime's shared
+    graph runs the same convolutions)."""
     import numpy as np
     import torch
 
@@ -190,7 +204,7 @@ def late_flops_per_sample(inp: BenchInputs, share: bool, rows: int = 8) -> float
     from sareval.evaluator.preamble import build_preamble
     from sareval.store import Store
 
-    loaded = load_model(eager_network(inp, "late"), card=read_card(inp.onnx_model))
+    loaded = load_model(eager_network(inp, fusion), card=read_card(inp.onnx_model))
     with Store(inp.store) as store:
         sub = store.subset(inp.subset)
         bands = {s: store.bands(s) for s in ("s1", "s2")}
@@ -240,7 +254,7 @@ def run_sareval_mode(
     import sareval
     from sareval.card import read_card
 
-    eager = share or fusion == "late"
+    eager = (share and backend == "torch") or fusion == "late"
     card = read_card(inp.onnx_model) if eager else None
 
     def one(store: str) -> dict[str, Any]:
@@ -250,7 +264,7 @@ def run_sareval_mode(
             model = inp.onnx_model if backend == "onnxruntime" else inp.torchscript_model
         return sareval.evaluate(
             model, (store, inp.subset), card=card, backend=backend, device=device,
-            batch_size=batch_size, threads=threads, share=share and backend == "torch",
+            batch_size=batch_size, threads=threads, share=share,
         ).doc  # fmt: skip
 
     one(inp.warmup_store)
@@ -263,8 +277,8 @@ def run_sareval_mode(
         "forwards_per_sample": 2 ** _n_players(inp) - 1,
         "V_check": check_values(metrics, inp.task),
     }
-    if fusion == "late":
-        out["flop_per_sample"] = late_flops_per_sample(inp, share)
+    if fusion == "late" or share:
+        out["flop_per_sample"] = coalition_flops_per_sample(inp, fusion, share)
     return out
 
 
@@ -326,7 +340,7 @@ def run_compute_bound_mode(
         loaded, pre, backend=backend_name, device=device, provider=None,
         input_dtypes=dtypes, image_size=image_size, threads=threads,
         pad_to=batch_size if device_type == "cuda" else None,
-        **({"share": share, "precision": precision} if backend_name == "torch" else {}),
+        share=share, **({"precision": precision} if backend_name == "torch" else {}),
     )  # fmt: skip
     full = n // batch_size
     one_row = {s: a[:1] for s, a in resident[0].items()}
@@ -351,12 +365,15 @@ def run_compute_bound_mode(
         "providers": list(backend.providers),
         "V_check": None,
     }
-    if eager:
+    if eager or share:
         ref = make_backend(
-            loaded, pre, backend="torch", device=device, provider=None, input_dtypes=dtypes,
-            image_size=image_size, share=False,
+            loaded, pre, backend=backend_name, device=device, provider=None,
+            input_dtypes=dtypes, image_size=image_size, share=False,
         )  # fmt: skip
         out.update(check_against_unshared(backend, ref, resident[:2], loaded.card))
+        if not eager:  # onnxruntime: the same convolutions, counted on the torch module
+            out["flop_per_sample"] = coalition_flops_per_sample(inp, fusion, True)
+            out["flop_per_sample_unshared"] = coalition_flops_per_sample(inp, fusion, False)
         out["share"] = backend.share
     return out
 
@@ -384,15 +401,13 @@ def check_against_unshared(
         flips += int((da != db).sum())
         checked += da.size
         diff = max(diff, float(np.abs(a - b).max()))
-    x = {s: torch.from_numpy(np.ascontiguousarray(v[:rows])) for s, v in batches[0].items()}
-    n = len(next(iter(x.values())))
-    return {
-        "flop_per_sample": executed_flops(backend.module, x) / n,
-        "flop_per_sample_unshared": executed_flops(ref.module, x) / n,
-        "flips": flips,
-        "checked_decisions": checked,
-        "max_abs_diff": diff,
-    }
+    out: dict[str, Any] = {"flips": flips, "checked_decisions": checked, "max_abs_diff": diff}
+    if hasattr(backend, "module"):  # the torch backend: its module's FLOPs
+        x = {s: torch.from_numpy(np.ascontiguousarray(v[:rows])) for s, v in batches[0].items()}
+        n = len(next(iter(x.values())))
+        out["flop_per_sample"] = executed_flops(backend.module, x) / n
+        out["flop_per_sample_unshared"] = executed_flops(ref.module, x) / n
+    return out
 
 
 def run_read_mode(inp: BenchInputs, *, batch_size: int, repeats: int) -> dict[str, Any]:
@@ -436,8 +451,10 @@ def run_mode(mode: str, inp: BenchInputs, args: argparse.Namespace) -> dict[str,
         out = run_sareval_mode(
             inp, backend, share=share, fusion=fusion, threads=args.threads, **common
         )
-    elif mode == "compute-bound":
-        out = run_compute_bound_mode(inp, threads=args.threads, **common)
+    elif mode in ("compute-bound", "compute-bound-shared"):
+        out = run_compute_bound_mode(
+            inp, threads=args.threads, share=mode.endswith("-shared"), **common
+        )
     elif mode == "read":
         out = run_read_mode(inp, batch_size=args.batch_size, repeats=args.repeats)
     elif mode in TORCH_COMPUTE_MODES:

@@ -135,6 +135,10 @@ def test_harness_modes_smoke(tmp_path: Path) -> None:
         "compute-bound": run_compute_bound_mode(inp, threads=1, **kw),
         "read": run_read_mode(inp, **kw),
         "sareval-torch-shared": run_sareval_mode(inp, "torch", share=True, threads=1, **kw),
+        "sareval-onnxruntime-shared": run_sareval_mode(
+            inp, "onnxruntime", share=True, threads=1, **kw
+        ),
+        "compute-bound-shared": run_compute_bound_mode(inp, threads=1, share=True, **kw),
         "compute-late-shared": run_compute_bound_mode(
             inp, threads=1, backend_name="torch", fusion="late", share=True, **kw
         ),
@@ -153,7 +157,12 @@ def test_harness_modes_smoke(tmp_path: Path) -> None:
         == runs["sareval-onnxruntime"]["V_check"]
         == runs["sareval-torch"]["V_check"]
         == runs["sareval-torch-shared"]["V_check"]
+        == runs["sareval-onnxruntime-shared"]["V_check"]
     )
+    shared = runs["compute-bound-shared"]  # onnxruntime's shared first conv
+    assert shared["share"] == "first-conv" and shared["checked_decisions"]
+    assert shared["flop_per_sample"] < shared["flop_per_sample_unshared"]
+    assert shared["flop_per_sample"] == runs["sareval-onnxruntime-shared"]["flop_per_sample"]
     # the late-fusion network: the naive script and sareval (shared or not) agree on it
     assert (
         runs["naive-late"]["V_check"]
@@ -175,8 +184,11 @@ def test_harness_modes_smoke(tmp_path: Path) -> None:
         "sareval-torch-shared / naive", "sareval-torch-shared / sareval-torch",
         "sareval-torch-late / naive-late", "sareval-torch-late-shared / naive-late",
         "sareval-torch-late-shared / sareval-torch-late",
+        "sareval-onnxruntime-shared / naive", "sareval-onnxruntime-shared / sareval-onnxruntime",
+        "sareval-onnxruntime-shared / compute-bound-shared",
+        "compute-bound-shared / compute-bound", "compute-bound-shared / naive",
     }  # fmt: skip
-    assert summary["agreement"]["equal"] and len(summary["agreement"]["modes"]) == 4
+    assert summary["agreement"]["equal"] and len(summary["agreement"]["modes"]) == 5
     assert summary["agreement_late"]["equal"] and len(summary["agreement_late"]["modes"]) == 3
     assert summary["modes"]["compute-late-shared"]["of_gemm_peak"] > 0
     assert "samples/s" in format_summary(summary)

@@ -216,8 +216,8 @@ def is_main_process() -> bool:
 @click.option(
     "--share",
     is_flag=True,
-    help="Torch backend: share work across coalitions (late-fusion encoders, early-fusion "
-    "first conv); an unrecognised network runs unshared with a warning (recorded).",
+    help="Share work across coalitions (torch: late-fusion encoders; both backends: an "
+    "early-fusion first conv); an unrecognised network runs unshared with a warning (recorded).",
 )
 @click.option(
     "--precision",

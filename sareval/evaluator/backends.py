@@ -122,6 +122,7 @@ class OnnxRuntimeBackend:
         graph_optimization: str = "all",
         pad_to: int | None = None,
         source: str = "model",
+        groups: list[list[int]] | None = None,
     ) -> None:
         import onnxruntime as ort
 
@@ -183,6 +184,9 @@ class OnnxRuntimeBackend:
         self.output_name = self.session.get_outputs()[0].name
         self.overridable = {i.name for i in self.session.get_overridable_initializers()}
         self.use_io_binding = providers != "cpu"
+        # a graph with a shared first conv (evaluator.onnx_sharing) reads the mask per group
+        self.groups = groups
+        self.share: str | None = None
 
     def _payload(self, model: str | Path | bytes | Any) -> str | bytes:
         if isinstance(model, (str, Path)):
@@ -209,6 +213,8 @@ class OnnxRuntimeBackend:
         if mask is not None:
             if MASK_NAME not in self.overridable and MASK_NAME not in self.input_names:
                 raise SarevalError("this ONNX graph has no overridable coalition mask")
+            if self.groups and any((mask[:, g] != mask[:, g[:1]]).any() for g in self.groups):
+                raise SarevalError("a coalition mask row splits a player of the shared graph")
             feeds[MASK_NAME] = np.ascontiguousarray(mask, dtype=bool)
         if self.use_io_binding:
             binding = self.session.io_binding()
@@ -310,13 +316,7 @@ class TorchBackend:
         # falls back to the plain graph, warned and recorded as "unshared"
         shared = shared_module(pre, network) if share else None
         if share and shared is None:
-            warnings.warn(
-                "share=True: this network has no recognised shared structure (late fusion, "
-                "or a first convolution of a sareval ResNet / DenseNet / VGG); running the "
-                "unshared coalition graph",
-                RuntimeWarning,
-                stacklevel=2,
-            )
+            warn_unshared("late fusion, or the first conv of a sareval ResNet / DenseNet / VGG")
         self.share: str | None = (
             shared.kind if shared is not None else ("unshared" if share else None)
         )
@@ -449,8 +449,6 @@ def make_backend(
             precision=precision,
             share=share,
         )
-    if share:
-        raise SarevalError("share=True needs the torch backend (onnxruntime runs unshared)")
     if precision != "fp32":
         raise SarevalError(
             f"--precision {precision} needs --backend torch (onnxruntime runs the exported fp32 "
@@ -478,8 +476,30 @@ def make_backend(
         image_size=image_size,
         source=source,
     )
-    return OnnxRuntimeBackend(
-        composed, provider, device_id=device_id, threads=threads, pad_to=pad_to, source=source
+    groups = None
+    if share:
+        from sareval.evaluator.onnx_sharing import share_first_conv
+
+        shared = share_first_conv(composed, pre)
+        if shared is None:
+            warn_unshared("a first Conv on the whole input with constant weights")
+        else:
+            composed, groups = shared, pre.channel_groups
+    engine = OnnxRuntimeBackend(
+        composed, provider, device_id=device_id, threads=threads, pad_to=pad_to, source=source,
+        groups=groups,
+    )  # fmt: skip
+    engine.share = ("first-conv" if groups else "unshared") if share else None
+    return engine
+
+
+def warn_unshared(recognised: str) -> None:
+    """The warning of ``share=True`` on a network without a recognised shared structure."""
+    warnings.warn(
+        f"share=True: this network has no recognised shared structure ({recognised}); "
+        "running the unshared coalition graph",
+        RuntimeWarning,
+        stacklevel=3,
     )
 
 

@@ -123,9 +123,10 @@ class ShapeConfig:
       onnxruntime for a model file), ``device`` (``cpu``, ``cuda``, ``cuda:N``), ``provider``
       (onnxruntime; None: from the device), ``precision``, ``threads``, ``queue_size``,
       ``pad_last_batch`` (None: on for CUDA), ``shard`` ``(index, count)``.
-    - ``share``: torch backend, work shared across coalitions (late-fusion encoders once per
-      sample, or an early-fusion first conv as per-player partial sums;
-      :mod:`sareval.evaluator.sharing`), off by default. A network it does not recognise runs
+    - ``share``: work shared across coalitions (late-fusion encoders once per sample on the
+      torch backend, or an early-fusion first conv as per-player partial sums on either
+      backend; :mod:`sareval.evaluator.sharing`, :mod:`sareval.evaluator.onnx_sharing`), off by
+      default. A network it does not recognise runs
       the plain graph with a warning. Exact up to float rounding; the result records what ran
       (``config.share``: the kind, ``unshared`` after a fallback, null when off).
     """

@@ -30,7 +30,6 @@ import copy
 from collections import OrderedDict
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -38,14 +37,6 @@ from sareval.evaluator.preamble import Preamble, coalition_module
 
 #: the ``share`` record values of a shared run (``unshared``: share=True fell back)
 KINDS = ("late-fusion", "first-conv")
-
-
-def channel_groups(masks: np.ndarray) -> list[list[int]]:
-    """Channels with identical mask columns (one group per player), in first-channel order."""
-    groups: dict[bytes, list[int]] = {}
-    for c in range(masks.shape[1]):
-        groups.setdefault(masks[:, c].tobytes(), []).append(c)
-    return list(groups.values())
 
 
 def group_mask(mask: torch.Tensor, groups: list[torch.Tensor]) -> torch.Tensor | None:
@@ -165,7 +156,7 @@ def share_kind(network: Any, pre: Preamble) -> str | None:
 
     if len(pre.inputs) > 1 or not isinstance(network, nn.Module):
         return None
-    groups = channel_groups(pre.masks)
+    groups = pre.channel_groups
     if isinstance(network, LateFusion):
         owner = {c: i for i, g in enumerate(groups) for c in g}
         selects: Any = network.select
@@ -182,7 +173,7 @@ def shared_module(pre: Preamble, network: Any) -> SharedCoalitions | None:
     if kind is None:
         return None
     base = coalition_module(pre, network)
-    groups = channel_groups(pre.masks)
+    groups = pre.channel_groups
     if kind == "late-fusion":
         return SharedCoalitions(base, kind, groups, network=network)
     found = _first_conv(network)
