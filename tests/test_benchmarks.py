@@ -218,3 +218,17 @@ def test_preprocess_benchmark_smoke(tmp_path: Path, monkeypatch: pytest.MonkeyPa
                 run[f"{state}_store_{how}_samples_per_s"] / run[f"{state}_geotiff_samples_per_s"]
             )
     assert results["bigearthnet"]["none"]["read_samples"] == results["bigearthnet"]["patches"]
+
+
+def test_graph_profile_smoke(capsys: pytest.CaptureFixture[str]) -> None:
+    """The per-node profile of both graphs: the shared one has sharing nodes and no coalition
+    stacking, and the two agree to float rounding."""
+    from benchmarks.graph_profile import main
+
+    assert main(["--batch", "2", "--size", "32", "--runs", "1", "--top", "40"]) == 0
+    out = capsys.readouterr().out
+    unshared, shared = out.split("\nshared: ")
+    assert "sharing" not in unshared.split("\n\n")[1] and "sareval_pre_stacked" in unshared
+    assert "sharing " in shared.splitlines()[0] and "sareval_pre_stacked" not in shared
+    diff = float(out.split("max |d output| ")[1].split(",")[0])
+    assert diff < 1e-4

@@ -123,6 +123,7 @@ class OnnxRuntimeBackend:
         pad_to: int | None = None,
         source: str = "model",
         groups: list[list[int]] | None = None,
+        share: str | None = None,
     ) -> None:
         import onnxruntime as ort
 
@@ -184,9 +185,10 @@ class OnnxRuntimeBackend:
         self.output_name = self.session.get_outputs()[0].name
         self.overridable = {i.name for i in self.session.get_overridable_initializers()}
         self.use_io_binding = providers != "cpu"
-        # a graph with a shared first conv (evaluator.onnx_sharing) reads the mask per group
+        # a graph with a shared first conv (evaluator.onnx_sharing) reads the mask per group;
+        # share: what ran, recorded in the results (ShapeConfig.share)
         self.groups = groups
-        self.share: str | None = None
+        self.share = share
 
     def _payload(self, model: str | Path | bytes | Any) -> str | bytes:
         if isinstance(model, (str, Path)):
@@ -476,21 +478,20 @@ def make_backend(
         image_size=image_size,
         source=source,
     )
-    groups = None
+    groups, kind = None, None
     if share:
-        from sareval.evaluator.onnx_sharing import share_first_conv
+        from sareval.evaluator.onnx_sharing import KIND, share_first_conv
 
         shared = share_first_conv(composed, pre)
         if shared is None:
             warn_unshared("a first Conv on the whole input with constant weights")
+            kind = "unshared"
         else:
-            composed, groups = shared, pre.channel_groups
-    engine = OnnxRuntimeBackend(
+            composed, groups, kind = shared, pre.channel_groups, KIND
+    return OnnxRuntimeBackend(
         composed, provider, device_id=device_id, threads=threads, pad_to=pad_to, source=source,
-        groups=groups,
+        groups=groups, share=kind,
     )  # fmt: skip
-    engine.share = ("first-conv" if groups else "unshared") if share else None
-    return engine
 
 
 def warn_unshared(recognised: str) -> None:

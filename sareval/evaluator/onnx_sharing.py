@@ -4,11 +4,12 @@ The ONNX form of :mod:`sareval.evaluator.sharing`'s early-fusion rule. When the 
 first node is a ``Conv`` (group 1, explicit or no padding, constant weights) on the whole
 coalition batch, it is replaced by, for player channel groups g (``pre.channel_groups``)::
 
-    P_g = conv_g(x[:, g])                    (B, O, H', W')  once per sample, no bias
-    Q_g = conv_g(baseline_g image)           (1, O, H', W')  once per batch (one row)
-    y   = mask_g @ (P - Q) + (b + sum_g Q_g) (n_coal * B, O, H', W'), row k * B + b
+    P_g = conv_g(x[:, g])                  (B, O, H', W')  once per sample, no bias
+    Q_g = conv_g(baseline_g image)         (1, O, H', W')  once per batch (one row)
+    y   = present @ P + (absent @ Q + b)   (n_coal * B, O, H', W'), row k * B + b
 
-where ``mask_g`` (n_coal, G) is the coalition mask at each group's first channel, so the mask
+where ``present`` (n_coal, G) is the coalition mask at each group's first channel and
+``absent = 1 - present`` (the second term is one row per coalition), so the mask
 override (sampled coalitions, the empty coalition on one row) keeps working. A
 ``BatchNormalization`` that alone consumes the conv is folded into ``W`` and ``b`` first (what
 onnxruntime does to the unshared graph). The rest of the network runs per coalition as before;
@@ -21,14 +22,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sareval.evaluator.preamble import MASK_NAME, PREFIX, Preamble
+from sareval.evaluator.preamble import MASK_NAME, NETWORK_INPUT, NORMALISED, PREFIX, Preamble
 
 if TYPE_CHECKING:
     import onnx
 
-#: the tensor the preamble feeds the network (``compose_onnx``) and its normalised input
-NETWORK_INPUT = PREFIX + "network_input"
-NORMALISED = PREFIX + "normalised"
+#: the ``config.share`` record of a graph this module rewrote (as the torch backend's)
+KIND = "first-conv"
 
 
 def _attrs(node: Any) -> dict[str, Any]:

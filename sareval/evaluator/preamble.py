@@ -49,6 +49,9 @@ if TYPE_CHECKING:
 F32_MAX = float(np.finfo(np.float32).max)
 MASK_NAME = "sareval_coalition_mask"
 PREFIX = "sareval_pre_"
+#: the composed graph's normalised input (B, C, H, W) and the coalition batch fed to the network
+NORMALISED = PREFIX + "normalised"
+NETWORK_INPUT = PREFIX + "network_input"
 
 
 @dataclass(frozen=True)
@@ -293,8 +296,9 @@ def _normalise(g: _Graph, pre: Preamble, x: str, channels: np.ndarray, tag: str)
             isnan = g.node("And", [isnan, sel], g.name(f"isnan_sel_{tag}"))
         fill = np.where(pre.replaces_nan, pre.nan_fill, 0).astype(np.float32)
         x = g.node("Where", [isnan, param("nan_fill", fill), x], g.name(f"nan_to_num_{tag}"))
-    # with every NaN replaced, Max / Min clip (2.6x faster than Where in onnxruntime 1.31 on
-    # CPU); otherwise Where, which keeps a NaN as NaN on every execution provider
+    # with every NaN replaced, Max / Min clip (faster than Where in onnxruntime on CPU:
+    # python -m benchmarks.graph_profile); otherwise Where, which keeps a NaN as NaN on every
+    # execution provider
     for n, bound, ops in (("lo", pre.lo, ("Max", "Less")), ("hi", pre.hi, ("Min", "Greater"))):
         if not np.isfinite(bound[channels]).any():
             continue
@@ -318,7 +322,7 @@ def _normalised_input(g: _Graph, pre: Preamble, parts: list[tuple[str, str]]) ->
         stop = start + len(pre.select[s])
         blocks.append(_normalise(g, pre, x, concat_to_card[start:stop], s))
         start = stop
-    out = g.name("normalised")
+    out = NORMALISED
     if pre.identity_order:
         if len(blocks) == 1:
             return g.node("Identity", blocks, out)
@@ -437,7 +441,7 @@ def compose_onnx(
         pre,
         input_dtypes=input_dtypes,
         image_size=image_size,
-        output_name=PREFIX + "network_input",
+        output_name=NETWORK_INPUT,
         opset=default_opset(model),
         ir_version=model.ir_version,
     )
@@ -449,9 +453,9 @@ def compose_onnx(
         preamble,
         model,
         io_map=(
-            [(PREFIX + "network_input", names[0])]
+            [(NETWORK_INPUT, names[0])]
             if len(names) == 1
-            else [(f"{PREFIX}network_input_{n}", n) for n in names]
+            else [(f"{NETWORK_INPUT}_{n}", n) for n in names]
         ),
         producer_name="sareval",
         doc_string="sareval coalition preamble + model",
