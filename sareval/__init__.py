@@ -35,10 +35,12 @@ _EXPORTS = {
     "ArrayData": "sareval.evaluator.sources",
     "TorchData": "sareval.evaluator.sources",
     "ModelCard": "sareval.card",
+    "DatasetConventions": "sareval.adapters",
     "SarevalError": "sareval.errors",
 }
 
 if TYPE_CHECKING:
+    from sareval.adapters import DatasetConventions
     from sareval.api import ShapeResult, evaluate, load_result, open_store, write_store
     from sareval.card import ModelCard
     from sareval.errors import SarevalError
@@ -54,6 +56,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ArrayData",
+    "DatasetConventions",
     "ModelCard",
     "SarevalError",
     "ShapeConfig",

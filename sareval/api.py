@@ -25,10 +25,11 @@ from typing import Any
 import numpy as np
 
 from sareval.card import ModelCard
-from sareval.errors import SarevalError
+from sareval.errors import SarevalError, StoreError
 from sareval.evaluator.config import ShapeConfig
+from sareval.evaluator.interactions import doc_game, record_from_doc, to_shapiq
 from sareval.evaluator.sources import ArrayData, StoreSubset, TorchData, as_source
-from sareval.store import LabelSpec, SensorSpec, Store, StoreWriter
+from sareval.store import LabelSpec, SensorSpec, Store, StoreWriter, check_content
 
 SOURCE_KEYWORDS = (
     "bands", "class_names", "cloud_cover", "ids", "keys", "image", "label_key",
@@ -131,44 +132,66 @@ def write_store(
     cover of ``cloudy`` where given (subsets reading the clear ``s2`` then have none), else of
     ``s2`` (:attr:`~sareval.store.Store.cloud_cover_source`).
     """
+    if not isinstance(arrays, Mapping) or not arrays:
+        raise SarevalError("arrays: expected a mapping sensor name -> (N, C, H, W) array")
     src = ArrayData(arrays, np.zeros(len(next(iter(arrays.values()))), np.int64), bands=bands)
     n = len(src)
     h, w = src.image_size
     sensors = [SensorSpec(s, names, str(src.sample_spec(s)[1])) for s, names in src.bands.items()]
-    label_specs, label_values = [], {}
-    for name, (values, class_names) in labels.items():
+    if not isinstance(labels, Mapping) or not labels:
+        raise SarevalError("labels: expected a mapping label-set name -> (values, class names)")
+    label_specs, label_values, given = [], {}, {}
+    for name, value in labels.items():
+        if not (isinstance(value, tuple) and len(value) == 2):
+            raise SarevalError(f"labels[{name!r}]: expected (values, class names)")
+        values, class_names = value
         y = np.asarray(values)
         if len(y) != n or y.ndim not in (1, 2):
             raise SarevalError(f"labels[{name!r}]: expected (N,) or (N, K) with N = {n}")
         kind = "index" if y.ndim == 1 else "multi_hot"
-        label_specs.append(LabelSpec(name, kind, tuple(class_names), None if kind == "index"
-                                     else 0.5))  # fmt: skip
+        names = tuple(str(c) for c in class_names)
+        label_specs.append(LabelSpec(name, kind, names, None if kind == "index" else 0.5))
+        given[name] = (kind, y, names)
         label_values[name] = y.astype(np.int64) if kind == "index" else (y != 0).astype(np.uint8)
     task = "single-label" if label_specs and label_specs[0].kind == "index" else "multi-label"
     arrays_np = {s: src._arrays[s] for s in src.bands}
     available = None
     if cloudy is not None:
+        if "s2" not in arrays_np:
+            raise SarevalError("cloudy: needs the clear optical images arrays['s2']")
         cl = np.asarray(cloudy)
         if cl.shape != arrays_np["s2"].shape:
             raise SarevalError(f"cloudy: expected shape {arrays_np['s2'].shape}, got {cl.shape}")
         arrays_np["s2_cloudy"] = cl.astype(arrays_np["s2"].dtype)
         available = np.asarray(cl.reshape(n, -1).any(axis=1))
-    cover = (np.full(n, np.nan, np.float32) if cloud_cover is None
-             else np.asarray(cloud_cover, np.float32))  # fmt: skip
+    cover = np.full(n, np.nan, np.float32)
+    if cloud_cover is not None:
+        cover = np.asarray(cloud_cover, np.float32)
+        if cover.shape != (n,):
+            raise SarevalError(f"cloud_cover: expected shape ({n},), got {cover.shape}")
+    id_list = [str(i) for i in ids] if ids is not None else [f"sample_{i}" for i in range(n)]
+    if len(id_list) != n:
+        raise SarevalError(f"ids: expected {n} ids, got {len(id_list)}")
+    checked: dict[str, tuple[np.ndarray, Any]] = {}
+    for name, value in (subsets or {"all": np.arange(n)}).items():
+        sub_rows, optical = value if isinstance(value, tuple) else (value, "s2")
+        checked[name] = (np.asarray(sub_rows), optical)
+    bands_of = {s: list(b) for s, b in src.bands.items()}
+    if cloudy is not None:
+        bands_of["s2_cloudy"] = bands_of["s2"]
+    try:  # what Store checks when it opens the file (one validator), before anything is written
+        check_content(n, id_list, bands_of, given, cover, checked, images=list(arrays_np))
+    except ValueError as e:
+        raise StoreError(path, f"malformed store: {e}") from None
+    spec = {name: (rows.astype(np.int64), str(opt), name) for name, (rows, opt) in checked.items()}
     writer = StoreWriter(
-        path, dataset=dataset, split=split, default_task=task,
-        ids=list(ids) if ids is not None else [f"sample_{i}" for i in range(n)],
+        path, dataset=dataset, split=split, default_task=task, ids=id_list,
         height=h, width=w, sensors=sensors, labels=label_specs, config={"write_store": True},
         with_cloudy=cloudy is not None, compression=compression, overwrite=overwrite,
     )  # fmt: skip
     try:
         writer.write_rows(0, arrays_np, label_values, cloud_cover=cover,
                           cloudy_available=available)  # fmt: skip
-        rows = np.arange(n)
-        spec: dict[str, tuple[np.ndarray, str, str]] = {}
-        for name, value in (subsets or {"all": rows}).items():
-            sub_rows, optical = value if isinstance(value, tuple) else (value, "s2")
-            spec[name] = (np.asarray(sub_rows, np.int64), optical, name)
         return writer.finish(spec)
     except BaseException:
         writer.abort()
@@ -181,8 +204,11 @@ class ShapeResult:
     """Typed access to a results document (layout: :mod:`sareval.evaluator.results`).
 
     ``values[metric][coalition]`` (V), ``relevance[metric][player]``, ``cooperation[metric]``,
-    ``intervals[metric]`` (95 % bootstrap intervals, when computed), ``by_class`` and
-    ``by_cloud_cover`` (sections as in the JSON), ``counts``; ``doc`` is the whole document.
+    ``intervals[metric]`` (95 % bootstrap intervals, when computed), ``interactions[metric]``
+    (interaction indices; :meth:`to_shapiq` for shapiq's plots), ``by_class`` and
+    ``by_cloud_cover`` (sections as in the JSON; each metric entry carries its ``"ci"`` from
+    the same bootstrap replicates when computed), ``counts``; ``doc`` is the whole document.
+    ``str(result)`` is the console table, per-class and per-bin tables included.
     """
 
     doc: dict[str, Any]
@@ -231,14 +257,35 @@ class ShapeResult:
         return {m: e["ci"] for m, e in self.doc["metrics"].items() if e.get("ci")}
 
     @property
+    def interactions(self) -> dict[str, dict[str, Any]]:
+        """``interactions[metric][index][coalition]``: interaction indices of the game (exact
+        games; ``{}`` otherwise), in the metric's units: ``moebius``, ``sii``, ``k_sii``,
+        ``banzhaf``, ``banzhaf_interaction``, ``shapley_taylor`` (order 2; definitions:
+        :mod:`sareval.evaluator.interactions`). Their bootstrap intervals, from the same
+        replicates as relevance, are ``intervals[metric]["interactions"]``."""
+        return record_from_doc(self.doc)
+
+    def to_shapiq(self, metric: str, index: str = "k_sii", order: int = 2) -> Any:
+        """``index`` of ``metric``'s game as shapiq's ``InteractionValues`` (players numbered in
+        :attr:`players` order), for shapiq's plots; needs the optional package shapiq."""
+        return to_shapiq(doc_game(self.doc, metric), self.players, index, order)
+
+    @property
     def by_class(self) -> dict[str, Any]:
         """Per-class sections ``{class: {"n_samples", "metrics"}}`` (``by_class=True``)."""
         return dict(self.doc.get("by", {}).get("class", {}))
 
     @property
     def by_cloud_cover(self) -> list[dict[str, Any]]:
-        """Per cloud-cover bin sections, in bin order (``cloud_cover_bins``)."""
-        return list(self.doc.get("by", {}).get("cloud_cover", []))
+        """Per cloud-cover bin sections ``{"label", "bin", "n_samples", "metrics", "counts"}``
+        in bin order (``cloud_cover_bins``), then the ``unknown`` bin (NaN cover; ``"bin"``
+        None), so that the ``n_samples`` sum to :attr:`n_samples`. Files written before the
+        unknown bin was always recorded give it only when it held samples."""
+        by = self.doc.get("by", {})
+        bins = [dict(b) for b in by.get("cloud_cover", [])]
+        if "cloud_cover_unknown" in by:
+            bins.append({**by["cloud_cover_unknown"], "bin": None})
+        return bins
 
     @property
     def counts(self) -> dict[str, Any]:
@@ -248,12 +295,9 @@ class ShapeResult:
     def save(self, path: str | Path, *, csv: str | Path | None = None,
              overwrite: bool = False) -> Path:  # fmt: skip
         """The schema-valid results JSON the CLI writes (and the CSV table with ``csv``)."""
-        from sareval.evaluator.results import write_csv, write_results
+        from sareval.evaluator.results import save_results
 
-        out = write_results(self.doc, path, overwrite)
-        if csv is not None:
-            write_csv(self.doc, csv, overwrite)
-        return out
+        return save_results(self.doc, path, csv, overwrite)
 
     def __str__(self) -> str:
         from sareval.evaluator.results import console_table

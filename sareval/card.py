@@ -41,7 +41,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sareval.errors import CardError
+import numpy as np
+
+from sareval.errors import CardError, SarevalError
 
 CARD_VERSION = 2
 ONNX_METADATA_KEY = "sareval.card"
@@ -82,7 +84,8 @@ class Modality:
 
 @dataclass(frozen=True)
 class ModelCard:
-    """Parsed, validated model card. Build with :meth:`from_dict` or :func:`read_card`."""
+    """Parsed, validated model card. Build with :meth:`custom`, :meth:`from_preset`,
+    :meth:`from_dict`, or read one with :meth:`read`."""
 
     task: str
     class_names: tuple[str, ...]
@@ -131,9 +134,158 @@ class ModelCard:
         return make_card(name, task, input_size=input_size, **kwargs)
 
     @classmethod
+    def custom(
+        cls,
+        modalities: Mapping[str, Sequence[str]],
+        *,
+        task: str,
+        class_names: Sequence[str],
+        input_size: int | tuple[int, int] | None = None,
+        normalization: Mapping[str, BandTransform | Mapping[str, Any]] | str = "none",
+        normalize_from: Any = None,
+        statistic: str = "mean-std",
+        percentiles: tuple[float, float] = (1.0, 99.0),
+        nan: float | None = None,
+        channels: Sequence[str] | None = None,
+        inputs: Mapping[str, Sequence[str]] | None = None,
+        call: str = "positional",
+        input_name: str = "input",
+        output: str = "logits",
+        threshold: float = 0.5,
+        name: str = "",
+        provenance: Mapping[str, Any] | None = None,
+    ) -> ModelCard:
+        """A card for your own model in one call; validated like any card.
+
+        ``modalities``: player -> its band names (``{"sar": ["VV", "VH"], "opt": [...]}``);
+        the network's channels are these bands in this order unless ``channels`` (one input) or
+        ``inputs`` (input name -> bands, several inputs, called as ``call``) say otherwise.
+        ``input_size``: H = W, or (H, W); None for any size. Normalisation: ``normalization``
+        band -> :class:`BandTransform` or ``{"mean", "std", "clip", "nan"}`` (bands left out
+        are fed raw), and/or ``normalize_from`` data (a store subset, or arrays by modality or
+        band name) whose ``statistic`` (``"mean-std"`` over finite pixels, or ``"percentiles"``
+        ``(lo, hi)``: clip and scale to [0, 1]) gives the other bands their transform, with
+        ``nan`` as their NaN fill; the statistic is recorded in
+        ``provenance["normalization"]`` (:mod:`sareval.custom_card`).
+        """
+        bands = [b for m in modalities.values() for b in m]
+        order = list(channels) if channels is not None else bands
+        if inputs is not None:
+            order = [b for bs in inputs.values() for b in bs]
+        norm: dict[str, Any] = {}
+        prov = dict(provenance or {})
+        if normalize_from is not None:
+            from sareval.custom_card import compute_normalization
+
+            given = set(normalization) if isinstance(normalization, Mapping) else set()
+            norm, record = compute_normalization(
+                normalize_from,
+                modalities,
+                [b for b in order if b not in given],
+                statistic=statistic,
+                percentiles=percentiles,
+                nan=nan,
+            )
+            prov["normalization"] = record
+        if isinstance(normalization, Mapping):
+            for b, t in normalization.items():
+                norm[b] = t.to_dict() if isinstance(t, BandTransform) else dict(t)
+        elif normalization != "none":
+            raise SarevalError(
+                "ModelCard.custom normalization: expected 'none' or a mapping band -> "
+                f"transform, got {normalization!r}"
+            )
+        h, w = (
+            (input_size, input_size) if isinstance(input_size, int) else input_size or (None,) * 2
+        )
+        size = {"height": h, "width": w}
+        inp: dict[str, Any] = {"name": input_name, "channels": order, **size}
+        if inputs is not None:
+            tensors = [{"name": n, "channels": list(bs)} for n, bs in inputs.items()]
+            inp = {"tensors": tensors, "call": call, **size}
+        d = {
+            "card_version": CARD_VERSION,
+            "name": name,
+            "task": task,
+            "class_names": list(class_names),
+            "output": output,
+            "threshold": threshold,
+            "input": inp,
+            "modalities": [{"name": m, "bands": list(bs)} for m, bs in modalities.items()],
+            "normalization": {b: norm[b] for b in order if b in norm} or "none",
+            "provenance": prov,
+        }
+        extra = [b for b in norm if b not in order]
+        if extra:
+            raise SarevalError(
+                f"ModelCard.custom normalization: bands {extra} are not input channels"
+            )
+        return cls.from_dict(d, source="(ModelCard.custom)")
+
+    def normalize(self, x: Any, bands: Mapping[str, Sequence[str]] | None = None) -> Any:
+        """Exactly the transform the evaluator applies before the network (the coalition
+        preamble, :mod:`sareval.evaluator.preamble`): per channel ``(clip(nan_to_num(x, nan),
+        lo, hi) - mean) / std`` in float32, on numpy arrays or torch tensors (same device).
+
+        ``x``: (B, C, H, W) or (C, H, W) in the card's ``channels`` order; or raw arrays by
+        sensor (``{"s1": .., "s2": ..}``, (B, C_s, H, W)) with ``bands`` naming each one's
+        channels (standard ``s1`` / ``s2`` layouts need none), selected and ordered by name.
+        Returns float32 (B, C, H, W) (or (C, H, W)) in ``channels`` order; a card with several
+        inputs splits it with :meth:`input_slices`.
+        """
+        from sareval.evaluator.preamble import build_preamble, coalition_module, normalise_numpy
+
+        where = "ModelCard.normalize"
+        raw = dict(x) if isinstance(x, Mapping) else {"x": x}
+        if not raw:
+            raise SarevalError(f"{where}: x is empty")
+        is_torch = any(hasattr(v, "detach") for v in raw.values())
+        ndims = {getattr(v, "ndim", None) for v in raw.values()}
+        if ndims not in ({3}, {4}):
+            shapes = ", ".join(f"{k}: {tuple(getattr(v, 'shape', ()))}" for k, v in raw.items())
+            raise SarevalError(f"{where}: x must be (B, C, H, W) or (C, H, W); got {shapes}")
+        single = ndims == {3}
+        if single:
+            raw = {k: v[None] for k, v in raw.items()}
+        if not isinstance(x, Mapping):
+            names: dict[str, Sequence[str]] = {"x": self.channels}
+        else:
+            from sareval.evaluator.sources import default_bands
+
+            names = {}
+            for k, v in raw.items():
+                got = (bands or {}).get(k) or default_bands(k, int(v.shape[1]))
+                if got is None:
+                    raise SarevalError(f"{where}: bands: name the channels of x[{k!r}]")
+                names[k] = tuple(got)
+        for k, v in raw.items():
+            if int(v.shape[1]) != len(names[k]):
+                what = "x" if k == "x" else f"x[{k!r}]"
+                raise SarevalError(
+                    f"{where}: {what} has {int(v.shape[1])} channels, expected {len(names[k])} "
+                    f"({', '.join(names[k])}); channels-first (B, C, H, W)"
+                )
+        pre = build_preamble(self, names, source=where)
+        if is_torch:
+            import torch
+
+            tensors = {
+                k: v if hasattr(v, "detach") else torch.from_numpy(v) for k, v in raw.items()
+            }
+            device = next(v.device for v in tensors.values())
+            module: Any = coalition_module(pre, torch.nn.Identity()).to(device)
+            out = module.normalise(tensors)
+        else:
+            out = normalise_numpy(pre, {k: np.asarray(v) for k, v in raw.items()})
+        return out[0] if single else out
+
+    @classmethod
     def read(cls, model_path: str | Path) -> ModelCard:
-        """The card inside a model file (.onnx, .pt, .pt2) or a card .json file."""
-        return read_card(model_path)
+        """The card inside a model file (.onnx, .pt, .pt2) or a card .json file
+        (:func:`sareval.formats.read_model_card`, the one card reader)."""
+        from sareval.formats import read_model_card
+
+        return read_model_card(model_path)
 
     @property
     def n_channels(self) -> int:
@@ -231,8 +383,7 @@ class ModelCard:
         channels = (
             inp["channels"] if not tensors else [b for t in inp["tensors"] for b in t["channels"]]
         )
-        if len(set(channels)) != len(channels):
-            raise fail("input.channels has duplicate bands")
+        _check_unique_channels(inp, tensors, channels, fail)
         return cls(
             task=d["task"],
             class_names=tuple(d["class_names"]),
@@ -297,9 +448,22 @@ def _check_schema(d: Any, fail: Any) -> None:
         return
     where = ".".join(str(p) for p in error.absolute_path) or "card"
     what = error.message if len(error.message) < 160 else error.message[:157] + "..."
+    if error.validator == "uniqueItems" and isinstance(error.instance, list):
+        what = f"{_first_repeat(error.instance)} is given twice; non-unique elements are refused"
     if error.validator in ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         what = f"{json.dumps(error.instance)[:40]} is not a valid value ({error.message[-60:]})"
     raise fail(f"{where}: {what}")
+
+
+def _first_repeat(items: list) -> str:
+    """The first item of ``items`` that repeats an earlier one, as JSON."""
+    seen: set[str] = set()
+    for v in items:
+        key = json.dumps(v, sort_keys=True)
+        if key in seen:
+            return key
+        seen.add(key)
+    return "an item"
 
 
 def _check_finite(value: Any, where: str, fail: Any) -> None:
@@ -324,6 +488,23 @@ def _input_tensors(inp: dict, version: int, fail: Any) -> tuple[tuple[tuple[str,
     if len({n for n, _ in out}) != len(out):
         raise fail("input.tensors names must be unique")
     return out, inp.get("call", "positional")
+
+
+def _check_unique_channels(
+    inp: dict, tensors: tuple[tuple[str, int], ...], channels: list[str], fail: Any
+) -> None:
+    """Each band feeds one channel: name the first band given twice and where."""
+    seen: dict[str, str] = {}
+    places = (
+        [(f"input {t['name']!r}", b) for t in inp["tensors"] for b in t["channels"]]
+        if tensors
+        else [("input.channels", b) for b in channels]
+    )
+    for place, b in places:
+        if b in seen:
+            where = place if seen[b] == place else f"{seen[b]} and {place}"
+            raise fail(f"band {b!r} is given twice ({where}); each band feeds one channel")
+        seen[b] = place
 
 
 def _modalities(raw: list, channels: list[str], fail: Any) -> tuple[Modality, ...]:
@@ -384,23 +565,5 @@ def get_onnx_card(model: Any, source: str | Path = "(onnx model)") -> ModelCard:
     raise CardError(source, f"model has no sareval model card; {ATTACH_HINT}")
 
 
-def is_torch_save_archive(path: Path) -> bool:
-    """True for a ``torch.save`` zip (a pickled object such as a state dict: ``data.pkl``, no
-    TorchScript ``code/``), read from the zip listing only (nothing is unpickled)."""
-    import zipfile
-
-    try:
-        with zipfile.ZipFile(path) as z:
-            names = z.namelist()
-    except (OSError, zipfile.BadZipFile):
-        return False
-    parts = [n.split("/", 1)[-1] for n in names]
-    return "data.pkl" in parts and not any(p.startswith("code/") for p in parts)
-
-
-def read_card(path: str | Path) -> ModelCard:
-    """The card of a model file or a card ``.json`` (kinds: :mod:`sareval.formats`)."""
-    from sareval.formats import read_model_card
-
-    card: ModelCard = read_model_card(path)
-    return card
+# the one card reader lives in the model-file registry; ``read_card`` is that function
+from sareval.formats import read_model_card as read_card  # noqa: E402, F401

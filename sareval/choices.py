@@ -24,6 +24,10 @@ OUTPUT_KINDS = ("logits", "probabilities")
 CALL_STYLES = ("positional", "dict")
 #: how relevance is computed from coalitions: all 2^M, sampled permutations, or the cheaper one
 ESTIMATORS = ("auto", "exact", "sampled")
+#: map_macro over a class without positives: left out (torchmetrics / reBEN) or AP 0 (sklearn)
+MAP_ABSENT_CLASSES = ("skip", "zero")
+#: where the band-mean baseline's per-band means come from (or a (store, subset) pair)
+BASELINE_STATISTICS = ("evaluated", "card")
 
 Baseline = Literal["input-zero", "raw-zero", "band-mean"]
 Empty = Literal["baseline", "majority"]
@@ -34,3 +38,5 @@ Provider = Literal["cpu", "cuda", "tensorrt"]
 Precision = Literal["fp32", "fp16", "bf16", "bf16-pure"]
 Task = Literal["single-label", "multi-label"]
 Estimator = Literal["auto", "exact", "sampled"]
+MapAbsentClasses = Literal["skip", "zero"]
+BaselineStatistics = Literal["evaluated", "card"]

@@ -5,21 +5,27 @@ Commands live one per module in :mod:`sareval.commands` and are imported only wh
 only where needed. Every error is one line on stderr, ``error: <file or option>: <what is
 wrong>``, without a traceback (:func:`error_line`): a :class:`~sareval.errors.SarevalError` or an
 ``OSError`` naming a file exits with status 1, a usage error (click's: a bad or missing option)
-with status 2; Ctrl-C and SIGTERM exit with status 130.
+with status 2; Ctrl-C and SIGTERM exit with status 130. Other packages' warnings (torch,
+onnxruntime, h5py) go through :mod:`logging` (:func:`route_foreign_output`), so nothing foreign
+prints before that line.
 """
 
 from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.abc
+import importlib.util
 import logging
 import os
 import re
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Iterator, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 import click
 
@@ -173,7 +179,75 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
     level = logging.ERROR if quiet else levels[min(verbose, 2)]
     fmt = "%(levelname)s %(name)s: %(message)s"
     logging.basicConfig(level=level, format=fmt, stream=sys.stderr)
+    route_foreign_output(verbose)
     ctx.obj = {"quiet": quiet, "verbose": verbose}
+
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+#: onnxruntime's C++ log severity by -v count (3: errors only; 2: warnings; 1: info)
+ORT_SEVERITY = (3, 2, 1)
+
+
+def route_foreign_output(verbose: int = 0) -> None:
+    """Route Python warnings through :mod:`logging` and quiet onnxruntime's C++ logger, so that
+    nothing foreign prints before the ``error:`` line.
+
+    A warning raised in sareval's own code is one ``WARNING sareval: ...`` line; one raised in
+    another package (torch, onnxruntime, h5py, numpy) is logged at DEBUG on ``py.warnings``
+    (shown with ``-vv``). onnxruntime's default logger is set to :data:`ORT_SEVERITY` when
+    it is imported (now, or later by the command)."""
+    logging.captureWarnings(True)
+    own, foreign = logging.getLogger("sareval"), logging.getLogger("py.warnings")
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
+        text = " ".join(str(message).split())
+        if Path(filename).resolve().is_relative_to(PACKAGE_DIR):
+            own.warning("%s", text)
+        else:
+            foreign.debug("%s:%d: %s: %s", filename, lineno, category.__name__, text)
+
+    warnings.showwarning = show
+    severity = ORT_SEVERITY[min(verbose, 2)]
+    if "onnxruntime" in sys.modules:
+        _set_ort_severity(sys.modules["onnxruntime"], severity)
+    elif not any(isinstance(f, _OrtSeverityHook) for f in sys.meta_path):
+        sys.meta_path.insert(0, _OrtSeverityHook(severity))
+
+
+def _set_ort_severity(module: Any, severity: int) -> None:
+    with contextlib.suppress(AttributeError):
+        module.set_default_logger_severity(severity)
+
+
+class _OrtSeverityHook(importlib.abc.MetaPathFinder):
+    """Sets onnxruntime's default log severity right after the module is first imported."""
+
+    def __init__(self, severity: int) -> None:
+        self.severity = severity
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+        if name != "onnxruntime":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        loader = spec.loader if spec is not None else None
+        if spec is None or loader is None or not hasattr(loader, "exec_module"):
+            return spec
+        run, severity = loader.exec_module, self.severity
+
+        def exec_module(module: Any) -> None:
+            run(module)
+            _set_ort_severity(module, severity)
+
+        loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
 
 
 def main() -> None:

@@ -1,25 +1,35 @@
-"""The model-file registry: suffix -> kind -> how its card is read and its network loaded.
+"""The model-file registry: the ONE place that knows model-file kinds, reads cards, loads networks.
 
-- ``onnx`` (.onnx): card in ``metadata_props["sareval_card"]``; runs on onnxruntime;
+- ``onnx`` (.onnx): card in ``metadata_props["sareval.card"]``; runs on onnxruntime;
 - ``torchscript`` (.pt, .ts, .torchscript): card in the extra file ``sareval_card.json``;
   network by ``torch.jit.load``;
 - ``torch-export`` (.pt2): card in the zip entry ``extra/sareval_card.json``; network by
   :func:`sareval.models.pt2.load_program` (no unrestricted unpickling);
 - ``card`` (.json): a model card alone.
 
-``sareval export``, ``info``, ``card``, ``shape`` and the API all ask this module, so a file
-that one command writes is a file every other command reads. ``.pth`` is a training checkpoint
-(a state dict), not a model file: ``sareval export --checkpoint`` turns it into one. torch and
-onnx are imported only inside the functions that need them.
+``sareval export``, ``info``, ``card``, ``shape``, the evaluator and the API all ask this module
+(:func:`format_of`, :func:`read_model_card`, :func:`load_onnx`, :func:`load_torchscript`,
+:func:`load_network`), so a file that one command writes is a file every other command reads.
+
+Weights are not model files: ``.pth`` / ``.ckpt`` (torch checkpoints), ``.safetensors``,
+``.npz``, and any ``torch.save`` file under a model suffix (a zip with ``data.pkl`` and no
+TorchScript ``code/``, or a bare pickle) are refused with :func:`weights_problem`'s message,
+which says what the file is and how to turn it into a model file. Nothing is unpickled to tell:
+the zip listing and the first bytes decide. torch and onnx are imported only where needed.
 """
 
 from __future__ import annotations
 
+import warnings
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sareval.errors import CardError, InputFileError
+
+if TYPE_CHECKING:
+    from sareval.card import ModelCard
 
 
 @dataclass(frozen=True)
@@ -37,7 +47,12 @@ FORMATS: tuple[ModelFormat, ...] = (
     ModelFormat("torch-export", (".pt2",), "torch.export program"),
 )
 CARD_FORMAT = ModelFormat("card", (".json",), "model card JSON")
+#: weights, not model files (each is refused naming what it is; see :func:`weights_problem`)
 CHECKPOINT_SUFFIXES = (".pth", ".ckpt", ".safetensors", ".npz")
+EXPORT_HINT = (
+    "build the model, load the weights and export it (`sareval export`, or "
+    "sareval.export.build.write_model)"
+)
 
 
 def all_suffixes(*, cards: bool = False) -> tuple[str, ...]:
@@ -46,41 +61,122 @@ def all_suffixes(*, cards: bool = False) -> tuple[str, ...]:
     return tuple(s for f in formats for s in f.suffixes)
 
 
+def suffixes_of(kind: str) -> tuple[str, ...]:
+    """The suffixes of the model-file kind ``kind`` (``onnx``, ``torchscript``, ...)."""
+    for f in (*FORMATS, CARD_FORMAT):
+        if f.kind == kind:
+            return f.suffixes
+    raise KeyError(kind)
+
+
+def is_model_path(path: str | Path, *, cards: bool = True) -> bool:
+    """True when ``path``'s suffix is a model file's (or a card's) or a weights file's: the
+    files :func:`read_model_card` reads or refuses by name."""
+    suffix = Path(path).suffix.lower()
+    return suffix in all_suffixes(cards=cards) or suffix in CHECKPOINT_SUFFIXES
+
+
 def format_of(path: str | Path, *, cards: bool = False) -> ModelFormat:
-    """The format of ``path`` by suffix; :class:`InputFileError` lists the known ones."""
+    """The format of ``path`` by suffix; :class:`InputFileError` for weights or an unknown one."""
     path = Path(path)
     suffix = path.suffix.lower()
     for f in FORMATS + ((CARD_FORMAT,) if cards else ()):
         if suffix in f.suffixes:
             return f
     if suffix in CHECKPOINT_SUFFIXES:
-        raise InputFileError(
-            path, "a training checkpoint (weights), not a model file; turn it into one with "
-            "`sareval export --checkpoint`, or pass the exported model.onnx"
-        )  # fmt: skip
+        raise InputFileError(path, _weights_by_suffix(suffix))
     known = ", ".join(f"{s} ({f.description})" for f in FORMATS for s in f.suffixes)
     raise InputFileError(path, f"unknown model file type {suffix or '(none)'}; expected {known}")
 
 
-def read_model_card(path: str | Path) -> Any:
-    """The :class:`~sareval.card.ModelCard` inside a model file, or of a card ``.json``."""
+def _weights_by_suffix(suffix: str) -> str:
+    what = {
+        ".pth": "a torch checkpoint (a state dict of weights)",
+        ".ckpt": "a training checkpoint (a state dict of weights)",
+        ".safetensors": "a .safetensors file of weights (a state dict)",
+        ".npz": "a .npz of weights (TF-Slim variables)",
+    }[suffix]
+    return f"{what}, not a model file; {EXPORT_HINT}"
+
+
+def _zip_names(path: Path) -> list[str] | None:
+    """The zip listing of ``path`` (None when it is not a zip)."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            return z.namelist()
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return None
+
+
+def is_torch_save_archive(path: str | Path) -> bool:
+    """True for a ``torch.save`` zip (a pickled object such as a state dict: ``data.pkl``, no
+    TorchScript ``code/``), read from the zip listing only (nothing is unpickled)."""
+    names = _zip_names(Path(path))
+    if names is None:
+        return False
+    parts = [n.split("/", 1)[-1] for n in names]
+    return "data.pkl" in parts and not any(p.startswith("code/") for p in parts)
+
+
+def _is_pickle(path: Path) -> bool:
+    """A bare pickle (the legacy ``torch.save`` format): PROTO opcode, protocol 2..5."""
+    try:
+        with path.open("rb") as f:
+            head = f.read(2)
+    except OSError:
+        return False
+    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+
+
+def weights_problem(path: str | Path) -> str | None:
+    """What is wrong when ``path`` holds weights rather than a model: a weights suffix, a
+    ``torch.save`` zip (``data.pkl``, no ``code/``) or a bare pickle; None otherwise."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix in CHECKPOINT_SUFFIXES:
+        return _weights_by_suffix(suffix)
+    if is_torch_save_archive(path):
+        what = "a state dict or other torch.save object (data.pkl, no TorchScript code)"
+    elif _is_pickle(path):
+        what = "a pickled object (legacy torch.save format, e.g. a state dict)"
+    else:
+        return None
+    return f"{what}, not a model file; {EXPORT_HINT}"
+
+
+def check_model_file(path: str | Path, *, cards: bool = False) -> ModelFormat:
+    """The format of an existing model file, refusing weights and a missing file by name."""
+    path = Path(path)
+    fmt = format_of(path, cards=cards)
+    if not path.is_file():
+        raise InputFileError(path, "file not found")
+    problem = weights_problem(path)  # the zip listing and two bytes: cheap for any file
+    if problem:
+        raise InputFileError(path, problem)
+    return fmt
+
+
+# --- cards ------------------------------------------------------------------------------------
+def read_model_card(path: str | Path) -> ModelCard:
+    """The :class:`~sareval.card.ModelCard` inside a model file, or of a card ``.json``: the one
+    card reader (``ModelCard.read`` and ``sareval.card.read_card`` are this function). Every
+    problem is a :class:`~sareval.errors.CardError` naming the file."""
     from sareval.card import ATTACH_HINT, ModelCard, get_onnx_card
 
     path = Path(path)
     if not path.is_file():
         raise CardError(path, "file not found")
-    kind = format_of(path, cards=True).kind
-    if kind == "card":
-        return ModelCard.from_json(path)
-    if kind == "onnx":
-        import onnx
-
-        try:
-            model = onnx.load(str(path), load_external_data=False)
-        except Exception as e:  # onnx raises DecodeError and others for non-ONNX bytes
-            raise CardError(path, f"not a readable ONNX file ({type(e).__name__})") from None
-        return get_onnx_card(model, path)
-    text = _torch_card_text(path, kind)
+    try:
+        kind = check_model_file(path, cards=True).kind
+        if kind == "card":
+            return ModelCard.from_json(path)
+        if kind == "onnx":
+            return get_onnx_card(load_onnx(path), path)
+        text = _torch_card_text(path, kind)
+    except CardError:
+        raise
+    except InputFileError as e:
+        raise CardError(path, e.problem) from None
     if not text:
         raise CardError(path, f"model has no sareval model card; {ATTACH_HINT}")
     return ModelCard.from_json(text, path)
@@ -92,46 +188,96 @@ def _torch_card_text(path: Path, kind: str) -> str | None:
     if kind == "torch-export":
         from sareval.models.pt2 import read_extra_file
 
-        try:
-            return read_extra_file(path, TORCHSCRIPT_EXTRA_FILE)
-        except InputFileError as e:
-            raise CardError(path, e.problem) from None
+        return read_extra_file(path, TORCHSCRIPT_EXTRA_FILE)
+    return load_torchscript(path, extra_file=TORCHSCRIPT_EXTRA_FILE)[1]
+
+
+# --- networks ---------------------------------------------------------------------------------
+def load_onnx(path: str | Path, *, external_data: bool = False, check: bool = False) -> Any:
+    """The ``onnx.ModelProto`` of ``path`` (its external weights too with ``external_data``),
+    then with ``check`` :func:`check_onnx`. :class:`InputFileError` for weights or a file that
+    is not (valid) ONNX."""
+    import onnx
+
+    path = Path(path)
+    check_model_file(path)
+    try:
+        model = onnx.load(str(path), load_external_data=external_data)
+    except Exception as e:  # onnx raises DecodeError and others for non-ONNX bytes
+        raise InputFileError(path, f"not a readable ONNX file ({type(e).__name__})") from None
+    if check:
+        check_onnx(path)
+    return model
+
+
+def check_onnx(path: str | Path) -> None:
+    """``onnx.checker`` on the file (external weights and > 2 GB models included; no full shape
+    inference): one :class:`InputFileError` line naming ``path`` and the first complaint."""
+    import onnx
+
+    try:
+        onnx.checker.check_model(str(path))
+    except Exception as e:  # ValidationError, and others on malformed protos
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise InputFileError(path, f"not a valid ONNX model (onnx.checker: {first})") from None
+
+
+def load_torchscript(
+    path: str | Path, device: str = "cpu", *, extra_file: str | None = None
+) -> tuple[Any, str | None]:
+    """``(module, text of extra_file or None)`` of a TorchScript file; weights (a state dict)
+    and unreadable files are :class:`InputFileError`."""
     import torch
 
-    extra = {TORCHSCRIPT_EXTRA_FILE: ""}
-    try:
-        torch.jit.load(str(path), map_location="cpu", _extra_files=extra)
-    except Exception as e:
-        raise CardError(path, f"not a readable TorchScript file ({type(e).__name__})") from None
-    text = extra[TORCHSCRIPT_EXTRA_FILE]
+    path = Path(path)
+    problem = weights_problem(path)
+    if problem:
+        raise InputFileError(path, problem)
+    if _is_pt2_archive(path):
+        raise InputFileError(path, "a torch.export program, not TorchScript: name it .pt2")
+    extra = {extra_file: ""} if extra_file else {}
+    with warnings.catch_warnings():  # TorchScript is deprecated in torch >= 2.9
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+        except Exception as e:
+            raise InputFileError(
+                path, f"not a readable TorchScript file ({type(e).__name__})"
+            ) from None
+    if not extra_file:
+        return module, None
+    text = extra[extra_file]
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError:
-            raise CardError(path, "the model card is not UTF-8 text") from None
-    return text
+            raise InputFileError(path, "the model card is not UTF-8 text") from None
+    return module, text or None
+
+
+def _is_pt2_archive(path: Path) -> bool:
+    names = _zip_names(path)
+    return bool(names) and any(n.endswith("/archive_format") for n in names or ())
+
+
+def load_program(path: str | Path) -> Any:
+    """The ``torch.export`` program of a ``.pt2`` file (weights refused by name first)."""
+    from sareval.models.pt2 import load_program as load
+
+    path = Path(path)
+    problem = weights_problem(path)
+    if problem:
+        raise InputFileError(path, problem)
+    return load(path)
 
 
 def load_network(path: str | Path, device: str = "cpu") -> Any:
     """The bare torch network of a TorchScript or torch.export file (no card)."""
     path = Path(path)
-    kind = format_of(path).kind
+    kind = check_model_file(path).kind
     if kind == "torchscript":
-        import warnings
-
-        import torch
-
-        with warnings.catch_warnings():  # TorchScript is deprecated in torch >= 2.9
-            warnings.simplefilter("ignore", DeprecationWarning)
-            try:
-                return torch.jit.load(str(path), map_location=device)
-            except Exception as e:
-                raise InputFileError(
-                    path, f"not a readable TorchScript file ({type(e).__name__})"
-                ) from None
+        return load_torchscript(path, device)[0]
     if kind == "torch-export":
-        from sareval.models.pt2 import load_program
-
         module = load_program(path).module()
         return module.to(device) if device != "cpu" else module
     raise InputFileError(

@@ -34,6 +34,9 @@ Sequential reads ask the kernel to load the chunks of the batches ahead (:mod:`s
 :class:`Store` validates this layout once, when it opens a file (:func:`check_layout`): a missing
 dataset or attribute, a length other than ``n_samples``, a subset row out of range, unsorted or
 repeated is a one-line :class:`~sareval.errors.StoreError`, never a failure halfway through a run.
+The content rules (unique ids and band names, labels within their classes, cloud cover in [0, 1]
+or NaN, subsets) are one function, :func:`check_content`, which :func:`sareval.write_store` also
+runs on its arrays before it writes anything.
 A store is written to ``<out>.partial`` and renamed to ``<out>`` only when complete, so a file at
 the output path is always complete; an interrupted job resumes from ``<out>.partial`` when its
 configuration digest matches, else rebuilds it.
@@ -197,21 +200,21 @@ def row_digest(row_id: Any, arrays: Sequence[np.ndarray], cover: float) -> bytes
 
 def check_layout(f: h5py.File) -> None:
     """Validate the layout of a store (module doc) once, at open: every dataset and attribute
-    the readers use, with consistent lengths, and subsets of sorted unique rows in range.
-    Any problem is a one-line :class:`StoreError`."""
+    the readers use, with consistent lengths, then its content (:func:`check_content`: ids,
+    band names, labels, cloud cover, subsets). Any problem is a one-line :class:`StoreError`."""
     path = Path(f.filename)
     try:
         for key in ("height", "width", "n_samples"):
             if key not in f.attrs:
                 raise ValueError(f"attribute {key!r} is missing")
         n = int(f.attrs["n_samples"])
-        _dataset(f, "ids", (n,), kinds="OS")
+        ids = _dataset(f, "ids", (n,), kinds="OS")
         h, w = int(f.attrs["height"]), int(f.attrs["width"])
         if h < 1 or w < 1:
             raise ValueError(f"height x width {h}x{w} is not positive")
         if not isinstance(json.loads(f.attrs.get("options", "{}")), dict):
             raise ValueError("attribute 'options' is not a JSON object")
-        _dataset(f, "cloud_cover", (n,), kinds="f")
+        cover = _dataset(f, "cloud_cover", (n,), kinds="f")
         sensors = [s for s in (*SENSORS, "s2_cloudy") if s in f]
         if not any(s in f for s in SENSORS):
             raise ValueError("no image data (/s1 or /s2)")
@@ -225,30 +228,119 @@ def check_layout(f: h5py.File) -> None:
             _dataset(f, "s2_cloudy_available", (n,))
         if not isinstance(f.get("labels"), h5py.Group) or not len(f["labels"]):
             raise ValueError("/labels is missing or empty")
+        labels: dict[str, tuple[str, np.ndarray, list[str]]] = {}
         for name, ds in f["labels"].items():
             kind = ds.attrs.get("kind")
             if kind not in LABEL_KINDS:
                 raise ValueError(f"/labels/{name}: kind {kind!r} is not one of {LABEL_KINDS}")
-            k = len(_json_names(ds, "class_names"))
-            shape = (n,) if kind == "index" else (n, k)
-            _dataset(f, f"labels/{name}", shape, kinds="f" if kind == "fractions" else "biu")
+            names = _json_names(ds, "class_names")
+            shape = (n,) if kind == "index" else (n, None)
+            values = _dataset(f, f"labels/{name}", shape, "f" if kind == "fractions" else "biu")
+            labels[name] = (str(kind), values[()], names)
         if not isinstance(f.get("subsets"), h5py.Group):
             raise ValueError("/subsets is missing")
-        for name, ds in f["subsets"].items():
-            rows = _dataset(f, f"subsets/{name}", (None,), kinds="iu")[()]
-            if len(rows) and (rows.min() < 0 or rows.max() >= n):
-                raise ValueError(f"/subsets/{name} has rows outside 0..{n - 1}")
-            if np.any(np.diff(rows) <= 0):
-                raise ValueError(f"/subsets/{name} rows are not sorted and unique")
-            optical = ds.attrs.get("optical")
-            # a store without optical images (e.g. SAR + DEM) names "s2" and reads none
-            if optical not in OPTICAL_SOURCES or (optical not in f and optical != "s2"):
-                raise ValueError(f"/subsets/{name}: optical source {optical!r} is not in the store")
+        subsets = {
+            name: (_dataset(f, f"subsets/{name}", (None,), kinds="biuf")[()],
+                   ds.attrs.get("optical"))
+            for name, ds in f["subsets"].items()
+        }  # fmt: skip
+        bands = {
+            k: _json_names(v, "bands")
+            for k, v in f.items()
+            if isinstance(v, h5py.Dataset) and "bands" in v.attrs
+        }
+        check_content(n, ids.asstr()[()], bands, labels, cover[()], subsets, images=list(f))
     except json.JSONDecodeError:
         raise StoreError(path, "malformed store: attribute 'options' is not JSON") from None
     except (KeyError, TypeError, ValueError, OSError) as e:
         problem = str(e).strip("'\"") if not isinstance(e, KeyError) else f"missing {e}"
         raise StoreError(path, f"malformed store: {problem}") from None
+
+
+def check_content(
+    n: int,
+    ids: Sequence[Any] | np.ndarray,
+    bands: Mapping[str, Sequence[str]],
+    labels: Mapping[str, tuple[str, np.ndarray, Sequence[str]]],
+    cloud_cover: np.ndarray,
+    subsets: Mapping[str, tuple[np.ndarray, Any]],
+    *,
+    images: Sequence[str],
+) -> None:
+    """The content rules of a store, on plain arrays: what :class:`Store` checks when it opens
+    a file (:func:`check_layout`) and what :func:`sareval.write_store` checks before it writes.
+
+    ``ids`` (N,) unique; ``bands``: image dataset -> band names, unique within a dataset and
+    across datasets (``s2_cloudy`` repeats ``s2``'s); ``labels``: name -> (kind, values, class
+    names): index labels integers in 0..K-1, multi-hot (N, K) of 0 / 1, fractions in [0, 1];
+    ``cloud_cover`` (N,) in [0, 1] or NaN (unknown); ``subsets``: name -> (rows, optical
+    source): sorted unique integer rows in 0..N-1, the optical source one of ``images`` (or
+    ``s2`` in a store without optical images). A problem raises ``ValueError`` whose message
+    names the store's dataset (``/subsets/clear``, ``/labels/igbp``, ...).
+    """
+    unique, counts = np.unique(np.asarray(ids, dtype=object).astype(str), return_counts=True)
+    if len(unique) < len(ids):
+        twice = unique[counts > 1]
+        raise ValueError(f"/ids repeats {str(twice[0])!r} ({len(twice)} id(s) repeated)")
+    owner: dict[str, str] = {}
+    for name, names in bands.items():
+        for band in names:
+            if band in owner and (owner[band] == name or name != "s2_cloudy"):
+                where = f"twice in /{name}" if owner[band] == name else (
+                    f"in both /{owner[band]} and /{name}")  # fmt: skip
+                raise ValueError(f"band name {band!r} is {where}")
+            if name != "s2_cloudy":
+                owner[band] = name
+    for name, (kind, values, class_names) in labels.items():
+        _check_labels(f"/labels/{name}", kind, np.asarray(values), class_names)
+    cover = np.asarray(cloud_cover, dtype=np.float64)
+    outside = np.flatnonzero(~np.isnan(cover) & ((cover < 0) | (cover > 1)))
+    if len(outside):
+        i = int(outside[0])
+        raise ValueError(
+            f"/cloud_cover holds {cover[i]:g} (row {i}); cloud cover is a fraction in [0, 1], "
+            "NaN where unknown"
+        )
+    for name, (rows, optical) in subsets.items():
+        rows = np.asarray(rows)
+        if rows.ndim != 1:
+            raise ValueError(f"/subsets/{name} has shape {rows.shape}, expected *")
+        if rows.size and rows.dtype.kind not in "iu":
+            raise ValueError(f"/subsets/{name} holds {rows.dtype} rows, not integers")
+        if len(rows) and (rows.min() < 0 or rows.max() >= n):
+            raise ValueError(f"/subsets/{name} has rows outside 0..{n - 1}")
+        if np.any(np.diff(rows) <= 0):
+            raise ValueError(f"/subsets/{name} rows are not sorted and unique")
+        # a store without optical images (e.g. SAR + DEM) names "s2" and reads none
+        if optical not in OPTICAL_SOURCES or (optical not in images and optical != "s2"):
+            raise ValueError(f"/subsets/{name}: optical source {optical!r} is not in the store")
+
+
+def _check_labels(where: str, kind: str, y: np.ndarray, class_names: Sequence[str]) -> None:
+    """One label set's values against its kind and class names (see :func:`check_content`)."""
+    k = len(class_names)
+    if len(set(class_names)) < k:
+        raise ValueError(f"{where}: class names repeat")
+    if kind == "index":
+        if y.dtype.kind not in "biu":
+            raise ValueError(f"{where} holds {y.dtype}, not integer class indices")
+        if y.size and (y.min() < 0 or y.max() >= k):
+            index = int(y.min()) if y.min() < 0 else int(y.max())
+            raise ValueError(f"{where} holds class index {index}, outside 0..{k - 1} ({k} classes)")
+        return
+    if y.ndim != 2 or y.shape[1] != k:
+        raise ValueError(f"{where} has shape {y.shape}: {k} class names need (N, {k})")
+    if y.dtype.kind not in "biuf":
+        raise ValueError(f"{where} holds {y.dtype}, not numbers")
+    if kind == "multi_hot":
+        bad = ~((y == 0) | (y == 1))
+        what = "multi-hot labels are 0 or 1"
+    else:
+        bad = ~((y >= 0) & (y <= 1))
+        what = "fractions are in [0, 1]"
+    if bad.any():
+        i, j = (int(v) for v in np.argwhere(bad)[0])
+        raise ValueError(f"{where} holds {float(y[i, j]):g} (row {i}, column {j}); {what}")
 
 
 class Store:
@@ -258,6 +350,8 @@ class Store:
         self.path = Path(path)
         with contextlib.suppress(ImportError):  # registers the Blosc2 filters of lz4/zstd stores
             import hdf5plugin  # noqa: F401
+        if self.path.is_dir():
+            raise StoreError(self.path, "is a folder, not a store file")
         if not self.path.is_file():
             if partial_path(self.path).exists():
                 raise StoreError(
@@ -727,7 +821,7 @@ class StoreWriter:
         chunk_rows: int = 4,
         overwrite: bool = False,
     ) -> None:
-        self.out = check_output(out, overwrite)
+        self.out = check_output(out, overwrite, streams=False)
         self.partial = partial_path(self.out)
         self.n = len(ids)
         config_json = json.dumps({"config": dict(config), "ids": list(ids)}, sort_keys=True)

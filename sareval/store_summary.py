@@ -52,7 +52,13 @@ def store_summary(store: Store) -> str:
         _field("created", f"{a.get('created', '?')} by {a.get('creator', '?')}"),
         _field("source", a.get("source_root", "") or "?"),
     ]
-    for key in ("labels_source", "cloudy_source", "resampling", "unlabelled_skipped"):
+    for key in (
+        "labels_source",
+        "cloudy_source",
+        "resampling",
+        "unlabelled_skipped",
+        "flags_absent",
+    ):
         if key in a:
             lines.append(_field(key.replace("_", " "), a[key]))
     options = json.loads(a.get("options", "{}"))

@@ -89,7 +89,7 @@ def test_deterministic_by_seed() -> None:
     c = bootstrap_intervals(y, predictions, PLAYERS, "single-label", 5, n_boot=50, seed=4)
     assert a == b
     assert a != c
-    assert set(a["oa"]) == {"V", "relevance", "cooperation"}
+    assert set(a["oa"]) == {"V", "relevance", "cooperation", "interactions"}
     assert list(a["oa"]["V"]) == ["none", "sar", "opt", "sar+opt"]
     assert list(a["oa"]["relevance"]) == PLAYERS
     assert len(a["oa"]["cooperation"]) == 2

@@ -214,10 +214,12 @@ def test_unknown_label_name(bad_tree: Path) -> None:
 
 
 def test_missing_column(bad_tree: Path) -> None:
+    """A required column missing is refused; a flag column is not required (see
+    test_reben_as_shipped.py)."""
     extra = bad_tree / "metadata_for_patches_with_snow_cloud_or_shadow.parquet"
-    rewrite_parquet(extra, lambda table: table.drop_columns(["contains_cloud_or_shadow"]))
+    rewrite_parquet(extra, lambda table: table.drop_columns(["s1_name"]))
     code, out = run(bad_tree, "--snow-cloud-metadata", str(extra))
-    assert_clean_error(bad_tree, code, out, extra, "no column 'contains_cloud_or_shadow'")
+    assert_clean_error(bad_tree, code, out, extra, "no column 's1_name'")
 
 
 def test_not_parquet_and_missing_reference_map(bad_tree: Path) -> None:

@@ -83,7 +83,8 @@ def test_shape_writes_json_csv_and_prints_a_table(assets, tmp_path: Path) -> Non
     assert float(keyed["cloud_cover:[0.3, 1]", "f1_macro", "V", "opt"]) == entry["V"]["opt"]
     coop = doc["metrics"]["f1_micro"]["cooperation"]
     assert float(keyed["all", "f1_micro", "cooperation", ""]) == coop
-    assert "cloud_cover_unknown" not in doc["by"]  # every cloudy row has a cloud cover
+    # every cloudy row has a cloud cover: the unknown bin is there, empty
+    assert doc["by"]["cloud_cover_unknown"]["n_samples"] == 0
 
 
 def test_shape_perceptual_and_help(assets, tmp_path: Path) -> None:

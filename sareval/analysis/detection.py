@@ -30,7 +30,10 @@ over the predicted classes for multi-label) of the class the full coalition pred
 Uncertainty: percentile bootstrap over samples, every detector scored on the same resampled
 samples (multiplicity weights from :mod:`sareval.evaluator.bootstrap`, so the same seed draws
 the same samples as the evaluator's intervals). A detector beats the baseline when the interval
-of its paired AUROC difference (detector - baseline) lies above 0.
+of its paired AUROC difference (detector - baseline) lies above 0 AND its own AUROC interval
+lies above 0.5 (``better_than_chance``): a detector below chance is never called a success, even
+against a baseline further below. :func:`summary_sentence` states this in words (the results'
+``detection.summary``, the demo's sentences), naming detectors and baselines below chance.
 """
 
 from __future__ import annotations
@@ -205,7 +208,8 @@ def detector_scores(
 @dataclass(frozen=True)
 class DetectionRow:
     """One detector's AUROC and AP with percentile intervals, and its paired AUROC difference
-    to the baseline (``beats_baseline``: the difference's interval lies above 0)."""
+    to the baseline (``beats_baseline``: the difference's interval lies above 0 and the
+    detector is ``better_than_chance``: its AUROC interval lies above 0.5)."""
 
     detector: str
     auroc: float
@@ -217,6 +221,7 @@ class DetectionRow:
     auroc_minus_baseline: float
     auroc_minus_baseline_ci: tuple[float, float]
     beats_baseline: bool
+    better_than_chance: bool = False
 
     def to_dict(self) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
@@ -264,18 +269,21 @@ def detection_table(
     for name in scores:
         diff = boot[name][0] - boot[baseline][0]
         diff_ci = _interval(diff, alpha)
+        auroc_ci = _interval(boot[name][0], alpha)
+        above_chance = bool(auroc_ci[0] > 0.5)
         rows.append(
             DetectionRow(
                 detector=name,
                 auroc=float(point[name][0][0]),
-                auroc_ci=_interval(boot[name][0], alpha),
+                auroc_ci=auroc_ci,
                 aupr=float(point[name][1][0]),
                 aupr_ci=_interval(boot[name][1], alpha),
                 n_wrong=int(wrong.sum()),
                 n=n,
                 auroc_minus_baseline=float(point[name][0][0] - point[baseline][0][0]),
                 auroc_minus_baseline_ci=diff_ci,
-                beats_baseline=name != baseline and bool(diff_ci[0] > 0),
+                beats_baseline=name != baseline and bool(diff_ci[0] > 0) and above_chance,
+                better_than_chance=above_chance,
             )
         )
     return rows
@@ -304,3 +312,32 @@ def markdown_table(rows: Sequence[DetectionRow], digits: int = 3) -> str:
             f"{r.auroc_minus_baseline_ci[1]:+.{digits}f}] | {'yes' if r.beats_baseline else 'no'} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def summary_sentence(rows: Sequence[DetectionRow], baseline: str = BASELINE) -> str:
+    """One plain sentence on the rows that never contradicts them: the detectors that beat the
+    baseline (module docstring), else that none does; detectors whose AUROC exceeds the
+    baseline's only below chance, and a baseline below chance, are named as such."""
+    base = next((r for r in rows if r.detector == baseline), None)
+    others = [r for r in rows if r.detector != baseline]
+    better = [r.detector for r in others if r.beats_baseline]
+    if better:
+        text = (
+            f"{', '.join(better)} beat{'s' if len(better) == 1 else ''} the {baseline} baseline "
+            "(the AUROC difference's interval lies above 0 and the AUROC's above 0.5)"
+        )
+    else:
+        text = f"no relevance-based detector beats the {baseline} baseline"
+    below = [
+        r for r in others
+        if not r.beats_baseline and r.auroc_minus_baseline_ci[0] > 0 and not r.better_than_chance
+    ]  # fmt: skip
+    if below:
+        names = ", ".join(f"{r.detector} (AUROC {r.auroc:.3f})" for r in below)
+        text += (
+            f"; {names} rank{'s' if len(below) == 1 else ''} above {baseline} but not above "
+            "chance (0.5): no success"
+        )
+    if base is not None and base.auroc < 0.5:
+        text += f"; the {baseline} baseline itself is below chance (AUROC {base.auroc:.3f})"
+    return text

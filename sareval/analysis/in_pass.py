@@ -34,7 +34,12 @@ from typing import Any
 
 import numpy as np
 
-from sareval.analysis.detection import BASELINE, detection_table, detector_scores
+from sareval.analysis.detection import (
+    BASELINE,
+    detection_table,
+    detector_scores,
+    summary_sentence,
+)
 from sareval.analysis.per_sample import per_sample_shapley, summarize_per_sample
 from sareval.errors import SarevalError
 from sareval.evaluator.embedded import decode_arrays, encode_arrays
@@ -89,7 +94,7 @@ class PerSampleState:
         one-line error naming ``source``."""
         required = ("labels", "correct", "cover", "detector_names",
                     *(f"value.{q}" for q in QUANTITIES))  # fmt: skip
-        z, n = decode_arrays(data, source, STATE_SECTION, required)
+        z, n = decode_arrays(data, source, STATE_SECTION, required, may_hold_nan=("cover",))
         names = [str(d) for d in np.atleast_1d(z["detector_names"])]
         try:
             state = cls(
@@ -200,13 +205,7 @@ def _detection(state: PerSampleState, n_boot: int, seed: int) -> dict[str, Any]:
     if 0 < wrong.sum() < wrong.size:
         rows = detection_table(state.detectors, wrong, n_boot=n_boot, seed=seed)
         detection["rows"] = [r.to_dict() for r in rows]
-        better = [r.detector for r in rows if r.beats_baseline]
-        detection["summary"] = (
-            f"{', '.join(better)} beat{'s' if len(better) == 1 else ''} the {BASELINE} "
-            "baseline (the AUROC difference's interval lies above 0)"
-            if better
-            else f"no relevance-based detector beats the {BASELINE} baseline"
-        )
+        detection["summary"] = summary_sentence(rows)
     else:
         detection["summary"] = "not computed: the model is right (or wrong) on every sample"
     return detection

@@ -94,7 +94,7 @@ def attach(model: Path, card: Path, out: Path | None, overwrite: bool) -> None:
     from sareval.export.attach import attach_card
 
     if out is not None:
-        check_outputs({"--out": out}, overwrite, inputs=[card])
+        check_outputs({"--out": out}, overwrite, inputs=[model, card])
     written = attach_card(model, card, out, overwrite=overwrite)
     click.echo(f"card {card} fits {model}; wrote {written}")
 
@@ -108,7 +108,11 @@ Example:
 )
 @click.argument("model", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def check(model: Path) -> None:
-    """Check that MODEL carries a card and that the card fits the model."""
+    """Check that MODEL carries a card and that the card fits the model.
+
+    MODEL is any model file (.onnx, TorchScript .pt/.ts/.torchscript, torch.export .pt2) or a
+    card .json; ONNX graphs must pass onnx.checker, TorchScript and .pt2 modules must return
+    (2, K) on a zero batch of 2."""
     from sareval.export.attach import check_model
 
     card = check_model(model)

@@ -1,4 +1,5 @@
-"""``sareval info FILE``: what a store (.h5) or a model file (.onnx, .pt, card .json) holds."""
+"""``sareval info FILE``: what a store (.h5) or a model file holds (model-file kinds:
+:mod:`sareval.formats`, the one registry)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from pathlib import Path
 import click
 
 from sareval.errors import InputFileError, SarevalError
+from sareval.formats import all_suffixes, is_model_path
 
-MODEL_SUFFIXES = (".onnx", ".pt", ".pth", ".pt2", ".json")
 STORE_SUFFIXES = (".h5", ".hdf5", ".hdf")
 
 
@@ -40,7 +41,7 @@ def describe(file: Path) -> str:
     """The text ``sareval info`` prints for ``file``."""
     if not file.exists():
         raise InputFileError(file, "file not found")
-    if file.suffix.lower() in MODEL_SUFFIXES:
+    if is_model_path(file):
         try:
             from sareval.export.describe import describe_model
         except ModuleNotFoundError as e:
@@ -59,4 +60,5 @@ def describe(file: Path) -> str:
 
         with Store(file) as store:
             return store_summary(store)
-    raise InputFileError(file, "not a store (.h5) or a model file (.onnx, .pt, model card .json)")
+    models = ", ".join(all_suffixes(cards=True))
+    raise InputFileError(file, f"not a store (.h5) or a model file ({models})")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from sareval.atomic import check_outputs, output_set
+from sareval.atomic import check_outputs, is_stream, output_set
 from sareval.commands.options import overwrite_option, report_written
 
 
@@ -24,7 +24,7 @@ from sareval.commands.options import overwrite_option, report_written
     "csv_path",
     type=click.Path(path_type=Path),
     default=None,
-    help="CSV table path (default: --out with .csv).",
+    help="CSV table path (default: --out with .csv; none when --out is a device or FIFO).",
 )
 @overwrite_option
 def command(shards: tuple[Path, ...], out: Path, csv_path: Path | None, overwrite: bool) -> None:
@@ -40,12 +40,14 @@ def command(shards: tuple[Path, ...], out: Path, csv_path: Path | None, overwrit
     from sareval.evaluator.merge import merge_documents
     from sareval.evaluator.results import console_table, read_results, write_csv, write_results
 
-    csv_path = csv_path or out.with_suffix(".csv")
+    if csv_path is None and not is_stream(out):  # none beside a device or FIFO
+        csv_path = out.with_suffix(".csv")
     check_outputs({"--out": out, "--csv": csv_path}, overwrite, json_option="--out", inputs=shards)
     docs = [read_results(p) for p in shards]
     merged = merge_documents(docs, [str(p) for p in shards])
     with output_set((out, csv_path), overwrite) as outputs:
         write_results(merged, outputs.temp(out), overwrite=True)
-        write_csv(merged, outputs.temp(csv_path), overwrite=True)
+        if csv_path is not None:
+            write_csv(merged, outputs.temp(csv_path), overwrite=True)
     click.echo(console_table(merged))
     report_written(out, csv_path)

@@ -137,7 +137,8 @@ def sen12ms(
     """
     from sareval.preprocess.sen12ms import preprocess_sen12ms
 
-    check_outputs({"--out": out}, overwrite, inputs=_given(split_list, labels, very_cloudy_list))
+    inputs = _given(root, split_list, labels, cr_root, very_cloudy_list)
+    check_outputs({"--out": out}, overwrite, inputs=inputs, streams=False)
     _lock(out)
     path = preprocess_sen12ms(
         root,
@@ -202,8 +203,8 @@ def bigearthnet(
     """
     from sareval.preprocess.bigearthnet import preprocess_bigearthnet
 
-    inputs = _given(split_csv, cloudy_list, snow_list, very_cloudy_list)
-    check_outputs({"--out": out}, overwrite, inputs=inputs)
+    inputs = _given(s2_root, s1_root, split_csv, cloudy_list, snow_list, very_cloudy_list)
+    check_outputs({"--out": out}, overwrite, inputs=inputs, streams=False)
     _lock(out)
     path = preprocess_bigearthnet(
         s2_root,
@@ -227,7 +228,12 @@ def bigearthnet(
 @command.command("bigearthnet-v2")
 @click.option("--s2-root", type=DIRECTORY, required=True, help="The BigEarthNet-S2 tree.")
 @click.option("--s1-root", type=DIRECTORY, required=True, help="The BigEarthNet-S1 tree.")
-@click.option("--metadata", type=EXISTING_FILE, required=True, help="metadata.parquet.")
+@click.option(
+    "--metadata",
+    type=EXISTING_FILE,
+    required=True,
+    help="metadata.parquet: patch_id, s1_name, split, labels; the snow/cloud flags if present.",
+)
 @click.option(
     "--split",
     type=click.Choice(["train", "validation", "test"]),
@@ -277,6 +283,9 @@ def bigearthnet_v2(
     """
     from sareval.preprocess.bigearthnet_v2 import preprocess_bigearthnet_v2
 
+    inputs = _given(s2_root, s1_root, metadata, snow_cloud_metadata, reference_maps,
+                    very_cloudy_list)  # fmt: skip
+    check_outputs({"--out": out}, overwrite, inputs=inputs, streams=False)
     _lock(out)
     path = preprocess_bigearthnet_v2(
         s2_root,
@@ -299,7 +308,8 @@ def bigearthnet_v2(
 
 
 def _given(*paths: Path | None) -> list[Path]:
-    """The input files that were given (an output must not overwrite one)."""
+    """The input files and dataset folders that were given (an output must not be one of
+    them, nor an existing non-HDF5 file inside an input folder)."""
     return [p for p in paths if p is not None]
 
 

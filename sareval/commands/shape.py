@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from sareval.atomic import check_outputs, output_set
+from sareval.atomic import check_outputs, is_stream, output_set
 from sareval.choices import (
     BACKENDS,
     BASELINES,
@@ -69,6 +69,15 @@ def parse_by(by: tuple[str, ...]) -> tuple[bool, tuple[float, ...] | None]:
     return by_class, edges
 
 
+def parse_metrics(metric: tuple[str, ...]) -> tuple[str, ...] | None:
+    """``("oa", "f1_macro,kappa")`` -> ("oa", "f1_macro", "kappa") in order, without
+    repeats; None (every metric) when no ``--metric`` is given."""
+    names = [m.strip() for item in metric for m in item.split(",")]
+    if any(not m for m in names):
+        raise SarevalError("--metric: empty metric name")
+    return tuple(dict.fromkeys(names)) or None
+
+
 def parse_shard(text: str | None) -> tuple[int, int] | None:
     """``"i/n"`` -> (i, n)."""
     from sareval.evaluator.distributed import parse_shard as parse
@@ -79,11 +88,13 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 @contextlib.contextmanager
 def api_errors_as_options() -> Iterator[None]:
     """Name the CLI's options in errors of :class:`sareval.ShapeConfig` (``ShapeConfig.z`` ->
-    ``--z``, ``ShapeConfig.cloud_cover_bins`` -> ``--by cloud-cover``)."""
+    ``--z``, ``ShapeConfig.cloud_cover_bins`` -> ``--by cloud-cover``, ``ShapeConfig.metrics``
+    -> ``--metric``)."""
     try:
         yield
     except SarevalError as e:
         text = str(e).replace("ShapeConfig.cloud_cover_bins", "--by cloud-cover")
+        text = text.replace("ShapeConfig.metrics", "--metric")
         text = re.sub(r"ShapeConfig\.(\w+)", lambda m: "--" + m.group(1).replace("_", "-"), text)
         raise SarevalError(text) from None
 
@@ -193,6 +204,13 @@ def is_main_process() -> bool:
     "'cloud-cover 0,0.5,0.9,1'. Repeatable.",
 )
 @click.option(
+    "--metric",
+    "metric",
+    multiple=True,
+    help="Keep only this metric (oa, f1_macro, ...; repeatable, or comma-separated) in the "
+    "table, the JSON and the CSV, per class and per bin too. Default: every metric.",
+)
+@click.option(
     "--save-predictions",
     type=click.Path(path_type=Path),
     default=None,
@@ -211,7 +229,7 @@ def is_main_process() -> bool:
     "csv_path",
     type=click.Path(path_type=Path),
     default=None,
-    help="CSV table path (default: --out with .csv).",
+    help="CSV table path (default: --out with .csv; none when --out is a device or FIFO).",
 )
 @click.option(
     "--share",
@@ -276,6 +294,7 @@ def command(
     bootstrap: int,
     seed: int,
     by: tuple[str, ...],
+    metric: tuple[str, ...],
     save_predictions: Path | None,
     shard: str | None,
     out: Path | None,
@@ -295,11 +314,14 @@ def command(
     \b
     sareval shape --model resnet50.onnx --data test.h5 --subset very_cloudy --out r.json
     sareval shape -m m.onnx -d test.h5 -s cloudy --by class --by cloud-cover 0,0.5,0.9,1
+    sareval shape -m m.onnx -d test.h5 -s cloudy --metric oa --metric f1_macro --bootstrap 500
     sareval shape -m m.onnx -d test.h5 -s clear --shard 0/4 --out part0.json
     torchrun --nproc-per-node 2 $(which sareval) shape -m m.onnx -d test.h5 -s clear -o r.json
 
     Every non-empty coalition of a batch runs in one execution; the empty coalition is
-    evaluated once. Prints a table; --out writes the results JSON and a CSV table.
+    evaluated once. Prints a table (per-class and per-bin tables with --by; single-label
+    metrics identical by definition, e.g. oa = f1_micro, in one row); --out writes the
+    results JSON and a CSV table.
     """
     import sareval
     from sareval.card import read_card
@@ -308,8 +330,8 @@ def command(
 
     if shard is not None and out is None:
         raise SarevalError("--shard needs --out (the shard's counts go to `sareval merge`)")
-    if csv_path is None and out is not None:
-        csv_path = out.with_suffix(".csv")
+    if csv_path is None and out is not None and not is_stream(out):
+        csv_path = out.with_suffix(".csv")  # none beside a device or FIFO
     main = is_main_process()
     if main:  # refuse existing or colliding outputs before the evaluation, not after
         outputs = {"--out": out, "--csv": csv_path, "--save-predictions": save_predictions}
@@ -318,6 +340,7 @@ def command(
     choices: dict[str, Any] = dict(
         players=parse_players(players, read_card(model)) if players else None,
         baseline=baseline, empty=empty, z=z, by_class=by_class, cloud_cover_bins=edges,
+        metrics=parse_metrics(metric),
         bootstrap=bootstrap, seed=seed, method=method, permutations=permutations,
         batch_size=batch_size, backend=backend, device=device, provider=provider,
         precision=precision, threads=threads, pad_last_batch=pad_last_batch,

@@ -51,8 +51,10 @@ def sen12ms(
     Example:
       sareval synth sen12ms data/synth --patches 2000 --size 256 --seed 1
     """
+    from sareval.preprocess.pipeline import check_utf8_paths
     from sareval.preprocess.synth_sen12ms import generate_sen12ms
 
+    check_utf8_paths(out_dir)  # GDAL writes UTF-8 names: refuse others up front
     summary = generate_sen12ms(
         out_dir, n_patches=patches, size=size, seed=seed, cr_fraction=cr_fraction,
         overwrite=overwrite, compress=None if compress == "none" else compress,
@@ -83,8 +85,10 @@ def bigearthnet(
     Example:
       sareval synth bigearthnet data/synth-ben --patches 500 --seed 1
     """
+    from sareval.preprocess.pipeline import check_utf8_paths
     from sareval.preprocess.synth_bigearthnet import generate_bigearthnet
 
+    check_utf8_paths(out_dir)  # GDAL writes UTF-8 names: refuse others up front
     summary = generate_bigearthnet(
         out_dir, n_patches=patches, size=size, seed=seed, overwrite=overwrite,
         compress=None if compress == "none" else compress,
@@ -117,8 +121,10 @@ def bigearthnet_v2(
     Example:
       sareval synth bigearthnet-v2 data/synth-reben --patches 500 --seed 1
     """
+    from sareval.preprocess.pipeline import check_utf8_paths
     from sareval.preprocess.synth_bigearthnet_v2 import generate_bigearthnet_v2
 
+    check_utf8_paths(out_dir)  # GDAL writes UTF-8 names: refuse others up front
     summary = generate_bigearthnet_v2(
         out_dir, n_patches=patches, size=size, seed=seed, overwrite=overwrite,
         compress=None if compress == "none" else compress,

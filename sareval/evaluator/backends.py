@@ -22,6 +22,7 @@ one shape (cuDNN / TensorRT do not re-tune); padded rows are dropped before anyt
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import re
 import tempfile
@@ -106,6 +107,69 @@ def pad_rows(raw: Mapping[str, np.ndarray], rows: int) -> dict[str, np.ndarray]:
     return out
 
 
+# --- what a model returns ---------------------------------------------------------------------
+def describe_value(value: Any) -> str:
+    """A short account of a Python value a model returned (for error messages)."""
+    if value is None:
+        return "None"
+    if isinstance(value, Mapping):
+        keys = ", ".join(repr(k) for k in list(value)[:5])
+        return f"a {type(value).__name__} with keys {keys}" + (", ..." if len(value) > 5 else "")
+    if isinstance(value, (tuple, list)):
+        items = ", ".join(describe_value(v) for v in value[:3]) + (
+            ", ..." if len(value) > 3 else ""
+        )
+        return f"a {type(value).__name__} of {len(value)} ({items})"
+    shape, dtype = getattr(value, "shape", None), getattr(value, "dtype", None)
+    if shape is not None and dtype is not None:
+        kind = f"{type(value).__module__.split('.')[0]}.{type(value).__name__}"
+        return f"a {kind} of shape {tuple(shape)} ({str(dtype).removeprefix('torch.')})"
+    return f"a {type(value).__name__}"
+
+
+def check_outputs(out: Any, rows: int, n_classes: int | None, source: str, *,
+                  array_type: type) -> None:  # fmt: skip
+    """The one validation of what a model returned for an execution of ``rows`` input rows:
+    one ``array_type`` (a torch tensor, or a numpy array from onnxruntime) of shape
+    (``rows``, ``n_classes``) with floating-point values (float16 / bfloat16 / float64 are
+    cast to float32 afterwards). Anything else (a tuple, dict, list, None, another array type,
+    1-D, another batch size or class count, integer or complex values) is a one-line
+    :class:`SarevalError` naming ``source`` and what was returned. Metadata only, so it runs
+    on every execution; NaN / Inf outputs are counted per coalition instead and refused at
+    the end of the pass with their counts (:meth:`~sareval.evaluator.counting.CountResult.
+    check_finite`)."""
+    if not isinstance(out, array_type):
+        want = "a torch.Tensor" if array_type is not np.ndarray else "one array"
+        raise SarevalError(
+            f"{source}: returned {describe_value(out)}; expected {want} of shape "
+            f"(batch, {n_classes or 'classes'})"
+        )
+    value: Any = out
+    shape, dtype = tuple(value.shape), value.dtype
+    floating = value.is_floating_point() if array_type is not np.ndarray else dtype.kind == "f"
+    if not floating:
+        raise SarevalError(
+            f"{source}: returned {str(dtype).removeprefix('torch.')} outputs; expected "
+            "floating-point logits or probabilities"
+        )
+    if len(shape) != 2:
+        raise SarevalError(
+            f"{source}: returned outputs of shape {shape} ({len(shape)}-D); expected "
+            f"(batch, {n_classes or 'classes'})"
+        )
+    if shape[0] != rows:
+        raise SarevalError(
+            f"{source}: returned {shape[0]} rows of outputs for a batch of {rows} input rows"
+        )
+    if n_classes is not None and shape[1] != n_classes:
+        raise SarevalError(
+            f"{source}: returned {shape[1]} output columns, but its card has {n_classes} classes"
+        )
+
+
+ORT_FLOAT_TYPES = ("tensor(float)", "tensor(float16)", "tensor(double)", "tensor(bfloat16)")
+
+
 # --- onnxruntime ----------------------------------------------------------------------------
 class OnnxRuntimeBackend:
     """The composed coalition graph in an onnxruntime session (see module docstring)."""
@@ -124,6 +188,8 @@ class OnnxRuntimeBackend:
         source: str = "model",
         groups: list[list[int]] | None = None,
         share: str | None = None,
+        n_classes: int | None = None,
+        n_coalitions: int | None = None,
     ) -> None:
         import onnxruntime as ort
 
@@ -182,7 +248,14 @@ class OnnxRuntimeBackend:
                 "CUDA / cuDNN / TensorRT libraries are on the library path"
             )
         self.input_names = [i.name for i in self.session.get_inputs()]
-        self.output_name = self.session.get_outputs()[0].name
+        output = self.session.get_outputs()[0]
+        if output.type not in ORT_FLOAT_TYPES:
+            raise SarevalError(
+                f"{source}: returns {output.type.removeprefix('tensor(').rstrip(')')} outputs "
+                f"({output.name!r}); expected floating-point logits or probabilities"
+            )
+        self.output_name = output.name
+        self.source, self.n_classes, self.n_coalitions = source, n_classes, n_coalitions
         self.overridable = {i.name for i in self.session.get_overridable_initializers()}
         self.use_io_binding = providers != "cpu"
         # a graph with a shared first conv (evaluator.onnx_sharing) reads the mask per group;
@@ -228,6 +301,9 @@ class OnnxRuntimeBackend:
         else:
             out = self.session.run([self.output_name], feeds)[0]
         rows = len(next(iter(feeds.values())))
+        n = len(mask) if mask is not None else self.n_coalitions
+        if n is not None:
+            check_outputs(out, n * rows, self.n_classes, self.source, array_type=np.ndarray)
         out = np.asarray(out, dtype=np.float32).reshape(-1, rows, out.shape[-1])
         return out[:, :b]
 
@@ -261,6 +337,7 @@ def load_torch_module(loaded: LoadedModel, device: str) -> Any:
     return copy.deepcopy(module) if moved or training else module
 
 
+@functools.cache
 def _callable_module_class() -> type:
     import torch
 
@@ -295,6 +372,8 @@ class TorchBackend:
         pad_to: int | None = None,
         precision: str = "fp32",
         share: bool = False,
+        n_classes: int | None = None,
+        source: str = "model",
     ) -> None:
         import torch
 
@@ -307,9 +386,11 @@ class TorchBackend:
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise SarevalError("--device cuda: torch sees no CUDA device")
-        if precision == "bf16-pure":
-            network = _pure_bf16(network)
-        self.network = network
+        check_arity(network, len(pre.inputs) if pre.call != "dict" else 1, source)
+        # bf16-pure: a bf16 copy; a float64 / half network: inputs cast to its dtype
+        cast = _pure_bf16 if precision == "bf16-pure" else _in_parameter_dtype
+        self.network = network = cast(network)
+        self.source, self.n_classes, self.n_coalitions = source, n_classes, pre.n_coalitions
         # eval() below switches every submodule; close() restores each one's mode
         self._modes = (
             [(m, m.training) for m in network.modules()] if hasattr(network, "modules") else []
@@ -363,6 +444,8 @@ class TorchBackend:
             m = None if mask is None else torch.as_tensor(mask, device=self.device)
             out = self.module(inputs, m)
         rows = len(next(iter(raw.values())))
+        n = self.n_coalitions if mask is None else len(mask)
+        check_outputs(out, n * rows, self.n_classes, self.source, array_type=torch.Tensor)
         return out.float().reshape(-1, rows, out.shape[-1])[:, :b]
 
     def run(self, raw: Mapping[str, np.ndarray], mask: np.ndarray | None = None) -> np.ndarray:
@@ -383,6 +466,75 @@ def parse_device(device: str) -> tuple[str, int]:
     if m is None or (m.group(1) == "cpu" and m.group(2) is not None):
         raise SarevalError(f"--device: {device!r} is not cpu, cuda or cuda:N")
     return m.group(1), int(m.group(2) or 0)
+
+
+def check_arity(network: Any, n_inputs: int, source: str) -> None:
+    """Refuse a network whose ``forward`` cannot take the card's ``n_inputs`` tensors
+    (positional parameters of a Python module or callable, or a TorchScript schema)."""
+    import inspect
+
+    import torch
+
+    fn = network.forward if isinstance(network, torch.nn.Module) else network
+    if isinstance(network, _callable_module_class()):  # a plain callable wrapped as a module
+        fn = network.fn  # type: ignore[attr-defined]
+    if isinstance(network, torch.jit.ScriptModule):
+        try:
+            args = network.forward.schema.arguments[1:]  # type: ignore[attr-defined]
+        except (AttributeError, RuntimeError):
+            return
+        low = sum(1 for a in args if not a.has_default_value() and not a.kwarg_only)
+        high: float = sum(1 for a in args if not a.kwarg_only)
+    else:
+        try:
+            params = list(inspect.signature(fn).parameters.values())
+        except (TypeError, ValueError):
+            return
+        kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        positional = [p for p in params if p.kind in kinds]
+        low = sum(1 for p in positional if p.default is inspect.Parameter.empty)
+        high = len(positional)
+        if any(p.kind == inspect.Parameter.VAR_POSITIONAL for p in params):
+            high = float("inf")
+    if not low <= n_inputs <= high:
+        takes = f"{low}" if low == high else f"at least {low}" if high > 99 else f"{low} to {high}"
+        raise SarevalError(
+            f"{source}: forward takes {takes} input(s), but its card gives it {n_inputs} "
+            "(ModelCard input tensors)"
+        )
+
+
+def _in_parameter_dtype(network: Any) -> Any:
+    """``network`` as is when its floating-point parameters are float32 (or it has none);
+    a float64 / float16 / bfloat16 network wrapped so that its inputs are cast to that dtype
+    (outputs are cast back to float32 by the backend). Mixed dtypes: as is (it casts itself)."""
+    import torch
+
+    if not hasattr(network, "parameters"):
+        return network
+    try:
+        dtypes = {p.dtype for p in network.parameters() if p.is_floating_point()}
+    except (AttributeError, RuntimeError, TypeError):
+        return network
+    if len(dtypes) != 1 or dtypes == {torch.float32}:
+        return network
+    (dtype,) = dtypes
+
+    class InParameterDtype(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = network
+
+        def forward(self, *xs: Any) -> Any:
+            cast = [
+                x.to(dtype) if isinstance(x, torch.Tensor) and x.is_floating_point() else x
+                for x in xs
+            ]
+            if len(cast) == 1 and isinstance(cast[0], dict):  # call="dict"
+                cast = [{k: v.to(dtype) for k, v in cast[0].items()}]
+            return self.net(*cast)
+
+    return InParameterDtype()
 
 
 def _pure_bf16(network: Any) -> Any:
@@ -450,6 +602,8 @@ def make_backend(
             pad_to=pad_to,
             precision=precision,
             share=share,
+            n_classes=loaded.card.n_classes,
+            source=source,
         )
     if precision != "fp32":
         raise SarevalError(
@@ -459,14 +613,11 @@ def make_backend(
     provider = provider or ("cuda" if device_type == "cuda" else "cpu")
     if (provider == "cpu") != (device_type == "cpu"):
         raise SarevalError(f"--provider {provider} does not run on --device {device}")
-    import onnx
-
     if loaded.kind == "onnx":
         assert loaded.path is not None
-        try:
-            model = onnx.load(str(loaded.path))
-        except Exception as e:
-            raise InputFileError(loaded.path, f"not a readable ONNX file ({e})") from None
+        from sareval.formats import load_onnx
+
+        model = load_onnx(loaded.path, external_data=True, check=True)
     elif loaded.kind == "module":
         model = _module_to_onnx(loaded, image_size)
     else:
@@ -490,7 +641,8 @@ def make_backend(
             composed, groups, kind = shared, pre.channel_groups, KIND
     return OnnxRuntimeBackend(
         composed, provider, device_id=device_id, threads=threads, pad_to=pad_to, source=source,
-        groups=groups, share=kind,
+        groups=groups, share=kind, n_classes=loaded.card.n_classes,
+        n_coalitions=pre.n_coalitions,
     )  # fmt: skip
 
 

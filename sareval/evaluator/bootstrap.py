@@ -17,10 +17,16 @@ grouped integer sums; float64 matrix products of 0/1 features with integer weigh
 [q(alpha/2), q(1 - alpha/2)] over the replicates (NaN replicates, from Z = V(M) = 0, ignored).
 Mean average precision (:func:`bootstrap_score_intervals`) uses the same draws as weights of
 each sample's (score, label) pairs (weighted AP, as scikit-learn's ``sample_weight``).
+
+Breakdowns use the SAME replicates: a class's metrics come from the replicate's counts, a
+cloud-cover bin's from the replicate's weights of the bin's samples (so a bin's size varies
+between replicates, as a class's support does); a bin without a sample in a replicate gives
+NaN there, ignored by the percentiles.
 """
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -29,6 +35,7 @@ import numpy as np
 
 from sareval.errors import SarevalError
 from sareval.evaluator.coalitions import _all_coalitions, check_players, coalition_name
+from sareval.evaluator.interactions import interaction_record
 from sareval.evaluator.metrics import (
     METRIC_NAMES,
     multi_label_metrics,
@@ -37,27 +44,32 @@ from sareval.evaluator.metrics import (
     single_label_per_class,
     triple_codes,
 )
-from sareval.evaluator.scores import ScoreState
+from sareval.evaluator.scores import ScoreState, average_precision
 from sareval.evaluator.shapley import Normalisation, shape_relevance_array
 
 #: the per-class metrics that get intervals with ``by_class`` (``by.class`` of the results)
 CLASS_METRICS = ("precision", "recall", "f1", "f2")
 #: key prefix of the per-class values in :func:`bootstrap_values` (shape (R, K, 2^M))
 CLASS_PREFIX = "class/"
+#: key prefix of the per-group (cloud-cover bin) values in :func:`bootstrap_values` (R, G, 2^M)
+GROUP_PREFIX = "group/"
 CHUNK_ELEMENTS = 4_000_000  # replicates x samples held at once
 MAX_BOOTSTRAP = 100_000  # replicates
 MEMORY_BUDGET = 2 << 30  # bytes the replicates' per-metric values may take
 
 
-def check_bootstrap(n_boot: int, n_coalitions: int = 2, n_classes_by_class: int = 0) -> None:
+def check_bootstrap(
+    n_boot: int, n_coalitions: int = 2, n_classes_by_class: int = 0, n_groups: int = 0
+) -> None:
     """Refuse ``--bootstrap n_boot`` above :data:`MAX_BOOTSTRAP`, or whose per-replicate state
     (a generator, and every metric's V for every coalition, held twice while stacked; with
-    ``n_classes_by_class`` = K also the per-class metrics) would exceed :data:`MEMORY_BUDGET`;
-    called before anything is allocated. (The weights and counts of a chunk of replicates are
-    bounded by :data:`CHUNK_ELEMENTS` in :func:`bootstrap_values`.)"""
+    ``n_classes_by_class`` = K also the per-class metrics, with ``n_groups`` cloud-cover
+    groups every metric per group) would exceed :data:`MEMORY_BUDGET`; called before anything
+    is allocated. (The weights and counts of a chunk of replicates are bounded by
+    :data:`CHUNK_ELEMENTS` in :func:`bootstrap_values`.)"""
     if not 0 <= n_boot <= MAX_BOOTSTRAP:
         raise SarevalError(f"--bootstrap: {n_boot} is outside 0..{MAX_BOOTSTRAP} replicates")
-    n_metrics = max(len(names) for names in METRIC_NAMES.values())
+    n_metrics = max(len(names) for names in METRIC_NAMES.values()) * (1 + n_groups)
     n_metrics += len(CLASS_METRICS) * n_classes_by_class
     estimate = n_boot * (2048 + 2 * 8 * n_metrics * (n_coalitions + 1))
     if estimate > MEMORY_BUDGET:
@@ -125,6 +137,22 @@ def _replicate_weights(generators: Sequence[np.random.Generator], n: int) -> np.
     return np.stack([np.bincount(g.integers(0, n, size=n), minlength=n) for g in generators])
 
 
+def _check_groups(groups: np.ndarray | None, n_groups: int, n: int) -> np.ndarray | None:
+    if groups is None:
+        return None
+    groups = np.asarray(groups)
+    if (
+        groups.shape != (n,)
+        or not np.issubdtype(groups.dtype, np.integer)
+        or n_groups < 1
+        or (n and (groups.min() < 0 or groups.max() >= n_groups))
+    ):
+        raise SarevalError(
+            f"bootstrap: groups must be (N,) = ({n},) integers in [0, n_groups = {n_groups})"
+        )
+    return groups.astype(np.int64)
+
+
 def bootstrap_values(
     y_true: np.ndarray,
     predictions: Mapping[frozenset[str], np.ndarray],
@@ -134,10 +162,14 @@ def bootstrap_values(
     n_boot: int = 1000,
     seed: int = 0,
     by_class: bool = False,
+    groups: np.ndarray | None = None,
+    n_groups: int = 0,
 ) -> dict[str, np.ndarray]:
     """Metric name -> V of every replicate, shape (n_boot, 2^M) in coalition order; with
     ``by_class`` also ``"class/<m>"`` -> (n_boot, K, 2^M) for m in :data:`CLASS_METRICS`
-    (each class's precision, recall, F1, F2 from the same replicate's counts).
+    (each class's precision, recall, F1, F2 from the same replicate's counts); with ``groups``
+    (N,) in [0, ``n_groups``) (cloud-cover bins) also ``"group/<metric>"`` -> (n_boot, G, 2^M):
+    every metric over each group's samples, weighted by the same replicate's draw.
 
     ``y_true``: (N,) class indices or (N, K) multi-hot; ``predictions``: every coalition (the
     empty one included) -> (N,) or (N, K) decisions, or anything broadcastable to that (a
@@ -149,31 +181,70 @@ def bootstrap_values(
     y_true, ordered = _check_inputs(y_true, predictions, players, task, n_classes)
     n = y_true.shape[0]
     k = n_classes
+    checked = _check_groups(groups, n_groups, n)
+    n_g = n_groups if checked is not None else 0
+    g = checked if checked is not None else np.zeros(n, np.int64)
     if task == "single-label":
-        sums = [_GroupedSum(y_true.astype(np.int64) * k + p, k * k) for p in ordered]
+        codes = [y_true.astype(np.int64) * k + p for p in ordered]
+        sums = [_GroupedSum(c, k * k) for c in codes]
+        group_sums = [_GroupedSum(g * k * k + c, n_g * k * k) for c in codes] if n_g else []
     else:
         k1 = k + 1
-        sums = [_GroupedSum(triple_codes(y_true, p), k1**3) for p in ordered]
+        codes = [triple_codes(y_true, p) for p in ordered]
+        sums = [_GroupedSum(c, k1**3) for c in codes]
+        group_sums = [_GroupedSum(g * k1**3 + c, n_g * k1**3) for c in codes] if n_g else []
         features = [np.concatenate([y_true & p, ~y_true & p, y_true & ~p], axis=1) for p in ordered]
+        # the samples sorted by group: each group's columns are one contiguous slice
+        order = np.argsort(g, kind="stable")
+        cuts = np.searchsorted(g[order], np.arange(n_g + 1))
+        # float64 copies (a matrix product of contiguous float64 runs on BLAS)
+        sorted_features = [f[order].astype(np.float64) for f in features] if n_g else []
+    group_size = _GroupedSum(g, n_g) if n_g else None
     generators = np.random.default_rng(seed).spawn(n_boot)
     per_replicate = k * k if task == "single-label" else (k + 1) ** 3  # counts of one replicate
+    per_replicate *= 1 + n_g
     chunk = max(1, CHUNK_ELEMENTS // max(n, per_replicate))
     out: dict[str, list[np.ndarray]] = {}
     for start in range(0, n_boot, chunk):
         weights = _replicate_weights(generators[start : start + chunk], n)
         r = weights.shape[0]
         per_coalition = []
+        if group_size is not None:
+            empty = group_size(weights) == 0  # (r, G): no sample of the group drawn
+        if task != "single-label":
+            w64 = weights.astype(np.float64)
+            group_weights = [
+                np.ascontiguousarray(w64[:, order[a:b]]) for a, b in itertools.pairwise(cuts)
+            ] if n_g else []  # fmt: skip
         for j, grouped in enumerate(sums):
             if task == "single-label":
                 confusion = grouped(weights).reshape(r, k, k)
                 values = single_label_metrics(confusion)
                 classes = single_label_per_class(confusion) if by_class else {}
+                if n_g:
+                    by_group = single_label_metrics(group_sums[j](weights).reshape(r, n_g, k, k))
             else:
-                counts = np.rint(weights.astype(np.float64) @ features[j]).astype(np.int64)
+                counts = np.rint(w64 @ features[j]).astype(np.int64)
                 tp, fp, fn = counts[:, :k], counts[:, k : 2 * k], counts[:, 2 * k :]
                 values = multi_label_metrics(tp, fp, fn, grouped(weights).reshape(r, k1, k1, k1))
                 classes = multi_label_per_class(tp, fp, fn) if by_class else {}
+                if n_g:
+                    gc = np.stack(
+                        [
+                            np.rint(group_weights[i] @ sorted_features[j][a:b])
+                            for i, (a, b) in enumerate(itertools.pairwise(cuts))
+                        ],
+                        axis=1,
+                    ).astype(np.int64)  # (r, G, 3K)
+                    hist = group_sums[j](weights).reshape(r, n_g, k1, k1, k1)
+                    by_group = multi_label_metrics(
+                        gc[..., :k], gc[..., k : 2 * k], gc[..., 2 * k :], hist
+                    )
             values.update({CLASS_PREFIX + m: classes[m] for m in CLASS_METRICS if classes})
+            if group_size is not None:
+                values.update(
+                    {GROUP_PREFIX + m: np.where(empty, np.nan, v) for m, v in by_group.items()}
+                )
             per_coalition.append(values)
         for metric in per_coalition[0]:
             out.setdefault(metric, []).append(np.stack([v[metric] for v in per_coalition], -1))
@@ -201,23 +272,30 @@ def bootstrap_intervals(
     alpha: float = 0.05,
     z: Normalisation = "one",
     by_class: bool = False,
-) -> dict[str, dict]:
+    groups: np.ndarray | None = None,
+    n_groups: int = 0,
+) -> dict[str, Any]:
     """Percentile intervals per metric::
 
         {metric: {"V": {coalition_name: [lo, hi]}, "relevance": {player: [lo, hi]},
                   "cooperation": [lo, hi]}}
 
-    and with ``by_class`` the key ``"by_class"``: one such ``{metric: ...}`` per class (in
-    class order) for the metrics of :data:`CLASS_METRICS`. Arguments as for
-    :func:`bootstrap_values`; ``z`` as in
+    with ``by_class`` the key ``"by_class"``: one such ``{metric: ...}`` per class (in
+    class order) for the metrics of :data:`CLASS_METRICS`; with ``groups`` the key
+    ``"by_group"``: one ``{metric: ...}`` of every metric per group 0 .. ``n_groups`` - 1.
+    Arguments as for :func:`bootstrap_values`; ``z`` as in
     :func:`~sareval.evaluator.shapley.shape_relevance_array`.
     """
     players = check_players(players)
-    check_bootstrap(n_boot, 2 ** len(players) - 1, n_classes if by_class else 0)
+    check_bootstrap(
+        n_boot, 2 ** len(players) - 1, n_classes if by_class else 0,
+        n_groups if groups is not None else 0,
+    )  # fmt: skip
     values = bootstrap_values(
-        y_true, predictions, players, task, n_classes, n_boot, seed, by_class=by_class
-    )
-    overall = {m: v for m, v in values.items() if not m.startswith(CLASS_PREFIX)}
+        y_true, predictions, players, task, n_classes, n_boot, seed, by_class=by_class,
+        groups=groups, n_groups=n_groups,
+    )  # fmt: skip
+    overall = {m: v for m, v in values.items() if "/" not in m}
     result: dict[str, Any] = _intervals(overall, players, alpha, z)
     if by_class:
         result["by_class"] = [
@@ -225,6 +303,12 @@ def bootstrap_intervals(
                 {m: values[CLASS_PREFIX + m][:, i, :] for m in CLASS_METRICS}, players, alpha, z
             )
             for i in range(n_classes)
+        ]
+    if groups is not None:
+        names = [m[len(GROUP_PREFIX) :] for m in values if m.startswith(GROUP_PREFIX)]
+        result["by_group"] = [
+            _intervals({m: values[GROUP_PREFIX + m][:, i, :] for m in names}, players, alpha, z)
+            for i in range(n_groups)
         ]
     return result
 
@@ -243,6 +327,9 @@ def _intervals(
             "V": {name: v_ci[:, j].tolist() for j, name in enumerate(names)},
             "relevance": {p: r_ci[:, i].tolist() for i, p in enumerate(players)},
             "cooperation": c_ci.tolist(),
+            "interactions": interaction_record(  # the same replicates' interaction indices
+                V, players, summary=lambda a: percentile_interval(a, alpha).T.tolist()
+            ),
         }
     return result
 
@@ -254,20 +341,64 @@ def bootstrap_score_intervals(
     seed: int = 0,
     alpha: float = 0.05,
     z: Normalisation = "one",
-) -> dict[str, dict]:
+    n_groups: int = 0,
+    by_class: bool = False,
+) -> dict[str, Any]:
     """Intervals as :func:`bootstrap_intervals` for ``map_macro`` / ``map_micro``, from the
     SAME replicate draws (generator r of ``default_rng(seed).spawn(n_boot)`` over the state's
-    samples, in pass order), so they pair with the count metrics' replicates."""
+    samples, in pass order), so they pair with the count metrics' replicates; with
+    ``n_groups``, ``"by_group"`` as there: group i's replicate weighs only the samples of
+    ``state.groups == i`` (a replicate without one: NaN); with ``by_class``, ``"by_class"``:
+    each class's average precision ``ap``."""
     players = check_players(players)
     n, k = state.labels.shape
     if n == 0:
         raise SarevalError("bootstrap: no samples")
     generators = np.random.default_rng(seed).spawn(n_boot)
     chunk = max(1, CHUNK_ELEMENTS // (n * k))
+    masks = [state.groups == i for i in range(n_groups)]
     parts: dict[str, list[np.ndarray]] = {}
     for start in range(0, n_boot, chunk):
         weights = _replicate_weights(generators[start : start + chunk], n)
         for metric, v in state.bootstrap_values(weights).items():
             parts.setdefault(metric, []).append(v)
+        if by_class:
+            rows = [np.broadcast_to(state.empty, state.labels.shape), *state.scores]
+            per_row = [average_precision(s, state.labels, weights) for s in rows]  # (r, K)
+            parts.setdefault(CLASS_PREFIX + "ap", []).append(np.stack(per_row, axis=-1))
+        for i, mask in enumerate(masks):
+            w = weights * mask
+            empty = w.sum(axis=1) == 0
+            for metric, v in state.bootstrap_values(w).items():
+                v = np.where(empty[:, None], np.nan, v)
+                parts.setdefault(f"{GROUP_PREFIX}{i}/{metric}", []).append(v)
     values = {m: np.concatenate(v) for m, v in parts.items()}
-    return _intervals(values, players, alpha, z)
+    result: dict[str, Any] = _intervals(
+        {m: v for m, v in values.items() if "/" not in m}, players, alpha, z
+    )
+    if by_class:
+        ap = values[CLASS_PREFIX + "ap"]  # (R, K, 2^M)
+        result["by_class"] = [_intervals({"ap": ap[:, i, :]}, players, alpha, z) for i in range(k)]
+    if n_groups:
+        result["by_group"] = []
+        for i in range(n_groups):
+            prefix = f"{GROUP_PREFIX}{i}/"
+            group = {m[len(prefix) :]: v for m, v in values.items() if m.startswith(prefix)}
+            result["by_group"].append(_intervals(group, players, alpha, z))
+    return result
+
+
+def merge_intervals(*parts: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """Interval dicts of :func:`bootstrap_intervals` / :func:`bootstrap_score_intervals` in one:
+    metrics side by side, ``by_class`` / ``by_group`` lists merged element by element."""
+    given = [p for p in parts if p]
+    if not given:
+        return None
+    out: dict[str, Any] = {}
+    for part in given:
+        for key, value in part.items():
+            if key in ("by_class", "by_group") and key in out:
+                out[key] = [{**a, **b} for a, b in zip(out[key], value, strict=True)]
+            else:
+                out[key] = value
+    return out

@@ -10,30 +10,38 @@ naming the field, e.g. ``ShapeConfig.z: 'half' is not one of one, full``.
 from __future__ import annotations
 
 import itertools
+import logging
 import math
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
 
 from sareval.choices import (
     BACKENDS,
+    BASELINE_STATISTICS,
     BASELINES,
     EMPTY_CHOICES,
     ESTIMATORS,
+    MAP_ABSENT_CLASSES,
     METHODS,
     PRECISIONS,
     PROVIDERS,
     Z_CHOICES,
     Backend,
     Baseline,
+    BaselineStatistics,
     Empty,
     Estimator,
+    MapAbsentClasses,
     Method,
     Precision,
     Provider,
     Z,
 )
 from sareval.errors import SarevalError
+
+log = logging.getLogger(__name__)
 
 #: ``cloud_cover_bins`` for "deciles": 0, 0.1, ..., 1
 DECILES: tuple[float, ...] = tuple(round(0.1 * i, 1) for i in range(11))
@@ -91,11 +99,48 @@ def _edges(value: Any) -> tuple[float, ...] | None:
         raise SarevalError("ShapeConfig.cloud_cover_bins: expected a list of numbers") from None
     if len(edges) < 2 or not all(math.isfinite(e) for e in edges):
         raise SarevalError("ShapeConfig.cloud_cover_bins: expected at least two finite edges")
+    given = ", ".join(f"{e:g}" for e in edges)
     if any(b <= a for a, b in itertools.pairwise(edges)):
-        raise SarevalError("ShapeConfig.cloud_cover_bins: edges must increase strictly")
+        raise SarevalError(
+            f"ShapeConfig.cloud_cover_bins: edges must increase strictly, got {given}"
+        )
     if edges[0] < 0 or edges[-1] > 1:
-        raise SarevalError("ShapeConfig.cloud_cover_bins: edges must lie in [0, 1]")
+        raise SarevalError(
+            f"ShapeConfig.cloud_cover_bins: edges must lie in [0, 1] (cover is a fraction), "
+            f"got {given}"
+        )
     return edges
+
+
+def _statistics(value: Any, baseline: str) -> str | tuple[str, str]:
+    """``baseline_statistics``: one of :data:`~sareval.choices.BASELINE_STATISTICS`, or a store
+    subset ``(store path, subset name)``; anything but the default needs ``band-mean``."""
+    if isinstance(value, str):
+        if value not in BASELINE_STATISTICS:
+            raise SarevalError(
+                f"ShapeConfig.baseline_statistics: {value!r} is not one of "
+                f"{', '.join(BASELINE_STATISTICS)} or a (store path, subset name) pair"
+            )
+        out: str | tuple[str, str] = value
+    elif (
+        isinstance(value, Sequence)
+        and len(value) == 2
+        and isinstance(value[0], (str, os.PathLike))
+        and isinstance(value[1], str)
+        and value[1]
+    ):
+        out = (os.fspath(value[0]), value[1])
+    else:
+        raise SarevalError(
+            f"ShapeConfig.baseline_statistics: expected one of {', '.join(BASELINE_STATISTICS)} "
+            f"or a (store path, subset name) pair, got {value!r}"
+        )
+    if out != "evaluated" and baseline != "band-mean":
+        raise SarevalError(
+            f"ShapeConfig.baseline_statistics: {out!r} applies to baseline 'band-mean' only "
+            f"(baseline is {baseline!r})"
+        )
+    return out
 
 
 @dataclass(frozen=True)
@@ -116,12 +161,17 @@ class ShapeConfig:
       instead, for ``sareval merge``).
     - ``baseline`` / ``empty`` / ``z``: :mod:`sareval.choices`; ``metrics``: the metrics kept in
       the result (None: all of the task's, :data:`sareval.evaluator.metrics.METRIC_NAMES`).
-    - ``by_class``; ``cloud_cover_bins``: bin edges in [0, 1] (e.g. :data:`DECILES`) or None.
+    - ``by_class``; ``cloud_cover_bins``: bin edges in [0, 1] (e.g. :data:`DECILES`, what
+      ``--by cloud-cover`` uses) or None. A NaN cover goes to the ``unknown`` bin; a cover
+      outside the edges (e.g. 0.7 with edges 0, 0.5) is refused after the pass, naming how
+      many samples and their range, never left out. Breakdowns keep only ``metrics`` and get
+      bootstrap intervals from the same replicates as the overall ones.
     - ``bootstrap`` replicates (0: none) and ``seed``; ``method`` ``perceptual`` permutes
       each player ``permutations`` times instead of masking it.
     - execution: ``batch_size``, ``backend`` (None: torch for an in-memory module,
       onnxruntime for a model file), ``device`` (``cpu``, ``cuda``, ``cuda:N``), ``provider``
-      (onnxruntime; None: from the device), ``precision``, ``threads``, ``queue_size``,
+      (onnxruntime; None: from the device), ``precision``, ``threads`` (onnxruntime; 0: its
+      default; more than the cores is clamped to them with a logged note), ``queue_size``,
       ``pad_last_batch`` (None: on for CUDA), ``shard`` ``(index, count)``.
     - ``share``: work shared across coalitions (late-fusion encoders once per sample on the
       torch backend, or an early-fusion first conv as per-player partial sums on either
@@ -129,6 +179,16 @@ class ShapeConfig:
       default. A network it does not recognise runs
       the plain graph with a warning. Exact up to float rounding; the result records what ran
       (``config.share``: the kind, ``unshared`` after a fallback, null when off).
+    - ``map_absent_classes``: what ``map_macro`` does with a class that has no positive sample
+      in the evaluated data: ``skip`` (mean over the classes with one; torchmetrics' macro
+      average, what the reBEN code reports) or ``zero`` (AP 0, scikit-learn's); the
+      ``map_macro`` entries record ``classes_averaged`` and ``absent_classes``
+      (:mod:`sareval.evaluator.scores`).
+    - ``baseline_statistics``: where ``band-mean`` takes its per-band raw means:
+      ``evaluated`` (the evaluated data itself, clouds included), ``card`` (the card's
+      normalisation means) or ``(store path, subset name)``, e.g. ``("train.h5", "clear")``;
+      recorded with the values used (``config.baseline_statistics``,
+      ``config.baseline_values``; :func:`sareval.evaluator.preamble.baseline_band_means`).
     """
 
     players: Mapping[str, Sequence[str]] | None = None
@@ -156,6 +216,8 @@ class ShapeConfig:
     max_rows: int | None = None
     per_sample: bool = False
     share: bool = False
+    map_absent_classes: MapAbsentClasses = "skip"
+    baseline_statistics: BaselineStatistics | tuple[str, str] = "evaluated"
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -199,6 +261,7 @@ class ShapeConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < low:
                 raise SarevalError(f"ShapeConfig.{name}: expected an integer >= {low}, got {v!r}")
+        self._clamp_threads()
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise SarevalError(f"ShapeConfig.seed: expected an integer, got {self.seed!r}")
         if not isinstance(self.per_sample, bool):
@@ -207,6 +270,12 @@ class ShapeConfig:
             raise SarevalError("ShapeConfig.per_sample: needs method 'shape'")
         if not isinstance(self.share, bool):
             raise SarevalError(f"ShapeConfig.share: expected a bool, got {self.share!r}")
+        if self.map_absent_classes not in MAP_ABSENT_CLASSES:
+            raise SarevalError(
+                f"ShapeConfig.map_absent_classes: {self.map_absent_classes!r} is not one of "
+                f"{', '.join(MAP_ABSENT_CLASSES)}"
+            )
+        set_(self, "baseline_statistics", _statistics(self.baseline_statistics, self.baseline))
         if not isinstance(self.by_class, bool):
             raise SarevalError(f"ShapeConfig.by_class: expected a bool, got {self.by_class!r}")
         self._check_device()
@@ -222,6 +291,20 @@ class ShapeConfig:
                 "ShapeConfig.method 'perceptual' supports none of bootstrap, by_class, "
                 "cloud_cover_bins"
             )
+
+    def _clamp_threads(self) -> None:
+        """``threads`` above the cores this process may use is clamped to them, with a note
+        (onnxruntime would start every thread asked for)."""
+        from sareval.preprocess.pipeline import default_workers
+
+        cores = default_workers()
+        if self.threads > cores:
+            log.warning(
+                "ShapeConfig.threads: %d is more than the %d cores this process may use; "
+                "using %d",
+                self.threads, cores, cores,
+            )  # fmt: skip
+            object.__setattr__(self, "threads", cores)
 
     def _check_device(self) -> None:
         kind, _, index = str(self.device).partition(":")

@@ -12,6 +12,9 @@ samples, which would corrupt exact metrics)::
   CUDA); rank r evaluates part r (of its shard, if one is given), the integer counts are
   all-reduced (sum), per-sample data for the bootstrap is gathered on rank 0, and rank 0's
   document is broadcast so every rank returns the same one. Only rank 0 writes files.
+  The rendezvous at ``MASTER_ADDR:MASTER_PORT`` has a stated limit, 60 s or
+  ``$SAREVAL_RENDEZVOUS_TIMEOUT`` seconds (:func:`rendezvous`): an address that does not
+  resolve, or a process that never joins, is one error line, not 30 minutes of c10d retries.
 
 Sums of integer counts are exact, so every split gives the single-process result to the count.
 """
@@ -21,6 +24,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 import numpy as np
@@ -200,8 +204,66 @@ def init_from_env(device: str) -> ProcessGroup | None:
             raise SarevalError("--device cuda under torchrun: torch sees no CUDA device")
         torch.cuda.set_device(local_rank)
         backend = "nccl"
-    dist.init_process_group(backend=backend)
+    store = rendezvous(env)
+    prefixed = dist.PrefixStore("default_pg", store)
+    dist.init_process_group(
+        backend=backend, store=prefixed, rank=env.rank, world_size=env.world_size
+    )
+    for s in (store, prefixed):  # ranks may end their parts minutes apart
+        s.set_timeout(COLLECTIVE_TIMEOUT)
     return ProcessGroup(dist.get_rank(), dist.get_world_size(), local_rank, backend, created=True)
+
+
+#: seconds a torchrun rendezvous may take before it fails (``$SAREVAL_RENDEZVOUS_TIMEOUT``)
+RENDEZVOUS_TIMEOUT = 60.0
+#: the limit of the collectives after the rendezvous (torch's default for gloo)
+COLLECTIVE_TIMEOUT = timedelta(minutes=30)
+
+
+def rendezvous_timeout(environ: Mapping[str, str] | None = None) -> float:
+    """Seconds allowed for the rendezvous: ``$SAREVAL_RENDEZVOUS_TIMEOUT`` or
+    :data:`RENDEZVOUS_TIMEOUT`."""
+    env = os.environ if environ is None else environ
+    text = env.get("SAREVAL_RENDEZVOUS_TIMEOUT", "").strip()
+    if not text:
+        return RENDEZVOUS_TIMEOUT
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value <= 86400:
+        raise SarevalError(
+            f"SAREVAL_RENDEZVOUS_TIMEOUT: {text!r} is not a number of seconds in (0, 86400]"
+        )
+    return value
+
+
+def rendezvous(env: TorchrunEnv) -> Any:
+    """The c10d store of the job at ``MASTER_ADDR:MASTER_PORT`` (torch's ``env://``
+    rendezvous, torchrun's agent store included), within :func:`rendezvous_timeout` seconds.
+    An address that does not resolve, or processes that do not all join in time, is one
+    :class:`SarevalError` line instead of c10d retrying (and warning) for 30 minutes."""
+    import socket
+
+    import torch.distributed as dist
+
+    addr, port = os.environ["MASTER_ADDR"].strip(), int(os.environ["MASTER_PORT"])
+    seconds = rendezvous_timeout()
+    try:
+        socket.getaddrinfo(addr, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as e:
+        reason = getattr(e, "strerror", None) or str(e)
+        raise SarevalError(f"MASTER_ADDR: cannot resolve {addr!r} ({reason})") from None
+    try:
+        store, _, _ = next(dist.rendezvous("env://", timeout=timedelta(seconds=seconds)))
+    except (RuntimeError, ValueError, OSError) as e:  # DistStoreError, DistNetworkError
+        detail = " ".join(str(e).split())[:200]
+        raise SarevalError(
+            f"MASTER_ADDR: the torchrun rendezvous at {addr}:{port} (rank {env.rank} of "
+            f"{env.world_size}) did not complete within {seconds:g} s "
+            f"($SAREVAL_RENDEZVOUS_TIMEOUT): {detail}"
+        ) from None
+    return store
 
 
 def rank_device(device: str, group: ProcessGroup | None) -> str:

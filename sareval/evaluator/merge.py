@@ -10,7 +10,9 @@ shards' embedded score states (``"scores"``, :mod:`sareval.evaluator.scores`), c
 the per-sample ``per_sample`` and ``detection`` sections (``ShapeConfig.per_sample``) from their
 per-sample states (``"per_sample_state"``, :mod:`sareval.analysis.in_pass`), concatenated in
 shard order and summarised with the configuration's seed and bootstrap replicates, as one
-process does. The merged document carries neither state.
+process does. The merged document carries neither state. A state is checked beyond its sha256
+(which an edit can recompute): complex, object or NaN arrays are refused, naming the file and
+the array (:func:`~sareval.evaluator.embedded.decode_arrays`).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from sareval.evaluator.results import (
     counts_from_json,
     game_from_doc,
     perceptual_sections,
+    select_metrics,
     shape_sections,
     to_json_value,
 )
@@ -162,7 +165,7 @@ def merge_scores(docs: Sequence[dict], sources: Sequence[str]) -> ScoreState | N
         raise SarevalError(f"{missing[0]}: no 'scores' section (the other shards have one)")
     return ScoreState.concat(
         [ScoreState.from_json(d["scores"], src) for d, src in zip(docs, sources, strict=True)]
-    )
+    ).with_policy(docs[0]["config"].get("map_absent_classes", "zero"))  # absent: before 'skip'
 
 
 def merge_per_sample(docs: Sequence[dict], sources: Sequence[str]) -> dict[str, Any]:
@@ -238,6 +241,7 @@ def merge_documents(docs: Sequence[dict], sources: Sequence[str]) -> dict[str, A
             scores=merge_scores(docs, sources),
             cloud_cover_source=first["by"].get("cloud_cover_source"),
         )  # fmt: skip
+    select_metrics(sections, cfg.get("metrics"), task)  # as the shards' run chose
     per_sample = merge_per_sample(docs, sources)
     merged: dict[str, Any] = {}
     for key, value in first.items():  # the per-sample sections where a single run has them

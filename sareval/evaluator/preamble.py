@@ -18,8 +18,12 @@ channel c of the model card::
 - ``input-zero``: 0 after normalisation (the study's default; the training mean for z-scored
   channels);
 - ``raw-zero``: the transformed raw value 0 (zero before normalisation);
-- ``band-mean``: the transformed per-band raw mean of the evaluated subset (finite pixels,
-  :meth:`Store.band_mean`).
+- ``band-mean``: the transformed per-band raw mean (finite pixels, :meth:`Store.band_mean`) of
+  the data ``ShapeConfig.baseline_statistics`` names (:func:`baseline_band_means`): the
+  evaluated data itself (``evaluated``, the default: a cloudy subset's mean includes its
+  clouds), the card's normalisation means (``card``: for a z-scored, unclipped channel the same
+  input as ``input-zero``), or another store's subset (``(path, name)``, e.g. the clear
+  training split). The results record the source and the raw values used.
 
 Three implementations of the same function: :func:`apply_numpy` (the readable reference),
 :func:`onnx_preamble` / :func:`compose_onnx` (an ONNX graph composed with an ONNX model into
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -143,9 +148,14 @@ def build_preamble(
     where = {b: (s, i) for s, bands in store_bands.items() for i, b in enumerate(bands)}
     missing = [b for b in card.channels if b not in where]
     if missing:
-        have = ", ".join(b for bands in store_bands.values() for b in bands)
+        from sareval.evaluator.sources import close_band  # the likely typo: B8a for B8A
+
+        names = [b for bands in store_bands.values() for b in bands]
+        near = {b: close_band(b, names) for b in missing}
+        hint = "; ".join(f"did you mean {b} for the data's {n!r}?" for b, n in near.items() if n)
         raise SarevalError(
-            f"{source}: the model card's bands {missing} are missing from the data (it has: {have})"
+            f"{source}: the model card's bands {missing} are missing from the data "
+            f"(it has: {', '.join(names)})" + (f"; {hint}" if hint else "")
         )
     sensors = tuple(s for s in store_bands if any(where[b][0] == s for b in card.channels))
     select = {
@@ -203,6 +213,49 @@ def build_preamble(
         raw = np.array([band_means[b] for b in card.channels], dtype=np.float32)
     base = transform_values(raw, pre)
     return Preamble(**{**pre.__dict__, "baseline": base})
+
+
+def baseline_band_means(
+    statistics: str | tuple[str, str],
+    card: ModelCard,
+    source: Any,
+    sensors: Sequence[str],
+) -> tuple[dict[str, float], str | dict[str, Any]]:
+    """Raw per-band means for the ``band-mean`` baseline from ``statistics``
+    (``ShapeConfig.baseline_statistics``, module docstring) and its record for the results.
+
+    ``source``: the evaluated data (its ``band_means(sensors)`` for ``evaluated``, the
+    sensors that hold card bands). A store subset is read from its stored per-row sums (no
+    image is read); its bands must include every card channel.
+    """
+    if statistics == "evaluated":
+        return source.band_means(sensors), "evaluated"
+    if statistics == "card":
+        return {b: float(card.transform(b).mean) for b in card.channels}, "card"
+    from sareval.store import Store
+
+    path, name = tuple(statistics)  # (store path, subset name), checked by ShapeConfig
+    with Store(path) as store:
+        sub = store.subset(name)
+        if not len(sub):
+            raise SarevalError(
+                f"ShapeConfig.baseline_statistics: subset {name!r} of {path} has no samples"
+            )
+        held = store.all_bands
+        missing = [b for b in card.channels if b not in held]
+        if missing:
+            raise SarevalError(
+                f"ShapeConfig.baseline_statistics: {path} has no band(s) {', '.join(missing)} "
+                f"of the model card (it has: {', '.join(held)})"
+            )
+        means: dict[str, float] = {}
+        for sensor in store.sensors:
+            if set(store.bands(sensor)) & set(card.channels):
+                m = store.band_mean(store.source_of(sub, sensor), sub.rows)
+                means.update(zip(store.bands(sensor), (float(v) for v in m), strict=True))
+        record = {"store": str(Path(path).resolve()), "subset": name, "n_samples": len(sub),
+                  "content_digest": store.content_digest}  # fmt: skip
+    return means, record
 
 
 # --- numpy reference ---------------------------------------------------------------------------

@@ -24,13 +24,21 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import h5py
 import numpy as np
 
-from sareval.atomic import check_output
+from sareval.atomic import (
+    check_not_input,
+    check_output,
+    deliver,
+    discard_temp,
+    is_stream,
+    temp_for,
+)
 from sareval.store import STR_DTYPE
 from sareval.write_errors import discard_h5, discard_on_write_error, ensure_free
 
@@ -50,10 +58,13 @@ class PredictionsWriter:
         task: str,
         attrs: dict[str, Any],
         overwrite: bool = False,
+        inputs: Sequence[str | Path] = (),
     ) -> None:
+        check_not_input("save_predictions", Path(out), inputs)  # the model, the store
         self.out = check_output(out, overwrite)
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.out.with_name(f".{self.out.name}.{os.getpid()}.tmp")
+        if not is_stream(self.out):  # a device or FIFO: its bytes are copied in at the end
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = temp_for(self.out, self.out.with_name(f".{self.out.name}.{os.getpid()}.tmp"))
         self.first = first_position
         j, k = len(coalitions), n_classes
         single = task == "single-label"
@@ -122,7 +133,7 @@ class PredictionsWriter:
         """Close the file and rename it to the output path."""
         self.file.flush()  # a full disk fails here, where it is handled, not inside close()
         self.file.close()
-        os.replace(self.tmp, self.out)
+        deliver(self.tmp, self.out)
         return self.out
 
     def abort(self) -> None:
@@ -133,3 +144,4 @@ class PredictionsWriter:
         """Close and delete the temporary file, whatever its state (``error``: the failure)."""
         if hasattr(self, "tmp"):
             discard_h5(getattr(self, "file", None), self.tmp, error)
+            discard_temp(self.tmp)

@@ -29,6 +29,7 @@ import numpy as np
 from sareval.errors import SarevalError
 from sareval.evaluator.coalitions import check_players, coalition_name
 from sareval.evaluator.estimators import GameSpec
+from sareval.evaluator.interactions import interaction_entry
 from sareval.evaluator.metrics import MultiLabelCounts, SingleLabelCounts, higher_is_better
 from sareval.evaluator.shapley import Normalisation
 
@@ -70,10 +71,15 @@ def relevance_entries(
     z: Normalisation = "one",
 ) -> dict[str, dict]:
     """Entries (see module docstring) for games ``{metric: V}`` (:meth:`GameSpec.entry`), each
-    with the metric's orientation (``higher_is_better``)."""
+    with the metric's orientation (``higher_is_better``) and, for exact games, the interaction
+    indices (:func:`~sareval.evaluator.interactions.interaction_entry`)."""
     game = as_game(players)
     return {
-        metric: {**game.entry(V, z), "higher_is_better": higher_is_better(metric)}
+        metric: {
+            **game.entry(V, z),
+            **interaction_entry(V, game.players, game.method),
+            "higher_is_better": higher_is_better(metric),
+        }
         for metric, V in values.items()
     }
 

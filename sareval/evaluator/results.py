@@ -15,8 +15,10 @@ Layout (``results.schema.json`` beside this module is the normative JSON Schema)
      "n_samples": N,
      "metrics": {metric: {"V": {coalition: x}, "relevance": {player: x}, "cooperation": x,
                           "Z": x, "efficiency_gap": x, "higher_is_better": bool,
+                          ["interactions": {"order": 2, index: {coalition: x}}],  (exact)
                           ["ci": {"V": {coalition: [lo, hi]},
-                          "relevance": {player: [lo, hi]}, "cooperation": [lo, hi]}]}},
+                          "relevance": {player: [lo, hi]}, "cooperation": [lo, hi],
+                          ["interactions": {index: {coalition: [lo, hi]}}]}]}},
      "warnings": [text, ...],
      "per_class": {coalition: {precision|recall|f1|f2|support: [K values]}},
      "by": {["class": {class: {"n_samples", "metrics": {recall|precision|f1|f2[|ap]: entry}}}],
@@ -31,7 +33,11 @@ Layout (``results.schema.json`` beside this module is the normative JSON Schema)
      ["scores": {"encoding", "sha256", "n", "data"}],     (shards only: the mAP state)
      "empty": {"kind": "baseline" | "majority" | null, "decision": ..., "output": [...] | null}}
 
-NaN / Inf (e.g. relevance with Z = V(M) = 0) are written as ``null``. ``higher_is_better``
+Breakdowns (``by``) honour ``config.metrics`` (per class: the counterparts of
+:func:`class_metrics_for`) and, with ``bootstrap``, carry each entry's ``ci`` from the SAME
+replicates as the overall intervals; ``cloud_cover_unknown`` (NaN cover) is always there with
+bins, so the bins' ``n_samples`` sum to ``n_samples`` (the runner refuses covers outside the
+edges). NaN / Inf (e.g. relevance with Z = V(M) = 0) are written as ``null``. ``higher_is_better``
 (false for ``hamming_loss``) says which way a metric, and so its relevance, points: for a
 lower-is-better metric a positive relevance means the modality makes the metric worse.
 ``warnings`` (:func:`z_warnings`): with ``z = full`` every metric whose |V(all)| is below
@@ -64,19 +70,19 @@ from typing import Any
 
 import numpy as np
 
-from sareval.atomic import atomic_output
+from sareval.atomic import atomic_output, check_outputs, is_stream, output_set
 from sareval.choices import Z
 from sareval.errors import InputFileError, SarevalError
 from sareval.evaluator.coalitions import coalition_name
 from sareval.evaluator.counting import TIE_TOLERANCE
 from sareval.evaluator.estimators import GameSpec
-from sareval.evaluator.metrics import Counts, counts_from_state, higher_is_better
+from sareval.evaluator.metrics import METRIC_NAMES, Counts, counts_from_state, higher_is_better
 from sareval.evaluator.relevance import (
     relevance_by_class,
     relevance_entries,
     relevance_from_counts,
 )
-from sareval.evaluator.scores import ScoreState
+from sareval.evaluator.scores import SCORE_METRIC_NAMES, ScoreState
 
 FORMAT = "sareval-results"
 FORMAT_VERSION = 1
@@ -148,12 +154,75 @@ def cloud_cover_warning(source: str) -> str:
             "bin 'unknown'"
         )
     return (
-        f"cloud cover ({source}): every sample's cover is unknown (NaN) or outside the bin "
-        "edges, so every sample is in bin 'unknown'"
+        f"cloud cover ({source}): every sample's cover is unknown (NaN), so every sample is in "
+        "bin 'unknown'"
     )
 
 
 # --- building ---------------------------------------------------------------------------------
+def _attach_intervals(entries: Mapping[str, Any], ci: Mapping[str, Any] | None) -> None:
+    """Put ``ci[metric]`` (bootstrap intervals) into each metric's entry as ``"ci"``."""
+    for metric, entry in entries.items():
+        if ci and metric in ci:
+            entry["ci"] = ci[metric]
+
+
+#: single-label metrics identical by definition (module :mod:`sareval.evaluator.metrics`): the
+#: console table prints each group as one row named by its first metric
+SINGLE_LABEL_ALIASES: tuple[tuple[str, ...], ...] = (
+    ("oa", "f1_micro", "f1_samples", "f2_micro", "f2_samples", "precision_micro", "recall_micro"),
+    ("aa", "recall_macro"),
+)
+
+
+def class_metrics_for(task: str, metrics: Sequence[str] | None) -> list[str] | None:
+    """The per-class metrics (``by.class``) that correspond to the chosen overall ``metrics``:
+    ``precision_*`` -> precision, ``recall_*`` -> recall, ``f1_*`` -> f1, ``f2_*`` -> f2,
+    ``map_*`` -> ap, and for single-label ``oa`` / ``aa`` / ``balanced_accuracy`` -> recall (the
+    accuracy on a class's samples). None (all of them) when ``metrics`` is None or none of
+    the chosen metrics has a per-class counterpart (e.g. ``kappa``, ``hamming_loss``)."""
+    if metrics is None:
+        return None
+    out: list[str] = []
+    for metric in metrics:
+        family = metric.split("_", 1)[0]
+        if family in ("precision", "recall", "f1", "f2"):
+            name = family
+        elif family == "map":
+            name = "ap"
+        elif task == "single-label" and metric in ("oa", "aa", "balanced_accuracy"):
+            name = "recall"
+        else:
+            continue
+        if name not in out:
+            out.append(name)
+    return out or None
+
+
+def select_metrics(sections: dict[str, Any], metrics: Sequence[str] | None, task: str) -> None:
+    """Keep only ``metrics`` (``ShapeConfig.metrics``; None: all) in the computed sections, in
+    place: overall, every cloud-cover bin, their warnings, and per class the metrics of
+    :func:`class_metrics_for`."""
+    if metrics is None:
+        return
+    keep = list(metrics)
+
+    def pick(entries: Mapping[str, Any], names: Sequence[str]) -> dict[str, Any]:
+        return {m: entries[m] for m in names if m in entries}
+
+    sections["metrics"] = pick(sections["metrics"], keep)
+    by = sections.get("by") or {}
+    for entry in [*by.get("cloud_cover", []), by.get("cloud_cover_unknown") or {"metrics": {}}]:
+        entry["metrics"] = pick(entry["metrics"], keep)
+    per_class = class_metrics_for(task, keep)
+    if per_class is not None:
+        for entry in by.get("class", {}).values():
+            entry["metrics"] = pick(entry["metrics"], per_class)
+    dropped = set(METRIC_NAMES[task] + SCORE_METRIC_NAMES[task]) - set(keep)
+    sections["warnings"] = [w for w in sections.get("warnings", [])
+                            if w.split(":", 1)[0] not in dropped]  # fmt: skip
+
+
 def shape_sections(
     *,
     task: str,
@@ -184,12 +253,10 @@ def shape_sections(
     metrics = relevance_from_counts(by_coalition, game, z)  # type: ignore[arg-type]
     if scores is not None:
         metrics.update(relevance_entries(scores.values(), game, z))
-    if ci:
-        for metric, entry in metrics.items():
-            if metric in ci:
-                entry["ci"] = ci[metric]
+        metrics["map_macro"].update(scores.macro_record(class_names))  # classes averaged
+    _attach_intervals(metrics, ci)
     by: dict[str, Any] = {}
-    warnings: list[str] = []
+    warnings: list[str] = [] if scores is None else scores.macro_warnings(class_names)
     if by_class:
         by["class"] = relevance_by_class(by_coalition, game, class_names, z)  # type: ignore[arg-type]
         if scores is not None:  # each class's average precision
@@ -199,11 +266,10 @@ def shape_sections(
                 by["class"][name]["metrics"].update(entry)
         class_cis = (ci or {}).get("by_class")
         for name, class_ci in zip(class_names, class_cis or [{}] * len(class_names), strict=True):
-            for metric, entry in by["class"][name]["metrics"].items():
-                if metric in class_ci:
-                    entry["ci"] = class_ci[metric]
+            _attach_intervals(by["class"][name]["metrics"], class_ci)
     if cloud_bins is not None:
         entries = []
+        bin_cis = (ci or {}).get("by_group") or [{}] * len(cloud_bins)
         for i, (label, edges, bin_counts) in enumerate(cloud_bins):
             bin_metrics: dict[str, Any] = {}
             if bin_counts[-1].n:
@@ -211,6 +277,8 @@ def shape_sections(
                 bin_metrics = relevance_from_counts(bin_game, game, z)  # type: ignore[arg-type]
                 if scores is not None:
                     bin_metrics.update(relevance_entries(scores.values(i), game, z))
+                    bin_metrics["map_macro"].update(scores.macro_record(class_names, i))
+                _attach_intervals(bin_metrics, bin_cis[i])
             entries.append(
                 {
                     "label": label,
@@ -221,8 +289,8 @@ def shape_sections(
                 }
             )
         by["cloud_cover"] = [e for e in entries if e["bin"] is not None]
-        unknown = [e for e in entries if e["bin"] is None and e["n_samples"]]
-        if unknown:
+        unknown = [e for e in entries if e["bin"] is None]
+        if unknown:  # always there (n_samples 0 when every cover is known)
             by["cloud_cover_unknown"] = {k: v for k, v in unknown[0].items() if k != "bin"}
         by["cloud_cover_source"] = cloud_cover_source or "none"
         binned = sum(e["n_samples"] for e in by["cloud_cover"])
@@ -359,6 +427,29 @@ def write_results(doc: Mapping[str, Any], out: str | Path, overwrite: bool = Fal
     return Path(out)
 
 
+def save_results(
+    doc: Mapping[str, Any],
+    path: str | Path,
+    csv: str | Path | None = None,
+    overwrite: bool = False,
+    inputs: Sequence[str | Path] = (),
+) -> Path:
+    """Write the results JSON ``path`` (and the CSV table ``csv``) as one output set: vetted
+    together first (:func:`~sareval.atomic.check_outputs`: not one of ``inputs``, not the
+    same file twice, a ``.json`` name unless a device or FIFO), then both or neither."""
+    target = Path(path)
+    if not is_stream(target) and target.suffix.lower() != ".json":
+        raise SarevalError(f"{target}: path is the results JSON; give it a .json name")
+    outputs = check_outputs({"path": path, "csv": csv}, overwrite, inputs=inputs)
+    clean = to_json_value(doc)
+    validate(clean)
+    with output_set(outputs.values(), overwrite) as written:
+        write_results(clean, written.temp(target), overwrite=True)
+        if csv is not None:
+            write_csv(clean, written.temp(csv), overwrite=True)
+    return target
+
+
 def csv_rows(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One row per number: group, metric, higher_is_better, quantity (V | relevance |
     cooperation | Z | efficiency_gap), key (coalition or player), value, ci_low, ci_high."""
@@ -481,10 +572,82 @@ def _cell(entry: Mapping[str, Any], key: str, player: str) -> str:
     return text
 
 
+def _grid(
+    cols: Sequence[str], rows: Sequence[Sequence[str]], left: Sequence[int] = (0,)
+) -> list[str]:
+    """Header and rows in aligned columns (those of index in ``left`` left-aligned, the
+    others right-aligned)."""
+    widths = [max(len(str(r[i])) for r in [cols, *rows]) for i in range(len(cols))]
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i in left else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ).rstrip()
+
+    return [line(cols), *(line(row) for row in rows)]
+
+
+def alias_groups(doc: Mapping[str, Any]) -> dict[str, list[str]]:
+    """Single-label metrics printed as one row: first metric -> the others of its group of
+    :data:`SINGLE_LABEL_ALIASES` present in ``doc["metrics"]`` with equal values (the JSON
+    keeps every key)."""
+    if doc.get("task") != "single-label":
+        return {}
+    metrics = doc["metrics"]
+    out = {}
+    for group in SINGLE_LABEL_ALIASES:
+        present = [m for m in group if m in metrics]
+        same = [m for m in present[1:] if metrics[m]["V"] == metrics[present[0]]["V"]]
+        if same:
+            out[present[0]] = same
+    return out
+
+
+def _breakdown_tables(doc: Mapping[str, Any], hidden: set[str]) -> list[str]:
+    """The per-class and per-cloud-cover-bin tables: per group its size n and, per metric
+    in the section, V of the full coalition and the relevance of every player (with its
+    interval when bootstrapped)."""
+    by = doc.get("by") or {}
+    players = doc["players"]
+    full = "+".join(players)
+    cols = ["", "n", "metric", f"V({full})", *[f"R({p})" for p in players]]
+    out: list[str] = []
+
+    def rows_of(groups: Sequence[tuple[str, Mapping[str, Any]]]) -> list[list[str]]:
+        rows = []
+        for label, group in groups:
+            first = [label, str(group["n_samples"])]
+            entries = [(m, e) for m, e in group["metrics"].items() if m not in hidden]
+            if not entries:
+                rows.append([*first, "-", "-", *["-" for _ in players]])
+            for metric, entry in entries:
+                v = entry["V"].get(full)
+                rows.append([*first, metric, _fmt(v), *[_cell(entry, "relevance", p)
+                                                      for p in players]])  # fmt: skip
+                first = ["", ""]
+        return rows
+
+    if by.get("class"):
+        out.append("by class (n: samples of the class):")
+        out += _grid(["class", *cols[1:]], rows_of(list(by["class"].items())), (0, 2))
+    if "cloud_cover" in by:
+        bins = [(b["label"], b) for b in by["cloud_cover"]]
+        unknown = by.get("cloud_cover_unknown")
+        if unknown is not None:
+            bins.append((unknown["label"], unknown))
+        source = by.get("cloud_cover_source") or "none"
+        out.append(f"by cloud cover (source {source}; unknown: no estimate):")
+        out += _grid(["bin", *cols[1:]], rows_of(bins), (0, 2))
+    return out
+
+
 def console_table(doc: Mapping[str, Any], max_coalitions: int = 8) -> str:
     """A readable summary: one line per metric with V of every coalition (of the empty and the
     full one past ``max_coalitions``, with a note where the rest is), relevance (with +-stderr
-    or bootstrap intervals when computed), group relevance for nested players, cooperation."""
+    or bootstrap intervals when computed), group relevance for nested players, cooperation;
+    single-label metrics identical by definition in one row (:func:`alias_groups`, with a
+    note); then the per-class and per-bin tables (:func:`_breakdown_tables`)."""
     cfg = doc["config"]
     players = doc["players"]
     first = next(iter(doc["metrics"].values()))
@@ -499,8 +662,12 @@ def console_table(doc: Mapping[str, Any], max_coalitions: int = 8) -> str:
             *[f"R({p})" for p in players]]  # fmt: skip
     if cfg["method"] == "shape":
         cols.append("coop")
+    aliases = alias_groups(doc)
+    aliased = {m for others in aliases.values() for m in others}
     lines = []
     for metric, entry in doc["metrics"].items():
+        if metric in aliased:
+            continue
         up = entry.get("higher_is_better", higher_is_better(metric))
         row = [metric, "higher" if up else "lower", *(_fmt(entry["V"][k]) for k in v_keys)]
         row += [_cell(entry, "group_relevance", g) for g in groups]
@@ -508,18 +675,15 @@ def console_table(doc: Mapping[str, Any], max_coalitions: int = 8) -> str:
         if cfg["method"] == "shape":
             row.append(_fmt(entry["cooperation"]))
         lines.append(row)
-    widths = [max(len(str(r[i])) for r in [cols, *lines]) for i in range(len(cols))]
-
-    def line(cells: list[str]) -> str:
-        return "  ".join(
-            c.rjust(w) if i else c.ljust(w)
-            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
-        )
-
-    header = _table_header(doc)
-    out = [header, line(cols), *(line(row) for row in lines)]
+    out = [_table_header(doc), *_grid(cols, lines)]
+    out += [
+        f"{m} also stands for {', '.join(others)} (identical for single-label results; the "
+        "results JSON keeps every metric)"
+        for m, others in aliases.items()
+    ]
     if hidden:
         out.append(f"V of the other {hidden} coalitions: metrics.<metric>.V in the results JSON")
+    out += _breakdown_tables(doc, aliased)
     out += [f"warning: {w}" for w in doc.get("warnings", [])]
     ties = doc["ties"]["counts"]
     if any(ties.values()):

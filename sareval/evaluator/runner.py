@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from sareval import __version__
+from sareval.atomic import is_stream
 from sareval.card import Modality, ModelCard
 from sareval.errors import SarevalError
 from sareval.evaluator.backends import LoadedModel, make_backend
@@ -37,6 +38,7 @@ from sareval.evaluator.bootstrap import (
     bootstrap_intervals,
     bootstrap_score_intervals,
     check_bootstrap,
+    merge_intervals,
 )
 from sareval.evaluator.coalitions import coalition_name
 from sareval.evaluator.config import ShapeConfig
@@ -56,17 +58,29 @@ from sareval.evaluator.metrics import (
     nonfinite_rows,
     ties,
 )
-from sareval.evaluator.preamble import Preamble, build_preamble
+from sareval.evaluator.preamble import Preamble, baseline_band_means, build_preamble
 from sareval.evaluator.predictions import PredictionsWriter
 from sareval.evaluator.relevance import bin_labels, cloud_cover_bins
-from sareval.evaluator.results import FORMAT, FORMAT_VERSION, game_record, shape_sections
+from sareval.evaluator.results import (
+    FORMAT,
+    FORMAT_VERSION,
+    game_record,
+    select_metrics,
+    shape_sections,
+)
 from sareval.evaluator.scores import (
     SCORE_METRIC_NAMES,
     ScoreState,
     check_score_memory,
     wants_scores,
 )
-from sareval.evaluator.sources import Labels, Source, StoreSubset, label_converter
+from sareval.evaluator.sources import (
+    Labels,
+    Source,
+    StoreSubset,
+    check_images,
+    label_converter,
+)
 
 
 def package_versions() -> dict[str, str | None]:
@@ -140,6 +154,9 @@ def check_inputs(source: Source, card: ModelCard, model_source: str) -> Evaluati
             f"{source.description}: images are {h}x{w} but the model {model_source} expects "
             f"{card.height}x{card.width}"
         )
+    for sensor in source.bands:  # before the empty coalition runs on a zero sample of each
+        dtype = source.sample_spec(sensor)[1]
+        check_images(np.empty(0, dtype), f"{source.description}: sensor {sensor!r}")
     labels = source.labels_for(card)
     return Evaluation(source, labels, card, label_converter(labels, card, source.description))
 
@@ -151,6 +168,62 @@ class PassResult:
     decisions: np.ndarray | None  # (J, n[, K]) for the bootstrap
     y_true: np.ndarray | None
     scores: ScoreState | None = None  # for mean average precision
+    groups: np.ndarray | None = None  # (n,) cloud-cover group per sample, for the bootstrap
+    outside: tuple[float, float] | None = None  # range of covers outside the bin edges
+
+
+@dataclass
+class OutsideCover:
+    """The range of the finite cloud covers seen outside the bin edges (None: none seen)."""
+
+    range: tuple[float, float] | None = None
+
+    def add(self, values: np.ndarray) -> None:
+        if values.size:
+            lo, hi = float(values.min()), float(values.max())
+            if self.range is not None:
+                lo, hi = min(lo, self.range[0]), max(hi, self.range[1])
+            self.range = (lo, hi)
+
+
+def cover_groups(cover: np.ndarray, edges: Sequence[float], outside: OutsideCover) -> np.ndarray:
+    """Group per sample: bin i (:func:`cloud_cover_bins`), B = len(edges) - 1 for an unknown
+    (NaN) cover, B + 1 for a cover outside the edges (counted, its range kept in ``outside``,
+    and refused after the pass by :func:`check_outside`)."""
+    cover = np.asarray(cover, dtype=np.float64)
+    groups = cloud_cover_bins(cover, list(edges))
+    n_bins = len(edges) - 1
+    unknown = np.isnan(cover)
+    beyond = (groups < 0) & ~unknown
+    groups[unknown] = n_bins
+    groups[beyond] = n_bins + 1
+    outside.add(cover[beyond])
+    return groups
+
+
+def check_outside(
+    counts: CountResult,
+    edges: Sequence[float] | None,
+    outside: tuple[float, float] | None,
+    group: ProcessGroup | None,
+) -> None:
+    """Refuse samples whose cloud cover lies outside ``ShapeConfig.cloud_cover_bins`` (group
+    B + 1 of :func:`cover_groups`; ``counts`` reduced over ranks, so every rank raises alike)."""
+    if edges is None:
+        return
+    ranges = [outside] if group is None else group.gather_on_main(outside)
+    n_out = counts.counts[len(edges)][-1].n
+    if not n_out:
+        return
+    seen = [r for r in ranges or [] if r is not None]
+    lo, hi = min((r[0] for r in seen), default=None), max((r[1] for r in seen), default=None)
+    span = f" (from {lo:.4g} to {hi:.4g})" if seen else ""
+    n_all = sum(c[-1].n for c in counts.counts)
+    raise SarevalError(
+        f"ShapeConfig.cloud_cover_bins: {n_out} of {n_all} samples have a cloud cover outside "
+        f"the edges [{edges[0]:g}, {edges[-1]:g}]{span}; give edges that span them, e.g. from 0 "
+        "to 1 (samples are never left out of the bins)"
+    )
 
 
 @dataclass
@@ -324,6 +397,7 @@ class _Sinks:
     collector: Any = None
     dec_parts: list[np.ndarray] = field(default_factory=list)
     y_parts: list[np.ndarray] = field(default_factory=list)
+    group_parts: list[np.ndarray] = field(default_factory=list)
     score_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
     n_scored: int = 0
 
@@ -354,6 +428,8 @@ class _Sinks:
             assert dec is not None
             self.dec_parts.append(dec.astype(np.int16) if self.single else dec.astype(bool))
             self.y_parts.append(np.asarray(y, np.int64 if self.single else bool))
+            if groups is not None:
+                self.group_parts.append(groups.astype(np.int16))
         if self.predictions is not None:
             assert out is not None and dec is not None
             pos = batch.positions
@@ -380,7 +456,8 @@ def coalition_pass(
     from sareval.progress import progress_bar as tqdm
 
     card, k, edges = ev.card, ev.card.n_classes, opts.bin_edges
-    n_groups = 1 if edges is None else len(edges)  # bins + one for unknown cover
+    n_groups = 1 if edges is None else len(edges) + 1  # bins, unknown, outside (refused)
+    outside = OutsideCover()
     counter = _make_counter(ev, backend, pre, constant, n_groups)
     total = opts.stop - opts.start if opts.stop > opts.start else None
     if opts.keep_scores and total is not None:
@@ -416,14 +493,14 @@ def coalition_pass(
     first = FirstBatchEstimate(total, opts.progress)
     try:
         with batches as stream:
-            for batch in stream:
+            for index, batch in enumerate(stream):
+                batch.check(ev.source.description, index)  # lengths, values: before any count
                 b = len(batch)
                 raw = {s: batch.arrays[s][:b] for s in pre.sensors}
                 y = ev.to_model_order(batch.labels)
                 groups = None
                 if edges is not None:
-                    groups = cloud_cover_bins(batch.cloud_cover, list(edges))
-                    groups[groups < 0] = n_groups - 1
+                    groups = cover_groups(batch.cloud_cover[:b], edges, outside)
                 out, dec = _count_batch(
                     counter,
                     backend,
@@ -446,7 +523,8 @@ def coalition_pass(
     if opts.keep_scores:
         empty = empty_output if empty_output is not None else constant.decision
         scores = ScoreState.from_batches(sinks.score_parts, empty, pre.n_coalitions, k)
-    return PassResult(counter.result(), decisions, y_true, scores)
+    groups_kept = np.concatenate(sinks.group_parts) if sinks.group_parts else None
+    return PassResult(counter.result(), decisions, y_true, scores, groups_kept, outside.range)
 
 
 def evaluate_empty(
@@ -510,8 +588,9 @@ def run_evaluation(
     model_source = str(loaded.path) if loaded.path else "(in-memory model)"
     ev = check_inputs(source, card, model_source)
     check_bootstrap(
-        config.bootstrap, 2 ** len(card.modality_names), card.n_classes if config.by_class else 0
-    )
+        config.bootstrap, 2 ** len(card.modality_names), card.n_classes if config.by_class else 0,
+        0 if config.cloud_cover_bins is None else len(config.cloud_cover_bins),
+    )  # fmt: skip
     group = init_from_env(config.device)
     try:
         return _evaluate(ev, loaded, group, config, progress, save_predictions, overwrite)
@@ -551,7 +630,11 @@ def _evaluate(
     main = group is None or group.is_main
     bands = source.bands
     used = [s for s, names in bands.items() if set(names) & set(card.channels)]
-    means = source.band_means(used) if config.baseline == "band-mean" else None
+    means, statistics = (
+        baseline_band_means(config.baseline_statistics, card, source, used)
+        if config.baseline == "band-mean"
+        else (None, config.baseline_statistics)
+    )
     game = choose_game(card.modality_names, config.player_groups, estimator=config.estimator,
                        samples=config.samples, seed=config.seed)  # fmt: skip
     if game.method != "exact" and config.bootstrap:
@@ -623,6 +706,8 @@ def _evaluate(
         "pad_to": pad_to,
         "share": getattr(engine, "share", None),
         "world_size": 1 if group is None else group.world_size,
+        "baseline_statistics": statistics,  # band-mean: where its means come from, and them
+        "baseline_values": means and {b: means[b] for b in card.channels},
     }
     doc = document(ev, loaded, config, record, names, sections, empty_section)
     if config.method == "shape":
@@ -643,12 +728,7 @@ def document(
 ) -> dict[str, Any]:
     """The results document: config (every choice), provenance and the computed sections."""
     card, edges = ev.card, config.cloud_cover_bins
-    if config.metrics is not None:
-        sections["metrics"] = {m: sections["metrics"][m] for m in config.metrics}
-        dropped = set(METRIC_NAMES[card.task] + SCORE_METRIC_NAMES[card.task])
-        dropped -= set(config.metrics)
-        sections["warnings"] = [w for w in sections.get("warnings", [])
-                                if w.split(":", 1)[0] not in dropped]  # fmt: skip
+    select_metrics(sections, config.metrics, card.task)
     return {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -709,11 +789,14 @@ def _predictions_writer(
 ) -> PredictionsWriter:
     card = ev.card
     path = Path(out)
-    if group is not None:
+    if group is not None and not is_stream(path):  # a device: every rank writes to it
         path = path.with_name(f"{path.stem}.rank{group.rank}-of-{group.world_size}{path.suffix}")
     digest = ev.source.provenance()["store"]["content_digest"]
+    store_path = ev.source.provenance()["store"].get("path")
+    inputs = [p for p in (loaded.path, store_path) if p and Path(p).exists()]
     return PredictionsWriter(
         path,
+        inputs=inputs,
         n=opts.stop - opts.start,
         first_position=opts.start,
         coalitions=names,
@@ -740,12 +823,13 @@ def _bootstrap(
     constant: ConstantRows,
     coalitions: list[frozenset[str]],
 ) -> dict[str, Any] | None:
-    decisions, y_true = result.decisions, result.y_true
+    decisions, y_true, groups = result.decisions, result.y_true, result.groups
     if group is not None:
-        parts = group.gather_on_main((decisions, y_true))
+        parts = group.gather_on_main((decisions, y_true, groups))
         if parts is not None:
             decisions = np.concatenate([p[0] for p in parts], axis=1)
             y_true = np.concatenate([p[1] for p in parts])
+            groups = None if groups is None else np.concatenate([p[2] for p in parts])
     if group is not None and not group.is_main:
         return None
     assert decisions is not None and y_true is not None
@@ -762,6 +846,8 @@ def _bootstrap(
         config.seed,
         z=config.z,
         by_class=config.by_class,
+        groups=groups,  # the bins and unknown (no sample is outside: check_outside)
+        n_groups=0 if config.cloud_cover_bins is None else len(config.cloud_cover_bins),
     )
 
 
@@ -841,6 +927,7 @@ def _shape(
         )  # fmt: skip
         counts = _reduce(group, result.counts)
         counts.check_finite(names)
+        check_outside(counts, config.cloud_cover_bins, result.outside, group)
         if writer is not None:
             if collector is not None:
                 writer.write_arrays(collector.arrays())
@@ -852,17 +939,23 @@ def _shape(
     ci = _bootstrap(ev, result, group, config, constant, coalitions) if config.bootstrap else None
     extra = _per_sample_sections(collector, group, config.shard is not None)
     scores = _gather_scores(group, result.scores)
-    if ci is not None and scores is not None:
-        ci = {**ci, **bootstrap_score_intervals(
-            scores, players, config.bootstrap, config.seed, z=config.z)}  # fmt: skip
-    cloud_bins: list[tuple[str, list[float] | None, Any]] | None = None
+    if scores is not None:
+        scores = scores.with_policy(config.map_absent_classes)
     edges = config.cloud_cover_bins
+    if ci is not None and scores is not None:
+        n_groups = 0 if edges is None else len(edges)  # the bins and unknown
+        score_ci = bootstrap_score_intervals(
+            scores, players, config.bootstrap, config.seed, z=config.z, n_groups=n_groups,
+            by_class=config.by_class,
+        )  # fmt: skip
+        ci = merge_intervals(ci, score_ci)
+    cloud_bins: list[tuple[str, list[float] | None, Any]] | None = None
     if edges is not None:
         labels = bin_labels(list(edges))
         cloud_bins = [
             (labels[i], [edges[i], edges[i + 1]], counts.counts[i]) for i in range(len(edges) - 1)
         ]
-        cloud_bins.append(("unknown", None, counts.counts[-1]))
+        cloud_bins.append(("unknown", None, counts.counts[len(edges) - 1]))
     sections = shape_sections(
         task=card.task,
         game=game,

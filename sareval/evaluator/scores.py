@@ -7,10 +7,28 @@ TP_g = sum_{h <= g} pos_h, FP_g likewise and P = sum_g pos_g:
 
     AP = sum_g (pos_g / P) * TP_g / (TP_g + FP_g)              (0 where P = 0)
 
-Per class (``by.class.<name>.metrics.ap``) the AP of that class. ``map_macro`` = mean of AP
-over all K classes (a class without positives counts 0, which is what
-scikit-learn 1.9 returns for it, with a warning); ``map_micro`` = AP of all (sample, class) pairs
-pooled. With sample weights w_i (bootstrap replicates) pos_g and neg_g are sums of weights.
+Per class (``by.class.<name>.metrics.ap``) the AP of that class. ``map_micro`` = AP of all
+(sample, class) pairs pooled. ``map_macro`` = mean of the per-class AP; a class without a
+positive sample among the evaluated ones (absent from the subset, or from a cloud-cover bin) has
+no AP, and ``ShapeConfig.map_absent_classes`` says what the mean does with it:
+
+- ``"skip"`` (default): the mean over the classes with at least one positive. This is what
+  the reBEN / BigEarthNet v2 evaluation computes: ConfigILM (``configilm/metrics.py``,
+  ``get_classification_metric_collection``) uses torchmetrics'
+  ``AveragePrecision(task="multilabel", average="macro")`` with the default
+  ``thresholds=None``, where the class's recall ``tps / tps[-1]`` is 0/0 = NaN
+  (``functional/classification/precision_recall_curve.py``) and ``_reduce_average_precision``
+  (``functional/classification/average_precision.py``, torchmetrics 1.x, e.g. 1.5) warns and
+  takes ``res[~isnan(res)].mean()``.
+- ``"zero"``: the class counts AP 0 in the mean over all K classes, which is what
+  scikit-learn's ``average_precision_score(average="macro")`` returns (1.9, with a warning).
+
+Both equal scikit-learn's ``average_precision_score`` on the classes they average (tests). A
+class's own ``ap`` (``by.class``) is 0 without positives under either policy (scikit-learn's
+value; its ``n_samples`` is 0). The results say which classes entered the mean
+(``classes_averaged``, ``absent_classes`` in the ``map_macro`` entry, overall and per bin, and
+a warning). With sample weights w_i (bootstrap replicates) pos_g and neg_g are sums of weights,
+and "absent" is per replicate.
 
 State (:class:`ScoreState`), per evaluated pass: every non-empty coalition's model outputs as
 float32 ``scores`` (J, n, K) (the raw outputs: AP depends only on the order, which a sigmoid
@@ -39,11 +57,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from sareval.choices import MAP_ABSENT_CLASSES, MapAbsentClasses
 from sareval.errors import SarevalError
 from sareval.evaluator.embedded import decode_arrays, encode_arrays
 
@@ -119,16 +138,53 @@ def average_precision(
     return out[0] if weights is None else out
 
 
+def check_absent(absent: str) -> MapAbsentClasses:
+    """``absent`` if it is a policy of :data:`~sareval.choices.MAP_ABSENT_CLASSES`, else an error
+    naming ``ShapeConfig.map_absent_classes``."""
+    if absent not in MAP_ABSENT_CLASSES:
+        raise SarevalError(
+            f"ShapeConfig.map_absent_classes: {absent!r} is not one of "
+            f"{', '.join(MAP_ABSENT_CLASSES)}"
+        )
+    return absent  # type: ignore[return-value]
+
+
+def class_positives(labels: np.ndarray, weights: np.ndarray | None = None) -> np.ndarray:
+    """Positives per class of ``labels`` (n, K): (K,), or (R, K) summed with ``weights`` (R, n)."""
+    labels = np.asarray(labels, dtype=bool)
+    if weights is None:
+        return labels.sum(axis=0)
+    return np.asarray(weights, dtype=np.float64) @ labels
+
+
+def macro_mean(per_class: np.ndarray, positives: np.ndarray, absent: str) -> np.ndarray:
+    """The mean of ``per_class`` AP (..., K) under policy ``absent`` (module docstring); NaN
+    where ``skip`` leaves no class."""
+    if check_absent(absent) == "zero":
+        return per_class.mean(axis=-1)  # type: ignore[no-any-return]
+    present = positives > 0
+    count = present.sum(axis=-1)
+    total = np.where(present, per_class, 0.0).sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(count > 0, total / np.maximum(count, 1), np.nan)
+
+
 def map_values(
-    scores: np.ndarray, labels: np.ndarray, weights: np.ndarray | None = None
+    scores: np.ndarray,
+    labels: np.ndarray,
+    weights: np.ndarray | None = None,
+    absent: str = "zero",
 ) -> dict[str, np.ndarray]:
-    """``map_macro`` (mean AP over the K classes) and ``map_micro`` (AP of all pairs) of
-    ``scores`` (n, K); with ``weights`` (R, n) arrays of shape (R,)."""
+    """``map_macro`` (mean AP over the classes, ``absent`` policy of the module docstring; this
+    function's default is scikit-learn's, evaluations pass ``ShapeConfig.map_absent_classes``)
+    and ``map_micro`` (AP of all pairs) of ``scores`` (n, K); with ``weights`` (R, n) arrays of
+    shape (R,)."""
     k = scores.shape[1]
     per_class = average_precision(scores, labels, weights)
     pooled_w = None if weights is None else np.repeat(weights, k, axis=1)
     micro = average_precision(scores.reshape(-1, 1), labels.reshape(-1, 1), pooled_w)
-    return {"map_macro": per_class.mean(axis=-1), "map_micro": micro[..., 0]}
+    macro = macro_mean(per_class, class_positives(labels, weights), absent)
+    return {"map_macro": macro, "map_micro": micro[..., 0]}
 
 
 # --- the state -----------------------------------------------------------------------------------
@@ -140,6 +196,7 @@ class ScoreState:
     labels: np.ndarray  # (n, K) bool
     groups: np.ndarray  # (n,) int16 cloud-cover group (0 without bins)
     empty: np.ndarray  # (K,) float32 constant score of the empty coalition
+    absent: MapAbsentClasses = "skip"  # ShapeConfig.map_absent_classes
 
     @property
     def n(self) -> int:
@@ -186,7 +243,12 @@ class ScoreState:
             np.concatenate([s.labels for s in states]),
             np.concatenate([s.groups for s in states]),
             first.empty,
+            first.absent,
         )
+
+    def with_policy(self, absent: str) -> ScoreState:
+        """This state with ``map_macro``'s policy for absent classes (module docstring)."""
+        return replace(self, absent=check_absent(absent))
 
     def values(self, group: int | None = None) -> dict[str, np.ndarray]:
         """Metric -> V (2^M,) in coalition order (the empty coalition first), over the samples
@@ -194,11 +256,13 @@ class ScoreState:
         keep = slice(None) if group is None else self.groups == group
         y = self.labels[keep]
         rows = [np.broadcast_to(self.empty, y.shape), *self.scores[:, keep]]
-        per = [map_values(s, y) for s in rows]
+        per = [map_values(s, y, absent=self.absent) for s in rows]
         return {m: np.array([float(p[m]) for p in per]) for m in per[0]}
 
     def per_class_ap(self) -> np.ndarray:
-        """AP of every class (column) and coalition (row, the empty one first): (2^M, K)."""
+        """AP of every class (column) and coalition (row, the empty one first): (2^M, K); a
+        class without positives has AP 0 (scikit-learn's value) whatever the policy, which
+        decides only whether ``map_macro`` averages it."""
         y = self.labels
         rows = [np.broadcast_to(self.empty, y.shape), *self.scores]
         return np.stack([average_precision(s, y) for s in rows])
@@ -207,8 +271,31 @@ class ScoreState:
         """Metric -> V of each replicate (R, 2^M) for sample weights (R, n)."""
         y = self.labels
         rows = [np.broadcast_to(self.empty, y.shape), *self.scores]
-        per = [map_values(s, y, weights) for s in rows]
+        per = [map_values(s, y, weights, absent=self.absent) for s in rows]
         return {m: np.stack([p[m] for p in per], axis=-1) for m in per[0]}
+
+    def macro_record(self, class_names: Sequence[str], group: int | None = None) -> dict[str, Any]:
+        """What ``map_macro`` averaged over the samples of ``group`` (None: all), for its results
+        entry: ``absent_classes`` (no positive sample), ``classes_averaged`` (the classes in the
+        mean: those with a positive for ``skip``, all K for ``zero``), ``absent_policy``."""
+        y = self.labels if group is None else self.labels[self.groups == group]
+        absent = [str(c) for c, p in zip(class_names, class_positives(y), strict=True) if not p]
+        averaged = len(class_names) - (len(absent) if self.absent == "skip" else 0)
+        return {"classes_averaged": averaged, "absent_classes": absent,
+                "absent_policy": self.absent}  # fmt: skip
+
+    def macro_warnings(self, class_names: Sequence[str]) -> list[str]:
+        """A ``map_macro:`` warning when some class has no positive sample (all samples)."""
+        rec = self.macro_record(class_names)
+        absent = rec["absent_classes"]
+        if not absent:
+            return []
+        what = "left out of the mean" if self.absent == "skip" else "counted as AP 0"
+        return [
+            f"map_macro: {len(absent)} of {len(class_names)} classes have no positive sample "
+            f"({', '.join(absent)}): {what}, {rec['classes_averaged']} classes averaged "
+            f"(ShapeConfig.map_absent_classes={self.absent!r})"
+        ]
 
     def to_json(self) -> dict[str, Any]:
         """The arrays embedded in a document (:func:`~sareval.evaluator.embedded.encode_arrays`)."""

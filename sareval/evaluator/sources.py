@@ -18,8 +18,9 @@ only optical image, so its cover is its own); arrays and datasets report what th
   the HDF5 store (:class:`~sareval.evaluator.reader.BatchReader`);
 - :class:`ArrayData`: numpy arrays / torch tensors per sensor with their band names;
 - :class:`TorchData`: a map-style torch ``Dataset`` (items are dicts of per-sample tensors)
-  or any iterable of batches (dicts of batched tensors), with key and band mappings in
-  torchgeo's conventions (``image_s1`` / ``image_s2`` / ``label``, or ``image`` + a band list).
+  or any iterable of batches (dicts of batched tensors); torchgeo's SEN12MS / BigEarthNet /
+  BigEarthNetV2 are read by their conventions (:mod:`sareval.adapters`), any other dataset
+  names its bands and classes. Bands and classes meet the model card by name, never position.
 
 :func:`as_source` turns what :func:`sareval.evaluate` accepts into one of these; its errors
 name the argument (``data``) and what was expected.
@@ -28,17 +29,22 @@ name the argument (``data``) and what was expected.
 from __future__ import annotations
 
 import contextlib
+import difflib
 import hashlib
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
 from sareval.bands import BIGEARTHNET_S2_BANDS, S1_BANDS, S2_BANDS
 from sareval.card import ModelCard
 from sareval.errors import SarevalError, StoreError
+
+if TYPE_CHECKING:
+    from sareval.adapters import DatasetConventions
 
 #: keys of a batch/item dict that are not image sensors
 LABEL_KEYS = ("label", "labels", "y")
@@ -57,6 +63,71 @@ class SourceBatch:
 
     def __len__(self) -> int:
         return self.positions.stop - self.positions.start
+
+    def check(self, source: str, index: int) -> None:
+        """Refuse batch ``index`` of ``source`` when its parts disagree on the number of samples
+        or hold values no evaluation may count (:func:`check_images`, :func:`check_labels`,
+        :func:`check_cloud_cover`); cheap (dtypes, lengths, O(B x K) label values)."""
+        b, first = len(self), self.positions.start
+        where = f"{source}: batch {index} (from sample {first})"
+        parts: list[tuple[str, int]] = [(f"sensor {s!r}", len(a)) for s, a in self.arrays.items()]
+        parts += [("labels", len(self.labels)), ("cloud_cover", len(self.cloud_cover))]
+        parts += [("ids", len(self.ids))]
+        if self.rows is not None:
+            parts.append(("rows", len(self.rows)))
+        if any(rows != b for _, rows in parts):
+            counts = ", ".join(f"{what}: {rows}" for what, rows in parts)
+            raise SarevalError(
+                f"{where}: its parts hold different numbers of samples ({counts}; positions: {b})"
+            )
+        for s, a in self.arrays.items():
+            check_images(a, f"{where}: sensor {s!r}")
+        check_labels(self.labels, f"{where}: labels", first)
+        check_cloud_cover(self.cloud_cover, f"{where}: cloud_cover", first)
+
+
+def check_images(a: np.ndarray, what: str) -> None:
+    """Refuse image values that are not real numbers (complex, strings, objects)."""
+    if a.dtype.kind not in "biuf":
+        raise SarevalError(f"{what}: {a.dtype} values; images must be real numbers")
+
+
+def check_labels(y: np.ndarray, what: str, first: int = 0) -> None:
+    """Refuse labels no metric may count: (B,) class indices that are not whole numbers,
+    (B, K) multi-hot labels other than 0 / 1 (2, NaN, fractions). ``first``: the position of
+    row 0 (named in the message)."""
+    y = np.asarray(y)
+    if y.dtype.kind not in "biuf":
+        raise SarevalError(f"{what}: {y.dtype} values; labels must be numbers")
+    if y.ndim == 2:
+        bad = ~((y == 0) | (y == 1))
+        rule = "multi-hot labels are 0 or 1"
+    elif y.dtype.kind == "f":
+        bad = ~np.isfinite(y) | (y != np.round(y))
+        rule = "class indices are whole numbers"
+    else:
+        return
+    if bad.any():
+        at = np.argwhere(bad)[0]
+        col = f", class column {int(at[1])}" if y.ndim == 2 else ""
+        raise SarevalError(
+            f"{what}: sample {first + int(at[0])}{col} holds {float(y[tuple(at)]):g}; {rule}"
+        )
+
+
+def check_cloud_cover(c: np.ndarray, what: str, first: int = 0) -> None:
+    """Refuse cloud cover outside [0, 1] (NaN: unknown, allowed)."""
+    c = np.asarray(c)
+    if c.dtype.kind not in "biuf":
+        raise SarevalError(f"{what}: {c.dtype} values; cloud cover is a fraction in [0, 1]")
+    c = c.astype(np.float64)
+    outside = np.flatnonzero(~np.isnan(c) & ((c < 0) | (c > 1)))
+    if len(outside):
+        i = int(outside[0])
+        raise SarevalError(
+            f"{what}: sample {first + i} holds {c[i]:g}; cloud cover is a fraction in [0, 1] "
+            "(NaN: unknown)"
+        )
 
 
 @dataclass(frozen=True)
@@ -119,9 +190,12 @@ def label_converter(labels: Labels, card: ModelCard, source: str) -> Any:
     if sorted(names) != sorted(card.class_names):
         extra = sorted(set(names) - set(card.class_names))
         missing = sorted(set(card.class_names) - set(names))
+        near = [(e, close_band(e, missing)) for e in extra]
+        hint = "; ".join(f"data {e!r} ~ card {m!r}?" for e, m in near if m is not None)
         raise SarevalError(
             f"{source}: the label classes do not match the model card's "
             f"(only in the data: {extra or 'none'}; only in the card: {missing or 'none'})"
+            + (f"; likely the same class: {hint}" if hint else "")
         )
     if labels.kind == "index":
         lut = np.array([card.class_names.index(c) for c in names], dtype=np.int64)
@@ -310,6 +384,8 @@ class ArrayData:
         for k, a in arrays.items():
             if a.ndim != 4:
                 raise SarevalError(f"data[{k!r}]: expected shape (N, C, H, W), got {a.shape}")
+            refuse_channels_last(k, a.shape, (self.band_arg or {}).get(k))
+            check_images(a, f"data[{k!r}] (sensor {k!r})")
             if n is None:
                 n, hw = len(a), a.shape[2:]
             elif len(a) != n or a.shape[2:] != hw:
@@ -346,14 +422,16 @@ class ArrayData:
             )
         if y.ndim == 1 and y.dtype.kind not in "iu":
             raise SarevalError(f"labels: class indices must be integers, got {y.dtype}")
+        check_labels(y, "labels")
         self._labels = y
         if self.cloud_cover is None:
             self._cloud = np.full(n, np.nan, np.float32)
         else:
-            c = _to_numpy(self.cloud_cover, "cloud_cover").astype(np.float32)
+            c = _to_numpy(self.cloud_cover, "cloud_cover")
             if c.shape != (n,):
                 raise SarevalError(f"cloud_cover: expected shape ({n},), got {c.shape}")
-            self._cloud = c
+            check_cloud_cover(c, "cloud_cover")
+            self._cloud = c.astype(np.float32)
         if self.ids is not None and len(self.ids) != n:
             raise SarevalError(f"ids: expected {n} ids, got {len(self.ids)}")
 
@@ -460,19 +538,60 @@ def split_by_band(
     return arrays, names
 
 
+def layout_problem(shape: Sequence[int], channels: int, what: str) -> str:
+    """Why a batched array of ``shape`` is not (B, C, H, W) with C = ``channels`` (one line),
+    naming a channels-last (B, H, W, C) layout when it looks like one."""
+    if len(shape) == 4 and shape[-1] == channels and shape[1] != channels:
+        return (
+            f"{what}: shape {tuple(shape)} looks channels-last (N, H, W, C); expected "
+            f"(N, C, H, W) with C = {channels}: permute it (np.moveaxis(x, -1, 1))"
+        )
+    return f"{what}: shape {tuple(shape)}, expected (N, {channels}, H, W)"
+
+
+def refuse_channels_last(sensor: str, shape: Sequence[int], names: Sequence[str] | None) -> None:
+    """Raise when a (N, C, H, W) array of ``sensor`` looks channels-last: its last axis, not its
+    second, has the channel count (the band names given, else the sensor's standard counts;
+    without either, a square H x W in axes 1-2)."""
+    if len(shape) != 4:
+        return
+    if names is not None:
+        counts: tuple[int, ...] = (len(names),)
+    else:
+        counts = {"s1": (len(S1_BANDS),), "s2": (len(S2_BANDS), len(BIGEARTHNET_S2_BANDS))}.get(
+            sensor, ()
+        )
+    last = shape[3] in counts and shape[1] not in counts
+    if last or (not counts and shape[1] == shape[2] != shape[3]):
+        raise SarevalError(layout_problem(shape, shape[3], f"data[{sensor!r}]"))
+
+
+def close_band(name: str, choices: Sequence[str]) -> str | None:
+    """The band of ``choices`` that ``name`` most likely means (same letters in another case,
+    else the closest by :func:`difflib.get_close_matches`), or None."""
+    same = [c for c in choices if c.lower() == name.lower()]
+    if same:
+        return same[0]
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
 class TorchData:
     """A torch ``Dataset`` of per-sample dicts, or an iterable of batched dicts.
 
-    ``keys``: sensor -> key of its tensor (default: ``s1``/``s2`` or torchgeo's
-    ``image_s1``/``image_s2``, whichever the first item has); or ``image="image"`` with
-    ``bands`` the stacked image's band names (torchgeo's ``dataset.bands``): the image is
-    split by band name (:func:`split_by_band`). ``bands`` may also map sensor -> band names.
-    ``label_key`` (default: the first of ``label``/``labels``/``y`` present), optional
-    ``cloud_cover_key`` and ``id_key``. ``class_names``: the labels' class order (default: the
-    card's). A map-style dataset (``__len__`` + ``__getitem__``) can be sharded and
-    bootstrapped; a plain iterable of batches is read once, in order.
-
-    One line for torchgeo: ``TorchData(ds, image="image", bands=ds.bands)``.
+    A dataset whose conventions sareval knows (:func:`sareval.adapters.conventions_for`:
+    torchgeo's ``SEN12MS``, ``BigEarthNet``, ``BigEarthNetV2``) needs no mapping: its item keys,
+    band names in channel order (torchgeo's BigEarthNet S1 is VH, VV), label kind and class
+    names in label order come from the adapter, and bands and classes are matched to the model
+    card by name; arguments that contradict the adapter are refused. Any other dataset names
+    what its items hold: ``keys`` (sensor -> item key; default ``s1``/``s2`` or
+    ``image_s1``/``image_s2``, whichever the first item has) with ``bands`` (sensor -> band
+    names in channel order), or ``image="image"`` with ``bands`` the stacked image's band names
+    (split by band name, :func:`split_by_band`); ``class_names``: the labels' classes in label
+    order ((N,) index or (N, K) multi-hot). ``label_key`` (default: the first of
+    ``label``/``labels``/``y`` present), optional ``cloud_cover_key`` and ``id_key``. A
+    map-style dataset (``__len__`` + ``__getitem__``) can be sharded and bootstrapped; a plain
+    iterable of batches is read once, in order.
     """
 
     def __init__(
@@ -488,6 +607,8 @@ class TorchData:
         class_names: Sequence[str] | None = None,
         description: str | None = None,
     ) -> None:
+        from sareval.adapters import conventions_for
+
         self.dataset = dataset
         self.sized = hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")
         if not self.sized and not isinstance(dataset, Iterable):
@@ -495,19 +616,81 @@ class TorchData:
                 f"data: expected a torch Dataset or an iterable of batches, got "
                 f"{type(dataset).__name__}"
             )
-        if image is not None and (bands is None or isinstance(bands, Mapping)):
+        self.conventions = conventions_for(dataset)
+        listed = bands is not None and not isinstance(bands, (str, Mapping))
+        if image is not None and not listed and self.conventions is None:
             raise SarevalError("bands: with image=..., give the image's band names as a list")
         self.keys, self.image, self.band_arg = keys, image, bands
         self.label_key, self.cloud_cover_key, self.id_key = label_key, cloud_cover_key, id_key
         self.class_names = class_names
         self.description = description or f"({type(dataset).__name__})"
+        if self.conventions is not None:
+            self._adopt(self.conventions)
+        self._mask_want = "index"  # what an igbp_mask label becomes (set by labels_for)
+        self._found_keys: dict[str, str] = {}  # sensor -> item key (keys or the default)
+        self._altered_used: dict[str, str] = {}  # card band -> how the dataset altered it
         first = self._first()
         arrays, y, _, _ = self._parse(first, batched=not self.sized)
         self._bands = self._band_names(arrays)
         self._spec = {s: (tuple(a.shape[1:]), a.dtype) for s, a in arrays.items()}
+        self._check_size()
         self._label_ndim = y.ndim
+        if self.class_names is None:
+            per = "(K,) multi-hot" if y.ndim == 2 else "a class index"
+            raise SarevalError(
+                f"class_names: the dataset's labels ({per} per sample) need their class names in "
+                "label order: TorchData(ds, class_names=[...])"
+            )
         self._n = len(dataset) if self.sized else None
         self._labels_cache: np.ndarray | None = None
+
+    def _adopt(self, conv: DatasetConventions) -> None:
+        """Take keys, bands, label key and class names from the adapter; refuse arguments that
+        say otherwise."""
+        name = f"{conv.source} ({', '.join(f'{k}={v!r}' for k, v in conv.attributes.items())})"
+        said = self._images_given()
+        if said is not None and said != conv.images:
+            have = "; ".join(f"{k}: {', '.join(v)}" for k, v in conv.images.items())
+            raise SarevalError(
+                f"bands: {name} yields {have}, not what keys/image/bands say; leave them out "
+                "(sareval maps the bands by name)"
+            )
+        if self.class_names is not None and tuple(self.class_names) != conv.class_names:
+            raise SarevalError(
+                f"class_names: {name} has its own class order ({', '.join(conv.class_names[:3])}, "
+                "...); leave class_names out (sareval maps the classes by name)"
+            )
+        if self.label_key is not None and self.label_key != conv.label_key:
+            raise SarevalError(
+                f"label_key: {name} has its labels in {conv.label_key!r}; leave label_key out"
+            )
+        self.keys, self.image = None, None
+        self.band_arg = None
+        self.label_key = conv.label_key
+        self.class_names = conv.class_names
+
+    def _images_given(self) -> dict[str, tuple[str, ...]] | None:
+        """item key -> band names as the arguments say (None: they say nothing)."""
+        if isinstance(self.band_arg, str) or (self.image is not None and self.band_arg is None):
+            return {self.image or "image": (str(self.band_arg),)}  # never a known layout
+        if self.image is not None:
+            assert self.band_arg is not None and not isinstance(self.band_arg, Mapping)
+            return {self.image: tuple(self.band_arg)}
+        if self.band_arg is None and self.keys is None:
+            return None
+        given = dict(self.band_arg) if isinstance(self.band_arg, Mapping) else {}
+        keys = dict(self.keys or {s: s for s in given})
+        return {keys.get(s, s): tuple(v) for s, v in given.items()}
+
+    def _check_size(self) -> None:
+        conv = self.conventions
+        if conv is None or conv.image_size is None or self.image_size == conv.image_size:
+            return
+        h, w = self.image_size
+        raise SarevalError(
+            f"data: {conv.source} items are {h}x{w}, but its conventions say "
+            f"{conv.image_size[0]}x{conv.image_size[1]} (another torchgeo version?)"
+        )
 
     def _first(self) -> Any:
         if self.sized:
@@ -543,25 +726,32 @@ class TorchData:
         if not isinstance(item, Mapping):
             raise SarevalError(f"data: items must be dicts of tensors, got {type(item).__name__}")
 
-        def get(key: str) -> np.ndarray:
+        def get(key: str, what: str = "key") -> np.ndarray:
+            if key not in item:
+                raise SarevalError(
+                    f"{what}: {key!r} not in the dataset's items "
+                    f"(they have {', '.join(map(repr, item))})"
+                )
             a = _to_numpy(item[key], f"data item[{key!r}]")
             return a if batched else a[None]
 
-        if self.image is not None:
-            if self.image not in item:
-                raise SarevalError(
-                    f"image: key {self.image!r} not in the dataset's items "
-                    f"(they have {', '.join(map(repr, item))})"
-                )
-            img = get(self.image)
-            assert self.band_arg is not None and not isinstance(self.band_arg, Mapping)
-            if img.ndim != 4 or img.shape[1] != len(self.band_arg):
-                raise SarevalError(
-                    f"bands: {len(self.band_arg)} band names for an image of shape {img.shape[1:]}"
-                )
-            arrays, _ = split_by_band(img, list(self.band_arg))
+        def stacked(key: str, names: Sequence[str]) -> dict[str, np.ndarray]:
+            img = get(key, "image" if self.conventions is None else "data")
+            if img.ndim != 4 or img.shape[1] != len(names):
+                what = f"the dataset's {key!r}"
+                raise SarevalError(f"bands: {layout_problem(img.shape, len(names), what)}")
+            return split_by_band(img, list(names))[0]
+
+        if self.conventions is not None:
+            arrays = {}
+            for key, names in self.conventions.images.items():
+                arrays.update(stacked(key, names))
+        elif self.image is not None:
+            assert self.band_arg is not None and not isinstance(self.band_arg, (str, Mapping))
+            arrays = stacked(self.image, list(self.band_arg))
         else:
-            arrays = {s: get(k) for s, k in self._sensor_keys(item).items()}
+            self._found_keys = self._sensor_keys(item)
+            arrays = {s: get(k) for s, k in self._found_keys.items()}
         label_key = self.label_key or next((k for k in LABEL_KEYS if k in item), None)
         if label_key is None or label_key not in item:
             raise SarevalError(
@@ -577,18 +767,30 @@ class TorchData:
         return arrays, y, cloud, ids
 
     def _band_names(self, arrays: Mapping[str, np.ndarray]) -> dict[str, tuple[str, ...]]:
+        if self.conventions is not None:
+            out: dict[str, tuple[str, ...]] = {}
+            for names in self.conventions.images.values():
+                out.update(split_by_band(np.zeros((0, len(names), 1, 1)), list(names))[1])
+            return out
         if self.image is not None:
-            assert self.band_arg is not None and not isinstance(self.band_arg, Mapping)
+            assert self.band_arg is not None and not isinstance(self.band_arg, (str, Mapping))
             return split_by_band(np.zeros((0, len(self.band_arg), 1, 1)), list(self.band_arg))[1]
         given = dict(self.band_arg or {}) if isinstance(self.band_arg, Mapping) else {}
+        keys = self._found_keys
         out = {}
         for s, a in arrays.items():
-            names = tuple(given[s]) if s in given else default_bands(s, a.shape[1])
-            if names is None or len(names) != a.shape[1]:
+            key = keys.get(s, s)
+            if s not in given:
                 raise SarevalError(
-                    f"bands: give the {a.shape[1]} band names of sensor {s!r}, "
-                    f"e.g. bands={{{s!r}: [...]}}"
+                    f"bands: give the band names of the dataset's {key!r} ({a.shape[1]} "
+                    f"channels) in channel order: TorchData(ds, bands={{{s!r}: [...]}}) "
+                    "(or image=..., bands=[...] for a stacked image)"
                 )
+            names = tuple(given[s])
+            if a.ndim != 4 or len(names) != a.shape[1]:
+                what = f"the dataset's {key!r}"
+                problem = layout_problem(a.shape, len(names), what)
+                raise SarevalError(f"bands[{s!r}]: {len(names)} names, but {problem}")
             out[s] = names
         return out
 
@@ -614,8 +816,13 @@ class TorchData:
         return self._n
 
     def labels_for(self, card: ModelCard) -> Labels:
-        kind = "index" if self._label_ndim == 1 else "multi_hot"
+        self._check_card_bands(card)
         want = "index" if card.task == "single-label" else "multi_hot"
+        conv = self.conventions
+        if conv is not None and conv.label_kind == "igbp_mask":
+            self._mask_want = want
+            return Labels(want, conv.class_names)
+        kind = "index" if self._label_ndim == 1 else "multi_hot"
         if kind != want:
             raise SarevalError(
                 f"label_key: the model is {card.task}; the dataset's labels have "
@@ -623,8 +830,53 @@ class TorchData:
             )
         return Labels(kind, None if self.class_names is None else tuple(self.class_names))
 
+    def _check_card_bands(self, card: ModelCard) -> None:
+        """A card band missing from the data is refused naming the likely typo; bands a known
+        dataset read altered (resampled, rounded) give a warning."""
+        have = [b for names in self._bands.values() for b in names]
+        for band in card.channels:
+            if band in have:
+                continue
+            near = close_band(band, have)
+            if near is not None:
+                raise SarevalError(
+                    f"bands: the dataset's band {near!r} is not a band name the model card "
+                    f"knows; did you mean {band}?"
+                )
+        conv = self.conventions
+        altered = {
+            b: conv.altered[b] for b in card.channels if conv and b in conv.altered and b in have
+        }
+        self._altered_used = altered
+        if conv is not None and altered:
+            reasons = "; ".join(
+                f"{', '.join(b for b in altered if altered[b] == r)}: {r}"
+                for r in dict.fromkeys(altered.values())
+            )
+            warnings.warn(
+                f"data: {conv.source} does not give the files' values of the bands this model "
+                f"uses ({reasons}); results can differ from a store made by sareval preprocess",
+                stacklevel=3,
+            )
+
     def sample_spec(self, sensor: str) -> tuple[tuple[int, ...], np.dtype]:
         return self._spec[sensor]
+
+    def _labels(self, y: np.ndarray, at: int) -> np.ndarray:
+        """The labels of a batch as the source gives them (an IGBP mask -> scene labels)."""
+        conv = self.conventions
+        if conv is None or conv.label_kind != "igbp_mask":
+            return y
+        from sareval.adapters import mask_labels
+        from sareval.adapters.conventions import IGBP_MULTI_HOT_THRESHOLD
+        from sareval.classes import igbp10_fractions, multi_hot, single_label
+
+        f10 = igbp10_fractions(
+            mask_labels(y, f"data: {conv.label_key!r} of the batch from sample {at}")
+        )
+        if self._mask_want == "index":
+            return single_label(f10)
+        return multi_hot(f10, IGBP_MULTI_HOT_THRESHOLD)
 
     def _iter(
         self, start: int, stop: int, batch_size: int, sensors: Sequence[str]
@@ -668,7 +920,7 @@ class TorchData:
             slice(at, at + b),
             ids or [str(i) for i in range(at, at + b)],
             {s: np.ascontiguousarray(arrays[s]) for s in sensors},
-            y,
+            self._labels(y, at),
             np.full(b, np.nan, np.float32) if cloud is None else cloud,
         )
 
@@ -690,7 +942,7 @@ class TorchData:
         if self._labels_cache is None:
             n = len(self)
             self._labels_cache = np.concatenate(
-                [self._parse(self.dataset[i], batched=False)[1] for i in range(n)]
+                [self._labels(self._parse(self.dataset[i], batched=False)[1], i) for i in range(n)]
             )
         return self._labels_cache
 
@@ -715,14 +967,18 @@ class TorchData:
         return out
 
     def provenance(self) -> dict[str, Any]:
+        conv = self.conventions
         return {
             "store": {
                 "path": self.description,
                 "content_digest": "",
                 "dataset": type(self.dataset).__name__,
-                "split": "",
+                "split": str(getattr(self.dataset, "split", "")),
             },
             "subset": {"name": "all", "optical": "s2", "size": self._n or 0},
+            "adapter": None
+            if conv is None
+            else {**conv.to_record(), "altered_bands_used": dict(self._altered_used)},
         }
 
 

@@ -9,13 +9,13 @@ graph once in onnxruntime on zeros.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
-from sareval.atomic import atomic_output, check_output
-from sareval.card import ModelCard, get_onnx_card, read_card, set_onnx_card
+from sareval.atomic import atomic_output, check_output, is_stream
+from sareval.card import ModelCard, get_onnx_card, set_onnx_card
 from sareval.errors import CardError, InputFileError, SarevalError
+from sareval.formats import check_model_file, load_network, load_onnx, read_model_card
 
 Dim = int | str | None  # static size, symbolic name, or unknown
 
@@ -46,19 +46,6 @@ def graph_inputs(model: Any) -> list[Any]:
     """Graph inputs that are fed at run time (initializers listed as inputs excluded)."""
     inits = {t.name for t in model.graph.initializer}
     return [i for i in model.graph.input if i.name not in inits]
-
-
-def load_onnx(path: str | Path) -> Any:
-    """The ModelProto of ``path`` without its external weights; :class:`InputFileError` else."""
-    import onnx
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputFileError(path, "file not found")
-    try:
-        return onnx.load(str(path), load_external_data=False)
-    except Exception as e:
-        raise InputFileError(path, f"not a readable ONNX file ({type(e).__name__})") from None
 
 
 def _measured_output_width(path: Path, card: ModelCard, dims: list[Dim]) -> int | None:
@@ -200,14 +187,14 @@ def attach_card(
     import onnx
 
     model_path = Path(model_path)
-    if model_path.suffix.lower() != ".onnx":
+    if check_model_file(model_path).kind != "onnx":
         raise InputFileError(model_path, "card attach works on .onnx files")
-    model = load_onnx(model_path)
-    card = read_card(card_path)
+    model = load_onnx(model_path, check=True)
+    card = read_model_card(card_path)
     validate_card_against_graph(model, card, model_path)
     target = Path(out) if out is not None else model_path
     if out is not None:
-        if target.suffix.lower() != ".onnx":
+        if target.suffix.lower() != ".onnx" and not is_stream(target):  # a device: any name
             raise SarevalError(f"{target}: the output must end in .onnx")
         check_output(target, overwrite)
         external = any(
@@ -227,34 +214,35 @@ def attach_card(
 def check_model(path: str | Path) -> ModelCard:
     """The card of a model file, validated against the model; raises what is wrong.
 
-    ONNX: :func:`validate_card_against_graph`. TorchScript / ``torch.export`` (.pt2): the module
-    runs on a zero batch of 2 of the card's shape and must return (2, K).
+    ONNX: ``onnx.checker``, then :func:`validate_card_against_graph`. TorchScript /
+    ``torch.export`` (.pt2): the module runs on a zero batch of 2 of the card's shape (split
+    over the card's inputs) and must return (2, K). Files are read through :mod:`sareval.formats`.
     """
     path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix == ".onnx":
-        model = load_onnx(path)
+    kind = check_model_file(path, cards=True).kind
+    if kind == "onnx":
+        model = load_onnx(path, check=True)
         card = get_onnx_card(model, path)
         validate_card_against_graph(model, card, path)
         return card
-    card = read_card(path)
-    if suffix == ".json":
+    card = read_model_card(path)
+    if kind == "card":
         return card
     import torch
 
     if card.height is None or card.width is None:
         raise CardError(path, "card gives no input height/width; cannot run the module to check")
-    if suffix == ".pt2":
-        from sareval.models.pt2 import load_program
-
-        module = load_program(path).module()
-    else:
-        with warnings.catch_warnings():  # TorchScript is deprecated in torch >= 2.9
-            warnings.simplefilter("ignore", DeprecationWarning)
-            module = torch.jit.load(str(path), map_location="cpu").eval()
+    module = load_network(path)
+    if kind == "torchscript":
+        module = module.eval()
+    parts = {n: torch.zeros(2, sl.stop - sl.start, card.height, card.width)
+             for n, sl in card.input_slices()}  # fmt: skip
     try:
         with torch.no_grad():
-            y = module(torch.zeros(2, card.n_channels, card.height, card.width))
+            if card.call == "dict" and card.input_tensors:
+                y = module(parts)
+            else:
+                y = module(*parts.values())
     except RuntimeError as e:
         first = " ".join(str(e).split())[:200]
         raise CardError(

@@ -1,7 +1,7 @@
 """Human-readable summary of a model file: the graph's inputs/outputs and its model card.
 
-Used by ``sareval info MODEL`` (``.onnx``, TorchScript ``.pt``/``.ts``, ``torch.export``
-``.pt2``, or a card ``.json``).
+Used by ``sareval info MODEL``: every kind of :mod:`sareval.formats` (the one registry: ONNX,
+TorchScript, ``torch.export``, a card ``.json``); weights files are refused there by name.
 A model without a card is described anyway, with the hint how to attach one.
 """
 
@@ -10,8 +10,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sareval.card import ATTACH_HINT, ModelCard, get_onnx_card, is_torch_save_archive, read_card
+from sareval.card import ATTACH_HINT, ModelCard, get_onnx_card
 from sareval.errors import CardError, InputFileError
+from sareval.formats import (
+    check_model_file,
+    load_onnx,
+    load_program,
+    load_torchscript,
+    read_model_card,
+)
 
 
 def _ranges(indices: list[int]) -> str:
@@ -79,7 +86,7 @@ def describe_card(card: ModelCard) -> str:
 def _onnx_graph(path: Path) -> tuple[list[str], ModelCard | None, str | None]:
     import onnx
 
-    from sareval.export.attach import graph_inputs, load_onnx, shape_text, tensor_dims
+    from sareval.export.attach import graph_inputs, shape_text, tensor_dims
 
     model = load_onnx(path)
     opsets = ", ".join(f"{o.domain or 'ai.onnx'} {o.version}" for o in model.opset_import)
@@ -105,29 +112,22 @@ def _onnx_graph(path: Path) -> tuple[list[str], ModelCard | None, str | None]:
 
 
 def _torchscript(path: Path) -> tuple[list[str], ModelCard | None, str | None]:
-    import torch
+    from sareval.card import TORCHSCRIPT_EXTRA_FILE
 
-    if is_torch_save_archive(path):
-        read_card(path)  # raises: a training checkpoint, not a model file
-    try:
-        module = torch.jit.load(str(path), map_location="cpu")
-    except Exception as e:
-        raise InputFileError(
-            path, f"not a readable TorchScript file ({type(e).__name__})"
-        ) from None
+    module, text = load_torchscript(path, extra_file=TORCHSCRIPT_EXTRA_FILE)
     lines = [
         "  format: TorchScript (input shapes are not declared in the file)",
         f"  forward: {module.forward.schema}",
     ]
+    if not text:
+        return lines, None, None
     try:
-        return lines, read_card(path), None
+        return lines, ModelCard.from_json(text, path), None
     except CardError as e:
         return lines, None, e.problem
 
 
 def _program(path: Path) -> tuple[list[str], ModelCard | None, str | None]:
-    from sareval.models.pt2 import load_program
-
     program = load_program(path)
     lines = ["  format: torch.export program"]
     user_inputs = set(program.graph_signature.user_inputs)
@@ -147,7 +147,7 @@ def _program(path: Path) -> tuple[list[str], ModelCard | None, str | None]:
             lines.append("  outputs:")
             lines += [f"    {o.name}  {shape(o)}" for o in node.args[0] if hasattr(o, "meta")]
     try:
-        return lines, read_card(path), None
+        return lines, read_model_card(path), None
     except CardError as e:
         return lines, None, e.problem
 
@@ -157,19 +157,13 @@ def describe_model(path: str | Path) -> str:
     path = Path(path)
     if not path.is_file():
         raise InputFileError(path, "file not found")
+    kind = check_model_file(path, cards=True).kind
     size = path.stat().st_size / 1e6
-    suffix = path.suffix.lower()
     head = [f"model: {path} ({size:.1f} MB)"]
-    if suffix == ".json":
-        return "\n".join([*head, "  format: model card JSON", describe_card(read_card(path))])
-    if suffix == ".onnx":
-        lines, card, problem = _onnx_graph(path)
-    elif suffix in (".pt", ".ts", ".pth", ".torchscript"):
-        lines, card, problem = _torchscript(path)
-    elif suffix == ".pt2":
-        lines, card, problem = _program(path)
-    else:
-        raise InputFileError(path, "unknown model file type; expected .onnx, .pt, .pt2 or .json")
+    if kind == "card":
+        return "\n".join([*head, "  format: model card JSON", describe_card(read_model_card(path))])
+    describe = {"onnx": _onnx_graph, "torchscript": _torchscript, "torch-export": _program}
+    lines, card, problem = describe[kind](path)
     if card is None:
         tail = (
             f"model card: none ({problem})"

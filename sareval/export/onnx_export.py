@@ -22,7 +22,7 @@ from typing import Any
 
 import torch
 
-from sareval.atomic import atomic_output, check_output
+from sareval.atomic import atomic_output, check_output, is_stream
 from sareval.card import ModelCard, set_onnx_card
 from sareval.errors import SarevalError
 from sareval.export.parity import (
@@ -131,7 +131,7 @@ def export_onnx(
     import onnx
 
     out = Path(out)
-    if out.suffix.lower() != ".onnx":
+    if out.suffix.lower() != ".onnx" and not is_stream(out):  # a device or FIFO: any name
         raise SarevalError(f"{out}: an ONNX output must end in .onnx")
     check_output(out, overwrite)  # fail before the (slow) export
     if card.n_channels < 1:

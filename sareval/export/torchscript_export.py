@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from sareval.atomic import atomic_output, check_output
+from sareval.atomic import atomic_output, check_output, is_stream
 from sareval.card import TORCHSCRIPT_EXTRA_FILE, ModelCard
 from sareval.errors import SarevalError
 from sareval.export.onnx_export import quiet_exporter
@@ -47,7 +47,7 @@ def export_torchscript(
 ) -> ParityReport | None:
     """Trace ``model`` (CPU, eval) and save it to ``out`` with ``card``; the parity report."""
     out = Path(out)
-    if out.suffix.lower() not in TORCHSCRIPT_SUFFIXES:
+    if out.suffix.lower() not in TORCHSCRIPT_SUFFIXES and not is_stream(out):
         raise SarevalError(
             f"{out}: a TorchScript output must end in {' / '.join(TORCHSCRIPT_SUFFIXES)}"
         )
@@ -92,7 +92,7 @@ def export_program(
     program (``sareval.models.pt2.load_program(...).module()``) must match the eager module.
     """
     out = Path(out)
-    if out.suffix.lower() not in PROGRAM_SUFFIXES:
+    if out.suffix.lower() not in PROGRAM_SUFFIXES and not is_stream(out):
         raise SarevalError(f"{out}: a torch.export program must end in .pt2")
     check_output(out, overwrite)
     model = model.cpu().eval()

@@ -142,10 +142,11 @@ def check_state_dict(
                 "every key starts with 'module.' (saved from DataParallel); strip that prefix "
                 "and save again"
             )
-        if missing:
-            parts.append(f"{len(missing)} missing keys, e.g. {', '.join(missing[:_SHOW])}")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected keys, e.g. {', '.join(unexpected[:_SHOW])}")
+        for what, keys in (("missing", missing), ("unexpected", unexpected)):
+            if keys:
+                more = f", ... ({len(keys) - _SHOW} more)" if len(keys) > _SHOW else ""
+                head = f"1 {what} key:" if len(keys) == 1 else f"{len(keys)} {what} keys, e.g."
+                parts.append(f"{head} {', '.join(keys[:_SHOW])}{more}")
         raise InputFileError(
             source, "checkpoint does not match the architecture: " + "; ".join(parts)
         )
@@ -201,9 +202,11 @@ def _timm_state(
     for prefix in TIMM_WRAPPER_PREFIXES:
         if state and all(k.startswith(prefix) for k in state):
             state = {k[len(prefix) :]: v for k, v in state.items()}
-    if not is_timm_layout(state):
-        return None
     wanted = to_timm_layout(model.state_dict())
+    # the layout the keys match best (a file missing fc.weight is still in the timm layout)
+    native = len(state.keys() & model.state_dict().keys())
+    if not is_timm_layout(state) and len(state.keys() & wanted.keys()) <= native:
+        return None
     for k, v in wanted.items():  # BatchNorm counters: absent in some exports, no effect
         if k.endswith(".num_batches_tracked") and k not in state:
             state[k] = v

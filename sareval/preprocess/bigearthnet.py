@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from sareval.atomic import check_output
+from sareval.atomic import check_store_output
 from sareval.bands import BIGEARTHNET_S2_BANDS, S1_BANDS, S2_RESOLUTION_M
 from sareval.classes import BEN19, CLC43, ben19_multi_hot
 from sareval.errors import InputFileError, SarevalError
@@ -362,7 +362,9 @@ def preprocess_bigearthnet(
 ) -> Path:
     """Convert a BigEarthNet-MM split (+ cloudy/snow lists) into a store (see module doc)."""
     check_utf8_paths(s2_root, s1_root, split_csv, cloudy_list, snow_list, very_cloudy_list, out)
-    out = check_output(out, overwrite)
+    out = check_store_output(
+        out, overwrite, [s2_root, s1_root, split_csv, cloudy_list, snow_list, very_cloudy_list]
+    )
     s2_root, s1_root, split_csv = Path(s2_root), Path(s1_root), Path(split_csv)
     check_trees({"BigEarthNet-v1.0 (S2)": s2_root, "BigEarthNet-S1-v1.0": s1_root}, resampling)
     cloudy_path = Path(cloudy_list) if cloudy_list is not None else None

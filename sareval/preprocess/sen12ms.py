@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from sareval.atomic import check_output
+from sareval.atomic import check_store_output
 from sareval.bands import S1_BANDS, S2_BANDS
 from sareval.classes import IGBP10, IGBP17, igbp10_fractions, multi_hot, single_label
 from sareval.errors import InputFileError, SarevalError
@@ -500,7 +500,7 @@ def preprocess_sen12ms(
     from sareval.preprocess.tiffs import reference_size
 
     check_utf8_paths(root, split_list, labels, cr_root, very_cloudy_list, out)
-    out = check_output(out, overwrite)
+    out = check_store_output(out, overwrite, [root, split_list, labels, cr_root, very_cloudy_list])
     root = Path(root)
     if not root.is_dir():
         raise InputFileError(root, "not a directory (expected a SEN12MS tree)")

@@ -14,10 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sareval.atomic import atomic_output
-from sareval.errors import OutputExistsError
-from sareval.report.collect import Collection, collect
-from sareval.report.compare import Comparison, compare_predictions, parse_setup
+from sareval.atomic import atomic_output, check_output_folder
+from sareval.report.collect import Collection, collect, split_label
+from sareval.report.compare import (
+    Comparison,
+    compare_predictions,
+    parse_comparison,
+    parse_setup,
+)
 from sareval.report.tables import (
     SummaryRow,
     choose_metrics,
@@ -60,12 +64,12 @@ def make_report(
     from sareval.report import figures as fg
     from sareval.report import per_sample_figures as psf
 
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise OutputExistsError(out)
+    given = [split_label(spec)[1] for spec in inputs]
+    given += [p for pair in compare for spec in pair for p in parse_setup(spec)[1]]
+    out = check_output_folder("out", out, overwrite, given)
     comparisons = []
     for spec_a, spec_b in compare:
-        (la, fa), (lb, fb) = parse_setup(spec_a), parse_setup(spec_b)
+        (la, fa), (lb, fb) = parse_comparison(spec_a, spec_b)
         comparisons.append(compare_predictions(fa, fb, a=la, b=lb, metrics=metrics, n_boot=n_boot))
     if not inputs:
         out.mkdir(parents=True, exist_ok=True)
@@ -101,7 +105,7 @@ def make_report(
         }
         epoch_metrics = [m for m in chosen if m in have] or sorted(have)[:1] or ["oa"]
         for metric in epoch_metrics:
-            fig = fg.epochs_figure(found.histories, metric)
+            fig = fg.epochs_figure(found.histories, metric, fg.Palette.of(models=found.labels()))
             report.figures += fg.save(fig, out, f"epochs_{metric}")
     return report
 

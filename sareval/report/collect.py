@@ -6,8 +6,9 @@ Each input is ``[LABEL=]PATH``; PATH is a results JSON, a ``metrics.jsonl``, a p
 ``.h5``, or a directory searched recursively for all three (``.h5`` files other than predictions
 files with ``/detector`` scores, e.g. stores, are passed over). A predictions file without a
 label takes that of the results file of the same model, store and subset, else its folder's
-name. Results of the same model label and test subset are runs of one
-model (mean and standard deviation over them); so are the histories of one label (seeds).
+name (figures add the file's name where one label has several predictions files). Results of
+the same model label and test subset are runs of one model (mean and standard deviation over
+them); so are the histories of one label (seeds).
 
 Results of ``sareval shape --method perceptual`` get `` [perceptual]`` appended to their label.
 Default labels: a results file's model card name (plus ``multi-label`` for that task and
@@ -150,7 +151,8 @@ def read_detection(path: Path, label: str | None) -> DetectionRun | None:
 
 def _label_detections(found: Collection) -> None:
     """Give unlabelled detection runs the label of the results file of the same model, store
-    and subset (if exactly one label matches), else their folder's name."""
+    and subset (if exactly one label matches), else their folder's name (the file's stem for a
+    file in the working folder given by a relative path)."""
     for d in found.detections:
         if d.label:
             continue
@@ -162,7 +164,7 @@ def _label_detections(found: Collection) -> None:
             and r.doc["provenance"].get("store", {}).get("content_digest")
             == d.attrs.get("store_content_digest")
         }  # fmt: skip
-        d.label = labels.pop() if len(labels) == 1 else d.path.parent.name
+        d.label = labels.pop() if len(labels) == 1 else (d.path.parent.name or d.path.stem)
 
 
 def _numbers(value: Any) -> bool:

@@ -81,26 +81,93 @@ def _attr(value: Any) -> Any:
     return value
 
 
+#: the datasets of a predictions file that a comparison reads (and checks)
+REQUIRED_DATASETS = ("ids", "labels", "outputs", "decisions")
+
+
 def read_predictions(path: str | Path) -> PredictionRun:
-    """A ``--save-predictions`` file (layout: :mod:`sareval.evaluator.predictions`)."""
+    """A ``--save-predictions`` file (layout: :mod:`sareval.evaluator.predictions`), checked:
+    every dataset of :data:`REQUIRED_DATASETS` present with consistent shapes, finite outputs
+    (the empty coalition's may be NaN only for the majority-class predictor), labels and
+    decisions in range; otherwise :class:`InputFileError` naming the file and the dataset."""
     path = Path(path)
     try:
         with h5py.File(path, "r") as f:
             attrs = {k: _attr(v) for k, v in f.attrs.items()}
             if attrs.get("format") != "sareval-predictions":
-                raise InputFileError(path, "not a sareval predictions file (--save-predictions)")
-            names = list(attrs["coalitions"])
+                raise InputFileError(path, "not a sareval predictions file (save_predictions)")
+            missing = [
+                name for name in REQUIRED_DATASETS if not isinstance(f.get(name), h5py.Dataset)
+            ]
+            if missing:
+                raise InputFileError(
+                    path, f"no dataset /{missing[0]} (a predictions file holds "
+                    f"{', '.join('/' + n for n in REQUIRED_DATASETS)})"
+                )  # fmt: skip
+            names = attrs.get("coalitions")
+            if not (isinstance(names, list) and names and all(isinstance(c, str) for c in names)):
+                raise InputFileError(path, "attribute coalitions is not a list of names")
             ids = np.asarray(f["ids"][()].astype(str))
             labels = np.asarray(f["labels"][()])
             decisions_all = np.asarray(f["decisions"][()])
-    except (OSError, KeyError) as e:
+            _check_outputs(path, f["outputs"], len(names), len(ids), attrs)
+    except (OSError, KeyError, TypeError, ValueError) as e:
         raise InputFileError(path, f"not a readable predictions file ({e})") from None
+    _check_layout(path, names, ids, labels, decisions_all, attrs)
     full = names[-1].split(SEPARATOR)
     players = tuple(names[1 : 1 + len(full)])
     if names[0] != EMPTY_NAME or sorted(players) != sorted(full):
         raise InputFileError(path, f"unexpected coalition order {names}")
     decisions = dict(zip(names, decisions_all, strict=True))
     return PredictionRun(path, ids, labels, decisions, players, attrs)
+
+
+def _check_outputs(path: Path, outputs: h5py.Dataset, j: int, n: int, attrs: dict) -> None:
+    """``/outputs`` (J, n, K) float, finite per coalition (read one coalition at a time)."""
+    k = len(attrs.get("class_names") or [])
+    if outputs.shape != (j, n, k) or outputs.dtype.kind != "f":
+        raise InputFileError(
+            path, f"/outputs has shape {outputs.shape} and dtype {outputs.dtype}, expected "
+            f"float ({j}, {n}, {k}) for {j} coalitions, {n} samples and {k} classes"
+        )  # fmt: skip
+    names = list(attrs["coalitions"])
+    for i in range(j):
+        if i == 0 and attrs.get("empty") == "majority":
+            continue  # the majority-class predictor has no output (NaN)
+        bad = int(np.count_nonzero(~np.isfinite(outputs[i])))
+        if bad:
+            raise InputFileError(
+                path, f"/outputs of coalition {names[i]} hold {bad} NaN or infinite values; "
+                "the decisions of such outputs cannot be compared"
+            )  # fmt: skip
+
+
+def _check_layout(
+    path: Path,
+    names: list[str],
+    ids: np.ndarray,
+    labels: np.ndarray,
+    decisions: np.ndarray,
+    attrs: dict[str, Any],
+) -> None:
+    """Shapes, dtypes and value ranges of ``/ids``, ``/labels`` and ``/decisions``."""
+    task, classes = attrs.get("task"), attrs.get("class_names")
+    if task not in ("single-label", "multi-label"):
+        raise InputFileError(path, f"attribute task is {task!r}, not single- or multi-label")
+    if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
+        raise InputFileError(path, "attribute class_names is not a list of class names")
+    if ids.ndim != 1:
+        raise InputFileError(path, f"/ids has shape {ids.shape}, expected one id per sample")
+    n, k, single = len(ids), len(classes), task == "single-label"
+    want = (n,) if single else (n, k)
+    for name, a, shape in (("labels", labels, want), ("decisions", decisions, (len(names), *want))):
+        if a.shape != shape or a.dtype.kind not in "biu":
+            raise InputFileError(
+                path, f"/{name} has shape {a.shape} and dtype {a.dtype}, expected integer {shape}"
+            )  # fmt: skip
+        hi = k - 1 if single else 1
+        if a.size and (a.min() < 0 or a.max() > hi):
+            raise InputFileError(path, f"/{name} holds values outside 0..{hi}")
 
 
 def check_same_samples(runs: Sequence[PredictionRun]) -> None:
@@ -210,10 +277,16 @@ def compare_predictions(
     ``f1_macro``, ``f1_samples`` (multi-label); ``z`` "one" (the study) or "full"."""
     from sareval.report.tables import DEFAULT_METRICS
 
+    check_labels(a, b)
     if not runs_a or not runs_b:
-        raise SarevalError("a comparison needs at least one predictions file per setup")
+        raise SarevalError(
+            f"compare_predictions: runs_{'a' if not runs_a else 'b'} is empty; a comparison "
+            "needs at least one predictions file per setup"
+        )
     loaded_a = [r if isinstance(r, PredictionRun) else read_predictions(r) for r in runs_a]
     loaded_b = [r if isinstance(r, PredictionRun) else read_predictions(r) for r in runs_b]
+    check_distinct_runs(loaded_a, a)
+    check_distinct_runs(loaded_b, b)
     check_same_samples([*loaded_a, *loaded_b])
     first = loaded_a[0]
     chosen = list(metrics) if metrics else list(DEFAULT_METRICS[first.task])
@@ -237,16 +310,70 @@ def compare_predictions(
     )  # fmt: skip
 
 
+def check_labels(a: str, b: str) -> None:
+    """Refuse an empty label or the same label for both setups (the comparison's lines,
+    ``B minus A``, could not tell them apart)."""
+    for name, label in (("a", a), ("b", b)):
+        if not isinstance(label, str) or not label.strip():
+            raise SarevalError(f"compare_predictions: label {name}={label!r} is empty; "
+                               "each setup needs a name")  # fmt: skip
+    if a.strip() == b.strip():
+        raise SarevalError(
+            f"compare_predictions: both setups are labelled {a.strip()!r} (a and b); "
+            "give them different labels"
+        )
+
+
+def _file_key(path: Path) -> tuple[int, int] | Path:
+    """The file's identity: (device, inode), or its resolved path if it cannot be stat'ed."""
+    try:
+        st = path.stat()
+    except OSError:
+        return path.resolve()
+    return st.st_dev, st.st_ino
+
+
+def check_distinct_runs(runs: Sequence[PredictionRun], label: str) -> None:
+    """Refuse one predictions file given twice as two runs of one setup (also through another
+    path or a link): its runs would count as independent seeds."""
+    seen: dict[Any, int] = {}
+    for i, run in enumerate(runs):
+        key = _file_key(run.path)
+        if key in seen:
+            first = runs[seen[key]].path
+            also = "" if first == run.path else f" (as {first})"
+            raise InputFileError(
+                run.path, f"listed twice in setup {label!r}{also}, as runs {seen[key] + 1} and "
+                f"{i + 1}; each run's predictions file may be given once"
+            )  # fmt: skip
+        seen[key] = i
+
+
 def parse_setup(spec: str) -> tuple[str, list[Path]]:
     """``"clear=a.h5,b.h5"`` -> ("clear", [a.h5, b.h5]); without ``LABEL=`` the label is the
-    first file's stem."""
+    first file's stem. An empty label (``"=a.h5"``) or no file is refused."""
     label, sep, files = spec.partition("=")
     if not sep:
         label, files = "", spec
-    paths = [Path(p) for p in files.split(",") if p]
+    elif not label.strip():
+        raise SarevalError(f"compare {spec!r}: the label before '=' is empty; write "
+                           "LABEL=FILE[,FILE...] or FILE[,FILE...]")  # fmt: skip
+    paths = [Path(p) for p in files.split(",") if p.strip()]
     if not paths:
-        raise SarevalError(f"--compare {spec!r}: expected LABEL=FILE[,FILE...]")
-    return label or paths[0].stem, paths
+        raise SarevalError(f"compare {spec!r}: expected LABEL=FILE[,FILE...]")
+    return label.strip() or paths[0].stem, paths
+
+
+def parse_comparison(spec_a: str, spec_b: str) -> tuple[tuple[str, list[Path]], ...]:
+    """Both setups of one ``compare`` pair (:func:`parse_setup`); the same label for both is
+    refused, naming the pair."""
+    (la, fa), (lb, fb) = parse_setup(spec_a), parse_setup(spec_b)
+    if la == lb:
+        raise SarevalError(
+            f"compare {spec_a!r} {spec_b!r}: both setups are labelled {la!r}; give them "
+            "different labels (LABEL=FILE[,FILE...])"
+        )
+    return (la, fa), (lb, fb)
 
 
 def markdown(comparisons: Sequence[Comparison]) -> str:

@@ -9,19 +9,25 @@
 - ``epochs_<metric>``: from training histories, the training loss and, per validation subset,
   V(all) and each modality's relevance over epochs (mean over seeds, band = ±1 std).
 - ``cloud_cover_<metric>``: when results carry ``by.cloud_cover``: V(all) and relevance per
-  cloud-cover bin, one line per model and test subset; samples per bin under the ticks; a bin
-  a model has no samples in is a gap in its line (never joined across).
+  cloud-cover bin (and ``unknown``), a point with its error bar per model (colour), test subset
+  (marker) and bin, never joined by lines (bins are categories); a bin without samples has no
+  point; a last panel gives the samples per bin (also under the ticks when all agree).
 - ``decomposition_<metric>``: per model and test subset, the efficiency identity
   V(none) + sum_i relevance_i = V(all) as a stacked bar (V(none), then each modality's
-  relevance), V(all) marked on top.
+  relevance), V(all) marked on top with its interval.
 
 Figures that show Shapley values name the metric, Z and the baseline (:func:`game_settings`).
+A colour means one thing in a whole report (:class:`Palette`): each modality has a fixed colour,
+models another set, detectors a third. Tick labels are wrapped and panels sized so that no two
+overlap, however long the model labels and subset names (``tests/test_figures_layout.py``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -63,10 +69,71 @@ def player_title(player: str) -> str:
     return PLAYER_TITLES.get(player, player)
 
 
-def colors(n: int) -> list[Any]:
-    plt = _plt()
-    cmap = plt.get_cmap("tab10")
-    return [cmap(i % 10) for i in range(n)]
+#: One meaning per colour in a report. Players (modalities) have fixed colours (others take
+#: EXTRA_PLAYER_COLORS in first-seen order), models (labels) take MODEL_COLORS in first-seen
+#: order, detectors DETECTOR_COLORS; no colour is in two of these sets, and quantities that are
+#: none of them (V(none)) are NEUTRAL grey, V(all) black.
+PLAYER_COLORS = {"sar": "#7b3294", "opt": "#1b7837"}
+EXTRA_PLAYER_COLORS = ("#c51b7d", "#b35806", "#2166ac", "#8e0152", "#543005", "#01665e")
+MODEL_COLORS = (
+    "#1f77b4", "#ff7f0e", "#d62728", "#17becf", "#bcbd22", "#e377c2", "#8c564b", "#9edae5",
+    "#aec7e8", "#ffbb78",
+)  # fmt: skip
+DETECTOR_COLORS = ("#000000", "#393b79", "#637939", "#8c6d31", "#843c39", "#7b4173")
+NEUTRAL = "#bdbdbd"
+#: markers of test subsets where colour already means the model (cloud-cover figure)
+SUBSET_MARKERS = ("o", "s", "D", "^", "v", "P", "X", "*")
+#: hatches of test subsets on bars whose colour means the model (samples per bin)
+SUBSET_HATCHES = ("", "//", "..", "xx")
+#: tick labels are wrapped at this many characters; panels are sized to fit them side by side
+WRAP = 16
+#: width of one character of a 9-point tick label, in inches (generous: DejaVu Sans ~0.07)
+CHAR_IN = 0.085
+
+
+@dataclass(frozen=True)
+class Palette:
+    """The colours of one report (see :data:`PLAYER_COLORS`): ``players`` and ``models`` map
+    names to colours; :meth:`of` builds it from the report's results (first-seen order), so
+    every figure of a report gives a player, or a model, the same colour."""
+
+    players: dict[str, str] = field(default_factory=dict)
+    models: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, players: Iterable[str] = (), models: Iterable[str] = ()) -> Palette:
+        extra = iter(EXTRA_PLAYER_COLORS * 4)
+        pc = {p: PLAYER_COLORS.get(p) or next(extra) for p in dict.fromkeys(players)}
+        mc = {m: MODEL_COLORS[i % len(MODEL_COLORS)] for i, m in enumerate(dict.fromkeys(models))}
+        return cls(pc, mc)
+
+    @classmethod
+    def of_results(cls, results: Sequence[ResultRun]) -> Palette:
+        return cls.of((p for r in results for p in r.players), (r.label for r in results))
+
+    def player(self, name: str) -> str:
+        return self.players.get(name) or PLAYER_COLORS.get(name) or EXTRA_PLAYER_COLORS[0]
+
+    def model(self, label: str) -> str:
+        return self.models.get(label) or MODEL_COLORS[0]
+
+
+def detector_colors(n: int) -> list[str]:
+    """Colours of ``n`` detectors (:data:`DETECTOR_COLORS`, cycled)."""
+    return [DETECTOR_COLORS[i % len(DETECTOR_COLORS)] for i in range(n)]
+
+
+def wrap(text: str, width: int = WRAP) -> str:
+    """``text`` in lines of at most ``width`` characters (long words broken)."""
+    lines: list[str] = []
+    for part in text.split("\n"):
+        lines += textwrap.wrap(part, width, break_on_hyphens=False) or [""]
+    return "\n".join(lines)
+
+
+def label_width(labels: Iterable[str]) -> float:
+    """Inches the widest line of ``labels`` takes at the tick font size."""
+    return CHAR_IN * max((len(line) for t in labels for line in t.split("\n")), default=1)
 
 
 def save(fig: Any, out: Path, stem: str) -> list[Path]:
@@ -92,9 +159,11 @@ def _grouped_bars(
     subsets: Sequence[str],
     models: Sequence[str],
     stats: dict[tuple[str, str], Any],
-    model_colors: Sequence[Any],
+    palette: Palette,
 ) -> None:
-    """Bars of ``stats[(model, subset)]`` (a Stat) grouped by subset, one colour per model."""
+    """Bars of ``stats[(model, subset)]`` (a Stat) grouped by subset, one colour per model;
+    error bars where a Stat has an interval or a spread over runs. Tick labels are wrapped
+    (:func:`wrap`); :func:`_bar_grid` sizes the panels so that they never overlap."""
     width = 0.8 / max(len(models), 1)
     x = np.arange(len(subsets))
     for j, model in enumerate(models):
@@ -115,11 +184,11 @@ def _grouped_bars(
             width * 0.92,
             yerr=[err_lo, err_hi] if has_error else None,
             capsize=3,
-            color=model_colors[j],
+            color=palette.model(model),
             label=model,
             error_kw={"elinewidth": 1},
         )
-    ax.set_xticks(x, subsets, rotation=20 if max(map(len, subsets), default=0) > 10 else 0)
+    ax.set_xticks(x, [wrap(t) for t in subsets])
     ax.axhline(0, color="0.3", linewidth=0.6)
     ax.grid(axis="y", alpha=0.3)
     ax.set_axisbelow(True)
@@ -144,13 +213,16 @@ def _bar_grid(
     columns: Sequence[str],
     titles: Sequence[str],
     ylabel: str,
+    palette: Palette | None = None,
 ) -> tuple[Any, Any]:
     """Figure and axes: rows = metrics, one column per quantity of ``columns`` (a key of
     :attr:`SummaryRow.values`), bars per model grouped by test subset."""
     plt = _plt()
     models = list(dict.fromkeys(r.model for r in rows))
     subsets = list(dict.fromkeys(r.subset for r in rows))
-    panel_w = max(3.0, 0.35 * len(subsets) * len(models) + 1.2)
+    palette = palette or Palette.of((p for r in rows for p in r.players), models)
+    group_w = max(0.35 * len(models), label_width(wrap(t) for t in subsets) + 0.25)
+    panel_w = max(3.0, group_w * len(subsets) + 1.2)
     fig, axes = plt.subplots(
         len(metrics),
         len(columns),
@@ -158,13 +230,12 @@ def _bar_grid(
         squeeze=False,
         layout="constrained",
     )
-    cc = colors(len(models))
     for i, metric in enumerate(metrics):
         sel = {(r.model, r.subset): r for r in rows if r.metric == metric}
         for j, (key, title) in enumerate(zip(columns, titles, strict=True)):
             ax = axes[i, j]
             stats = {k: r.values[key] for k, r in sel.items() if key in r.values}
-            _grouped_bars(ax, subsets, models, stats, cc)
+            _grouped_bars(ax, subsets, models, stats, palette)
             ax.set_title(f"{title} ({metric_title(metric)})")
             if j == 0:
                 ax.set_ylabel(ylabel.format(metric=metric_title(metric)))
@@ -173,13 +244,18 @@ def _bar_grid(
     return fig, axes
 
 
-def relevance_figure(rows: Sequence[SummaryRow], metrics: Sequence[str], settings: str = "") -> Any:
+def relevance_figure(
+    rows: Sequence[SummaryRow],
+    metrics: Sequence[str],
+    settings: str = "",
+    palette: Palette | None = None,
+) -> Any:
     """Grid: rows = metrics, columns = modalities + cooperation; bars per model and subset.
     ``settings``: the game's Z and baseline (:func:`game_settings`), in the title."""
     players = list(dict.fromkeys(p for r in rows for p in r.players))
     columns = [f"relevance:{p}" for p in players] + ["cooperation"]
     titles = [f"relevance of {player_title(p)}" for p in players] + ["cooperation"]
-    fig, axes = _bar_grid(rows, metrics, columns, titles, "Shapley value of {metric}")
+    fig, axes = _bar_grid(rows, metrics, columns, titles, "Shapley value of {metric}", palette)
     for i in range(len(metrics)):
         _share_ylim(axes[i, : len(players)])  # modalities of one metric: compare bar heights
     title = "Modality relevance (SHAPE) per test subset"
@@ -197,7 +273,10 @@ def _share_ylim(axes: Sequence[Any]) -> None:
 
 
 def performance_figure(
-    rows: Sequence[SummaryRow], metrics: Sequence[str], settings: str = ""
+    rows: Sequence[SummaryRow],
+    metrics: Sequence[str],
+    settings: str = "",
+    palette: Palette | None = None,
 ) -> Any:
     """Grid: rows = metrics, columns = each modality alone (V({sar}), V({opt}): the other
     modalities replaced by the baseline) and all modalities (V(all)); bars per model and
@@ -206,7 +285,7 @@ def performance_figure(
     columns = [f"V:{p}" for p in players if len(players) > 1] + ["V(all)"]
     titles = [f"{player_title(p)} only" for p in players if len(players) > 1]
     titles.append("all modalities")
-    fig, axes = _bar_grid(rows, metrics, columns, titles, "{metric}")
+    fig, axes = _bar_grid(rows, metrics, columns, titles, "{metric}", palette)
     for i in range(len(metrics)):
         _share_ylim(axes[i])
         bottom, top = axes[i, 0].get_ylim()
@@ -248,8 +327,11 @@ def _epoch_series(
     return np.array(epochs), np.array(mean), np.array(std)
 
 
-def epochs_figure(histories: Sequence[TrainingRun], metric: str) -> Any:
-    """Training loss, then per validation subset V(all) and relevance over epochs."""
+def epochs_figure(
+    histories: Sequence[TrainingRun], metric: str, palette: Palette | None = None
+) -> Any:
+    """Training loss, then per validation subset V(all) and relevance over epochs; a colour
+    per model (``palette``, default: the histories' labels in order)."""
     plt = _plt()
     models = list(dict.fromkeys(h.label for h in histories))
     subsets = list(
@@ -274,21 +356,22 @@ def epochs_figure(histories: Sequence[TrainingRun], metric: str) -> Any:
         figsize=(4.2 * ncols, 2.3 * len(mosaic) + 0.9),
         layout="constrained",
     )
-    cc = colors(len(models))
-    for j, model in enumerate(models):
+    palette = palette or Palette.of(players, models)
+    for model in models:
+        color = palette.model(model)
         runs = [h for h in histories if h.label == model]
         label = f"{model} ({len(runs)} run{'s' if len(runs) > 1 else ''})"
         e, m, s = _epoch_series(runs, None, metric, "loss")
-        axd["loss"].plot(e, m, color=cc[j], label=label, marker="o", markersize=3)
-        axd["loss"].fill_between(e, m - s, m + s, color=cc[j], alpha=0.2, linewidth=0)
+        axd["loss"].plot(e, m, color=color, label=label, marker="o", markersize=3)
+        axd["loss"].fill_between(e, m - s, m + s, color=color, alpha=0.2, linewidth=0)
         for subset in subsets:
             for q in quantities:
                 e, m, s = _epoch_series(runs, subset, metric, q)
                 if len(e) == 0:
                     continue
                 ax = axd[f"{q}|{subset}"]
-                ax.plot(e, m, color=cc[j], marker="o", markersize=3)
-                ax.fill_between(e, m - s, m + s, color=cc[j], alpha=0.2, linewidth=0)
+                ax.plot(e, m, color=color, marker="o", markersize=3)
+                ax.fill_between(e, m - s, m + s, color=color, alpha=0.2, linewidth=0)
     axd["loss"].set_title("training loss")
     axd["loss"].set_ylabel("loss")
     for subset in subsets:
@@ -343,26 +426,36 @@ def _class_stats(runs: Sequence[ResultRun], metric: str, player: str) -> dict[st
     return out
 
 
-def per_class_figure(results: Sequence[ResultRun], metric: str = "recall") -> Any:
+def per_class_figure(
+    results: Sequence[ResultRun], metric: str = "recall", palette: Palette | None = None
+) -> Any:
     """Each modality's relevance on each class's ``metric`` (``by.class``): one panel per model
-    and test subset, horizontal bars per class and modality; error bars = std over runs, or a
-    single run's bootstrap interval. Tick labels give each class's samples."""
+    and test subset, horizontal bars per class and modality (the modality's colour); error bars
+    = std over runs, or a single run's bootstrap interval. Tick labels give each class's
+    samples, wrapped; each class's row is as tall as its label."""
     plt = _plt()
+    palette = palette or Palette.of_results(results)
     groups = {
         k: runs
         for k, runs in group_runs(results).items()
         if all(has_by_class([r], metric) for r in runs)
     }
     players = list(dict.fromkeys(p for runs in groups.values() for p in runs[0].players))
-    n_classes = max((len(runs[0].doc["by"]["class"]) for runs in groups.values()), default=1)
+    ticks = {
+        key: [wrap(f"{c} ({e.get('n_samples', '?')})", 2 * WRAP)
+              for c, e in runs[0].doc["by"]["class"].items()]
+        for key, runs in groups.items()
+    }  # fmt: skip
+    n_classes = max((len(t) for t in ticks.values()), default=1)
+    lines = max((t.count("\n") + 1 for tt in ticks.values() for t in tt), default=1)
+    row_h = max(0.16 * len(players), 0.17 * lines) + 0.12
     ncols = min(len(groups), 3)
     nrows = math.ceil(len(groups) / ncols)
+    panel_w = 2.8 + label_width(t for tt in ticks.values() for t in tt)
     fig, axes = plt.subplots(
-        nrows, ncols, figsize=(3.8 * ncols, (0.28 * n_classes * len(players) / 2 + 1.4) * nrows
-                               + 0.8),
+        nrows, ncols, figsize=(panel_w * ncols, (row_h * n_classes + 1.4) * nrows + 0.8),
         squeeze=False, sharex=True, layout="constrained",
     )  # fmt: skip
-    cc = colors(len(players))
     height = 0.8 / len(players)
     for ax, ((label, subset), runs) in zip(axes.ravel(), groups.items(), strict=False):
         classes = list(runs[0].doc["by"]["class"])
@@ -376,17 +469,17 @@ def per_class_figure(results: Sequence[ResultRun], metric: str = "recall") -> An
                 [s.mean for _, s in rows],
                 height * 0.9,
                 xerr=err if err.any() else None,
-                color=cc[j],
+                color=palette.player(player),
                 capsize=2,
                 label=f"relevance of {player_title(player)}",
                 error_kw={"elinewidth": 0.8},
             )
-        sizes = [runs[0].doc["by"]["class"][c].get("n_samples", "?") for c in classes]
-        ax.set_yticks(y, [f"{c} ({n})" for c, n in zip(classes, sizes, strict=True)])
+        ax.set_yticks(y, ticks[(label, subset)])
         ax.invert_yaxis()
         ax.axvline(0, color="0.3", linewidth=0.6)
         ax.grid(axis="x", alpha=0.3)
-        ax.set_title(f"{label} · {subset}" + (f" ({len(runs)} runs)" if len(runs) > 1 else ""))
+        title = f"{label} · {subset}" + (f" ({len(runs)} runs)" if len(runs) > 1 else "")
+        ax.set_title(wrap(title, int(panel_w / 0.09)))
     for ax in axes.ravel()[len(groups) :]:
         ax.set_visible(False)
     for ax in axes[-1]:
@@ -415,26 +508,42 @@ def game_settings(results: Sequence[ResultRun]) -> str:
     return f"Z = {values('z')}, baseline {values('baseline')}"
 
 
-def decomposition_figure(rows: Sequence[SummaryRow], metric: str, settings: str = "") -> Any:
+def decomposition_figure(
+    rows: Sequence[SummaryRow], metric: str, settings: str = "", palette: Palette | None = None
+) -> Any:
     """Stacked bars per (model, subset): V(none) + sum_i relevance_i = V(all) (efficiency).
 
-    Segments start at 0 with V(none) (``V:none``), each modality's relevance stacked on the
-    running total (a negative relevance points down); a black tick marks V(all)."""
+    Segments start at 0 with V(none) (``V:none``, grey), each modality's relevance (in the
+    modality's colour) stacked on the running total (a negative relevance points down); a black
+    tick marks V(all), with its error bar (std over runs or the bootstrap interval) where there
+    is one. Tick labels (model, subset) are wrapped and each bar is as wide as its label."""
     plt = _plt()
     sel = [r for r in rows if r.metric == metric]
     players = list(dict.fromkeys(p for r in sel for p in r.players))
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.7 * len(sel) + 1.5), 3.6), layout="constrained")
-    cc = colors(len(players) + 1)
+    palette = palette or Palette.of(players, (r.model for r in rows))
+    ticks = [wrap(r.model) + "\n" + wrap(f"on {r.subset}") for r in sel]
+    bar_w = max(0.7, label_width(ticks) + 0.25)
+    fig, ax = plt.subplots(
+        figsize=(max(4.0, bar_w * len(sel) + 1.5), 3.6 + 0.15 * max(
+            (t.count("\n") for t in ticks), default=0)),
+        layout="constrained",
+    )  # fmt: skip
     x = np.arange(len(sel))
     bottom = np.array([r.values["V:none"].mean if "V:none" in r.values else 0.0 for r in sel])
-    ax.bar(x, bottom, 0.6, color=cc[0], label="V(none)")
-    for k, p in enumerate(players):
+    ax.bar(x, bottom, 0.6, color=NEUTRAL, label="V(none)")
+    for p in players:
         h = np.array([r.values[f"relevance:{p}"].mean for r in sel])
-        ax.bar(x, h, 0.6, bottom=bottom, color=cc[k + 1], label=f"relevance of {player_title(p)}")
+        ax.bar(x, h, 0.6, bottom=bottom, color=palette.player(p),
+               label=f"relevance of {player_title(p)}")  # fmt: skip
         bottom = bottom + h
-    ax.scatter(x, [r.values["V(all)"].mean for r in sel], marker="_", s=400, color="black",
-               zorder=3, label="V(all)")  # fmt: skip
-    ax.set_xticks(x, [f"{r.model}\n{r.subset}" for r in sel], rotation=20, ha="right")
+    v_all = [r.values["V(all)"] for r in sel]
+    ax.scatter(x, [v.mean for v in v_all], marker="_", s=400, color="black", zorder=3,
+               label="V(all)")  # fmt: skip
+    err = np.array([v.error for v in v_all]).T.reshape(2, -1)
+    if err.any():
+        ax.errorbar(x, [v.mean for v in v_all], yerr=err, fmt="none", ecolor="black",
+                    capsize=4, elinewidth=1, zorder=4, label="V(all) interval")  # fmt: skip
+    ax.set_xticks(x, ticks)
     ax.axhline(0, color="0.3", linewidth=0.6)
     ax.set_ylabel(metric_title(metric))
     ax.grid(axis="y", alpha=0.3)
@@ -445,9 +554,29 @@ def decomposition_figure(rows: Sequence[SummaryRow], metric: str, settings: str 
     return fig
 
 
-def cloud_cover_figure(results: Sequence[ResultRun], metric: str) -> Any:
-    """V(all) and each modality's relevance per cloud-cover bin; a line per model and subset."""
+def _bin_entries(doc: dict[str, Any]) -> list[tuple[Any, dict[str, Any]]]:
+    """(bin key, entry) of a results document: ``(lo, hi)`` per bin of ``by.cloud_cover``, then
+    ``"unknown"`` for ``by.cloud_cover_unknown`` (samples without a cloud cover)."""
+    by = doc.get("by", {})
+    out: list[tuple[Any, dict[str, Any]]] = [(tuple(e["bin"]), e) for e in by["cloud_cover"]]
+    unknown = by.get("cloud_cover_unknown")
+    if isinstance(unknown, dict) and unknown.get("n_samples"):
+        out.append(("unknown", unknown))
+    return out
+
+
+def cloud_cover_figure(
+    results: Sequence[ResultRun], metric: str, palette: Palette | None = None
+) -> Any:
+    """V(all) and each modality's relevance per cloud-cover bin, and the samples per bin.
+
+    One point per model (colour) and test subset (marker) and bin, with an error bar: the std
+    over runs, or a single run's bootstrap interval where the bin has one (``ci``). Bins are
+    categories: points are never joined by lines; a bin without samples has no point. The
+    last panel gives each group's samples per bin (also under the ticks when all groups have
+    the same); samples without a cloud cover form the ``unknown`` bin."""
     plt = _plt()
+    palette = palette or Palette.of_results(results)
     groups = {
         k: runs
         for k, runs in group_runs(results).items()
@@ -455,65 +584,81 @@ def cloud_cover_figure(results: Sequence[ResultRun], metric: str) -> Any:
     }
     players = list(dict.fromkeys(p for runs in groups.values() for p in runs[0].players))
     quantities = ["V(all)", *players]
-    fig, axes = plt.subplots(
-        1, len(quantities), figsize=(4.0 * len(quantities), 3.4), squeeze=False,
-        layout="constrained",
-    )  # fmt: skip
-    cc = colors(len(groups))
-    all_bins: dict[tuple[float, float], None] = {}
+    keys: dict[Any, None] = {}
     for runs in groups.values():
-        for b in runs[0].doc["by"]["cloud_cover"]:
-            all_bins.setdefault(tuple(b["bin"]))
-    bins = sorted(all_bins)
-    dodge = 0.08 * (np.arange(len(groups)) - (len(groups) - 1) / 2)  # error bars side by side
-    for j, ((label, subset), runs) in enumerate(groups.items()):
-        full = runs[0].full
-        for k, q in enumerate(quantities):
-            # a bin without samples is NaN: matplotlib breaks the line there (never joined)
-            xs = np.arange(len(bins)) + dodge[j]
-            means = np.full(len(bins), np.nan)
-            errs = np.zeros(len(bins))
-            for i, b in enumerate(bins):
-                vals = []
-                for r in runs:
-                    for entry in r.doc["by"]["cloud_cover"]:
-                        if tuple(entry["bin"]) == b and metric in entry["metrics"]:
-                            m = entry["metrics"][metric]
-                            v = m["V"][full] if q == "V(all)" else m["relevance"][q]
-                            if entry.get("n_samples", 1) > 0 and v is not None:
-                                vals.append(v)
-                if vals:
-                    st = stat_over_runs(vals)
-                    means[i] = st.mean
-                    errs[i] = st.std if st.runs > 1 else 0.0
-            axes[0, k].errorbar(
-                xs, means, yerr=errs, color=cc[j], marker="o", markersize=4, capsize=3,
-                label=f"{label} · {subset}",
-            )  # fmt: skip
-    # samples per bin under the tick labels when every model and subset has the same bins
-    sizes = {
-        tuple((tuple(e["bin"]), e["n_samples"]) for e in r.doc["by"]["cloud_cover"])
-        for runs in groups.values()
-        for r in runs
-    }
-    tick_labels = [_bin_label(b) for b in bins]
+        for r in runs:
+            for key, _ in _bin_entries(r.doc):
+                keys.setdefault(key)
+    bins = sorted(k for k in keys if k != "unknown") + (["unknown"] if "unknown" in keys else [])
+    sizes = {tuple((k, e.get("n_samples", 0)) for k, e in _bin_entries(r.doc))
+             for runs in groups.values() for r in runs}  # fmt: skip
+    ticks = [_bin_label(b) if b != "unknown" else "unknown" for b in bins]
     if len(sizes) == 1:
         n_of = dict(next(iter(sizes)))
-        tick_labels = [f"{t} ({n_of.get(b, 0)})" for t, b in zip(tick_labels, bins, strict=True)]
+        ticks = [f"{t}\n({n_of.get(b, 0)})" for t, b in zip(ticks, bins, strict=True)]
+    panel_w = max(3.4, len(bins) * (label_width(ticks) + 0.3) + 1.0)
+    fig, axes = plt.subplots(
+        1, len(quantities) + 1, figsize=(panel_w * (len(quantities) + 1), 3.6), squeeze=False,
+        layout="constrained",
+    )  # fmt: skip
+    subsets = list(dict.fromkeys(s for _, s in groups))
+    step = 0.8 / max(len(groups), 1)
+    dodge = step * (np.arange(len(groups)) - (len(groups) - 1) / 2)  # side by side per bin
+    for j, ((label, subset), runs) in enumerate(groups.items()):
+        full = runs[0].full
+        style: dict[str, Any] = dict(color=palette.model(label), markersize=5,
+                                     marker=SUBSET_MARKERS[subsets.index(subset) % 8])  # fmt: skip
+        xs = np.arange(len(bins)) + dodge[j]
+        entries = [dict(_bin_entries(r.doc)) for r in runs]
+        for k, q in enumerate(quantities):
+            means = np.full(len(bins), np.nan)  # a bin without samples: no point
+            err = np.zeros((2, len(bins)))
+            for i, b in enumerate(bins):
+                vals, ci = [], None
+                for found in entries:
+                    m = (found.get(b) or {}).get("metrics", {}).get(metric)
+                    if not m or not found[b].get("n_samples", 1):
+                        continue
+                    v = m["V"].get(full) if q == "V(all)" else m["relevance"].get(q)
+                    if v is not None:
+                        vals.append(v)
+                        c = m.get("ci") or {}
+                        ci = (c.get("V") or {}).get(full) if q == "V(all)" else (
+                            (c.get("relevance") or {}).get(q))  # fmt: skip
+                if vals:
+                    st = stat_over_runs(vals, tuple(ci) if ci and len(vals) == 1 else None)
+                    means[i] = st.mean
+                    err[:, i] = st.error
+            axes[0, k].errorbar(
+                xs, means, yerr=err if err.any() else None, linestyle="none", capsize=3,
+                elinewidth=1, label=f"{label} · {subset}", **style,
+            )  # fmt: skip
+        n = [max((found.get(b) or {}).get("n_samples", 0) for found in entries) for b in bins]
+        bars = axes[0, -1].bar(xs, n, step * 0.9, color=style["color"], edgecolor="0.2",
+                               linewidth=0.5, hatch=SUBSET_HATCHES[subsets.index(subset) % 4],
+                               label=f"{label} · {subset}")  # fmt: skip
+        axes[0, -1].bar_label(bars, fontsize=7, padding=1)
     for k, q in enumerate(quantities):
         ax = axes[0, k]
         ax.set_title(
             f"{metric_title(metric)} (all)" if q == "V(all)" else f"relevance of {player_title(q)}"
         )
-        ax.set_xticks(range(len(bins)), tick_labels, rotation=45, ha="right")
-        ax.set_xlabel(
-            "cloud cover of the optical image (samples)" if len(sizes) == 1 else "cloud cover"
-        )
-        ax.grid(alpha=0.3)
+        ax.axhline(0, color="0.3", linewidth=0.6)
+    axes[0, -1].set_title("samples per bin")
+    axes[0, -1].set_ylabel("samples")
+    for ax in axes[0]:
+        ax.set_xticks(range(len(bins)), ticks)
+        ax.set_xlim(-0.6, len(bins) - 0.4)
+        ax.set_xlabel("cloud cover of the optical image" + (" (samples)" if len(sizes) == 1
+                                                           else ""))  # fmt: skip
+        ax.grid(axis="y", alpha=0.3)
+        ax.set_axisbelow(True)
     axes[0, 0].set_ylabel("value")
-    axes[0, 1].set_ylabel("Shapley value")
+    if len(quantities) > 1:
+        axes[0, 1].set_ylabel("Shapley value")
     fig.suptitle(
         f"{metric_title(metric)} and modality relevance by cloud cover ({game_settings(results)})"
+        "; error bars: ± std over runs, or one run's bootstrap interval"
     )
     _legend_below(fig, axes.ravel(), title="model · test subset")
     return fig

@@ -6,7 +6,8 @@
 - ``per_sample_<quantity>``: the distribution of the per-sample Shapley values of ``quantity``
   (``prob_true``: the probability of the true class) per modality, one box per model and test
   subset: the box spans the 25-75 % quantiles, the line is the median, the whiskers the 5 and
-  95 % quantiles, the dot the mean (the quantiles of the results' ``per_sample`` section).
+  95 % quantiles, the white dot the mean (the quantiles of the results' ``per_sample``
+  section); boxes take the model's colour, and a legend shows each glyph as drawn.
 
 Both are local (per-sample) quantities, not the dataset-level SHAPE score; the titles say so.
 """
@@ -22,7 +23,15 @@ import numpy as np
 
 from sareval.analysis.detection import DetectionRow, auroc, roc_curve
 from sareval.report.collect import DetectionRun, ResultRun
-from sareval.report.figures import _plt, colors, player_title, save
+from sareval.report.figures import (
+    Palette,
+    _plt,
+    detector_colors,
+    label_width,
+    player_title,
+    save,
+    wrap,
+)
 
 #: the per-sample quantities that get a ``per_sample_<quantity>`` figure in reports
 PER_SAMPLE_FIGURE_QUANTITIES = ("prob_true",)
@@ -41,7 +50,7 @@ def _roc_panel(
 ) -> None:
     """One ROC curve per detector (higher score = more likely wrong) on ``ax``."""
     by_name = {_get(r, "detector"): r for r in rows}
-    for color, (name, s) in zip(colors(len(scores)), scores.items(), strict=True):
+    for color, (name, s) in zip(detector_colors(len(scores)), scores.items(), strict=True):
         fpr, tpr = roc_curve(s, wrong)
         row = by_name.get(name)
         if row is None:
@@ -111,7 +120,9 @@ def _detection_rows(run: DetectionRun, results: Sequence[ResultRun]) -> list[dic
 
 
 def roc_grid_figure(runs: Sequence[DetectionRun], results: Sequence[ResultRun] = ()) -> Any:
-    """ROC curves per detector; rows = models, columns = test subsets (module docstring)."""
+    """ROC curves per detector; rows = models, columns = test subsets (module docstring).
+    Panels are titled with the run's label, and with its file's name where one label has
+    several runs (seeds) or no label was given."""
     plt = _plt()
     subsets = list(dict.fromkeys(r.subset for r in runs))
     by_key: dict[tuple[str, str], list[DetectionRun]] = {}
@@ -119,51 +130,72 @@ def roc_grid_figure(runs: Sequence[DetectionRun], results: Sequence[ResultRun] =
         by_key.setdefault((r.label, r.subset), []).append(r)
     labels = list(dict.fromkeys(r.label for r in runs))
     count = {lb: max(len(g) for (x, _), g in by_key.items() if x == lb) for lb in labels}
-    # one row per label and run index: a label with several runs (seeds) gets "label #k"
-    rows = [(lb if count[lb] == 1 else f"{lb} #{k + 1}", lb, k)
-            for lb in labels for k in range(count[lb])]  # fmt: skip
+    rows = [(lb, k) for lb in labels for k in range(count[lb])]
     fig, axes = plt.subplots(
         len(rows), len(subsets), figsize=(4.0 * len(subsets), 4.0 * len(rows) + 0.6),
         squeeze=False, layout="constrained",
     )  # fmt: skip
-    for i, (label, base, k) in enumerate(rows):
+    for i, (base, k) in enumerate(rows):
         for j, subset in enumerate(subsets):
             group = by_key.get((base, subset), [])
             ax, run = axes[i, j], group[k] if k < len(group) else None
+            name = base if run is None else _run_title(run, count[base] > 1)
             if run is None or not 0 < (~run.correct).sum() < run.correct.size:
                 ax.set_axis_off()
                 why = "no predictions file" if run is None else "all right or all wrong"
-                ax.set_title(f"{label} · {subset}: no ROC ({why})")
+                ax.set_title(wrap(f"{name} · {subset}: no ROC ({why})", 44))
                 continue
             wrong = ~run.correct
             _roc_panel(ax, run.detectors, wrong, _detection_rows(run, results))
-            ax.set_title(f"{label} · {subset} ({int(wrong.sum())} wrong of {wrong.size})")
+            ax.set_title(wrap(f"{name} · {subset} ({int(wrong.sum())} wrong of {wrong.size})", 44))
     fig.suptitle(
         "Detecting wrong predictions from per-sample relevance (msp: max. softmax baseline)"
     )
     return fig
 
 
+def _run_title(run: DetectionRun, several: bool) -> str:
+    """The run's label; its file's name too where the label has several runs, or only the
+    file's name where it has no label."""
+    if not run.label:
+        return run.path.name
+    return f"{run.label} ({run.path.name})" if several else run.label
+
+
 def has_per_sample(results: Sequence[ResultRun], quantity: str = "prob_true") -> bool:
     return any(quantity in (r.doc.get("per_sample") or {}) for r in results)
 
 
-def per_sample_figure(results: Sequence[ResultRun], quantity: str = "prob_true") -> Any:
+#: how the per-sample boxes draw the mean (a white dot), and the legend with it
+MEAN_PROPS: dict[str, Any] = {"marker": "o", "markerfacecolor": "white", "markeredgecolor": "black",
+              "markersize": 5}  # fmt: skip
+
+
+def per_sample_figure(
+    results: Sequence[ResultRun], quantity: str = "prob_true", palette: Palette | None = None
+) -> Any:
     """Box plots of the per-sample Shapley values of ``quantity`` (module docstring): one panel
-    per modality, one box per results file with a ``per_sample`` section (model · subset)."""
+    per modality, one box per results file with a ``per_sample`` section (model · subset), in
+    the model's colour; a legend shows the glyphs (box, median, whiskers, mean) as drawn."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
     plt = _plt()
+    palette = palette or Palette.of_results(results)
     runs = [r for r in results if quantity in (r.doc.get("per_sample") or {})]
     players = list(dict.fromkeys(p for r in runs for p in r.players))
+    ticks = [wrap(r.label) + "\n" + wrap(f"on {r.subset}") for r in runs]
+    box_w = max(0.55, label_width(ticks) + 0.25)
+    lines = max((t.count("\n") + 1 for t in ticks), default=1)
     fig, axes = plt.subplots(
-        1, len(players), figsize=(max(3.6, 0.55 * len(runs) + 1.6) * len(players), 3.8),
+        1, len(players), figsize=(max(3.6, box_w * len(runs) + 1.6) * len(players),
+                                  3.6 + 0.15 * lines),
         squeeze=False, layout="constrained",
     )  # fmt: skip
-    cc = colors(len(dict.fromkeys(r.label for r in runs)))
-    label_color = {label: cc[i] for i, label in enumerate(dict.fromkeys(r.label for r in runs))}
     for k, player in enumerate(players):
         ax = axes[0, k]
         boxes = []
-        for r in runs:
+        for r, tick in zip(runs, ticks, strict=True):
             section = r.doc["per_sample"][quantity]
             q = {float(level): v.get(player) for level, v in section["quantiles"].items()}
             mean = section["mean"].get(player)
@@ -171,24 +203,31 @@ def per_sample_figure(results: Sequence[ResultRun], quantity: str = "prob_true")
             if any(v is None or not math.isfinite(v) for v in values):
                 values = [math.nan] * 6
             lo, q1, med, q3, hi, mean = values
-            label = f"{r.label}\n{r.subset}"
             boxes.append({"whislo": lo, "q1": q1, "med": med, "q3": q3, "whishi": hi,
-                          "mean": mean, "fliers": [], "label": label})  # fmt: skip
-        artists = ax.bxp(boxes, showmeans=True, patch_artist=True, widths=0.6)
+                          "mean": mean, "fliers": [], "label": tick})  # fmt: skip
+        artists = ax.bxp(boxes, showmeans=True, patch_artist=True, widths=0.6,
+                         meanprops=MEAN_PROPS, medianprops={"color": "black"})  # fmt: skip
         for patch, r in zip(artists["boxes"], runs, strict=True):
-            patch.set_facecolor(label_color[r.label])
+            patch.set_facecolor(palette.model(r.label))
             patch.set_alpha(0.6)
         ax.axhline(0, color="0.3", linewidth=0.6)
-        ax.tick_params(axis="x", labelrotation=30)
         ax.set_title(f"{player_title(player)}")
         ax.grid(axis="y", alpha=0.3)
         if k == 0:
             what = QUANTITY_TITLES.get(quantity, quantity)
             ax.set_ylabel(f"per-sample Shapley value\nof the {what}")
+    glyphs = [
+        Patch(facecolor="0.85", edgecolor="black", label="25–75 % (box)"),
+        Line2D([], [], color="black", label="median (line)"),
+        Line2D([], [], color="black", marker="|", markersize=8, linestyle="none",
+               label="5 % and 95 % (whiskers)"),
+        Line2D([], [], linestyle="none", label="mean (white dot)", **MEAN_PROPS),
+    ]  # fmt: skip
+    fig.legend(handles=glyphs, loc="outside lower center", ncols=4, frameon=False, fontsize=8)
     settings = sorted({f"baseline {r.doc['config'].get('baseline')}" for r in runs})
     fig.suptitle(
         "Per-sample relevance (local Shapley values, not SHAPE): box 25–75 %, whiskers 5–95 %, "
-        f"line median, dot mean; {', '.join(settings)}",
+        f"line median, white dot mean; {', '.join(settings)}",
         fontsize=9,
     )
     return fig

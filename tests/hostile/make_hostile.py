@@ -10,11 +10,14 @@ The valid material is made once per session (:class:`World`); cases copy what th
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import pickle
 import shutil
+import socket
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +57,7 @@ class World:
     ben: Path  # synth root holding the BigEarthNet trees and CSVs
     shards: tuple[Path, Path]
     history: Path
+    reben: Path | None = None  # a synth reBEN tree (None without pyarrow)
 
 
 @dataclass
@@ -72,6 +76,7 @@ class Case:
     id: str
     build: Callable[[Path, World], Invocation]
     slow: bool = False
+    root: bool = False  # makes device nodes (mknod): run as root only
 
 
 def make_world(root: Path, tmp_path_factory: Any) -> World:
@@ -100,9 +105,17 @@ def make_world(root: Path, tmp_path_factory: Any) -> World:
     doc = json.loads(shards[0].read_text())
     val = {"clear": {"players": doc["players"], "metrics": doc["metrics"]}}
     history.write_text(json.dumps({"epoch": 1, "train_loss": 0.5, "val": val}) + "\n")
+    reben = None
+    with contextlib.suppress(ImportError):
+        import pyarrow.parquet  # noqa: F401
+
+        from sareval.preprocess.synth_bigearthnet_v2 import generate_bigearthnet_v2
+
+        generate_bigearthnet_v2(root / "reben", n_patches=5, size=12, seed=SEED)
+        reben = root / "reben"
     return World(
         root, assets.store, model, assets.cards["single-label"].to_dict(),
-        root / "s12", sen12ms_store, root / "ben", shards, history,
+        root / "s12", sen12ms_store, root / "ben", shards, history, reben,
     )  # fmt: skip
 
 
@@ -1100,6 +1113,242 @@ def cases() -> list[Case]:
         "train-data-broken-store",
         args_case(train_args(data=lambda t, w: broken_store(t, w, delete("labels"))), "broken.h5"),
     )
+    c += guard_cases()
+    return c
+
+
+# --- the output guard (issue 19): inputs, special files and links as outputs ---------------------
+def special(t: Path, kind: str) -> Path:
+    """A special file named ``kind`` in the case folder: ``null`` / ``full`` (character devices
+    with the numbers of /dev/null and /dev/full), ``fifo``, ``socket``, ``block``."""
+    path = t / kind
+    if kind in ("null", "full"):
+        os.mknod(path, stat.S_IFCHR | 0o666, os.makedev(1, 3 if kind == "null" else 7))
+    elif kind == "block":
+        os.mknod(path, stat.S_IFBLK | 0o600, os.makedev(7, 250))
+    elif kind == "fifo":
+        os.mkfifo(path)
+    else:
+        sock = socket.socket(socket.AF_UNIX)
+        sock.bind(str(path))
+        sock.close()
+    return path
+
+
+def pick(paths: list[Path], salt: str) -> Path:
+    """One of ``paths`` (sorted), chosen by :data:`SEED` and ``salt``: a seeded case."""
+    ordered = sorted(paths)
+    rng = np.random.default_rng([SEED, *salt.encode()])
+    return ordered[int(rng.integers(len(ordered)))]
+
+
+def alias(t: Path, target: Path, how: str, name: str) -> Path:
+    """``target`` under another name in the case folder: a ``hard`` or ``soft`` link."""
+    path = t / name
+    if how == "hard":
+        os.link(target, path)
+    else:
+        os.symlink(target, path)
+    return path
+
+
+def guard_cases() -> list[Case]:
+    """Outputs that are inputs (same path, hard link, symlink, a file of an input tree) or
+    special files that must not be written (devices, FIFOs, sockets for stores and folders;
+    a full device): every one refused or failed with one line, nothing replaced."""
+    c: list[Case] = []
+
+    def add(id: str, build: Callable[[Path, World], Invocation], root: bool = False) -> None:
+        c.append(Case(f"guard-{id}", build, root=root))
+
+    def shape_out(option: str, make: Callable[[Path, World], Path], names: str) -> Callable:
+        def build(t: Path, w: World) -> Invocation:
+            model, store = t / "m.onnx", copy_store(t, w)
+            shutil.copy(w.model, model)
+            target = make(t, w)
+            args = ["shape", "-m", str(model), "-d", str(store), "-s", "clear",
+                    "--out", str(t / "r.json"), option, str(target), "--overwrite"]  # fmt: skip
+            if option == "--out":
+                args[args.index("--out") + 1] = str(t / "unused.json")
+                args[-3:-1] = ["--out", str(target)]
+            return Invocation(args, names)
+
+        return build
+
+    for how in ("hard", "soft"):
+        add(
+            f"shape-csv-{how}-link-to-store",
+            shape_out("--csv", lambda t, w, h=how: alias(t, t / "copy.h5", h, "s.csv"), "s.csv"),
+        )
+        add(f"shape-predictions-{how}-link-to-model",
+            shape_out("--save-predictions",
+                      lambda t, w, h=how: alias(t, t / "m.onnx", h, "p.h5"), "m.onnx"))  # fmt: skip
+    add("shape-csv-is-store", shape_out("--csv", lambda t, w: t / "copy.h5", "copy.h5"))
+    add("shape-out-socket", shape_out("--out", lambda t, w: special(t, "socket"), "socket"))
+    add("shape-csv-full", shape_out("--csv", lambda t, w: special(t, "full"), "full"), root=True)
+    add("shape-out-block", shape_out("--out", lambda t, w: special(t, "block"), "block"), root=True)
+    add(
+        "shape-predictions-full",
+        shape_out("--save-predictions", lambda t, w: special(t, "full"), "full"),
+        root=True,
+    )
+
+    def merge_out(make: Callable[[Path, Path], Path], names: str, csv: bool = False) -> Callable:
+        def build(t: Path, w: World) -> Invocation:
+            parts = [t / "part0.json", t / "part1.json"]
+            for src, dst in zip(w.shards, parts, strict=True):
+                shutil.copy(src, dst)
+            target = make(t, parts[int(pick(parts, names).name[4])])
+            out = (
+                ["--out", str(t / "m.json"), "--csv", str(target)]
+                if csv
+                else ["--out", str(target)]
+            )
+            return Invocation(["merge", *map(str, parts), *out, "--overwrite"], names)
+
+        return build
+
+    add(
+        "merge-out-hard-link-to-shard",
+        merge_out(lambda t, p: alias(t, p, "hard", "m.json"), "m.json"),
+    )
+    add(
+        "merge-csv-soft-link-to-shard",
+        merge_out(lambda t, p: alias(t, p, "soft", "m.csv"), "m.csv", csv=True),
+    )
+    add("merge-out-full", merge_out(lambda t, p: special(t, "full"), "full"), root=True)
+    add("merge-csv-full", merge_out(lambda t, p: special(t, "full"), "full", csv=True), root=True)
+
+    def report_out(make: Callable[[Path], Path], names: str) -> Callable:
+        def build(t: Path, w: World) -> Invocation:
+            results = t / "results"
+            results.mkdir()
+            shutil.copy(pick(list(w.shards), "report"), results / "r.json")
+            return Invocation(["report", str(results), "--out", str(make(t)), "--overwrite"], names)
+
+        return build
+
+    add("report-out-is-input-folder", report_out(lambda t: t / "results", "results"))
+    add("report-out-holds-input", report_out(lambda t: t, "results"))
+    add("report-out-fifo", report_out(lambda t: special(t, "fifo"), "fifo"))
+    add("report-out-null", report_out(lambda t: special(t, "null"), "null"), root=True)
+
+    def s12_out(make: Callable[[Path, Path], Path], names: str | None = None) -> Callable:
+        """``preprocess sen12ms`` (with its CR tree) whose --out ``make(case, tree)`` names."""
+
+        def build(t: Path, w: World) -> Invocation:
+            tree = copy_tree(t, w.sen12ms)
+            out = make(t, tree)
+            args = ["preprocess", "sen12ms", str(tree / "sen12ms"), "--cr-root",
+                    str(tree / "sen12mscr"), "--workers", "1", "--out", str(out),
+                    "--overwrite"]  # fmt: skip
+            return Invocation(args, names or out.name)
+
+        return build
+
+    add("s12-out-is-a-tif", s12_out(lambda t, r: pick(list(r.rglob("*_s2_*.tif")), "s12-s2")))
+    add(
+        "s12cr-out-is-a-tif",
+        s12_out(lambda t, r: pick(list((r / "sen12mscr").rglob("*.tif")), "cr")),
+    )
+    add(
+        "s12-out-soft-link-to-a-tif",
+        s12_out(lambda t, r: alias(t, pick(list(r.rglob("*_lc_*.tif")), "lc"), "soft", "o.h5")),
+    )
+    add("s12-out-fifo", s12_out(lambda t, r: special(t, "fifo")))
+    add("s12-out-null", s12_out(lambda t, r: special(t, "null")), root=True)
+
+    def ben_out(make: Callable[[Path, Path], Path], names: str | None = None) -> Callable:
+        def build(t: Path, w: World) -> Invocation:
+            tree = copy_tree(t, w.ben)
+            out = make(t, tree)
+            args = ["preprocess", "bigearthnet", "--s2-root", str(tree / "BigEarthNet-v1.0"),
+                    "--s1-root", str(tree / "BigEarthNet-S1-v1.0"),
+                    "--split-csv", str(tree / "train.csv"), "--snow-list",
+                    str(tree / "patches_with_seasonal_snow.csv"), "--workers", "1",
+                    "--out", str(out), "--overwrite"]  # fmt: skip
+            return Invocation(args, names or out.name)
+
+        return build
+
+    add(
+        "ben-out-hard-link-to-split",
+        ben_out(lambda t, r: alias(t, r / "train.csv", "hard", "o.h5")),
+    )
+    add("ben-out-is-snow-list", ben_out(lambda t, r: r / "patches_with_seasonal_snow.csv"))
+    add(
+        "ben-out-is-an-s1-tif",
+        ben_out(lambda t, r: pick(list((r / "BigEarthNet-S1-v1.0").rglob("*.tif")), "ben-s1")),
+    )
+    add("ben-out-socket", ben_out(lambda t, r: special(t, "socket")))
+
+    def reben_out(make: Callable[[Path, Path], Path], names: str | None = None) -> Callable:
+        def build(t: Path, w: World) -> Invocation:
+            if w.reben is None:
+                import pytest
+
+                pytest.skip("pyarrow is not installed")
+            tree = copy_tree(t, w.reben)
+            out = make(t, tree)
+            args = ["preprocess", "bigearthnet-v2", "--s2-root", str(tree / "BigEarthNet-S2"),
+                    "--s1-root", str(tree / "BigEarthNet-S1"),
+                    "--metadata", str(tree / "metadata.parquet"), "--workers", "1",
+                    "--out", str(out), "--overwrite"]  # fmt: skip
+            return Invocation(args, names or out.name)
+
+        return build
+
+    add(
+        "reben-out-hard-link-to-metadata",
+        reben_out(lambda t, r: alias(t, r / "metadata.parquet", "hard", "o.h5")),
+    )
+    add(
+        "reben-out-soft-link-to-metadata",
+        reben_out(lambda t, r: alias(t, r / "metadata.parquet", "soft", "o.h5")),
+    )
+    add(
+        "reben-out-is-an-s2-tif",
+        reben_out(lambda t, r: pick(list((r / "BigEarthNet-S2").rglob("*.tif")), "reben-s2")),
+    )
+    add("reben-out-fifo", reben_out(lambda t, r: special(t, "fifo")))
+    add("reben-out-full", reben_out(lambda t, r: special(t, "full")), root=True)
+
+    for kind, root in (("fifo", False), ("socket", False), ("null", True)):
+        add(f"synth-out-{kind}", lambda t, w, k=kind: Invocation(
+            ["synth", "sen12ms", str(special(t, k)), "--patches", "4", "--size", "8",
+             "--overwrite"], k), root=root)  # fmt: skip
+    add("train-out-fifo", lambda t, w: Invocation(
+        [*train_args()(t, w)[:-3], "--out", str(special(t, "fifo")), "--overwrite"],
+        "fifo"))  # fmt: skip
+
+    def attach_out(make: Callable[[Path, Path, Path], Path], names: str) -> Callable:
+        def build(t: Path, w: World) -> Invocation:
+            model = t / "m.onnx"
+            shutil.copy(w.model, model)
+            card = card_file(t, w, lambda d: d["input"].update(height=8, width=8))  # it fits
+            args = ["card", "attach", str(model), str(card), "--out", str(make(t, model, card)),
+                    "--overwrite"]  # fmt: skip
+            return Invocation(args, names)
+
+        return build
+
+    add("attach-out-is-model", attach_out(lambda t, m, c: m, "m.onnx"))
+    add(
+        "attach-out-hard-link-to-model",
+        attach_out(lambda t, m, c: alias(t, m, "hard", "o.onnx"), "o.onnx"),
+    )
+    add(
+        "attach-out-soft-link-to-card",
+        attach_out(lambda t, m, c: alias(t, c, "soft", "o.onnx"), "card.json"),
+    )
+    add("attach-out-full", attach_out(lambda t, m, c: special(t, "full"), "full"), root=True)
+    add("card-template-out-full", lambda t, w: Invocation(
+        ["card", "template", "--preset", "sen12ms-s1s2", "--out", str(special(t, "full"))],
+        "full"), root=True)  # fmt: skip
+    add("export-out-hard-link-to-checkpoint", lambda t, w: Invocation(
+        ["export", "--checkpoint", str(state_dict(t)), "--format", "onnx",
+         "--out", str(alias(t, t / "last.pt", "hard", "m.onnx")), "--overwrite"],
+        "m.onnx"))  # fmt: skip
     return c
 
 

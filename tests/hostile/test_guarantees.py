@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from make_hostile import World, first_file, rewrite_tiff
+from test_hostile import outside_folders, snapshot, stat_snapshot
 
 from sareval.atomic import check_outputs
 from sareval.cli import cli, error_line
@@ -44,12 +45,12 @@ def test_check_outputs(tmp_path: Path) -> None:
         check_outputs({"--out": a, "--csv": tmp_path / "." / "r.json"}, True)
     with pytest.raises(SarevalError, match=r"give it a \.json name"):
         check_outputs({"--out": b, "--csv": tmp_path / "t.csv"}, True, json_option="--out")
-    with pytest.raises(SarevalError, match="an input"):
+    with pytest.raises(SarevalError, match="--out is the input"):
         check_outputs({"--out": a}, True, inputs=[tmp_path / "r.json"])
     a.write_text("old")
     with pytest.raises(OutputExistsError):
         check_outputs({"--out": a}, False)
-    with pytest.raises(SarevalError, match="is a directory"):
+    with pytest.raises(SarevalError, match="is a folder"):
         check_outputs({"--out": tmp_path}, True)
     check_outputs({"--out": tmp_path / "new" / "deeper" / "r.json"}, False)  # created later
 
@@ -96,3 +97,31 @@ def test_error_line_is_one_printable_line() -> None:
     assert error_line(SarevalError("a\nb")) == "a b"
     assert error_line(FileNotFoundError(2, "No such file", "/x")) == "/x: No such file"
     assert error_line(SarevalError("root-\udcff: bad")) == "root-\\udcff: bad"
+
+
+def test_snapshots_see_special_files_and_outside_changes(world: World, tmp_path: Path) -> None:
+    """The hostile suite's own checks (test_hostile): a special file turned into a regular file,
+    a symlink replaced, and a file outside the case folder rewritten are all seen."""
+    fifo, link = tmp_path / "fifo", tmp_path / "link"
+    os.mkfifo(fifo)
+    os.symlink(tmp_path / "target", link)
+    before = snapshot(tmp_path)
+    assert before[str(fifo)][0] == "special" and before[str(link)] == (
+        "link",
+        os.fsencode(tmp_path / "target"),
+    )
+    fifo.unlink()
+    fifo.write_text("")
+    assert snapshot(tmp_path) != before
+    fifo.unlink()
+    os.mkfifo(fifo)
+    assert snapshot(tmp_path) == before
+    link.unlink()
+    link.write_text("")
+    assert snapshot(tmp_path) != before
+    outside = stat_snapshot(outside_folders(world))
+    assert str(world.store) in outside and "/dev/null" in outside
+    copy = tmp_path / "copy.json"
+    shutil.copy(world.shards[0], copy)
+    os.replace(copy, world.shards[0])  # same bytes, a new inode: a replaced file
+    assert stat_snapshot(outside_folders(world)) != outside

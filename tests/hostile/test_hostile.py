@@ -4,12 +4,15 @@ For every case of :func:`make_hostile.cases`: exit status non-zero; the last std
 ``error: ...`` line naming the right file or option; no traceback (the command ended by
 ``SystemExit``, not an escaped exception); nothing written, renamed or left half-written in the
 case folder (no ``.partial`` / temporary files; every file's bytes as before, the sentinels in
-the outputs included); and no hostile payload ran (no canary file).
+the outputs included; every symlink, device node, FIFO and socket still what it was, never
+turned into a regular file); nothing outside the case folder changed (the session's valid
+material, /dev/null, /dev/full); and no hostile payload ran (no canary file).
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -22,14 +25,45 @@ from sareval.evaluator.distributed import TORCHRUN_VARIABLES
 CASES = cases()
 
 
-def snapshot(folder: Path) -> dict[str, bytes]:
-    """Every file under ``folder`` (bytes paths: names need not be UTF-8) and its content."""
-    out = {}
-    for dirpath, _, files in os.walk(os.fsencode(folder)):
-        for name in files:
+def snapshot(folder: Path) -> dict[str, object]:
+    """Every entry under ``folder`` (bytes paths: names need not be UTF-8): a regular file's
+    content, a symlink's target, a special file's type and device numbers (never opened: a
+    FIFO would block, a /dev/full twin reads forever)."""
+    out: dict[str, object] = {}
+    for dirpath, dirs, files in os.walk(os.fsencode(folder)):
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(dirpath, d))]:
             path = os.path.join(dirpath, name)
-            out[os.fsdecode(path)] = Path(os.fsdecode(path)).read_bytes()
+            st = os.lstat(path)
+            if stat.S_ISREG(st.st_mode):
+                out[os.fsdecode(path)] = Path(os.fsdecode(path)).read_bytes()
+            elif stat.S_ISLNK(st.st_mode):
+                out[os.fsdecode(path)] = ("link", os.readlink(path))
+            else:
+                out[os.fsdecode(path)] = ("special", stat.S_IFMT(st.st_mode), st.st_rdev)
     return out
+
+
+def stat_snapshot(folders: list[Path]) -> dict[str, tuple[int, int, int, int]]:
+    """(type and mode, inode, size, mtime) of every entry under ``folders`` and of the real
+    /dev/null and /dev/full: cheap enough to take around every case, and any write, rename,
+    replacement or deletion changes it."""
+    out = {}
+    for folder in folders:
+        for dirpath, dirs, files in os.walk(os.fsencode(folder)):
+            for name in dirs + files:
+                path = os.path.join(dirpath, name)
+                st = os.lstat(path)
+                out[os.fsdecode(path)] = (st.st_mode, st.st_ino, st.st_size, st.st_mtime_ns)
+    for device in ("/dev/null", "/dev/full"):
+        if os.path.lexists(device):
+            st = os.lstat(device)
+            out[device] = (st.st_mode, st.st_ino, 0, 0)
+    return out
+
+
+def outside_folders(world: World) -> list[Path]:
+    """What a case may read but must never change: the session's valid material."""
+    return sorted({world.root, world.store.parent, world.model.parent})
 
 
 def prepare(inv: Invocation, case_id: str) -> None:
@@ -42,11 +76,16 @@ def prepare(inv: Invocation, case_id: str) -> None:
         (folder / "sentinel.txt").write_text(f"sentinel of {case_id}\n")
 
 
-@pytest.mark.parametrize(
-    "case",
-    [pytest.param(c, id=c.id, marks=[pytest.mark.slow] if c.slow else []) for c in CASES],
-)
+def marks(case: Case) -> list[pytest.MarkDecorator]:
+    out = [pytest.mark.slow] if case.slow else []
+    if case.root:
+        out.append(pytest.mark.skipif(os.geteuid() != 0, reason="mknod needs root"))
+    return out
+
+
+@pytest.mark.parametrize("case", [pytest.param(c, id=c.id, marks=marks(c)) for c in CASES])
 def test_hostile_input_fails_cleanly(case: Case, world: World, tmp_path: Path) -> None:
+    outside = stat_snapshot(outside_folders(world))
     inv = case.build(tmp_path, world)
     prepare(inv, case.id)
     before = snapshot(tmp_path)
@@ -61,6 +100,7 @@ def test_hostile_input_fails_cleanly(case: Case, world: World, tmp_path: Path) -
     assert last.startswith("error: "), result.output
     assert inv.names in last, f"{inv.names!r} not named in: {last}"
     assert snapshot(tmp_path) == before, "files were written, changed or left behind"
+    assert stat_snapshot(outside_folders(world)) == outside, "a file outside the case changed"
     assert not (tmp_path / CANARY).exists(), "a hostile payload ran"
 
 
