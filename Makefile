@@ -11,11 +11,10 @@ STAMP := $(VENV)/.installed
 TG_VENV ?= .venv-torchgeo
 TG_BIN := $(TG_VENV)/bin
 TG_STAMP := $(TG_VENV)/.installed
-# sareval's dependencies that torchgeo does not pull in, at the versions of constraints.txt
+# sareval's dependencies that torchgeo does not pull in; every version pinned in
+# constraints-torchgeo.txt (a freeze of the tested environment)
 TG_DEPS := h5py tqdm onnx onnxscript onnxruntime-gpu jsonschema safetensors hdf5plugin \
 	pytest scikit-learn
-empty :=
-space := $(empty) $(empty)
 
 .PHONY: install demo test lint test-interop
 
@@ -27,13 +26,11 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-$(TG_STAMP): pyproject.toml constraints.txt
+$(TG_STAMP): pyproject.toml constraints.txt constraints-torchgeo.txt
 	$(PY) -m venv $(TG_VENV)
 	$(TG_BIN)/pip install --quiet --upgrade pip
-	$(TG_BIN)/pip install --quiet torch==2.14.1 torchvision==0.29.1 torchgeo pyarrow requests
-	grep -i -E '^($(subst $(space),|,$(strip $(TG_DEPS))))==' constraints.txt \
-		> $(TG_VENV)/sareval-constraints.txt
-	$(TG_BIN)/pip install --quiet -c $(TG_VENV)/sareval-constraints.txt $(TG_DEPS)
+	$(TG_BIN)/pip install --quiet -c constraints-torchgeo.txt torch torchvision torchgeo pyarrow \
+		requests $(TG_DEPS)
 	$(TG_BIN)/pip install --quiet --no-deps -e .
 	touch $(TG_STAMP)
 
@@ -47,6 +44,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest -n 2 -m "slow or not slow"
 	$(MAKE) test-interop
 

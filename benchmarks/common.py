@@ -531,9 +531,8 @@ def prepare_model(
     and TorchScript; also save its state dict for the naive (eager) path."""
     import torch
 
-    from sareval.card import ModelCard
+    from sareval.card import ModelCard, make_card
     from sareval.export.onnx_export import export_onnx
-    from sareval.export.presets import make_card
     from sareval.export.torchscript_export import export_torchscript
     from sareval.models import build_model
 

@@ -3,7 +3,7 @@
 The library first (``docs/api.md``)::
 
     import sareval
-    result = sareval.evaluate(model, data, sareval.ShapeConfig(z="full"), card=card)
+    result = sareval.evaluate(model, data, sareval.ShapeConfig(normalization="full"), card=card)
     result.relevance["f1_macro"]["sar"]; result.save("r.json"); print(result)
 
 Stages (data flows one way): ``preprocess`` GeoTIFF trees -> HDF5 store (:mod:`sareval.store`);
@@ -32,6 +32,11 @@ _EXPORTS = {
     "load_result": "sareval.api",
     "ShapeResult": "sareval.api",
     "ShapeConfig": "sareval.evaluator.config",
+    "Game": "sareval.evaluator.config",
+    "Reporting": "sareval.evaluator.config",
+    "Execution": "sareval.evaluator.config",
+    "Estimation": "sareval.evaluator.config",
+    "perceptual_score": "sareval.api",
     "ArrayData": "sareval.evaluator.sources",
     "TorchData": "sareval.evaluator.sources",
     "ModelCard": "sareval.card",
@@ -41,10 +46,17 @@ _EXPORTS = {
 
 if TYPE_CHECKING:
     from sareval.adapters import DatasetConventions
-    from sareval.api import ShapeResult, evaluate, load_result, open_store, write_store
+    from sareval.api import (
+        ShapeResult,
+        evaluate,
+        load_result,
+        open_store,
+        perceptual_score,
+        write_store,
+    )
     from sareval.card import ModelCard
     from sareval.errors import SarevalError
-    from sareval.evaluator.config import ShapeConfig
+    from sareval.evaluator.config import Estimation, Execution, Game, Reporting, ShapeConfig
     from sareval.evaluator.sources import ArrayData, TorchData
 
 
@@ -57,7 +69,11 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "ArrayData",
     "DatasetConventions",
+    "Estimation",
+    "Execution",
+    "Game",
     "ModelCard",
+    "Reporting",
     "SarevalError",
     "ShapeConfig",
     "ShapeResult",
@@ -66,5 +82,6 @@ __all__ = [
     "evaluate",
     "load_result",
     "open_store",
+    "perceptual_score",
     "write_store",
 ]

@@ -9,25 +9,41 @@
 backend by default, without export, and are never moved or changed in place.
 ``data``: a store subset, ``(path, subset)``, a dict of arrays per sensor with labels
 (:class:`~sareval.evaluator.sources.ArrayData`), or a torch Dataset / iterable of batches
-(:class:`~sareval.evaluator.sources.TorchData`). Every choice is a :class:`ShapeConfig` field;
-keyword ``overrides`` replace fields of ``config``. Errors are :class:`~sareval.errors.
-SarevalError` subclasses whose message names the argument and what was expected.
+(:class:`~sareval.evaluator.sources.TorchData`). Every choice is a field of :class:`ShapeConfig`
+(its parts :class:`Game`, :class:`Reporting`, :class:`Execution`, :class:`Estimation`); keyword
+``overrides`` replace fields of ``config`` by their flat names. :func:`perceptual_score` is the
+other algorithm (permuting each player instead of masking it). Errors are
+:class:`~sareval.errors.SarevalError` subclasses whose message names the argument and what was
+expected.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import os
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeAlias
 
 import numpy as np
 
 from sareval.card import ModelCard
 from sareval.errors import SarevalError, StoreError
-from sareval.evaluator.config import ShapeConfig
+from sareval.evaluator.backends import load_model
+from sareval.evaluator.config import (
+    PERMUTATIONS,
+    Estimation,
+    Execution,
+    Game,
+    Reporting,
+    ShapeConfig,
+)
 from sareval.evaluator.interactions import doc_game, record_from_doc, to_shapiq
+from sareval.evaluator.results import console_table, read_results, save_results
+from sareval.evaluator.run_output import RunOutput
+from sareval.evaluator.runner import run_evaluation
 from sareval.evaluator.sources import ArrayData, StoreSubset, TorchData, as_source
 from sareval.store import LabelSpec, SensorSpec, Store, StoreWriter, check_content
 
@@ -37,27 +53,133 @@ SOURCE_KEYWORDS = (
 )  # fmt: skip
 
 
+class MapDataset(Protocol):
+    """A map-style dataset (``torch.utils.data.Dataset`` with a length): items by index."""
+
+    def __getitem__(self, index: int, /) -> Any: ...
+
+    def __len__(self) -> int: ...
+
+
+#: a model file (with its card inside), or an in-memory module / callable on tensors
+ModelInput: TypeAlias = "str | os.PathLike[str] | Callable[..., Any]"
+#: a store subset, ``(store path, subset)``, arrays per sensor with labels, a dataset or an
+#: iterable of batches (:func:`~sareval.evaluator.sources.as_source`)
+DataInput: TypeAlias = (
+    "StoreSubset | ArrayData | TorchData | tuple[str | os.PathLike[str], str] "
+    "| Mapping[str, Any] | MapDataset | Iterable[Any]"
+)
+
+
 def evaluate(
-    model: Any,
-    data: Any,
+    model: ModelInput,
+    data: DataInput,
     config: ShapeConfig | None = None,
     *,
     card: ModelCard | None = None,
+    data_options: Mapping[str, Any] | None = None,
     progress: bool = False,
     save_predictions: str | Path | None = None,
     overwrite: bool = False,
     **overrides: Any,
 ) -> ShapeResult:
-    """SHAPE relevance (or perceptual scores) of ``model`` on ``data`` (see module docstring).
+    """SHAPE relevance of ``model`` on ``data`` (see module docstring).
 
-    ``overrides``: :class:`ShapeConfig` fields (``z="full"``, ``bootstrap=1000``, ...) and, for
-    arrays or datasets given directly, their options (``bands=``, ``class_names=``,
-    ``cloud_cover=``, ``ids=``, ``keys=``, ``image=``, ``label_key=``).
-    ``save_predictions``: an HDF5 file of every sample's outputs per coalition.
+    ``overrides``: :class:`ShapeConfig` fields by their flat names (``normalization="full"``,
+    ``replicates=1000``, ``batch_size=16``, ...; :data:`~sareval.evaluator.config.FLAT_FIELDS`)
+    or whole parts (``execution=Execution(...)``). ``data_options``: for arrays or datasets
+    given directly, their options (``bands``, ``class_names``, ``cloud_cover``, ``ids``,
+    ``keys``, ``image``, ``label_key``, ...: :data:`SOURCE_KEYWORDS`), the same as
+    :class:`ArrayData`'s / :class:`TorchData`'s arguments; given as flat keywords they still
+    work, with a :class:`DeprecationWarning`. ``save_predictions``: an HDF5 file of every
+    sample's outputs per coalition.
     """
-    from sareval.evaluator.backends import load_model
-    from sareval.evaluator.runner import run_evaluation
+    if "method" in overrides or "permutations" in overrides:
+        raise SarevalError(
+            "method: perceptual scores are their own function, "
+            "sareval.perceptual_score(model, data, permutations=...)"
+        )
+    options = _data_options(data_options, overrides)
+    return _run(
+        model, data, config, card, progress, save_predictions, overwrite, {**overrides, **options}
+    )
 
+
+def _data_options(
+    data_options: Mapping[str, Any] | None, overrides: dict[str, Any]
+) -> dict[str, Any]:
+    """``data_options`` checked, plus the data keywords given flat in ``overrides`` (removed
+    from it; deprecated)."""
+    if data_options is not None and not isinstance(data_options, Mapping):
+        raise SarevalError(
+            f"data_options: expected a mapping option -> value, got {type(data_options).__name__}"
+        )
+    options = dict(data_options or {})
+    unknown = sorted(set(options) - set(SOURCE_KEYWORDS))
+    if unknown:
+        raise SarevalError(
+            f"data_options: unknown option(s) {', '.join(map(str, unknown))}; "
+            f"known: {', '.join(SOURCE_KEYWORDS)}"
+        )
+    flat = [k for k in SOURCE_KEYWORDS if k in overrides]
+    for key in flat:
+        if key in options:
+            raise SarevalError(f"data_options: {key!r} is also given as a keyword; give it once")
+        warnings.warn(
+            f"evaluate({key}=...): data keywords are deprecated; pass "
+            f"data_options={{{key!r}: ...}} or build sareval.ArrayData / sareval.TorchData",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        options[key] = overrides.pop(key)
+    return options
+
+
+def perceptual_score(
+    model: Any,
+    data: Any,
+    *,
+    permutations: int = PERMUTATIONS,
+    card: ModelCard | None = None,
+    players: Mapping[str, Any] | None = None,
+    metrics: Sequence[str] | None = None,
+    seed: int = 0,
+    execution: Execution | None = None,
+    data_options: Mapping[str, Any] | None = None,
+    progress: bool = False,
+) -> ShapeResult:
+    """Perceptual scores (Gat et al. 2021; :mod:`sareval.evaluator.perceptual`) of ``model``
+    on ``data``: the relative drop of each metric when a player's bands are taken from another
+    sample, averaged over ``permutations`` seeded permutations of the data.
+
+    ``players``, ``metrics``, ``seed`` and ``execution`` mean what they mean in
+    :class:`ShapeConfig`; ``data_options`` as :func:`evaluate`'s. The result's ``method`` is
+    ``perceptual``, its ``relevance`` the scores.
+    """
+    if isinstance(permutations, bool) or not isinstance(permutations, int) or permutations < 1:
+        raise SarevalError(f"permutations: expected an integer >= 1, got {permutations!r}")
+    options = _data_options(data_options, {})
+    config = ShapeConfig(
+        game=Game(players=players),
+        reporting=Reporting(metrics=metrics, seed=seed),
+        execution=execution or Execution(),
+    )
+    return _run(model, data, config, card, progress, None, False, options, permutations)
+
+
+def _run(
+    model: Any,
+    data: Any,
+    config: ShapeConfig | None,
+    card: ModelCard | None,
+    progress: bool,
+    save_predictions: str | Path | None,
+    overwrite: bool,
+    overrides: dict[str, Any],
+    permutations: int | None = None,
+) -> ShapeResult:
+    """Load ``model``, adapt ``data``, run the evaluation (:func:`evaluate`,
+    :func:`perceptual_score`)."""
     if config is not None and not isinstance(config, ShapeConfig):
         raise SarevalError(f"config: expected a sareval.ShapeConfig, got {type(config).__name__}")
     source_kw = {k: overrides.pop(k) for k in SOURCE_KEYWORDS if k in overrides}
@@ -65,14 +187,14 @@ def evaluate(
     loaded = load_model(model, card)
     source = as_source(data, **source_kw)
     try:
-        doc = run_evaluation(
+        output = run_evaluation(
             loaded, source, cfg, progress=progress, save_predictions=save_predictions,
-            overwrite=overwrite,
+            overwrite=overwrite, permutations=permutations,
         )  # fmt: skip
     finally:
         if isinstance(data, tuple) and isinstance(source, StoreSubset):
             source.store.close()  # opened here from (path, subset)
-    return ShapeResult(doc)
+    return ShapeResult.from_run(output)
 
 
 # --- stores -----------------------------------------------------------------------------------
@@ -154,7 +276,7 @@ def write_store(
         given[name] = (kind, y, names)
         label_values[name] = y.astype(np.int64) if kind == "index" else (y != 0).astype(np.uint8)
     task = "single-label" if label_specs and label_specs[0].kind == "index" else "multi-label"
-    arrays_np = {s: src._arrays[s] for s in src.bands}
+    arrays_np = {s: src.sensor_array(s) for s in src.bands}
     available = None
     if cloudy is not None:
         if "s2" not in arrays_np:
@@ -212,6 +334,11 @@ class ShapeResult:
     """
 
     doc: dict[str, Any]
+
+    @classmethod
+    def from_run(cls, output: RunOutput) -> ShapeResult:
+        """The result of one evaluation (:func:`~sareval.evaluator.runner.run_evaluation`)."""
+        return cls(output.to_document())
 
     @property
     def players(self) -> list[str]:
@@ -295,13 +422,9 @@ class ShapeResult:
     def save(self, path: str | Path, *, csv: str | Path | None = None,
              overwrite: bool = False) -> Path:  # fmt: skip
         """The schema-valid results JSON the CLI writes (and the CSV table with ``csv``)."""
-        from sareval.evaluator.results import save_results
-
         return save_results(self.doc, path, csv, overwrite)
 
     def __str__(self) -> str:
-        from sareval.evaluator.results import console_table
-
         return console_table(self.doc)
 
     def __eq__(self, other: object) -> bool:
@@ -320,13 +443,15 @@ def _json_equal(a: Any, b: Any) -> bool:
 
 def load_result(path: str | Path) -> ShapeResult:
     """A results JSON written by ``sareval shape`` / ``merge`` or :meth:`ShapeResult.save`."""
-    from sareval.evaluator.results import read_results
-
     return ShapeResult(read_results(path))
 
 
 __all__ = [
     "ArrayData",
+    "Estimation",
+    "Execution",
+    "Game",
+    "Reporting",
     "ShapeConfig",
     "ShapeResult",
     "StoreHandle",
@@ -334,5 +459,6 @@ __all__ = [
     "evaluate",
     "load_result",
     "open_store",
+    "perceptual_score",
     "write_store",
 ]

@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 
 from sareval.errors import OutputExistsError, SarevalError
+from sareval.write_errors import as_write_error
 
 #: the first bytes of every HDF5 file (a store or predictions file: never a dataset input)
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
@@ -277,8 +278,6 @@ def copy_into(src: str | Path, target: str | Path) -> None:
     writing, never created, truncated, renamed over or unlinked). A write failure (``ENOSPC``
     of ``/dev/full``) is raised as an :class:`~sareval.write_errors.OutputWriteError` naming
     ``target``."""
-    from sareval.write_errors import as_write_error
-
     try:
         fd = os.open(target, os.O_WRONLY | os.O_NOCTTY | os.O_CLOEXEC)
         try:
@@ -324,8 +323,6 @@ def atomic_output(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     removed and the exception propagates (a full disk or an unwritable folder as one
     :class:`~sareval.write_errors.OutputWriteError`); ``path`` is untouched.
     """
-    from sareval.write_errors import as_write_error
-
     path = check_output(path, overwrite)
     tmp = temp_for(path, path.with_name(f".{path.name}.{os.getpid()}.tmp"))
     try:

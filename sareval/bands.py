@@ -10,6 +10,9 @@ Band names are the contract between the store (which holds bands by name) and th
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Sequence
+
 S1_BANDS: tuple[str, ...] = ("VV", "VH")
 S2_BANDS: tuple[str, ...] = (
     "B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B10", "B11", "B12",
@@ -50,3 +53,24 @@ def modality_of_band(band: str) -> str:
 def sensor_of_band(band: str) -> str:
     """Store dataset (``"s1"`` or ``"s2"``) that holds ``band``."""
     return SENSOR_OF_MODALITY[modality_of_band(band)]
+
+
+def default_bands(sensor: str, channels: int) -> tuple[str, ...] | None:
+    """Band names of a standard sensor array: s1 (VV, VH), s2 with 13 or 12 (no B10) bands."""
+    if sensor == "s1" and channels == len(S1_BANDS):
+        return S1_BANDS
+    if sensor == "s2" and channels == len(S2_BANDS):
+        return S2_BANDS
+    if sensor == "s2" and channels == len(BIGEARTHNET_S2_BANDS):
+        return BIGEARTHNET_S2_BANDS
+    return None
+
+
+def close_band(name: str, choices: Sequence[str]) -> str | None:
+    """The band of ``choices`` that ``name`` most likely means (same letters in another case,
+    else the closest by :func:`difflib.get_close_matches`), or None."""
+    same = [c for c in choices if c.lower() == name.lower()]
+    if same:
+        return same[0]
+    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return close[0] if close else None

@@ -34,6 +34,7 @@ extra channel a store carries (``DEM``, ``NDVI``, ``VV_VH_ratio``: letters, digi
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -43,7 +44,14 @@ from typing import Any
 
 import numpy as np
 
-from sareval.errors import CardError, SarevalError
+from sareval import __version__
+from sareval.bands import S1_BANDS, S2_BANDS, default_bands
+from sareval.custom_card import compute_normalization
+from sareval.errors import CardError, InputFileError, SarevalError
+from sareval.formats import check_model_file, load_onnx, load_torchscript
+from sareval.presets import get_preset
+
+log = logging.getLogger(__name__)
 
 CARD_VERSION = 2
 ONNX_METADATA_KEY = "sareval.card"
@@ -123,10 +131,8 @@ class ModelCard:
         cls, name: str, *, task: str, input_size: int | None = None, **kwargs: Any
     ) -> ModelCard:
         """The card of a preset (``sen12ms-s1s2``, ``bigearthnet-mm``, ...: see
-        ``sareval card template --help``); ``kwargs`` as :func:`sareval.export.presets.make_card`
+        ``sareval card template --help``); ``kwargs`` as :func:`make_card`
         (architecture, fusion, class_names)."""
-        from sareval.export.presets import make_card
-
         kwargs.setdefault("architecture", "unknown")
         kwargs.setdefault("fusion", "early")
         kwargs.setdefault("checkpoint_sha256", None)
@@ -175,8 +181,6 @@ class ModelCard:
         norm: dict[str, Any] = {}
         prov = dict(provenance or {})
         if normalize_from is not None:
-            from sareval.custom_card import compute_normalization
-
             given = set(normalization) if isinstance(normalization, Mapping) else set()
             norm, record = compute_normalization(
                 normalize_from,
@@ -250,8 +254,6 @@ class ModelCard:
         if not isinstance(x, Mapping):
             names: dict[str, Sequence[str]] = {"x": self.channels}
         else:
-            from sareval.evaluator.sources import default_bands
-
             names = {}
             for k, v in raw.items():
                 got = (bands or {}).get(k) or default_bands(k, int(v.shape[1]))
@@ -282,9 +284,7 @@ class ModelCard:
     @classmethod
     def read(cls, model_path: str | Path) -> ModelCard:
         """The card inside a model file (.onnx, .pt, .pt2) or a card .json file
-        (:func:`sareval.formats.read_model_card`, the one card reader)."""
-        from sareval.formats import read_model_card
-
+        (:func:`read_model_card`, the one card reader)."""
         return read_model_card(model_path)
 
     @property
@@ -455,7 +455,7 @@ def _check_schema(d: Any, fail: Any) -> None:
     raise fail(f"{where}: {what}")
 
 
-def _first_repeat(items: list) -> str:
+def _first_repeat(items: list[Any]) -> str:
     """The first item of ``items`` that repeats an earlier one, as JSON."""
     seen: set[str] = set()
     for v in items:
@@ -478,7 +478,9 @@ def _check_finite(value: Any, where: str, fail: Any) -> None:
             _check_finite(v, f"{where}.{i}", fail)
 
 
-def _input_tensors(inp: dict, version: int, fail: Any) -> tuple[tuple[tuple[str, int], ...], str]:
+def _input_tensors(
+    inp: dict[str, Any], version: int, fail: Any
+) -> tuple[tuple[tuple[str, int], ...], str]:
     """``input.tensors`` of a version-2 card -> ((name, channel count), ...), call style."""
     if "tensors" not in inp:
         return (), "positional"
@@ -491,7 +493,7 @@ def _input_tensors(inp: dict, version: int, fail: Any) -> tuple[tuple[tuple[str,
 
 
 def _check_unique_channels(
-    inp: dict, tensors: tuple[tuple[str, int], ...], channels: list[str], fail: Any
+    inp: dict[str, Any], tensors: tuple[tuple[str, int], ...], channels: list[str], fail: Any
 ) -> None:
     """Each band feeds one channel: name the first band given twice and where."""
     seen: dict[str, str] = {}
@@ -507,7 +509,7 @@ def _check_unique_channels(
         seen[b] = place
 
 
-def _modalities(raw: list, channels: list[str], fail: Any) -> tuple[Modality, ...]:
+def _modalities(raw: list[Any], channels: list[str], fail: Any) -> tuple[Modality, ...]:
     """The players: every input channel in exactly one modality."""
     owner: dict[str, str] = {}
     for m in raw:
@@ -565,5 +567,120 @@ def get_onnx_card(model: Any, source: str | Path = "(onnx model)") -> ModelCard:
     raise CardError(source, f"model has no sareval model card; {ATTACH_HINT}")
 
 
-# the one card reader lives in the model-file registry; ``read_card`` is that function
-from sareval.formats import read_model_card as read_card  # noqa: E402, F401
+# --- cards of the presets (:mod:`sareval.presets`) ---------------------------------------------
+def _players_of_channels(channels: Sequence[str]) -> tuple[Modality, ...]:
+    """Players in card order [sar, opt], each with its bands in channel order (empty dropped)."""
+    sar = tuple(b for b in channels if b in S1_BANDS)
+    opt = tuple(b for b in channels if b in S2_BANDS)
+    return tuple(Modality(n, bands) for n, bands in (("sar", sar), ("opt", opt)) if bands)
+
+
+def make_card(
+    preset: str,
+    task: str,
+    *,
+    architecture: str,
+    fusion: str,
+    checkpoint_sha256: str | None,
+    random_init: bool,
+    input_size: int | None = None,
+    class_names: Sequence[str] | None = None,
+) -> ModelCard:
+    """The model card of ``preset`` for ``task``, with provenance.
+
+    ``input_size`` overrides the preset's H = W (e.g. a ResNet trained on crops);
+    ``class_names`` overrides its classes (e.g. the 17 IGBP classes of a toolbox run with
+    ``IGBP_simple: False``).
+    """
+    p = get_preset(preset)
+    if task not in p.tasks:
+        raise SarevalError(f"preset {preset} supports task {' / '.join(p.tasks)}, not {task!r}")
+    size = p.size if input_size is None else int(input_size)
+    name = f"{preset} {architecture}" + (" late fusion" if fusion == "late" else "")
+    provenance = {
+        "preset": preset,
+        "architecture": architecture,
+        "fusion": fusion,
+        "checkpoint_sha256": checkpoint_sha256,
+        "random_init": bool(random_init),
+        "statistics": p.statistics,
+        "sareval_version": __version__,
+        **p.notes,
+    }
+    card = ModelCard(
+        task=task,
+        class_names=tuple(class_names) if class_names is not None else p.class_names,
+        channels=p.channels,
+        modalities=_players_of_channels(p.channels),
+        normalization={b: BandTransform(**t) for b, t in p.normalization.items()},
+        height=size,
+        width=size,
+        name=name,
+        provenance=provenance,
+    )
+    return ModelCard.from_dict(card.to_dict(), source=f"(preset {preset})")  # validated
+
+
+def card_with_statistics(
+    card: ModelCard, mean: Mapping[str, float], std: Mapping[str, float]
+) -> ModelCard:
+    """``card`` with each channel's z-score set to ``mean[band]`` / ``std[band]``.
+
+    NaN replacement and clipping stay as they are; bands of ``mean``/``std`` that are not
+    channels are ignored. A band with std 0 (constant in the training data) gets std 1 (its
+    normalised value is then 0 everywhere), with a warning. Raises :class:`SarevalError` for a
+    channel without statistics or a non-finite value.
+    """
+    missing = [b for b in card.channels if b not in mean or b not in std]
+    if missing:
+        raise SarevalError(f"no training statistics for channels {missing}")
+    d = card.to_dict()
+    norm = d["normalization"] if isinstance(d["normalization"], dict) else {}
+    for b in card.channels:
+        m, s = float(mean[b]), float(std[b])
+        if not (math.isfinite(m) and math.isfinite(s)) or s < 0:
+            raise SarevalError(f"training statistics of {b} are not usable (mean {m}, std {s})")
+        if s == 0.0:
+            log.warning("band %s is constant in the training data; its std is set to 1", b)
+            s = 1.0
+        t = card.transform(b)
+        norm[b] = BandTransform(nan=t.nan, clip=t.clip, mean=m, std=s).to_dict()
+    d["normalization"] = norm
+    d["provenance"] = {**d.get("provenance", {}), "statistics": "training store"}
+    return ModelCard.from_dict(d, source="(card with training statistics)")
+
+
+# --- reading a card from any model file ------------------------------------------------------
+def read_model_card(path: str | Path) -> ModelCard:
+    """The :class:`ModelCard` inside a model file (the kinds of :mod:`sareval.formats`), or of a
+    card ``.json``: the one card reader (``ModelCard.read`` and :func:`read_card` are this
+    function). Every problem is a :class:`~sareval.errors.CardError` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise CardError(path, "file not found")
+    try:
+        kind = check_model_file(path, cards=True).kind
+        if kind == "card":
+            return ModelCard.from_json(path)
+        if kind == "onnx":
+            return get_onnx_card(load_onnx(path), path)
+        text = _torch_card_text(path, kind)
+    except CardError:
+        raise
+    except InputFileError as e:
+        raise CardError(path, e.problem) from None
+    if not text:
+        raise CardError(path, f"model has no sareval model card; {ATTACH_HINT}")
+    return ModelCard.from_json(text, path)
+
+
+def _torch_card_text(path: Path, kind: str) -> str | None:
+    if kind == "torch-export":
+        from sareval.models.pt2 import read_extra_file  # sareval.models imports torch
+
+        return read_extra_file(path, TORCHSCRIPT_EXTRA_FILE)
+    return load_torchscript(path, extra_file=TORCHSCRIPT_EXTRA_FILE)[1]
+
+
+#: the one card reader under its short name
+read_card = read_model_card

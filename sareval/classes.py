@@ -7,7 +7,11 @@ and the BigEarthNet-MM nomenclature (see ``shared/reference/datasets.md``).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+
+from sareval.errors import InputFileError
 
 IGBP17: tuple[str, ...] = (
     "Evergreen Needleleaf Forests", "Evergreen Broadleaf Forests",
@@ -88,6 +92,26 @@ BEN19_FROM_CLC43: tuple[tuple[int, ...], ...] = (
     (38, 39),
     (40, 41, 42),
 )
+
+
+def igbp_valid(igbp: np.ndarray) -> np.ndarray:
+    """The values of an IGBP layer that are classes (1..17), flattened to int64."""
+    v = np.asarray(igbp).ravel().astype(np.int64)
+    return v[(v >= 1) & (v <= len(IGBP17))]
+
+
+def igbp_fractions(igbp: np.ndarray, path: str | Path = "(lc layer)") -> np.ndarray:
+    """(H, W) IGBP layer -> (17,) fraction of each class among pixels valued 1..17 (float64).
+
+    A layer without such a pixel has no label: InputFileError naming ``path``."""
+    valid = igbp_valid(igbp)
+    if valid.size == 0:
+        raise InputFileError(
+            path,
+            "no pixel of the IGBP layer is a class (1..17): the patch has no label "
+            "(--skip-unlabelled leaves such patches out)",
+        )
+    return np.bincount(valid, minlength=len(IGBP17) + 1)[1:] / valid.size
 
 
 def igbp10_fractions(igbp17: np.ndarray) -> np.ndarray:

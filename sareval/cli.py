@@ -30,6 +30,7 @@ from typing import Any, TextIO
 import click
 
 from sareval import __version__
+from sareval.commands.options import as_cli_message
 from sareval.errors import SarevalError
 from sareval.write_errors import as_write_error, write_errno
 
@@ -158,7 +159,7 @@ def error_line(e: BaseException) -> str:
     elif isinstance(e, OSError) and not isinstance(e, SarevalError):
         text = f"{e.filename or 'file'}: {e.strerror or type(e).__name__}"
     else:
-        text = str(e)
+        text = as_cli_message(str(e))  # API field names -> flags
     text = " ".join(text.split())
     return text.encode("utf-8", "backslashreplace").decode("utf-8")
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from sareval.errors import SarevalError
+from sareval.store import Store, Subset
 
 STATISTICS = ("mean-std", "percentiles")
 _READ_ROWS = 256  # rows per read when a store subset is scanned for percentiles
@@ -99,6 +100,14 @@ def _transform(band: str, statistic: str, a: float, b: float, nan: float | None)
     return {"nan": nan, "clip": [a, b], "mean": a, "std": b - a}
 
 
+def _is_store_subset(data: Any) -> bool:
+    """A store subset (``sareval.open_store(path).subset(name)``), told by its parts: an open
+    :class:`~sareval.store.Store` and one of its :class:`~sareval.store.Subset` s."""
+    return isinstance(getattr(data, "store", None), Store) and isinstance(
+        getattr(data, "subset", None), Subset
+    )
+
+
 def _store_stats(
     data: Any, bands: Sequence[str], statistic: str, q: tuple[float, float]
 ) -> tuple[dict[str, tuple[float, float, int]], dict[str, Any]]:
@@ -119,10 +128,7 @@ def _store_stats(
         if statistic == "mean-std":
             mean = store.band_mean(source, sub.rows)
             std = store.band_std(source, sub.rows)
-            counts = store.file["stats"][f"{source}_count"]
-            from sareval.store import read_rows
-
-            n = read_rows(counts, sub.rows).sum(0)
+            n = store.finite_counts(source, sub.rows).sum(0)
             stats.update(
                 {
                     b: (float(mean[i]), float(std[i]), int(n[i]))
@@ -156,8 +162,6 @@ def compute_normalization(
 ) -> tuple[dict[str, dict[str, Any]], dict[str, Any]]:
     """``(normalization entries by band, provenance record)`` of ``bands`` computed from
     ``data`` (module docstring); ``nan``: the raw value NaN pixels take (None: left as NaN)."""
-    from sareval.evaluator.sources import StoreSubset
-
     if statistic not in STATISTICS:
         raise SarevalError(
             f"ModelCard.custom statistic: {statistic!r} is not one of {', '.join(STATISTICS)}"
@@ -167,7 +171,7 @@ def compute_normalization(
         raise SarevalError(
             f"ModelCard.custom percentiles: {percentiles} is not (lo, hi) with 0 <= lo < hi <= 100"
         )
-    if isinstance(data, StoreSubset):
+    if _is_store_subset(data):
         stats, record = _store_stats(data, bands, statistic, q)
     elif isinstance(data, Mapping):
         arrays = _band_arrays(data, modalities, bands)

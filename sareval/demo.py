@@ -27,7 +27,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import sareval
 from sareval.errors import OutputExistsError
+from sareval.evaluator.config import DECILES
+from sareval.preprocess.sen12ms import preprocess_sen12ms
+from sareval.preprocess.synth_sen12ms import generate_sen12ms
+from sareval.report import make_report
+from sareval.report.compare import Setup
+from sareval.train.loop import TrainConfig, train
 
 SETUPS = (("clear", 0.0), ("cloudy", 0.8))
 TEST_SUBSETS = ("clear", "cloudy", "very_cloudy")
@@ -73,13 +80,6 @@ def run_demo(
     """Generate, preprocess, train clear / cloudy ResNet18s, evaluate, report (module doc).
 
     ``log`` receives one line per step, prefixed with the elapsed seconds."""
-    import sareval
-    from sareval.evaluator.config import DECILES
-    from sareval.preprocess.sen12ms import preprocess_sen12ms
-    from sareval.preprocess.synth_sen12ms import generate_sen12ms
-    from sareval.report import make_report
-    from sareval.train.loop import TrainConfig, train
-
     root = Path(out)
     _prepare(root, overwrite)
     t_start = time.perf_counter()
@@ -123,7 +123,7 @@ def run_demo(
                 r = sareval.evaluate(
                     run / "model.onnx", store.subset(subset), backend="onnxruntime",
                     cloud_cover_bins=DECILES if subset == "cloudy" else None, by_class=True,
-                    bootstrap=200, per_sample=True, save_predictions=run / f"pred-{subset}.h5",
+                    replicates=200, per_sample=True, save_predictions=run / f"pred-{subset}.h5",
                 )  # fmt: skip
                 r.save(run / f"shape-{subset}.json", csv=run / f"shape-{subset}.csv")
                 result.results[label, subset] = r
@@ -131,8 +131,8 @@ def run_demo(
     step(f"writing the report to {root / 'report'}")
     (a, _), (b, _) = SETUPS
     compare = [
-        (f"{a}-trained={root / 'runs' / a / f'pred-{s}.h5'}",
-         f"{b}-trained={root / 'runs' / b / f'pred-{s}.h5'}")
+        (Setup(f"{a}-trained", (root / "runs" / a / f"pred-{s}.h5",)),
+         Setup(f"{b}-trained", (root / "runs" / b / f"pred-{s}.h5",)))
         for s in COMPARED_SUBSETS
     ]  # fmt: skip
     result.report = make_report(

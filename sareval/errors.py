@@ -2,7 +2,10 @@
 
 Every error raised for bad input is a :class:`SarevalError` whose message is one line that
 names the file (or option) and what is wrong. The CLI prints it as ``error: <message>`` and
-exits with status 1, without a traceback.
+exits with status 1, without a traceback. :class:`SarevalError` is a :class:`ValueError`
+(scikit-learn's and torchmetrics' convention for bad arguments), so ``except ValueError``
+catches every error of the API; code inside sareval that catches ``ValueError`` around a call
+that may raise one re-raises it unchanged.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 
-class SarevalError(Exception):
+class SarevalError(ValueError):
     """Bad input or a failed check; the message is shown to the user as is."""
 
 
@@ -32,7 +35,7 @@ class CardError(InputFileError):
 
 
 class OutputExistsError(SarevalError):
-    """The output path exists and ``--overwrite`` was not given."""
+    """The output path exists and ``overwrite`` was not set."""
 
     def __init__(self, path: str | Path) -> None:
-        super().__init__(f"{path}: output exists; pass --overwrite to replace it")
+        super().__init__(f"{path}: output exists; pass overwrite=True to replace it")

@@ -1,4 +1,4 @@
-"""The model-file registry: the ONE place that knows model-file kinds, reads cards, loads networks.
+"""The model-file registry: the ONE place that knows model-file kinds and loads networks.
 
 - ``onnx`` (.onnx): card in ``metadata_props["sareval.card"]``; runs on onnxruntime;
 - ``torchscript`` (.pt, .ts, .torchscript): card in the extra file ``sareval_card.json``;
@@ -8,8 +8,9 @@
 - ``card`` (.json): a model card alone.
 
 ``sareval export``, ``info``, ``card``, ``shape``, the evaluator and the API all ask this module
-(:func:`format_of`, :func:`read_model_card`, :func:`load_onnx`, :func:`load_torchscript`,
-:func:`load_network`), so a file that one command writes is a file every other command reads.
+(:func:`format_of`, :func:`load_onnx`, :func:`load_torchscript`, :func:`load_network`; the card
+of any kind through :func:`sareval.card.read_model_card`, which reads it with these), so a file
+that one command writes is a file every other command reads.
 
 Weights are not model files: ``.pth`` / ``.ckpt`` (torch checkpoints), ``.safetensors``,
 ``.npz``, and any ``torch.save`` file under a model suffix (a zip with ``data.pkl`` and no
@@ -24,12 +25,9 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from sareval.errors import CardError, InputFileError
-
-if TYPE_CHECKING:
-    from sareval.card import ModelCard
+from sareval.errors import InputFileError
 
 
 @dataclass(frozen=True)
@@ -71,7 +69,7 @@ def suffixes_of(kind: str) -> tuple[str, ...]:
 
 def is_model_path(path: str | Path, *, cards: bool = True) -> bool:
     """True when ``path``'s suffix is a model file's (or a card's) or a weights file's: the
-    files :func:`read_model_card` reads or refuses by name."""
+    files :func:`sareval.card.read_model_card` reads or refuses by name."""
     suffix = Path(path).suffix.lower()
     return suffix in all_suffixes(cards=cards) or suffix in CHECKPOINT_SUFFIXES
 
@@ -156,42 +154,6 @@ def check_model_file(path: str | Path, *, cards: bool = False) -> ModelFormat:
     return fmt
 
 
-# --- cards ------------------------------------------------------------------------------------
-def read_model_card(path: str | Path) -> ModelCard:
-    """The :class:`~sareval.card.ModelCard` inside a model file, or of a card ``.json``: the one
-    card reader (``ModelCard.read`` and ``sareval.card.read_card`` are this function). Every
-    problem is a :class:`~sareval.errors.CardError` naming the file."""
-    from sareval.card import ATTACH_HINT, ModelCard, get_onnx_card
-
-    path = Path(path)
-    if not path.is_file():
-        raise CardError(path, "file not found")
-    try:
-        kind = check_model_file(path, cards=True).kind
-        if kind == "card":
-            return ModelCard.from_json(path)
-        if kind == "onnx":
-            return get_onnx_card(load_onnx(path), path)
-        text = _torch_card_text(path, kind)
-    except CardError:
-        raise
-    except InputFileError as e:
-        raise CardError(path, e.problem) from None
-    if not text:
-        raise CardError(path, f"model has no sareval model card; {ATTACH_HINT}")
-    return ModelCard.from_json(text, path)
-
-
-def _torch_card_text(path: Path, kind: str) -> str | None:
-    from sareval.card import TORCHSCRIPT_EXTRA_FILE
-
-    if kind == "torch-export":
-        from sareval.models.pt2 import read_extra_file
-
-        return read_extra_file(path, TORCHSCRIPT_EXTRA_FILE)
-    return load_torchscript(path, extra_file=TORCHSCRIPT_EXTRA_FILE)[1]
-
-
 # --- networks ---------------------------------------------------------------------------------
 def load_onnx(path: str | Path, *, external_data: bool = False, check: bool = False) -> Any:
     """The ``onnx.ModelProto`` of ``path`` (its external weights too with ``external_data``),
@@ -239,7 +201,9 @@ def load_torchscript(
     with warnings.catch_warnings():  # TorchScript is deprecated in torch >= 2.9
         warnings.simplefilter("ignore", DeprecationWarning)
         try:
-            module = torch.jit.load(str(path), map_location=device, _extra_files=extra)
+            module = torch.jit.load(  # type: ignore[no-untyped-call]
+                str(path), map_location=device, _extra_files=extra
+            )
         except Exception as e:
             raise InputFileError(
                 path, f"not a readable TorchScript file ({type(e).__name__})"
@@ -262,7 +226,7 @@ def _is_pt2_archive(path: Path) -> bool:
 
 def load_program(path: str | Path) -> Any:
     """The ``torch.export`` program of a ``.pt2`` file (weights refused by name first)."""
-    from sareval.models.pt2 import load_program as load
+    from sareval.models.pt2 import load_program as load  # sareval.models imports torch
 
     path = Path(path)
     problem = weights_problem(path)

@@ -163,7 +163,9 @@ class ShapeCallback(Callback):
         try:
             module.eval()  # already so at validation end: evaluate() then needs no copy
             config = self.config.replace(device=str(device), backend="torch")
-            return evaluate(module, self.data, config, card=self.card, **self.data_options)
+            return evaluate(
+                module, self.data, config, card=self.card, data_options=self.data_options
+            )
         finally:
             for m, training in modes:
                 m.training = training

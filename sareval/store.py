@@ -174,6 +174,16 @@ def _dataset(
     return ds
 
 
+#: file suffixes of a store (any HDF5 file is tried as one, whatever its suffix)
+STORE_SUFFIXES = (".h5", ".hdf5", ".hdf")
+
+
+def is_store_path(path: str | Path) -> bool:
+    """Whether ``path`` should be opened as a store: a store suffix, or an HDF5 signature."""
+    path = Path(path)
+    return path.suffix.lower() in STORE_SUFFIXES or bool(h5py.is_hdf5(path))
+
+
 def content_digest_of(f: h5py.File) -> str:
     """sha256 over ``/row_sha256`` (every row's images, id and cloud cover), every label set
     and every subset: the store's content digest (written by :meth:`StoreWriter.finish`,
@@ -404,11 +414,12 @@ class Store:
             self.readahead.close()
         if getattr(self, "file", None) is not None:
             self.file.close()
-            self.file = None  # type: ignore[assignment]
+            self.file = None
 
     @property
     def attrs(self) -> Mapping[str, Any]:
-        return self.file.attrs
+        attrs: Mapping[str, Any] = self.file.attrs
+        return attrs
 
     @property
     def dataset(self) -> str:
@@ -433,6 +444,27 @@ class Store:
     @property
     def has_cloudy(self) -> bool:
         return "s2_cloudy" in self.file
+
+    @property
+    def image_datasets(self) -> tuple[str, ...]:
+        """Every image dataset: ``s1``, ``s2``, the cloudy optical source ``s2_cloudy`` where
+        the store has one, then the extra sensors (e.g. ``dem``)."""
+        cloudy = ("s2_cloudy",) if self.has_cloudy else ()
+        base = tuple(s for s in self.sensors if s in SENSORS)
+        return base + cloudy + tuple(s for s in self.sensors if s not in SENSORS)
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The options the store was written with (``compression``, ``chunk_rows``, ...)."""
+        return dict(json.loads(self.attrs.get("options", "{}")))
+
+    def attribute(self, key: str) -> str | None:
+        """A root attribute as text (``created``, ``creator``, ``source_root``,
+        ``default_task``, ``cloud_cover_method``, ...); None where the store does not record it."""
+        value = self.attrs.get(key)
+        if value is None:
+            return None
+        return value.decode() if isinstance(value, bytes) else str(value)
 
     def bands(self, sensor: str) -> tuple[str, ...]:
         """Band names of ``sensor`` (``"s1"`` / ``"s2"``) in stored channel order."""
@@ -600,7 +632,8 @@ class Store:
         c = self.file["stats"][f"{sensor}_count"]
         total = (s[()] if rows is None else read_rows(s, rows)).sum(0)
         count = (c[()] if rows is None else read_rows(c, rows)).sum(0)
-        return total / np.maximum(count, 1)
+        mean: np.ndarray = total / np.maximum(count, 1)
+        return mean
 
     def band_std(self, sensor: str, rows: np.ndarray | None = None) -> np.ndarray:
         """Per-band population standard deviation of ``sensor`` over finite pixels of ``rows``."""
@@ -608,17 +641,30 @@ class Store:
 
         def total(key: str) -> np.ndarray:
             ds = stats[f"{sensor}_{key}"]
-            return (ds[()] if rows is None else read_rows(ds, rows)).sum(0)
+            summed: np.ndarray = (ds[()] if rows is None else read_rows(ds, rows)).sum(0)
+            return summed
 
         n = np.maximum(total("count"), 1)
         mean = total("sum") / n
-        return np.sqrt(np.maximum(total("sumsq") / n - mean**2, 0.0))
+        std: np.ndarray = np.sqrt(np.maximum(total("sumsq") / n - mean**2, 0.0))
+        return std
+
+    def finite_counts(self, sensor: str, rows: np.ndarray | None = None) -> np.ndarray:
+        """(n, C) int: finite pixels per row and band of an image dataset (the stored stats),
+        of sorted ``rows`` (all rows by default)."""
+        ds = self.file["stats"][f"{sensor}_count"]
+        return np.asarray(ds[()] if rows is None else read_rows(ds, rows))
 
     def nonfinite_count(self, sensor: str) -> int:
         """Number of non-finite (NaN/Inf) values of ``sensor`` (from the stored stats)."""
-        count = self.file["stats"][f"{sensor}_count"][()]
+        count = self.finite_counts(sensor)
         h, w = self.image_size
         return int(count.size * h * w - count.sum())
+
+    def nonfinite_rows(self, sensor: str) -> int:
+        """Number of rows of ``sensor`` with a non-finite (NaN/Inf) value in some band."""
+        h, w = self.image_size
+        return int((self.finite_counts(sensor) < h * w).any(axis=1).sum())
 
     # --- reading ----------------------------------------------------------------------------
     def iter_batches(

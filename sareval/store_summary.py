@@ -8,8 +8,6 @@ kept raw); the cloud-cover method and a histogram in 10 % bins (``[0, 10) ... [9
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 
 from sareval.store import Store
@@ -40,17 +38,16 @@ def _field(key: str, value: object) -> str:
 
 def store_summary(store: Store) -> str:
     """The summary text of an open store (see module doc)."""
-    f = store.file
-    a = store.attrs
+    attr = store.attribute
     h, w = store.image_size
     size = _size_text(store.path.stat().st_size)
     lines = [
         _field("store", f"{store.path} ({size})"),
         _field("dataset", f"{store.dataset}, split {store.split}: {store.n_samples} samples"),
         _field("image size", f"{h}x{w} px"),
-        _field("default task", a.get("default_task", "?")),
-        _field("created", f"{a.get('created', '?')} by {a.get('creator', '?')}"),
-        _field("source", a.get("source_root", "") or "?"),
+        _field("default task", attr("default_task") or "?"),
+        _field("created", f"{attr('created') or '?'} by {attr('creator') or '?'}"),
+        _field("source", attr("source_root") or "?"),
     ]
     for key in (
         "labels_source",
@@ -59,23 +56,21 @@ def store_summary(store: Store) -> str:
         "unlabelled_skipped",
         "flags_absent",
     ):
-        if key in a:
-            lines.append(_field(key.replace("_", " "), a[key]))
-    options = json.loads(a.get("options", "{}"))
+        if (value := attr(key)) is not None:
+            lines.append(_field(key.replace("_", " "), value))
+    options = store.options
     if "compression" in options:
         chunk = options.get("chunk_rows")
         lines.append(_field("compression", f"{options['compression']} ({chunk} samples a chunk)"))
 
     lines.append("bands")
-    for sensor in ("s1", "s2", "s2_cloudy"):
-        if sensor not in f:
-            continue
+    for sensor in store.image_datasets:
         extra = ""
-        if sensor == "s2_cloudy" and "s2_cloudy_available" in f:
-            n_avail = int(f["s2_cloudy_available"][()].sum())
+        if sensor == "s2_cloudy":
+            n_avail = int(store.cloudy_available(np.arange(store.n_samples)).sum())
             extra = f", available for {n_avail} of {store.n_samples}"
-        bands = ", ".join(json.loads(f[sensor].attrs["bands"]))
-        lines.append(f"  {sensor:<10} {f[sensor].dtype} [{bands}]{extra}")
+        bands = ", ".join(store.bands(sensor))
+        lines.append(f"  {sensor:<10} {store.dtype_of(sensor)} [{bands}]{extra}")
 
     lines.append("labels")
     for spec in store.label_sets.values():
@@ -100,15 +95,11 @@ def store_summary(store: Store) -> str:
             lines.append(f"  {'':<26}        {sub.description}")
 
     lines.append("non-finite values (NaN/Inf, kept raw)")
-    for sensor in ("s1", "s2", "s2_cloudy"):
-        if sensor in f and f"stats/{sensor}_count" in f:
-            counts = f[f"stats/{sensor}_count"][()]
-            rows_hit = int((counts < h * w).any(axis=1).sum())
-            lines.append(
-                f"  {sensor:<10} {store.nonfinite_count(sensor)} values in {rows_hit} samples"
-            )
+    for sensor in store.image_datasets:
+        rows_hit = store.nonfinite_rows(sensor)
+        lines.append(f"  {sensor:<10} {store.nonfinite_count(sensor)} values in {rows_hit} samples")
 
-    lines.append(_field("cloud cover", f"method: {a.get('cloud_cover_method', 'none')}"))
+    lines.append(_field("cloud cover", f"method: {attr('cloud_cover_method') or 'none'}"))
     hist = cloud_cover_histogram(cover)
     n_known = int(hist.sum())
     if n_known == 0:

@@ -343,8 +343,7 @@ def evaluate_doc(model: Any, store: Path, subset: str, **kw: Any) -> dict[str, A
     of ``by`` and ``players`` parsed as ``sareval shape`` parses them (for the older tests)."""
     import sareval
     from sareval.card import read_card
-    from sareval.commands.shape import parse_by
-    from sareval.evaluator.players import parse_players
+    from sareval.commands.parsing import parse_by, parse_players
 
     if isinstance(model, tuple):
         model, kw["card"] = model
@@ -354,9 +353,15 @@ def evaluate_doc(model: Any, store: Path, subset: str, **kw: Any) -> dict[str, A
         card = kw.get("card") or read_card(model)
         kw["players"] = parse_players(kw["players"], card)
     if isinstance(kw.get("shard"), str):
-        from sareval.evaluator.distributed import parse_shard
+        from sareval.commands.parsing import parse_shard
 
         kw["shard"] = parse_shard(kw["shard"])
     kw.setdefault("backend", "onnxruntime" if str(model).endswith(".onnx") or
                   not isinstance(model, (str, Path)) else None)  # fmt: skip
+    if kw.pop("method", "shape") == "perceptual":  # its own function: players, metrics, seed
+        game = {k: kw.pop(k) for k in ("players", "metrics", "seed", "permutations",
+                                       "card", "progress") if k in kw}  # fmt: skip
+        return sareval.perceptual_score(
+            model, (store, subset), **game, execution=sareval.ShapeConfig(**kw).execution
+        ).doc
     return sareval.evaluate(model, (store, subset), **kw).doc

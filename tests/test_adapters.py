@@ -23,10 +23,10 @@ from shape_testing import make_card, tiny_net
 
 import sareval
 from sareval.adapters import conventions_for
-from sareval.bands import BIGEARTHNET_S2_BANDS, S2_BANDS
+from sareval.bands import BIGEARTHNET_S2_BANDS, S2_BANDS, close_band
 from sareval.classes import BEN19, IGBP10, IGBP10_FROM_IGBP17
 from sareval.errors import SarevalError
-from sareval.evaluator.sources import close_band, layout_problem
+from sareval.evaluator.sources import layout_problem
 
 N, H = 12, 8
 HB = 120  # torchgeo reads BigEarthNet at 120 x 120; the adapter checks it

@@ -5,7 +5,9 @@ import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 from sklearn.metrics import roc_curve as sk_roc_curve
 
-from sareval.analysis.detection import (
+from sareval.errors import SarevalError
+from sareval.evaluator.bootstrap import percentile_interval
+from sareval.evaluator.detection import (
     auroc,
     average_precision,
     detection_table,
@@ -13,9 +15,7 @@ from sareval.analysis.detection import (
     markdown_table,
     roc_curve,
 )
-from sareval.analysis.per_sample import local_cooperation, per_sample_scores
-from sareval.errors import SarevalError
-from sareval.evaluator.bootstrap import percentile_interval
+from sareval.evaluator.per_sample import local_cooperation, per_sample_scores
 
 TWO = ("sar", "opt")
 

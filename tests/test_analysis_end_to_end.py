@@ -12,9 +12,9 @@ from shape_testing import evaluate_doc as evaluate_shape
 from shape_testing import get_assets
 
 from sareval.analysis.compare import paired_shape_difference
-from sareval.analysis.detection import detection_table, detector_scores
-from sareval.analysis.per_sample import per_sample_shapley
 from sareval.evaluator.coalitions import all_coalitions, coalition_names
+from sareval.evaluator.detection import detection_table, detector_scores
+from sareval.evaluator.per_sample import per_sample_shapley
 
 ACCURACY = {"single-label": "oa", "multi-label": "subset_accuracy"}
 

@@ -4,7 +4,10 @@ import numpy as np
 import pytest
 from shape_testing import shapley_by_orderings
 
-from sareval.analysis.per_sample import (
+from sareval.errors import SarevalError
+from sareval.evaluator.coalitions import all_coalitions, coalition_name
+from sareval.evaluator.metrics import counts_for, decide
+from sareval.evaluator.per_sample import (
     PerSampleShapley,
     local_cooperation,
     per_sample_scores,
@@ -12,9 +15,6 @@ from sareval.analysis.per_sample import (
     shapley_weights,
     summarize_per_sample,
 )
-from sareval.errors import SarevalError
-from sareval.evaluator.coalitions import all_coalitions, coalition_name
-from sareval.evaluator.metrics import counts_for, decide
 from sareval.evaluator.relevance import game_values
 from sareval.evaluator.shapley import cooperation, shapley_array, shapley_values
 

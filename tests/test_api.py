@@ -181,7 +181,7 @@ def test_extra_band_modality(tmp_path: Path) -> None:
 
 def test_result_round_trip_and_table(assets, tmp_path: Path) -> None:
     r = sareval.evaluate(
-        assets.onnx[TASK], (assets.store, "tail"), bootstrap=20, seed=1, by_class=True
+        assets.onnx[TASK], (assets.store, "tail"), replicates=20, seed=1, by_class=True
     )
     path = r.save(tmp_path / "r.json", csv=tmp_path / "r.csv")
     back = sareval.load_result(path)
@@ -208,11 +208,16 @@ BAD_INPUTS = [  # (model, data, keyword arguments, expected message)
     ("onnx", 42, {}, r"data: expected a store subset"),
     ("net", STORE, {}, r"card: an in-memory model needs"),
     (3.5, STORE, {}, r"model: expected a model file path"),
-    ("onnx", STORE, {"z": "half"}, r"ShapeConfig.z: 'half'"),
+    ("onnx", STORE, {"normalization": "half"}, r"ShapeConfig.reporting.normalization: 'half'"),
     ("onnx", STORE, {"colour": 1}, r"unknown ShapeConfig field\(s\) colour"),
-    ("onnx", STORE, {"batch_size": 0}, r"ShapeConfig.batch_size: expected an integer >= 1"),
-    ("onnx", STORE, {"device": "gpu"}, r"ShapeConfig.device: 'gpu'"),
-    ("onnx", STORE, {"metrics": ["oa", "auc"]}, r"ShapeConfig.metrics: auc"),
+    (
+        "onnx",
+        STORE,
+        {"batch_size": 0},
+        r"ShapeConfig.execution.batch_size: expected an integer >= 1",
+    ),
+    ("onnx", STORE, {"device": "gpu"}, r"ShapeConfig.execution.device: 'gpu'"),
+    ("onnx", STORE, {"metrics": ["oa", "auc"]}, r"ShapeConfig.reporting.metrics: auc"),
     ("onnx", {"s1": _z(2), "s2": _z(13)}, {}, r"data: the dict has no labels"),
     ("onnx", {"s1": _z(2), "label": np.zeros(3, int)}, {}, r"bands \['B02'.*missing from the data"),
     ("onnx", {"s1": _z(2), "s2": _z(13), "label": np.zeros(4, int)}, {},

@@ -113,12 +113,15 @@ def test_card_statistics_are_the_normalisation_means(assets) -> None:
     assert doc["counts"] == zero["counts"] and doc["metrics"] == zero["metrics"]
 
 
+WHERE = r"ShapeConfig\.game\.baseline_statistics"
+
+
 def test_bad_statistics_are_refused(assets) -> None:
-    with pytest.raises(SarevalError, match=r"ShapeConfig\.baseline_statistics: 'train' is not"):
+    with pytest.raises(SarevalError, match=rf"{WHERE}: 'train' is not"):
         ShapeConfig(baseline="band-mean", baseline_statistics="train")  # type: ignore[arg-type]
-    with pytest.raises(SarevalError, match=r"ShapeConfig\.baseline_statistics: 'card' applies"):
+    with pytest.raises(SarevalError, match=rf"{WHERE}: 'card' applies"):
         ShapeConfig(baseline_statistics="card")
-    with pytest.raises(SarevalError, match=r"ShapeConfig\.baseline_statistics: expected"):
+    with pytest.raises(SarevalError, match=rf"{WHERE}: expected"):
         ShapeConfig(baseline="band-mean", baseline_statistics=("a.h5",))  # type: ignore[arg-type]
     kw = {"baseline": "band-mean", "progress": False}
     with pytest.raises(SarevalError, match=r"subset 'nothing' of .* has no samples"):

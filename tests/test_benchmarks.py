@@ -21,7 +21,7 @@ from benchmarks.common import (
     run_measured,
 )
 from benchmarks.naive_shape import load_split, run_naive, sen12ms_paths, shapley
-from sareval.export.presets import make_card
+from sareval.card import make_card
 from sareval.models import build_model
 
 PATCHES, SIZE = 12, 32

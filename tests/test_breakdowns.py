@@ -115,7 +115,7 @@ def test_bin_intervals_equal_explicit_resampling(assets, tmp_path: Path) -> None
     the drawn samples that fall in it."""
     n_boot, seed, task = 60, 4, "single-label"
     result, a, pred = evaluate(
-        assets, task, tmp_path, bootstrap=n_boot, seed=seed, cloud_cover_bins=EDGES,
+        assets, task, tmp_path, replicates=n_boot, seed=seed, cloud_cover_bins=EDGES,
         metrics=["oa", "f1_macro"], by_class=True,
     )  # fmt: skip
     with h5py.File(pred, "r") as f:
@@ -142,7 +142,7 @@ def test_bin_intervals_equal_explicit_resampling(assets, tmp_path: Path) -> None
             v_lo_hi = np.nanpercentile(V[:, 3], [2.5, 97.5])
             np.testing.assert_allclose(ci["V"]["sar+opt"], v_lo_hi, rtol=0, atol=1e-12)
     # the overall intervals come from the same draws: unchanged by the bins
-    plain, _, _ = evaluate(assets, task, bootstrap=n_boot, seed=seed, metrics=["oa", "f1_macro"])
+    plain, _, _ = evaluate(assets, task, replicates=n_boot, seed=seed, metrics=["oa", "f1_macro"])
     assert plain.intervals == result.intervals
     # per class too (same replicates): recall of class 1
     recall = np.array(
@@ -233,8 +233,9 @@ def test_covers_outside_the_edges_are_refused(assets, tmp_path: Path) -> None:
         evaluate(assets, "single-label", cloud_cover_bins=[0, 0.5])
     lo, hi = cover[beyond].min(), cover[beyond].max()
     assert str(e.value) == (
-        f"ShapeConfig.cloud_cover_bins: {int(beyond.sum())} of {len(cover)} samples have a "
-        f"cloud cover outside the edges [0, 0.5] (from {lo:.4g} to {hi:.4g}); give edges that "
+        "ShapeConfig.reporting.cloud_cover_bins: "
+        f"{int(beyond.sum())} of {len(cover)} samples have a cloud cover outside the edges "
+        f"[0, 0.5] (from {lo:.4g} to {hi:.4g}); give edges that "
         "span them, e.g. from 0 to 1 (samples are never left out of the bins)"
     )
     # the CLI: one line naming the option (the store's cloudy covers lie in [0, 1])
@@ -261,7 +262,7 @@ def test_cli_metric_prints_only_the_chosen_metrics(assets, tmp_path: Path) -> No
     result = CliRunner().invoke(cli, [
         "-q", "shape", "-m", str(assets.onnx["single-label"]), "-d", str(assets.store),
         "-s", "cloudy", "--metric", "oa", "--metric", "f1_macro", "--by", "class",
-        "--by", "cloud-cover", "0,0.5,1", "--bootstrap", "20", "-o", str(out)])  # fmt: skip
+        "--by", "cloud-cover", "0,0.5,1", "--replicates", "20", "-o", str(out)])  # fmt: skip
     assert result.exit_code == 0, result.output
     doc = read_results(out)
     assert doc["config"]["metrics"] == ["oa", "f1_macro"]
@@ -344,7 +345,7 @@ def test_multi_label_breakdowns_carry_intervals_for_every_chosen_metric(assets) 
     """mAP per bin and AP per class get intervals too (the score state's same draws)."""
     chosen = ["map_macro", "f1_samples"]
     result, _, _ = evaluate(
-        assets, "multi-label", bootstrap=20, by_class=True, cloud_cover_bins=EDGES,
+        assets, "multi-label", replicates=20, by_class=True, cloud_cover_bins=EDGES,
         metrics=chosen,
     )  # fmt: skip
     assert set(result.intervals) == set(chosen)

@@ -18,11 +18,10 @@ import torch
 from click.testing import CliRunner
 from onnx import TensorProto, helper
 
-from sareval.card import ModelCard, read_card
+from sareval.card import ModelCard, make_card, read_card
 from sareval.cli import cli
 from sareval.errors import CardError
 from sareval.export.attach import attach_card
-from sareval.export.presets import make_card
 from sareval.models import build_model
 
 

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from sareval.analysis.detection import detection_table, markdown_table, summary_sentence
-from sareval.analysis.in_pass import PerSampleState, _detection
+from sareval.evaluator.detection import detection_table, markdown_table, summary_sentence
+from sareval.evaluator.in_pass import PerSampleState, _detection
 
 
 def below_chance() -> tuple[dict[str, np.ndarray], np.ndarray]:

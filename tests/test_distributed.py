@@ -17,8 +17,9 @@ import pytest
 from shape_testing import evaluate_doc as evaluate_shape
 from shape_testing import get_assets
 
+from sareval.commands.parsing import parse_shard
 from sareval.errors import SarevalError
-from sareval.evaluator.distributed import parse_shard, part_range
+from sareval.evaluator.distributed import part_range
 from sareval.evaluator.merge import merge_documents
 from sareval.evaluator.results import read_results, to_json_value
 
@@ -73,7 +74,9 @@ def test_merge_refuses_mismatched_shards(assets) -> None:
         for i in range(2)
     ]
     other = to_json_value(
-        evaluate_shape(model, assets.store, "tail", shard=(1, 2), z="full", progress=False)
+        evaluate_shape(
+            model, assets.store, "tail", shard=(1, 2), normalization="full", progress=False
+        )
     )
     single = to_json_value(evaluate_shape(model, assets.store, "tail", progress=False))
     with pytest.raises(SarevalError, match="b and a differ in the evaluation options"):
@@ -88,8 +91,8 @@ def test_merge_refuses_mismatched_shards(assets) -> None:
     changed["provenance"]["model"]["sha256"] = "0" * 64
     with pytest.raises(SarevalError, match="b and a differ in the model;"):
         merge_documents([parts[0], changed], ["a", "b"])
-    with pytest.raises(SarevalError, match="bootstrap needs every sample"):
-        evaluate_shape(model, assets.store, "tail", shard=(0, 2), bootstrap=5, progress=False)
+    with pytest.raises(SarevalError, match="replicates needs every sample"):
+        evaluate_shape(model, assets.store, "tail", shard=(0, 2), replicates=5, progress=False)
 
 
 def free_port() -> int:
@@ -117,7 +120,7 @@ def test_torchrun_two_processes_equal_one(assets, tmp_path: Path, entry: str) ->
     entry_args = [script] if entry == "script" else ["-m", "sareval"]
     args = [
         "-m", str(model), "-d", str(assets.store), "-s", "clear", "--batch-size", "6",
-        "--by", "class", "--by", "cloud-cover", "0,0.5,1", "--bootstrap", "25", "--seed", "3",
+        "--by", "class", "--by", "cloud-cover", "0,0.5,1", "--replicates", "25", "--seed", "3",
         "--save-predictions", str(tmp_path / "pred.h5"), "-o", str(tmp_path / "r.json"),
         "--per-sample",
     ]  # fmt: skip
@@ -126,7 +129,7 @@ def test_torchrun_two_processes_equal_one(assets, tmp_path: Path, entry: str) ->
     doc = read_results(tmp_path / "r.json")
     single = to_json_value(
         evaluate_shape(
-            model, assets.store, "clear", by=["class", "cloud-cover=0,0.5,1"], bootstrap=25,
+            model, assets.store, "clear", by=["class", "cloud-cover=0,0.5,1"], replicates=25,
             seed=3, progress=False, per_sample=True,
         )
     )  # fmt: skip
@@ -148,12 +151,12 @@ def test_torchrun_multi_label_map_and_shards_equal_one(assets, tmp_path: Path) -
     embeds them."""
     model = assets.onnx["multi-label"]
     base = ["-m", str(model), "-d", str(assets.store), "-s", "clear", "--batch-size", "4",
-            "--by", "cloud-cover", "0,0.5,1", "--bootstrap", "10"]  # fmt: skip
+            "--by", "cloud-cover", "0,0.5,1", "--replicates", "10"]  # fmt: skip
     done = torchrun(["-m", "sareval"], [*base, "-o", str(tmp_path / "r.json")], tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     single = to_json_value(
         evaluate_shape(
-            model, assets.store, "clear", by=["cloud-cover=0,0.5,1"], bootstrap=10, progress=False
+            model, assets.store, "clear", by=["cloud-cover=0,0.5,1"], replicates=10, progress=False
         )
     )
     doc = read_results(tmp_path / "r.json")

@@ -18,15 +18,21 @@ import pytest
 import torch
 from torch import nn
 
-from sareval.card import TORCHSCRIPT_EXTRA_FILE, ModelCard, read_card
+from sareval.card import (
+    TORCHSCRIPT_EXTRA_FILE,
+    ModelCard,
+    card_with_statistics,
+    make_card,
+    read_card,
+)
 from sareval.errors import CardError, OutputExistsError, SarevalError
 from sareval.export.attach import check_model
 from sareval.export.describe import describe_model
 from sareval.export.onnx_export import export_onnx
 from sareval.export.parity import ParityError, compare
-from sareval.export.presets import PRESETS, card_with_statistics, make_card
 from sareval.export.torchscript_export import export_program, export_torchscript
 from sareval.models import ARCHITECTURES, FUSIONS, build_model
+from sareval.presets import PRESETS
 
 TASKS = ("single-label", "multi-label")
 FAST = {("resnet18", "early", "single-label"), ("resnet18", "late", "multi-label")}

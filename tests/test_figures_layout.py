@@ -41,7 +41,7 @@ def evaluated(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         for subset in ("clear", "cloudy"):
             pred = d / f"pred-{model}-{subset}.h5"
             doc = evaluate_shape(
-                assets.onnx[model], assets.store, subset, bootstrap=40, per_sample=True,
+                assets.onnx[model], assets.store, subset, replicates=40, per_sample=True,
                 by=["class", "cloud-cover=0,0.3,0.6,1"], save_predictions=pred, progress=False,
             )  # fmt: skip
             runs.append(ResultRun(label, LONG_SUBSETS[subset], d / f"{label}.json", doc))

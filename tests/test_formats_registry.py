@@ -25,7 +25,7 @@ from sareval.card import ModelCard, set_onnx_card
 from sareval.cli import cli
 from sareval.errors import CardError, InputFileError
 from sareval.export.build import write_model
-from sareval.formats import CHECKPOINT_SUFFIXES, FORMATS, all_suffixes, format_of, suffixes_of
+from sareval.formats import CHECKPOINT_SUFFIXES, FORMATS, all_suffixes, format_of
 
 
 @pytest.fixture(scope="module")
@@ -57,11 +57,10 @@ def test_export_help_names_every_registry_suffix() -> None:
     for f in FORMATS:
         assert f.kind in text
         assert all(format_of(f"m{s.upper()}").kind == f.kind for s in f.suffixes)
-    # the writers accept exactly the registry's suffixes
+    # the writers take their suffixes from the registry: none of their own
     from sareval.export import torchscript_export as ts
 
-    assert suffixes_of("torchscript") == ts.TORCHSCRIPT_SUFFIXES
-    assert suffixes_of("torch-export") == ts.PROGRAM_SUFFIXES
+    assert not [name for name in vars(ts) if name.endswith("SUFFIXES")]
 
 
 def test_every_suffix_is_read_by_info_card_check_and_shape(assets, tmp_path: Path) -> None:
@@ -138,6 +137,20 @@ def test_weights_files_get_their_own_error_everywhere(assets, tmp_path: Path) ->
         path.write_bytes(b"\0")
         with pytest.raises(CardError, match=rf"other{suffix}: .*, not a model file"):
             ModelCard.read(path)
+
+
+def test_the_exporters_reload_through_the_registry(assets, tmp_path: Path) -> None:
+    """The TorchScript parity check reads the file with the registry's loader: weights under a
+    model suffix are refused by name (nothing unpickled), as every other reader refuses them."""
+    from sareval.export.parity import check_torchscript_parity
+
+    files = state_dict_files(tmp_path)
+    card = assets.cards["single-label"]
+    for name in (".pt", "payload", "legacy"):
+        with pytest.raises(InputFileError, match="not a model file") as e:
+            check_torchscript_parity(torch.nn.Linear(3, 2), files[name], card)
+        assert e.value.path == files[name]
+    assert not (tmp_path / "touched").exists()
 
 
 def failing_checker_onnx(path: Path, card: ModelCard) -> Path:

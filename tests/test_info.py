@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from sareval.cli import cli
+from sareval.commands import info as info_command
 from sareval.store import Store
 from sareval.store_summary import cloud_cover_histogram
 
@@ -67,14 +68,13 @@ def test_missing_partial_and_foreign_files(tmp_path: Path) -> None:
 def test_model_files_go_to_describe_model(
     tmp_path: Path, suffix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    describe = pytest.importorskip("sareval.export.describe")
     seen: list[Path] = []
 
     def fake(path: Path) -> str:
         seen.append(Path(path))
         return "MODEL SUMMARY"
 
-    monkeypatch.setattr(describe, "describe_model", fake)
+    monkeypatch.setattr(info_command, "describe_model", fake)  # as `sareval info` calls it
     model = tmp_path / f"m{suffix}"
     model.write_bytes(b"{}")
     code, out = info(model)

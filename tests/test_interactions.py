@@ -248,7 +248,7 @@ def test_planted_redundancy_and_synergy(tmp_path) -> None:
     players = {"sar": ["VV"], "rgb": ["B02"], "nir": ["B08"]}
     r = sareval.evaluate(
         _planted_model, {"s1": s1, "s2": s2, "label": y}, card=_planted_card(),
-        bands={"s1": ["VV"], "s2": ["B02", "B08"]}, players=players, bootstrap=200,
+        bands={"s1": ["VV"], "s2": ["B02", "B08"]}, players=players, replicates=200,
         metrics=["oa"],
     )  # fmt: skip
     sii, ci = r.interactions["oa"]["sii"], r.intervals["oa"]["interactions"]["sii"]

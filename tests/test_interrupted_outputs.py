@@ -26,7 +26,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
 
 def shape_cmd(setup: dict[str, object], out: Path) -> list[str]:
     return [sys.executable, "-m", "sareval", "-q", "shape", "-m", str(setup["model"]),
-            "-d", str(setup["store"]), "-s", "clear", "--batch-size", "2", "--bootstrap", "50",
+            "-d", str(setup["store"]), "-s", "clear", "--batch-size", "2", "--replicates", "50",
             "-o", str(out / "r.json"), "--save-predictions", str(out / "p.h5")]  # fmt: skip
 
 

@@ -26,9 +26,9 @@ from test_model_outputs import onnx_model
 import sareval
 from sareval.bands import S2_BANDS
 from sareval.cli import cli
+from sareval.cores import default_workers
 from sareval.errors import SarevalError
 from sareval.evaluator.distributed import TORCHRUN_VARIABLES
-from sareval.preprocess.pipeline import default_workers
 
 CLASSES = ("water", "forest", "urban", "crop")
 N = 10
@@ -206,12 +206,14 @@ def test_cli_store_folder_and_threads(tmp_path: Path, caplog: pytest.LogCaptureF
     assert done.exit_code == 0, done.output
     cores = default_workers()
     assert json.loads(out.read_text())["config"]["threads"] == cores
-    note = f"ShapeConfig.threads: 100000 is more than the {cores} cores this process may use"
+    note = (
+        f"ShapeConfig.execution.threads: 100000 is more than the {cores} cores this process may use"
+    )
     assert [r.getMessage() for r in caplog.records] == [f"{note}; using {cores}"]
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="sareval"):
-        assert sareval.ShapeConfig(threads=100000).threads == cores
-        assert sareval.ShapeConfig(threads=cores).threads == cores
+        assert sareval.ShapeConfig(threads=100000).execution.threads == cores
+        assert sareval.ShapeConfig(threads=cores).execution.threads == cores
     assert len(caplog.records) == 1
 
 

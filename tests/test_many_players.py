@@ -40,7 +40,7 @@ def test_fifteen_single_band_players_complete_sampled(assets) -> None:
     card = make_card(TASK, input={"name": "input", "channels": bands}, modalities=modalities)
     players = {b: [b] for b in bands}
     r = sareval.evaluate(tiny_net(n_in=15), (assets.store, "clear"), card=card, batch_size=9,
-                         players=players, samples=8, max_rows=64)  # fmt: skip
+                         players=players, orderings=8, max_rows=64)  # fmt: skip
     assert r.doc["game"]["method"] == "sampled" and len(r.coalitions) < 2**15
     entry = r.doc["metrics"]["f1_micro"]
     assert set(entry["stderr"]) == set(players) and entry["samples"] == 8
@@ -55,7 +55,7 @@ def test_sampled_matches_exact_within_interval(assets) -> None:
     exact = run(assets, players=groups, estimator="exact")
     inside = total = 0
     for seed in range(3):
-        sampled = run(assets, players=groups, estimator="sampled", samples=64, seed=seed)
+        sampled = run(assets, players=groups, estimator="sampled", orderings=64, seed=seed)
         for metric in ("f1_micro", "f1_macro", "subset_accuracy"):
             e = sampled.doc["metrics"][metric]
             for p in groups:
@@ -89,8 +89,8 @@ def test_nested_players_owen_consistent_with_modality_level(assets) -> None:
 
 def test_bootstrap_is_refused_for_sampled_games(assets) -> None:
     players = {b: [b] for b in assets.cards[TASK].channels}
-    with pytest.raises(sareval.SarevalError, match="bootstrap: intervals are for exact games"):
-        run(assets, players=players, samples=4, bootstrap=10)
+    with pytest.raises(sareval.SarevalError, match="replicates: intervals are for exact games"):
+        run(assets, players=players, orderings=4, replicates=10)
 
 
 def test_plan_and_first_batch_estimate_are_printed(assets, capsys) -> None:

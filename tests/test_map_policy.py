@@ -94,9 +94,9 @@ def test_state_records_the_classes_averaged() -> None:
     zero = state.with_policy("zero")
     assert zero.macro_record(names)["classes_averaged"] == 19
     np.testing.assert_array_equal(zero.per_class_ap(), state.per_class_ap())
-    with pytest.raises(SarevalError, match=r"ShapeConfig\.map_absent_classes: 'nan'"):
+    with pytest.raises(SarevalError, match=r"ShapeConfig\.reporting\.map_absent_classes: 'nan'"):
         state.with_policy("nan")
-    with pytest.raises(SarevalError, match=r"ShapeConfig\.map_absent_classes: 'mean'"):
+    with pytest.raises(SarevalError, match=r"ShapeConfig\.reporting\.map_absent_classes: 'mean'"):
         ShapeConfig(map_absent_classes="mean")  # type: ignore[arg-type]
 
 

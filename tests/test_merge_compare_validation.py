@@ -21,12 +21,13 @@ from shape_testing import evaluate_doc as evaluate_shape
 from shape_testing import get_assets
 
 from sareval.cli import cli
+from sareval.commands.parsing import parse_setup
 from sareval.errors import SarevalError
 from sareval.evaluator.embedded import encode_arrays
 from sareval.evaluator.merge import merge_documents
 from sareval.evaluator.results import to_json_value, validate
 from sareval.report import make_report
-from sareval.report.compare import compare_predictions, parse_setup, read_predictions
+from sareval.report.compare import Setup, compare_predictions, read_predictions
 
 SOURCES = ["p0", "p1", "p2"]
 
@@ -176,10 +177,10 @@ def test_majority_empty_coalition_may_be_nan(assets: Any, tmp_path: Path) -> Non
     path = tmp_path / "majority.h5"
     model = assets.onnx["single-label"]
     evaluate_shape(model, assets.store, "clear", save_predictions=path, progress=False,
-                   empty="majority")  # fmt: skip
+                   empty_coalition="majority")  # fmt: skip
     with h5py.File(path, "r") as f:
         assert np.isnan(f["outputs"][0]).all()
-    got = compare_predictions([path], [path], a="x", b="y", metrics=["oa"], n_boot=20)
+    got = compare_predictions([path], [path], a="x", b="y", metrics=["oa"], replicates=20)
     assert got.relevance("oa", "sar").estimate == 0
 
 
@@ -196,7 +197,8 @@ def test_compare_refuses_same_or_empty_labels_and_repeated_runs(pred: Path, tmp_
         (lambda: compare_predictions([pred], [pred, link], a="x", b="y"),
          f"{link}: listed twice in setup 'y' (as {pred}), as runs 1 and 2"),
         (lambda: compare_predictions([], [pred]), "compare_predictions: runs_a is empty"),
-        (lambda: parse_setup(f"={pred}"), f"compare '={pred}': the label before '=' is empty"),
+        (lambda: parse_setup(f"={pred}"), f"--compare '={pred}': the label before '=' is empty"),
+        (lambda: Setup(" ", (pred,)), "Setup.label: expected a non-empty name"),
     ):  # fmt: skip
         with pytest.raises(SarevalError) as e:
             call()
@@ -217,4 +219,6 @@ def test_report_command_refuses_them_in_one_line(pred: Path, tmp_path: Path) -> 
         assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0]
     assert not (tmp_path / "r").exists()  # refused before anything was written
     with pytest.raises(SarevalError, match="both setups are labelled 'same'"):
-        make_report([], tmp_path / "r2", compare=[(f"same={pred}", f"same={pred}")])
+        make_report([], tmp_path / "r2", compare=[(Setup("same", (pred,)), Setup("same", (pred,)))])
+    with pytest.raises(SarevalError, match=r"compare: expected pairs \(Setup, Setup\)"):
+        make_report([], tmp_path / "r3", compare=[(f"a={pred}", f"b={pred}")])  # type: ignore[list-item]

@@ -92,11 +92,13 @@ def assert_close_tree(a: object, b: object) -> None:
 
 
 def test_per_sample_refusals(assets) -> None:
-    with pytest.raises(sareval.SarevalError, match="per_sample: needs an exact game and empty"):
+    needs = "per_sample: needs an exact game and ShapeConfig.game.empty_coalition"
+    with pytest.raises(sareval.SarevalError, match=needs):
         sareval.evaluate(assets.onnx["single-label"], (assets.store, "clear"), per_sample=True,
-                         empty="majority")  # fmt: skip
-    with pytest.raises(sareval.SarevalError, match="per_sample: needs method 'shape'"):
-        sareval.ShapeConfig(per_sample=True, method="perceptual")
+                         empty_coalition="majority")  # fmt: skip
+    with pytest.raises(TypeError, match="per_sample"):  # SHAPE's, not the perceptual score's
+        sareval.perceptual_score(assets.onnx["single-label"], (assets.store, "clear"),
+                                 per_sample=True)  # type: ignore[call-arg]  # fmt: skip
     sareval.ShapeConfig(per_sample=True, shard=(0, 2))  # merged by `sareval merge`
 
 

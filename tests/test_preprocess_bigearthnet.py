@@ -199,8 +199,8 @@ def test_network_input_equals_zscore_then_resize(tmp_path: Path) -> None:
     kept); the store's float32 bands + the card's z-score give that input to float rounding."""
     import shutil
 
+    from sareval.card import make_card
     from sareval.evaluator.preamble import build_preamble, normalise_numpy
-    from sareval.export.presets import make_card
     from tests.test_preprocess_resample import ort_resize
 
     root = tmp_path / "ben"

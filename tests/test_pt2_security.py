@@ -19,9 +19,9 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
+from sareval.card import make_card
 from sareval.cli import cli
 from sareval.errors import InputFileError
-from sareval.export.presets import make_card
 from sareval.export.torchscript_export import export_program
 from sareval.models.pt2 import load_program
 

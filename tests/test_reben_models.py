@@ -17,10 +17,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from sareval.card import make_card
 from sareval.cli import cli
 from sareval.errors import InputFileError
-from sareval.export.presets import REBEN_CLASSES, make_card
 from sareval.models import build_model, load_checkpoint
+from sareval.presets import REBEN_CLASSES
 
 save_file = pytest.importorskip("safetensors.torch").save_file
 

@@ -6,14 +6,15 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
+from sareval.commands.parsing import parse_bin_edges
 from sareval.errors import SarevalError
 from sareval.evaluator.coalitions import all_coalitions
+from sareval.evaluator.config import Reporting
 from sareval.evaluator.metrics import METRIC_NAMES, counts_for
 from sareval.evaluator.relevance import (
     bin_labels,
     cloud_cover_bins,
     game_values,
-    parse_bin_edges,
     relevance_by_class,
     relevance_by_group,
     relevance_from_counts,
@@ -116,9 +117,11 @@ def test_cloud_cover_bins() -> None:
     assert bin_labels(edges) == ["[0, 0.1)", "[0.1, 0.5)", "[0.5, 1]"]
     cover = np.array([0.0, 0.05, 0.1, 0.3, 0.5, 0.99, 1.0, np.nan, 1.2, -0.1], np.float32)
     np.testing.assert_array_equal(cloud_cover_bins(cover, edges), [0, 0, 1, 1, 2, 2, 2, -1, -1, -1])
-    for bad in ("0", "0,0.5,0.5", "a,b", "0,inf"):
-        with pytest.raises(SarevalError, match="bad bin edges"):
-            parse_bin_edges(bad)
+    with pytest.raises(SarevalError, match="bad bin edges"):
+        parse_bin_edges("a,b")
+    for bad in ("0", "0,0.5,0.5", "0,inf", "0,1.5"):  # parsed, then refused by Reporting
+        with pytest.raises(SarevalError, match=r"ShapeConfig\.reporting\.cloud_cover_bins"):
+            Reporting(cloud_cover_bins=parse_bin_edges(bad))
 
 
 def test_relevance_by_cloud_cover_bin() -> None:

@@ -42,7 +42,7 @@ def pred(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_paired_comparison_equals_the_analysis_on_the_arrays(pred: dict[str, Path]) -> None:
     a, b = read_predictions(pred["a"]), read_predictions(pred["b"])
     assert a.players == ("sar", "opt")
-    got = compare_predictions([pred["a"]], [pred["b"]], a="A", b="B", metrics=["oa"], n_boot=99)
+    got = compare_predictions([a.path], [b.path], a="A", b="B", metrics=["oa"], replicates=99)
     ref = paired_shape_difference(
         a.labels, a.predictions(), b.predictions(), a.players, TASK, a.n_classes,
         metrics=["oa"], n_boot=99,
@@ -51,18 +51,24 @@ def test_paired_comparison_equals_the_analysis_on_the_arrays(pred: dict[str, Pat
     sar = got.relevance("oa", "sar")
     assert sar.estimate > 0 and sar.lo <= sar.estimate <= sar.hi  # B's SAR coalition is better
     # exchanging the setups negates the estimate; the same file twice gives exactly 0, p = 1
-    back = compare_predictions([pred["b"]], [pred["a"]], metrics=["oa"], n_boot=99)
+    back = compare_predictions([pred["b"]], [pred["a"]], metrics=["oa"], replicates=99)
     assert back.relevance("oa", "sar").estimate == -sar.estimate
-    same = compare_predictions([pred["a"]], [pred["a"]], metrics=["oa"], n_boot=99)
+    same = compare_predictions([pred["a"]], [pred["a"]], metrics=["oa"], replicates=99)
     assert same.relevance("oa", "sar").estimate == 0 and same.relevance("oa", "sar").p_value == 1
     line = next(x for x in got.lines() if x.startswith("SAR relevance (oa)"))
     assert line.startswith(f"SAR relevance (oa), B minus A, clear: {sar.estimate:+.2f} [")
+    # n_boot: the deprecated name of replicates, for one release
+    with pytest.warns(DeprecationWarning, match=r"n_boot=\.\.\.\) is deprecated; use replicates"):
+        old = compare_predictions([a], [b], a="A", b="B", metrics=["oa"], n_boot=99)
+    assert old.differences == got.differences
+    with pytest.raises(SarevalError, match="replicates or its old name n_boot, not both"):
+        compare_predictions([a], [b], metrics=["oa"], replicates=10, n_boot=99)
 
 
 def test_several_runs_use_the_hierarchical_bootstrap(pred: dict[str, Path]) -> None:
     runs_a = [read_predictions(pred["a"]), read_predictions(pred["c"])]
     runs_b = [read_predictions(pred["b"])]
-    got = compare_predictions(runs_a, runs_b, metrics=["oa"], n_boot=50)
+    got = compare_predictions(runs_a, runs_b, metrics=["oa"], replicates=50)
     first = runs_a[0]
     ref = hierarchical_shape_difference(
         first.labels, [r.predictions() for r in runs_a], [r.predictions() for r in runs_b],

@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import pytest
 from click.testing import CliRunner
@@ -112,15 +111,25 @@ def test_per_sample_boxes_are_the_results_quantiles(tmp_path: Path) -> None:
 
 def write_predictions(path: Path, scores: dict[str, np.ndarray], correct: np.ndarray,
                       subset: str = "cloudy", detector: bool = True) -> Path:  # fmt: skip
-    with h5py.File(path, "w") as f:
-        f.attrs["format"] = "sareval-predictions"
-        f.attrs["subset"] = subset
-        f.attrs["model_sha256"] = "m" * 64
-        f.attrs["store_content_digest"] = "d" * 64
-        f["correct"] = correct
-        if detector:
-            for name, s in scores.items():
-                f[f"detector/{name}"] = s
+    """A predictions file as ``sareval shape --per-sample --save-predictions`` writes it (the
+    project's writer): 2 players, 3 classes, random outputs; ``/detector`` and ``/correct``."""
+    from sareval.evaluator.predictions import PredictionsWriter
+
+    rng = np.random.default_rng(len(correct))
+    n, names = len(correct), ["none", "sar", "opt", "sar+opt"]
+    writer = PredictionsWriter(
+        path, n=n, first_position=0, coalitions=names, n_classes=3, task="single-label",
+        attrs={"players": ["sar", "opt"], "class_names": ["a", "b", "c"], "subset": subset,
+               "model_sha256": "m" * 64, "store_content_digest": "d" * 64,
+               "baseline": "input-zero", "empty": "baseline"},
+    )  # fmt: skip
+    outputs = rng.normal(size=(len(names), n, 3)).astype(np.float32)
+    writer.write(slice(0, n), np.arange(n), [f"p{i}" for i in range(n)],
+                 rng.integers(0, 3, n), outputs, outputs.argmax(-1))  # fmt: skip
+    if detector:
+        arrays = {f"detector/{name}": s for name, s in scores.items()}
+        writer.write_arrays({**arrays, "correct": correct})
+    writer.finish()
     return path
 
 

@@ -37,7 +37,7 @@ def assets(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture(scope="module")
 def doc(assets) -> dict:
     return evaluate_shape(
-        assets.onnx["single-label"], assets.store, "clear", z="full", bootstrap=10,
+        assets.onnx["single-label"], assets.store, "clear", normalization="full", replicates=10,
         by=["class", "cloud-cover=0,0.5,1"], progress=False,
     )  # fmt: skip
 

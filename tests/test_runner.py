@@ -22,12 +22,12 @@ from shape_testing import (
 )
 
 from sareval.card import Modality, ModelCard
+from sareval.commands.parsing import parse_players
 from sareval.errors import SarevalError
 from sareval.evaluator.bootstrap import bootstrap_intervals
 from sareval.evaluator.coalitions import coalition_name
 from sareval.evaluator.counting import CoalitionCounter, ConstantRows
 from sareval.evaluator.metrics import METRIC_NAMES, counts_for
-from sareval.evaluator.players import parse_players
 from sareval.store import Store
 
 TASKS = ("single-label", "multi-label")
@@ -156,7 +156,9 @@ def test_empty_coalition_is_evaluated_once(assets) -> None:
 
 @pytest.mark.parametrize("task", TASKS)
 def test_majority_empty_coalition(assets, task: str) -> None:
-    doc = evaluate_shape(assets.onnx[task], assets.store, "tail", empty="majority", progress=False)
+    doc = evaluate_shape(
+        assets.onnx[task], assets.store, "tail", empty_coalition="majority", progress=False
+    )
     y = store_labels(assets.store, "tail", task)
     if task == "single-label":
         majority = np.full(len(y), np.bincount(y).argmax())
@@ -191,7 +193,7 @@ def test_three_players_band_groups(assets) -> None:
 def test_bootstrap_by_class_and_cloud_cover(assets, naive) -> None:
     task = "single-label"
     doc = evaluate_shape(
-        assets.onnx[task], assets.store, "clear", batch_size=11, bootstrap=30, seed=4,
+        assets.onnx[task], assets.store, "clear", batch_size=11, replicates=30, seed=4,
         by=["class", "cloud-cover=0,0.5,1"], progress=False,
     )  # fmt: skip
     coalitions, outputs = naive[task]
@@ -499,7 +501,8 @@ def test_reduced_precision_runs_the_network_in_bf16_and_is_recorded(assets, tmp_
     assert 0 < diff.max() < 0.05 * np.abs(out32).max()
     assert (dec16 == dec32).mean() > 0.9
     assert doc16["n_samples"] == doc32["n_samples"]
-    with pytest.raises(SarevalError, match="--precision bf16 needs --backend torch"):
+    needs = "ShapeConfig.execution.precision: 'bf16' needs ShapeConfig.execution.backend 'torch'"
+    with pytest.raises(SarevalError, match=needs):
         evaluate_shape(
             assets.onnx["single-label"], assets.store, "clear", precision="bf16", progress=False
         )

@@ -147,8 +147,8 @@ def test_map_per_cloud_cover_bin_and_bootstrap(assets) -> None:
         assets.store,
         "cloudy",
         by=["cloud-cover=0,0.5,1", "class"],
-        bootstrap=20,
-        empty="majority",
+        replicates=20,
+        empty_coalition="majority",
         progress=False,
     )
     validate(to_json_value(doc))
@@ -220,7 +220,7 @@ def test_opting_out_and_the_memory_bound(assets, monkeypatch: pytest.MonkeyPatch
     evaluate_shape(model, assets.store, "clear", metrics=["f1_macro"], progress=False)
     single = evaluate_shape(assets.onnx["single-label"], assets.store, "clear", progress=False)
     assert "map_macro" not in single["metrics"]
-    with pytest.raises(SarevalError, match="map_\\* need method 'shape'"):
+    with pytest.raises(SarevalError, match="map_\\* are SHAPE metrics, not perceptual scores"):
         evaluate_shape(
             model, assets.store, "clear", method="perceptual", metrics=["map_micro"], progress=False
         )

@@ -67,14 +67,14 @@ def test_shape_writes_json_csv_and_prints_a_table(assets, tmp_path: Path) -> Non
     assert list(rows[0]) == [
         "group", "metric", "higher_is_better", "quantity", "key", "value", "ci_low", "ci_high",
         "model", "model_sha256", "store", "store_content_digest", "subset", "method",
-        "baseline", "empty", "z", "players", "shard",
+        "baseline", "empty_coalition", "normalization", "players", "shard",
     ]  # fmt: skip
     # every row names the run: concatenated CSVs of several runs stay identifiable
     assert {(r["model"], r["model_sha256"], r["store_content_digest"], r["subset"],
-             r["baseline"], r["z"], r["players"]) for r in rows} == {(
+             r["baseline"], r["normalization"], r["players"]) for r in rows} == {(
         "multi-label.onnx", doc["provenance"]["model"]["sha256"],
         doc["provenance"]["store"]["content_digest"], "cloudy", doc["config"]["baseline"],
-        doc["config"]["z"], "sar;opt",
+        doc["config"]["normalization"], "sar;opt",
     )}  # fmt: skip
     keyed = {(r["group"], r["metric"], r["quantity"], r["key"]): r["value"] for r in rows}
     entry = doc["by"]["class"]["class0"]["metrics"]["f1"]

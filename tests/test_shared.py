@@ -126,5 +126,5 @@ def test_share_true_falls_back_on_an_unknown_network(assets) -> None:
 
 
 def test_share_is_validated() -> None:
-    with pytest.raises(SarevalError, match=r"ShapeConfig\.share"):
+    with pytest.raises(SarevalError, match=r"ShapeConfig\.execution\.share"):
         sareval.ShapeConfig(share="yes")  # type: ignore[arg-type]

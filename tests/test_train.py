@@ -12,12 +12,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+import sareval
 from sareval.bands import S1_BANDS, S2_BANDS
 from sareval.classes import IGBP10
 from sareval.cli import cli
+from sareval.commands.train import parse_seeds
 from sareval.errors import OutputExistsError, SarevalError
 from sareval.store import LabelSpec, SensorSpec, Store, StoreWriter
-from sareval.train.loop import TrainConfig, load_training_state, parse_seeds, train
+from sareval.train.loop import TrainConfig, load_training_state, train
 
 SIZE = 32
 
@@ -171,10 +173,76 @@ def test_existing_output_and_changed_config_are_refused(
         train(config(stores, out, epochs=1, val=None), export=False)
     train(config(stores, out, epochs=1, val=None), overwrite=True, export=False)
     assert not (out / "model.onnx").exists()
-    with pytest.raises(SarevalError, match="--select-metric 'nope'"):
-        train(config(stores, tmp_path / "y", select_metric="nope"), export=False)
     with pytest.raises(SarevalError, match="no validation subset"):
         train(config(stores, tmp_path / "x", val_subsets=("nope",)), export=False)
+
+
+BAD_FIELDS: list[tuple[dict[str, Any], str]] = [
+    ({"epochs": 0}, "TrainConfig.epochs: expected an integer >= 1, got 0"),
+    ({"batch_size": True}, "TrainConfig.batch_size: expected an integer >= 1, got True"),
+    ({"cloudy_prob": 1.5}, "TrainConfig.cloudy_prob: expected a number in [0, 1], got 1.5"),
+    ({"cloudy_prob": float("nan")}, "TrainConfig.cloudy_prob: expected a number in [0, 1]"),
+    ({"lr": 0.0}, "TrainConfig.lr: expected a finite number > 0, got 0.0"),
+    ({"betas": (0.9, 1.0)}, "TrainConfig.betas: expected two numbers in [0, 1)"),
+    ({"betas": "ab"}, "TrainConfig.betas: expected two numbers in [0, 1)"),
+    ({"task": "regression"}, "TrainConfig.task: 'regression' is not one of single-label, mul"),
+    ({"fusion": "middle"}, "TrainConfig.fusion: 'middle' is not one of early, late"),
+    ({"arch": "alexnet"}, "TrainConfig.arch: 'alexnet' is not one of resnet18"),
+    ({"preset": "nope"}, "TrainConfig.preset: 'nope' is not one of "),
+    ({"device": "tpu"}, "TrainConfig.device: 'tpu' is not cpu, cuda or cuda:N"),
+    ({"workers": -1}, "TrainConfig.workers: expected an integer >= 0, got -1"),
+    ({"weight_decay": -1e-4}, "TrainConfig.weight_decay: expected a finite number >= 0, got"),
+    ({"val_subsets": "clear"}, "TrainConfig.val_subsets: expected distinct subset names"),
+    ({"val_subsets": ("a", "a")}, "TrainConfig.val_subsets: expected distinct subset names"),
+    ({"select_metric": "nope"}, "TrainConfig.select_metric: 'nope' is not one of oa, "),
+    ({"data": ""}, "TrainConfig.data: expected a path, got ''"),
+    ({"in_memory": 1}, "TrainConfig.in_memory: expected a bool, got 1"),
+    ({"evaluation": {"z": "full"}}, "TrainConfig.evaluation: expected a sareval.ShapeConfig"),
+    (
+        {"evaluation": sareval.ShapeConfig(metrics=["aa"])},
+        "TrainConfig.evaluation: ShapeConfig.reporting.metrics must include 'oa'",
+    ),
+]
+
+
+@pytest.mark.parametrize("changes, message", BAD_FIELDS, ids=[str(c) for c, _ in BAD_FIELDS])
+def test_config_fields_are_checked_once_naming_the_field(
+    changes: dict[str, Any], message: str
+) -> None:
+    base = {"data": "train.h5", "out": "run", "val": "val.h5"}
+    with pytest.raises(SarevalError) as info:
+        TrainConfig(**{**base, **changes})
+    assert str(info.value).startswith(message), str(info.value)
+    assert isinstance(info.value, ValueError) and "--" not in str(info.value)
+
+
+def test_config_is_frozen_and_round_trips(tmp_path: Path) -> None:
+    evaluation = sareval.ShapeConfig(baseline="band-mean", metrics=["oa", "aa"], by_class=True)
+    cfg = TrainConfig(data=tmp_path / "t.h5", out="run", betas=[0.8, 0.99],
+                      val_subsets=["clear"], evaluation=evaluation)  # fmt: skip
+    assert cfg.data == str(tmp_path / "t.h5") and cfg.betas == (0.8, 0.99)
+    assert cfg.val_subsets == ("clear",) and cfg.selection_metric == "oa"
+    with pytest.raises(AttributeError):
+        cfg.epochs = 3  # type: ignore[misc]
+    d = json.loads(json.dumps(cfg.to_dict()))
+    assert d["evaluation"] == {"baseline": "band-mean", "metrics": ["oa", "aa"], "by_class": True}
+    again = TrainConfig.from_dict(d)
+    assert again == cfg and again.evaluation == evaluation
+    assert TrainConfig(data="t", out="o").to_dict()["evaluation"] == {}
+    # a configuration recorded before ``evaluation``: its ``shape_options`` (old names too)
+    old = {**d, "shape_options": {"z": "full", "baseline": "band-mean"}}
+    del old["evaluation"]
+    upgraded = TrainConfig.from_dict(old)  # read without a deprecation warning
+    assert upgraded.evaluation == sareval.ShapeConfig(normalization="full", baseline="band-mean")
+
+
+def test_cli_names_options_in_config_errors(stores: tuple[Path, Path], tmp_path: Path) -> None:
+    args = ["train", "--data", str(stores[0]), "--val", str(stores[1]), "--select-metric",
+            "bogus", "--out", str(tmp_path / "r")]  # fmt: skip
+    res = CliRunner().invoke(cli, args)
+    assert res.exit_code == 1
+    assert "error: --select-metric: 'bogus' is not one of oa, " in res.output, res.output
+    assert not (tmp_path / "r").exists()
 
 
 def test_parse_seeds() -> None:
@@ -232,5 +300,5 @@ def test_resume_onto_other_data_is_refused_and_config_records_digests(
         assert record["store_digests"]["data"] == st.content_digest
     data.unlink()
     write_store(data, 16, seed=7)  # other content at the same path
-    with pytest.raises(SarevalError, match="--data store content digest differs"):
+    with pytest.raises(SarevalError, match=r"TrainConfig\.data store content digest differs"):
         train(config(stores, out, data=str(data), epochs=2), export=False)

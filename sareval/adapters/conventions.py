@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from sareval.classes import igbp_fractions
 from sareval.errors import SarevalError
 
 #: ``multi_hot``: (K,) 0/1 per class in ``class_names`` order; ``index``: a class index;
@@ -91,8 +92,6 @@ def unwrap_dataset(dataset: Any) -> tuple[Any, list[int] | None]:
 def mask_labels(mask: np.ndarray, what: str) -> np.ndarray:
     """(B, H, W) or (B, 1, H, W) IGBP layers -> (B, 17) IGBP fractions (float64), those of
     ``sareval preprocess sen12ms`` without ``--labels`` (pixels valued 1..17 only)."""
-    from sareval.preprocess.sen12ms import igbp_fractions
-
     m = np.asarray(mask)
     if m.ndim == 4 and m.shape[1] == 1:
         m = m[:, 0]

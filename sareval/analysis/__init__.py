@@ -1,7 +1,10 @@
-"""Analyses on top of the evaluator's per-sample, per-coalition model outputs.
+"""Analyses on top of the evaluator's per-sample, per-coalition model outputs, in one namespace.
 
-- :mod:`sareval.analysis.per_sample`: per-sample (local) Shapley values of the model's score.
-- :mod:`sareval.analysis.detection`: detecting false predictions from per-sample relevance.
+The per-sample values and detection are computed in the evaluator's own pass, so they live in
+the evaluator (it never imports this package); the comparisons of two models sit on top.
+
+- :mod:`sareval.evaluator.per_sample`: per-sample (local) Shapley values of the model's score.
+- :mod:`sareval.evaluator.detection`: detecting false predictions from per-sample relevance.
 - :mod:`sareval.analysis.compare`: paired (and hierarchical) bootstrap comparisons of two models.
 
 Every function is pure and takes arrays; the common input of one batch is ``outputs`` (C, B, K):
@@ -21,7 +24,7 @@ from sareval.analysis.compare import (
     paired_mean_difference,
     paired_shape_difference,
 )
-from sareval.analysis.detection import (
+from sareval.evaluator.detection import (
     DetectionRow,
     auroc,
     average_precision,
@@ -29,7 +32,7 @@ from sareval.analysis.detection import (
     detector_scores,
     roc_curve,
 )
-from sareval.analysis.per_sample import (
+from sareval.evaluator.per_sample import (
     PerSampleShapley,
     per_sample_scores,
     per_sample_shapley,

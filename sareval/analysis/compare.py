@@ -43,11 +43,11 @@ import numpy as np
 from sareval.errors import SarevalError
 from sareval.evaluator.bootstrap import (
     CHUNK_ELEMENTS,
-    _replicate_weights,
     bootstrap_values,
     percentile_interval,
+    replicate_weights,
 )
-from sareval.evaluator.coalitions import _all_coalitions, check_players, coalition_name
+from sareval.evaluator.coalitions import check_players, coalition_name, ordered_coalitions
 from sareval.evaluator.metrics import METRIC_NAMES, counts_for
 from sareval.evaluator.relevance import game_values
 from sareval.evaluator.shapley import Normalisation, shape_relevance_array
@@ -118,7 +118,7 @@ def _replicate_means(values: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
     chunk = max(1, CHUNK_ELEMENTS // n)
     parts = []
     for start in range(0, n_boot, chunk):
-        weights = _replicate_weights(generators[start : start + chunk], n)
+        weights = replicate_weights(generators[start : start + chunk], n)
         parts.append(weights.astype(np.float64) @ values / n)
     return np.concatenate(parts)
 
@@ -218,7 +218,7 @@ def _point_values(
     """Metric -> V (C,) on all samples, from counts of each coalition's decisions."""
     y_true = np.asarray(y_true)
     counts = {}
-    for coalition in _all_coalitions(players):
+    for coalition in ordered_coalitions(players):
         if coalition not in predictions:
             raise SarevalError(f"no predictions for coalition {coalition_name(coalition, players)}")
         c = counts_for(task, k)
@@ -256,7 +256,7 @@ def _shape_results(
     players: tuple[str, ...],
     differences: Callable[[str, str], np.ndarray],
 ) -> dict[str, dict]:
-    names = [coalition_name(c, players) for c in _all_coalitions(players)]
+    names = [coalition_name(c, players) for c in ordered_coalitions(players)]
     out = {}
     for metric in metrics:
         v, rel, coop = (differences(metric, q) for q in ("V", "relevance", "cooperation"))

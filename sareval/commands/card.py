@@ -6,8 +6,12 @@ from pathlib import Path
 
 import click
 
+from sareval.atomic import atomic_output, check_outputs
+from sareval.card import make_card
+from sareval.choices import TASKS
 from sareval.commands.options import overwrite_option, report_written
-from sareval.export.presets import PRESETS
+from sareval.export.attach import attach_card, check_model
+from sareval.presets import PRESETS, get_preset
 
 
 @click.group(
@@ -32,9 +36,7 @@ Example:
 """,
 )
 @click.option("--preset", required=True, type=click.Choice(list(PRESETS)), help="Start from.")
-@click.option(
-    "--task", type=click.Choice(["single-label", "multi-label"]), help="Default: preset's first."
-)
+@click.option("--task", type=click.Choice(TASKS), help="Default: preset's first.")
 @click.option("--arch", default="unknown", show_default=True, help="Recorded in provenance.")
 @click.option("--fusion", type=click.Choice(["early", "late"]), default="early", show_default=True)
 @click.option("--input-size", type=click.IntRange(min=1), help="Input H = W (default: preset's).")
@@ -50,9 +52,6 @@ def template(
     overwrite: bool,
 ) -> None:
     """Print (or write) a preset's model card JSON to edit for your own model."""
-    from sareval.atomic import atomic_output
-    from sareval.export.presets import get_preset, make_card
-
     p = get_preset(preset)
     card = make_card(
         preset,
@@ -90,9 +89,6 @@ Example:
 def attach(model: Path, card: Path, out: Path | None, overwrite: bool) -> None:
     """Check CARD against MODEL's graph (inputs, channels, dynamic batch, H/W, output width)
     and embed it in the ONNX metadata."""
-    from sareval.atomic import check_outputs
-    from sareval.export.attach import attach_card
-
     if out is not None:
         check_outputs({"--out": out}, overwrite, inputs=[model, card])
     written = attach_card(model, card, out, overwrite=overwrite)
@@ -113,8 +109,6 @@ def check(model: Path) -> None:
     MODEL is any model file (.onnx, TorchScript .pt/.ts/.torchscript, torch.export .pt2) or a
     card .json; ONNX graphs must pass onnx.checker, TorchScript and .pt2 modules must return
     (2, K) on a zero batch of 2."""
-    from sareval.export.attach import check_model
-
     card = check_model(model)
     size = "any size" if card.height is None else f"{card.height}x{card.width}"
     players = ", ".join(f"{m.name} ({len(m.bands)} bands)" for m in card.modalities)

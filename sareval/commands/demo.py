@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from sareval.commands.options import overwrite_option
+from sareval.demo import comparison_lines, detection_summary, run_demo, summary_table
 
 
 @click.command(
@@ -39,8 +40,6 @@ def command(out: str, patches: int, size: int, epochs: int, seed: int, overwrite
     very cloudy test subsets, compares the two setups (paired bootstrap), and writes a report
     with tables and figures.
     """
-    from sareval.demo import comparison_lines, detection_summary, run_demo, summary_table
-
     result = run_demo(
         out, patches=patches, size=size, epochs=epochs, seed=seed, overwrite=overwrite,
         log=click.echo,

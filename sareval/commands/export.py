@@ -6,9 +6,13 @@ from pathlib import Path
 
 import click
 
+from sareval.atomic import check_outputs
+from sareval.choices import TASKS
 from sareval.commands.options import overwrite_option, report_written
 from sareval.errors import SarevalError
-from sareval.export.presets import PRESETS
+from sareval.export.build import export_model
+from sareval.formats import format_of
+from sareval.presets import PRESETS
 
 
 @click.command(
@@ -50,7 +54,7 @@ Examples:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Your own model card JSON instead of a preset.",
 )
-@click.option("--task", type=click.Choice(["single-label", "multi-label"]))
+@click.option("--task", type=click.Choice(TASKS))
 @click.option("--fusion", type=click.Choice(["early", "late"]), default="early", show_default=True)
 @click.option("--input-size", type=click.IntRange(min=1), help="Input H = W (default: preset's).")
 @click.option(
@@ -101,10 +105,7 @@ def command(
     The exported file is checked before it is kept: onnx.checker, then the same random inputs
     through torch and onnxruntime at batch sizes 1, 3 and 64 (max differences printed).
     """
-    from sareval.atomic import check_outputs
-    from sareval.export.build import export_model
     from sareval.export.onnx_export import check_opset
-    from sareval.formats import format_of
     from sareval.models.registry import MAX_INPUT_SIZE
 
     if fmt is None:

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import click
 
-from sareval.errors import InputFileError, SarevalError
+from sareval.errors import InputFileError
+from sareval.export.describe import describe_model
 from sareval.formats import all_suffixes, is_model_path
-
-STORE_SUFFIXES = (".h5", ".hdf5", ".hdf")
+from sareval.store import Store, is_store_path
+from sareval.store_summary import store_summary
 
 
 @click.command("info")
@@ -30,8 +31,6 @@ def command(file: Path, verify: bool) -> None:
     """
     click.echo(describe(file))
     if verify:
-        from sareval.store import Store
-
         with Store(file) as store:
             n = store.verify_rows()
         click.echo(f"verified: all {n} rows match their hashes and the content digest")
@@ -42,22 +41,8 @@ def describe(file: Path) -> str:
     if not file.exists():
         raise InputFileError(file, "file not found")
     if is_model_path(file):
-        try:
-            from sareval.export.describe import describe_model
-        except ModuleNotFoundError as e:
-            if e.name and e.name.startswith("sareval"):
-                raise SarevalError(
-                    f"{file}: describing model files needs sareval.export.describe, "
-                    "which this installation lacks"
-                ) from None
-            raise
         return describe_model(file)
-    import h5py
-
-    if file.suffix.lower() in STORE_SUFFIXES or h5py.is_hdf5(file):
-        from sareval.store import Store
-        from sareval.store_summary import store_summary
-
+    if is_store_path(file):
         with Store(file) as store:
             return store_summary(store)
     models = ", ".join(all_suffixes(cards=True))

@@ -8,6 +8,8 @@ import click
 
 from sareval.atomic import check_outputs, is_stream, output_set
 from sareval.commands.options import overwrite_option, report_written
+from sareval.evaluator.merge import merge_documents
+from sareval.evaluator.results import console_table, read_results, write_csv, write_results
 
 
 @click.command("merge")
@@ -37,9 +39,6 @@ def command(shards: tuple[Path, ...], out: Path, csv_path: Path | None, overwrit
 
     The shards must share model, store, subset and options, and cover parts 0..n-1 once each.
     """
-    from sareval.evaluator.merge import merge_documents
-    from sareval.evaluator.results import console_table, read_results, write_csv, write_results
-
     if csv_path is None and not is_stream(out):  # none beside a device or FIFO
         csv_path = out.with_suffix(".csv")
     check_outputs({"--out": out, "--csv": csv_path}, overwrite, json_option="--out", inputs=shards)

@@ -8,7 +8,12 @@ import click
 
 from sareval.atomic import check_outputs
 from sareval.commands.options import overwrite_option, progress_enabled, report_written
+from sareval.locks import output_lock
+from sareval.preprocess.bigearthnet import preprocess_bigearthnet
+from sareval.preprocess.bigearthnet_v2 import preprocess_bigearthnet_v2
 from sareval.preprocess.pipeline import COMPRESSIONS, DEFAULT_COMPRESSION
+from sareval.preprocess.sen12ms import preprocess_sen12ms
+from sareval.store import Store
 
 EXISTING_FILE = click.Path(dir_okay=False, path_type=Path)
 DIRECTORY = click.Path(file_okay=False, path_type=Path)
@@ -66,8 +71,6 @@ def _resolve(threshold: float | None, listed: Path | None) -> float:
 
 def _lock(out: Path) -> None:
     """Hold ``<out>.lock`` until the command ends: a second run on ``out`` is refused."""
-    from sareval.locks import output_lock
-
     click.get_current_context().with_resource(output_lock(out))
 
 
@@ -135,8 +138,6 @@ def sen12ms(
     sareval preprocess sen12ms SEN12MS/ --split-list SEN12MS/test_list.pkl \\
         --labels SEN12MS/IGBP_probability_labels.pkl --cr-root SEN12MS-CR/ --out test.h5
     """
-    from sareval.preprocess.sen12ms import preprocess_sen12ms
-
     inputs = _given(root, split_list, labels, cr_root, very_cloudy_list)
     check_outputs({"--out": out}, overwrite, inputs=inputs, streams=False)
     _lock(out)
@@ -201,8 +202,6 @@ def bigearthnet(
         --split-csv test.csv --cloudy-list patches_with_cloud_and_shadow.csv \\
         --snow-list patches_with_seasonal_snow.csv --out test.h5
     """
-    from sareval.preprocess.bigearthnet import preprocess_bigearthnet
-
     inputs = _given(s2_root, s1_root, split_csv, cloudy_list, snow_list, very_cloudy_list)
     check_outputs({"--out": out}, overwrite, inputs=inputs, streams=False)
     _lock(out)
@@ -281,8 +280,6 @@ def bigearthnet_v2(
         --snow-cloud-metadata metadata_for_patches_with_snow_cloud_or_shadow.parquet \\
         --reference-maps Reference_Maps --out reben-test.h5
     """
-    from sareval.preprocess.bigearthnet_v2 import preprocess_bigearthnet_v2
-
     inputs = _given(s2_root, s1_root, metadata, snow_cloud_metadata, reference_maps,
                     very_cloudy_list)  # fmt: skip
     check_outputs({"--out": out}, overwrite, inputs=inputs, streams=False)
@@ -314,8 +311,6 @@ def _given(*paths: Path | None) -> list[Path]:
 
 
 def _report(path: Path) -> None:
-    from sareval.store import Store
-
     if not progress_enabled():
         return
     with Store(path) as store:

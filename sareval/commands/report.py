@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import inspect
+
 import click
 
 from sareval.commands.options import overwrite_option, report_written
+from sareval.commands.parsing import parse_comparison
+from sareval.errors import SarevalError
+from sareval.report import make_report
 
 
 @click.command(
@@ -34,12 +39,13 @@ Examples:
     "relevance and cooperation with paired bootstrap intervals and p-values. Repeatable.",
 )
 @click.option(
+    "--replicates",
     "--bootstrap",
     "n_boot",
-    default=999,
+    default=inspect.signature(make_report).parameters["replicates"].default,
     show_default=True,
     type=click.IntRange(1, 100_000),
-    help="Bootstrap replicates of --compare.",
+    help="Bootstrap replicates of --compare (--bootstrap: its old spelling, deprecated).",
 )
 @overwrite_option
 def command(
@@ -60,15 +66,13 @@ def command(
     are refused. --compare adds comparisons.md/.csv (several runs per setup: a two-level
     bootstrap over runs and samples).
     """
-    from sareval.errors import SarevalError
-    from sareval.report import make_report
-
     if not inputs and not compare:
         raise SarevalError("report: give results inputs, --compare, or both")
     chosen = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
     report = make_report(
-        inputs, out, metrics=chosen, overwrite=overwrite, compare=compare, n_boot=n_boot
-    )
+        inputs, out, metrics=chosen, overwrite=overwrite,
+        compare=[parse_comparison(a, b) for a, b in compare], replicates=n_boot,
+    )  # fmt: skip
     if report.rows:
         click.echo(report.markdown)
     for comparison in report.comparisons:

@@ -7,6 +7,10 @@ from pathlib import Path
 import click
 
 from sareval.commands.options import overwrite_option, progress_enabled
+from sareval.preprocess.pipeline import check_utf8_paths
+from sareval.preprocess.synth_bigearthnet import generate_bigearthnet
+from sareval.preprocess.synth_bigearthnet_v2 import generate_bigearthnet_v2
+from sareval.preprocess.synth_sen12ms import generate_sen12ms
 
 out_dir_argument = click.argument("out_dir", type=click.Path(file_okay=False, path_type=Path))
 seed_option = click.option("--seed", default=0, show_default=True, help="Random seed.")
@@ -51,9 +55,6 @@ def sen12ms(
     Example:
       sareval synth sen12ms data/synth --patches 2000 --size 256 --seed 1
     """
-    from sareval.preprocess.pipeline import check_utf8_paths
-    from sareval.preprocess.synth_sen12ms import generate_sen12ms
-
     check_utf8_paths(out_dir)  # GDAL writes UTF-8 names: refuse others up front
     summary = generate_sen12ms(
         out_dir, n_patches=patches, size=size, seed=seed, cr_fraction=cr_fraction,
@@ -85,9 +86,6 @@ def bigearthnet(
     Example:
       sareval synth bigearthnet data/synth-ben --patches 500 --seed 1
     """
-    from sareval.preprocess.pipeline import check_utf8_paths
-    from sareval.preprocess.synth_bigearthnet import generate_bigearthnet
-
     check_utf8_paths(out_dir)  # GDAL writes UTF-8 names: refuse others up front
     summary = generate_bigearthnet(
         out_dir, n_patches=patches, size=size, seed=seed, overwrite=overwrite,
@@ -121,9 +119,6 @@ def bigearthnet_v2(
     Example:
       sareval synth bigearthnet-v2 data/synth-reben --patches 500 --seed 1
     """
-    from sareval.preprocess.pipeline import check_utf8_paths
-    from sareval.preprocess.synth_bigearthnet_v2 import generate_bigearthnet_v2
-
     check_utf8_paths(out_dir)  # GDAL writes UTF-8 names: refuse others up front
     summary = generate_bigearthnet_v2(
         out_dir, n_patches=patches, size=size, seed=seed, overwrite=overwrite,

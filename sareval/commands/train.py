@@ -2,11 +2,50 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
 
+from sareval.choices import TASKS, Task
 from sareval.commands.options import overwrite_option, progress_enabled
+from sareval.errors import SarevalError
+from sareval.train.loop import TrainConfig, resolve_device, run_is_complete, train
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0-4"`` -> [0, 1, 2, 3, 4]; ``"0,2,5"`` -> [0, 2, 5]."""
+    seeds: list[int] = []
+    try:
+        for part in text.split(","):
+            part = part.strip()
+            if "-" in part[1:]:
+                a, b = part.split("-", 1)
+                seeds.extend(range(int(a), int(b) + 1))
+            elif part:
+                seeds.append(int(part))
+    except ValueError:
+        raise SarevalError(f"--seeds {text!r}: expected e.g. 0-4 or 0,1,2") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise SarevalError(f"--seeds {text!r}: expected distinct seeds, e.g. 0-4 or 0,1,2")
+    return seeds
+
+
+@contextlib.contextmanager
+def config_errors_as_options() -> Iterator[None]:
+    """Name the command's options in errors of :class:`~sareval.train.loop.TrainConfig`
+    (``TrainConfig.select_metric`` -> ``--select-metric``, ``overwrite=True`` ->
+    ``--overwrite``)."""
+    try:
+        yield
+    except SarevalError as e:
+        text = re.sub(r"TrainConfig\.(\w+)", lambda m: "--" + m.group(1).replace("_", "-"), str(e))
+        text = text.replace("overwrite=True", "--overwrite")
+        if text == str(e):
+            raise
+        raise SarevalError(text) from None
 
 
 @click.command(
@@ -30,7 +69,7 @@ Example (the study's "cloudy" setup, 5 runs into runs/cloudy/seed-0 .. seed-4):
 )
 @click.option(
     "--task",
-    type=click.Choice(["single-label", "multi-label"]),
+    type=click.Choice(TASKS),
     default="single-label",
     show_default=True,
 )
@@ -74,7 +113,7 @@ def command(
     val: str | None,
     arch: str,
     preset: str,
-    task: str,
+    task: Task,
     fusion: str,
     cloudy_prob: float,
     epochs: int,
@@ -101,54 +140,51 @@ def command(
     Re-running the same command resumes an interrupted run from OUT/last.pt (with --seeds,
     finished runs are skipped).
     """
-    from sareval.train.loop import (
-        TrainConfig,
-        parse_seeds,
-        resolve_device,
-        run_is_complete,
-        train,
-    )
-
     runs = (
         [(seed, Path(out))]
         if seeds is None
         else [(s, Path(out) / f"seed-{s}") for s in parse_seeds(seeds)]
     )
-    device = resolve_device(device)
+    device = resolve_device(device, "--device")
     for run_seed, run_out in runs:
-        config = TrainConfig(
-            data=data,
-            val=val,
-            out=str(run_out),
-            arch=arch,
-            preset=preset,
-            task=task,
-            fusion=fusion,
-            cloudy_prob=cloudy_prob,
-            epochs=epochs,
-            batch_size=batch_size,
-            seed=run_seed,
-            lr=lr,
-            weight_decay=weight_decay,
-            workers=workers,
-            device=device,
-            val_subsets=tuple(s.strip() for s in val_subsets.split(",") if s.strip()),
-            eval_batch_size=eval_batch_size,
-            select_metric=select_metric,
-            in_memory=in_memory,
-            progress=progress_enabled(),
-        )
-        if seeds is not None and not overwrite and run_is_complete(config):
+        with config_errors_as_options():
+            config = TrainConfig(
+                data=data,
+                val=val,
+                out=str(run_out),
+                arch=arch,
+                preset=preset,
+                task=task,
+                fusion=fusion,
+                cloudy_prob=cloudy_prob,
+                epochs=epochs,
+                batch_size=batch_size,
+                seed=run_seed,
+                lr=lr,
+                weight_decay=weight_decay,
+                workers=workers,
+                device=device,
+                val_subsets=tuple(s.strip() for s in val_subsets.split(",") if s.strip()),
+                eval_batch_size=eval_batch_size,
+                select_metric=select_metric,
+                in_memory=in_memory,
+                progress=progress_enabled(),
+            )
+            result = (
+                None
+                if seeds is not None and not overwrite and run_is_complete(config)
+                else train(config, overwrite=overwrite)
+            )
+        if result is None:
             click.echo(f"{run_out}: complete ({epochs} epochs), skipped")
             continue
-        result = train(config, overwrite=overwrite)
         last = result.history[-1] if result.history else {}
         line = f"{run_out}: {len(result.history)} epochs"
         if result.resumed_from:
             line += f" (resumed after epoch {result.resumed_from})"
         line += f", train loss {last.get('train_loss', float('nan')):.4f}"
         for subset, r in last.get("val", {}).items():
-            metric = config.select_metric or ("oa" if task == "single-label" else "f1_micro")
+            metric = config.selection_metric
             m = r["metrics"].get(metric)
             if m:
                 rel = ", ".join(f"{k} {v:.3f}" for k, v in m["relevance"].items())

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-import re
 import tempfile
 import warnings
 from collections.abc import Mapping
@@ -37,7 +36,11 @@ import numpy as np
 from sareval.card import ModelCard, read_card
 from sareval.choices import BACKENDS, PRECISIONS, PROVIDERS
 from sareval.errors import InputFileError, SarevalError
+from sareval.evaluator.config import check_precision, check_provider, parse_device
+from sareval.evaluator.onnx_sharing import KIND, share_first_conv
 from sareval.evaluator.preamble import MASK_NAME, Preamble, coalition_module, compose_onnx
+from sareval.exporter_output import quiet_exporter
+from sareval.formats import format_of, load_network, load_onnx
 
 ORT_PROVIDER_NAMES = {
     "cpu": "CPUExecutionProvider",
@@ -72,8 +75,6 @@ def load_model(model: Any, card: ModelCard | None = None) -> LoadedModel:
     if isinstance(model, tuple) and len(model) == 2 and isinstance(model[1], ModelCard):
         model, card = model  # the older (module, card) form
     if isinstance(model, (str, Path)):
-        from sareval.formats import format_of
-
         path = Path(model)
         if not path.is_file():
             raise InputFileError(path, "model file not found")
@@ -259,7 +260,7 @@ class OnnxRuntimeBackend:
         self.overridable = {i.name for i in self.session.get_overridable_initializers()}
         self.use_io_binding = providers != "cpu"
         # a graph with a shared first conv (evaluator.onnx_sharing) reads the mask per group;
-        # share: what ran, recorded in the results (ShapeConfig.share)
+        # share: what ran, recorded in the results (ShapeConfig.execution.share)
         self.groups = groups
         self.share = share
 
@@ -323,8 +324,6 @@ def load_torch_module(loaded: LoadedModel, device: str) -> Any:
 
     import torch
 
-    from sareval.formats import load_network
-
     if loaded.kind != "module":
         assert loaded.path is not None
         return load_network(loaded.path, device)
@@ -385,7 +384,9 @@ class TorchBackend:
         self.autocast_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(precision)
         self.device = torch.device(device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise SarevalError("--device cuda: torch sees no CUDA device")
+            raise SarevalError(
+                f"ShapeConfig.execution.device {device!r}: torch sees no CUDA device"
+            )
         check_arity(network, len(pre.inputs) if pre.call != "dict" else 1, source)
         # bf16-pure: a bf16 copy; a float64 / half network: inputs cast to its dtype
         cast = _pure_bf16 if precision == "bf16-pure" else _in_parameter_dtype
@@ -455,17 +456,6 @@ class TorchBackend:
     def close(self) -> None:
         for module, training in self._modes:
             module.training = training
-
-
-DEVICE_RE = re.compile(r"^(cpu|cuda)(?::(\d{1,4}))?$")
-
-
-def parse_device(device: str) -> tuple[str, int]:
-    """``cpu`` / ``cuda`` / ``cuda:N`` -> (type, index); anything else is a SarevalError."""
-    m = DEVICE_RE.match(device)
-    if m is None or (m.group(1) == "cpu" and m.group(2) is not None):
-        raise SarevalError(f"--device: {device!r} is not cpu, cuda or cuda:N")
-    return m.group(1), int(m.group(2) or 0)
 
 
 def check_arity(network: Any, n_inputs: int, source: str) -> None:
@@ -587,14 +577,16 @@ def make_backend(
     if backend not in BACKENDS:
         raise SarevalError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     device_type, device_id = parse_device(device)
+    check_precision(precision, backend)  # the rules of ShapeConfig.execution, on the backend
+    check_provider(provider, device, backend)  # chosen from the model when it was None
     source = str(loaded.path) if loaded.path else "model"
     if backend == "torch":
-        if provider not in (None, "cpu", "cuda"):
-            raise SarevalError("--provider applies to the onnxruntime backend")
         import torch
 
         if device_type == "cuda" and not torch.cuda.is_available():
-            raise SarevalError("--device cuda: torch sees no CUDA device")
+            raise SarevalError(
+                f"ShapeConfig.execution.device {device!r}: torch sees no CUDA device"
+            )
         return TorchBackend(
             load_torch_module(loaded, device),
             pre,
@@ -605,18 +597,9 @@ def make_backend(
             n_classes=loaded.card.n_classes,
             source=source,
         )
-    if precision != "fp32":
-        raise SarevalError(
-            f"--precision {precision} needs --backend torch (onnxruntime runs the exported fp32 "
-            "graph as it is)"
-        )
     provider = provider or ("cuda" if device_type == "cuda" else "cpu")
-    if (provider == "cpu") != (device_type == "cpu"):
-        raise SarevalError(f"--provider {provider} does not run on --device {device}")
     if loaded.kind == "onnx":
         assert loaded.path is not None
-        from sareval.formats import load_onnx
-
         model = load_onnx(loaded.path, external_data=True, check=True)
     elif loaded.kind == "module":
         model = _module_to_onnx(loaded, image_size)
@@ -631,8 +614,6 @@ def make_backend(
     )
     groups, kind = None, None
     if share:
-        from sareval.evaluator.onnx_sharing import KIND, share_first_conv
-
         shared = share_first_conv(composed, pre)
         if shared is None:
             warn_unshared("a first Conv on the whole input with constant weights")
@@ -674,8 +655,6 @@ def _module_to_onnx(loaded: LoadedModel, image_size: tuple[int, int]) -> Any:
             "export it with named inputs for onnxruntime"
         )
     batch = torch.export.Dim("batch")
-    from sareval.export.onnx_export import quiet_exporter
-
     with quiet_exporter():
         program = torch.onnx.export(
             net if isinstance(net, torch.nn.Module) else _CallableModule(net),

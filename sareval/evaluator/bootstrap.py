@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from sareval.errors import SarevalError
-from sareval.evaluator.coalitions import _all_coalitions, check_players, coalition_name
+from sareval.evaluator.coalitions import check_players, coalition_name, ordered_coalitions
 from sareval.evaluator.interactions import interaction_record
 from sareval.evaluator.metrics import (
     METRIC_NAMES,
@@ -54,33 +54,33 @@ CLASS_PREFIX = "class/"
 #: key prefix of the per-group (cloud-cover bin) values in :func:`bootstrap_values` (R, G, 2^M)
 GROUP_PREFIX = "group/"
 CHUNK_ELEMENTS = 4_000_000  # replicates x samples held at once
-MAX_BOOTSTRAP = 100_000  # replicates
 MEMORY_BUDGET = 2 << 30  # bytes the replicates' per-metric values may take
 
 
 def check_bootstrap(
     n_boot: int, n_coalitions: int = 2, n_classes_by_class: int = 0, n_groups: int = 0
 ) -> None:
-    """Refuse ``--bootstrap n_boot`` above :data:`MAX_BOOTSTRAP`, or whose per-replicate state
+    """Refuse ``n_boot`` replicates (``ShapeConfig.reporting.replicates``, at most
+    :data:`~sareval.evaluator.config.MAX_REPLICATES` there) whose per-replicate state
     (a generator, and every metric's V for every coalition, held twice while stacked; with
     ``n_classes_by_class`` = K also the per-class metrics, with ``n_groups`` cloud-cover
     groups every metric per group) would exceed :data:`MEMORY_BUDGET`; called before anything
     is allocated. (The weights and counts of a chunk of replicates are bounded by
     :data:`CHUNK_ELEMENTS` in :func:`bootstrap_values`.)"""
-    if not 0 <= n_boot <= MAX_BOOTSTRAP:
-        raise SarevalError(f"--bootstrap: {n_boot} is outside 0..{MAX_BOOTSTRAP} replicates")
     n_metrics = max(len(names) for names in METRIC_NAMES.values()) * (1 + n_groups)
     n_metrics += len(CLASS_METRICS) * n_classes_by_class
     estimate = n_boot * (2048 + 2 * 8 * n_metrics * (n_coalitions + 1))
     if estimate > MEMORY_BUDGET:
         raise SarevalError(
-            f"--bootstrap: {n_boot} replicates of {n_coalitions} coalitions need about "
+            f"ShapeConfig.reporting.replicates: {n_boot} replicates of {n_coalitions} "
+            f"coalitions need about "
             f"{estimate / 2**30:.1f} GiB (budget {MEMORY_BUDGET / 2**30:.0f} GiB); use fewer"
         )
 
 
-class _GroupedSum:
-    """sum of weights per code: ``(R, N) -> (R, size)`` with integer arithmetic."""
+class GroupedSum:
+    """Sum of weights per code: ``(R, N) -> (R, size)`` with integer arithmetic (the counts of
+    every bootstrap replicate at once)."""
 
     def __init__(self, codes: np.ndarray, size: int) -> None:
         unique, inverse = np.unique(codes, return_inverse=True)
@@ -109,7 +109,7 @@ def _check_inputs(
     if y_true.shape != shape or shape[0] == 0:
         raise SarevalError(f"bootstrap: y_true has shape {y_true.shape}; expected {shape}, N > 0")
     ordered = []
-    for coalition in _all_coalitions(players):
+    for coalition in ordered_coalitions(players):
         if coalition not in predictions:
             raise SarevalError(
                 f"bootstrap: no predictions for coalition {coalition_name(coalition, players)}"
@@ -132,7 +132,7 @@ def _check_inputs(
     return y_true, ordered
 
 
-def _replicate_weights(generators: Sequence[np.random.Generator], n: int) -> np.ndarray:
+def replicate_weights(generators: Sequence[np.random.Generator], n: int) -> np.ndarray:
     """(R, N) int64 multiplicities of N indices drawn with replacement per generator."""
     return np.stack([np.bincount(g.integers(0, n, size=n), minlength=n) for g in generators])
 
@@ -186,27 +186,27 @@ def bootstrap_values(
     g = checked if checked is not None else np.zeros(n, np.int64)
     if task == "single-label":
         codes = [y_true.astype(np.int64) * k + p for p in ordered]
-        sums = [_GroupedSum(c, k * k) for c in codes]
-        group_sums = [_GroupedSum(g * k * k + c, n_g * k * k) for c in codes] if n_g else []
+        sums = [GroupedSum(c, k * k) for c in codes]
+        group_sums = [GroupedSum(g * k * k + c, n_g * k * k) for c in codes] if n_g else []
     else:
         k1 = k + 1
         codes = [triple_codes(y_true, p) for p in ordered]
-        sums = [_GroupedSum(c, k1**3) for c in codes]
-        group_sums = [_GroupedSum(g * k1**3 + c, n_g * k1**3) for c in codes] if n_g else []
+        sums = [GroupedSum(c, k1**3) for c in codes]
+        group_sums = [GroupedSum(g * k1**3 + c, n_g * k1**3) for c in codes] if n_g else []
         features = [np.concatenate([y_true & p, ~y_true & p, y_true & ~p], axis=1) for p in ordered]
         # the samples sorted by group: each group's columns are one contiguous slice
         order = np.argsort(g, kind="stable")
         cuts = np.searchsorted(g[order], np.arange(n_g + 1))
         # float64 copies (a matrix product of contiguous float64 runs on BLAS)
         sorted_features = [f[order].astype(np.float64) for f in features] if n_g else []
-    group_size = _GroupedSum(g, n_g) if n_g else None
+    group_size = GroupedSum(g, n_g) if n_g else None
     generators = np.random.default_rng(seed).spawn(n_boot)
     per_replicate = k * k if task == "single-label" else (k + 1) ** 3  # counts of one replicate
     per_replicate *= 1 + n_g
     chunk = max(1, CHUNK_ELEMENTS // max(n, per_replicate))
     out: dict[str, list[np.ndarray]] = {}
     for start in range(0, n_boot, chunk):
-        weights = _replicate_weights(generators[start : start + chunk], n)
+        weights = replicate_weights(generators[start : start + chunk], n)
         r = weights.shape[0]
         per_coalition = []
         if group_size is not None:
@@ -316,7 +316,7 @@ def bootstrap_intervals(
 def _intervals(
     values: Mapping[str, np.ndarray], players: tuple[str, ...], alpha: float, z: Normalisation
 ) -> dict[str, dict]:
-    names = [coalition_name(c, players) for c in _all_coalitions(players)]
+    names = [coalition_name(c, players) for c in ordered_coalitions(players)]
     result = {}
     for metric, V in values.items():
         scores = shape_relevance_array(V, players, z)
@@ -359,7 +359,7 @@ def bootstrap_score_intervals(
     masks = [state.groups == i for i in range(n_groups)]
     parts: dict[str, list[np.ndarray]] = {}
     for start in range(0, n_boot, chunk):
-        weights = _replicate_weights(generators[start : start + chunk], n)
+        weights = replicate_weights(generators[start : start + chunk], n)
         for metric, v in state.bootstrap_values(weights).items():
             parts.setdefault(metric, []).append(v)
         if by_class:

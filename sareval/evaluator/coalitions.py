@@ -40,7 +40,9 @@ def check_players(players: Sequence[str]) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=64)
-def _all_coalitions(players: tuple[str, ...]) -> tuple[frozenset[str], ...]:
+def ordered_coalitions(players: tuple[str, ...]) -> tuple[frozenset[str], ...]:
+    """:func:`all_coalitions` of players already checked (:func:`check_players`), as one
+    cached tuple shared by every caller (hashable input, no copy)."""
     return tuple(
         frozenset(members)
         for size in range(len(players) + 1)
@@ -50,17 +52,18 @@ def _all_coalitions(players: tuple[str, ...]) -> tuple[frozenset[str], ...]:
 
 def all_coalitions(players: Sequence[str]) -> list[frozenset[str]]:
     """All 2^M subsets of ``players``: empty first, then by size, ties in player order."""
-    return list(_all_coalitions(check_players(players)))
+    return list(ordered_coalitions(check_players(players)))
 
 
 @lru_cache(maxsize=64)
-def _coalition_index(players: tuple[str, ...]) -> dict[frozenset[str], int]:
-    return {c: i for i, c in enumerate(_all_coalitions(players))}
+def coalition_positions(players: tuple[str, ...]) -> dict[frozenset[str], int]:
+    """:func:`coalition_index` of checked players, cached and shared: do not modify it."""
+    return {c: i for i, c in enumerate(ordered_coalitions(players))}
 
 
 def coalition_index(players: Sequence[str]) -> dict[frozenset[str], int]:
     """Position of each coalition in :func:`all_coalitions` order (a fresh dict)."""
-    return dict(_coalition_index(check_players(players)))
+    return dict(coalition_positions(check_players(players)))
 
 
 def coalition_name(coalition: frozenset[str], players: Sequence[str]) -> str:

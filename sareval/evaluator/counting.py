@@ -11,10 +11,11 @@ every row set j (constant first) and every group g (cloud-cover bin, the unknown
 - ``ties[j]``: samples whose decision lies within ``tol`` of flipping
   (:func:`~sareval.evaluator.metrics.ties`); ``nonfinite[j]``: samples with a NaN/Inf output.
 
-One implementation: :func:`increment` computes a batch's integer state for every (group, row
-set) with ``bincount`` over flat codes, written once against :class:`ArrayOps` (numpy, or torch
-on the outputs' device, where states stay until :meth:`CoalitionCounter.result`: no
-synchronisation per batch). ``SingleLabelCounts.add`` / ``MultiLabelCounts.add`` call it too.
+One implementation: :func:`~sareval.evaluator.increment.increment` computes a batch's integer
+state for every (group, row set) with ``bincount`` over flat codes, written once against
+:class:`~sareval.evaluator.increment.ArrayOps` (numpy, or torch on the outputs' device, where
+states stay until :meth:`CoalitionCounter.result`: no synchronisation per batch).
+``SingleLabelCounts.add`` / ``MultiLabelCounts.add`` call it too.
 
 State layout, G groups, J row sets, K classes (flat codes into these):
 single-label ``confusion`` (G, J, K, K) rows = true class; multi-label ``tp``/``fp``/``fn``
@@ -30,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from sareval.errors import SarevalError
+from sareval.evaluator.increment import ArrayOps, increment, state_sizes
 from sareval.evaluator.metrics import Counts, counts_from_state, decision_threshold
 
 TIE_TOLERANCE = 1e-5
@@ -97,83 +99,11 @@ class CountResult:
         return CountResult(counts, arrays["ties"].copy(), arrays["nonfinite"].copy())
 
 
-class ArrayOps:
-    """The few array operations counting needs, for numpy or for torch on a device."""
-
-    def __init__(self, device: Any = None) -> None:
-        self.torch = device is not None
-        if self.torch:
-            import torch
-
-            self.t = torch
-            self.device = torch.device(device)
-
-    def asarray(self, a: Any, dtype: str | None = None) -> Any:
-        if self.torch:
-            t = a if isinstance(a, self.t.Tensor) else self.t.as_tensor(np.asarray(a))
-            t = t.to(self.device)
-            return t if dtype is None else t.to(getattr(self.t, dtype))
-        return np.asarray(a) if dtype is None else np.asarray(a, dtype=dtype)
-
-    def bincount(self, codes: Any, length: int) -> Any:
-        codes = codes.reshape(-1)
-        if self.torch:
-            return self.t.bincount(codes, minlength=length)
-        return np.bincount(codes, minlength=length).astype(np.int64)
-
-    def zeros(self, n: int) -> Any:
-        if self.torch:
-            return self.t.zeros(n, dtype=self.t.int64, device=self.device)
-        return np.zeros(n, dtype=np.int64)
-
-    def arange(self, n: int) -> Any:
-        if self.torch:
-            return self.t.arange(n, device=self.device)
-        return np.arange(n)
-
-    def to_numpy(self, a: Any) -> np.ndarray:
-        return a.cpu().numpy() if self.torch else np.asarray(a)
-
-
-NUMPY = ArrayOps()
-
-
-def state_sizes(task: str, k: int) -> dict[str, int]:
-    """Integers per (group, row set) of each state field."""
-    if task == "single-label":
-        return {"confusion": k * k}
-    return {"tp": k, "fp": k, "fn": k, "hist": (k + 1) ** 3}
-
-
-def increment(
-    ops: ArrayOps, task: str, k: int, y: Any, dec: Any, g: Any, n_groups: int
-) -> dict[str, Any]:
-    """Flat (G * J * size) int64 counts of one batch: labels ``y`` (B,) / (B, K) bool,
-    decisions ``dec`` (J, B) / (J, B, K) bool, group index ``g`` (B,) in [0, n_groups)."""
-    j_n, b = dec.shape[0], dec.shape[1]
-    cell = g[None, :] * j_n + ops.arange(j_n)[:, None]  # (J, B): the (group, row set) cell
-    if task == "single-label":
-        codes = (cell * k + y[None, :]) * k + dec
-        return {"confusion": ops.bincount(codes, n_groups * j_n * k * k)}
-    y3 = y[None].expand(j_n, b, k) if ops.torch else np.broadcast_to(y[None], dec.shape)
-    tp = y3 & dec
-    per_class = cell[..., None] * k + ops.arange(k)[None, None, :]  # (J, B, K)
-    size = n_groups * j_n * k
-    k1 = k + 1
-    triple = (tp.sum(-1) * k1 + dec.sum(-1)) * k1 + y3.sum(-1)
-    return {
-        "tp": ops.bincount(per_class[tp], size),
-        "fp": ops.bincount(per_class[dec & ~y3], size),
-        "fn": ops.bincount(per_class[y3 & ~dec], size),
-        "hist": ops.bincount(cell * k1**3 + triple, n_groups * j_n * k1**3),
-    }
-
-
 class CoalitionCounter:
     """Counts of every row set (and group) of model outputs (n, B, K); see module docstring.
 
     ``device``: None counts numpy outputs on the host; a torch device counts torch outputs
-    there. Both give identical states (one :func:`increment`).
+    there. Both give identical states (one :func:`~sareval.evaluator.increment.increment`).
     """
 
     def __init__(

@@ -41,27 +41,19 @@ def part_range(start: int, stop: int, index: int, count: int) -> tuple[int, int]
 
 
 def check_parts(length: int, shard: tuple[int, int] | None, world_size: int) -> None:
-    """Refuse a split of ``length`` samples into ``--shard`` parts and torchrun ranks that
+    """Refuse a split of ``length`` samples into ``shard`` parts and torchrun ranks that
     leaves a part without samples (its scores would read 0 instead of "no samples")."""
     count = 1 if shard is None else shard[1]
     if length // count < world_size:
-        where = f"--shard {shard[0]}/{count}" if shard else f"WORLD_SIZE={world_size}"
+        where = (
+            f"ShapeConfig.execution.shard ({shard[0]}, {count})"
+            if shard
+            else f"WORLD_SIZE={world_size}"
+        )
         raise SarevalError(
             f"{where}: {length} samples leave a part with no samples; split into at most "
             f"{length} parts (shards x processes)"
         )
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """``"i/n"`` -> (i, n) with 0 <= i < n."""
-    try:
-        i_text, n_text = text.split("/")
-        i, n = int(i_text), int(n_text)
-    except ValueError:
-        raise SarevalError(f"--shard {text!r}: expected i/n, e.g. 0/4") from None
-    if n < 1 or not 0 <= i < n:
-        raise SarevalError(f"--shard {text!r}: need 0 <= i < n")
-    return i, n
 
 
 @dataclass
@@ -201,7 +193,9 @@ def init_from_env(device: str) -> ProcessGroup | None:
     backend = "gloo"
     if device.startswith("cuda"):
         if not torch.cuda.is_available():
-            raise SarevalError("--device cuda under torchrun: torch sees no CUDA device")
+            raise SarevalError(
+                f"ShapeConfig.execution.device {device!r} under torchrun: torch sees no CUDA device"
+            )
         torch.cuda.set_device(local_rank)
         backend = "nccl"
     store = rendezvous(env)

@@ -8,7 +8,7 @@ structured arrays), floats finite except in the arrays named ``may_hold_nan`` (e
 cloud cover), where they may be NaN but never infinite. A shard's
 results carry this way what ``sareval merge`` needs beyond the counts: ``scores``, the mAP state
 (:mod:`sareval.evaluator.scores`), and ``per_sample_state``, the per-sample values
-(:mod:`sareval.analysis.in_pass`).
+(:mod:`sareval.evaluator.in_pass`).
 """
 
 from __future__ import annotations

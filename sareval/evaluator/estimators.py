@@ -48,6 +48,8 @@ from math import factorial
 import numpy as np
 
 from sareval.errors import SarevalError
+from sareval.evaluator.coalitions import all_coalitions, coalition_name
+from sareval.evaluator.shapley import shape_relevance_array
 
 Game = Mapping[frozenset[str], float]
 
@@ -252,8 +254,6 @@ class GameSpec:
 
     @property
     def coalitions(self) -> list[frozenset[str]]:
-        from sareval.evaluator.coalitions import all_coalitions
-
         if self.method == "exact":
             return list(all_coalitions(self.players))
         if self.method == "sampled":
@@ -262,9 +262,6 @@ class GameSpec:
 
     def entry(self, V: Sequence[float] | np.ndarray, z: str) -> dict[str, object]:
         """One metric's results entry from V (aligned with :attr:`coalitions`); Z as SHAPE's."""
-        from sareval.evaluator.coalitions import coalition_name
-        from sareval.evaluator.shapley import shape_relevance_array
-
         coalitions = self.coalitions
         values = np.asarray(V, dtype=np.float64)
         names = [coalition_name(c, self.players) for c in coalitions]
@@ -304,8 +301,6 @@ class GameSpec:
 
 
 def _group_order(names: Sequence[str]) -> list[frozenset[str]]:
-    from sareval.evaluator.coalitions import all_coalitions
-
     return list(all_coalitions(tuple(names)))
 
 
@@ -322,7 +317,9 @@ def choose_game(
     players = tuple(players)
     if groups:
         if estimator == "sampled":
-            raise SarevalError("ShapeConfig.estimator: 'sampled' does not apply to nested players")
+            raise SarevalError(
+                "ShapeConfig.estimation.estimator: 'sampled' does not apply to nested players"
+            )
         return GameSpec(players, "owen", groups=tuple(tuple(b) for _, b in groups),
                         group_names=tuple(n for n, _ in groups))  # fmt: skip
     if estimator == "exact" or (estimator == "auto" and len(players) <= 3):

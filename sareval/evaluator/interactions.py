@@ -65,12 +65,12 @@ import numpy as np
 
 from sareval.errors import SarevalError
 from sareval.evaluator.coalitions import (
-    _all_coalitions,
-    _coalition_index,
     check_players,
     coalition_name,
+    coalition_positions,
+    ordered_coalitions,
 )
-from sareval.evaluator.shapley import _as_array
+from sareval.evaluator.shapley import check_game_array
 
 #: index names of the results record, and shapiq's name of each
 SHAPIQ_INDEX: dict[str, str] = {
@@ -90,7 +90,7 @@ DEFAULT_ORDER = 2
 @lru_cache(maxsize=64)
 def _mask_order(players: tuple[str, ...]) -> np.ndarray:
     """Position in coalition order of each bit mask (bit i: player i present)."""
-    index = _coalition_index(players)
+    index = coalition_positions(players)
     out = np.empty(2 ** len(players), dtype=np.int64)
     for mask in range(len(out)):
         out[mask] = index[frozenset(p for i, p in enumerate(players) if mask >> i & 1)]
@@ -146,7 +146,7 @@ def interaction_sets(players: Sequence[str], order: int | None = None) -> list[f
     arrays' last axis)."""
     players = check_players(players)
     k = _check_order(order, len(players))
-    return [c for c in _all_coalitions(players) if len(c) <= k]
+    return [c for c in ordered_coalitions(players) if len(c) <= k]
 
 
 def _members(players: tuple[str, ...], order: int) -> list[tuple[int, ...]]:
@@ -157,7 +157,7 @@ def _members(players: tuple[str, ...], order: int) -> list[tuple[int, ...]]:
 def moebius_array(V: np.ndarray, players: Sequence[str]) -> np.ndarray:
     """Möbius transform m(T) of games V (..., 2^M), shape (..., 2^M) in coalition order."""
     players = check_players(players)
-    V = _as_array(V, players)
+    V = check_game_array(V, players)
     cube = _cube(V, players).copy()
     n = len(players)
     for i in range(n):  # one player at a time: exact zeros for dummies
@@ -180,7 +180,7 @@ def _base_index(
 ) -> np.ndarray:
     """sum_{S subset N \\ T} weight(n, |S|, |T|) delta_T V(S) for every |T| <= order."""
     players = check_players(players)
-    V = _as_array(V, players)
+    V = check_game_array(V, players)
     n = len(players)
     k = _check_order(order, n)
     cube = _cube(V, players)
@@ -234,7 +234,7 @@ def k_sii_array(V: np.ndarray, players: Sequence[str], order: int = DEFAULT_ORDE
     V(empty) for the empty T, sum_{S superset T, |S| <= k} B_{|S|-|T|} SII(S) otherwise."""
     players = check_players(players)
     k = _check_order(order, len(players))
-    return _k_sii(sii_array(V, players, k), _as_array(V, players), players, k)
+    return _k_sii(sii_array(V, players, k), check_game_array(V, players), players, k)
 
 
 def _k_sii(sii: np.ndarray, V: np.ndarray, players: tuple[str, ...], k: int) -> np.ndarray:
@@ -257,7 +257,7 @@ def shapley_taylor_array(
     """Shapley-Taylor index of order k = ``order`` for |T| <= k, shape
     (..., len(interaction_sets)): m(T) below order k, the weighted derivatives at order k."""
     players = check_players(players)
-    V = _as_array(V, players)
+    V = check_game_array(V, players)
     k = _check_order(order, len(players))
     return _shapley_taylor(V, moebius_array(V, players), players, k)
 
@@ -286,7 +286,7 @@ def group_shapley_array(
     if sorted(p for g in groups for p in g) != sorted(players) or any(not g for g in sets):
         raise SarevalError(f"groups: expected a partition of the players {list(players)}")
     out = np.zeros((*m.shape[:-1], len(sets)))
-    for j, coalition in enumerate(_all_coalitions(players)):
+    for j, coalition in enumerate(ordered_coalitions(players)):
         met = [g for g, members in enumerate(sets) if members & coalition]
         for g in met:
             out[..., g] += m[..., j] / len(met)
@@ -299,7 +299,7 @@ def interaction_arrays(
     """Every index of :data:`INDICES` of games V (..., 2^M): Möbius over all 2^M coalitions,
     Banzhaf values over the players, the others over :func:`interaction_sets` up to ``order``."""
     players = check_players(players)
-    V = _as_array(V, players)
+    V = check_game_array(V, players)
     k = _check_order(order, len(players))
     m = moebius_array(V, players)
     sii = sii_array(V, players, k)
@@ -330,7 +330,7 @@ def _record_keys(players: tuple[str, ...], order: int) -> dict[str, list[tuple[i
     def named(low: int) -> list[tuple[int, str]]:
         return [(j, coalition_name(t, players)) for j, t in enumerate(sets) if len(t) >= low]
 
-    everything = list(enumerate(coalition_name(c, players) for c in _all_coalitions(players)))
+    everything = list(enumerate(coalition_name(c, players) for c in ordered_coalitions(players)))
     return {
         "moebius": everything[1:],
         "sii": named(2),
@@ -352,7 +352,7 @@ def interaction_record(
     the percentile interval of each column)."""
     players = check_players(players)
     k = min(order, len(players))
-    V = _as_array(V, players)
+    V = check_game_array(V, players)
     if summary is None and V.ndim != 1:
         raise SarevalError(f"V: expected one game of shape ({2 ** len(players)},), got {V.shape}")
     arrays = interaction_arrays(V, players, k)
@@ -387,7 +387,7 @@ def doc_game(doc: Mapping[str, Any], metric: str) -> np.ndarray:
         raise SarevalError(f"metric: {metric!r} is not in the result ({', '.join(doc['metrics'])})")
     players = check_players(doc["players"])
     table = doc["metrics"][metric]["V"]
-    names = [coalition_name(c, players) for c in _all_coalitions(players)]
+    names = [coalition_name(c, players) for c in ordered_coalitions(players)]
     return np.array([np.nan if table[c] is None else table[c] for c in names], dtype=np.float64)
 
 
@@ -420,7 +420,7 @@ def to_shapiq(
             "to_shapiq: needs the optional package shapiq (pip install shapiq)"
         ) from None
     players = check_players(players)
-    V = _as_array(V, players)
+    V = check_game_array(V, players)
     if V.ndim != 1:
         raise SarevalError(f"V: expected one game of shape ({2 ** len(players)},), got {V.shape}")
     if index not in SHAPIQ_INDEX:

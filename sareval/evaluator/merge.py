@@ -7,8 +7,9 @@ split, each exactly once. Their integer counts (overall, per cloud-cover bin) an
 summed and every metric, relevance and cooperation is recomputed from the sums, so the merged
 document equals a single-process run's, count for count. Mean average precision comes from the
 shards' embedded score states (``"scores"``, :mod:`sareval.evaluator.scores`), concatenated;
-the per-sample ``per_sample`` and ``detection`` sections (``ShapeConfig.per_sample``) from their
-per-sample states (``"per_sample_state"``, :mod:`sareval.analysis.in_pass`), concatenated in
+the per-sample ``per_sample`` and ``detection`` sections (``ShapeConfig.reporting.per_sample``)
+from their
+per-sample states (``"per_sample_state"``, :mod:`sareval.evaluator.in_pass`), concatenated in
 shard order and summarised with the configuration's seed and bootstrap replicates, as one
 process does. The merged document carries neither state. A state is checked beyond its sha256
 (which an edit can recompute): complex, object or NaN arrays are refused, naming the file and
@@ -22,14 +23,14 @@ from collections.abc import Sequence
 from datetime import datetime, timezone
 from typing import Any
 
-from sareval.analysis.in_pass import (
+from sareval.errors import SarevalError
+from sareval.evaluator.distributed import part_range
+from sareval.evaluator.in_pass import (
     DETECTION_BOOT,
     STATE_SECTION,
     PerSampleState,
     per_sample_sections,
 )
-from sareval.errors import SarevalError
-from sareval.evaluator.distributed import part_range
 from sareval.evaluator.results import (
     counts_from_json,
     game_from_doc,
@@ -114,7 +115,9 @@ def check_shards(docs: Sequence[dict], sources: Sequence[str]) -> None:
     for doc, source in zip(docs, sources, strict=True):
         shard = doc["provenance"].get("shard")
         if not shard or "index" not in shard:
-            raise SarevalError(f"{source}: not a shard result (run `sareval shape --shard i/n`)")
+            raise SarevalError(
+                f"{source}: not a shard result (evaluated with ShapeConfig.execution.shard)"
+            )
     _same(docs, sources, "the model", lambda d: d["provenance"]["model"]["sha256"])
     _same(docs, sources, "the model card", lambda d: d["provenance"]["model"]["card"])
     _same_store(docs, sources)
@@ -198,7 +201,7 @@ def merge_per_sample(docs: Sequence[dict], sources: Sequence[str]) -> dict[str, 
     return per_sample_sections(
         PerSampleState.concat(states), first["players"], task=first["task"],
         class_names=first["class_names"], bin_edges=cfg["cloud_cover_bins"],
-        n_boot=cfg["bootstrap"] or DETECTION_BOOT, seed=cfg["seed"],
+        n_boot=cfg["replicates"] or DETECTION_BOOT, seed=cfg["seed"],
     )  # fmt: skip
 
 
@@ -236,7 +239,7 @@ def merge_documents(docs: Sequence[dict], sources: Sequence[str]) -> dict[str, A
                 cloud_bins.append(("unknown", None, total))
         sections = shape_sections(
             task=task, game=game_from_doc(first),
-            class_names=first["class_names"], counts=counts, z=cfg["z"],
+            class_names=first["class_names"], counts=counts, z=cfg["normalization"],
             by_class="class" in cfg["by"], cloud_bins=cloud_bins, ties=ties,
             scores=merge_scores(docs, sources),
             cloud_cover_source=first["by"].get("cloud_cover_source"),

@@ -48,14 +48,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from functools import lru_cache
-from typing import ClassVar, Literal, TypeVar
+from typing import ClassVar, TypeVar
 
 import numpy as np
 
+from sareval.choices import OUTPUT_KINDS, TASKS
 from sareval.errors import SarevalError
-
-Task = Literal["single-label", "multi-label"]
-OutputKind = Literal["logits", "probabilities"]
+from sareval.evaluator.increment import NUMPY, increment
 
 METRIC_NAMES: dict[str, tuple[str, ...]] = {
     "single-label": (
@@ -451,8 +450,6 @@ class MultiLabelCounts(_Counts):
 
 def _increment(task: str, k: int, y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, np.ndarray]:
     """One batch's state (the evaluator's one counting implementation, one row set, one group)."""
-    from sareval.evaluator.counting import NUMPY, increment
-
     dec = y_pred.astype(np.int64)[None] if task == "single-label" else y_pred[None]
     y = y_true.astype(np.int64) if task == "single-label" else y_true
     g = np.zeros(len(y_true), dtype=np.int64)
@@ -460,7 +457,6 @@ def _increment(task: str, k: int, y_true: np.ndarray, y_pred: np.ndarray) -> dic
 
 
 Counts = SingleLabelCounts | MultiLabelCounts
-TASKS: tuple[str, ...] = tuple(METRIC_NAMES)
 
 
 def counts_for(task: str, n_classes: int) -> SingleLabelCounts | MultiLabelCounts:
@@ -520,8 +516,10 @@ def decide(
     outputs = np.asarray(outputs)
     _check_task(task, outputs)
     if task == "single-label":
-        if output_kind not in ("logits", "probabilities"):
-            raise SarevalError(f"unknown output kind {output_kind!r}; known: logits, probabilities")
+        if output_kind not in OUTPUT_KINDS:
+            raise SarevalError(
+                f"unknown output kind {output_kind!r}; known: {', '.join(OUTPUT_KINDS)}"
+            )
         return np.argmax(outputs, axis=1).astype(np.int64)
     return outputs >= decision_threshold(output_kind, threshold)
 

@@ -23,7 +23,9 @@ import numpy as np
 from sareval.evaluator.coalitions import coalition_name
 from sareval.evaluator.counting import CoalitionCounter, CountResult
 from sareval.evaluator.preamble import Preamble
+from sareval.evaluator.reader import BatchReader
 from sareval.evaluator.results import perceptual_sections
+from sareval.progress import progress_bar
 from sareval.store import Batch
 
 
@@ -48,9 +50,6 @@ def perceptual_pass(
     reduce: Callable[[CountResult], CountResult],
 ) -> tuple[list[str], dict[str, Any], None]:
     """Count every condition over positions ``[start, stop)``; returns (names, sections, None)."""
-    from sareval.evaluator.reader import BatchReader
-    from sareval.progress import progress_bar as tqdm
-
     st, sub, card = ev.store, ev.subset, ev.card
     players = card.modality_names
     names = condition_names(players, permutations)
@@ -74,7 +73,7 @@ def perceptual_pass(
         card.task, card.n_classes, len(names), output_kind=card.output, threshold=card.threshold
     )
     full_mask = np.ones((1, pre.n_channels), dtype=bool)
-    bar = tqdm(total=stop - start, disable=not progress, unit="sample", dynamic_ncols=True,
+    bar = progress_bar(total=stop - start, disable=not progress, unit="sample", dynamic_ncols=True,
                desc=f"perceptual {sub.name}")  # fmt: skip
     reader = BatchReader(
         st, sub, start, stop, batch_size, sensors=pre.sensors, label_sets=[ev.labels.name],

@@ -19,7 +19,7 @@ channel c of the model card::
   channels);
 - ``raw-zero``: the transformed raw value 0 (zero before normalisation);
 - ``band-mean``: the transformed per-band raw mean (finite pixels, :meth:`Store.band_mean`) of
-  the data ``ShapeConfig.baseline_statistics`` names (:func:`baseline_band_means`): the
+  the data ``ShapeConfig.game.baseline_statistics`` names (:func:`baseline_band_means`): the
   evaluated data itself (``evaluated``, the default: a cloudy subset's mean includes its
   clouds), the card's normalisation means (``card``: for a z-scored, unclipped channel the same
   input as ``input-zero``), or another store's subset (``(path, name)``, e.g. the clear
@@ -42,14 +42,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sareval.card import ModelCard
+from sareval.bands import close_band
 from sareval.choices import BASELINES
 from sareval.errors import SarevalError
 from sareval.evaluator.coalitions import all_coalitions
+from sareval.store import Store
 
 if TYPE_CHECKING:
     import onnx
     import torch
+
+    # annotations only: ModelCard.normalize runs this module's preamble
+    from sareval.card import ModelCard
 
 F32_MAX = float(np.finfo(np.float32).max)
 MASK_NAME = "sareval_coalition_mask"
@@ -148,10 +152,8 @@ def build_preamble(
     where = {b: (s, i) for s, bands in store_bands.items() for i, b in enumerate(bands)}
     missing = [b for b in card.channels if b not in where]
     if missing:
-        from sareval.evaluator.sources import close_band  # the likely typo: B8a for B8A
-
         names = [b for bands in store_bands.values() for b in bands]
-        near = {b: close_band(b, names) for b in missing}
+        near = {b: close_band(b, names) for b in missing}  # the likely typo: B8a for B8A
         hint = "; ".join(f"did you mean {b} for the data's {n!r}?" for b, n in near.items() if n)
         raise SarevalError(
             f"{source}: the model card's bands {missing} are missing from the data "
@@ -222,7 +224,7 @@ def baseline_band_means(
     sensors: Sequence[str],
 ) -> tuple[dict[str, float], str | dict[str, Any]]:
     """Raw per-band means for the ``band-mean`` baseline from ``statistics``
-    (``ShapeConfig.baseline_statistics``, module docstring) and its record for the results.
+    (``ShapeConfig.game.baseline_statistics``, module docstring) and its record for the results.
 
     ``source``: the evaluated data (its ``band_means(sensors)`` for ``evaluated``, the
     sensors that hold card bands). A store subset is read from its stored per-row sums (no
@@ -232,20 +234,18 @@ def baseline_band_means(
         return source.band_means(sensors), "evaluated"
     if statistics == "card":
         return {b: float(card.transform(b).mean) for b in card.channels}, "card"
-    from sareval.store import Store
-
     path, name = tuple(statistics)  # (store path, subset name), checked by ShapeConfig
     with Store(path) as store:
         sub = store.subset(name)
         if not len(sub):
             raise SarevalError(
-                f"ShapeConfig.baseline_statistics: subset {name!r} of {path} has no samples"
+                f"ShapeConfig.game.baseline_statistics: subset {name!r} of {path} has no samples"
             )
         held = store.all_bands
         missing = [b for b in card.channels if b not in held]
         if missing:
             raise SarevalError(
-                f"ShapeConfig.baseline_statistics: {path} has no band(s) {', '.join(missing)} "
+                f"ShapeConfig.game.baseline_statistics: {path} has no band(s) {', '.join(missing)} "
                 f"of the model card (it has: {', '.join(held)})"
             )
         means: dict[str, float] = {}

@@ -12,12 +12,14 @@ Layout (``n`` evaluated samples, ``J`` coalitions in results order, the empty on
                                       sample (NaN for the majority-class predictor)
     /decisions   (J, n) int64 | (J, n, K) uint8   the decisions that were counted
     /per_sample/<quantity> (n, M) float32, /detector/<name> (n,), /correct (n,) bool
-                 with ``ShapeConfig.per_sample`` (:mod:`sareval.analysis.in_pass`)
-    attrs: format="sareval-predictions", coalitions (JSON), players, class_names, task,
+                 with ``ShapeConfig.reporting.per_sample`` (:mod:`sareval.evaluator.in_pass`)
+    attrs: format=PREDICTIONS_FORMAT, coalitions (JSON), players, class_names, task,
            model_sha256, store_content_digest, subset, baseline, empty
 
-Written to a temporary name and renamed when the run completes (nothing on Ctrl-C or error; a
-full disk removes the temporary file and raises :class:`~sareval.write_errors.OutputWriteError`).
+Written (:class:`PredictionsWriter`) to a temporary name and renamed when the run completes
+(nothing on Ctrl-C or error; a full disk removes the temporary file and raises
+:class:`~sareval.write_errors.OutputWriteError`); read and checked by :func:`read_predictions`
+(the one reader: comparisons and the report's detection figures use it).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +42,16 @@ from sareval.atomic import (
     is_stream,
     temp_for,
 )
+from sareval.choices import TASKS
+from sareval.errors import InputFileError
+from sareval.evaluator.coalitions import EMPTY_NAME, SEPARATOR
 from sareval.store import STR_DTYPE
 from sareval.write_errors import discard_h5, discard_on_write_error, ensure_free
+
+#: the ``format`` attribute that marks a predictions file
+PREDICTIONS_FORMAT = "sareval-predictions"
+#: the datasets every predictions file holds (and :func:`read_predictions` checks)
+REQUIRED_DATASETS = ("ids", "labels", "outputs", "decisions")
 
 
 class PredictionsWriter:
@@ -70,7 +81,7 @@ class PredictionsWriter:
         single = task == "single-label"
         ensure_free(self.tmp, n * (j * k * 4 + (j + 1) * (8 if single else k) + 80))
         f = self.file = h5py.File(self.tmp, "w")
-        f.attrs["format"] = "sareval-predictions"
+        f.attrs["format"] = PREDICTIONS_FORMAT
         f.attrs["coalitions"] = json.dumps(coalitions)
         f.attrs["task"] = task
         for key, value in attrs.items():
@@ -145,3 +156,179 @@ class PredictionsWriter:
         if hasattr(self, "tmp"):
             discard_h5(getattr(self, "file", None), self.tmp, error)
             discard_temp(self.tmp)
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """A predictions file, read and checked by :func:`read_predictions`."""
+
+    path: Path
+    ids: np.ndarray
+    labels: np.ndarray
+    #: coalition name -> decisions (N,) or (N, K), in the file's coalition order
+    decisions: dict[str, np.ndarray]
+    players: tuple[str, ...]
+    task: str
+    #: the model's classes in output order
+    class_names: tuple[str, ...]
+    #: the root attributes, JSON values decoded (``subset``, ``baseline``, ``coalitions``, ...)
+    attrs: dict[str, Any]
+    #: ``/detector/<name>`` scores (N,) float64 (empty: the run had no ``per_sample``)
+    detectors: dict[str, np.ndarray] = field(default_factory=dict)
+    #: ``/correct`` (N,) bool: the full coalition's decision is right (None: not written)
+    correct: np.ndarray | None = None
+
+    @property
+    def n_classes(self) -> int:
+        return len(self.class_names)
+
+    @property
+    def subset(self) -> str:
+        """The evaluated store subset's name (``?`` where the file does not say)."""
+        return str(self.attrs.get("subset", "?"))
+
+    def predictions(self) -> dict[frozenset[str], np.ndarray]:
+        """Coalition (a frozenset of players) -> decisions, the input of the analysis."""
+        return {
+            frozenset() if name == EMPTY_NAME else frozenset(name.split(SEPARATOR)): d
+            for name, d in self.decisions.items()
+        }
+
+
+def _attr(value: Any) -> Any:
+    """An HDF5 attribute as written: bytes decoded, JSON lists and objects parsed."""
+    if isinstance(value, bytes):
+        value = value.decode()
+    if isinstance(value, str) and value[:1] in "[{":
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value
+
+
+def is_predictions_file(path: str | Path) -> bool:
+    """Whether ``path`` is an HDF5 file marked as a predictions file (False for another HDF5
+    file, e.g. a store); :class:`InputFileError` for a file that is not readable HDF5."""
+    try:
+        with h5py.File(path, "r") as f:
+            return bool(_attr(f.attrs.get("format")) == PREDICTIONS_FORMAT)
+    except (OSError, KeyError, TypeError, ValueError) as e:
+        raise InputFileError(path, f"not a readable predictions file ({e})") from None
+
+
+def read_predictions(path: str | Path) -> Predictions:
+    """A predictions file (layout: module docstring), checked: every dataset of
+    :data:`REQUIRED_DATASETS` present with consistent shapes, finite outputs (the empty
+    coalition's may be NaN only for the majority-class predictor), labels and decisions in
+    range, detector scores finite and one per sample; otherwise :class:`InputFileError` naming
+    the file and the dataset."""
+    path = Path(path)
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = {k: _attr(v) for k, v in f.attrs.items()}
+            if attrs.get("format") != PREDICTIONS_FORMAT:
+                raise InputFileError(path, "not a sareval predictions file (save_predictions)")
+            missing = [
+                name for name in REQUIRED_DATASETS if not isinstance(f.get(name), h5py.Dataset)
+            ]
+            if missing:
+                raise InputFileError(
+                    path, f"no dataset /{missing[0]} (a predictions file holds "
+                    f"{', '.join('/' + n for n in REQUIRED_DATASETS)})"
+                )  # fmt: skip
+            names = attrs.get("coalitions")
+            if not (isinstance(names, list) and names and all(isinstance(c, str) for c in names)):
+                raise InputFileError(path, "attribute coalitions is not a list of names")
+            ids = np.asarray(f["ids"][()].astype(str))
+            labels = np.asarray(f["labels"][()])
+            decisions_all = np.asarray(f["decisions"][()])
+            _check_outputs(path, f["outputs"], len(names), len(ids), attrs)
+            group = f.get("detector")
+            detectors = (
+                {k: np.asarray(d[()], np.float64) for k, d in group.items()}
+                if isinstance(group, h5py.Group)
+                else {}
+            )
+            correct = np.asarray(f["correct"][()], bool) if "correct" in f else None
+    except InputFileError:  # a ValueError too: the checks above already name the problem
+        raise
+    except (OSError, KeyError, TypeError, ValueError) as e:
+        raise InputFileError(path, f"not a readable predictions file ({e})") from None
+    _check_layout(path, names, ids, labels, decisions_all, attrs)
+    _check_detectors(path, detectors, correct, len(ids))
+    full = names[-1].split(SEPARATOR)
+    players = tuple(names[1 : 1 + len(full)])
+    if names[0] != EMPTY_NAME or sorted(players) != sorted(full):
+        raise InputFileError(path, f"unexpected coalition order {names}")
+    decisions = dict(zip(names, decisions_all, strict=True))
+    task, classes = str(attrs["task"]), tuple(attrs["class_names"])
+    return Predictions(
+        path, ids, labels, decisions, players, task, classes, attrs, detectors, correct
+    )
+
+
+def _check_outputs(
+    path: Path, outputs: h5py.Dataset, j: int, n: int, attrs: dict[str, Any]
+) -> None:
+    """``/outputs`` (J, n, K) float, finite per coalition (read one coalition at a time)."""
+    k = len(attrs.get("class_names") or [])
+    if outputs.shape != (j, n, k) or outputs.dtype.kind != "f":
+        raise InputFileError(
+            path, f"/outputs has shape {outputs.shape} and dtype {outputs.dtype}, expected "
+            f"float ({j}, {n}, {k}) for {j} coalitions, {n} samples and {k} classes"
+        )  # fmt: skip
+    names = list(attrs["coalitions"])
+    for i in range(j):
+        if i == 0 and attrs.get("empty") == "majority":
+            continue  # the majority-class predictor has no output (NaN)
+        bad = int(np.count_nonzero(~np.isfinite(outputs[i])))
+        if bad:
+            raise InputFileError(
+                path, f"/outputs of coalition {names[i]} hold {bad} NaN or infinite values; "
+                "the decisions of such outputs cannot be compared"
+            )  # fmt: skip
+
+
+def _check_layout(
+    path: Path,
+    names: list[str],
+    ids: np.ndarray,
+    labels: np.ndarray,
+    decisions: np.ndarray,
+    attrs: dict[str, Any],
+) -> None:
+    """Shapes, dtypes and value ranges of ``/ids``, ``/labels`` and ``/decisions``."""
+    task, classes = attrs.get("task"), attrs.get("class_names")
+    if task not in TASKS:
+        raise InputFileError(path, f"attribute task is {task!r}, not single- or multi-label")
+    if not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes)):
+        raise InputFileError(path, "attribute class_names is not a list of class names")
+    if ids.ndim != 1:
+        raise InputFileError(path, f"/ids has shape {ids.shape}, expected one id per sample")
+    n, k, single = len(ids), len(classes), task == "single-label"
+    want = (n,) if single else (n, k)
+    for name, a, shape in (("labels", labels, want), ("decisions", decisions, (len(names), *want))):
+        if a.shape != shape or a.dtype.kind not in "biu":
+            raise InputFileError(
+                path, f"/{name} has shape {a.shape} and dtype {a.dtype}, expected integer {shape}"
+            )  # fmt: skip
+        hi = k - 1 if single else 1
+        if a.size and (a.min() < 0 or a.max() > hi):
+            raise InputFileError(path, f"/{name} holds values outside 0..{hi}")
+
+
+def _check_detectors(
+    path: Path, detectors: dict[str, np.ndarray], correct: np.ndarray | None, n: int
+) -> None:
+    """``/detector/<name>`` scores and ``/correct``: one finite score per sample."""
+    if correct is not None and correct.shape != (n,):
+        raise InputFileError(path, f"/correct has shape {correct.shape}, expected ({n},)")
+    if detectors and correct is None:
+        raise InputFileError(path, "detector scores without /correct")
+    if any(d.shape != (n,) for d in detectors.values()):
+        raise InputFileError(path, "detector scores and /correct differ in shape")
+    if any(not np.isfinite(d).all() for d in detectors.values()):
+        raise InputFileError(path, "detector scores hold NaN or infinity")

@@ -137,20 +137,6 @@ def relevance_by_group(
     return result
 
 
-def parse_bin_edges(text: str) -> list[float]:
-    """``"0,0.1,0.5,1"`` -> increasing bin edges (cloud cover is a fraction in [0, 1])."""
-    where = f"--by cloud-cover={text}: bad bin edges"
-    try:
-        edges = [float(part) for part in text.split(",")]
-    except ValueError:
-        raise SarevalError(f"{where}: expected numbers like 0,0.1,0.5,1") from None
-    if len(edges) < 2 or any(b <= a for a, b in pairwise(edges)):
-        raise SarevalError(f"{where}: need at least two increasing numbers")
-    if not all(np.isfinite(edges)):
-        raise SarevalError(f"{where}: edges must be finite")
-    return edges
-
-
 def bin_labels(edges: Sequence[float]) -> list[str]:
     """Labels ``"[a, b)"`` of the bins, the last one closed ``"[a, b]"``."""
     labels = [f"[{a:g}, {b:g})" for a, b in pairwise(edges)]

@@ -50,7 +50,8 @@ perceptual`` the coalition keys are conditions: the full model (``sar+opt``) and
 document can be recomputed from them (``sareval merge`` sums the counts of shards), except the
 multi-label mean average precision (``map_macro``, ``map_micro``, per-class ``ap``), which needs
 every score: a shard document embeds them in ``scores`` (:mod:`sareval.evaluator.scores`), and
-the per-sample sections of ``ShapeConfig.per_sample`` (:mod:`sareval.analysis.in_pass`), which
+the per-sample sections of ``ShapeConfig.reporting.per_sample``
+(:mod:`sareval.evaluator.in_pass`), which
 need every sample's values: a shard document carries those in ``per_sample_state`` instead of
 ``per_sample`` and ``detection``, and ``sareval merge`` computes the two sections from the
 concatenated states. Both states use :mod:`sareval.evaluator.embedded`; merged and single-process
@@ -74,6 +75,7 @@ from sareval.atomic import atomic_output, check_outputs, is_stream, output_set
 from sareval.choices import Z
 from sareval.errors import InputFileError, SarevalError
 from sareval.evaluator.coalitions import coalition_name
+from sareval.evaluator.config import upgrade_record
 from sareval.evaluator.counting import TIE_TOLERANCE
 from sareval.evaluator.estimators import GameSpec
 from sareval.evaluator.metrics import METRIC_NAMES, Counts, counts_from_state, higher_is_better
@@ -200,8 +202,8 @@ def class_metrics_for(task: str, metrics: Sequence[str] | None) -> list[str] | N
 
 
 def select_metrics(sections: dict[str, Any], metrics: Sequence[str] | None, task: str) -> None:
-    """Keep only ``metrics`` (``ShapeConfig.metrics``; None: all) in the computed sections, in
-    place: overall, every cloud-cover bin, their warnings, and per class the metrics of
+    """Keep only ``metrics`` (``ShapeConfig.reporting.metrics``; None: all) in the computed
+    sections, in place: overall, every cloud-cover bin, their warnings, and per class the metrics of
     :func:`class_metrics_for`."""
     if metrics is None:
         return
@@ -410,6 +412,8 @@ def read_results(path: str | Path) -> dict[str, Any]:
         raise InputFileError(
             path, f"results format version {doc.get('format_version')} is not {FORMAT_VERSION}"
         )
+    if isinstance(doc.get("config"), dict):  # files written before the configuration's renames
+        doc["config"] = upgrade_record(doc["config"])
     validate(doc, path)
     return doc
 
@@ -494,7 +498,8 @@ def _row(group: str, metric: str, quantity: str, key: str, value: Any, ci: Seque
 
 #: columns of every CSV row naming the run, so that concatenated CSVs stay identifiable
 IDENTITY_COLUMNS = ("model", "model_sha256", "store", "store_content_digest", "subset",
-                    "method", "baseline", "empty", "z", "players", "shard")  # fmt: skip
+                    "method", "baseline", "empty_coalition", "normalization", "players",
+                    "shard")  # fmt: skip
 
 
 def csv_identity(doc: Mapping[str, Any]) -> dict[str, Any]:
@@ -511,8 +516,8 @@ def csv_identity(doc: Mapping[str, Any]) -> dict[str, Any]:
         "subset": (prov.get("subset") or {}).get("name", ""),
         "method": cfg.get("method", ""),
         "baseline": cfg.get("baseline", ""),
-        "empty": cfg.get("empty", ""),
-        "z": cfg.get("z", ""),
+        "empty_coalition": cfg.get("empty_coalition", ""),
+        "normalization": cfg.get("normalization", ""),
         "players": ";".join(doc.get("players", [])),
         "shard": f"{shard['index']}/{shard['count']}" if "index" in shard else "",
     }
@@ -545,8 +550,8 @@ def _table_header(doc: Mapping[str, Any]) -> str:
         f"({doc['n_samples']} samples)"
     )
     if cfg["method"] == "shape":
-        z = "1" if cfg["z"] == "one" else "V(all)"
-        header += f", baseline {cfg['baseline']}, empty {cfg['empty']}, Z = {z}"
+        z = "1" if cfg["normalization"] == "one" else "V(all)"
+        header += f", baseline {cfg['baseline']}, empty {cfg['empty_coalition']}, Z = {z}"
         method = (doc.get("game") or {}).get("method", "exact")
         if method != "exact":
             header += f", {method} game"

@@ -51,6 +51,12 @@ from sareval.evaluator.distributed import (
     rank_device,
 )
 from sareval.evaluator.estimators import GameSpec, choose_game
+from sareval.evaluator.in_pass import (
+    DETECTION_BOOT,
+    STATE_SECTION,
+    PerSampleCollector,
+    PerSampleState,
+)
 from sareval.evaluator.metrics import (
     METRIC_NAMES,
     decide,
@@ -58,16 +64,12 @@ from sareval.evaluator.metrics import (
     nonfinite_rows,
     ties,
 )
+from sareval.evaluator.perceptual import perceptual_pass
 from sareval.evaluator.preamble import Preamble, baseline_band_means, build_preamble
 from sareval.evaluator.predictions import PredictionsWriter
 from sareval.evaluator.relevance import bin_labels, cloud_cover_bins
-from sareval.evaluator.results import (
-    FORMAT,
-    FORMAT_VERSION,
-    game_record,
-    select_metrics,
-    shape_sections,
-)
+from sareval.evaluator.results import game_record, select_metrics, shape_sections
+from sareval.evaluator.run_output import RunOutput
 from sareval.evaluator.scores import (
     SCORE_METRIC_NAMES,
     ScoreState,
@@ -81,6 +83,7 @@ from sareval.evaluator.sources import (
     check_images,
     label_converter,
 )
+from sareval.progress import progress_bar
 
 
 def package_versions() -> dict[str, str | None]:
@@ -112,14 +115,14 @@ def with_players(card: ModelCard, players: dict[str, tuple[str, ...]] | None) ->
     unknown = sorted({b for bands in players.values() for b in bands} - set(card.channels))
     if unknown:
         raise SarevalError(
-            f"ShapeConfig.players: bands {', '.join(unknown)} are not input channels of the "
+            f"ShapeConfig.game.players: bands {', '.join(unknown)} are not input channels of the "
             f"model (it has: {', '.join(card.channels)})"
         )
     try:
         return card.with_modalities(tuple(Modality(n, b) for n, b in players.items()))
     except SarevalError as e:
         problem = str(e).split("model card: ", 1)[-1]
-        raise SarevalError(f"ShapeConfig.players: {problem}") from None
+        raise SarevalError(f"ShapeConfig.game.players: {problem}") from None
 
 
 @dataclass
@@ -207,8 +210,9 @@ def check_outside(
     outside: tuple[float, float] | None,
     group: ProcessGroup | None,
 ) -> None:
-    """Refuse samples whose cloud cover lies outside ``ShapeConfig.cloud_cover_bins`` (group
-    B + 1 of :func:`cover_groups`; ``counts`` reduced over ranks, so every rank raises alike)."""
+    """Refuse samples whose cloud cover lies outside ``ShapeConfig.reporting.cloud_cover_bins``
+    (group B + 1 of :func:`cover_groups`; ``counts`` reduced over ranks, so every rank raises
+    alike)."""
     if edges is None:
         return
     ranges = [outside] if group is None else group.gather_on_main(outside)
@@ -220,9 +224,9 @@ def check_outside(
     span = f" (from {lo:.4g} to {hi:.4g})" if seen else ""
     n_all = sum(c[-1].n for c in counts.counts)
     raise SarevalError(
-        f"ShapeConfig.cloud_cover_bins: {n_out} of {n_all} samples have a cloud cover outside "
-        f"the edges [{edges[0]:g}, {edges[-1]:g}]{span}; give edges that span them, e.g. from 0 "
-        "to 1 (samples are never left out of the bins)"
+        f"ShapeConfig.reporting.cloud_cover_bins: {n_out} of {n_all} samples have a cloud cover "
+        f"outside the edges [{edges[0]:g}, {edges[-1]:g}]{span}; give edges that span them, "
+        "e.g. from 0 to 1 (samples are never left out of the bins)"
     )
 
 
@@ -275,9 +279,9 @@ def default_max_rows(pre: Preamble, source: Any, batch_size: int) -> int:
     need, have = batch_size * row_bytes(pre, source), available_memory()
     if need > have:
         raise SarevalError(
-            f"ShapeConfig.batch_size: one coalition execution of {batch_size} rows needs about "
-            f"{need / 2**30:.1f} GiB (estimate), {have / 2**30:.1f} GiB available; use a "
-            "smaller batch size, or set max_rows to run it anyway"
+            f"ShapeConfig.execution.batch_size: one coalition execution of {batch_size} rows "
+            f"needs about {need / 2**30:.1f} GiB (estimate), {have / 2**30:.1f} GiB available; "
+            "use a smaller batch size, or set max_rows to run it anyway"
         )
     return max(batch_size, int(have // 2 // max(row_bytes(pre, source), 1)))
 
@@ -452,8 +456,7 @@ def coalition_pass(
     collector: Any = None,
 ) -> PassResult:
     """Stream positions ``[start, stop)`` through ``backend`` and count every coalition
-    (``collector``: a :class:`~sareval.analysis.in_pass.PerSampleCollector` fed every batch)."""
-    from sareval.progress import progress_bar as tqdm
+    (``collector``: a :class:`~sareval.evaluator.in_pass.PerSampleCollector` fed every batch)."""
 
     card, k, edges = ev.card, ev.card.n_classes, opts.bin_edges
     n_groups = 1 if edges is None else len(edges) + 1  # bins, unknown, outside (refused)
@@ -472,7 +475,7 @@ def coalition_pass(
         predictions,
         collector,
     )
-    bar = tqdm(
+    bar = progress_bar(
         total=total,
         disable=not opts.progress,
         unit="sample",
@@ -565,52 +568,60 @@ def run_evaluation(
     progress: bool = False,
     save_predictions: str | Path | None = None,
     overwrite: bool = False,
-) -> dict[str, Any]:
-    """The results document (:mod:`sareval.evaluator.results`) of ``loaded`` on ``source``.
+    permutations: int | None = None,
+) -> RunOutput:
+    """What ``loaded`` computes on ``source``: a :class:`RunOutput`, whose
+    :meth:`~RunOutput.to_document` is the results document (:mod:`sareval.evaluator.results`).
 
     Writes nothing except ``save_predictions``. Under torchrun (``WORLD_SIZE`` > 1) every rank
-    evaluates its part and returns the same document.
+    evaluates its part and returns the same document. ``permutations``: perceptual scores
+    (:func:`sareval.perceptual_score`, each player permuted that many times) instead of SHAPE;
+    they use ``config``'s game players, reporting metrics and seed, and execution only.
     """
-    card = with_players(loaded.card, config.player_map)
-    if config.metrics is not None:
+    rep = config.reporting
+    card = with_players(loaded.card, config.game.player_map)
+    if rep.metrics is not None:
         known = METRIC_NAMES[card.task] + SCORE_METRIC_NAMES[card.task]
-        unknown = [m for m in config.metrics if m not in known]
+        unknown = [m for m in rep.metrics if m not in known]
         if unknown:
             raise SarevalError(
-                f"ShapeConfig.metrics: {', '.join(unknown)} not among the {card.task} metrics "
-                f"({', '.join(known)})"
+                f"ShapeConfig.reporting.metrics: {', '.join(unknown)} not among the "
+                f"{card.task} metrics ({', '.join(known)})"
             )
-        if config.method != "shape" and any(m in SCORE_METRIC_NAMES[card.task]
-                                            for m in config.metrics):  # fmt: skip
-            raise SarevalError("ShapeConfig.metrics: map_* need method 'shape'")
-    if config.method == "perceptual" and save_predictions is not None:
-        raise SarevalError("save_predictions: not available with method 'perceptual'")
+        if permutations is not None and any(m in SCORE_METRIC_NAMES[card.task]
+                                            for m in rep.metrics):  # fmt: skip
+            raise SarevalError("metrics: map_* are SHAPE metrics, not perceptual scores")
+    if permutations is not None and save_predictions is not None:
+        raise SarevalError("save_predictions: not available with perceptual scores")
     model_source = str(loaded.path) if loaded.path else "(in-memory model)"
     ev = check_inputs(source, card, model_source)
     check_bootstrap(
-        config.bootstrap, 2 ** len(card.modality_names), card.n_classes if config.by_class else 0,
-        0 if config.cloud_cover_bins is None else len(config.cloud_cover_bins),
+        rep.replicates, 2 ** len(card.modality_names), card.n_classes if rep.by_class else 0,
+        0 if rep.cloud_cover_bins is None else len(rep.cloud_cover_bins),
     )  # fmt: skip
-    group = init_from_env(config.device)
+    group = init_from_env(config.execution.device)
     try:
-        return _evaluate(ev, loaded, group, config, progress, save_predictions, overwrite)
+        return _evaluate(
+            ev, loaded, group, config, progress, save_predictions, overwrite, permutations
+        )
     finally:
         if group is not None:
             group.close()
 
 
 def _positions(ev: Evaluation, config: ShapeConfig, group: ProcessGroup | None) -> tuple[int, int]:
-    needs_length = config.shard is not None or group is not None or config.bootstrap > 0
+    shard = config.execution.shard
+    needs_length = shard is not None or group is not None or config.reporting.replicates > 0
     try:
         n = len(ev.source)
     except SarevalError:
-        if needs_length or config.empty == "majority":
+        if needs_length or config.game.empty_coalition == "majority":
             raise
         return 0, -1  # an unsized iterable: read it once to its end
-    check_parts(n, config.shard, 1 if group is None else group.world_size)
+    check_parts(n, shard, 1 if group is None else group.world_size)
     start, stop = 0, n
-    if config.shard is not None:
-        start, stop = part_range(start, stop, *config.shard)
+    if shard is not None:
+        start, stop = part_range(start, stop, *shard)
     if group is not None:
         start, stop = part_range(start, stop, group.rank, group.world_size)
     return start, stop
@@ -624,71 +635,70 @@ def _evaluate(
     progress: bool,
     save_predictions: str | Path | None,
     overwrite: bool,
-) -> dict[str, Any]:
+    permutations: int | None,
+) -> RunOutput:
     card, source = ev.card, ev.source
+    g, rep, ex = config.game, config.reporting, config.execution
+    shape = permutations is None
     start, stop = _positions(ev, config, group)
     main = group is None or group.is_main
     bands = source.bands
     used = [s for s, names in bands.items() if set(names) & set(card.channels)]
     means, statistics = (
-        baseline_band_means(config.baseline_statistics, card, source, used)
-        if config.baseline == "band-mean"
-        else (None, config.baseline_statistics)
+        baseline_band_means(g.baseline_statistics, card, source, used)
+        if g.baseline == "band-mean"
+        else (None, g.baseline_statistics)
     )
-    game = choose_game(card.modality_names, config.player_groups, estimator=config.estimator,
-                       samples=config.samples, seed=config.seed)  # fmt: skip
-    if game.method != "exact" and config.bootstrap:
+    game = choose_game(card.modality_names, g.player_groups,
+                       estimator=config.estimation.estimator,
+                       samples=config.estimation.orderings, seed=rep.seed)  # fmt: skip
+    if game.method != "exact" and rep.replicates:  # estimator 'auto' chose sampling
         raise SarevalError(
-            f"ShapeConfig.bootstrap: intervals are for exact games; this run is {game.method} "
-            "(its results carry a standard error per player instead)"
+            f"ShapeConfig.reporting.replicates: intervals are for exact games; this run is "
+            f"{game.method} (its results carry a standard error per player instead)"
         )
     pre = build_preamble(
-        card, bands, baseline=config.baseline, band_means=means, source=source.description,
-        coalitions=game.coalitions if config.method == "shape" else None,
+        card, bands, baseline=g.baseline, band_means=means, source=source.description,
+        coalitions=game.coalitions if shape else None,
     )  # fmt: skip
-    device = rank_device(config.device, group)
-    pad = device.startswith("cuda") if config.pad_last_batch is None else config.pad_last_batch
-    pad_to = config.batch_size if pad else None
-    backend = config.backend or ("onnxruntime" if loaded.kind == "onnx" else "torch")
+    device = rank_device(ex.device, group)
+    pad = device.startswith("cuda") if ex.pad_last_batch is None else ex.pad_last_batch
+    pad_to = ex.batch_size if pad else None
+    backend = ex.backend or ("onnxruntime" if loaded.kind == "onnx" else "torch")
     engine = make_backend(
         loaded,
         pre,
         backend=backend,
         device=device,
-        provider=config.provider,
+        provider=ex.provider,
         input_dtypes={s: source.sample_spec(s)[1] for s in pre.sensors},
         image_size=source.image_size,
         pad_to=pad_to,
-        threads=config.threads,
-        precision=config.precision,
-        share=config.share,
+        threads=ex.threads,
+        precision=ex.precision,
+        share=ex.share,
     )
     opts = PassOptions(
-        start, stop, config.batch_size, config.cloud_cover_bins, config.bootstrap > 0,
-        wants_scores(card.task, config.method, config.metrics), progress and main,
-        config.queue_size,
-        max_rows=config.max_rows or default_max_rows(pre, source, config.batch_size),
+        start, stop, ex.batch_size, rep.cloud_cover_bins, rep.replicates > 0,
+        wants_scores(card.task, "shape" if shape else "perceptual", rep.metrics),
+        progress and main, ex.queue_size,
+        max_rows=ex.max_rows or default_max_rows(pre, source, ex.batch_size),
     )  # fmt: skip
     if opts.progress:
-        log_plan(
-            pre, game if config.method == "shape" else None, start, stop, opts,
-            row_bytes(pre, source),
-        )  # fmt: skip
+        log_plan(pre, game if shape else None, start, stop, opts, row_bytes(pre, source))
     try:
-        if config.method == "perceptual":
-            from sareval.evaluator.perceptual import perceptual_pass
-
+        if permutations is not None:
             names, sections, _ = perceptual_pass(
                 ev,
                 engine,
                 pre,
                 start=start,
                 stop=stop,
-                batch_size=config.batch_size,
-                permutations=config.permutations,
-                seed=config.seed,
+                batch_size=ex.batch_size,
+                permutations=permutations,
+                seed=rep.seed,
                 progress=opts.progress,
-                queue_size=config.queue_size,
+                queue_size=ex.queue_size,
                 reduce=lambda c: _reduce(group, c),
             )
             empty_section: dict[str, Any] = {"kind": None, "decision": None, "output": None}
@@ -709,12 +719,12 @@ def _evaluate(
         "baseline_statistics": statistics,  # band-mean: where its means come from, and them
         "baseline_values": means and {b: means[b] for b in card.channels},
     }
-    doc = document(ev, loaded, config, record, names, sections, empty_section)
-    if config.method == "shape":
-        doc["game"] = game_record(game)
+    output = document(ev, loaded, config, record, names, sections, empty_section, permutations)
+    if shape:
+        output = output.with_game(game_record(game))
     if group is not None:
-        doc = group.broadcast_from_main(doc if main else None)
-    return doc
+        output = group.broadcast_from_main(output if main else None)
+    return output
 
 
 def document(
@@ -725,33 +735,36 @@ def document(
     names: list[str],
     sections: dict[str, Any],
     empty_section: dict[str, Any],
-) -> dict[str, Any]:
-    """The results document: config (every choice), provenance and the computed sections."""
-    card, edges = ev.card, config.cloud_cover_bins
-    select_metrics(sections, config.metrics, card.task)
-    return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "method": config.method,
-        "config": {
+    permutations: int | None = None,
+) -> RunOutput:
+    """The run's output: config (every choice), provenance and the computed sections
+    (``permutations``: of perceptual scores)."""
+    card, rep, shard = ev.card, config.reporting, config.execution.shard
+    edges = rep.cloud_cover_bins
+    select_metrics(sections, rep.metrics, card.task)
+    method = "shape" if permutations is None else "perceptual"
+    return RunOutput.from_sections(
+        sections,
+        method=method,
+        config={
             **config.to_record(),
             **run,
-            "empty": config.empty if config.method == "shape" else None,
-            "by": (["class"] if config.by_class else []) + (["cloud-cover"] if edges else []),
-            "permutations": config.permutations if config.method == "perceptual" else None,
+            "method": method,
+            "empty_coalition": config.game.empty_coalition if permutations is None else None,
+            "by": (["class"] if rep.by_class else []) + (["cloud-cover"] if edges else []),
+            "permutations": permutations,
             "threshold": card.threshold,
             "output": card.output,
             "label_set": ev.labels.name,
-            "shard": None if config.shard is None else f"{config.shard[0]}/{config.shard[1]}",
+            "shard": None if shard is None else f"{shard[0]}/{shard[1]}",
         },
-        "provenance": provenance(ev, loaded, config.shard),
-        "task": card.task,
-        "class_names": list(card.class_names),
-        "players": list(card.modality_names),
-        "coalitions": names,
-        **sections,
-        "empty": empty_section,
-    }
+        provenance=provenance(ev, loaded, shard),
+        task=card.task,
+        class_names=tuple(card.class_names),
+        players=tuple(card.modality_names),
+        coalitions=tuple(names),
+        empty=empty_section,
+    )
 
 
 def provenance(
@@ -809,8 +822,8 @@ def _predictions_writer(
             "model_sha256": loaded.sha256 or "",
             "store_content_digest": digest,
             "subset": ev.source.provenance()["subset"]["name"],
-            "baseline": config.baseline,
-            "empty": config.empty,
+            "baseline": config.game.baseline,
+            "empty": config.game.empty_coalition,
         },
     )
 
@@ -842,37 +855,34 @@ def _bootstrap(
         card.modality_names,
         card.task,
         card.n_classes,
-        config.bootstrap,
-        config.seed,
-        z=config.z,
-        by_class=config.by_class,
+        config.reporting.replicates,
+        config.reporting.seed,
+        z=config.reporting.normalization,
+        by_class=config.reporting.by_class,
         groups=groups,  # the bins and unknown (no sample is outside: check_outside)
-        n_groups=0 if config.cloud_cover_bins is None else len(config.cloud_cover_bins),
+        n_groups=len(config.reporting.cloud_cover_bins or ()),
     )
 
 
 def _per_sample_collector(ev: Evaluation, config: ShapeConfig, game: GameSpec) -> Any:
-    """The collector of ``ShapeConfig.per_sample`` (exact games with a model empty coalition)."""
-    from sareval.analysis.in_pass import DETECTION_BOOT, PerSampleCollector
-
-    if game.method != "exact" or config.empty != "baseline":
+    """The collector of ``ShapeConfig.reporting.per_sample`` (exact games with a model empty
+    coalition: :class:`ShapeConfig` checks the choices, this the game ``auto`` chose)."""
+    if game.method != "exact":
         raise SarevalError(
-            "ShapeConfig.per_sample: needs an exact game and empty='baseline' (the per-sample "
-            "values use every coalition's model output, the empty one included)"
+            "ShapeConfig.reporting.per_sample: needs an exact game (the per-sample values use "
+            f"every coalition's model output); this run is {game.method}"
         )
-    card = ev.card
+    card, rep = ev.card, config.reporting
     return PerSampleCollector(
         card.modality_names, kind=card.output, task=card.task, threshold=card.threshold,
-        class_names=card.class_names, bin_edges=config.cloud_cover_bins,
-        n_boot=config.bootstrap or DETECTION_BOOT, seed=config.seed,
+        class_names=card.class_names, bin_edges=rep.cloud_cover_bins,
+        n_boot=rep.replicates or DETECTION_BOOT, seed=rep.seed,
     )  # fmt: skip
 
 
 def _per_sample_sections(collector: Any, group: ProcessGroup | None, shard: bool) -> dict[str, Any]:
     """The ``per_sample`` and ``detection`` sections (gathered on the main torchrun rank); a
     shard's: its state for ``sareval merge`` (``per_sample_state``) instead."""
-    from sareval.analysis.in_pass import STATE_SECTION, PerSampleState
-
     if collector is None:
         return {}
     state = collector.state()
@@ -911,7 +921,8 @@ def _shape(
     players = card.modality_names
     coalitions = game.coalitions
     names = [coalition_name(c, players) for c in coalitions]
-    constant, empty_output = evaluate_empty(ev, engine, pre, config.empty)
+    rep = config.reporting
+    constant, empty_output = evaluate_empty(ev, engine, pre, config.game.empty_coalition)
     writer = None
     if save_predictions is not None:
         if opts.stop < opts.start:
@@ -919,7 +930,7 @@ def _shape(
         writer = _predictions_writer(
             ev, config, group, save_predictions, opts, names, loaded, overwrite
         )
-    collector = _per_sample_collector(ev, config, game) if config.per_sample else None
+    collector = _per_sample_collector(ev, config, game) if rep.per_sample else None
     try:
         result = coalition_pass(
             ev, engine, pre, constant, opts, predictions=writer, empty_output=empty_output,
@@ -927,7 +938,7 @@ def _shape(
         )  # fmt: skip
         counts = _reduce(group, result.counts)
         counts.check_finite(names)
-        check_outside(counts, config.cloud_cover_bins, result.outside, group)
+        check_outside(counts, rep.cloud_cover_bins, result.outside, group)
         if writer is not None:
             if collector is not None:
                 writer.write_arrays(collector.arrays())
@@ -936,17 +947,18 @@ def _shape(
         if writer is not None:
             writer.abort()
         raise
-    ci = _bootstrap(ev, result, group, config, constant, coalitions) if config.bootstrap else None
-    extra = _per_sample_sections(collector, group, config.shard is not None)
+    ci = _bootstrap(ev, result, group, config, constant, coalitions) if rep.replicates else None
+    sharded = config.execution.shard is not None
+    extra = _per_sample_sections(collector, group, sharded)
     scores = _gather_scores(group, result.scores)
     if scores is not None:
-        scores = scores.with_policy(config.map_absent_classes)
-    edges = config.cloud_cover_bins
+        scores = scores.with_policy(rep.map_absent_classes)
+    edges = rep.cloud_cover_bins
     if ci is not None and scores is not None:
         n_groups = 0 if edges is None else len(edges)  # the bins and unknown
         score_ci = bootstrap_score_intervals(
-            scores, players, config.bootstrap, config.seed, z=config.z, n_groups=n_groups,
-            by_class=config.by_class,
+            scores, players, rep.replicates, rep.seed, z=rep.normalization, n_groups=n_groups,
+            by_class=rep.by_class,
         )  # fmt: skip
         ci = merge_intervals(ci, score_ci)
     cloud_bins: list[tuple[str, list[float] | None, Any]] | None = None
@@ -961,8 +973,8 @@ def _shape(
         game=game,
         class_names=card.class_names,
         counts=counts.total,
-        z=config.z,
-        by_class=config.by_class,
+        z=rep.normalization,
+        by_class=rep.by_class,
         cloud_bins=cloud_bins,
         ties=counts.ties.tolist(),
         ci=ci,
@@ -970,10 +982,10 @@ def _shape(
         cloud_cover_source=ev.source.cloud_cover_source,
     )
     sections.update(extra)
-    if config.shard is not None and scores is not None:
+    if sharded and scores is not None:
         sections["scores"] = scores.to_json()  # for `sareval merge`
     empty_section = {
-        "kind": config.empty,
+        "kind": config.game.empty_coalition,
         "decision": constant.decision.tolist(),
         "output": None if empty_output is None else empty_output.tolist(),
     }

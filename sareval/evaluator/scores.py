@@ -10,7 +10,7 @@ TP_g = sum_{h <= g} pos_h, FP_g likewise and P = sum_g pos_g:
 Per class (``by.class.<name>.metrics.ap``) the AP of that class. ``map_micro`` = AP of all
 (sample, class) pairs pooled. ``map_macro`` = mean of the per-class AP; a class without a
 positive sample among the evaluated ones (absent from the subset, or from a cloud-cover bin) has
-no AP, and ``ShapeConfig.map_absent_classes`` says what the mean does with it:
+no AP, and ``ShapeConfig.reporting.map_absent_classes`` says what the mean does with it:
 
 - ``"skip"`` (default): the mean over the classes with at least one positive. This is what
   the reBEN / BigEarthNet v2 evaluation computes: ConfigILM (``configilm/metrics.py``,
@@ -48,9 +48,9 @@ Memory: n * K * (4 J + 1) + 2 n bytes for n samples, K classes, J = 2^M - 1 coal
 (BigEarthNet's 125,866 test patches, 19 classes, two players: 38 MB; four players: 148 MB).
 Past :func:`max_score_bytes` (4 GiB, ``$SAREVAL_MAX_SCORE_BYTES``) the evaluation stops with an
 error that says how to leave mAP out. mAP is computed automatically for multi-label models
-(``method="shape"``) unless ``ShapeConfig.metrics`` names no ``map_*`` metric. A shard's results
-document embeds its state (``"scores"``, :mod:`sareval.evaluator.embedded`) for ``sareval merge``;
-merged and single-process documents do not carry it.
+(``method="shape"``) unless ``ShapeConfig.reporting.metrics`` names no ``map_*`` metric. A
+shard's results document embeds its state (``"scores"``, :mod:`sareval.evaluator.embedded`)
+for ``sareval merge``; merged and single-process documents do not carry it.
 """
 
 from __future__ import annotations
@@ -96,8 +96,8 @@ def check_score_memory(n: int, k: int, j: int) -> None:
         raise SarevalError(
             f"mean average precision keeps every score: {n} samples x {k} classes x {j} "
             f"coalitions need {need / 2**30:.2f} GiB, above the limit of {limit / 2**30:.2f} GiB; "
-            "leave map_macro/map_micro out (ShapeConfig.metrics), evaluate a smaller subset, or "
-            "raise $SAREVAL_MAX_SCORE_BYTES"
+            "leave map_macro/map_micro out (ShapeConfig.reporting.metrics), evaluate a smaller "
+            "subset, or raise $SAREVAL_MAX_SCORE_BYTES"
         )
 
 
@@ -140,10 +140,10 @@ def average_precision(
 
 def check_absent(absent: str) -> MapAbsentClasses:
     """``absent`` if it is a policy of :data:`~sareval.choices.MAP_ABSENT_CLASSES`, else an error
-    naming ``ShapeConfig.map_absent_classes``."""
+    naming ``ShapeConfig.reporting.map_absent_classes``."""
     if absent not in MAP_ABSENT_CLASSES:
         raise SarevalError(
-            f"ShapeConfig.map_absent_classes: {absent!r} is not one of "
+            f"ShapeConfig.reporting.map_absent_classes: {absent!r} is not one of "
             f"{', '.join(MAP_ABSENT_CLASSES)}"
         )
     return absent  # type: ignore[return-value]
@@ -176,8 +176,9 @@ def map_values(
     absent: str = "zero",
 ) -> dict[str, np.ndarray]:
     """``map_macro`` (mean AP over the classes, ``absent`` policy of the module docstring; this
-    function's default is scikit-learn's, evaluations pass ``ShapeConfig.map_absent_classes``)
-    and ``map_micro`` (AP of all pairs) of ``scores`` (n, K); with ``weights`` (R, n) arrays of
+    function's default is scikit-learn's, evaluations pass
+    ``ShapeConfig.reporting.map_absent_classes``) and ``map_micro`` (AP of all pairs) of
+    ``scores`` (n, K); with ``weights`` (R, n) arrays of
     shape (R,)."""
     k = scores.shape[1]
     per_class = average_precision(scores, labels, weights)
@@ -196,7 +197,7 @@ class ScoreState:
     labels: np.ndarray  # (n, K) bool
     groups: np.ndarray  # (n,) int16 cloud-cover group (0 without bins)
     empty: np.ndarray  # (K,) float32 constant score of the empty coalition
-    absent: MapAbsentClasses = "skip"  # ShapeConfig.map_absent_classes
+    absent: MapAbsentClasses = "skip"  # ShapeConfig.reporting.map_absent_classes
 
     @property
     def n(self) -> int:
@@ -294,7 +295,7 @@ class ScoreState:
         return [
             f"map_macro: {len(absent)} of {len(class_names)} classes have no positive sample "
             f"({', '.join(absent)}): {what}, {rec['classes_averaged']} classes averaged "
-            f"(ShapeConfig.map_absent_classes={self.absent!r})"
+            f"(ShapeConfig.reporting.map_absent_classes={self.absent!r})"
         ]
 
     def to_json(self) -> dict[str, Any]:

@@ -36,9 +36,9 @@ import numpy as np
 from sareval.choices import Z_CHOICES
 from sareval.errors import SarevalError
 from sareval.evaluator.coalitions import (
-    _all_coalitions,
-    _coalition_index,
     check_players,
+    coalition_positions,
+    ordered_coalitions,
     parse_coalition_name,
 )
 
@@ -55,7 +55,7 @@ def _marginal_terms(
     ``without`` into the 2^M coalition axis and ``weights`` so that
     ``phi = sum(weights * (V[with_] - V[without]))``.
     """
-    index = _coalition_index(players)
+    index = coalition_positions(players)
     others = [g for j, g in enumerate(groups) if j != target]
     g = len(groups)
     with_, without, weights = [], [], []
@@ -74,7 +74,9 @@ def _phi(V: np.ndarray, terms: tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.
     return ((V[..., with_] - V[..., without]) * weights).sum(axis=-1)
 
 
-def _as_array(V: np.ndarray, players: tuple[str, ...]) -> np.ndarray:
+def check_game_array(V: np.ndarray, players: tuple[str, ...]) -> np.ndarray:
+    """``V`` as float64 whose last axis holds the 2^M coalition values of ``players`` (in
+    :func:`~sareval.evaluator.coalitions.all_coalitions` order); an error otherwise."""
     V = np.asarray(V, dtype=np.float64)
     if V.ndim == 0 or V.shape[-1] != 2 ** len(players):
         raise SarevalError(
@@ -90,7 +92,7 @@ def game_array(V: Mapping[frozenset[str] | str, float], players: Sequence[str]) 
     for key, value in V.items():
         coalition = parse_coalition_name(key, players) if isinstance(key, str) else key
         values[frozenset(coalition)] = float(value)
-    coalitions = _all_coalitions(players)
+    coalitions = ordered_coalitions(players)
     missing = [c for c in coalitions if c not in values]
     if missing:
         raise SarevalError(f"game lacks V for coalitions {[sorted(c) for c in missing]}")
@@ -100,7 +102,7 @@ def game_array(V: Mapping[frozenset[str] | str, float], players: Sequence[str]) 
 def shapley_array(V: np.ndarray, players: Sequence[str]) -> np.ndarray:
     """Shapley values, shape (..., M) in player order, of games V of shape (..., 2^M)."""
     players = check_players(players)
-    V = _as_array(V, players)
+    V = check_game_array(V, players)
     groups = tuple(frozenset([p]) for p in players)
     return np.stack(
         [_phi(V, _marginal_terms(players, groups, i)) for i in range(len(players))], axis=-1
@@ -116,7 +118,7 @@ def cooperation_array(
     always absent).
     """
     players = check_players(players)
-    V = _as_array(V, players)
+    V = check_game_array(V, players)
     group = tuple(players) if group is None else tuple(group)
     unknown = set(group) - set(players)
     if not group or unknown or len(set(group)) != len(group):
@@ -133,7 +135,7 @@ def cooperation_array(
 def normaliser_array(V: np.ndarray, players: Sequence[str], z: Normalisation = "one") -> np.ndarray:
     """Z of shape (...): 1 for ``z="one"``, V(M) for ``z="full"``."""
     players = check_players(players)
-    V = _as_array(V, players)
+    V = check_game_array(V, players)
     if z == "one":
         return np.ones(V.shape[:-1])
     if z == "full":
@@ -158,7 +160,7 @@ def shape_relevance_array(
     Where Z = 0 (``z="full"`` and V(M) = 0) the normalised values are NaN.
     """
     players = check_players(players)
-    V = _as_array(V, players)
+    V = check_game_array(V, players)
     Z = normaliser_array(V, players, z)
     relevance = _divide(shapley_array(V, players), Z[..., None])
     cooperation = _divide(cooperation_array(V, players), Z)

@@ -29,22 +29,23 @@ name the argument (``data``) and what was expected.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import hashlib
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
-from sareval.bands import BIGEARTHNET_S2_BANDS, S1_BANDS, S2_BANDS
+from sareval.adapters import DatasetConventions, conventions_for, mask_labels
+from sareval.adapters.conventions import IGBP_MULTI_HOT_THRESHOLD
+from sareval.bands import BIGEARTHNET_S2_BANDS, S1_BANDS, S2_BANDS, close_band, default_bands
 from sareval.card import ModelCard
+from sareval.classes import igbp10_fractions, multi_hot, single_label
 from sareval.errors import SarevalError, StoreError
-
-if TYPE_CHECKING:
-    from sareval.adapters import DatasetConventions
+from sareval.evaluator.reader import BatchReader
+from sareval.store import Store
 
 #: keys of a batch/item dict that are not image sensors
 LABEL_KEYS = ("label", "labels", "y")
@@ -289,8 +290,6 @@ class StoreSubset:
         queue_size: int = 2,
         pinned: bool = False,
     ) -> Iterator[Iterable[SourceBatch]]:
-        from sareval.evaluator.reader import BatchReader
-
         reader = BatchReader(
             self.store,
             self.subset,
@@ -341,17 +340,6 @@ def _to_numpy(value: Any, what: str) -> np.ndarray:
                 f"{what}: expected an array or tensor, got {type(value).__name__}"
             ) from None
     return value
-
-
-def default_bands(sensor: str, channels: int) -> tuple[str, ...] | None:
-    """Band names of a standard sensor array: s1 (VV, VH), s2 with 13 or 12 (no B10) bands."""
-    if sensor == "s1" and channels == len(S1_BANDS):
-        return S1_BANDS
-    if sensor == "s2" and channels == len(S2_BANDS):
-        return S2_BANDS
-    if sensor == "s2" and channels == len(BIGEARTHNET_S2_BANDS):
-        return BIGEARTHNET_S2_BANDS
-    return None
 
 
 class ArrayData:
@@ -471,6 +459,10 @@ class ArrayData:
         a = self._arrays[sensor]
         return tuple(a.shape[1:]), a.dtype
 
+    def sensor_array(self, sensor: str) -> np.ndarray:
+        """The whole (N, C, H, W) numpy array of ``sensor`` as given (not copied)."""
+        return self._arrays[sensor]
+
     def all_labels(self, labels: Labels) -> np.ndarray:
         return self._labels
 
@@ -566,16 +558,6 @@ def refuse_channels_last(sensor: str, shape: Sequence[int], names: Sequence[str]
         raise SarevalError(layout_problem(shape, shape[3], f"data[{sensor!r}]"))
 
 
-def close_band(name: str, choices: Sequence[str]) -> str | None:
-    """The band of ``choices`` that ``name`` most likely means (same letters in another case,
-    else the closest by :func:`difflib.get_close_matches`), or None."""
-    same = [c for c in choices if c.lower() == name.lower()]
-    if same:
-        return same[0]
-    close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
-    return close[0] if close else None
-
-
 class TorchData:
     """A torch ``Dataset`` of per-sample dicts, or an iterable of batched dicts.
 
@@ -607,8 +589,6 @@ class TorchData:
         class_names: Sequence[str] | None = None,
         description: str | None = None,
     ) -> None:
-        from sareval.adapters import conventions_for
-
         self.dataset = dataset
         self.sized = hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")
         if not self.sized and not isinstance(dataset, Iterable):
@@ -867,10 +847,6 @@ class TorchData:
         conv = self.conventions
         if conv is None or conv.label_kind != "igbp_mask":
             return y
-        from sareval.adapters import mask_labels
-        from sareval.adapters.conventions import IGBP_MULTI_HOT_THRESHOLD
-        from sareval.classes import igbp10_fractions, multi_hot, single_label
-
         f10 = igbp10_fractions(
             mask_labels(y, f"data: {conv.label_key!r} of the batch from sample {at}")
         )
@@ -995,11 +971,9 @@ def as_source(data: Any, **kwargs: Any) -> Any:
             )
         return data
     if isinstance(data, tuple) and len(data) == 2 and isinstance(data[0], (str, Path)):
-        from sareval.api import open_store
-
         if not isinstance(data[1], str):
             raise SarevalError("data: expected (store path, subset name)")
-        return open_store(data[0]).subset(data[1])
+        return StoreSubset(Store(data[0]), data[1])
     if isinstance(data, (str, Path)):
         raise SarevalError(
             f"data: {str(data)!r} is a path; name the subset too: (path, 'clear') or "

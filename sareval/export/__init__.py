@@ -1,5 +1,5 @@
-"""Export: torch -> ONNX / TorchScript with the model card, parity self-check, presets, and
-cards for foreign ONNX models.
+"""Export: torch -> ONNX / TorchScript with the model card, parity self-check, and cards for
+foreign ONNX models (the presets' cards: :mod:`sareval.presets`).
 
 Heavy dependencies (torch, onnx, onnxruntime) load with the submodule that needs them; import
 from the submodules (``sareval.export.onnx_export`` etc.) or lazily through this package.
@@ -12,11 +12,6 @@ from typing import Any
 
 #: public name -> submodule
 _EXPORTS = {
-    "PRESETS": "presets",
-    "Preset": "presets",
-    "get_preset": "presets",
-    "make_card": "presets",
-    "card_with_statistics": "presets",
     "export_onnx": "onnx_export",
     "export_torchscript": "torchscript_export",
     "ParityReport": "parity",

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from sareval.atomic import atomic_output, check_output, is_stream
-from sareval.card import ModelCard, get_onnx_card, set_onnx_card
+from sareval.card import ModelCard, get_onnx_card, read_model_card, set_onnx_card
 from sareval.errors import CardError, InputFileError, SarevalError
-from sareval.formats import check_model_file, load_network, load_onnx, read_model_card
+from sareval.formats import check_model_file, load_network, load_onnx
 
 Dim = int | str | None  # static size, symbolic name, or unknown
 

@@ -14,8 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sareval.card import ModelCard
+from sareval import __version__
+from sareval.card import ModelCard, make_card, read_card
+from sareval.classes import IGBP17
 from sareval.errors import SarevalError
+from sareval.presets import get_preset
 
 Echo = Callable[[str], Any]
 
@@ -36,8 +39,6 @@ class CardPlan:
     def card(self, sha: str | None) -> ModelCard:
         """The card, with ``sha`` (None: random initialisation) in its provenance."""
         if self.base is None:
-            from sareval.export.presets import make_card
-
             assert self.preset is not None
             return make_card(
                 self.preset,
@@ -49,8 +50,6 @@ class CardPlan:
                 input_size=self.size,
                 class_names=self.class_names,
             )
-        from sareval import __version__
-
         d = self.base.to_dict()
         d["input"]["height"] = d["input"]["height"] or self.size
         d["input"]["width"] = d["input"]["width"] or self.size
@@ -87,9 +86,6 @@ def resolve_card(
     echo: Echo = print,
 ) -> CardPlan:
     """The card plan from the options and the checkpoint's run arguments (if any)."""
-    from sareval.card import read_card
-    from sareval.classes import IGBP17
-    from sareval.export.presets import get_preset
     from sareval.models import arguments_path, read_arguments
 
     if preset and card_path:

@@ -10,14 +10,20 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sareval.card import ATTACH_HINT, ModelCard, get_onnx_card
+from sareval.card import (
+    ATTACH_HINT,
+    TORCHSCRIPT_EXTRA_FILE,
+    ModelCard,
+    get_onnx_card,
+    read_model_card,
+)
 from sareval.errors import CardError, InputFileError
+from sareval.export.attach import graph_inputs, shape_text, tensor_dims
 from sareval.formats import (
     check_model_file,
     load_onnx,
     load_program,
     load_torchscript,
-    read_model_card,
 )
 
 
@@ -86,8 +92,6 @@ def describe_card(card: ModelCard) -> str:
 def _onnx_graph(path: Path) -> tuple[list[str], ModelCard | None, str | None]:
     import onnx
 
-    from sareval.export.attach import graph_inputs, shape_text, tensor_dims
-
     model = load_onnx(path)
     opsets = ", ".join(f"{o.domain or 'ai.onnx'} {o.version}" for o in model.opset_import)
     producer = f"{model.producer_name} {model.producer_version}".strip() or "unknown"
@@ -112,8 +116,6 @@ def _onnx_graph(path: Path) -> tuple[list[str], ModelCard | None, str | None]:
 
 
 def _torchscript(path: Path) -> tuple[list[str], ModelCard | None, str | None]:
-    from sareval.card import TORCHSCRIPT_EXTRA_FILE
-
     module, text = load_torchscript(path, extra_file=TORCHSCRIPT_EXTRA_FILE)
     lines = [
         "  format: TorchScript (input shapes are not declared in the file)",

@@ -12,11 +12,7 @@ name and renamed only after ``onnx.checker`` and the parity check
 
 from __future__ import annotations
 
-import contextlib
-import io
-import logging
-import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,28 +28,11 @@ from sareval.export.parity import (
     check_onnx_parity,
     random_input,
 )
+from sareval.exporter_output import quiet_exporter
 
 OUTPUT_NAME = "logits"
 BATCH_DIM = "batch"
 PROTOBUF_LIMIT = 2**31 - 1 - (64 << 20)  # 2 GB less a margin for the graph itself
-
-
-@contextlib.contextmanager
-def quiet_exporter() -> Iterator[None]:
-    """Silence the exporter's chatter (torchvision ops it skips, deprecation warnings)."""
-    names = ("torch.onnx", "torch.export", "torch._export", "onnxscript")
-    loggers = [logging.getLogger(n) for n in names]
-    levels = [lg.level for lg in loggers]
-    for lg in loggers:
-        lg.setLevel(logging.ERROR)
-    try:
-        # the exporter prints progress lines ("[torch.onnx] Optimize ...") to stdout
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        for lg, level in zip(loggers, levels, strict=True):
-            lg.setLevel(level)
 
 
 MIN_OPSET = 18  # the dynamo exporter's lowest

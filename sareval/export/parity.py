@@ -21,7 +21,6 @@ failure into an error that leaves no output file.
 from __future__ import annotations
 
 import copy
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ import torch
 
 from sareval.card import ModelCard
 from sareval.errors import SarevalError
+from sareval.formats import load_torchscript
 
 DEFAULT_BATCH_SIZES: tuple[int, ...] = (1, 3, 64)
 DEFAULT_TOLERANCE = 1e-4
@@ -244,9 +244,7 @@ def check_torchscript_parity(
     name: str | Path | None = None,
 ) -> ParityReport:
     """The saved TorchScript module, reloaded, vs the eager module."""
-    with warnings.catch_warnings():  # TorchScript is deprecated in torch >= 2.9, still works
-        warnings.simplefilter("ignore", DeprecationWarning)
-        loaded = torch.jit.load(str(path), map_location="cpu")
+    loaded, _ = load_torchscript(path)  # the registry's loader, as every reader
     loaded.eval()
 
     def run(x: np.ndarray) -> np.ndarray:

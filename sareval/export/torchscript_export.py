@@ -19,7 +19,6 @@ import torch
 from sareval.atomic import atomic_output, check_output, is_stream
 from sareval.card import TORCHSCRIPT_EXTRA_FILE, ModelCard
 from sareval.errors import SarevalError
-from sareval.export.onnx_export import quiet_exporter
 from sareval.export.parity import (
     DEFAULT_BATCH_SIZES,
     DEFAULT_TOLERANCE,
@@ -29,9 +28,8 @@ from sareval.export.parity import (
     raise_on_failure,
     random_input,
 )
-from sareval.models.pt2 import load_program
-
-TORCHSCRIPT_SUFFIXES = (".pt", ".ts", ".torchscript")
+from sareval.exporter_output import quiet_exporter
+from sareval.formats import load_program, suffixes_of
 
 
 def export_torchscript(
@@ -47,10 +45,9 @@ def export_torchscript(
 ) -> ParityReport | None:
     """Trace ``model`` (CPU, eval) and save it to ``out`` with ``card``; the parity report."""
     out = Path(out)
-    if out.suffix.lower() not in TORCHSCRIPT_SUFFIXES and not is_stream(out):
-        raise SarevalError(
-            f"{out}: a TorchScript output must end in {' / '.join(TORCHSCRIPT_SUFFIXES)}"
-        )
+    suffixes = suffixes_of("torchscript")
+    if out.suffix.lower() not in suffixes and not is_stream(out):
+        raise SarevalError(f"{out}: a TorchScript output must end in {' / '.join(suffixes)}")
     check_output(out, overwrite)
     model = model.cpu().eval()
     x = random_input(card, max(batch, 2))
@@ -72,9 +69,6 @@ def export_torchscript(
     return report
 
 
-PROGRAM_SUFFIXES = (".pt2",)
-
-
 def export_program(
     model: torch.nn.Module,
     card: ModelCard,
@@ -89,11 +83,12 @@ def export_program(
     """``torch.export`` program (.pt2) with a dynamic batch axis; the card as an extra file.
 
     ``torch.export.save(..., extra_files={TORCHSCRIPT_EXTRA_FILE: card JSON})``; the reloaded
-    program (``sareval.models.pt2.load_program(...).module()``) must match the eager module.
+    program (:func:`sareval.formats.load_program`, ``.module()``) must match the eager module.
     """
     out = Path(out)
-    if out.suffix.lower() not in PROGRAM_SUFFIXES and not is_stream(out):
-        raise SarevalError(f"{out}: a torch.export program must end in .pt2")
+    suffixes = suffixes_of("torch-export")
+    if out.suffix.lower() not in suffixes and not is_stream(out):
+        raise SarevalError(f"{out}: a torch.export program must end in {' / '.join(suffixes)}")
     check_output(out, overwrite)
     model = model.cpu().eval()
     if batch < 2:

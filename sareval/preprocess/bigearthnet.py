@@ -54,7 +54,7 @@ from sareval.preprocess.pipeline import (
     very_cloudy_subset,
     write_job,
 )
-from sareval.preprocess.resample import RESAMPLING_METHODS
+from sareval.preprocess.resample import RESAMPLING_METHODS, upsample_float32
 from sareval.store import LabelSpec, SensorSpec, StoreWriter
 
 log = logging.getLogger(__name__)
@@ -237,7 +237,6 @@ def read_s2_bands(
     (:func:`~sareval.preprocess.resample.upsample_float32`; bands already at the 10 m size are
     taken as they are). ``dtype``: the GeoTIFF dtype required (None: any integer type).
     Returns B02's affine transform and CRS. Shared by the BigEarthNet v1 and v2 readers."""
-    from sareval.preprocess.resample import upsample_float32
     from sareval.preprocess.tiffs import read_geotiff
 
     h, w = sizes[10]

@@ -23,7 +23,6 @@ import collections
 import contextlib
 import itertools
 import multiprocessing as mp
-import os
 import signal
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -33,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from sareval.atomic import partial_path
+from sareval.cores import default_workers
 from sareval.errors import InputFileError, SarevalError
 from sareval.progress import progress_bar
 from sareval.store import StoreWriter, row_stats
@@ -72,14 +72,6 @@ def compression_filter(name: str) -> Any:
 def chunk_rows_for(row_bytes: int, target_bytes: int = 4 << 20) -> int:
     """Rows per HDF5 chunk so that one chunk of the largest sensor is about ``target_bytes``."""
     return int(max(1, min(64, target_bytes // max(row_bytes, 1))))
-
-
-def default_workers() -> int:
-    """The CPU cores this process may use."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 @dataclass

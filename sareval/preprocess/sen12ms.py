@@ -37,7 +37,15 @@ import numpy as np
 
 from sareval.atomic import check_store_output
 from sareval.bands import S1_BANDS, S2_BANDS
-from sareval.classes import IGBP10, IGBP17, igbp10_fractions, multi_hot, single_label
+from sareval.classes import (
+    IGBP10,
+    IGBP17,
+    igbp10_fractions,
+    igbp_fractions,
+    igbp_valid,
+    multi_hot,
+    single_label,
+)
 from sareval.errors import InputFileError, SarevalError
 from sareval.preprocess.cloud_cover import CloudDetector, choose_detector
 from sareval.preprocess.pickles import safe_load_pickle
@@ -231,26 +239,6 @@ def check_fractions(path: Path, key: str, vec: np.ndarray) -> None:
         raise InputFileError(
             path, f"{key}: label fractions sum to {vec.sum():.6g}, expected 1 (+-1e-3)"
         )
-
-
-def igbp_valid(igbp: np.ndarray) -> np.ndarray:
-    """The values of an IGBP layer that are classes (1..17), flattened to int64."""
-    v = np.asarray(igbp).ravel().astype(np.int64)
-    return v[(v >= 1) & (v <= N_IGBP)]
-
-
-def igbp_fractions(igbp: np.ndarray, path: str | Path = "(lc layer)") -> np.ndarray:
-    """(H, W) IGBP layer -> (17,) fraction of each class among pixels valued 1..17 (float64).
-
-    A layer without such a pixel has no label: InputFileError naming ``path``."""
-    valid = igbp_valid(igbp)
-    if valid.size == 0:
-        raise InputFileError(
-            path,
-            "no pixel of the IGBP layer is a class (1..17): the patch has no label "
-            "(--skip-unlabelled leaves such patches out)",
-        )
-    return np.bincount(valid, minlength=N_IGBP + 1)[1:] / valid.size
 
 
 def labelled_patches(root: Path, ids: Sequence[PatchId]) -> list[PatchId]:

@@ -15,12 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sareval.atomic import atomic_output, check_output_folder
+from sareval.errors import SarevalError
+from sareval.report import compare as cmp
+from sareval.report import figures as fg
+from sareval.report import per_sample_figures as psf
 from sareval.report.collect import Collection, collect, split_label
 from sareval.report.compare import (
     Comparison,
+    Setup,
+    check_pair,
     compare_predictions,
-    parse_comparison,
-    parse_setup,
 )
 from sareval.report.tables import (
     SummaryRow,
@@ -53,24 +57,33 @@ def make_report(
     *,
     metrics: Sequence[str] | None = None,
     overwrite: bool = False,
-    compare: Sequence[tuple[str, str]] = (),
-    n_boot: int = 999,
+    compare: Sequence[tuple[Setup, Setup]] = (),
+    replicates: int = 999,
+    n_boot: int | None = None,
 ) -> Report:
     """Read ``inputs`` (``[LABEL=]PATH``, see :mod:`sareval.report.collect`), write the report.
 
-    ``compare``: pairs of setups ``("LABEL=pred.h5[,pred.h5...]", ...)`` compared B - A from
-    their predictions files (:func:`~sareval.report.compare.compare_predictions`, ``n_boot``
-    replicates, ``metrics`` or the task's defaults)."""
-    from sareval.report import figures as fg
-    from sareval.report import per_sample_figures as psf
-
+    ``compare``: pairs of :class:`~sareval.report.compare.Setup` ``(a, b)`` compared B - A from
+    their predictions files (:func:`~sareval.report.compare.compare_predictions`, bootstrap
+    ``replicates`` (``n_boot``: its deprecated name), ``metrics`` or the task's defaults)."""
+    replicates = cmp.deprecated_replicates("make_report", replicates, n_boot)
     given = [split_label(spec)[1] for spec in inputs]
-    given += [p for pair in compare for spec in pair for p in parse_setup(spec)[1]]
+    for pair in compare:
+        if not (isinstance(pair, tuple) and len(pair) == 2
+                and all(isinstance(s, Setup) for s in pair)):  # fmt: skip
+            raise SarevalError(
+                f"compare: expected pairs (Setup, Setup) of sareval.report.Setup, got {pair!r}"
+            )
+        check_pair(*pair)
+    given += [p for pair in compare for setup in pair for p in setup.files]
     out = check_output_folder("out", out, overwrite, given)
     comparisons = []
-    for spec_a, spec_b in compare:
-        (la, fa), (lb, fb) = parse_comparison(spec_a, spec_b)
-        comparisons.append(compare_predictions(fa, fb, a=la, b=lb, metrics=metrics, n_boot=n_boot))
+    for sa, sb in compare:
+        fa, fb = list(sa.files), list(sb.files)
+        found_ab = compare_predictions(
+            fa, fb, a=sa.label, b=sb.label, metrics=metrics, replicates=replicates
+        )
+        comparisons.append(found_ab)
     if not inputs:
         out.mkdir(parents=True, exist_ok=True)
         report = Report(out, Collection(), list(metrics or []), [], comparisons=comparisons)
@@ -115,9 +128,6 @@ def _result_figures(
 ) -> list[Path]:
     """The figures of the results files (module docstring of :mod:`sareval.report.figures`);
     one file per metric for the per-metric figures, each naming its metric, Z and baseline."""
-    from sareval.report import figures as fg
-    from sareval.report import per_sample_figures as psf
-
     results = found.results
     settings = fg.game_settings(results)
     paths = fg.save(fg.relevance_figure(rows, metrics, settings), out, "relevance")
@@ -141,8 +151,6 @@ def _write_comparisons(report: Report) -> None:
     """``comparisons.md`` and ``comparisons.csv`` of ``report.comparisons`` (if any)."""
     import csv
     import io
-
-    from sareval.report import compare as cmp
 
     if not report.comparisons:
         return

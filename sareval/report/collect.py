@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from sareval.errors import InputFileError, SarevalError
+from sareval.evaluator.predictions import is_predictions_file, read_predictions
 
 RESULTS_FORMAT = "sareval-results"
 SEED_DIR = re.compile(r"^seed-\d+$")
@@ -127,26 +128,14 @@ def read_results_file(path: Path) -> dict[str, Any]:
 
 def read_detection(path: Path, label: str | None) -> DetectionRun | None:
     """The detector scores of a predictions file (None: an HDF5 file of another kind, or one
-    without ``/detector``); :class:`InputFileError` for a damaged one."""
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            fmt = f.attrs.get("format")
-            if fmt not in ("sareval-predictions", b"sareval-predictions") or "detector" not in f:
-                return None
-            attrs = {k: v.decode() if isinstance(v, bytes) else v for k, v in f.attrs.items()}
-            detectors = {k: np.asarray(d[()], np.float64) for k, d in f["detector"].items()}
-            correct = np.asarray(f["correct"][()], bool)
-    except (OSError, KeyError, TypeError, ValueError) as e:
-        raise InputFileError(path, f"not a readable predictions file ({e})") from None
-    if not detectors or any(d.shape != correct.shape or correct.ndim != 1
-                            for d in detectors.values()):  # fmt: skip
-        raise InputFileError(path, "detector scores and /correct differ in shape")
-    if any(not np.isfinite(d).all() for d in detectors.values()):
-        raise InputFileError(path, "detector scores hold NaN or infinity")
-    subset = str(attrs.get("subset", "?"))
-    return DetectionRun(label or "", subset, path, attrs, detectors, correct)
+    without ``/detector``); :class:`InputFileError` for a damaged one
+    (:func:`~sareval.evaluator.predictions.read_predictions` checks it)."""
+    if not is_predictions_file(path):
+        return None
+    run = read_predictions(path)
+    if not run.detectors or run.correct is None:
+        return None
+    return DetectionRun(label or "", run.subset, path, run.attrs, run.detectors, run.correct)
 
 
 def _label_detections(found: Collection) -> None:

@@ -48,7 +48,8 @@ METRIC_TITLES = {
 }
 
 
-def _plt() -> Any:
+def agg_pyplot() -> Any:
+    """``matplotlib.pyplot`` on the non-interactive Agg backend (imported on first use)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -138,7 +139,7 @@ def label_width(labels: Iterable[str]) -> float:
 
 def save(fig: Any, out: Path, stem: str) -> list[Path]:
     """Write ``<stem>.png`` and ``<stem>.svg`` atomically; close the figure."""
-    plt = _plt()
+    plt = agg_pyplot()
     paths = []
     for fmt in FORMATS:
         path = out / f"{stem}.{fmt}"
@@ -217,7 +218,7 @@ def _bar_grid(
 ) -> tuple[Any, Any]:
     """Figure and axes: rows = metrics, one column per quantity of ``columns`` (a key of
     :attr:`SummaryRow.values`), bars per model grouped by test subset."""
-    plt = _plt()
+    plt = agg_pyplot()
     models = list(dict.fromkeys(r.model for r in rows))
     subsets = list(dict.fromkeys(r.subset for r in rows))
     palette = palette or Palette.of((p for r in rows for p in r.players), models)
@@ -332,7 +333,7 @@ def epochs_figure(
 ) -> Any:
     """Training loss, then per validation subset V(all) and relevance over epochs; a colour
     per model (``palette``, default: the histories' labels in order)."""
-    plt = _plt()
+    plt = agg_pyplot()
     models = list(dict.fromkeys(h.label for h in histories))
     subsets = list(
         dict.fromkeys(s for h in histories for rec in h.epochs for s in rec.get("val", {}))
@@ -433,7 +434,7 @@ def per_class_figure(
     and test subset, horizontal bars per class and modality (the modality's colour); error bars
     = std over runs, or a single run's bootstrap interval. Tick labels give each class's
     samples, wrapped; each class's row is as tall as its label."""
-    plt = _plt()
+    plt = agg_pyplot()
     palette = palette or Palette.of_results(results)
     groups = {
         k: runs
@@ -517,7 +518,7 @@ def decomposition_figure(
     modality's colour) stacked on the running total (a negative relevance points down); a black
     tick marks V(all), with its error bar (std over runs or the bootstrap interval) where there
     is one. Tick labels (model, subset) are wrapped and each bar is as wide as its label."""
-    plt = _plt()
+    plt = agg_pyplot()
     sel = [r for r in rows if r.metric == metric]
     players = list(dict.fromkeys(p for r in sel for p in r.players))
     palette = palette or Palette.of(players, (r.model for r in rows))
@@ -575,7 +576,7 @@ def cloud_cover_figure(
     categories: points are never joined by lines; a bin without samples has no point. The
     last panel gives each group's samples per bin (also under the ticks when all groups have
     the same); samples without a cloud cover form the ``unknown`` bin."""
-    plt = _plt()
+    plt = agg_pyplot()
     palette = palette or Palette.of_results(results)
     groups = {
         k: runs

@@ -21,11 +21,11 @@ from typing import Any
 
 import numpy as np
 
-from sareval.analysis.detection import DetectionRow, auroc, roc_curve
+from sareval.evaluator.detection import DetectionRow, auroc, roc_curve
 from sareval.report.collect import DetectionRun, ResultRun
 from sareval.report.figures import (
     Palette,
-    _plt,
+    agg_pyplot,
     detector_colors,
     label_width,
     player_title,
@@ -82,8 +82,8 @@ def roc_figure(
 ) -> Any:
     """One ROC curve per detector (scores: name -> (N,), higher = more likely wrong) for the
     positives ``wrong``; the legend gives each AUROC, with its interval when ``rows`` (from
-    :func:`~sareval.analysis.detection.detection_table`) are given."""
-    plt = _plt()
+    :func:`~sareval.evaluator.detection.detection_table`) are given."""
+    plt = agg_pyplot()
     fig, ax = plt.subplots(figsize=(4.2, 4.0))
     _roc_panel(ax, scores, wrong, rows or ())
     n_wrong = int(np.count_nonzero(wrong))
@@ -123,7 +123,7 @@ def roc_grid_figure(runs: Sequence[DetectionRun], results: Sequence[ResultRun] =
     """ROC curves per detector; rows = models, columns = test subsets (module docstring).
     Panels are titled with the run's label, and with its file's name where one label has
     several runs (seeds) or no label was given."""
-    plt = _plt()
+    plt = agg_pyplot()
     subsets = list(dict.fromkeys(r.subset for r in runs))
     by_key: dict[tuple[str, str], list[DetectionRun]] = {}
     for r in runs:
@@ -180,7 +180,7 @@ def per_sample_figure(
     from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
 
-    plt = _plt()
+    plt = agg_pyplot()
     palette = palette or Palette.of_results(results)
     runs = [r for r in results if quantity in (r.doc.get("per_sample") or {})]
     players = list(dict.fromkeys(p for r in runs for p in r.players))

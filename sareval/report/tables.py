@@ -93,13 +93,15 @@ def available_metrics(results: Sequence[ResultRun]) -> list[str]:
 
 
 def choose_metrics(results: Sequence[ResultRun], requested: Sequence[str] | None) -> list[str]:
-    """``requested`` (each must be in some results file), else the defaults of the tasks."""
+    """``requested`` (each must be in some results file; else an error naming
+    ``make_report``'s ``metrics``), else the defaults of the tasks."""
     have = available_metrics(results)
     if requested:
         bad = [m for m in requested if m not in have]
         if bad:
             raise SarevalError(
-                f"--metric {','.join(bad)}: not in the results; available: {', '.join(have)}"
+                f"make_report: metrics {','.join(bad)}: not in the results; available: "
+                f"{', '.join(have)}"
             )
         return list(requested)
     tasks = dict.fromkeys(str(r.doc.get("task", "single-label")) for r in results)
@@ -235,8 +237,9 @@ def runs_csv_text(results: Sequence[ResultRun], metrics: Sequence[str]) -> str:
         w.writerow([
             r.label, r.subset, str(r.path), model.get("path", ""), model.get("sha256", ""),
             store.get("path", ""), store.get("content_digest", ""), subset.get("size", ""),
-            r.doc.get("n_samples", ""), config.get("baseline", ""), config.get("empty", ""),
-            config.get("z", ""), ";".join(r.players),
+            r.doc.get("n_samples", ""), config.get("baseline", ""),
+            config.get("empty_coalition", config.get("empty", "")),
+            config.get("normalization", config.get("z", "")), ";".join(r.players),
             "" if shard is None else f"{shard.get('index')}/{shard.get('count')}",
             prov.get("created", ""), *values,
         ])  # fmt: skip

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from sareval.train.loop import TrainConfig, TrainResult, load_training_state, parse_seeds, train
+from sareval.train.loop import TrainConfig, TrainResult, load_training_state, train
 from sareval.train.mixing import CloudMixingDataset, cloudy_draws
 
 __all__ = [
@@ -17,6 +17,5 @@ __all__ = [
     "TrainResult",
     "cloudy_draws",
     "load_training_state",
-    "parse_seeds",
     "train",
 ]

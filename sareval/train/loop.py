@@ -23,21 +23,30 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 import random
 import shutil
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from sareval.api import evaluate, open_store
 from sareval.atomic import atomic_output
+from sareval.card import ModelCard, card_with_statistics, make_card
+from sareval.choices import TASKS, Task
 from sareval.errors import OutputExistsError, SarevalError
+from sareval.evaluator.config import ShapeConfig, parse_device, upgrade_record
+from sareval.evaluator.metrics import METRIC_NAMES
+from sareval.evaluator.preamble import build_preamble, coalition_module
+from sareval.presets import PRESETS
 from sareval.progress import progress_bar
 from sareval.store import Store
+from sareval.train.mixing import CloudMixingDataset
 
 log = logging.getLogger(__name__)
 
@@ -58,16 +67,66 @@ RESUMABLE_CHANGES = ("epochs", "workers", "device", "progress", "eval_batch_size
 SELECT_METRIC = {"single-label": "oa", "multi-label": "f1_micro"}
 
 
-@dataclass
+def _path(where: str, value: Any, optional: bool = False) -> str | None:
+    """A path field as a string (``str`` or ``os.PathLike``)."""
+    if value is None and optional:
+        return None
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str) or not value:
+        raise SarevalError(f"{where}: expected a path, got {value!r}")
+    return value
+
+
+def _int(where: str, value: Any, low: int | None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or (low is not None and value < low):
+        bound = "" if low is None else f" >= {low}"
+        raise SarevalError(f"{where}: expected an integer{bound}, got {value!r}")
+
+
+def _number(where: str, value: Any, low: float, high: float, *, open_low: bool = False) -> float:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or value > high or value < low or (open_low and value == low):
+        bracket = "(" if open_low else "["
+        wanted = (
+            f"a finite number {'>' if open_low else '>='} {low:g}"
+            if math.isinf(high)
+            else f"a number in {bracket}{low:g}, {high:g}]"
+        )
+        raise SarevalError(f"{where}: expected {wanted}, got {value!r}")
+    return float(value)
+
+
+def _flag(where: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise SarevalError(f"{where}: expected a bool, got {value!r}")
+
+
+def _choice(where: str, value: Any, allowed: Sequence[str]) -> None:
+    if value not in allowed:
+        raise SarevalError(f"{where}: {value!r} is not one of {', '.join(allowed)}")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
-    """Everything that defines a training run (stored in ``config.json`` and every checkpoint)."""
+    """Everything that defines a training run (stored in ``config.json`` and every checkpoint).
+
+    Frozen; every field is checked once, here, and a bad value is a
+    :class:`~sareval.errors.SarevalError` naming ``TrainConfig.<field>``. ``device``: ``cpu``,
+    ``cuda``, ``cuda:N`` or ``auto``. ``select_metric``: the metric whose V(all modalities) on
+    the first validation subset picks ``best.pt`` (``""``: :data:`SELECT_METRIC` of the task).
+    ``evaluation``: the per-epoch SHAPE evaluation on the validation subsets, a
+    :class:`~sareval.evaluator.config.ShapeConfig` (``ShapeConfig(baseline="band-mean",
+    normalization="full")``); its backend, device and batch size are the run's (torch,
+    ``device``, ``eval_batch_size``).
+    """
 
     data: str
     out: str
     val: str | None = None
     arch: str = "resnet18"
     preset: str = "study-resnet18"
-    task: str = "single-label"
+    task: Task = "single-label"
     fusion: str = "early"
     cloudy_prob: float = 0.0
     epochs: int = 25
@@ -84,25 +143,118 @@ class TrainConfig:
     select_metric: str = ""
     in_memory: bool = False
     progress: bool = True
-    #: extra evaluator options for the per-epoch relevance (baseline, empty, z, ...)
-    shape_options: dict[str, Any] = field(default_factory=dict)
+    evaluation: ShapeConfig = field(default_factory=ShapeConfig)
+
+    def __post_init__(self) -> None:
+        from sareval.models.fusion import FUSIONS
+        from sareval.models.registry import ARCHITECTURES
+
+        set_ = object.__setattr__
+        set_(self, "data", _path("TrainConfig.data", self.data))
+        set_(self, "out", _path("TrainConfig.out", self.out))
+        set_(self, "val", _path("TrainConfig.val", self.val, optional=True))
+        _choice("TrainConfig.arch", self.arch, ARCHITECTURES)
+        _choice("TrainConfig.preset", self.preset, tuple(PRESETS))
+        _choice("TrainConfig.task", self.task, TASKS)
+        _choice("TrainConfig.fusion", self.fusion, FUSIONS)
+        set_(self, "cloudy_prob", _number("TrainConfig.cloudy_prob", self.cloudy_prob, 0, 1))
+        for name, low in (("epochs", 1), ("batch_size", 1), ("workers", 0),
+                          ("eval_batch_size", 1), ("seed", None)):  # fmt: skip
+            _int(f"TrainConfig.{name}", getattr(self, name), low)
+        set_(self, "lr", _number("TrainConfig.lr", self.lr, 0, math.inf, open_low=True))
+        set_(self, "weight_decay",
+             _number("TrainConfig.weight_decay", self.weight_decay, 0, math.inf))  # fmt: skip
+        betas = self.betas
+        if isinstance(betas, str) or not isinstance(betas, Sequence) or len(betas) != 2:
+            raise SarevalError(f"TrainConfig.betas: expected two numbers in [0, 1), got {betas!r}")
+        set_(self, "betas", tuple(_number("TrainConfig.betas", b, 0, 1) for b in betas))
+        if 1.0 in self.betas:
+            raise SarevalError(f"TrainConfig.betas: expected two numbers in [0, 1), got {betas!r}")
+        if self.device != "auto":
+            parse_device(self.device, "TrainConfig.device")
+        subsets = self.val_subsets
+        if (
+            isinstance(subsets, str)
+            or not isinstance(subsets, Sequence)
+            or not all(isinstance(s, str) and s for s in subsets)
+            or len(set(subsets)) != len(subsets)
+        ):
+            raise SarevalError(
+                f"TrainConfig.val_subsets: expected distinct subset names, got {subsets!r}"
+            )
+        set_(self, "val_subsets", tuple(subsets))
+        if not isinstance(self.train_subset, str) or not self.train_subset:
+            raise SarevalError(
+                f"TrainConfig.train_subset: expected a subset name, got {self.train_subset!r}"
+            )
+        if not isinstance(self.select_metric, str) or (
+            self.select_metric and self.select_metric not in METRIC_NAMES[self.task]
+        ):
+            raise SarevalError(
+                f"TrainConfig.select_metric: {self.select_metric!r} is not one of "
+                f"{', '.join(METRIC_NAMES[self.task])}"
+            )
+        _flag("TrainConfig.in_memory", self.in_memory)
+        _flag("TrainConfig.progress", self.progress)
+        self._check_evaluation()
+
+    def _check_evaluation(self) -> None:
+        ev = self.evaluation
+        if not isinstance(ev, ShapeConfig):
+            raise SarevalError(
+                f"TrainConfig.evaluation: expected a sareval.ShapeConfig, got {type(ev).__name__}"
+            )
+        if ev.execution.shard is not None:
+            raise SarevalError(
+                "TrainConfig.evaluation: ShapeConfig.execution.shard must be None "
+                "(validation evaluates every sample)"
+            )
+        metrics = ev.reporting.metrics
+        if self.val and metrics is not None and self.selection_metric not in metrics:
+            raise SarevalError(
+                f"TrainConfig.evaluation: ShapeConfig.reporting.metrics must include "
+                f"{self.selection_metric!r}, the metric that picks best.pt "
+                "(TrainConfig.select_metric)"
+            )
+
+    @property
+    def selection_metric(self) -> str:
+        """The metric that picks ``best.pt``: ``select_metric`` or the task's default."""
+        return self.select_metric or SELECT_METRIC[self.task]
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
+        """JSON-able fields; ``evaluation`` as the flat ShapeConfig fields that differ from
+        their defaults (``{}`` for the default evaluation)."""
+        d = {f.name: getattr(self, f.name) for f in fields(self)}
         d["betas"] = list(self.betas)
         d["val_subsets"] = list(self.val_subsets)
+        default = ShapeConfig().to_record()
+        d["evaluation"] = {
+            k: v for k, v in self.evaluation.to_record().items() if default.get(k) != v
+        }
         return d
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+    def from_dict(cls, d: Mapping[str, Any]) -> TrainConfig:
+        """:meth:`to_dict` output, or a ``config`` recorded before ``evaluation`` existed (its
+        ``shape_options``, old field names included)."""
         d = dict(d)
+        d.pop("store_digests", None)  # config.json's record of the stores
+        flat = dict(d.pop("evaluation", None) or d.pop("shape_options", None) or {})
+        d.pop("shape_options", None)
+        flat = upgrade_record(flat)
+        if isinstance(flat.get("shard"), list):
+            flat["shard"] = tuple(flat["shard"])
         d["betas"] = tuple(d["betas"])
         d["val_subsets"] = tuple(d["val_subsets"])
-        return cls(**d)
+        return cls(**d, evaluation=ShapeConfig(**flat))
 
 
-@dataclass
+@dataclass(frozen=True)
 class TrainResult:
+    """What :func:`train` did: the run directory, epochs run now, the epoch it resumed after
+    (0: a new run), the whole history (``metrics.jsonl``) and the exported model (or None)."""
+
     out: Path
     epochs_run: int
     resumed_from: int
@@ -111,35 +263,16 @@ class TrainResult:
 
 
 # --- helpers -----------------------------------------------------------------------------------
-def parse_seeds(text: str) -> list[int]:
-    """``"0-4"`` -> [0, 1, 2, 3, 4]; ``"0,2,5"`` -> [0, 2, 5]."""
-    seeds: list[int] = []
-    try:
-        for part in text.split(","):
-            part = part.strip()
-            if "-" in part[1:]:
-                a, b = part.split("-", 1)
-                seeds.extend(range(int(a), int(b) + 1))
-            elif part:
-                seeds.append(int(part))
-    except ValueError:
-        raise SarevalError(f"--seeds {text!r}: expected e.g. 0-4 or 0,1,2") from None
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise SarevalError(f"--seeds {text!r}: expected distinct seeds, e.g. 0-4 or 0,1,2")
-    return seeds
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when available else ``cpu``; refuse ``cuda`` without a GPU."""
+def resolve_device(device: str, where: str = "TrainConfig.device") -> str:
+    """``auto`` -> ``cuda`` when available else ``cpu``; refuse ``cuda`` without a GPU (errors
+    name ``where``)."""
     import torch
-
-    from sareval.evaluator.backends import parse_device
 
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    kind, _ = parse_device(device)
+    kind, _ = parse_device(device, where)
     if kind == "cuda" and not torch.cuda.is_available():
-        raise SarevalError(f"--device {device}: no CUDA device is available")
+        raise SarevalError(f"{where}: {device!r}: no CUDA device is available")
     return device
 
 
@@ -209,7 +342,9 @@ def _prepare_out(config: TrainConfig, overwrite: bool) -> dict[str, Any] | None:
     """Create the run directory; return the checkpoint to resume from, or None."""
     out = Path(config.out)
     if out.exists() and not out.is_dir():
-        raise SarevalError(f"{out}: --out must be a directory (a file of that name exists)")
+        raise SarevalError(
+            f"{out}: TrainConfig.out must be a directory (a file of that name exists)"
+        )
     if overwrite and out.exists():
         for name in RUN_FILES:
             with contextlib.suppress(FileNotFoundError):
@@ -242,12 +377,14 @@ def run_is_complete(config: TrainConfig) -> bool:
 
 def _check_same_config(out: Path, state: dict[str, Any], config: TrainConfig) -> None:
     old = dict(state["config"])
+    with contextlib.suppress(SarevalError, KeyError, TypeError):
+        old = TrainConfig.from_dict(old).to_dict()  # a checkpoint with ``shape_options``
     new = config.to_dict()
     diff = [k for k in new if k not in RESUMABLE_CHANGES and old.get(k) != new[k]]
     if diff:
         raise SarevalError(
             f"{out}: holds a run with another configuration ({', '.join(diff)} differ); "
-            "pass --overwrite to start again or choose another --out"
+            "start again with overwrite=True or choose another TrainConfig.out"
         )
 
 
@@ -266,10 +403,6 @@ def train(
     ``on_epoch_end(record)`` is called after each epoch's checkpoint is written.
     """
     device = resolve_device(config.device)
-    if config.task not in SELECT_METRIC:
-        raise SarevalError(f"--task {config.task!r}: expected single-label or multi-label")
-    if config.epochs < 1 or config.batch_size < 1:
-        raise SarevalError("--epochs and --batch-size must be >= 1")
     resume = _prepare_out(config, overwrite)
     with deterministic(device):
         return _train(config, device, resume, on_epoch_end, export)
@@ -299,8 +432,6 @@ def _card_and_labels(
     """The card with the training subset's band statistics, the label set, the permutation
     store class -> card class, the stores' content digests (recorded, checked on resume) and
     the training store's bands per sensor."""
-    from sareval.export.presets import card_with_statistics, make_card
-
     with Store(config.data) as store:
         card = make_card(
             config.preset,
@@ -337,18 +468,9 @@ def _setup(config: TrainConfig, device: str) -> _Run:
     """Data, card, network (on ``device``), optimiser and loss of a run."""
     import torch
 
-    from sareval.evaluator.metrics import METRIC_NAMES
-    from sareval.evaluator.preamble import build_preamble, coalition_module
     from sareval.models.registry import build_model_for_card
-    from sareval.train.mixing import CloudMixingDataset
 
     card, spec, perm, digests, bands = _card_and_labels(config)
-    select_metric = config.select_metric or SELECT_METRIC[config.task]
-    if select_metric not in METRIC_NAMES[config.task]:
-        raise SarevalError(
-            f"--select-metric {select_metric!r}: choose one of "
-            f"{', '.join(METRIC_NAMES[config.task])}"
-        )
     dataset = CloudMixingDataset(
         config.data,
         spec.name,
@@ -377,7 +499,7 @@ def _setup(config: TrainConfig, device: str) -> _Run:
         criterion,
         perm,
         np.argsort(perm),
-        select_metric,
+        config.selection_metric,
         list(config.val_subsets) if config.val else [],
         digests,
     )
@@ -391,7 +513,7 @@ def _train_epoch(run: _Run, config: TrainConfig, epoch: int, device: str) -> tup
     n = len(run.dataset)
     order = torch.Generator().manual_seed(config.seed * 1_000_003 + epoch)
     loader: Any = torch.utils.data.DataLoader(
-        run.dataset,  # type: ignore[arg-type]
+        run.dataset,
         batch_size=config.batch_size,
         sampler=torch.utils.data.RandomSampler(run.dataset, generator=order),
         num_workers=config.workers,
@@ -423,19 +545,17 @@ def _train_epoch(run: _Run, config: TrainConfig, epoch: int, device: str) -> tup
 
 def _validate(run: _Run, config: TrainConfig, device: str) -> dict[str, Any]:
     """SHAPE relevance of the current network on each validation subset."""
-    from sareval.api import evaluate, open_store
-
     out = {}
     for subset in run.val_subsets:
         with open_store(str(config.val)) as val_store:
             result = evaluate(
                 run.model,
                 val_store.subset(subset),
+                config.evaluation,
                 card=run.card,
                 backend="torch",
                 device=device,
                 batch_size=config.eval_batch_size,
-                **config.shape_options,
             )
         out[subset] = _metrics_summary(result.doc)
     return out
@@ -533,10 +653,10 @@ def _check_same_stores(out: Path, resume: dict[str, Any], digests: dict[str, str
     old = resume.get("digests") or {}
     changed = [k for k in digests if k in old and old[k] != digests[k]]
     if changed:
-        which = ", ".join("--data" if k == "data" else "--val" for k in changed)
+        which = ", ".join(f"TrainConfig.{k}" for k in changed)
         raise SarevalError(
             f"{out}: the run was trained on other data ({which} store content digest differs "
-            "from the one recorded in last.pt); pass --overwrite to start again"
+            "from the one recorded in last.pt); start again with overwrite=True"
         )
 
 
@@ -546,7 +666,10 @@ def _selection_score(record: dict[str, Any], val_subsets: list[str], metric: str
         return -float(record["train_loss"])
     val = record["val"][val_subsets[0]]
     if metric not in val["metrics"]:
-        raise SarevalError(f"--select-metric {metric!r}: not one of {', '.join(val['metrics'])}")
+        raise SarevalError(
+            f"TrainConfig.select_metric: {metric!r} is not among the evaluated metrics "
+            f"({', '.join(val['metrics'])})"
+        )
     return float(val["metrics"][metric]["V"]["+".join(val["players"])])
 
 
@@ -587,7 +710,6 @@ def _export(model: Any, card: Any, out: Path, config: TrainConfig) -> Path:
 
     import torch
 
-    from sareval.card import ModelCard
     from sareval.export.onnx_export import export_onnx
 
     model = model.to("cpu").eval()

@@ -1,4 +1,4 @@
-"""Seeded generator of hostile inputs for every ``sareval`` command (issue 11).
+"""Seeded generator of hostile inputs for every ``sareval`` command (issues 11 and 19).
 
 Each :class:`Case` builds, in a fresh folder, one broken input next to valid ones (a store, a
 model card, a dataset tree made with ``sareval synth``, results shards, a training history) and
@@ -11,6 +11,7 @@ The valid material is made once per session (:class:`World`); cases copy what th
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -58,6 +59,8 @@ class World:
     shards: tuple[Path, Path]
     history: Path
     reben: Path | None = None  # a synth reBEN tree (None without pyarrow)
+    state_shards: tuple[Path, ...] = ()  # multi-label per-sample shards (embedded states)
+    predictions: Path | None = None  # a `shape --save-predictions` file
 
 
 @dataclass
@@ -100,6 +103,17 @@ def make_world(root: Path, tmp_path_factory: Any) -> World:
             "--cr-root", str(root / "s12" / "sen12mscr"), "--out", str(sen12ms_store)]  # fmt: skip
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0, result.output
+    state_shards = (root / "state0.json", root / "state1.json")
+    for i, out in enumerate(state_shards):
+        args = ["-q", "shape", "-m", str(assets.onnx["multi-label"]), "-d", str(assets.store),
+                "-s", "cloudy", "--per-sample", "--shard", f"{i}/2", "--out", str(out)]  # fmt: skip
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 0, result.output
+    predictions = root / "pred.h5"
+    args = ["-q", "shape", "-m", str(model), "-d", str(assets.store), "-s", "clear",
+            "--save-predictions", str(predictions), "--out", str(root / "pred.json")]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
     history = root / "run" / "metrics.jsonl"
     history.parent.mkdir()
     doc = json.loads(shards[0].read_text())
@@ -115,7 +129,8 @@ def make_world(root: Path, tmp_path_factory: Any) -> World:
         reben = root / "reben"
     return World(
         root, assets.store, model, assets.cards["single-label"].to_dict(),
-        root / "s12", sen12ms_store, root / "ben", shards, history, reben,
+        root / "s12", sen12ms_store, root / "ben", shards, history, reben, state_shards,
+        predictions,
     )  # fmt: skip
 
 
@@ -530,8 +545,8 @@ def cases() -> list[Case]:
         ("device-cuda-x", ["--device", "cuda:x"], "--device"),
         ("device-gpu", ["--device", "gpu"], "--device"),
         ("device-cpu-1", ["--device", "cpu:1"], "--device"),
-        ("bootstrap-huge", ["--bootstrap", "1000000000"], "--bootstrap"),
-        ("bootstrap-negative", ["--bootstrap", "-1"], "--bootstrap"),
+        ("bootstrap-huge", ["--replicates", "1000000000"], "--replicates"),
+        ("bootstrap-negative", ["--replicates", "-1"], "--replicates"),
         ("shard-empty-part", ["--shard", "0/1000"], "--shard"),
         ("shard-index-too-big", ["--shard", "3/2"], "--shard"),
         ("shard-text", ["--shard", "a/b"], "--shard"),
@@ -1114,6 +1129,7 @@ def cases() -> list[Case]:
         args_case(train_args(data=lambda t, w: broken_store(t, w, delete("labels"))), "broken.h5"),
     )
     c += guard_cases()
+    c += issue19_cases()
     return c
 
 
@@ -1469,3 +1485,332 @@ def reshape_first(doc: dict) -> None:
 def first_metric(record: dict) -> dict:
     metrics = record["val"]["clear"]["metrics"]
     return metrics[next(iter(metrics))]
+
+
+# --- issue 19: every class of the second audit ---------------------------------------------------
+def reben_rows(t: Path, w: World) -> tuple[Path, list[dict[str, Any]]]:
+    """A copy of the synth reBEN tree and the rows of its ``metadata.parquet`` (skipped without
+    pyarrow)."""
+    if w.reben is None:
+        import pytest
+
+        pytest.skip("pyarrow is not installed")
+    import pyarrow.parquet as pq
+
+    tree = copy_tree(t, w.reben)
+    return tree, pq.read_table(tree / "metadata.parquet").to_pylist()
+
+
+def same_tile(rows: list[dict[str, Any]], salt: str) -> tuple[int, int]:
+    """Two rows (seeded order) whose S2 patches lie on one tile."""
+    by_tile: dict[str, list[int]] = {}
+    for i, r in enumerate(rows):
+        by_tile.setdefault(r["patch_id"].split("_")[-3], []).append(i)
+    pairs = [(a, b) for ix in by_tile.values() for a in ix for b in ix if a < b]
+    rng = np.random.default_rng([SEED, *salt.encode()])
+    return pairs[int(rng.integers(len(pairs)))]
+
+
+def reben_meta_case(change: Callable[[list[dict[str, Any]]], str]) -> Callable:
+    """``preprocess bigearthnet-v2`` whose metadata rows ``change`` breaks; it returns the text
+    the error line must hold."""
+
+    def build(t: Path, w: World) -> Invocation:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        tree, rows = reben_rows(t, w)
+        names = change(rows)
+        meta = tree / "metadata.parquet"
+        pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(meta)), meta)
+        out = out_dir(t) / "store.h5"
+        args = ["preprocess", "bigearthnet-v2", "--s2-root", str(tree / "BigEarthNet-S2"),
+                "--s1-root", str(tree / "BigEarthNet-S1"), "--metadata", str(meta),
+                "--workers", "1", "--out", str(out), "--overwrite"]  # fmt: skip
+        return Invocation(args, names, [out])
+
+    return build
+
+
+def s1_paired_twice(rows: list[dict[str, Any]]) -> str:
+    i, j = same_tile(rows, "paired")
+    rows[j]["s1_name"] = rows[i]["s1_name"]
+    return (  # and row j's S1 patch is at another grid position than its S2 patch
+        f"metadata.parquet: 2 problems: S1 patch {rows[i]['s1_name']} is paired with two S2 "
+        f"patches: row {i} ({rows[i]['patch_id']}) and row {j} ({rows[j]['patch_id']}); "
+        f"row {j} ({rows[j]['patch_id']}): s1_name {rows[i]['s1_name']} is at grid position"
+    )
+
+
+def s1_swapped(rows: list[dict[str, Any]]) -> str:
+    i, j = same_tile(rows, "swapped")
+    rows[i]["s1_name"], rows[j]["s1_name"] = rows[j]["s1_name"], rows[i]["s1_name"]
+    return f"row {i} ({rows[i]['patch_id']}): s1_name {rows[i]['s1_name']} is at grid"
+
+
+def s1_other_tile(rows: list[dict[str, Any]]) -> str:
+    i = int(np.random.default_rng([SEED, 7]).integers(len(rows)))
+    parts = rows[i]["s1_name"].split("_")
+    parts[-3] = "31ABC"
+    rows[i]["s1_name"] = "_".join(parts)
+    return f"row {i} ({rows[i]['patch_id']}): s1_name {rows[i]['s1_name']} is on tile 31ABC"
+
+
+def many_problems(rows: list[dict[str, Any]]) -> str:
+    """Three problems in three rows: one line lists them all."""
+    i, j = same_tile(rows, "many")
+    k = next(x for x in range(len(rows)) if x not in (i, j))
+    rows[k]["split"] = "dev"
+    rows[j]["patch_id"] = rows[i]["patch_id"]
+    parts = rows[i]["s1_name"].split("_")
+    parts[-3] = "30XYZ"
+    rows[i]["s1_name"] = "_".join(parts)
+    return "metadata.parquet: 3 problems:"
+
+
+def state_merge_case(
+    section: str, name: str, change: Callable[[np.ndarray], np.ndarray]
+) -> Callable:
+    """``merge`` of per-sample shards, one whose embedded ``section`` array ``name`` is replaced
+    by ``change(array)`` and re-encoded with a recomputed sha256."""
+
+    def build(t: Path, w: World) -> Invocation:
+        import base64
+        import io
+
+        from sareval.evaluator.embedded import encode_arrays
+
+        parts = []
+        for i, src in enumerate(w.state_shards):
+            doc = json.loads(src.read_text())
+            if i == int(pick(list(w.state_shards), section + name).stem[-1]):
+                raw = base64.b64decode(doc[section]["data"])
+                with np.load(io.BytesIO(raw), allow_pickle=False) as z:
+                    arrays = {k: z[k] for k in z.files}
+                arrays[name] = change(arrays[name])
+                doc[section] = encode_arrays(arrays, doc[section]["n"])
+            parts.append(t / f"shard{i}.json")
+            parts[-1].write_text(json.dumps(doc))
+        bad = parts[int(pick(list(w.state_shards), section + name).stem[-1])]
+        out = out_dir(t) / "m.json"
+        args = ["merge", *map(str, parts), "--out", str(out), "--overwrite"]
+        return Invocation(
+            args,
+            f"{bad.name}: unreadable {section!r} section (array {name!r}",
+            [out, out.with_suffix(".csv")],
+        )
+
+    return build
+
+
+def tamper(how: str) -> Callable[[np.ndarray], np.ndarray]:
+    """An array made complex, or all NaN (its shape and dtype kept)."""
+    if how == "complex":
+        return lambda a: a.astype(np.complex64) + 1j
+    return lambda a: np.full(a.shape, np.nan, a.dtype)
+
+
+def compare_case(setups: Callable[[Path, Path], tuple[str, str]], names: str) -> Callable:
+    """``report --compare A B`` with setups made from the case folder and a copy of the world's
+    predictions file."""
+
+    def build(t: Path, w: World) -> Invocation:
+        assert w.predictions is not None
+        pred = t / "pred.h5"
+        shutil.copy(w.predictions, pred)
+        a, b = setups(t, pred)
+        out = out_dir(t) / "report"
+        args = ["report", "--compare", a, b, "--out", str(out), "--overwrite", "--bootstrap", "20"]
+        return Invocation(args, names, out_dirs=[out])
+
+    return build
+
+
+def broken_predictions(t: Path, pred: Path, change: Callable[[h5py.File], None]) -> Path:
+    bad = t / "bad.h5"
+    shutil.copy(pred, bad)
+    with h5py.File(bad, "r+") as f:
+        change(f)
+    return bad
+
+
+def nan_output(f: h5py.File) -> None:
+    out = f["outputs"][()]
+    rng = np.random.default_rng([SEED, 19])
+    c, s, k = (int(rng.integers(n)) for n in out.shape)
+    out[max(c, 1), s, k] = np.nan  # coalition 0 (none) may hold NaN by design (majority)
+    f["outputs"][...] = out
+
+
+def checker_failing_model(t: Path, w: World) -> Path:
+    """The valid model (card kept) with one node reading a tensor nothing produces:
+    ``onnx.checker`` refuses it."""
+    import onnx
+
+    model = onnx.load(str(w.model))
+    nodes = list(model.graph.node)
+    rng = np.random.default_rng([SEED, 42])
+    node = nodes[int(rng.integers(len(nodes)))]
+    node.input[0] = "ghost_tensor"
+    path = t / "unchecked.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def int64_output_model(t: Path, w: World) -> Path:
+    """The valid model (card kept) with its output cast to int64."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    model = onnx.load(str(w.model))
+    out = model.graph.output[0]
+    model.graph.node.append(
+        helper.make_node("Cast", [out.name], ["int_logits"], to=TensorProto.INT64)
+    )
+    out_type = onnx.helper.make_tensor_value_info(
+        "int_logits", TensorProto.INT64, [d.dim_param or d.dim_value for d in
+                                          out.type.tensor_type.shape.dim]
+    )  # fmt: skip
+    del model.graph.output[:]
+    model.graph.output.append(out_type)
+    path = t / "int64.onnx"
+    onnx.save(model, str(path))
+    return path
+
+
+def safetensors_missing_key(t: Path, w: World) -> str:
+    """A timm-layout ResNet18 state for the study preset, one seeded key left out."""
+    from safetensors.torch import save_file
+
+    from sareval.card import ModelCard
+    from sareval.models.registry import build_model_for_card
+    from sareval.models.resnet import to_timm_layout
+
+    card = ModelCard.from_preset("study-resnet18", task="single-label")
+    state = to_timm_layout(build_model_for_card("resnet18", card).state_dict())
+    keys = sorted(k for k in state if not k.endswith("num_batches_tracked"))
+    key = keys[int(np.random.default_rng([SEED, 5]).integers(len(keys)))]
+    del state[key]
+    save_file({k: v.contiguous() for k, v in state.items()}, str(t / "w.safetensors"))
+    return key
+
+
+def overlapping_inputs(band: str) -> Callable[[dict], None]:
+    """A version-2 card whose two inputs both take ``band``."""
+
+    def change(card: dict) -> None:
+        channels = card["input"].pop("channels")
+        sar = [b for b in channels if b in ("VV", "VH")]
+        opt = [b for b in channels if b not in sar]
+        first, second = ([*sar, band], opt) if band in opt else (sar, [*opt, band])
+        card["card_version"] = 2
+        card["input"]["tensors"] = [
+            {"name": "s1", "channels": first},
+            {"name": "s2", "channels": second},
+        ]
+
+    return change
+
+
+def issue19_cases() -> list[Case]:
+    """Issue 19's classes not covered by :func:`guard_cases`: reBEN pairing and metadata,
+    embedded states of merged shards, ``report --compare`` setups and predictions files, ONNX
+    graphs failing ``onnx.checker`` or returning integers, a safetensors file missing a key,
+    overlapping card inputs, state dicts as models, non-ASCII paths under ``LANG=C``, an
+    unresolvable torchrun ``MASTER_ADDR``."""
+    c: list[Case] = []
+
+    def add(id: str, build: Callable[[Path, World], Invocation]) -> None:
+        c.append(Case(f"i19-{id}", build))
+
+    # reBEN: S1 and S2 names must agree; several metadata problems in one line
+    add("reben-s1-paired-twice", reben_meta_case(s1_paired_twice))
+    add("reben-s1-swapped", reben_meta_case(s1_swapped))
+    add("reben-s1-other-tile", reben_meta_case(s1_other_tile))
+    add("reben-metadata-many-problems", reben_meta_case(many_problems))
+
+    # merge: embedded states with complex or all-NaN arrays, sha256 recomputed
+    for section, name, how in [
+        ("scores", "scores", "complex"),
+        ("per_sample_state", "value.prob_true", "complex"),
+        ("scores", "empty", "all-nan"),
+        ("per_sample_state", "detector.msp", "all-nan"),
+    ]:
+        add(f"merge-{section}-{how}", state_merge_case(section, name, tamper(how)))
+
+    # report --compare: labels, repeated runs, predictions files
+    add("compare-same-label", compare_case(lambda t, p: (f"run={p}", f"run={p}"),
+                                           "both setups are labelled 'run'"))  # fmt: skip
+    add("compare-empty-label", compare_case(lambda t, p: (f"a={p}", f"={p}"),
+                                            "the label before '=' is empty"))  # fmt: skip
+    add("compare-file-twice", compare_case(lambda t, p: (f"a={p},{p}", f"b={p}"),
+                                           "listed twice in setup 'a'"))  # fmt: skip
+    add("compare-hard-link-twice", compare_case(
+        lambda t, p: (f"a={p}", f"b={p},{alias(t, p, 'hard', 'again.h5')}"),
+        "again.h5: listed twice in setup 'b'"))  # fmt: skip
+    add("compare-nan-outputs", compare_case(
+        lambda t, p: (f"a={p}", f"b={broken_predictions(t, p, nan_output)}"),
+        "bad.h5: /outputs of coalition"))  # fmt: skip
+    for dataset in ("labels", "outputs", "ids"):
+        add(f"compare-no-{dataset}", compare_case(
+            lambda t, p, d=dataset: (f"a={broken_predictions(t, p, delete(d))}", f"b={p}"),
+            f"bad.h5: no dataset /{dataset}"))  # fmt: skip
+
+    # ONNX graphs failing onnx.checker (`info` still describes them), or returning integers
+    checker = "unchecked.onnx: not a valid ONNX model (onnx.checker: "
+    add("shape-onnx-checker", shape_input_case(checker, model=checker_failing_model))
+    add("card-check-onnx-checker", lambda t, w: Invocation(
+        ["card", "check", str(checker_failing_model(t, w))], checker))  # fmt: skip
+    add(
+        "shape-onnx-int64-output",
+        shape_input_case("int64.onnx: returns int64 outputs", model=int64_output_model),
+    )
+
+    # a safetensors checkpoint missing one key: the key is named
+    def missing_key(t: Path, w: World) -> Invocation:
+        key = safetensors_missing_key(t, w)
+        out = out_dir(t) / "m.onnx"
+        args = ["export", "--arch", "resnet18", "--preset", "study-resnet18", "--task",
+                "single-label", "--checkpoint", str(t / "w.safetensors"), "--out", str(out),
+                "--overwrite"]  # fmt: skip
+        return Invocation(args, f"1 missing key: {key}", [out])
+
+    add("export-safetensors-missing-key", missing_key)
+
+    # a card whose two inputs share a band: the band is named
+    rng = np.random.default_rng([SEED, 3])
+    for band in sorted(str(b) for b in rng.choice(["VV", "VH", "B02", "B8A", "B11"], 2, False)):
+        add(f"card-attach-inputs-overlap-{band}", lambda t, w, b=band: dataclasses.replace(
+            card_case(overlapping_inputs(b))(t, w),
+            names=f"band {b!r} is given twice"))  # fmt: skip
+
+    # a torch.save state dict under a model file's name
+    for name in ("model.pt", "model.ts", "net.torchscript"):
+        what = f"{name}: a state dict or other torch.save object"
+        add(f"shape-state-dict-{name}", shape_input_case(what, model=lambda t, w, n=name: (
+            state_dict(t).rename(t / n))))  # fmt: skip
+        add(f"info-state-dict-{name}", lambda t, w, n=name: Invocation(
+            ["info", str(state_dict(t).rename(t / n))], f"{n}: a state dict"))  # fmt: skip
+
+    # non-ASCII paths under LANG=C
+    c_locale = {"LANG": "C", "LC_ALL": "C"}
+    for id, name in (("missing-store", "données-ü.h5"), ("missing-model", "模型.onnx")):
+        add(f"lang-c-{id}", lambda t, w, n=name: Invocation(
+            shape_args(w, t, model=t / n if n.endswith(".onnx") else None,
+                       store=t / n if n.endswith(".h5") else None)[0], n,
+            env=c_locale))  # fmt: skip
+    add("lang-c-info-text-file", lambda t, w: Invocation(
+        ["info", str(text_file("Ärger.h5", b"not hdf5")(t, w))], "Ärger.h5",
+        env=c_locale))  # fmt: skip
+    add("lang-c-merge-non-utf8-name", lambda t, w: Invocation(  # a name no encoding decodes
+        ["merge", os.fsdecode(bytes_path(Path(os.fsdecode(os.fsencode(t) + b"/r-\xff.json")),
+                                         b"{oops")), str(w.shards[1]),
+         "--out", str(out_dir(t) / "m.json"), "--overwrite"], "r-", [out_dir(t) / "m.json"],
+        env=c_locale))  # fmt: skip
+
+    # torchrun variables naming an address that does not resolve: one line, fast
+    unresolvable = {"RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0", "MASTER_PORT": "29531",
+                    "MASTER_ADDR": f"no-host-{SEED}.invalid",
+                    "SAREVAL_RENDEZVOUS_TIMEOUT": "2"}  # fmt: skip
+    add("env-master-addr-unresolvable", shape_case(names="MASTER_ADDR", env=unresolvable))
+    return c

@@ -1,8 +1,9 @@
-"""Hostile inputs to the Python API (issue 19), generated from seeds: models that return the
-wrong thing or take the wrong inputs, labels, images and cloud cover no metric may count,
-batches whose parts disagree, a store path that is a folder, stores ``write_store`` must
-refuse. Each case is one :class:`~sareval.errors.SarevalError` (no other exception type) with a
-one-line message naming what is wrong, and leaves the caller's arrays as they were."""
+"""Hostile inputs to the Python API (issue 19), generated from seeds: models that return the wrong
+thing or take the wrong inputs, labels, images and cloud cover no metric may count, batches whose
+parts disagree, a store path that is a folder, stores ``write_store`` must refuse, ONNX models with
+integer outputs, results saved under a wrong name or over themselves. Each case is one
+:class:`~sareval.errors.SarevalError` (no other exception type) with a one-line message naming what
+is wrong, and leaves the caller's arrays as they were."""
 
 from __future__ import annotations
 
@@ -73,9 +74,9 @@ RETURNS: dict[str, tuple[Callable[[torch.Tensor], Any], str]] = {
 }
 
 
-def model_return(rng: np.random.Generator, seed: int) -> ApiCase:
+def model_return(rng: np.random.Generator, seed: int, v: int) -> ApiCase:
     card, data, _ = world(rng)
-    kind = sorted(RETURNS)[int(rng.integers(len(RETURNS)))]
+    kind = sorted(RETURNS)[v % len(RETURNS)]
     ret, fragment = RETURNS[kind]
     model = Net(card.n_channels, card.n_classes, ret)
     b = int(rng.integers(1, 6))
@@ -87,9 +88,9 @@ def model_return(rng: np.random.Generator, seed: int) -> ApiCase:
     )
 
 
-def class_count(rng: np.random.Generator, seed: int) -> ApiCase:
+def class_count(rng: np.random.Generator, seed: int, v: int) -> ApiCase:
     card, data, _ = world(rng)
-    k = card.n_classes + int(rng.choice([-2, -1, 1, 2]))
+    k = card.n_classes + [-2, -1, 1, 2][v % 4]
     model = Net(card.n_channels, k)
     return ApiCase(
         f"classes-{seed}",
@@ -99,9 +100,9 @@ def class_count(rng: np.random.Generator, seed: int) -> ApiCase:
     )
 
 
-def arity(rng: np.random.Generator, seed: int) -> ApiCase:
+def arity(rng: np.random.Generator, seed: int, v: int) -> ApiCase:
     card, data, _ = world(rng)
-    m = int(rng.integers(2, 5))
+    m = 2 + v % 3
     fn = {2: lambda a, b: a, 3: lambda a, b, c: a, 4: lambda a, b, c, d: a}[m]
     return ApiCase(
         f"arity-{m}-{seed}",
@@ -111,11 +112,11 @@ def arity(rng: np.random.Generator, seed: int) -> ApiCase:
     )
 
 
-def multi_hot(rng: np.random.Generator, seed: int) -> ApiCase:
+def multi_hot(rng: np.random.Generator, seed: int, v: int) -> ApiCase:
     card, data, model = world(rng, "multi-label")
     n, k = data["label"].shape
     i, j = int(rng.integers(n)), int(rng.integers(k))
-    bad = float(rng.choice([2.0, 3.0, np.nan, -1.0, 0.5, np.inf]))
+    bad = [2.0, 3.0, np.nan, -1.0, 0.5, np.inf][v % 6]
     data["label"][i, j] = bad
     return ApiCase(
         f"multi-hot-{bad:g}-{seed}",
@@ -125,10 +126,10 @@ def multi_hot(rng: np.random.Generator, seed: int) -> ApiCase:
     )
 
 
-def complex_images(rng: np.random.Generator, seed: int) -> ApiCase:
+def complex_images(rng: np.random.Generator, seed: int, v: int) -> ApiCase:
     card, data, model = world(rng)
-    sensor = str(rng.choice(["s1", "s2"]))
-    dtype = np.dtype(rng.choice([np.complex64, np.complex128]))
+    sensor = ["s1", "s2"][v % 2]
+    dtype = np.dtype([np.complex64, np.complex128][v // 2 % 2])
     data[sensor] = data[sensor].astype(dtype)
     return ApiCase(
         f"complex-{sensor}-{seed}",
@@ -138,13 +139,13 @@ def complex_images(rng: np.random.Generator, seed: int) -> ApiCase:
     )
 
 
-def cloud_cover(rng: np.random.Generator, seed: int) -> ApiCase:
+def cloud_cover(rng: np.random.Generator, seed: int, v: int) -> ApiCase:
     card, data, model = world(rng)
     n = len(data["label"])
     cover = rng.random(n)
     cover[rng.random(n) < 0.3] = np.nan
     i = int(rng.integers(n))
-    cover[i] = float(rng.choice([1 + rng.random() + 1e-3, -rng.random() - 1e-3, np.inf]))
+    cover[i] = [1 + rng.random() + 1e-3, -rng.random() - 1e-3, np.inf, 2.0][v % 4]
     data["cloud_cover"] = cover
     return ApiCase(
         f"cloud-cover-{seed}",
@@ -154,18 +155,21 @@ def cloud_cover(rng: np.random.Generator, seed: int) -> ApiCase:
     )
 
 
-def batch_parts(rng: np.random.Generator, seed: int) -> ApiCase:
+def batch_parts(rng: np.random.Generator, seed: int, v: int) -> ApiCase:
     card, data, model = world(rng)
     n = len(data["label"])
     size = int(rng.integers(2, 5))
     at = int(rng.integers(0, -(-n // size)))
-    part = str(rng.choice(["label", "s1", "s2"]))
+    part = ["label", "s1", "s2"][v % 3]
+    fewer = v // 3 % 2 == 1 and min(size, n - at * size) > 1
 
     class Batches:
         def __iter__(self) -> Any:
             for index, a in enumerate(range(0, n, size)):
                 batch = {k: torch.from_numpy(np.array(v[a : a + size])) for k, v in data.items()}
-                if index == at:
+                if index == at and fewer:
+                    batch[part] = batch[part][:-1]  # one row too few (3 labels for 4 samples)
+                elif index == at:
                     batch[part] = torch.cat([batch[part], batch[part][:1]])  # one row too many
                 yield batch
 
@@ -175,16 +179,16 @@ def batch_parts(rng: np.random.Generator, seed: int) -> ApiCase:
         class_names=list(card.class_names),
     )
     return ApiCase(
-        f"batch-{part}-{seed}",
+        f"batch-{part}-{'fewer' if fewer else 'more'}-{seed}",
         lambda _: sareval.evaluate(model, source, card=card),
         f"batch {at} (from sample {at * size}): its parts hold different numbers of samples",
         data,
     )
 
 
-def store_folder(rng: np.random.Generator, seed: int) -> ApiCase:
+def store_folder(rng: np.random.Generator, seed: int, v: int) -> ApiCase:
     card, data, model = world(rng)
-    name = str(rng.choice(["test.h5", "store", "x.partial"]))
+    name = ["test.h5", "store", "x.partial"][v % 3]
 
     def call(tmp: Path) -> Any:
         (tmp / name).mkdir()
@@ -193,19 +197,21 @@ def store_folder(rng: np.random.Generator, seed: int) -> ApiCase:
     return ApiCase(f"store-folder-{seed}", call, "is a folder, not a store file", data)
 
 
-def bad_store(rng: np.random.Generator, seed: int) -> ApiCase:
+def bad_store(rng: np.random.Generator, seed: int, v: int) -> ApiCase:
     _, data, _ = world(rng)
     n = len(data["label"])
     k = int(data["label"].max()) + 1
     arrays = {"s1": data["s1"], "s2": data["s2"]}
     labels: dict[str, Any] = {"y": (data["label"], [f"c{i}" for i in range(k)])}
     kw: dict[str, Any] = {}
-    kind = str(rng.choice(["range", "negative", "fraction", "order", "ids", "classes", "cover"]))
+    kinds = ["range", "negative", "fraction", "order", "ids", "classes", "cover", "bands"]
+    kind = kinds[v % len(kinds)]
     fragment = {
         "range": "/subsets/s has rows outside", "negative": "/subsets/s has rows outside",
         "fraction": "/subsets/s holds float64 rows, not integers",
         "order": "/subsets/s rows are not sorted and unique", "ids": "/ids repeats",
         "classes": "/labels/y holds class index", "cover": "/cloud_cover holds",
+        "bands": "is twice in /s",
     }[kind]  # fmt: skip
     if kind == "range":
         kw["subsets"] = {"s": [0, n + int(rng.integers(0, 5))]}
@@ -221,6 +227,12 @@ def bad_store(rng: np.random.Generator, seed: int) -> ApiCase:
         kw["ids"] = ids
     elif kind == "classes":
         labels = {"y": (data["label"], [f"c{i}" for i in range(k - 1)])}
+    elif kind == "bands":
+        sensor, names = ("s1", ["VV", "VH"]) if rng.random() < 0.5 else ("s2", list(S2_BANDS))
+        i, j = sorted(rng.choice(len(names), 2, replace=False))
+        names[j] = names[i]
+        fragment = f"band name {names[i]!r} is twice in /{sensor}"
+        kw["bands"] = {"s1": ["VV", "VH"], "s2": list(S2_BANDS), sensor: names}
     else:
         cover = np.full(n, np.nan, np.float32)
         cover[int(rng.integers(n))] = 1.5 + float(rng.random())
@@ -235,15 +247,78 @@ def bad_store(rng: np.random.Generator, seed: int) -> ApiCase:
     return ApiCase(f"write-store-{kind}-{seed}", call, f"malformed store: {fragment}", data)
 
 
-KINDS = [model_return, class_count, arity, multi_hot, complex_images, cloud_cover,
-         batch_parts, store_folder, bad_store]  # fmt: skip
+def onnx_int_output(rng: np.random.Generator, seed: int, v: int) -> ApiCase:
+    """An ONNX model (its card embedded) whose output is an integer tensor."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from sareval.card import set_onnx_card
+
+    card, data, _ = world(rng)
+    name, code = [("int64", TensorProto.INT64), ("int32", TensorProto.INT32),
+                  ("uint8", TensorProto.UINT8)][v % 3]  # fmt: skip
+    c, k, size = card.n_channels, card.n_classes, data["s1"].shape[-1]
+    weights = rng.normal(size=(c, k)).astype(np.float32)
+
+    def call(tmp: Path) -> Any:
+        graph = helper.make_graph(
+            [helper.make_node("ReduceMean", ["input", "axes"], ["pooled"], keepdims=0),
+             helper.make_node("MatMul", ["pooled", "w"], ["logits"]),
+             helper.make_node("Cast", ["logits"], ["out"], to=code)],
+            "g",
+            [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", c, size, size])],
+            [helper.make_tensor_value_info("out", code, ["N", k])],
+            [numpy_helper.from_array(weights, "w"),
+             numpy_helper.from_array(np.array([2, 3]), "axes")],
+        )  # fmt: skip
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+        model.ir_version = 9
+        set_onnx_card(model, card)
+        path = tmp / "int.onnx"
+        onnx.save(model, str(path))
+        return sareval.evaluate(path, data)
+
+    return ApiCase(f"onnx-{name}-output-{seed}", call, f"returns {name} outputs ('out')", data)
 
 
-def cases(n: int = 54) -> list[ApiCase]:
-    out = []
-    for seed in range(n):
-        rng = np.random.default_rng(1900 + seed)
-        out.append(KINDS[seed % len(KINDS)](rng, seed))
+def result_save(rng: np.random.Generator, seed: int, v: int) -> ApiCase:
+    """``ShapeResult.save`` to a path that is not a results JSON, or with ``csv`` naming the
+    JSON itself: refused before anything is written."""
+    card, data, model = world(rng)
+    stem = f"r{int(rng.integers(100))}"
+    path, csv, fragment = [
+        (f"{stem}.txt", None, "path is the results JSON; give it a .json name"),
+        (f"{stem}.csv", None, "path is the results JSON; give it a .json name"),
+        (f"{stem}.json", f"{stem}.json", "csv and path name the same file"),
+        (f"{stem}.json", f"./{stem}.json", "csv and path name the same file"),
+    ][v % 4]
+
+    def call(tmp: Path) -> Any:
+        result = sareval.evaluate(model, data, card=card)
+        try:
+            return result.save(tmp / path, csv=None if csv is None else tmp / csv)
+        finally:
+            assert list(tmp.iterdir()) == []  # nothing written or left behind
+
+    kind = "csv-is-json" if csv else path.split(".")[1]
+    return ApiCase(f"save-{kind}-{seed}", call, fragment, data)
+
+
+#: every kind of case and how many variants it has (each variant a case of its own seed)
+KINDS: list[tuple[Callable[[np.random.Generator, int, int], ApiCase], int]] = [
+    (model_return, len(RETURNS)), (class_count, 4), (arity, 3), (multi_hot, 6),
+    (complex_images, 4), (cloud_cover, 4), (batch_parts, 6), (store_folder, 3), (bad_store, 8),
+    (onnx_int_output, 3), (result_save, 4),
+]  # fmt: skip
+
+
+def cases() -> list[ApiCase]:
+    """Every variant of every kind, each from its own seed."""
+    out: list[ApiCase] = []
+    for kind, variants in KINDS:
+        for v in range(variants):
+            seed = len(out)
+            out.append(kind(np.random.default_rng(1900 + seed), seed, v))
     return out
 
 

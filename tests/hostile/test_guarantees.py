@@ -75,7 +75,7 @@ def test_torchrun_env() -> None:
 def test_parts_and_bootstrap_bounds() -> None:
     check_parts(10, (9, 10), 1)
     check_parts(10, (0, 2), 5)
-    with pytest.raises(SarevalError, match="--shard 0/11"):
+    with pytest.raises(SarevalError, match=r"ShapeConfig\.execution\.shard \(0, 11\)"):
         check_parts(10, (0, 11), 1)
     with pytest.raises(SarevalError, match="WORLD_SIZE=3"):
         check_parts(2, None, 3)

@@ -1,7 +1,8 @@
 """Hostile inputs to every command (issue 11): each case must fail cleanly.
 
 For every case of :func:`make_hostile.cases`: exit status non-zero; the last stderr line is one
-``error: ...`` line naming the right file or option; no traceback (the command ended by
+``error: ...`` line naming the right file or option, preceded by nothing but sareval's own
+``sareval:`` / ``warning:`` lines (no foreign warnings); no traceback (the command ended by
 ``SystemExit``, not an escaped exception); nothing written, renamed or left half-written in the
 case folder (no ``.partial`` / temporary files; every file's bytes as before, the sentinels in
 the outputs included; every symlink, device node, FIFO and socket still what it was, never
@@ -98,6 +99,8 @@ def test_hostile_input_fails_cleanly(case: Case, world: World, tmp_path: Path) -
     assert lines, result.output
     last = lines[-1]
     assert last.startswith("error: "), result.output
+    # before it only sareval's own progress and warnings (no foreign warnings, issue 19)
+    assert all(line.startswith(("sareval: ", "warning: ")) for line in lines[:-1]), result.output
     assert inv.names in last, f"{inv.names!r} not named in: {last}"
     assert snapshot(tmp_path) == before, "files were written, changed or left behind"
     assert stat_snapshot(outside_folders(world)) == outside, "a file outside the case changed"

@@ -15,7 +15,7 @@ its direction is fixed here in advance, never chosen on the test data.
 Detectors (:func:`detector_scores`) use no label: only the model's outputs on every coalition.
 Per-sample Shapley values phi_i are those of p̂(S), the probability (softmax, or sigmoid summed
 over the predicted classes for multi-label) of the class the full coalition predicts
-(:mod:`sareval.analysis.per_sample`):
+(:mod:`sareval.evaluator.per_sample`):
 
 - ``msp`` (baseline): 1 - max_k p_k(all) (single-label, the maximum softmax probability);
   multi-label 1 - min_k max(p_k, 1 - p_k), the least confident class decision.
@@ -43,7 +43,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sareval.analysis.per_sample import (
+from sareval.errors import SarevalError
+from sareval.evaluator.bootstrap import (
+    CHUNK_ELEMENTS,
+    GroupedSum,
+    percentile_interval,
+    replicate_weights,
+)
+from sareval.evaluator.coalitions import check_players
+from sareval.evaluator.metrics import decide
+from sareval.evaluator.per_sample import (
     check_outputs,
     full_decisions,
     local_cooperation,
@@ -51,15 +60,7 @@ from sareval.analysis.per_sample import (
     predicted_class_scores,
     probabilities,
 )
-from sareval.errors import SarevalError
-from sareval.evaluator.bootstrap import (
-    CHUNK_ELEMENTS,
-    _GroupedSum,
-    _replicate_weights,
-    percentile_interval,
-)
-from sareval.evaluator.coalitions import check_players
-from sareval.evaluator.metrics import decide
+from sareval.evaluator.scores import average_precision as column_average_precision
 
 BASELINE = "msp"
 
@@ -92,7 +93,7 @@ class _Ranking:
     Only these matter for AUROC and AP, which sum over the wrong samples' scores.
     """
 
-    sums: _GroupedSum
+    sums: GroupedSum
     g: int
 
 
@@ -105,7 +106,7 @@ def _ranking(scores: np.ndarray, wrong: np.ndarray) -> _Ranking:
     inside = j < g
     tied[inside] = u[j[inside]] == scores[inside]
     codes = np.where(wrong, 2 * g + 1 + j, 2 * j + tied)
-    return _Ranking(_GroupedSum(codes, 3 * g + 1), g)
+    return _Ranking(GroupedSum(codes, 3 * g + 1), g)
 
 
 def _auroc_ap(ranking: _Ranking, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -138,8 +139,13 @@ def auroc(scores: np.ndarray, wrong: np.ndarray) -> float:
 
 
 def average_precision(scores: np.ndarray, wrong: np.ndarray) -> float:
-    """Average precision (step-wise, scikit-learn's) of ``scores`` for the positives ``wrong``."""
-    return float(_full_sample(scores, wrong)[1][0])
+    """Average precision (step-wise, scikit-learn's) of ``scores`` (N,) for the positives
+    ``wrong`` (N,) bool: :func:`sareval.evaluator.scores.average_precision` of one column,
+    NaN without a wrong sample."""
+    scores, wrong = _check_scores(scores, wrong)
+    if not wrong.any():
+        return float("nan")
+    return float(column_average_precision(scores[:, None], wrong[:, None])[0])
 
 
 def roc_curve(scores: np.ndarray, wrong: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -258,7 +264,7 @@ def detection_table(
     chunk = max(1, CHUNK_ELEMENTS // n)
     reps: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {name: [] for name in scores}
     for start in range(0, n_boot, chunk):
-        weights = _replicate_weights(generators[start : start + chunk], n)
+        weights = replicate_weights(generators[start : start + chunk], n)
         for name, r in rankings.items():
             reps[name].append(_auroc_ap(r, weights))
     boot = {

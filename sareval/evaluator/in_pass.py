@@ -4,7 +4,7 @@
 all 2^M coalitions (the empty one included: the all-baseline input's output) to a
 :class:`PerSampleCollector`, at no extra forward pass. At the end it gives
 
-- the per-sample Shapley values (:mod:`sareval.analysis.per_sample`) of the probability of the
+- the per-sample Shapley values (:mod:`sareval.evaluator.per_sample`) of the probability of the
   true class (``prob_true``; multi-label: summed over the true classes) and of the predicted
   class (``prob_pred``), and of each sample's correctness (``accuracy``, whose mean is SHAPE's
   OA / subset-accuracy relevance with Z = 1), as (N, M) arrays for the predictions file;
@@ -34,19 +34,19 @@ from typing import Any
 
 import numpy as np
 
-from sareval.analysis.detection import (
+from sareval.errors import SarevalError
+from sareval.evaluator.detection import (
     BASELINE,
     detection_table,
     detector_scores,
     summary_sentence,
 )
-from sareval.analysis.per_sample import per_sample_shapley, summarize_per_sample
-from sareval.errors import SarevalError
 from sareval.evaluator.embedded import decode_arrays, encode_arrays
+from sareval.evaluator.per_sample import per_sample_shapley, summarize_per_sample
 
 #: the per-sample quantities stored and summarised
 QUANTITIES = ("prob_true", "prob_pred", "accuracy")
-#: detection's bootstrap replicates when ``ShapeConfig.bootstrap`` is 0
+#: detection's bootstrap replicates when ``ShapeConfig.reporting.replicates`` is 0
 DETECTION_BOOT = 200
 #: the name of the state in a shard's results document
 STATE_SECTION = "per_sample_state"

@@ -44,13 +44,12 @@ from math import factorial
 
 import numpy as np
 
+from sareval.choices import OUTPUT_KINDS, TASKS
 from sareval.errors import SarevalError
 from sareval.evaluator.coalitions import all_coalitions, check_players
 from sareval.evaluator.metrics import decide
 from sareval.evaluator.relevance import UNKNOWN_BIN, bin_labels, cloud_cover_bins
 
-KINDS: tuple[str, ...] = ("logits", "probabilities")
-TASKS: tuple[str, ...] = ("single-label", "multi-label")
 QUANTITIES: tuple[str, ...] = ("prob_pred", "prob_true", "accuracy", "logit_pred", "logit_true")
 DEFAULT_QUANTILES: tuple[float, ...] = (0.05, 0.25, 0.5, 0.75, 0.95)
 
@@ -101,8 +100,8 @@ def local_cooperation(scores: np.ndarray) -> np.ndarray:
 def check_outputs(outputs: np.ndarray, players: Sequence[str], kind: str, task: str) -> np.ndarray:
     """``outputs`` as float64 (C, B, K) after checking C = 2^M, ``kind``, ``task``, finiteness."""
     players = check_players(players)
-    if kind not in KINDS:
-        raise SarevalError(f"unknown output kind {kind!r}; known: {list(KINDS)}")
+    if kind not in OUTPUT_KINDS:
+        raise SarevalError(f"unknown output kind {kind!r}; known: {list(OUTPUT_KINDS)}")
     if task not in TASKS:
         raise SarevalError(f"unknown task {task!r}; known: {list(TASKS)}")
     outputs = np.asarray(outputs, dtype=np.float64)

@@ -1,4 +1,4 @@
-"""Presets: model cards for the known input pipelines.
+"""Presets: the known input pipelines, from which :func:`sareval.card.make_card` builds cards.
 
 ==================  ====  =========================================================  =========
 preset              ch.   channels (card order of players: sar, opt)                  classes
@@ -59,30 +59,24 @@ default). Channel orders by release:
 **study-resnet18** (the study's own ResNet18; all 13 S2 bands + VV, VH: the store holds them
 and the cloudy S2 of SEN12MS-CR has all 13): S1 NaN -> 0, clip [-25, 0]; S2 clip [0, 10000];
 z-score statistics are those of the TRAINING store, filled in at train time by
-:func:`card_with_statistics` (until then mean 0, std 1, marked in provenance).
+:func:`sareval.card.card_with_statistics` (until then mean 0, std 1, marked in provenance).
 """
 
 from __future__ import annotations
 
-import logging
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sareval import __version__
 from sareval.bands import (
     BIGEARTHNET_MM_S2_BANDS,
     S1_BANDS,
     S2_BANDS,
     SEN12MS_S2_LAND_BANDS,
 )
-from sareval.card import BandTransform, Modality, ModelCard
 from sareval.choices import TASKS
 from sareval.classes import BEN19, IGBP10
 from sareval.errors import SarevalError
-
-log = logging.getLogger(__name__)
 
 #: SEN12MS toolbox training statistics (``test.py``: bands_mean / bands_std), by band
 SEN12MS_MEAN: dict[str, float] = {
@@ -200,7 +194,8 @@ class Preset:
     name: str
     description: str
     channels: tuple[str, ...]
-    normalization: Mapping[str, BandTransform]
+    #: band -> the fields of its :class:`~sareval.card.BandTransform`
+    normalization: Mapping[str, Mapping[str, Any]]
     class_names: tuple[str, ...]
     tasks: tuple[str, ...]
     size: int
@@ -208,18 +203,22 @@ class Preset:
     notes: Mapping[str, str]
 
 
-def _modalities(channels: Sequence[str]) -> tuple[Modality, ...]:
-    """Players in card order [sar, opt], each with its bands in channel order (empty dropped)."""
-    sar = tuple(b for b in channels if b in S1_BANDS)
-    opt = tuple(b for b in channels if b in S2_BANDS)
-    return tuple(Modality(n, bands) for n, bands in (("sar", sar), ("opt", opt)) if bands)
+def _transform(
+    *,
+    nan: float | None = None,
+    clip: tuple[float, float] | None = None,
+    mean: float = 0.0,
+    std: float = 1.0,
+) -> dict[str, Any]:
+    """One band's transform: the fields of :class:`~sareval.card.BandTransform`."""
+    return {"nan": nan, "clip": clip, "mean": mean, "std": std}
 
 
 def _sen12ms(name: str, description: str, channels: tuple[str, ...]) -> Preset:
     norm = {}
     for b in channels:
         clean: dict[str, Any] = S1_CLEAN if b in S1_BANDS else {"nan": None, "clip": None}
-        norm[b] = BandTransform(
+        norm[b] = _transform(
             nan=clean["nan"], clip=clean["clip"], mean=SEN12MS_MEAN[b], std=SEN12MS_STD[b]
         )
     return Preset(
@@ -237,7 +236,7 @@ def _sen12ms(name: str, description: str, channels: tuple[str, ...]) -> Preset:
 
 def _bigearthnet_mm() -> Preset:
     channels = (*BIGEARTHNET_MM_S2_BANDS, *S1_BANDS)
-    norm = {b: BandTransform(mean=BIGEARTHNET_MEAN[b], std=BIGEARTHNET_STD[b]) for b in channels}
+    norm = {b: _transform(mean=BIGEARTHNET_MEAN[b], std=BIGEARTHNET_STD[b]) for b in channels}
     return Preset(
         name="bigearthnet-mm",
         description="BigEarthNet-MM TF VGG16/VGG19: 10 S2 bands + VV, VH at 120x120, 19 classes",
@@ -260,7 +259,7 @@ def _bigearthnet_mm() -> Preset:
 
 
 def _reben(suffix: str, release: str, channels: tuple[str, ...], what: str) -> Preset:
-    norm = {b: BandTransform(mean=REBEN_MEAN[b], std=REBEN_STD[b]) for b in channels}
+    norm = {b: _transform(mean=REBEN_MEAN[b], std=REBEN_STD[b]) for b in channels}
     verified = release == "earlier"
     return Preset(
         name=f"reben-{suffix}",
@@ -292,9 +291,9 @@ def _study_resnet18() -> Preset:
     norm = {}
     for b in channels:
         if b in S1_BANDS:
-            norm[b] = BandTransform(nan=S1_CLEAN["nan"], clip=S1_CLEAN["clip"])
+            norm[b] = _transform(nan=S1_CLEAN["nan"], clip=S1_CLEAN["clip"])
         else:
-            norm[b] = BandTransform(clip=S2_CLIP)
+            norm[b] = _transform(clip=S2_CLIP)
     return Preset(
         name="study-resnet18",
         description="the study's ResNet18: 13 S2 bands + VV, VH; statistics of the training store",
@@ -333,80 +332,5 @@ PRESETS: dict[str, Preset] = {
 def get_preset(name: str) -> Preset:
     """The preset called ``name``; :class:`SarevalError` listing the known ones otherwise."""
     if name not in PRESETS:
-        raise SarevalError(f"--preset: unknown preset {name!r}; choose from {', '.join(PRESETS)}")
+        raise SarevalError(f"preset: unknown preset {name!r}; choose from {', '.join(PRESETS)}")
     return PRESETS[name]
-
-
-def make_card(
-    preset: str,
-    task: str,
-    *,
-    architecture: str,
-    fusion: str,
-    checkpoint_sha256: str | None,
-    random_init: bool,
-    input_size: int | None = None,
-    class_names: Sequence[str] | None = None,
-) -> ModelCard:
-    """The model card of ``preset`` for ``task``, with provenance.
-
-    ``input_size`` overrides the preset's H = W (e.g. a ResNet trained on crops);
-    ``class_names`` overrides its classes (e.g. the 17 IGBP classes of a toolbox run with
-    ``IGBP_simple: False``).
-    """
-    p = get_preset(preset)
-    if task not in p.tasks:
-        raise SarevalError(f"preset {preset} supports task {' / '.join(p.tasks)}, not {task!r}")
-    size = p.size if input_size is None else int(input_size)
-    name = f"{preset} {architecture}" + (" late fusion" if fusion == "late" else "")
-    provenance = {
-        "preset": preset,
-        "architecture": architecture,
-        "fusion": fusion,
-        "checkpoint_sha256": checkpoint_sha256,
-        "random_init": bool(random_init),
-        "statistics": p.statistics,
-        "sareval_version": __version__,
-        **p.notes,
-    }
-    card = ModelCard(
-        task=task,
-        class_names=tuple(class_names) if class_names is not None else p.class_names,
-        channels=p.channels,
-        modalities=_modalities(p.channels),
-        normalization=dict(p.normalization),
-        height=size,
-        width=size,
-        name=name,
-        provenance=provenance,
-    )
-    return ModelCard.from_dict(card.to_dict(), source=f"(preset {preset})")  # validated
-
-
-def card_with_statistics(
-    card: ModelCard, mean: Mapping[str, float], std: Mapping[str, float]
-) -> ModelCard:
-    """``card`` with each channel's z-score set to ``mean[band]`` / ``std[band]``.
-
-    NaN replacement and clipping stay as they are; bands of ``mean``/``std`` that are not
-    channels are ignored. A band with std 0 (constant in the training data) gets std 1 (its
-    normalised value is then 0 everywhere), with a warning. Raises :class:`SarevalError` for a
-    channel without statistics or a non-finite value.
-    """
-    missing = [b for b in card.channels if b not in mean or b not in std]
-    if missing:
-        raise SarevalError(f"no training statistics for channels {missing}")
-    d = card.to_dict()
-    norm = d["normalization"] if isinstance(d["normalization"], dict) else {}
-    for b in card.channels:
-        m, s = float(mean[b]), float(std[b])
-        if not (math.isfinite(m) and math.isfinite(s)) or s < 0:
-            raise SarevalError(f"training statistics of {b} are not usable (mean {m}, std {s})")
-        if s == 0.0:
-            log.warning("band %s is constant in the training data; its std is set to 1", b)
-            s = 1.0
-        t = card.transform(b)
-        norm[b] = BandTransform(nan=t.nan, clip=t.clip, mean=m, std=s).to_dict()
-    d["normalization"] = norm
-    d["provenance"] = {**d.get("provenance", {}), "statistics": "training store"}
-    return ModelCard.from_dict(d, source="(card with training statistics)")
