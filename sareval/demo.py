@@ -136,7 +136,7 @@ def run_demo(
         for s in COMPARED_SUBSETS
     ]  # fmt: skip
     result.report = make_report(
-        [f"{label}-trained={root / 'runs' / label}" for label, _ in SETUPS],
+        [(f"{label}-trained", root / "runs" / label) for label, _ in SETUPS],
         root / "report",
         compare=compare,
     )

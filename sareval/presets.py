@@ -274,8 +274,7 @@ def _reben(suffix: str, release: str, channels: tuple[str, ...], what: str) -> P
         + ("" if verified else " (unverified for v0.2.0: assumed unchanged)"),
         notes={
             "input_resampling": (
-                "20/60 m bands upsampled to 120x120 with torch nearest (store: --resampling "
-                "nearest)"
+                "20/60 m bands upsampled to 120x120 with torch nearest (store: resampling= nearest)"
             ),
             "channel_order": (
                 "ConfigILM STANDARD_BANDS (reben-training-scripts get_bands)"

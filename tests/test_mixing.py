@@ -31,7 +31,7 @@ def test_probability_zero_and_one() -> None:
     for epoch in range(5):
         assert not cloudy_draws(available, 0.0, 0, epoch).any()
         np.testing.assert_array_equal(cloudy_draws(available, 1.0, 0, epoch), available)
-    with pytest.raises(SarevalError, match="cloudy-prob"):
+    with pytest.raises(SarevalError, match="cloudy_prob"):
         cloudy_draws(available, 1.5, 0, 0)
 
 

@@ -175,7 +175,7 @@ def test_report_figures_are_valid_png_and_svg(results_tree: Path, tmp_path: Path
 
     out = tmp_path / "report"
     report = make_report(
-        [f"clear={results_tree / 'clear'}", f"cloudy={results_tree / 'cloudy'}"],
+        [("clear", results_tree / "clear"), ("cloudy", results_tree / "cloudy")],
         out,
         metrics=["oa", "f1_macro"],
     )
@@ -248,7 +248,7 @@ def test_null_values_and_perceptual_results(tmp_path: Path) -> None:
     (tmp_path / "a.json").write_text(json.dumps(shape))
     (tmp_path / "b.json").write_text(json.dumps(perceptual))
     report = make_report(
-        [f"m={tmp_path / 'a.json'}", f"m={tmp_path / 'b.json'}"], tmp_path / "r", metrics=["oa"]
+        [("m", tmp_path / "a.json"), ("m", tmp_path / "b.json")], tmp_path / "r", metrics=["oa"]
     )
     assert [r.model for r in report.rows] == ["m", "m [perceptual]"]  # not averaged together
     assert report.rows[0].runs == 1 and report.rows[1].runs == 1
@@ -278,7 +278,7 @@ def test_report_refuses_a_result_counted_twice(tmp_path: Path) -> None:
     (tmp_path / "a" / "r.json").write_text(json.dumps(doc))
     (tmp_path / "copy.json").write_text(json.dumps(doc))  # a copy under another name
     with pytest.raises(SarevalError, match=r"copy.json: the same result as .*r.json"):
-        collect([f"m={tmp_path / 'a'}", f"m={tmp_path / 'copy.json'}"])
+        collect([("m", tmp_path / "a"), ("m", tmp_path / "copy.json")])
     with pytest.raises(SarevalError, match="the same result as"):  # one file reached twice
         collect([str(tmp_path / "a"), str(tmp_path / "a" / "r.json")])
     # the same shard given twice is a duplicate; two different shards are not
@@ -287,7 +287,7 @@ def test_report_refuses_a_result_counted_twice(tmp_path: Path) -> None:
         (tmp_path / f"s{i}.json").write_text(json.dumps(shard))
     assert len(collect([str(tmp_path / "s0.json"), str(tmp_path / "s1.json")]).results) == 2
     with pytest.raises(SarevalError, match="the same result as"):
-        collect([str(tmp_path / "s0.json"), f"x={tmp_path / 's0.json'}"])
+        collect([str(tmp_path / "s0.json"), ("x", tmp_path / "s0.json")])
     # one model and store evaluated on two subsets in the same second: two results
     other = _stamped(rng, "cloudy", "2026-01-01T00:00:00")
     (tmp_path / "c.json").write_text(json.dumps(other))
@@ -305,7 +305,7 @@ def test_report_never_averages_different_settings_or_stores(tmp_path: Path) -> N
     (tmp_path / "a.json").write_text(json.dumps(a))
     (tmp_path / "b.json").write_text(json.dumps(b))
     report = make_report(
-        [f"m={tmp_path / 'a.json'}", f"m={tmp_path / 'b.json'}"], tmp_path / "r", metrics=["oa"]
+        [("m", tmp_path / "a.json"), ("m", tmp_path / "b.json")], tmp_path / "r", metrics=["oa"]
     )
     # two groups of one run each, each labelled with its settings
     assert [(r.model, r.runs) for r in report.rows] == [
@@ -318,7 +318,7 @@ def test_report_never_averages_different_settings_or_stores(tmp_path: Path) -> N
     with pytest.raises(
         SarevalError, match=r"c.json and .*a.json: .* store \(content_digest\): d2 vs d1"
     ):
-        make_report([f"m={tmp_path / 'a.json'}", f"m={tmp_path / 'c.json'}"], tmp_path / "r2")
+        make_report([("m", tmp_path / "a.json"), ("m", tmp_path / "c.json")], tmp_path / "r2")
 
 
 def test_decomposition_and_cloud_cover_figures(tmp_path: Path) -> None:
@@ -361,7 +361,7 @@ def test_runs_csv_names_model_store_subset_and_settings(tmp_path: Path) -> None:
     docs = [_stamped(rng, "clear", "t1"), _stamped(rng, "cloudy", "t2")]
     for i, doc in enumerate(docs):
         (tmp_path / f"r{i}.json").write_text(json.dumps(doc))
-    make_report([f"m={tmp_path / 'r0.json'}", f"m={tmp_path / 'r1.json'}"], tmp_path / "rep",
+    make_report([("m", tmp_path / 'r0.json'), ("m", tmp_path / 'r1.json')], tmp_path / "rep",
                 metrics=["oa"])  # fmt: skip
     with open(tmp_path / "rep" / "runs.csv", newline="") as f:
         rows = list(csv.DictReader(f))

@@ -143,7 +143,7 @@ def test_report_draws_roc_curves_of_predictions_files(tmp_path: Path) -> None:
     run.mkdir(parents=True)
     write_predictions(run / "pred-cloudy.h5", scores, correct)
     (run / "shape-cloudy.json").write_text(json.dumps(fake_results(rng, "cloudy", 60)))
-    found = collect([f"clear={run}"])
+    found = collect([("clear", run)])
     assert [d.label for d in found.detections] == ["clear"]
     from sareval.report.per_sample_figures import roc_grid_figure
 

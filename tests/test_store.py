@@ -155,7 +155,7 @@ def test_out_of_order_rows_are_refused(tmp_path: Path) -> None:
 def test_existing_output_refused_unless_overwrite(tmp_path: Path) -> None:
     out = tmp_path / "s.h5"
     out.write_text("x")
-    with pytest.raises(OutputExistsError, match="--overwrite"):
+    with pytest.raises(OutputExistsError, match="overwrite=True"):
         new_writer(out, 2)
     assert new_writer(out, 2, overwrite=True).rows_written == 0
 

@@ -45,6 +45,18 @@ ARGUMENT_FLAGS: dict[str, str] = {
     "overwrite=True": "--overwrite",
     "save_predictions": "--save-predictions",
     "make_report: metrics": "--metric",
+    # export (sareval.export.build) and preprocess / train arguments
+    "card_path=": "--card",
+    "preset=": "--preset",
+    "arch=": "--arch",
+    "task=": "--task",
+    "input_size=": "--input-size",
+    "very_cloudy_list=": "--very-cloudy-list",
+    "cloudy_list=": "--cloudy-list",
+    "cr_root=": "--cr-root",
+    "a labels= file": "--labels",
+    "cloudy_prob=": "--cloudy-prob",
+    "resampling=": "--resampling",
 }
 _API_NAME = re.compile(
     "|".join(re.escape(k) for k in sorted({**FIELD_FLAGS, **ARGUMENT_FLAGS}, key=len, reverse=True))

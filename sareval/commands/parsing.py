@@ -130,6 +130,15 @@ def parse_baseline_statistics(text: str) -> str | tuple[str, str]:
     return path, subset
 
 
+def parse_labelled_path(spec: str) -> str | tuple[str, str]:
+    """``LABEL=PATH`` -> ``(label, path)``; a bare PATH (or an existing path that holds '=')
+    as it is (a report input of :func:`sareval.report.make_report`)."""
+    label, sep, path = spec.partition("=")
+    if sep and label and not Path(spec).exists():
+        return label, path
+    return spec
+
+
 def parse_setup(spec: str) -> Setup:
     """``"clear=a.h5,b.h5"`` -> Setup("clear", (a.h5, b.h5)); without ``LABEL=`` the label is
     the first file's stem. An empty label (``"=a.h5"``) or no file is refused."""

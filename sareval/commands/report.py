@@ -7,7 +7,7 @@ import inspect
 import click
 
 from sareval.commands.options import overwrite_option, report_written
-from sareval.commands.parsing import parse_comparison
+from sareval.commands.parsing import parse_comparison, parse_labelled_path
 from sareval.errors import SarevalError
 from sareval.report import make_report
 
@@ -70,7 +70,8 @@ def command(
         raise SarevalError("report: give results inputs, --compare, or both")
     chosen = [m.strip() for m in metrics.split(",") if m.strip()] if metrics else None
     report = make_report(
-        inputs, out, metrics=chosen, overwrite=overwrite,
+        [parse_labelled_path(spec) for spec in inputs], out, metrics=chosen,
+        overwrite=overwrite,
         compare=[parse_comparison(a, b) for a, b in compare], replicates=n_boot,
     )  # fmt: skip
     if report.rows:

@@ -1,4 +1,5 @@
-"""Spreading one evaluation over processes: torchrun ranks and ``--shard i/n`` job arrays.
+"""Spreading one evaluation over processes: torchrun ranks and job arrays of shards
+(``ShapeConfig.execution.shard``).
 
 Both split the subset's positions into contiguous, disjoint ranges (no padding with duplicated
 samples, which would corrupt exact metrics)::

@@ -1,4 +1,4 @@
-"""``--method perceptual``: the perceptual score of each modality (Gat et al. 2021).
+"""Perceptual score (Gat et al. 2021): each player permuted across samples.
 
 The score of player m is the relative drop of a metric when m is taken from another sample::
 

@@ -1,4 +1,4 @@
-"""``--save-predictions FILE.h5``: per-sample, per-coalition model outputs, written as they come.
+"""Per-sample, per-coalition model outputs (`save_predictions` FILE.h5), written as they come.
 
 Layout (``n`` evaluated samples, ``J`` coalitions in results order, the empty one first)::
 

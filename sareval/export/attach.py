@@ -80,7 +80,8 @@ def _check_input(inp: Any, channels: int, card: ModelCard, fail: Any) -> list[Di
         hint = ""
         if dims[3] == channels:
             hint = (
-                f" (it looks channels-last, NHWC: convert with tf2onnx --inputs-as-nchw {inp.name})"
+                " (it looks channels-last, NHWC: convert with tf2onnx, option "
+                f"inputs-as-nchw {inp.name})"
             )
         raise fail(
             f"input {inp.name!r} is {shape_text(dims)}: {dims[1]} channels, the card has "
@@ -109,7 +110,7 @@ def _check_output(inferred: Any, card: ModelCard, path: Path, dims: list[Dim], f
         names = ", ".join(o.name for o in outputs)
         raise fail(
             f"the graph has {len(outputs)} outputs ({names}); keep only the (batch, K) "
-            "scores (tf2onnx --outputs NAME)"
+            "scores (tf2onnx, option outputs NAME)"
         )
     out = outputs[0]
     if out.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:

@@ -89,19 +89,19 @@ def resolve_card(
     from sareval.models import arguments_path, read_arguments
 
     if preset and card_path:
-        raise SarevalError("give --preset or --card, not both")
+        raise SarevalError("give preset= or card_path=, not both")
     run = None
     found = arguments_path(checkpoint) if checkpoint is not None else None
     if found is not None:
         run = read_arguments(found)
         echo(f"run arguments: {found} (model {run.values.get('model')}, {run.preset}, {run.task})")
-    arch = agree("--arch", arch, run.arch if run else None, run)
+    arch = agree("arch=", arch, run.arch if run else None, run)
     if arch is None:
-        raise SarevalError("give --arch (no _arguments.txt beside the checkpoint names one)")
+        raise SarevalError("give arch= (no _arguments.txt beside the checkpoint names one)")
     if card_path is not None:
         base = read_card(card_path)
         if task is not None and task != base.task:
-            raise SarevalError(f"--task {task} contradicts the card's task {base.task}")
+            raise SarevalError(f"task= {task} contradicts the card's task {base.task}")
         if run is not None and run.task != base.task:
             raise SarevalError(f"{run.path}: task {run.task} contradicts the card's {base.task}")
         if (
@@ -110,17 +110,17 @@ def resolve_card(
             and (input_size != base.height or input_size != base.width)
         ):
             raise SarevalError(
-                f"--input-size {input_size} contradicts the card's {base.height}x{base.width}"
+                f"input_size= {input_size} contradicts the card's {base.height}x{base.width}"
             )
         return CardPlan(
             arch, fusion, None, base.task, base.height or input_size, base=base, base_path=card_path
         )
-    preset = agree("--preset", preset, run.preset if run else None, run)
+    preset = agree("preset=", preset, run.preset if run else None, run)
     if preset is None:
-        raise SarevalError("give --preset or --card (the card says which bands go where)")
-    task = agree("--task", task, run.task if run else None, run)
+        raise SarevalError("give preset= or card_path= (the card says which bands go where)")
+    task = agree("task=", task, run.task if run else None, run)
     if task is None:
-        raise SarevalError("give --task single-label or --task multi-label")
+        raise SarevalError("give task= single-label or task= multi-label")
     class_names = IGBP17 if run is not None and not run.igbp_simple else None
     return CardPlan(
         arch, fusion, preset, task, input_size or get_preset(preset).size, class_names=class_names
@@ -138,13 +138,13 @@ def build_network(
 
     card = plan.card(None)
     if card.height is None or card.width is None:
-        raise SarevalError("the card gives no input height/width; pass --input-size")
+        raise SarevalError("the card gives no input height/width; pass input_size=")
     torch.manual_seed(seed)
     model = build_model_for_card(plan.arch, card, plan.fusion)
     if card.height != card.width:
         check_input_size(plan.arch, max(card.height, card.width))
     if checkpoint is None:
-        echo(f"no --checkpoint: random initialisation (seed {seed}), recorded in the card")
+        echo(f"no checkpoint: random initialisation (seed {seed}), recorded in the card")
         return model, card
     info = load_checkpoint(model, checkpoint)
     epoch = f", epoch {info.epoch}" if info.epoch is not None else ""

@@ -300,7 +300,7 @@ def read_arguments(path: str | Path) -> RunArguments:
     use_s2 = _flag(values, "use_s2", path)
     if _flag(values, "use_RGB", path) and not use_s2:
         raise InputFileError(
-            path, "use_RGB (B02,B03,B04 only) has no preset; write a card and pass --card"
+            path, "use_RGB (B02,B03,B04 only) has no preset; write a card and pass it as card_path="
         )
     if use_s1 and use_s2:
         preset = "sen12ms-s1s2"

@@ -369,7 +369,7 @@ def preprocess_bigearthnet(
     cloudy_path = Path(cloudy_list) if cloudy_list is not None else None
     snow_path = Path(snow_list) if snow_list is not None else None
     if very_cloudy_list is not None and cloudy_path is None:
-        raise SarevalError("--very-cloudy-list needs --cloudy-list (the cloudy patches)")
+        raise SarevalError("very_cloudy_list= needs cloudy_list= (the cloudy patches)")
     patches = collect_patches(s1_root, split_csv, cloudy_path, snow_path)
     lists = {"split": split_csv, "cloudy": cloudy_path, "snow": snow_path}
     validate_files(s2_root, s1_root, patches, lists)  # type: ignore[arg-type]

@@ -47,7 +47,7 @@ DEFAULT_COMPRESSION = "none"
 
 
 def compression_filter(name: str) -> Any:
-    """The h5py ``compression`` argument for a ``--compression`` name."""
+    """The h5py ``compression`` argument for a compression name (``preprocess`` option)."""
     if name == "none":
         return None
     if name == "lzf":

@@ -313,7 +313,7 @@ def validate_files(
         if bad_lc:
             raise _missing_error(
                 bad_lc[0].path(root, "lc"),
-                "missing lc file (needed to compute labels without --labels)",
+                "missing lc file (needed to compute labels without a labels= file)",
                 len(bad_lc) - 1,
                 "patches lack lc",
             )
@@ -454,7 +454,7 @@ def _cloudy_versions(
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """Which patches have a SEN12MS-CR cloudy version, and the very-cloudy rows of a list."""
     if very_cloudy_list is not None and cr is None:
-        raise SarevalError("--very-cloudy-list needs --cr-root (the cloudy patches)")
+        raise SarevalError("very_cloudy_list= needs cr_root= (the cloudy patches)")
     if cr is None:
         return np.zeros(len(ids), dtype=bool), None
     available = cloudy_availability(cr, ids, whole_tree=split_path is None)

@@ -19,7 +19,7 @@ from sareval.errors import SarevalError
 from sareval.report import compare as cmp
 from sareval.report import figures as fg
 from sareval.report import per_sample_figures as psf
-from sareval.report.collect import Collection, collect, split_label
+from sareval.report.collect import Collection, ReportInput, collect, labelled_path
 from sareval.report.compare import (
     Comparison,
     Setup,
@@ -52,7 +52,7 @@ class Report:
 
 
 def make_report(
-    inputs: Sequence[str],
+    inputs: Sequence[ReportInput],
     out: str | Path,
     *,
     metrics: Sequence[str] | None = None,
@@ -61,13 +61,14 @@ def make_report(
     replicates: int = 999,
     n_boot: int | None = None,
 ) -> Report:
-    """Read ``inputs`` (``[LABEL=]PATH``, see :mod:`sareval.report.collect`), write the report.
+    """Read ``inputs`` (paths or ``(label, path)``, see :mod:`sareval.report.collect`), write the
+    report.
 
     ``compare``: pairs of :class:`~sareval.report.compare.Setup` ``(a, b)`` compared B - A from
     their predictions files (:func:`~sareval.report.compare.compare_predictions`, bootstrap
     ``replicates`` (``n_boot``: its deprecated name), ``metrics`` or the task's defaults)."""
     replicates = cmp.deprecated_replicates("make_report", replicates, n_boot)
-    given = [split_label(spec)[1] for spec in inputs]
+    given = [labelled_path(spec)[1] for spec in inputs]
     for pair in compare:
         if not (isinstance(pair, tuple) and len(pair) == 2
                 and all(isinstance(s, Setup) for s in pair)):  # fmt: skip

@@ -2,18 +2,18 @@
 predictions files with per-sample detector scores (``sareval shape --per-sample
 --save-predictions``, for the ROC figure).
 
-Each input is ``[LABEL=]PATH``; PATH is a results JSON, a ``metrics.jsonl``, a predictions
-``.h5``, or a directory searched recursively for all three (``.h5`` files other than predictions
-files with ``/detector`` scores, e.g. stores, are passed over). A predictions file without a
-label takes that of the results file of the same model, store and subset, else its folder's
-name (figures add the file's name where one label has several predictions files). Results of
-the same model label and test subset are runs of one model (mean and standard deviation over
-them); so are the histories of one label (seeds).
+Each input is a PATH or ``(LABEL, PATH)``; PATH is a results JSON, a ``metrics.jsonl``, a
+predictions ``.h5``, or a directory searched recursively for all three (``.h5`` files other
+than predictions files with ``/detector`` scores, e.g. stores, are passed over). A predictions
+file without a label takes that of the results file of the same model, store and subset, else
+its folder's name (figures add the file's name where one label has several predictions files).
+Results of the same model label and test subset are runs of one model (mean and standard
+deviation over them); so are the histories of one label (seeds).
 
 Results of ``sareval shape --method perceptual`` get `` [perceptual]`` appended to their label.
 Default labels: a results file's model card name (plus ``multi-label`` for that task and
 ``(cloudy-prob P)`` when the card records how sareval trained it); a history's run directory
-name (its parent's for ``seed-K`` directories). Give labels (``LABEL=PATH``) to be sure.
+name (its parent's for ``seed-K`` directories). Give labels (``(LABEL, PATH)``) to be sure.
 
 A report cannot mix what is not comparable (:func:`check_collection`):
 
@@ -283,20 +283,27 @@ def _is_results_json(path: Path) -> bool:
     return RESULTS_FORMAT.encode() in head
 
 
-def split_label(spec: str) -> tuple[str | None, Path]:
-    """``"clear=runs/clear"`` -> ("clear", Path("runs/clear")); a bare path has no label."""
-    if "=" in spec:
-        label, _, path = spec.partition("=")
-        if label and not Path(spec).exists():
-            return label, Path(path)
+#: a report input: a path (its label derived from the file), or ``(label, path)``
+ReportInput = str | Path | tuple[str, str | Path]
+
+
+def labelled_path(spec: ReportInput) -> tuple[str | None, Path]:
+    """``("clear", "runs/clear")`` -> ("clear", Path("runs/clear")); a bare path has no label.
+    No text is parsed: the CLI's ``LABEL=PATH`` is split in :mod:`sareval.commands.parsing`."""
+    if isinstance(spec, tuple):
+        if len(spec) != 2 or not isinstance(spec[0], str) or not spec[0]:
+            raise SarevalError(f"inputs: expected a path or (label, path), got {spec!r}")
+        return spec[0], Path(spec[1])
+    if not isinstance(spec, (str, Path)):
+        raise SarevalError(f"inputs: expected a path or (label, path), got {spec!r}")
     return None, Path(spec)
 
 
-def collect(inputs: Sequence[str]) -> Collection:
+def collect(inputs: Sequence[ReportInput]) -> Collection:
     """Read every input; see the module docstring for what each may be."""
     found = Collection()
     for spec in inputs:
-        label, path = split_label(spec)
+        label, path = labelled_path(spec)
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file())
             results = [p for p in files if p.suffix == ".json" and _is_results_json(p)]
@@ -402,5 +409,5 @@ def check_collection(found: Collection) -> None:
                 raise SarevalError(
                     f"{r.path} and {first.path}: runs of {r.label!r} on {r.subset!r} differ in "
                     f"the {what}: {get(r.doc)} vs {get(first.doc)}; they cannot be averaged "
-                    "(give them different labels, LABEL=PATH)"
+                    "(give them different labels: (label, path))"
                 )

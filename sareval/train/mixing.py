@@ -70,8 +70,8 @@ class CloudMixingDataset(LazyStore):
             if self.cloudy_prob > 0 and not self.available.any():
                 raise StoreError(
                     self.path,
-                    f"--cloudy-prob {self.cloudy_prob} needs cloudy optical data, but no sample "
-                    "of the store has one (preprocess with --cr-root)",
+                    f"cloudy_prob= {self.cloudy_prob} needs cloudy optical data, but no sample "
+                    "of the store has one (preprocess with the SEN12MS-CR tree as cr_root=)",
                 )
             self.cache: dict[str, np.ndarray] | None = None
             if in_memory:
