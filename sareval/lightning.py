@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -38,6 +37,7 @@ from sareval.api import ShapeResult, evaluate
 from sareval.card import ModelCard
 from sareval.errors import SarevalError
 from sareval.evaluator.config import ShapeConfig
+from sareval.evaluator.log_names import PREFIX, log_names, relevance_shares
 
 try:
     from pytorch_lightning import Callback, LightningModule, Trainer
@@ -50,7 +50,6 @@ except ImportError:  # the unified package
         ) from None
 
 log = logging.getLogger(__name__)
-PREFIX = "shape"
 
 
 class ModalityCollapseWarning(UserWarning):
@@ -63,38 +62,10 @@ def _device_of(module: torch.nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
-def relevance_shares(relevance: Mapping[str, float]) -> dict[str, float]:
-    """relevance_i / sum_j relevance_j; empty when the sum is not positive (no share to speak
-    of: the modalities together do not improve the metric) or undefined (NaN)."""
-    values = {p: float(v) for p, v in relevance.items() if v is not None}
-    total = sum(values.values())
-    if len(values) != len(relevance) or not total > 0:
-        return {}
-    return {p: v / total for p, v in values.items()}
-
-
 def logged_values(result: ShapeResult, interactions: bool = False) -> dict[str, float]:
-    """The values :class:`ShapeCallback` logs for ``result``, under their stable names."""
-    out: dict[str, float] = {}
-
-    def put(name: str, value: Any) -> None:
-        out[f"{PREFIX}/{name}"] = float("nan") if value is None else float(value)
-
-    records = result.interactions if interactions else {}
-    for metric, entry in result.doc["metrics"].items():
-        for player, value in entry["relevance"].items():
-            put(f"{metric}/relevance/{player}", value)
-        for coalition, value in entry["V"].items():
-            put(f"{metric}/value/{coalition}", value)
-        if entry.get("cooperation") is not None:
-            put(f"{metric}/cooperation", entry["cooperation"])
-        for player, share in relevance_shares(entry["relevance"]).items():
-            put(f"{metric}/share/{player}", share)
-        for index, values in (records.get(metric) or {}).items():
-            if isinstance(values, Mapping):
-                for key, value in values.items():
-                    put(f"{metric}/{index}/{key}", value)
-    return out
+    """The values :class:`ShapeCallback` logs for ``result``, under their stable names
+    (:func:`sareval.evaluator.log_names.log_names`, also used by ``sareval train``)."""
+    return log_names(result.doc, interactions)
 
 
 class ShapeCallback(Callback):
@@ -210,4 +181,10 @@ class ShapeCallback(Callback):
                 warnings.warn(message, ModalityCollapseWarning, stacklevel=2)
 
 
-__all__ = ["ModalityCollapseWarning", "ShapeCallback", "logged_values", "relevance_shares"]
+__all__ = [
+    "PREFIX",
+    "ModalityCollapseWarning",
+    "ShapeCallback",
+    "logged_values",
+    "relevance_shares",
+]

@@ -261,7 +261,7 @@ def test_make_report_writes_the_figures(evaluated: dict[str, Any], tmp_path: Pat
     for i, r in enumerate(evaluated["runs"][:2]):
         path = tmp_path / f"r{i}.json"
         path.write_text(json.dumps(r.doc))
-        inputs.append(f"{r.label}={path}")
+        inputs.append((r.label, path))
     report = make_report(inputs, tmp_path / "rep", metrics=["oa"])
     names = {p.name for p in report.figures}
     for stem in ("relevance", "decomposition_oa", "cloud_cover_oa", "per_class_recall",

@@ -57,9 +57,18 @@ ARGUMENT_FLAGS: dict[str, str] = {
     "a labels= file": "--labels",
     "cloudy_prob=": "--cloudy-prob",
     "resampling=": "--resampling",
+    "opset=": "--opset",
+    "n_patches=": "--patches",
+    "size=": "--size",
+    "compression=": "--compression",
 }
+#: an API name where it starts a word (``size=`` never inside ``input_size=``)
 _API_NAME = re.compile(
-    "|".join(re.escape(k) for k in sorted({**FIELD_FLAGS, **ARGUMENT_FLAGS}, key=len, reverse=True))
+    r"(?<![\w.])(?:"
+    + "|".join(
+        re.escape(k) for k in sorted({**FIELD_FLAGS, **ARGUMENT_FLAGS}, key=len, reverse=True)
+    )
+    + ")"
 )
 
 

@@ -45,7 +45,7 @@ def check_opset(opset: int | None) -> None:
 
     newest = onnx.defs.onnx_opset_version()
     if opset is not None and not MIN_OPSET <= opset <= newest:
-        raise SarevalError(f"--opset: {opset} is outside {MIN_OPSET}..{newest} (installed onnx)")
+        raise SarevalError(f"opset= {opset} is outside {MIN_OPSET}..{newest} (installed onnx)")
 
 
 def to_onnx_proto(
@@ -78,7 +78,7 @@ def to_onnx_proto(
     proto = program.model_proto
     got = [o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")]
     if opset is not None and got != [opset]:
-        raise SarevalError(f"--opset: asked for {opset}, the exporter wrote opset {got}")
+        raise SarevalError(f"opset= asked for {opset}, the exporter wrote opset {got}")
     set_onnx_card(proto, card)
     return proto
 

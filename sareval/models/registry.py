@@ -62,7 +62,7 @@ def check_input_size(arch: str, input_size: int | None) -> None:
         raise SarevalError(f"{arch} needs input of at least {MIN_INPUT_SIZE} px; got {input_size}")
     if input_size > MAX_INPUT_SIZE:
         raise SarevalError(
-            f"--input-size: {input_size} px is larger than the {MAX_INPUT_SIZE} px sareval builds"
+            f"input_size= {input_size} px is larger than the {MAX_INPUT_SIZE} px sareval builds"
         )
 
 
@@ -83,7 +83,7 @@ def build_model(
     """
     if arch not in _BUILDERS:
         raise SarevalError(
-            f"--arch: unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}"
+            f"arch= unknown architecture {arch!r}; choose from {', '.join(ARCHITECTURES)}"
         )
     if fusion not in FUSIONS:
         raise SarevalError(f"unknown fusion {fusion!r}; choose from {', '.join(FUSIONS)}")

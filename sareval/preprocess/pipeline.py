@@ -61,7 +61,7 @@ def compression_filter(name: str) -> Any:
             import hdf5plugin
         except ImportError:
             raise SarevalError(
-                f"--compression {name} needs the hdf5plugin package (pip install hdf5plugin); "
+                f"compression= {name} needs the hdf5plugin package (pip install hdf5plugin); "
                 "lzf and gzip need nothing"
             ) from None
         level = 5 if name == "lz4" else 1

@@ -275,9 +275,9 @@ def plan_patches(
     """Check ``n_patches`` / ``size``, plan the acquisitions and give each patch a distinct
     (acquisition, h, v) cell of its tile's 90 x 90 grid."""
     if n_patches < 5:
-        raise SarevalError(f"--patches {n_patches}: need at least 5 (3 splits + 2 lists)")
+        raise SarevalError(f"n_patches= {n_patches}: need at least 5 (3 splits + 2 lists)")
     if size < 12 or size % 6:
-        raise SarevalError(f"--size {size}: must be a multiple of 6 (60 m bands), at least 12")
+        raise SarevalError(f"size= {size}: must be a multiple of 6 (60 m bands), at least 12")
     acquisitions = plan_acquisitions(rng, n_patches)
     tile_of = rng.permutation(np.arange(n_patches) % len(acquisitions))
     cells: list[tuple[int, int, int]] = []  # (acquisition, h, v)

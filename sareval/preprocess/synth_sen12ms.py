@@ -281,9 +281,9 @@ def generate_sen12ms(
     version), ``class_counts`` (10-class single-label counts) and ``paths``.
     """
     if n_patches < 4:
-        raise SarevalError(f"--patches {n_patches}: need at least 4 (train and test scenes)")
+        raise SarevalError(f"n_patches= {n_patches}: need at least 4 (train and test scenes)")
     if size < 8:
-        raise SarevalError(f"--size {size}: need at least 8 pixels")
+        raise SarevalError(f"size= {size}: need at least 8 pixels")
     if not 0.0 <= cr_fraction <= 1.0:
         raise SarevalError(f"cr_fraction {cr_fraction}: must be in [0, 1]")
     out_dir = Path(out_dir)

@@ -3,7 +3,8 @@
 :func:`make_report` writes into ``out``: ``summary.md``, ``summary.csv``, ``runs.csv`` (see
 :mod:`sareval.report.tables`) and the figures of :mod:`sareval.report.figures` and
 :mod:`sareval.report.per_sample_figures` as PNG and SVG (the per-metric figures once for every
-reported metric: ``decomposition_<metric>``, ``cloud_cover_<metric>``, ``epochs_<metric>``);
+reported metric: ``decomposition_<metric>``, ``cloud_cover_<metric>``, ``epochs_<metric>``,
+and per model label ``interactions_<metric>_<n>``: pairwise interactions with intervals);
 with ``compare`` also ``comparisons.md`` and ``comparisons.csv``: differences of two setups with
 paired bootstrap intervals and p-values (:mod:`sareval.report.compare`).
 """
@@ -60,13 +61,21 @@ def make_report(
     compare: Sequence[tuple[Setup, Setup]] = (),
     replicates: int = 999,
     n_boot: int | None = None,
+    interaction_index: str = "sii",
 ) -> Report:
     """Read ``inputs`` (paths or ``(label, path)``, see :mod:`sareval.report.collect`), write the
     report.
 
     ``compare``: pairs of :class:`~sareval.report.compare.Setup` ``(a, b)`` compared B - A from
     their predictions files (:func:`~sareval.report.compare.compare_predictions`, bootstrap
-    ``replicates`` (``n_boot``: its deprecated name), ``metrics`` or the task's defaults)."""
+    ``replicates`` (``n_boot``: its deprecated name), ``metrics`` or the task's defaults).
+    ``interaction_index``: the pairwise index of the ``interactions_*`` figures, ``sii``
+    (Shapley interaction index) or ``banzhaf_interaction``."""
+    if interaction_index not in fg.INTERACTION_INDICES:
+        raise SarevalError(
+            f"interaction_index: expected one of {', '.join(fg.INTERACTION_INDICES)}, "
+            f"got {interaction_index!r}"
+        )
     replicates = cmp.deprecated_replicates("make_report", replicates, n_boot)
     given = [labelled_path(spec)[1] for spec in inputs]
     for pair in compare:
@@ -106,6 +115,7 @@ def make_report(
                 tmp.write_text(text)
             report.tables.append(out / name)
         report.figures += _result_figures(found, rows, chosen, out)
+        report.figures += _interaction_figures(found, chosen, out, interaction_index)
     if found.detections:
         fig = psf.roc_grid_figure(found.detections, found.results)
         report.figures += fg.save(fig, out, "detection_roc")
@@ -145,6 +155,23 @@ def _result_figures(
         if psf.has_per_sample(results, quantity):
             fig = psf.per_sample_figure(results, quantity)
             paths += fg.save(fig, out, f"per_sample_{quantity}")
+    return paths
+
+
+def _interaction_figures(
+    found: Collection, metrics: Sequence[str], out: Path, index: str
+) -> list[Path]:
+    """``interactions_<metric>_<n>``: the pairwise interaction matrices of the n-th model label
+    (1-based, in :meth:`Collection.labels` order), for labels with >= 2 players and exact games."""
+    paths: list[Path] = []
+    labels = found.labels()
+    for metric in metrics:
+        matrices = fg.interaction_matrices(found.results, metric, index)
+        for n, label in enumerate(labels, 1):
+            mine = [m for m in matrices if m.label == label]
+            if mine:
+                fig = fg.interactions_figure(mine)
+                paths += fg.save(fig, out, f"interactions_{metric}_{n}")
     return paths
 
 

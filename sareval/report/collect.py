@@ -1,8 +1,11 @@
-"""Report inputs: results files (``sareval shape``), training histories (``metrics.jsonl``) and
+"""Report inputs: results files (``sareval shape``), training histories (``sareval train``'s
+``metrics.jsonl``, or a Lightning CSVLogger ``metrics.csv`` with
+:class:`sareval.lightning.ShapeCallback` columns ``shape/...``) and
 predictions files with per-sample detector scores (``sareval shape --per-sample
 --save-predictions``, for the ROC figure).
 
-Each input is a PATH or ``(LABEL, PATH)``; PATH is a results JSON, a ``metrics.jsonl``, a
+Each input is a PATH or ``(LABEL, PATH)``; PATH is a results JSON, a ``metrics.jsonl`` or
+Lightning ``metrics.csv``, a
 predictions ``.h5``, or a directory searched recursively for all three (``.h5`` files other
 than predictions files with ``/detector`` scores, e.g. stores, are passed over). A predictions
 file without a label takes that of the results file of the same model, store and subset, else
@@ -30,6 +33,7 @@ A report cannot mix what is not comparable (:func:`check_collection`):
 
 from __future__ import annotations
 
+import csv
 import json
 import re
 from collections.abc import Sequence
@@ -40,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from sareval.errors import InputFileError, SarevalError
+from sareval.evaluator.log_names import PREFIX, games_from_names
 from sareval.evaluator.predictions import is_predictions_file, read_predictions
 
 RESULTS_FORMAT = "sareval-results"
@@ -235,12 +240,66 @@ def read_history(path: Path) -> list[dict[str, Any]]:
             raise InputFileError(path, f"line {n} is not JSON ({e.msg})") from None
         except RecursionError:
             raise InputFileError(path, f"line {n} is nested too deeply") from None
+        if isinstance(record, dict) and "val" not in record:  # only the logged names
+            record["val"] = games_from_names(record)
         problem = check_epoch(record)
         if problem:
             raise InputFileError(path, f"line {n}: {problem}")
         epochs.append(record)
     if not epochs:
         raise InputFileError(path, "no epochs (the file is empty)")
+    return epochs
+
+
+#: training-loss columns of a Lightning ``metrics.csv``, in order of preference
+LOSS_COLUMNS = ("train_loss_epoch", "train_loss")
+
+
+def is_lightning_csv(path: Path) -> bool:
+    """True for a CSV whose header names ``shape/...`` columns (a Lightning CSVLogger's
+    ``metrics.csv`` with :class:`sareval.lightning.ShapeCallback` values)."""
+    try:
+        with path.open(newline="") as f:
+            header = next(csv.reader(f), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+    return "epoch" in header and any(c.split("/")[0] == PREFIX for c in header)
+
+
+def read_lightning_csv(path: Path) -> list[dict[str, Any]]:
+    """The epochs of a Lightning CSVLogger ``metrics.csv`` as ``metrics.jsonl`` records: the
+    rows of each ``epoch`` merged (later non-empty cells win), ``epoch`` counted from 1 (as
+    finished epochs, like ``sareval train``), ``train_loss`` from ``train_loss_epoch`` or
+    ``train_loss`` (null without), ``val`` from the ``shape/...`` columns
+    (:func:`~sareval.evaluator.log_names.games_from_names`); epochs without them are skipped."""
+    merged: dict[int, dict[str, str]] = {}
+    try:
+        with path.open(newline="") as f:
+            for n, row in enumerate(csv.DictReader(f), 2):
+                try:
+                    epoch = int(float(row.get("epoch") or "nan"))
+                except (TypeError, ValueError, OverflowError):
+                    raise InputFileError(path, f"line {n}: 'epoch' is not a number") from None
+                cells = merged.setdefault(epoch, {})
+                cells.update({k: v for k, v in row.items() if k and v not in (None, "")})
+    except (OSError, UnicodeDecodeError, csv.Error) as e:
+        raise InputFileError(path, f"not a readable CSV file ({e})") from None
+    epochs = []
+    for epoch, cells in sorted(merged.items()):
+        try:
+            val = games_from_names(cells)
+            loss = next((float(cells[c]) for c in LOSS_COLUMNS if c in cells), None)
+        except ValueError as e:
+            raise InputFileError(path, f"epoch {epoch}: a value is not a number ({e})") from None
+        if not val:
+            continue
+        record = {"epoch": epoch + 1, "train_loss": loss, "val": val}
+        problem = check_epoch(record)
+        if problem:
+            raise InputFileError(path, f"epoch {epoch}: {problem}")
+        epochs.append(record)
+    if not epochs:
+        raise InputFileError(path, f"no epoch with {PREFIX}/... values")
     return epochs
 
 
@@ -307,13 +366,16 @@ def collect(inputs: Sequence[ReportInput]) -> Collection:
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file())
             results = [p for p in files if p.suffix == ".json" and _is_results_json(p)]
-            histories = [p for p in files if p.name == "metrics.jsonl"]
+            histories = [p for p in files if p.name == "metrics.jsonl"
+                         or (p.name == "metrics.csv" and is_lightning_csv(p))]  # fmt: skip
             detections = [d for p in files if p.suffix == ".h5"
                           if (d := read_detection(p, label)) is not None]  # fmt: skip
             if not results and not histories and not detections:
                 raise InputFileError(path, "no results files (*.json) or metrics.jsonl inside")
         elif path.is_file():
-            is_history = path.name.endswith(".jsonl")
+            is_history = path.name.endswith(".jsonl") or (
+                path.suffix == ".csv" and is_lightning_csv(path)
+            )
             is_h5 = path.suffix == ".h5"
             results = [] if is_history or is_h5 else [path]
             histories = [path] if is_history else []
@@ -334,7 +396,7 @@ def collect(inputs: Sequence[ReportInput]) -> Collection:
                 name += f" [{doc['method']}]"
             found.results.append(ResultRun(name, _subset_name(doc), p, doc))
         for p in histories:
-            epochs = read_history(p)
+            epochs = read_lightning_csv(p) if p.suffix == ".csv" else read_history(p)
             if epochs:
                 found.histories.append(TrainingRun(label or default_history_label(p), p, epochs))
     if not found.results and not found.histories and not found.detections:

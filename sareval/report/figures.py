@@ -12,6 +12,10 @@
   cloud-cover bin (and ``unknown``), a point with its error bar per model (colour), test subset
   (marker) and bin, never joined by lines (bins are categories); a bin without samples has no
   point; a last panel gives the samples per bin (also under the ticks when all agree).
+- ``interactions_<metric>_<n>`` (the n-th model label; results of >= 2 players and an exact
+  game): the matrix of pairwise interactions (Shapley interaction index, or Banzhaf
+  interaction), a panel per test subset, each cell with its value and interval, hatched where
+  the interval excludes 0 (:func:`interaction_matrices`, :func:`interactions_figure`).
 - ``decomposition_<metric>``: per model and test subset, the efficiency identity
   V(none) + sum_i relevance_i = V(all) as a stacked bar (V(none), then each modality's
   relevance), V(all) marked on top with its interval.
@@ -24,6 +28,7 @@ overlap, however long the model labels and subset names (``tests/test_figures_la
 
 from __future__ import annotations
 
+import itertools
 import math
 import textwrap
 from collections.abc import Iterable, Sequence
@@ -34,8 +39,10 @@ from typing import Any
 import numpy as np
 
 from sareval.atomic import atomic_output
+from sareval.errors import SarevalError
+from sareval.evaluator.interactions import record_from_doc
 from sareval.report.collect import ResultRun, TrainingRun
-from sareval.report.tables import SummaryRow, group_runs, stat_over_runs
+from sareval.report.tables import Stat, SummaryRow, group_runs, stat_over_runs
 
 FORMATS = ("png", "svg")
 PLAYER_TITLES = {"sar": "SAR", "opt": "optical"}
@@ -307,7 +314,8 @@ def _epoch_series(
         series = {}
         for rec in h.epochs:
             if key == "loss":
-                series[rec["epoch"]] = rec["train_loss"]
+                if rec.get("train_loss") is not None:  # a Lightning log may have none
+                    series[rec["epoch"]] = rec["train_loss"]
                 continue
             val = rec.get("val", {}).get(subset)
             if not val or metric not in val["metrics"]:
@@ -662,4 +670,131 @@ def cloud_cover_figure(
         "; error bars: ± std over runs, or one run's bootstrap interval"
     )
     _legend_below(fig, axes.ravel(), title="model · test subset")
+    return fig
+
+
+#: pairwise interaction indices the ``interactions_<metric>_<n>`` figures may show (results key
+#: -> title); the Shapley interaction index by default
+INTERACTION_INDICES = {
+    "sii": "Shapley interaction index",
+    "banzhaf_interaction": "Banzhaf interaction",
+}
+
+
+@dataclass(frozen=True)
+class InteractionMatrix:
+    """Pairwise interactions of one model (``label``) on one test ``subset``: ``cells[(i, j)]``
+    (i before j in ``players``) is the index's value over the runs (:class:`Stat`: mean; a
+    single run's bootstrap interval in ``lo``/``hi``, or the std over several runs)."""
+
+    label: str
+    subset: str
+    metric: str
+    index: str
+    players: list[str]
+    cells: dict[tuple[str, str], Stat]
+
+    def excludes_zero(self, pair: tuple[str, str]) -> bool:
+        """True when the cell has an interval (or ±std) and 0 lies outside it."""
+        st = self.cells[pair]
+        below, above = st.error
+        if not (below or above) or not math.isfinite(st.mean):
+            return False
+        return st.mean - below > 0 or st.mean + above < 0
+
+
+def _pair_key(a: str, b: str, players: Sequence[str]) -> str:
+    return "+".join(p for p in players if p in (a, b))  # coalition_name of {a, b}
+
+
+def interaction_matrices(
+    results: Sequence[ResultRun], metric: str, index: str = "sii"
+) -> list[InteractionMatrix]:
+    """One :class:`InteractionMatrix` per (model label, test subset) whose results have at
+    least 2 players and an exact game (``record_from_doc``: what ``ShapeResult.interactions``
+    returns); ``index``: a key of :data:`INTERACTION_INDICES`."""
+    if index not in INTERACTION_INDICES:
+        raise SarevalError(
+            f"index: expected one of {', '.join(INTERACTION_INDICES)}, got {index!r}"
+        )
+    out = []
+    for (label, subset), runs in group_runs(results).items():
+        players = runs[0].players
+        if len(players) < 2 or any(r.players != players for r in runs):
+            continue
+        records = [record_from_doc(r.doc).get(metric, {}).get(index) for r in runs]
+        if any(rec is None for rec in records):
+            continue
+        cells = {}
+        for a, b in itertools.combinations(players, 2):
+            key = _pair_key(a, b, players)
+            values = [rec[key] for rec in records]  # type: ignore[index]
+            ci = None
+            if len(runs) == 1:
+                bounds = (
+                    ((runs[0].doc["metrics"][metric].get("ci") or {}).get("interactions") or {})
+                    .get(index, {})
+                    .get(key)
+                )
+                ci = None if bounds is None else (float(bounds[0]), float(bounds[1]))
+            cells[(a, b)] = stat_over_runs([math.nan if v is None else v for v in values], ci)
+        out.append(InteractionMatrix(label, subset, metric, index, list(players), cells))
+    return out
+
+
+def interactions_figure(matrices: Sequence[InteractionMatrix]) -> Any:
+    """Matrices of pairwise interactions (players x players, symmetric; the diagonal is blank),
+    a panel per test subset of one model: each cell coloured by its value (diverging, 0 white)
+    and annotated with the value and its interval ``[lo, hi]`` (or ``± std``); cells whose
+    interval excludes 0 are hatched."""
+    plt = agg_pyplot()
+    if not matrices:
+        raise SarevalError("matrices: no interaction matrix to draw")
+    players = list(dict.fromkeys(p for m in matrices for p in m.players))
+    texts = [st.text() for m in matrices for st in m.cells.values()]
+    cell_w = max(0.9, label_width([t.replace(" [", "\n[") for t in texts]) + 0.2)
+    ticks = [wrap(player_title(p)) for p in players]
+    left = label_width(ticks) + 0.6
+    n = len(players)
+    side = cell_w * n
+    fig, axes = plt.subplots(
+        1, len(matrices), squeeze=False, layout="constrained",
+        figsize=((side + left + 1.2) * len(matrices), side * 0.7 + 2.2),
+    )  # fmt: skip
+    limit = max(
+        (abs(st.mean) + max(st.error) for m in matrices for st in m.cells.values()
+         if math.isfinite(st.mean)),
+        default=1.0,
+    ) or 1.0  # fmt: skip
+    image = None
+    for ax, m in zip(axes[0], matrices, strict=True):
+        grid = np.full((n, n), np.nan)
+        for (a, b), st in m.cells.items():
+            i, j = players.index(a), players.index(b)
+            grid[i, j] = grid[j, i] = st.mean
+        image = ax.imshow(grid, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
+        for (a, b), st in m.cells.items():
+            i, j = players.index(a), players.index(b)
+            for r, c in ((i, j), (j, i)):
+                ax.text(c, r, st.text().replace(" [", "\n[").replace(" ± ", "\n± "),
+                        ha="center", va="center", fontsize=7)  # fmt: skip
+                if m.excludes_zero((a, b)):
+                    box = plt.Rectangle(
+                        (c - 0.5, r - 0.5), 1, 1, fill=False, hatch="//", edgecolor="0.35",
+                        linewidth=0, gid="excludes-zero",
+                    )  # fmt: skip
+                    ax.add_patch(box)
+        for d in range(n):
+            ax.add_patch(plt.Rectangle((d - 0.5, d - 0.5), 1, 1, color=NEUTRAL))
+        ax.set_xticks(range(n), ticks)
+        ax.set_yticks(range(n), ticks)
+        ax.set_title(wrap(f"on {m.subset}", 40))
+    if image is not None:
+        what = f"{INTERACTION_INDICES[matrices[0].index]} ({matrices[0].metric})"
+        fig.colorbar(image, ax=list(axes[0]), shrink=0.8, label=what)
+    title = (
+        f"Pairwise {INTERACTION_INDICES[matrices[0].index]}: "
+        f"{metric_title(matrices[0].metric)}, {matrices[0].label}"
+    )
+    fig.suptitle(f"{wrap(title, 70)}\n(hatched: interval excludes 0)")
     return fig

@@ -5,7 +5,10 @@ One run writes into its output directory::
     config.json     the run's configuration (what ``resume`` compares against)
     metrics.jsonl   one JSON object per finished epoch: epoch, train_loss, train_cloudy_fraction,
                     seconds, and ``val`` = {subset: {"n_samples", "metrics": {metric: {"V",
-                    "relevance", "cooperation"}}}} from the evaluator on the validation store
+                    "relevance", "cooperation"}}}} from the evaluator on the validation store,
+                    and the same values under the names :class:`sareval.lightning.ShapeCallback`
+                    logs, per subset: ``val/<subset>/shape/<metric>/relevance/<player>`` etc.
+                    (:mod:`sareval.evaluator.log_names`)
     last.pt         checkpoint after the last finished epoch (weights, optimiser, epoch,
                     RNG states, metric history, best score); loads with ``weights_only=True``
     best.pt         the same at the epoch with the best selection score
@@ -41,6 +44,7 @@ from sareval.card import ModelCard, card_with_statistics, make_card
 from sareval.choices import TASKS, Task
 from sareval.errors import OutputExistsError, SarevalError
 from sareval.evaluator.config import ShapeConfig, parse_device, upgrade_record
+from sareval.evaluator.log_names import log_names, subset_names
 from sareval.evaluator.metrics import METRIC_NAMES
 from sareval.evaluator.preamble import build_preamble, coalition_module
 from sareval.presets import PRESETS
@@ -611,6 +615,9 @@ def _train(
             "seed": config.seed,
             "val": _validate(run, config, device),
         }
+        for subset, summary in record["val"].items():  # the callback's names, per subset
+            names = subset_names(subset, log_names(summary))
+            record.update({k: None if math.isnan(v) else v for k, v in names.items()})
         record["seconds"] = time.perf_counter() - t0
         score = _selection_score(record, run.val_subsets, run.select_metric)
         history.append(record)

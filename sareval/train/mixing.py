@@ -28,7 +28,7 @@ CLEAR, CLOUDY = False, True
 def cloudy_draws(available: np.ndarray, p: float, seed: int, epoch: int) -> np.ndarray:
     """Boolean (N,): which samples read their cloudy optical version in ``epoch``."""
     if not 0.0 <= p <= 1.0:
-        raise SarevalError(f"--cloudy-prob {p} must lie in [0, 1]")
+        raise SarevalError(f"cloudy_prob= {p} must lie in [0, 1]")
     u = np.random.default_rng([seed, epoch, 0xC10D]).random(len(available))
     return np.asarray(available, bool) & (u < p)
 
