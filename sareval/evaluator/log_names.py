@@ -21,6 +21,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from sareval.evaluator.coalitions import EMPTY_NAME, all_coalitions, coalition_name
 from sareval.evaluator.interactions import record_from_doc
 
 PREFIX = "shape"
@@ -74,10 +75,24 @@ def _subset_of(name: str) -> tuple[str, list[str]] | None:
     return None
 
 
+def _number(name: str, raw: Any) -> float | None:
+    """A logged value: a number or its text (a CSV cell); None for empty, null or NaN."""
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+        raise ValueError(f"{name}: {raw!r} is not a number")
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError(f"{name}: {raw!r} is not a number") from None
+    return None if math.isnan(value) else value
+
+
 def games_from_names(values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     """``{subset: {"players", "metrics": {metric: {"V", "relevance", "cooperation"}}}}`` from
-    logged names (other keys ignored; empty and NaN values are null). Players are in
-    first-logged order of ``shape/<metric>/relevance/<player>``."""
+    logged names (other keys ignored; empty and NaN values are null; ValueError naming the
+    name for a value that is not a number). Players are in the order
+    of the logged name of V(all) (``shape/<metric>/value/sar+opt``), V in coalition order."""
     games: dict[str, dict[str, Any]] = {}
     for name, raw in values.items():
         found = _subset_of(name)
@@ -86,11 +101,7 @@ def games_from_names(values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
         subset, parts = found
         if len(parts) < 3 or parts[2] not in ("relevance", "value", "cooperation"):
             continue
-        if raw is None or raw == "":
-            value = None
-        else:
-            value = float(raw)
-            value = None if math.isnan(value) else value
+        value = _number(name, raw)
         game = games.setdefault(subset, {"players": [], "metrics": {}})
         entry = game["metrics"].setdefault(
             parts[1], {"V": {}, "relevance": {}, "cooperation": None}
@@ -103,7 +114,22 @@ def games_from_names(values: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
                 game["players"].append(parts[3])
         elif parts[2] == "value" and len(parts) == 4:
             entry["V"][parts[3]] = value
-    return games
+    return {subset: _in_player_order(game) for subset, game in games.items()}
+
+
+def _in_player_order(game: dict[str, Any]) -> dict[str, Any]:
+    """Players, relevance and V in the results' order (a logger may sort its columns): the
+    players as the name of the coalition of all of them lists them, V in coalition order."""
+    named = [c for e in game["metrics"].values() for c in e["V"] if c != EMPTY_NAME]
+    full = max(named, key=lambda c: c.count("+"), default="")
+    players = full.split("+")
+    if sorted(players) != sorted(game["players"]):  # no V(all) logged: keep the order seen
+        return game
+    order = [coalition_name(c, players) for c in all_coalitions(players)]
+    for entry in game["metrics"].values():
+        entry["relevance"] = {p: entry["relevance"][p] for p in players if p in entry["relevance"]}
+        entry["V"] = {c: entry["V"][c] for c in order if c in entry["V"]}
+    return {"players": players, "metrics": game["metrics"]}
 
 
 def subset_names(subset: str, values: Mapping[str, float]) -> dict[str, float]:

@@ -241,7 +241,10 @@ def read_history(path: Path) -> list[dict[str, Any]]:
         except RecursionError:
             raise InputFileError(path, f"line {n} is nested too deeply") from None
         if isinstance(record, dict) and "val" not in record:  # only the logged names
-            record["val"] = games_from_names(record)
+            try:
+                record["val"] = games_from_names(record)
+            except ValueError as e:
+                raise InputFileError(path, f"line {n}: {e}") from None
         problem = check_epoch(record)
         if problem:
             raise InputFileError(path, f"line {n}: {problem}")
@@ -276,8 +279,10 @@ def read_lightning_csv(path: Path) -> list[dict[str, Any]]:
     try:
         with path.open(newline="") as f:
             for n, row in enumerate(csv.DictReader(f), 2):
+                if not row.get("epoch"):  # a row of other values (hyperparameters)
+                    continue
                 try:
-                    epoch = int(float(row.get("epoch") or "nan"))
+                    epoch = int(float(row["epoch"]))
                 except (TypeError, ValueError, OverflowError):
                     raise InputFileError(path, f"line {n}: 'epoch' is not a number") from None
                 cells = merged.setdefault(epoch, {})
@@ -290,7 +295,7 @@ def read_lightning_csv(path: Path) -> list[dict[str, Any]]:
             val = games_from_names(cells)
             loss = next((float(cells[c]) for c in LOSS_COLUMNS if c in cells), None)
         except ValueError as e:
-            raise InputFileError(path, f"epoch {epoch}: a value is not a number ({e})") from None
+            raise InputFileError(path, f"epoch {epoch}: {e}") from None
         if not val:
             continue
         record = {"epoch": epoch + 1, "train_loss": loss, "val": val}

@@ -777,7 +777,8 @@ def interactions_figure(matrices: Sequence[InteractionMatrix]) -> Any:
             i, j = players.index(a), players.index(b)
             for r, c in ((i, j), (j, i)):
                 ax.text(c, r, st.text().replace(" [", "\n[").replace(" ± ", "\n± "),
-                        ha="center", va="center", fontsize=7)  # fmt: skip
+                        ha="center", va="center", fontsize=7,
+                        bbox={"facecolor": "white", "alpha": 0.75, "linewidth": 0})  # fmt: skip
                 if m.excludes_zero((a, b)):
                     box = plt.Rectangle(
                         (c - 0.5, r - 0.5), 1, 1, fill=False, hatch="//", edgecolor="0.35",
