@@ -100,3 +100,17 @@ def test_banzhaf_option_and_no_intervals_without_replicates(saved: dict[str, Any
     assert out / "interactions_f1_macro_1.png" in report.figures
     with pytest.raises(SarevalError, match="interaction_index"):
         make_report([saved["dir"] / "plain.json"], out, interaction_index="owen", overwrite=True)
+
+
+def test_cli_interaction_index_option(saved: dict[str, Any]) -> None:
+    from click.testing import CliRunner
+
+    from sareval.cli import cli
+
+    out = saved["dir"] / "cli-report"
+    args = ["report", f"planted={saved['dir'] / 'boot.json'}", "--metric", "oa", "--out", str(out)]
+    result = CliRunner().invoke(cli, [*args, "--interaction-index", "banzhaf_interaction"])
+    assert result.exit_code == 0, result.output
+    assert (out / "interactions_oa_1.png").exists()
+    bad = CliRunner().invoke(cli, [*args, "--overwrite", "--interaction-index", "moebius"])
+    assert bad.exit_code == 2 and "--interaction-index" in bad.output

@@ -10,6 +10,7 @@ from sareval.commands.options import overwrite_option, report_written
 from sareval.commands.parsing import parse_comparison, parse_labelled_path
 from sareval.errors import SarevalError
 from sareval.report import make_report
+from sareval.report.figures import INTERACTION_INDICES
 
 
 @click.command(
@@ -47,6 +48,13 @@ Examples:
     type=click.IntRange(1, 100_000),
     help="Bootstrap replicates of --compare (--bootstrap: its old spelling, deprecated).",
 )
+@click.option(
+    "--interaction-index",
+    type=click.Choice(list(INTERACTION_INDICES)),
+    default=inspect.signature(make_report).parameters["interaction_index"].default,
+    show_default=True,
+    help="Pairwise index of the interactions_<metric>_<n> figures.",
+)
 @overwrite_option
 def command(
     inputs: tuple[str, ...],
@@ -54,6 +62,7 @@ def command(
     metrics: str | None,
     compare: tuple[tuple[str, str], ...],
     n_boot: int,
+    interaction_index: str,
     overwrite: bool,
 ) -> None:
     """Tables (markdown, CSV) and figures (PNG, SVG) from results and training histories.
@@ -73,6 +82,7 @@ def command(
         [parse_labelled_path(spec) for spec in inputs], out, metrics=chosen,
         overwrite=overwrite,
         compare=[parse_comparison(a, b) for a, b in compare], replicates=n_boot,
+        interaction_index=interaction_index,
     )  # fmt: skip
     if report.rows:
         click.echo(report.markdown)
