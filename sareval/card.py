@@ -49,6 +49,13 @@ from sareval.bands import S1_BANDS, S2_BANDS, default_bands
 from sareval.custom_card import compute_normalization
 from sareval.errors import CardError, InputFileError, SarevalError
 from sareval.formats import check_model_file, load_onnx, load_torchscript
+from sareval.normalization import (
+    channel_map,
+    normalise_numpy,
+    normalise_torch,
+    torch_constants,
+    torch_flags,
+)
 from sareval.presets import get_preset
 
 log = logging.getLogger(__name__)
@@ -227,9 +234,10 @@ class ModelCard:
         return cls.from_dict(d, source="(ModelCard.custom)")
 
     def normalize(self, x: Any, bands: Mapping[str, Sequence[str]] | None = None) -> Any:
-        """Exactly the transform the evaluator applies before the network (the coalition
-        preamble, :mod:`sareval.evaluator.preamble`): per channel ``(clip(nan_to_num(x, nan),
-        lo, hi) - mean) / std`` in float32, on numpy arrays or torch tensors (same device).
+        """Exactly the transform the evaluator applies before the network (the code its
+        coalition preamble runs, :mod:`sareval.normalization`): per channel
+        ``(clip(nan_to_num(x, nan), lo, hi) - mean) / std`` in float32, on numpy arrays or torch
+        tensors (same device).
 
         ``x``: (B, C, H, W) or (C, H, W) in the card's ``channels`` order; or raw arrays by
         sensor (``{"s1": .., "s2": ..}``, (B, C_s, H, W)) with ``bands`` naming each one's
@@ -237,8 +245,6 @@ class ModelCard:
         Returns float32 (B, C, H, W) (or (C, H, W)) in ``channels`` order; a card with several
         inputs splits it with :meth:`input_slices`.
         """
-        from sareval.evaluator.preamble import build_preamble, coalition_module, normalise_numpy
-
         where = "ModelCard.normalize"
         raw = dict(x) if isinstance(x, Mapping) else {"x": x}
         if not raw:
@@ -267,7 +273,7 @@ class ModelCard:
                     f"{where}: {what} has {int(v.shape[1])} channels, expected {len(names[k])} "
                     f"({', '.join(names[k])}); channels-first (B, C, H, W)"
                 )
-        pre = build_preamble(self, names, source=where)
+        cm = channel_map(self, names, source=where)
         if is_torch:
             import torch
 
@@ -275,10 +281,10 @@ class ModelCard:
                 k: v if hasattr(v, "detach") else torch.from_numpy(v) for k, v in raw.items()
             }
             device = next(v.device for v in tensors.values())
-            module: Any = coalition_module(pre, torch.nn.Identity()).to(device)
-            out = module.normalise(tensors)
+            constants = {k: torch.from_numpy(v).to(device) for k, v in torch_constants(cm).items()}
+            out: Any = normalise_torch(tensors, cm.sensors, constants, torch_flags(cm))
         else:
-            out = normalise_numpy(pre, {k: np.asarray(v) for k, v in raw.items()})
+            out = normalise_numpy(cm, {k: np.asarray(v) for k, v in raw.items()})
         return out[0] if single else out
 
     @classmethod

@@ -29,14 +29,9 @@ from benchmarks.import_graph import (
 
 REPO = Path(__file__).resolve().parent.parent
 
-#: (importer, imported) -> why the import stays inside a function; keep this short
-ALLOWED_IN_FUNCTION = {
-    ("sareval.card", "sareval.evaluator.preamble"): (
-        "ModelCard.normalize runs the evaluator's own preamble, so a user's pipeline normalises "
-        "exactly as the evaluator does; the evaluator imports the card (the one upward import, "
-        "also ignored by the import-linter contract)"
-    ),
-}
+#: (importer, imported) -> why the import stays inside a function; keep this short (empty:
+#: every project import is at the top of its file)
+ALLOWED_IN_FUNCTION: dict[tuple[str, str], str] = {}
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +42,8 @@ def graph() -> tuple[list[Import], dict[str, Path]]:
 def test_no_import_cycle(graph: tuple[list[Import], dict[str, Path]]) -> None:
     imports, _ = graph
     assert cycles(imports) == []
-    # between the rooms of the package (sareval.evaluator.* as one) only the allowed upward
-    # import closes a loop: card -> evaluator -> card
-    allowed = {(a, b) for a, b in ALLOWED_IN_FUNCTION}
-    kept = [i for i in imports if (i.source, i.target) not in allowed]
-    assert package_cycles(kept) == []
+    # nor between the rooms of the package (sareval.evaluator.* as one)
+    assert package_cycles(imports) == []
 
 
 def test_no_project_module_imported_inside_a_function_without_need(

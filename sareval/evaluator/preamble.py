@@ -42,10 +42,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sareval.bands import close_band
 from sareval.choices import BASELINES
 from sareval.errors import SarevalError
 from sareval.evaluator.coalitions import all_coalitions
+from sareval.normalization import (
+    channel_map,
+    normalise_numpy,
+    normalise_torch,
+    torch_constants,
+    torch_flags,
+)
 from sareval.store import Store
 
 if TYPE_CHECKING:
@@ -55,7 +61,6 @@ if TYPE_CHECKING:
     # annotations only: ModelCard.normalize runs this module's preamble
     from sareval.card import ModelCard
 
-F32_MAX = float(np.finfo(np.float32).max)
 MASK_NAME = "sareval_coalition_mask"
 PREFIX = "sareval_pre_"
 #: the composed graph's normalised input (B, C, H, W) and the coalition batch fed to the network
@@ -149,38 +154,8 @@ def build_preamble(
     """
     if baseline not in BASELINES:
         raise SarevalError(f"unknown baseline {baseline!r}; choose one of {', '.join(BASELINES)}")
-    where = {b: (s, i) for s, bands in store_bands.items() for i, b in enumerate(bands)}
-    missing = [b for b in card.channels if b not in where]
-    if missing:
-        names = [b for bands in store_bands.values() for b in bands]
-        near = {b: close_band(b, names) for b in missing}  # the likely typo: B8a for B8A
-        hint = "; ".join(f"did you mean {b} for the data's {n!r}?" for b, n in near.items() if n)
-        raise SarevalError(
-            f"{source}: the model card's bands {missing} are missing from the data "
-            f"(it has: {', '.join(names)})" + (f"; {hint}" if hint else "")
-        )
-    sensors = tuple(s for s in store_bands if any(where[b][0] == s for b in card.channels))
-    select = {
-        s: np.array([where[b][1] for b in card.channels if where[b][0] == s], dtype=np.int64)
-        for s in sensors
-    }
-    concat_bands = [b for s in sensors for b in card.channels if where[b][0] == s]
-    order = np.array([concat_bands.index(b) for b in card.channels], dtype=np.int64)
-
+    cm = channel_map(card, store_bands, source=source)
     c = card.n_channels
-    nan_fill = np.full(c, np.nan, dtype=np.float32)
-    lo = np.full(c, -np.inf, dtype=np.float32)
-    hi = np.full(c, np.inf, dtype=np.float32)
-    mean = np.zeros(c, dtype=np.float32)
-    std = np.ones(c, dtype=np.float32)
-    for i, band in enumerate(card.channels):
-        t = card.transform(band)
-        if t.nan is not None:  # numpy's nan_to_num also maps +-inf to +-float32 max
-            nan_fill[i], lo[i], hi[i] = t.nan, -F32_MAX, F32_MAX
-        if t.clip is not None:
-            lo[i], hi[i] = t.clip
-        mean[i], std[i] = t.mean, t.std
-
     players = card.modality_names
     chosen = all_coalitions(players) if coalitions is None else coalitions
     coalitions = tuple(co for co in chosen if co)
@@ -192,14 +167,14 @@ def build_preamble(
         channels=card.channels,
         players=players,
         coalitions=coalitions,
-        sensors=sensors,
-        select=select,
-        order=order,
-        nan_fill=nan_fill,
-        lo=lo,
-        hi=hi,
-        mean=mean,
-        std=std,
+        sensors=cm.sensors,
+        select=cm.select,
+        order=cm.order,
+        nan_fill=cm.nan_fill,
+        lo=cm.lo,
+        hi=cm.hi,
+        mean=cm.mean,
+        std=cm.std,
         baseline=np.zeros(c, dtype=np.float32),
         masks=masks,
         inputs=tuple(card.input_slices()),
@@ -259,17 +234,6 @@ def baseline_band_means(
 
 
 # --- numpy reference ---------------------------------------------------------------------------
-def normalise_numpy(pre: Preamble, raw: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Selected, ordered, cleaned and normalised channels (B, C, H, W) float32."""
-    parts = [raw[s][:, pre.select[s]].astype(np.float32) for s in pre.sensors]
-    x = np.concatenate(parts, axis=1)[:, pre.order]
-    shape = (1, pre.n_channels, 1, 1)
-    x = np.where(pre.replaces_nan.reshape(shape) & np.isnan(x), pre.nan_fill.reshape(shape), x)
-    x = np.where(x < pre.lo.reshape(shape), pre.lo.reshape(shape), x)
-    x = np.where(x > pre.hi.reshape(shape), pre.hi.reshape(shape), x)
-    return ((x - pre.mean.reshape(shape)) / pre.std.reshape(shape)).astype(np.float32)
-
-
 def apply_numpy(
     pre: Preamble, raw: Mapping[str, np.ndarray], masks: np.ndarray | None = None
 ) -> np.ndarray:
@@ -543,40 +507,22 @@ def _torch_module_class() -> type:
             super().__init__()
             self.sensors = pre.sensors
             self.model = model
-            shape = (1, pre.n_channels, 1, 1)
 
             def buf(n: str, a: np.ndarray) -> None:
                 self.register_buffer(n, torch.from_numpy(np.ascontiguousarray(a)), False)
 
-            for s in pre.sensors:
-                buf(f"select_{s}", pre.select[s])
-            buf("order", pre.order)
-            self.identity_order = pre.identity_order
-            self.replace_nan = bool(pre.replaces_nan.any())
-            buf("nan_channels", pre.replaces_nan.reshape(shape))
-            buf("nan_fill", np.where(pre.replaces_nan, pre.nan_fill, 0).reshape(shape))
-            buf("lo", pre.lo.reshape(shape))
-            buf("hi", pre.hi.reshape(shape))
-            buf("mean", pre.mean.reshape(shape))
-            buf("std", pre.std.reshape(shape))
+            self.constants = list(torch_constants(pre).items())
+            for name, value in self.constants:
+                buf(name, value)
+            self.flags = torch_flags(pre)
             buf("baseline", pre.baseline.reshape(1, 1, -1, 1, 1))
             buf("masks", pre.masks)
             self.inputs = [(n, sl.start, sl.stop) for n, sl in pre.inputs]
             self.call = pre.call
 
         def normalise(self, raw: dict[str, torch.Tensor]) -> torch.Tensor:
-            parts = [
-                raw[s].to(torch.float32).index_select(1, getattr(self, f"select_{s}"))
-                for s in self.sensors
-            ]
-            x = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
-            if not self.identity_order:
-                x = x.index_select(1, self.order)
-            if self.replace_nan:
-                x = torch.where(torch.isnan(x) & self.nan_channels, self.nan_fill, x)
-            x = torch.where(x < self.lo, self.lo, x)
-            x = torch.where(x > self.hi, self.hi, x)
-            return (x - self.mean) / self.std
+            k = {name: getattr(self, name) for name, _ in self.constants}
+            return normalise_torch(raw, self.sensors, k, self.flags)
 
         def forward(
             self, raw: dict[str, torch.Tensor], mask: torch.Tensor | None = None
