@@ -24,6 +24,9 @@ the ``sen12ms-s1s2`` preset (ONNX + TorchScript + the same weights for torch eag
   (the composed graph's first conv as per-player partial convolutions once per sample,
   :mod:`sareval.evaluator.onnx_sharing`); the compute-bound mode also counts decision flips
   against the unshared graph;
+- ``sareval-torch-module`` / ``sareval-torch-bf16-verified``: ``sareval.evaluate`` on the
+  in-memory eager module (the notebook path; the torch backend's traced, frozen copy), fp32
+  and ``precision="bf16-verified"`` (with the share of rows re-run in fp32);
 - ``read``: the evaluator's reader thread alone over the split (HDF5 reads and decompression,
   labels), no compute: with ``compute-bound`` it tells whether reading or compute bounds.
 
@@ -73,6 +76,7 @@ MODES = (
     "compute-late", "compute-late-shared", "compute-bound-torch-shared-bf16",
     "naive-late", "sareval-torch-late", "sareval-torch-late-shared",
     "sareval-onnxruntime-shared", "compute-bound-shared",
+    "sareval-torch-module", "sareval-torch-bf16-verified",
 )  # fmt: skip
 DEFAULT_MODES = MODES[:6]
 #: end-to-end modes: (backend, share, fusion); sharing and late fusion run the eager module
@@ -84,6 +88,9 @@ BACKEND_OF_MODE = {
     "sareval-torch-late": ("torch", False, "late"),
     "sareval-torch-late-shared": ("torch", True, "late"),
 }
+#: end-to-end modes on the in-memory eager module (torch backend), by precision: the path a
+#: notebook takes (``sareval.evaluate(module, ..., card=card)``)
+MODULE_MODES = {"sareval-torch-module": "fp32", "sareval-torch-bf16-verified": "bf16-verified"}
 #: torch compute-bound modes: (fusion, share, precision); share and late fusion run the eager
 #: module (TorchScript otherwise); late fusion is a randomly initialised LateFusion network
 TORCH_COMPUTE_MODES = {
@@ -113,6 +120,9 @@ RATIOS = (
     ("sareval-torch-late", "naive-late"),
     ("sareval-torch-late-shared", "naive-late"),
     ("sareval-torch-late-shared", "sareval-torch-late"),
+    ("sareval-torch-module", "sareval-onnxruntime"),
+    ("sareval-torch-bf16-verified", "sareval-onnxruntime"),
+    ("sareval-torch-bf16-verified", "sareval-torch-module"),
 )
 
 
@@ -247,15 +257,25 @@ def run_sareval_mode(
     repeats: int,
     threads: int,
     device: str = "cpu",
+    module: bool = False,
+    precision: str = "fp32",
 ) -> dict[str, Any]:
-    """Time ``sareval.evaluate`` end to end on the store (after a warm-up store); sharing and
-    late fusion run the eager module of :func:`eager_network`, built inside the timed call like
-    a model file is loaded."""
+    """Time ``sareval.evaluate`` end to end on the store (after a warm-up store); sharing,
+    late fusion and ``module`` run the eager module of :func:`eager_network`, built inside the
+    timed call like a model file is loaded. ``bf16-verified`` also reports the share of
+    network rows re-run in fp32 (the backend's ``precision_record`` of the timed pass)."""
     import sareval
     from sareval.card import read_card
+    from sareval.evaluator.backends import TorchBackend
 
-    eager = (share and backend == "torch") or fusion == "late"
+    eager = (share and backend == "torch") or fusion == "late" or module
     card = read_card(inp.onnx_model) if eager else None
+    records: list[dict[str, Any]] = []
+    close = TorchBackend.close
+
+    def keep_record(self: Any) -> None:  # the runner closes the backend after the pass
+        records.append(dict(self.precision_record or {}))
+        close(self)
 
     def one(store: str) -> dict[str, Any]:
         if eager:
@@ -264,11 +284,15 @@ def run_sareval_mode(
             model = inp.onnx_model if backend == "onnxruntime" else inp.torchscript_model
         return sareval.evaluate(
             model, (store, inp.subset), card=card, backend=backend, device=device,
-            batch_size=batch_size, threads=threads, share=share,
+            batch_size=batch_size, threads=threads, share=share, precision=precision,
         ).doc  # fmt: skip
 
-    one(inp.warmup_store)
-    times, cpu, result = timed_runs(lambda: one(inp.store), repeats)
+    TorchBackend.close = keep_record  # type: ignore[method-assign]
+    try:
+        one(inp.warmup_store)
+        times, cpu, result = timed_runs(lambda: one(inp.store), repeats)
+    finally:
+        TorchBackend.close = close  # type: ignore[method-assign]
     metrics = result["metrics"]
     out = {
         "times": times,
@@ -279,6 +303,10 @@ def run_sareval_mode(
     }
     if fusion == "late" or share:
         out["flop_per_sample"] = coalition_flops_per_sample(inp, fusion, share)
+    if precision == "bf16-verified" and records and records[-1].get("rows_total"):
+        rec = records[-1]
+        out["precision_record"] = rec
+        out["rerun_share"] = (rec["rows_rerun"] + rec["rows_audited"]) / rec["rows_total"]
     return out
 
 
@@ -451,6 +479,11 @@ def run_mode(mode: str, inp: BenchInputs, args: argparse.Namespace) -> dict[str,
         out = run_sareval_mode(
             inp, backend, share=share, fusion=fusion, threads=args.threads, **common
         )
+    elif mode in MODULE_MODES:
+        out = run_sareval_mode(
+            inp, "torch", module=True, precision=MODULE_MODES[mode], threads=args.threads,
+            **common,
+        )  # fmt: skip
     elif mode in ("compute-bound", "compute-bound-shared"):
         out = run_compute_bound_mode(
             inp, threads=args.threads, share=mode.endswith("-shared"), **common
@@ -507,11 +540,11 @@ def summarise(
             "n_samples": n,
         }
         for key in ("flop_per_sample_unshared", "flips", "checked_decisions", "max_abs_diff",
-                    "share"):  # fmt: skip
+                    "share", "rerun_share", "precision_record"):  # fmt: skip
             if key in runs[0]:
                 rows[mode][key] = runs[0][key]
         if gemm_peaks:
-            peak = gemm_peaks["bf16" if mode.endswith("-bf16") else "fp32"]
+            peak = gemm_peaks["bf16" if "-bf16" in mode else "fp32"]
             rows[mode]["of_gemm_peak"] = rows[mode]["gflop_per_s"] / peak
     ratios: dict[str, Any] = {}
     for mode, ref in RATIOS:
@@ -584,6 +617,8 @@ def format_summary(s: dict[str, Any]) -> str:
                 f"{r['flop_per_sample_unshared'] / 1e9:.3f}; {r['flips']} flips of "
                 f"{r['checked_decisions']} vs unshared fp32, max|d| {r['max_abs_diff']:.1e}]"
             )
+        if "rerun_share" in r:
+            util += f"  [{100 * r['rerun_share']:.1f} % of rows re-run in fp32 (incl. audit)]"
         lines.append(
             f"{mode:<32}{r['median_s']:>9.2f}{r['samples_per_s']:>10.1f}{r['gflop_per_s']:>9.1f}"
             f"{r['forwards_per_sample']:>11d}{r['busy_cores']:>11.2f}{r['peak_rss_mib']:>13.0f}"

@@ -37,6 +37,7 @@ _EXPORTS = {
     "Execution": "sareval.evaluator.config",
     "Estimation": "sareval.evaluator.config",
     "perceptual_score": "sareval.api",
+    "compare_absence": "sareval.report.absence",
     "ArrayData": "sareval.evaluator.sources",
     "TorchData": "sareval.evaluator.sources",
     "ModelCard": "sareval.card",
@@ -58,6 +59,7 @@ if TYPE_CHECKING:
     from sareval.errors import SarevalError
     from sareval.evaluator.config import Estimation, Execution, Game, Reporting, ShapeConfig
     from sareval.evaluator.sources import ArrayData, TorchData
+    from sareval.report.absence import compare_absence
 
 
 def __getattr__(name: str) -> Any:
@@ -79,6 +81,7 @@ __all__ = [
     "ShapeResult",
     "TorchData",
     "__version__",
+    "compare_absence",
     "evaluate",
     "load_result",
     "open_store",

@@ -49,7 +49,7 @@ from sareval.store import LabelSpec, SensorSpec, Store, StoreWriter, check_conte
 
 SOURCE_KEYWORDS = (
     "bands", "class_names", "cloud_cover", "ids", "keys", "image", "label_key",
-    "cloud_cover_key", "id_key",
+    "cloud_cover_key", "id_key", "ignore_index", "cloud_mask",
 )  # fmt: skip
 
 
@@ -238,6 +238,7 @@ def write_store(
     bands: Mapping[str, Sequence[str]] | None = None,
     cloudy: Any = None,
     cloud_cover: Any = None,
+    cloud_mask: Any = None,
     ids: Sequence[str] | None = None,
     dataset: str = "custom",
     split: str = "test",
@@ -248,11 +249,14 @@ def write_store(
 
     ``arrays``: sensor -> (N, C, H, W) (``s1`` float32 dB, ``s2`` uint16 DN, extras such as
     ``dem``); ``bands`` as in :class:`~sareval.evaluator.sources.ArrayData`. ``labels``: label-set
-    name -> (values, class names): (N,) indices or (N, K) multi-hot. ``subsets``: name -> rows
+    name -> (values, class names): (N,) indices, (N, K) multi-hot, or (N, H, W) label maps
+    (segmentation; 255: a pixel without a class). ``subsets``: name -> rows
     (default ``{"all": every row}``), or name -> (rows, "s2_cloudy") to read ``cloudy`` (N, C, H,
     W) optical images, whose availability is where they are not all zero. ``cloud_cover`` (N,): the
     cover of ``cloudy`` where given (subsets reading the clear ``s2`` then have none), else of
-    ``s2`` (:attr:`~sareval.store.Store.cloud_cover_source`).
+    ``s2`` (:attr:`~sareval.store.Store.cloud_cover_source`); ``cloud_mask`` (N, H, W) uint8 the
+    per-pixel mask of that image (1 cloudy, 0 clear; 255 on rows of unknown cover), whose mean
+    must be the cover.
     """
     if not isinstance(arrays, Mapping) or not arrays:
         raise SarevalError("arrays: expected a mapping sensor name -> (N, C, H, W) array")
@@ -268,14 +272,20 @@ def write_store(
             raise SarevalError(f"labels[{name!r}]: expected (values, class names)")
         values, class_names = value
         y = np.asarray(values)
-        if len(y) != n or y.ndim not in (1, 2):
-            raise SarevalError(f"labels[{name!r}]: expected (N,) or (N, K) with N = {n}")
-        kind = "index" if y.ndim == 1 else "multi_hot"
+        if len(y) != n or y.ndim not in (1, 2, 3) or (y.ndim == 3 and y.shape[1:] != (h, w)):
+            raise SarevalError(
+                f"labels[{name!r}]: expected (N,), (N, K) or (N, H, W) = ({n}, {h}, {w})"
+            )
+        kind = {1: "index", 2: "multi_hot", 3: "map"}[y.ndim]
         names = tuple(str(c) for c in class_names)
-        label_specs.append(LabelSpec(name, kind, names, None if kind == "index" else 0.5))
+        label_specs.append(LabelSpec(name, kind, names, 0.5 if kind == "multi_hot" else None))
         given[name] = (kind, y, names)
-        label_values[name] = y.astype(np.int64) if kind == "index" else (y != 0).astype(np.uint8)
-    task = "single-label" if label_specs and label_specs[0].kind == "index" else "multi-label"
+        label_values[name] = {
+            "index": lambda v: v.astype(np.int64),
+            "multi_hot": lambda v: (v != 0).astype(np.uint8),
+            "map": lambda v: v.astype(np.uint8),
+        }[kind](y)
+    task = label_specs[0].task
     arrays_np = {s: src.sensor_array(s) for s in src.bands}
     available = None
     if cloudy is not None:
@@ -294,6 +304,12 @@ def write_store(
     id_list = [str(i) for i in ids] if ids is not None else [f"sample_{i}" for i in range(n)]
     if len(id_list) != n:
         raise SarevalError(f"ids: expected {n} ids, got {len(id_list)}")
+    mask = None
+    if cloud_mask is not None:
+        mask = np.asarray(cloud_mask)
+        if mask.shape != (n, h, w):
+            raise SarevalError(f"cloud_mask: expected shape ({n}, {h}, {w}), got {mask.shape}")
+        mask = mask.astype(np.uint8)
     checked: dict[str, tuple[np.ndarray, Any]] = {}
     for name, value in (subsets or {"all": np.arange(n)}).items():
         sub_rows, optical = value if isinstance(value, tuple) else (value, "s2")
@@ -302,7 +318,8 @@ def write_store(
     if cloudy is not None:
         bands_of["s2_cloudy"] = bands_of["s2"]
     try:  # what Store checks when it opens the file (one validator), before anything is written
-        check_content(n, id_list, bands_of, given, cover, checked, images=list(arrays_np))
+        check_content(n, id_list, bands_of, given, cover, checked, images=list(arrays_np),
+                      cloud_mask=mask)  # fmt: skip
     except ValueError as e:
         raise StoreError(path, f"malformed store: {e}") from None
     spec = {name: (rows.astype(np.int64), str(opt), name) for name, (rows, opt) in checked.items()}
@@ -310,10 +327,11 @@ def write_store(
         path, dataset=dataset, split=split, default_task=task, ids=id_list,
         height=h, width=w, sensors=sensors, labels=label_specs, config={"write_store": True},
         with_cloudy=cloudy is not None, compression=compression, overwrite=overwrite,
+        with_cloud_mask=mask is not None,
     )  # fmt: skip
     try:
         writer.write_rows(0, arrays_np, label_values, cloud_cover=cover,
-                          cloudy_available=available)  # fmt: skip
+                          cloudy_available=available, cloud_mask=mask)  # fmt: skip
         return writer.finish(spec)
     except BaseException:
         writer.abort()
@@ -413,6 +431,12 @@ class ShapeResult:
         if "cloud_cover_unknown" in by:
             bins.append({**by["cloud_cover_unknown"], "bin": None})
         return bins
+
+    @property
+    def by_cloud_pixels(self) -> list[dict[str, Any]]:
+        """Segmentation: ``{"label", "n_pixels", "metrics", "counts"}`` for the clear, cloudy
+        and unknown pixels (per-pixel cloud mask of the optical image read), in that order."""
+        return [dict(e) for e in self.doc.get("by", {}).get("cloud_pixels", [])]
 
     @property
     def counts(self) -> dict[str, Any]:

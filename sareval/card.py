@@ -4,9 +4,10 @@ A card travels inside the model file: ONNX ``metadata_props[ONNX_METADATA_KEY]``
 extra file ``TORCHSCRIPT_EXTRA_FILE``; a foreign model gets one from a JSON file. JSON layout::
 
     {
-      "card_version": 2,                           # version 1 cards are read too
+      "card_version": 2,                           # 3 where a version-3 field is used;
+                                                   # versions 1 and 2 are read too
       "name": "sen12ms-s1s2 resnet50",
-      "task": "single-label" | "multi-label",
+      "task": "single-label" | "multi-label" | "segmentation",
       "class_names": ["Forest", ...],              # in output order
       "output": "logits" | "probabilities",
       "threshold": 0.5,                            # multi-label: positive when p >= threshold
@@ -21,8 +22,18 @@ extra file ``TORCHSCRIPT_EXTRA_FILE``; a foreign model gets one from a JSON file
                      {"name": "opt", "bands": ["B02", ...]}],   # players, in card order
       "normalization": "none" | {"VV": {"nan": 0.0, "clip": [-25.0, 0.0],
                                         "mean": -11.77, "std": 4.53}, ...},
-      "provenance": {"architecture": "resnet50", "fusion": "early", "checkpoint_sha256": ...}
+      "provenance": {"architecture": "resnet50", "fusion": "early", "checkpoint_sha256": ...},
+      # card_version 3:
+      "segmentation": {"ignore_index": 255,        # label value never counted (null: none)
+                       "label_matching": "nearest-labels" | "upsample-logits"},
+      "absence": ["fill", "marginal"]              # the absence operators the model supports
     }
+
+A segmentation model outputs ``(N, K, H', W')`` with ``H = s H'`` and ``W = s W'`` for an integer
+``s >= 1``; label maps are matched to it as ``segmentation.label_matching`` says (nearest
+downsampling of the labels: label pixel ``(s i + s // 2, s j + s // 2)``; or bilinear
+upsampling of the logits to ``(H, W)``). ``absence`` defaults to ``["fill", "marginal"]`` (any
+model: both only change input values); ``omit`` and ``mask`` need a model built for them.
 
 Per channel with band b the network input is ``(clip(nan_to_num(x, nan_b), lo_b, hi_b) - mean_b)
 / std_b`` (:class:`BandTransform`); bands absent from ``normalization`` pass through unchanged.
@@ -61,6 +72,14 @@ from sareval.presets import get_preset
 log = logging.getLogger(__name__)
 
 CARD_VERSION = 2
+#: the version written when a card uses a version-3 field (segmentation, absence)
+CARD_VERSION_3 = 3
+#: absence operators every model supports (both only change input values)
+DEFAULT_ABSENCE: tuple[str, ...] = ("fill", "marginal")
+#: the ONNX input of a ``mask`` model's (N, M) bool modality presence (True: present)
+PRESENT_INPUT = "present"
+#: label value never counted, by default (SEN12MS / DFC2020 / reBEN maps use it for no class)
+DEFAULT_IGNORE_INDEX = 255
 ONNX_METADATA_KEY = "sareval.card"
 TORCHSCRIPT_EXTRA_FILE = "sareval_card.json"
 #: types, enums and ranges of a card (sizes <= 65536, |numbers| <= 1e9, std in [1e-9, 1e9])
@@ -117,6 +136,23 @@ class ModelCard:
     #: several model inputs: (name, channel count) splitting ``channels`` in order; () = one
     input_tensors: tuple[tuple[str, int], ...] = ()
     call: str = "positional"
+    #: segmentation: the label value never counted (None: every value is a class)
+    ignore_index: int | None = None
+    #: segmentation: how label maps meet outputs of another size (:data:`LABEL_MATCHINGS`)
+    label_matching: str = "nearest-labels"
+    #: the absence operators the model supports (:data:`~sareval.choices.ABSENCES`)
+    absence: tuple[str, ...] = DEFAULT_ABSENCE
+
+    @property
+    def is_segmentation(self) -> bool:
+        return self.task == "segmentation"
+
+    @property
+    def version(self) -> int:
+        """The card version this card needs: 3 where it uses a version-3 field, else 2."""
+        if self.is_segmentation or self.absence != DEFAULT_ABSENCE:
+            return CARD_VERSION_3
+        return CARD_VERSION
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -167,6 +203,9 @@ class ModelCard:
         threshold: float = 0.5,
         name: str = "",
         provenance: Mapping[str, Any] | None = None,
+        ignore_index: int | None = DEFAULT_IGNORE_INDEX,
+        label_matching: str = "nearest-labels",
+        absence: Sequence[str] = DEFAULT_ABSENCE,
     ) -> ModelCard:
         """A card for your own model in one call; validated like any card.
 
@@ -179,7 +218,9 @@ class ModelCard:
         band name) whose ``statistic`` (``"mean-std"`` over finite pixels, or ``"percentiles"``
         ``(lo, hi)``: clip and scale to [0, 1]) gives the other bands their transform, with
         ``nan`` as their NaN fill; the statistic is recorded in
-        ``provenance["normalization"]`` (:mod:`sareval.custom_card`).
+        ``provenance["normalization"]`` (:mod:`sareval.custom_card`). ``task="segmentation"``
+        uses ``ignore_index`` and ``label_matching``; ``absence``: the operators the model
+        supports.
         """
         bands = [b for m in modalities.values() for b in m]
         order = list(channels) if channels is not None else bands
@@ -226,6 +267,12 @@ class ModelCard:
             "normalization": {b: norm[b] for b in order if b in norm} or "none",
             "provenance": prov,
         }
+        if task == "segmentation":
+            d["segmentation"] = {"ignore_index": ignore_index, "label_matching": label_matching}
+        if tuple(absence) != DEFAULT_ABSENCE:
+            d["absence"] = list(absence)
+        if "segmentation" in d or "absence" in d:
+            d["card_version"] = CARD_VERSION_3
         extra = [b for b in norm if b not in order]
         if extra:
             raise SarevalError(
@@ -343,8 +390,8 @@ class ModelCard:
 
     # --- JSON -------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "card_version": CARD_VERSION,
+        d = {
+            "card_version": self.version,
             "name": self.name,
             "task": self.task,
             "class_names": list(self.class_names),
@@ -359,6 +406,14 @@ class ModelCard:
             ),
             "provenance": self.provenance,
         }
+        if self.is_segmentation:
+            d["segmentation"] = {
+                "ignore_index": self.ignore_index,
+                "label_matching": self.label_matching,
+            }
+        if self.absence != DEFAULT_ABSENCE:
+            d["absence"] = list(self.absence)
+        return d
 
     def _input_dict(self) -> dict[str, Any]:
         size = {"height": self.height, "width": self.width}
@@ -390,6 +445,7 @@ class ModelCard:
             inp["channels"] if not tensors else [b for t in inp["tensors"] for b in t["channels"]]
         )
         _check_unique_channels(inp, tensors, channels, fail)
+        seg = _segmentation(d, fail)
         return cls(
             task=d["task"],
             class_names=tuple(d["class_names"]),
@@ -405,6 +461,9 @@ class ModelCard:
             provenance=dict(d.get("provenance", {})),
             input_tensors=tensors,
             call=call,
+            ignore_index=seg.get("ignore_index"),
+            label_matching=seg.get("label_matching", "nearest-labels"),
+            absence=_absence(d, fail),
         )
 
     @classmethod
@@ -459,6 +518,35 @@ def _check_schema(d: Any, fail: Any) -> None:
     if error.validator in ("type", "minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"):
         what = f"{json.dumps(error.instance)[:40]} is not a valid value ({error.message[-60:]})"
     raise fail(f"{where}: {what}")
+
+
+def _segmentation(d: dict[str, Any], fail: Any) -> dict[str, Any]:
+    """The ``segmentation`` section: required by (and only allowed with) task segmentation;
+    ``ignore_index`` defaults to :data:`DEFAULT_IGNORE_INDEX` and must not be a class."""
+    version = d.get("card_version", CARD_VERSION)
+    seg = d.get("segmentation")
+    if d["task"] != "segmentation":
+        if seg is not None:
+            raise fail(f"segmentation: only for task segmentation, not {d['task']!r}")
+        return {}
+    if version < CARD_VERSION_3:
+        raise fail("task segmentation needs card_version 3")
+    seg = {"ignore_index": DEFAULT_IGNORE_INDEX, **(seg or {})}
+    ignore = seg["ignore_index"]
+    if ignore is not None and ignore < len(d["class_names"]):
+        raise fail(
+            f"segmentation.ignore_index: {ignore} is a class index "
+            f"(class {d['class_names'][ignore]!r}); use a value >= {len(d['class_names'])}"
+        )
+    return seg
+
+
+def _absence(d: dict[str, Any], fail: Any) -> tuple[str, ...]:
+    if "absence" not in d:
+        return DEFAULT_ABSENCE
+    if d.get("card_version", CARD_VERSION) < CARD_VERSION_3:
+        raise fail("absence needs card_version 3")
+    return tuple(d["absence"])
 
 
 def _first_repeat(items: list[Any]) -> str:
@@ -591,12 +679,15 @@ def make_card(
     random_init: bool,
     input_size: int | None = None,
     class_names: Sequence[str] | None = None,
+    label_matching: str = "nearest-labels",
 ) -> ModelCard:
     """The model card of ``preset`` for ``task``, with provenance.
 
     ``input_size`` overrides the preset's H = W (e.g. a ResNet trained on crops);
     ``class_names`` overrides its classes (e.g. the 17 IGBP classes of a toolbox run with
-    ``IGBP_simple: False``).
+    ``IGBP_simple: False``). Task ``segmentation``: the preset's map classes
+    (``Preset.classes_for``), ignore index :data:`DEFAULT_IGNORE_INDEX` and ``label_matching``
+    (what the network's output is: :data:`sareval.models.LABEL_MATCHING`).
     """
     p = get_preset(preset)
     if task not in p.tasks:
@@ -615,7 +706,7 @@ def make_card(
     }
     card = ModelCard(
         task=task,
-        class_names=tuple(class_names) if class_names is not None else p.class_names,
+        class_names=tuple(class_names) if class_names is not None else p.classes_for(task),
         channels=p.channels,
         modalities=_players_of_channels(p.channels),
         normalization={b: BandTransform(**t) for b, t in p.normalization.items()},
@@ -623,6 +714,8 @@ def make_card(
         width=size,
         name=name,
         provenance=provenance,
+        ignore_index=DEFAULT_IGNORE_INDEX if task == "segmentation" else None,
+        label_matching=label_matching,
     )
     return ModelCard.from_dict(card.to_dict(), source=f"(preset {preset})")  # validated
 

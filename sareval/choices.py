@@ -25,11 +25,21 @@ BACKENDS: tuple[Backend, ...] = get_args(Backend)
 Provider = Literal["cpu", "cuda", "tensorrt"]
 PROVIDERS: tuple[Provider, ...] = get_args(Provider)
 #: fp16/bf16: the network under autocast; bf16-pure: a bf16 copy of the network, channels-last
-#: (the preamble, masking and decisions stay fp32/exact; never the default)
-Precision = Literal["fp32", "fp16", "bf16", "bf16-pure"]
+#: (the preamble, masking and decisions stay fp32/exact; never the default); bf16-verified: a
+#: bf16 copy whose near-margin rows re-run in fp32: the fp32 decisions (evaluator.bf16_verified)
+Precision = Literal["fp32", "fp16", "bf16", "bf16-pure", "bf16-verified"]
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)
-Task = Literal["single-label", "multi-label"]
+#: scene classification (one / several classes per image) or a class per pixel
+Task = Literal["single-label", "multi-label", "segmentation"]
 TASKS: tuple[Task, ...] = get_args(Task)
+#: segmentation: how label maps meet outputs (N, K, H', W') of another size: labels
+#: downsampled by nearest neighbour to (H', W') (the default), or logits upsampled bilinearly
+LabelMatching = Literal["nearest-labels", "upsample-logits"]
+LABEL_MATCHINGS: tuple[LabelMatching, ...] = get_args(LabelMatching)
+#: what "absent" means to the model (the game's absence operator): fill the channels with the
+#: baseline value, omit the input, mask its tokens, or impute it from other samples
+Absence = Literal["fill", "omit", "mask", "marginal"]
+ABSENCES: tuple[Absence, ...] = get_args(Absence)
 OutputKind = Literal["logits", "probabilities"]
 OUTPUT_KINDS: tuple[OutputKind, ...] = get_args(OutputKind)
 #: how a torch module with several inputs is called: forward(a, b) or forward({"a": .., "b": ..})

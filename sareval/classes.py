@@ -3,6 +3,13 @@
 Mappings are index lists: simplified class ``j`` <- fine classes ``SIMPLE[j]`` (0-based fine
 indices; IGBP class ``k`` is fine index ``k - 1``). Sources: the SEN12MS classification toolbox
 and the BigEarthNet-MM nomenclature (see ``shared/reference/datasets.md``).
+
+Per-pixel maps (segmentation labels, 255 = no class) use the same tables: IGBP code 0..17 ->
+10-class index by the DFC2020 baseline's ``DFC2020_CLASSES`` ``[0, 1, 1, 1, 1, 1, 2, 2, 3, 3,
+4, 5, 6, 7, 6, 8, 9, 10]`` minus 1 (lukasliebel/dfc2020_baseline ``code/datasets.py``; equal
+to :data:`IGBP10_FROM_IGBP17`), codes outside 1..17 -> 255 (:func:`igbp10_map`); CLC code ->
+BigEarthNet-19 index through :data:`CLC43_CODES` and :data:`BEN19_FROM_CLC43`, codes outside
+the 19-class nomenclature -> 255 (:func:`ben19_map`).
 """
 
 from __future__ import annotations
@@ -134,3 +141,33 @@ def ben19_multi_hot(clc43: np.ndarray) -> np.ndarray:
     """(..., 43) multi-hot CLC labels -> (..., 19) multi-hot BigEarthNet-19 labels."""
     clc43 = np.asarray(clc43)
     return np.stack([clc43[..., list(ks)].max(-1) for ks in BEN19_FROM_CLC43], -1).astype(np.uint8)
+
+
+#: the pixel value of a map that has no class (never counted)
+NO_CLASS = 255
+
+
+def _lookup(table: dict[int, int], values: np.ndarray) -> np.ndarray:
+    """``values`` mapped through ``table`` (other values -> :data:`NO_CLASS`), as uint8."""
+    v = np.asarray(values).astype(np.int64)
+    lut = np.full(max(table) + 1, NO_CLASS, dtype=np.uint8)
+    for code, index in table.items():
+        lut[code] = index
+    inside = (v >= 0) & (v < len(lut))
+    return np.where(inside, lut[np.where(inside, v, 0)], NO_CLASS).astype(np.uint8)
+
+
+#: IGBP code (1..17) -> 10-class index
+IGBP10_OF_IGBP = {k: j for j, ks in enumerate(IGBP10_FROM_IGBP17) for k in ks}
+#: CORINE level-3 code -> BigEarthNet-19 index (codes of the eleven unmapped classes absent)
+BEN19_OF_CLC_CODE = {CLC43_CODES[i]: j for j, ks in enumerate(BEN19_FROM_CLC43) for i in ks}
+
+
+def igbp10_map(igbp: np.ndarray) -> np.ndarray:
+    """(..., H, W) IGBP codes -> uint8 10-class indices; codes outside 1..17 -> 255."""
+    return _lookup(IGBP10_OF_IGBP, igbp)
+
+
+def ben19_map(clc_codes: np.ndarray) -> np.ndarray:
+    """(..., H, W) CORINE codes -> uint8 BigEarthNet-19 indices; other codes -> 255."""
+    return _lookup(BEN19_OF_CLC_CODE, clc_codes)

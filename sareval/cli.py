@@ -36,7 +36,7 @@ from sareval.write_errors import as_write_error, write_errno
 
 #: command name -> (module in sareval.commands, one-line summary shown by --help)
 COMMANDS: dict[str, tuple[str, str]] = {
-    "synth": ("synth", "Generate a small SEN12MS(-CR) or BigEarthNet tree in the real layout."),
+    "synth": ("synth", "Generate a small SEN12MS(-CR), BigEarthNet or DFC2020 tree."),
     "preprocess": ("preprocess", "Convert a dataset's GeoTIFF tree into an HDF5 store."),
     "info": ("info", "Summarise a store (.h5) or a model file (.onnx, .pt)."),
     "export": ("export", "Export a fusion model to ONNX or TorchScript with its model card."),

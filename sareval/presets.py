@@ -56,6 +56,12 @@ default). Channel orders by release:
   code for resnet50-all-v0.2.0, which also uses the ``120_nearest`` statistics). *Unverified*
   against the v0.2.0 training code or model cards, as are its S2-only and S1-only orders.
 
+**Segmentation** (task ``segmentation``: the SEN12MS presets, which also fit DFC2020's SEN12MS
+layout, and the reBEN presets): SEN12MS ``lc`` and DFC2020 maps in the 10 simplified IGBP
+classes (:data:`~sareval.classes.IGBP10`); reBEN reference maps in the 19 classes in
+:data:`~sareval.classes.BEN19` order (the order the store's labels use; no published reBEN
+segmentation model fixes another). Cards: ignore index 255 (:func:`sareval.card.make_card`).
+
 **study-resnet18** (the study's own ResNet18; all 13 S2 bands + VV, VH: the store holds them
 and the cloudy S2 of SEN12MS-CR has all 13): S1 NaN -> 0, clip [-25, 0]; S2 clip [0, 10000];
 z-score statistics are those of the TRAINING store, filled in at train time by
@@ -201,6 +207,14 @@ class Preset:
     size: int
     statistics: str  # where the z-score constants come from
     notes: Mapping[str, str]
+    #: task segmentation: the classes of the label maps, when not ``class_names``
+    segmentation_class_names: tuple[str, ...] | None = None
+
+    def classes_for(self, task: str) -> tuple[str, ...]:
+        """The class names, in output order, of a ``task`` model."""
+        if task == "segmentation" and self.segmentation_class_names is not None:
+            return self.segmentation_class_names
+        return self.class_names
 
 
 def _transform(
@@ -268,7 +282,7 @@ def _reben(suffix: str, release: str, channels: tuple[str, ...], what: str) -> P
         channels=channels,
         normalization=norm,
         class_names=REBEN_CLASSES,
-        tasks=("multi-label",),
+        tasks=("multi-label", "segmentation"),
         size=120,
         statistics='ConfigILM BENv2_utils means/stds["120_nearest"]'
         + ("" if verified else " (unverified for v0.2.0: assumed unchanged)"),
@@ -282,6 +296,7 @@ def _reben(suffix: str, release: str, channels: tuple[str, ...], what: str) -> P
                 else "v0.2.0 order: VV, VH, B02..B12 (unverified against the v0.2.0 code)"
             ),
         },
+        segmentation_class_names=BEN19,
     )
 
 

@@ -15,8 +15,13 @@ Layout (``N`` samples, ``H x W`` pixels on the 10 m grid)::
                            version (NaN where unknown), attr method: with /s2_cloudy the cover of
                            s2_cloudy (SEN12MS-CR; the clear s2 has no estimate), else of s2 (the
                            only optical image, e.g. BigEarthNet); see Store.cloud_cover_source
+    /cloud_mask            optional (N, H, W) uint8 per-pixel mask of the image /cloud_cover
+                           describes (same detector): 1 cloudy, 0 clear, 255 everywhere in a
+                           row whose cover is unknown (NaN); cover == mean(mask) where known
     /labels/<name>         attrs kind = "index" (N,) int64 | "multi_hot" (N, K) uint8 |
-                           "fractions" (N, K) float32; class_names (JSON list); [threshold]
+                           "fractions" (N, K) float32 | "map" (N, H, W) uint8 (segmentation:
+                           a class index per pixel, attr ignore_index, default 255, marks pixels
+                           never counted); class_names (JSON list); [threshold]
     /subsets/<name>        (n,) int64 sorted unique rows; attrs optical = "s2" | "s2_cloudy",
                            description
     /stats/<sensor>_sum    (N, C) float64 per-row band sums over finite pixels; and
@@ -67,22 +72,33 @@ FORMAT = "sareval-store"
 FORMAT_VERSION = 1
 SENSORS = ("s1", "s2")
 OPTICAL_SOURCES = ("s2", "s2_cloudy")
-LABEL_KINDS = ("index", "multi_hot", "fractions")
-LABEL_DTYPES = {"index": np.int64, "multi_hot": np.uint8, "fractions": np.float32}
+LABEL_KINDS = ("index", "multi_hot", "fractions", "map")
+LABEL_DTYPES = {"index": np.int64, "multi_hot": np.uint8, "fractions": np.float32, "map": np.uint8}
+#: the ignore index of a map label set unless it says otherwise (pixels without a class)
+DEFAULT_IGNORE_INDEX = 255
+#: |cloud cover - mean(cloud mask)| accepted where the cover is known (float32 rounding)
+COVER_MASK_TOLERANCE = 1e-6
+#: rows a check or digest of (N, H, W) data reads at once (memory stays bounded)
+MAP_BLOCK_ROWS = 256
 STR_DTYPE = h5py.string_dtype("utf-8")
 
 
 @dataclass(frozen=True)
 class LabelSpec:
-    """A label set: ``kind`` in :data:`LABEL_KINDS` and class names in column order."""
+    """A label set: ``kind`` in :data:`LABEL_KINDS` and class names in column order;
+    ``ignore_index``: the pixel value of a ``map`` that is never counted (None: the default
+    :data:`DEFAULT_IGNORE_INDEX` for maps, unused for other kinds)."""
 
     name: str
     kind: str
     class_names: tuple[str, ...]
     threshold: float | None = None
+    ignore_index: int | None = None
 
     @property
     def task(self) -> str:
+        if self.kind == "map":
+            return "segmentation"
         return "single-label" if self.kind == "index" else "multi-label"
 
 
@@ -104,7 +120,9 @@ class Batch:
     """Consecutive samples of a subset: ``positions`` within the subset, ``rows`` in the store.
 
     ``arrays`` maps ``"s1"``/``"s2"`` to raw values; ``"s2"`` comes from the subset's optical
-    source. ``labels`` maps label-set names to their rows.
+    source. ``labels`` maps label-set names to their rows. ``cloud_mask`` (b, H, W) uint8
+    (:meth:`Store.cloud_mask`) only when the subset reads the optical source the mask
+    describes (:attr:`Store.cloud_cover_source`), else None.
     """
 
     positions: slice
@@ -113,9 +131,17 @@ class Batch:
     arrays: dict[str, np.ndarray]
     labels: dict[str, np.ndarray]
     cloud_cover: np.ndarray
+    cloud_mask: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
+
+
+def row_blocks(values: Any, block_rows: int = MAP_BLOCK_ROWS) -> Iterator[tuple[int, np.ndarray]]:
+    """``(first row, values[first : first + block_rows])`` as arrays, over axis 0 of an array
+    or an h5py dataset (memory bounded by the block)."""
+    for a in range(0, len(values), block_rows):
+        yield a, np.asarray(values[a : a + block_rows])
 
 
 def contiguous_runs(rows: np.ndarray) -> list[tuple[int, int]]:
@@ -186,16 +212,23 @@ def is_store_path(path: str | Path) -> bool:
 
 def content_digest_of(f: h5py.File) -> str:
     """sha256 over ``/row_sha256`` (every row's images, id and cloud cover), every label set
-    and every subset: the store's content digest (written by :meth:`StoreWriter.finish`,
-    checked when a store is opened; :meth:`Store.verify_rows` re-hashes the rows themselves)."""
+    (name, then its C-order bytes), every subset (name, rows) and, where present,
+    ``b"cloud_mask"`` + its bytes: the store's content digest (written by
+    :meth:`StoreWriter.finish`, checked when a store is opened; :meth:`Store.verify_rows`
+    re-hashes the rows themselves). (N, H, W) data is read :data:`MAP_BLOCK_ROWS` rows at a time."""
     h = hashlib.sha256(f["row_sha256"][()].tobytes())
     for name in sorted(f["labels"]):
         h.update(name.encode())
-        h.update(np.ascontiguousarray(f["labels"][name][()]).tobytes())
+        for _, block in row_blocks(f["labels"][name]):  # the bytes of the whole, in order
+            h.update(np.ascontiguousarray(block).tobytes())
     grp = f["subsets"]
     for name in sorted(grp):
         h.update(name.encode())
         h.update(grp[name][()].tobytes())
+    if "cloud_mask" in f:
+        h.update(b"cloud_mask")
+        for _, block in row_blocks(f["cloud_mask"]):
+            h.update(np.ascontiguousarray(block).tobytes())
     return h.hexdigest()
 
 
@@ -238,15 +271,20 @@ def check_layout(f: h5py.File) -> None:
             _dataset(f, "s2_cloudy_available", (n,))
         if not isinstance(f.get("labels"), h5py.Group) or not len(f["labels"]):
             raise ValueError("/labels is missing or empty")
-        labels: dict[str, tuple[str, np.ndarray, list[str]]] = {}
+        labels: dict[str, tuple[Any, ...]] = {}
         for name, ds in f["labels"].items():
             kind = ds.attrs.get("kind")
             if kind not in LABEL_KINDS:
                 raise ValueError(f"/labels/{name}: kind {kind!r} is not one of {LABEL_KINDS}")
             names = _json_names(ds, "class_names")
-            shape = (n,) if kind == "index" else (n, None)
+            shape = {"index": (n,), "map": (n, h, w)}.get(kind, (n, None))
             values = _dataset(f, f"labels/{name}", shape, "f" if kind == "fractions" else "biu")
-            labels[name] = (str(kind), values[()], names)
+            if kind == "map":  # checked block by block (module doc: MAP_BLOCK_ROWS)
+                ignore = int(ds.attrs.get("ignore_index", DEFAULT_IGNORE_INDEX))
+                labels[name] = (str(kind), values, names, ignore)
+            else:
+                labels[name] = (str(kind), values[()], names)
+        mask = _dataset(f, "cloud_mask", (n, h, w), kinds="u") if "cloud_mask" in f else None
         if not isinstance(f.get("subsets"), h5py.Group):
             raise ValueError("/subsets is missing")
         subsets = {
@@ -259,7 +297,9 @@ def check_layout(f: h5py.File) -> None:
             for k, v in f.items()
             if isinstance(v, h5py.Dataset) and "bands" in v.attrs
         }
-        check_content(n, ids.asstr()[()], bands, labels, cover[()], subsets, images=list(f))
+        check_content(
+            n, ids.asstr()[()], bands, labels, cover[()], subsets, images=list(f), cloud_mask=mask
+        )
     except json.JSONDecodeError:
         raise StoreError(path, "malformed store: attribute 'options' is not JSON") from None
     except (KeyError, TypeError, ValueError, OSError) as e:
@@ -271,22 +311,26 @@ def check_content(
     n: int,
     ids: Sequence[Any] | np.ndarray,
     bands: Mapping[str, Sequence[str]],
-    labels: Mapping[str, tuple[str, np.ndarray, Sequence[str]]],
+    labels: Mapping[str, tuple[Any, ...]],
     cloud_cover: np.ndarray,
     subsets: Mapping[str, tuple[np.ndarray, Any]],
     *,
     images: Sequence[str],
+    cloud_mask: Any = None,
 ) -> None:
     """The content rules of a store, on plain arrays: what :class:`Store` checks when it opens
     a file (:func:`check_layout`) and what :func:`sareval.write_store` checks before it writes.
 
     ``ids`` (N,) unique; ``bands``: image dataset -> band names, unique within a dataset and
     across datasets (``s2_cloudy`` repeats ``s2``'s); ``labels``: name -> (kind, values, class
-    names): index labels integers in 0..K-1, multi-hot (N, K) of 0 / 1, fractions in [0, 1];
-    ``cloud_cover`` (N,) in [0, 1] or NaN (unknown); ``subsets``: name -> (rows, optical
-    source): sorted unique integer rows in 0..N-1, the optical source one of ``images`` (or
-    ``s2`` in a store without optical images). A problem raises ``ValueError`` whose message
-    names the store's dataset (``/subsets/clear``, ``/labels/igbp``, ...).
+    names[, ignore index]): index labels integers in 0..K-1, multi-hot (N, K) of 0 / 1,
+    fractions in [0, 1], maps (N, H, W) integers in 0..K-1 or the ignore index (default 255);
+    ``cloud_cover`` (N,) in [0, 1] or NaN (unknown); ``cloud_mask`` (optional, (N, H, W)
+    integers): 0 / 1 in a row of known cover with ``|cover - mean(mask)| <=``
+    :data:`COVER_MASK_TOLERANCE`, 255 everywhere in a row of unknown cover; ``subsets``: name ->
+    (rows, optical source): sorted unique integer rows in 0..N-1, the optical source one of
+    ``images`` (or ``s2`` in a store without optical images). A problem raises ``ValueError``
+    whose message names the store's dataset (``/subsets/clear``, ``/labels/igbp``, ...).
     """
     unique, counts = np.unique(np.asarray(ids, dtype=object).astype(str), return_counts=True)
     if len(unique) < len(ids):
@@ -301,8 +345,12 @@ def check_content(
                 raise ValueError(f"band name {band!r} is {where}")
             if name != "s2_cloudy":
                 owner[band] = name
-    for name, (kind, values, class_names) in labels.items():
-        _check_labels(f"/labels/{name}", kind, np.asarray(values), class_names)
+    for name, (kind, values, class_names, *rest) in labels.items():
+        if kind == "map":
+            ignore = int(rest[0]) if rest and rest[0] is not None else DEFAULT_IGNORE_INDEX
+            _check_map(f"/labels/{name}", values, class_names, ignore, n)
+        else:
+            _check_labels(f"/labels/{name}", kind, np.asarray(values), class_names)
     cover = np.asarray(cloud_cover, dtype=np.float64)
     outside = np.flatnonzero(~np.isnan(cover) & ((cover < 0) | (cover > 1)))
     if len(outside):
@@ -311,6 +359,8 @@ def check_content(
             f"/cloud_cover holds {cover[i]:g} (row {i}); cloud cover is a fraction in [0, 1], "
             "NaN where unknown"
         )
+    if cloud_mask is not None:
+        _check_cloud_mask(cloud_mask, cover, n)
     for name, (rows, optical) in subsets.items():
         rows = np.asarray(rows)
         if rows.ndim != 1:
@@ -324,6 +374,50 @@ def check_content(
         # a store without optical images (e.g. SAR + DEM) names "s2" and reads none
         if optical not in OPTICAL_SOURCES or (optical not in images and optical != "s2"):
             raise ValueError(f"/subsets/{name}: optical source {optical!r} is not in the store")
+
+
+def _check_map(where: str, y: Any, class_names: Sequence[str], ignore: int, n: int) -> None:
+    """A map label set: (N, H, W) integers, each < K or == ``ignore`` (read in row blocks)."""
+    k = len(class_names)
+    if len(set(class_names)) < k:
+        raise ValueError(f"{where}: class names repeat")
+    if len(y.shape) != 3 or y.shape[0] != n:
+        raise ValueError(f"{where} has shape {y.shape}: a map needs ({n}, H, W)")
+    if np.dtype(y.dtype).kind not in "biu":
+        raise ValueError(f"{where} holds {y.dtype}, not integer class indices")
+    if not 0 <= ignore <= 255 or ignore < k:
+        raise ValueError(f"{where}: ignore_index {ignore} is a class index or outside 0..255")
+    for a, block in row_blocks(y):
+        bad = ((block < 0) | (block >= k)) & (block != ignore)
+        if bad.any():
+            i, r, c = (int(v) for v in np.argwhere(bad)[0])
+            raise ValueError(
+                f"{where} holds {int(block[i, r, c])} (row {a + i}, pixel {r},{c}); map values "
+                f"are class indices 0..{k - 1} or the ignore index {ignore}"
+            )
+
+
+def _check_cloud_mask(mask: Any, cover: np.ndarray, n: int) -> None:
+    """``/cloud_mask`` against ``/cloud_cover`` (see :func:`check_content`), in row blocks."""
+    if len(mask.shape) != 3 or mask.shape[0] != n:
+        raise ValueError(f"/cloud_mask has shape {mask.shape}, expected ({n}, H, W)")
+    for a, block in row_blocks(mask):
+        known = ~np.isnan(cover[a : a + len(block)])
+        for j in np.flatnonzero(~known):
+            if np.any(block[j] != 255):
+                raise ValueError(
+                    f"/cloud_mask row {a + j}: the cover is unknown (NaN), so the mask must be "
+                    "255 everywhere"
+                )
+        for j in np.flatnonzero(known):
+            row = block[j]
+            if np.any((row != 0) & (row != 1)):
+                raise ValueError(f"/cloud_mask row {a + j} holds values other than 0 / 1")
+            mean, c = float(row.mean()), float(cover[a + j])
+            if abs(mean - c) > COVER_MASK_TOLERANCE:
+                raise ValueError(
+                    f"/cloud_mask row {a + j}: mean {mean:.6g} differs from /cloud_cover {c:.6g}"
+                )
 
 
 def _check_labels(where: str, kind: str, y: np.ndarray, class_names: Sequence[str]) -> None:
@@ -557,11 +651,13 @@ class Store:
         out = {}
         for name, ds in self.file["labels"].items():
             thr = ds.attrs.get("threshold")
+            kind = str(ds.attrs["kind"])
             out[name] = LabelSpec(
                 name,
-                str(ds.attrs["kind"]),
+                kind,
                 tuple(json.loads(ds.attrs["class_names"])),
                 None if thr is None else float(thr),
+                int(ds.attrs.get("ignore_index", DEFAULT_IGNORE_INDEX)) if kind == "map" else None,
             )
         return out
 
@@ -572,8 +668,9 @@ class Store:
         return sets[name]
 
     def find_labels(self, task: str, class_names: Sequence[str]) -> LabelSpec:
-        """The label set for ``task`` whose classes are exactly ``class_names`` (any order)."""
-        kind = "index" if task == "single-label" else "multi_hot"
+        """The label set for ``task`` (single-label, multi-label, segmentation) whose classes
+        are exactly ``class_names`` (any order)."""
+        kind = {"single-label": "index", "segmentation": "map"}.get(task, "multi_hot")
         for spec in self.label_sets.values():
             if spec.kind == kind and set(spec.class_names) == set(class_names):
                 return spec
@@ -617,6 +714,19 @@ class Store:
         """``/cloud_cover`` of ``rows``: the cover of :attr:`cloud_cover_source`'s images."""
         ds = self.file["cloud_cover"]
         return ds[()] if rows is None else read_rows(ds, rows)
+
+    @property
+    def has_cloud_mask(self) -> bool:
+        return "cloud_mask" in self.file
+
+    def cloud_mask(self, rows: np.ndarray | None = None) -> np.ndarray | None:
+        """``/cloud_mask`` (n, H, W) uint8 of sorted ``rows`` (all by default): the per-pixel
+        mask of :attr:`cloud_cover_source`'s images (1 cloudy, 0 clear, 255 unknown); None
+        where the store has none."""
+        if not self.has_cloud_mask:
+            return None
+        ds = self.file["cloud_mask"]
+        return np.asarray(ds[()] if rows is None else read_rows(ds, rows))
 
     @property
     def cloud_cover_source(self) -> str:
@@ -737,7 +847,8 @@ class Store:
         label_sets: Sequence[str] = (),
         out: Mapping[str, np.ndarray] | None = None,
     ) -> Batch:
-        """Positions ``[start, stop)`` of ``sub``; ``out`` may hold preallocated arrays."""
+        """Positions ``[start, stop)`` of ``sub``; ``out`` may hold preallocated arrays. The
+        batch's ``cloud_mask`` is read where the store has one and ``sub`` reads its source."""
         rows = sub.rows[start:stop]
         arrays = {}
         for sensor in sensors:
@@ -751,6 +862,7 @@ class Store:
             arrays=arrays,
             labels={n: self.labels(n, rows) for n in label_sets},
             cloud_cover=self.cloud_cover(rows),
+            cloud_mask=self.cloud_mask(rows) if sub.optical == self.cloud_cover_source else None,
         )
 
 
@@ -863,6 +975,7 @@ class StoreWriter:
         source_root: str = "",
         with_cloudy: bool = False,
         with_geo: bool = False,
+        with_cloud_mask: bool = False,
         compression: str | None = "lzf",
         chunk_rows: int = 4,
         overwrite: bool = False,
@@ -892,6 +1005,7 @@ class StoreWriter:
                 row_bytes += sum(
                     len(s.bands) * np.dtype(s.dtype).itemsize for s in sensors if s.name == "s2"
                 )
+            row_bytes += sum(lab.kind == "map" for lab in labels) + int(with_cloud_mask)  # uint8
             ensure_free(self.partial, self.n * row_bytes * height * width)
         f = self.file = h5py.File(self.partial, "w")
         f.attrs.update(
@@ -915,7 +1029,7 @@ class StoreWriter:
         f.create_dataset("ids", data=np.asarray(list(ids), dtype=object), dtype=STR_DTYPE)
         self._create_datasets(
             sensors, labels, height, width, with_cloudy=with_cloudy, with_geo=with_geo,
-            compression=compression, chunk_rows=chunk_rows,
+            with_cloud_mask=with_cloud_mask, compression=compression, chunk_rows=chunk_rows,
         )  # fmt: skip
         f.flush()
 
@@ -928,6 +1042,7 @@ class StoreWriter:
         *,
         with_cloudy: bool,
         with_geo: bool,
+        with_cloud_mask: bool,
         compression: str | None,
         chunk_rows: int,
     ) -> None:
@@ -955,12 +1070,25 @@ class StoreWriter:
         cc = f.create_dataset("cloud_cover", shape=(self.n,), dtype=np.float32, fillvalue=np.nan)
         cc.attrs["method"] = "none"
         f.create_dataset("row_sha256", shape=(self.n, 32), dtype=np.uint8)
+        pixels: dict[str, Any] = {  # (N, H, W) datasets: chunked like the images
+            "shape": (self.n, height, width),
+            "chunks": (min(chunk_rows, max(self.n, 1)), height, width),
+            **kw,
+        }
+        if with_cloud_mask:
+            f.create_dataset("cloud_mask", dtype=np.uint8, fillvalue=255, **pixels)
         for lab in labels:
             if lab.kind not in LABEL_KINDS:
                 raise ValueError(f"label kind {lab.kind!r}")
             k = len(lab.class_names)
-            shape = (self.n,) if lab.kind == "index" else (self.n, k)
-            ds = f.create_dataset(f"labels/{lab.name}", shape=shape, dtype=LABEL_DTYPES[lab.kind])
+            dtype = LABEL_DTYPES[lab.kind]
+            if lab.kind == "map":
+                ignore = DEFAULT_IGNORE_INDEX if lab.ignore_index is None else lab.ignore_index
+                ds = f.create_dataset(f"labels/{lab.name}", dtype=dtype, fillvalue=ignore, **pixels)
+                ds.attrs["ignore_index"] = ignore
+            else:
+                shape = (self.n,) if lab.kind == "index" else (self.n, k)
+                ds = f.create_dataset(f"labels/{lab.name}", shape=shape, dtype=dtype)
             ds.attrs["kind"] = lab.kind
             ds.attrs["class_names"] = json.dumps(list(lab.class_names))
             if lab.threshold is not None:
@@ -980,12 +1108,14 @@ class StoreWriter:
         geo_transform: np.ndarray | None = None,
         geo_crs: Sequence[str] | None = None,
         stats: Mapping[str, tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None,
+        cloud_mask: np.ndarray | None = None,
     ) -> None:
         """Write rows ``[start, start + k)``; must continue exactly at :attr:`rows_written`.
 
         ``arrays`` maps each sensor (and ``s2_cloudy`` if the store has it) to (k, C, H, W).
         ``stats`` optionally gives :func:`row_stats` of some arrays, computed elsewhere (e.g. in
-        reader processes); the others are computed here.
+        reader processes); the others are computed here. ``cloud_mask`` (k, H, W) uint8 for a
+        store created ``with_cloud_mask``.
         """
         if start != self.rows_written:
             raise ValueError(
@@ -1023,6 +1153,8 @@ class StoreWriter:
             put(f"labels/{name}", value)
         if cloud_cover is not None:
             put("cloud_cover", cloud_cover)
+        if cloud_mask is not None:
+            put("cloud_mask", cloud_mask)
         cover = np.full(k, np.nan, np.float32) if cloud_cover is None else cloud_cover
         for j in range(k):  # as row_digest: id, images (sorted by name), cloud cover
             digests[j].update(np.float32(cover[j]).tobytes())

@@ -267,3 +267,31 @@ def test_adapters_do_not_import_torchgeo() -> None:
     source = Path(mod.__file__ or "").read_text()
     assert not re.search(r"^\s*(import|from)\s+torchgeo", source, re.MULTILINE)
     assert mod.BEN_V2_IMAGES["all"]["image_s1"] == ("VH", "VV")
+
+
+def test_sen12ms_mask_as_label_maps_for_a_segmentation_model() -> None:
+    """torchgeo's SEN12MS ``mask`` (IGBP 1..17 per pixel) read as 10-class label maps: the
+    published IGBP -> simplified table is written out here, not imported."""
+    rng = np.random.default_rng(5)
+    order = ("VV", "VH", "B02", "B03", "B04")
+    image = rng.normal(0, 1, (N, len(order), H, H)).astype(np.float32)
+    masks = rng.choice([0, 1, 5, 7, 10, 11, 12, 13, 14, 16, 17], size=(N, H, H))
+    items = [
+        {"image": torch.from_numpy(image[i]), "mask": torch.from_numpy(masks[i])} for i in range(N)
+    ]
+    ds = torchgeo_class("SEN12MS", "torchgeo.datasets.sen12ms")(items, bands=order)
+    table = [255, 0, 0, 0, 0, 0, 1, 1, 2, 2, 3, 4, 5, 6, 5, 7, 8, 9]  # IGBP code -> index
+    maps = np.array(table)[masks]
+    card = sareval.ModelCard.custom(
+        {"sar": ["VV", "VH"], "opt": ["B02", "B03", "B04"]}, task="segmentation",
+        class_names=list(IGBP10),
+    )  # fmt: skip
+    net = torch.nn.Conv2d(5, 10, 1)
+    got = sareval.evaluate(net, sareval.TorchData(ds), card=card)
+    data = sareval.ArrayData(
+        {"s1": image[:, :2], "s2": image[:, 2:]}, maps.astype(np.uint8),
+        bands={"s1": ["VV", "VH"], "s2": ["B02", "B03", "B04"]},
+    )  # fmt: skip
+    want = sareval.evaluate(net, data, card=card)
+    assert got.counts == want.counts
+    assert got.doc["n_pixels"] == int((maps != 255).sum()) > 0

@@ -232,3 +232,24 @@ def test_graph_profile_smoke(capsys: pytest.CaptureFixture[str]) -> None:
     assert "sharing " in shared.splitlines()[0] and "sareval_pre_stacked" not in shared
     diff = float(out.split("max |d output| ")[1].split(",")[0])
     assert diff < 1e-4
+
+
+def test_segmentation_counting_smoke(tmp_path: Path) -> None:
+    """The counting benchmark runs and reports counting as a share of the pass."""
+    from benchmarks.segmentation_counting import main
+
+    out = main(["--images", "2", "--size", "64", "--batch-size", "1", "--repeats", "1",
+                "--json", str(tmp_path / "r.json")])  # fmt: skip
+    assert out["counting_share_of_pass"] == pytest.approx(
+        out["counting_s_per_batch"] / out["pass_s_per_batch"]
+    )
+    assert (tmp_path / "r.json").is_file()
+
+
+def test_absence_mask_smoke() -> None:
+    """One masked call and the per-coalition loop give timings for every coalition."""
+    from benchmarks.absence_mask import main
+
+    out = main(["--batch-size", "2", "--size", "16", "--dim", "32", "--depth", "1",
+                "--repeats", "1", "--players", "3"])  # fmt: skip
+    assert out["coalitions"] == 7 and out["one_call_s"] > 0 and out["per_coalition_s"] > 0

@@ -15,6 +15,7 @@ from sareval.evaluator.results import schema
 
 #: CLI option of `sareval shape` -> (choices tuple, ShapeConfig field or None, schema config key)
 OPTIONS = {
+    "absence": (choices.ABSENCES, "absence", "absence"),
     "baseline": (choices.BASELINES, "baseline", "baseline"),
     "empty_coalition": (choices.EMPTY_CHOICES, "empty_coalition", "empty_coalition"),
     "normalization": (choices.Z_CHOICES, "normalization", "normalization"),

@@ -1,4 +1,5 @@
-"""`sareval demo` end to end at a very small size (slow: trains and exports two models)."""
+"""`sareval demo` end to end at a very small size (slow: trains and exports two models, then
+trains and evaluates the segmentation model)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from sareval.cli import cli
 @pytest.mark.slow
 def test_demo_end_to_end_small(tmp_path: Path) -> None:
     out = tmp_path / "demo"
-    args = ["demo", "--out", str(out), "--patches", "40", "--size", "32", "--epochs", "1"]
+    args = ["demo", "--out", str(out), "--patches", "40", "--size", "32", "--epochs", "1",
+            "--seg-epochs", "1"]  # fmt: skip
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
     for label in ("clear", "cloudy"):
@@ -48,6 +50,26 @@ def test_demo_end_to_end_small(tmp_path: Path) -> None:
     said = [line for line in lines if re.match(r"\s+(clear|cloudy)-trained, \w+: ", line)]
     assert len(said) == 6
     assert all("baseline" in line or "not computed" in line for line in said)
+    # the segmentation part: pixel-level SHAPE of the cloudy test images, its maps and report
+    seg = json.loads((out / "segmentation" / "shape.json").read_text())
+    assert seg["task"] == "segmentation" and seg["provenance"]["subset"]["name"] == "cloudy"
+    assert seg["n_pixels"] == sum(e["n_pixels"] for e in seg["by"]["cloud_pixels"]) > 0
+    assert "ci" in seg["metrics"]["miou"] and seg["pixel_relevance"]["true_probability"]["all"]
+    assert (out / "segmentation" / "maps.h5").is_file()
+    seg_report = out / "report-segmentation"
+    for name in ("per_class_iou.png", "cloud_pixels_miou.png", "maps_1.png", "summary.md"):
+        assert (seg_report / name).is_file(), name
+    assert "RGB" in (seg_report / "maps_1.svg").read_text()  # the store was found
+    assert str(seg_report / "maps_1.png") in res.output
+    table = res.output.split("Segmentation: mean IoU")[1].splitlines()
+    rows = {line.split()[0]: line for line in table[3:] if line.strip()}
+    assert rows["all"].split()[1] == str(seg["n_pixels"])
+    miou = seg["metrics"]["miou"]
+    lo, hi = miou["ci"]["relevance"]["sar"]
+    assert f"{miou['relevance']['sar']:.3f} [{lo:.3f}, {hi:.3f}]" in rows["all"]
+    for e in seg["by"]["cloud_pixels"]:
+        if e["n_pixels"]:
+            assert f"{e['metrics']['miou']['relevance']['opt']:.3f}" in rows[e["label"]]
     again = CliRunner().invoke(cli, args)
     assert again.exit_code == 1 and "output exists" in again.output
     # --overwrite replaces what a demo wrote and nothing else

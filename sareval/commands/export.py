@@ -29,11 +29,14 @@ Examples:
       --task multi-label --out vgg16.onnx   (TF-Slim variables dumped with numpy.savez)
   sareval export --arch resnet50 --checkpoint model.safetensors --preset reben-s1s2-v0.2.0 \\
       --task multi-label --out reben-r50.onnx   (timm-layout weights of a reBEN model)
+  sareval export --arch resnet18-unet --preset sen12ms-s1s2 --out unet.onnx
+      (a segmentation network: task segmentation, ignore index 255 in the card)
 """,
 )
 @click.option(
     "--arch",
     help="resnet18/34/50, densenet121, vgg16/19 (TF-Slim), vgg16-tv/vgg19-tv (torchvision); "
+    "segmentation: unet, resnet18-unet, deeplabv3-resnet18/50 (task segmentation); "
     "default: from the checkpoint's _arguments.txt.",
 )
 @click.option(
@@ -103,7 +106,8 @@ def command(
     """Export a fusion network to ONNX (or TorchScript) with its model card.
 
     The exported file is checked before it is kept: onnx.checker, then the same random inputs
-    through torch and onnxruntime at batch sizes 1, 3 and 64 (max differences printed).
+    through torch and onnxruntime at batch sizes 1, 3 and 64 (segmentation: 1, 3 and 8; max
+    differences printed).
     """
     from sareval.export.onnx_export import check_opset
     from sareval.models.registry import MAX_INPUT_SIZE

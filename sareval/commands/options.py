@@ -16,6 +16,7 @@ from sareval.evaluator.config import FLAT_FIELDS, PARTS
 #: a ShapeConfig field (its path in library messages) -> the `sareval shape` flag that sets it
 FIELD_FLAGS: dict[str, str] = {
     "ShapeConfig.game.players": "--players",
+    "ShapeConfig.game.absence": "--absence",
     "ShapeConfig.game.baseline": "--baseline",
     "ShapeConfig.game.baseline_statistics": "--baseline-statistics",
     "ShapeConfig.game.empty_coalition": "--empty-coalition",

@@ -11,6 +11,8 @@ from sareval.commands.options import overwrite_option, progress_enabled, report_
 from sareval.locks import output_lock
 from sareval.preprocess.bigearthnet import preprocess_bigearthnet
 from sareval.preprocess.bigearthnet_v2 import preprocess_bigearthnet_v2
+from sareval.preprocess.dfc2020 import SPLITS as DFC2020_SPLITS
+from sareval.preprocess.dfc2020 import preprocess_dfc2020
 from sareval.preprocess.pipeline import COMPRESSIONS, DEFAULT_COMPRESSION
 from sareval.preprocess.sen12ms import preprocess_sen12ms
 from sareval.store import Store
@@ -85,6 +87,7 @@ def command() -> None:
         --split-csv test.csv --cloudy-list patches_with_cloud_and_shadow.csv --out test.h5
     sareval preprocess bigearthnet-v2 --s2-root BigEarthNet-S2 --s1-root BigEarthNet-S1 \\
         --metadata metadata.parquet --split test --out reben-test.h5
+    sareval preprocess dfc2020 DFC2020/ --split validation --out dfc-validation.h5
 
     Writes <out>.partial and renames it when complete; re-running an interrupted job resumes.
     """
@@ -295,6 +298,65 @@ def bigearthnet_v2(
         very_cloudy_threshold=_resolve(very_cloudy_threshold, very_cloudy_list),
         very_cloudy_list=very_cloudy_list,
         resampling=resampling,
+        workers=workers,
+        compression=compression,
+        chunk_rows=chunk_rows,
+        overwrite=overwrite,
+        progress=progress_enabled(),
+    )
+    _report(path)
+
+
+@command.command("dfc2020")
+@click.argument("root", type=DIRECTORY)
+@click.option(
+    "--split",
+    type=click.Choice(DFC2020_SPLITS),
+    default="validation",
+    show_default=True,
+    help="The release: ROOT/ROIs0000_validation or ROOT/ROIs0000_test.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Reader processes [default: the CPU cores].",
+)
+@click.option(
+    "--compression",
+    type=click.Choice(COMPRESSIONS),
+    default=DEFAULT_COMPRESSION,
+    show_default=True,
+    help="HDF5 compression (as for the other datasets).",
+)
+@click.option(
+    "--chunk-rows",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Samples per HDF5 chunk [default: about 4 MB of S2 a chunk].",
+)
+@click.option("--out", "-o", type=EXISTING_FILE, required=True, help="The store (.h5).")
+@overwrite_option
+def dfc2020(
+    root: Path,
+    split: str,
+    workers: int | None,
+    compression: str,
+    chunk_rows: int | None,
+    out: Path,
+    overwrite: bool,
+) -> None:
+    """DFC2020 ROOT (ROIs0000_validation/, ROIs0000_test/) -> store with lc10_map labels.
+
+    \b
+    sareval preprocess dfc2020 DFC2020/ --split validation --out dfc-validation.h5
+    """
+    check_outputs({"--out": out}, overwrite, inputs=[root], streams=False)
+    _lock(out)
+    path = preprocess_dfc2020(
+        root,
+        out,
+        split=split,
         workers=workers,
         compression=compression,
         chunk_rows=chunk_rows,

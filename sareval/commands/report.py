@@ -21,6 +21,8 @@ Examples:
   sareval report results/*.json --metric oa,aa,f1_macro --out report
   sareval report runs/ --compare clear=runs/clear/pred-very_cloudy.h5 \\
       cloudy=runs/cloudy/pred-very_cloudy.h5 --out report
+  sareval report seg=runs/seg/shape.json runs/seg/maps.h5 --images ROIs1158_spring_1_p30 \\
+      --out report
 """,
 )
 @click.argument("inputs", nargs=-1)
@@ -55,6 +57,11 @@ Examples:
     show_default=True,
     help="Pairwise index of the interactions_<metric>_<n> figures.",
 )
+@click.option(
+    "--images",
+    help="Comma-separated image ids the maps_<n> figures of segmentation maps files show "
+    "(default: the first few of each file).",
+)
 @overwrite_option
 def command(
     inputs: tuple[str, ...],
@@ -63,12 +70,15 @@ def command(
     compare: tuple[tuple[str, str], ...],
     n_boot: int,
     interaction_index: str,
+    images: str | None,
     overwrite: bool,
 ) -> None:
     """Tables (markdown, CSV) and figures (PNG, SVG) from results and training histories.
 
     Each input is [LABEL=]PATH: a results JSON of `sareval shape`, a training run's
-    metrics.jsonl, or a directory searched for both. Results of one model label and test
+    metrics.jsonl, a segmentation maps file (`save_predictions` of a segmentation run: the
+    maps_<n> figures, RGB and SAR from the store its results file names), or a directory
+    searched for them. Results of one model label and test
     subset are runs: the tables and error bars show their mean ± standard deviation (or a
     single run's bootstrap interval). Results with different baselines, Z or players are
     labelled and kept apart; a result given twice, or runs of one label on different stores,
@@ -83,6 +93,7 @@ def command(
         overwrite=overwrite,
         compare=[parse_comparison(a, b) for a, b in compare], replicates=n_boot,
         interaction_index=interaction_index,
+        map_images=[i.strip() for i in images.split(",") if i.strip()] if images else None,
     )  # fmt: skip
     if report.rows:
         click.echo(report.markdown)

@@ -14,6 +14,7 @@ import sareval
 from sareval.atomic import check_outputs, is_stream, output_set
 from sareval.card import read_card
 from sareval.choices import (
+    ABSENCES,
     BACKENDS,
     BASELINES,
     EMPTY_CHOICES,
@@ -148,6 +149,14 @@ def deprecated_option(old: str, kind: Any) -> Any:
     type=click.Choice(PROVIDERS),
     default=field_default("provider"),
     help="onnxruntime execution provider (default: cuda on --device cuda, else cpu).",
+)
+@click.option(
+    "--absence",
+    type=click.Choice(ABSENCES),
+    default=field_default("absence"),
+    show_default=True,
+    help="What an absent modality is to the model: fill (with --baseline), omit the input, "
+    "mask its tokens, or marginal (from other samples); the card lists those it supports.",
 )
 @click.option(
     "--baseline",
@@ -382,7 +391,7 @@ def command(
 
 #: the options that perceptual scores do not take (they are SHAPE's: game, reporting, estimation)
 SHAPE_ONLY = (
-    "baseline", "baseline_statistics", "empty_coalition", "normalization", "replicates",
+    "absence", "baseline", "baseline_statistics", "empty_coalition", "normalization", "replicates",
     "by_class", "cloud_cover_bins", "per_sample", "map_absent_classes", "estimator", "orderings",
 )  # fmt: skip
 

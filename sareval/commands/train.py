@@ -14,6 +14,13 @@ from sareval.commands.options import overwrite_option, progress_enabled
 from sareval.errors import SarevalError
 from sareval.train.loop import TrainConfig, resolve_device, run_is_complete, train
 
+#: ``--arch`` when not given
+DEFAULT_ARCH: dict[str, str] = {
+    "single-label": "resnet18",
+    "multi-label": "resnet18",
+    "segmentation": "unet",
+}
+
 
 def parse_seeds(text: str) -> list[int]:
     """``"0-4"`` -> [0, 1, 2, 3, 4]; ``"0,2,5"`` -> [0, 2, 5]."""
@@ -31,6 +38,17 @@ def parse_seeds(text: str) -> list[int]:
     if not seeds or len(set(seeds)) != len(seeds):
         raise SarevalError(f"--seeds {text!r}: expected distinct seeds, e.g. 0-4 or 0,1,2")
     return seeds
+
+
+def game_text(metric: str, metrics: dict, players: list[str]) -> str:
+    """``"miou 0.812 (relevance sar 0.401, opt 0.377)"``; empty when ``metric`` has no V."""
+    m = metrics.get(metric)
+    if not m or m["V"].get("+".join(players)) is None:
+        return ""
+    rel = ", ".join(
+        f"{k} {v:.3f}" if v is not None else f"{k} n/a" for k, v in m["relevance"].items()
+    )
+    return f"{metric} {m['V']['+'.join(players)]:.3f} (relevance {rel})"
 
 
 @contextlib.contextmanager
@@ -55,6 +73,11 @@ Example (the study's "cloudy" setup, 5 runs into runs/cloudy/seed-0 .. seed-4):
   sareval train --data train.h5 --val val.h5 --arch resnet18 --preset study-resnet18 \\
       --task single-label --cloudy-prob 0.8 --epochs 25 --batch-size 64 --seeds 0-4 \\
       --out runs/cloudy
+
+\b
+Segmentation (a land-cover map per patch, e.g. a SEN12MS store with /labels/lc10_map):
+  sareval train --data train.h5 --val val.h5 --task segmentation --arch unet \\
+      --cloudy-prob 0.8 --epochs 25 --out runs/seg
 """,
 )
 @click.option("--data", required=True, type=click.Path(dir_okay=False), help="Training store.")
@@ -63,7 +86,13 @@ Example (the study's "cloudy" setup, 5 runs into runs/cloudy/seed-0 .. seed-4):
     type=click.Path(dir_okay=False),
     help="Validation store: metrics and SHAPE relevance after every epoch.",
 )
-@click.option("--arch", default="resnet18", show_default=True, help="Architecture.")
+@click.option(
+    "--arch",
+    default=None,
+    help="Architecture: a classifier (resnet18, ...) or, with --task segmentation, unet, "
+    "resnet18-unet, deeplabv3-resnet18 or deeplabv3-resnet50.  [default: resnet18; "
+    "unet for segmentation]",
+)
 @click.option(
     "--preset", default="study-resnet18", show_default=True, help="Model card preset (bands)."
 )
@@ -101,7 +130,7 @@ Example (the study's "cloudy" setup, 5 runs into runs/cloudy/seed-0 .. seed-4):
     "--select-metric",
     default="",
     help="Metric whose V(all) on the first validation subset picks best.pt "
-    "(default oa / f1_micro).",
+    "(default oa / f1_micro / miou for single-label / multi-label / segmentation).",
 )
 @click.option(
     "--in-memory", is_flag=True, help="Read the training arrays into memory once (small stores)."
@@ -111,7 +140,7 @@ Example (the study's "cloudy" setup, 5 runs into runs/cloudy/seed-0 .. seed-4):
 def command(
     data: str,
     val: str | None,
-    arch: str,
+    arch: str | None,
     preset: str,
     task: Task,
     fusion: str,
@@ -131,14 +160,15 @@ def command(
     out: str,
     overwrite: bool,
 ) -> None:
-    """Train a fusion classifier with clear/cloudy optical mixing.
+    """Train a fusion classifier or segmenter with clear/cloudy optical mixing.
 
     Every sample with a cloudy optical version is loaded cloudy with probability --cloudy-prob
-    each time it is drawn. After every epoch: training loss, and metrics and SHAPE relevance on
-    the validation subsets, appended to OUT/metrics.jsonl; checkpoints OUT/last.pt and
-    OUT/best.pt. At the end OUT/model.onnx with its model card, ready for `sareval shape`.
-    Re-running the same command resumes an interrupted run from OUT/last.pt (with --seeds,
-    finished runs are skipped).
+    each time it is drawn (segmentation: the label map stays the same). After every epoch:
+    training loss, and metrics and SHAPE relevance on the validation subsets (segmentation:
+    also on their clear and cloudy pixels), appended to OUT/metrics.jsonl; checkpoints
+    OUT/last.pt and OUT/best.pt. At the end OUT/model.onnx with its model card, ready for
+    `sareval shape`. Re-running the same command resumes an interrupted run from OUT/last.pt
+    (with --seeds, finished runs are skipped).
     """
     runs = (
         [(seed, Path(out))]
@@ -152,7 +182,7 @@ def command(
                 data=data,
                 val=val,
                 out=str(run_out),
-                arch=arch,
+                arch=arch or DEFAULT_ARCH[task],
                 preset=preset,
                 task=task,
                 fusion=fusion,
@@ -183,13 +213,18 @@ def command(
         if result.resumed_from:
             line += f" (resumed after epoch {result.resumed_from})"
         line += f", train loss {last.get('train_loss', float('nan')):.4f}"
+        metric = config.selection_metric
+        pixel_lines = []
         for subset, r in last.get("val", {}).items():
-            metric = config.selection_metric
-            m = r["metrics"].get(metric)
-            if m:
-                rel = ", ".join(f"{k} {v:.3f}" for k, v in m["relevance"].items())
-                full = m["V"]["+".join(r["players"])]
-                line += f"; {subset}: {metric} {full:.3f} (relevance {rel})"
+            text = game_text(metric, r["metrics"], r["players"])
+            if text:
+                line += f"; {subset}: {text}"
+            for state, part in (r.get("pixels") or {}).items():  # segmentation
+                text = game_text(metric, part["metrics"], r["players"])
+                if text and state != "unknown":
+                    pixel_lines.append(f"  {subset}, {state} pixels: {text}")
         click.echo(line)
+        for text in pixel_lines:
+            click.echo(text)
         if result.model_file:
             click.echo(f"  model: {result.model_file}")

@@ -13,7 +13,11 @@ mask of the empty coalition with a one-row batch.
 - :class:`TorchBackend`: the preamble as an ``nn.Module`` around a TorchScript module, a
   ``torch.export`` program or an in-memory ``nn.Module``; ``torch.inference_mode``; raw batches
   go to the device as stored (uint16 / float32) and are cast there. ``run_tensor`` keeps the
-  outputs on the device (for :class:`~sareval.evaluator.counting.CoalitionCounter`).
+  outputs on the device (for :class:`~sareval.evaluator.counting.CoalitionCounter`). fp32 on
+  CPU (unshared) runs a traced, frozen, oneDNN copy of the network
+  (:mod:`sareval.evaluator.torch_speed`; ``torch_path`` says what ran); ``bf16-verified`` a bf16
+  copy with fp32 re-runs of near-margin rows (:mod:`sareval.evaluator.bf16_verified`;
+  ``precision_record`` says what ran). The caller's module is never changed.
 
 ``pad_to``: pad a short (last) batch with zero rows to a fixed batch size, so that the GPU sees
 one shape (cuDNN / TensorRT do not re-tune); padded rows are dropped before anything is counted.
@@ -129,7 +133,7 @@ def describe_value(value: Any) -> str:
 
 
 def check_outputs(out: Any, rows: int, n_classes: int | None, source: str, *,
-                  array_type: type) -> None:  # fmt: skip
+                  array_type: type, spatial: tuple[int, int] | None = None) -> None:  # fmt: skip
     """The one validation of what a model returned for an execution of ``rows`` input rows:
     one ``array_type`` (a torch tensor, or a numpy array from onnxruntime) of shape
     (``rows``, ``n_classes``) with floating-point values (float16 / bfloat16 / float64 are
@@ -153,11 +157,18 @@ def check_outputs(out: Any, rows: int, n_classes: int | None, source: str, *,
             f"{source}: returned {str(dtype).removeprefix('torch.')} outputs; expected "
             "floating-point logits or probabilities"
         )
-    if len(shape) != 2:
+    want = f"(batch, {n_classes or 'classes'}{', height, width' if spatial else ''})"
+    if len(shape) != (4 if spatial else 2):
         raise SarevalError(
-            f"{source}: returned outputs of shape {shape} ({len(shape)}-D); expected "
-            f"(batch, {n_classes or 'classes'})"
+            f"{source}: returned outputs of shape {shape} ({len(shape)}-D); expected {want}"
         )
+    if spatial is not None:
+        (h, w), (oh, ow) = spatial, shape[2:]
+        if not (oh and ow and h % oh == 0 and w % ow == 0 and h // oh == w // ow):
+            raise SarevalError(
+                f"{source}: returned label maps of {oh} x {ow} for inputs of {h} x {w}; "
+                "a segmentation model's output must be its input size divided by one integer"
+            )
     if shape[0] != rows:
         raise SarevalError(
             f"{source}: returned {shape[0]} rows of outputs for a batch of {rows} input rows"
@@ -191,6 +202,7 @@ class OnnxRuntimeBackend:
         share: str | None = None,
         n_classes: int | None = None,
         n_coalitions: int | None = None,
+        spatial: tuple[int, int] | None = None,
     ) -> None:
         import onnxruntime as ort
 
@@ -257,6 +269,7 @@ class OnnxRuntimeBackend:
             )
         self.output_name = output.name
         self.source, self.n_classes, self.n_coalitions = source, n_classes, n_coalitions
+        self.spatial = spatial
         self.overridable = {i.name for i in self.session.get_overridable_initializers()}
         self.use_io_binding = providers != "cpu"
         # a graph with a shared first conv (evaluator.onnx_sharing) reads the mask per group;
@@ -279,7 +292,8 @@ class OnnxRuntimeBackend:
         return str(path)
 
     def run(self, raw: Mapping[str, np.ndarray], mask: np.ndarray | None = None) -> np.ndarray:
-        """Outputs (n, B, K) of every coalition (``mask`` rows; default all non-empty)."""
+        """Outputs (n, B, K) of every coalition (``mask`` rows; default all non-empty);
+        (n, B, K, H', W') for a segmentation model."""
         b = len(next(iter(raw.values())))
         feeds = {
             name: np.ascontiguousarray(raw[name]) for name in self.input_names if name != MASK_NAME
@@ -304,8 +318,9 @@ class OnnxRuntimeBackend:
         rows = len(next(iter(feeds.values())))
         n = len(mask) if mask is not None else self.n_coalitions
         if n is not None:
-            check_outputs(out, n * rows, self.n_classes, self.source, array_type=np.ndarray)
-        out = np.asarray(out, dtype=np.float32).reshape(-1, rows, out.shape[-1])
+            check_outputs(out, n * rows, self.n_classes, self.source, array_type=np.ndarray,
+                          spatial=self.spatial)  # fmt: skip
+        out = np.asarray(out, dtype=np.float32).reshape(-1, rows, *out.shape[1:])
         return out[:, :b]
 
     def close(self) -> None:
@@ -373,10 +388,16 @@ class TorchBackend:
         share: bool = False,
         n_classes: int | None = None,
         source: str = "model",
+        spatial: tuple[int, int] | None = None,
+        task: str = "single-label",
+        output_kind: str = "logits",
+        threshold: float = 0.5,
     ) -> None:
         import torch
 
+        from sareval.evaluator.bf16_verified import VerifiedBf16, native_bf16
         from sareval.evaluator.sharing import shared_module
+        from sareval.evaluator.torch_speed import FROZEN_BF16, FastNetwork
 
         if precision not in PRECISIONS:
             raise SarevalError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
@@ -388,10 +409,25 @@ class TorchBackend:
                 f"ShapeConfig.execution.device {device!r}: torch sees no CUDA device"
             )
         check_arity(network, len(pre.inputs) if pre.call != "dict" else 1, source)
+        #: bf16-verified: what ran (evaluator.bf16_verified), for the run's provenance
+        self.precision_record: dict[str, Any] | None = None
+        verified = precision == "bf16-verified"
+        if verified and not native_bf16(self.device.type):
+            warnings.warn(
+                f"ShapeConfig.execution.precision 'bf16-verified': {self.device.type} has no "
+                "native bf16 (avx512_bf16 / amx_bf16, or CUDA bf16); running fp32",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+            self.precision_record = {"precision": "bf16-verified", "native_bf16": False,
+                                     "ran": "fp32"}  # fmt: skip
+            verified = False
+        bare = network
         # bf16-pure: a bf16 copy; a float64 / half network: inputs cast to its dtype
         cast = _pure_bf16 if precision == "bf16-pure" else _in_parameter_dtype
         self.network = network = cast(network)
         self.source, self.n_classes, self.n_coalitions = source, n_classes, pre.n_coalitions
+        self.spatial = spatial
         # eval() below switches every submodule; close() restores each one's mode
         self._modes = (
             [(m, m.training) for m in network.modules()] if hasattr(network, "modules") else []
@@ -404,15 +440,38 @@ class TorchBackend:
         self.share: str | None = (
             shared.kind if shared is not None else ("unshared" if share else None)
         )
-        module = coalition_module(pre, network) if shared is None else shared
-        self.module = module.to(self.device)
-        self.module.training = False
+        # fp32 on CPU, unshared: a traced, frozen, oneDNN copy (evaluator.torch_speed)
+        fp32 = precision in ("fp32", "bf16-verified")
+        fast = shared is None and self.device.type == "cpu" and fp32
         with contextlib.suppress(NotImplementedError):  # torch.export programs: no eval()
             network.eval()
+        runs = FastNetwork(network) if fast else network
+        module = coalition_module(pre, runs) if shared is None else shared
+        self.module = module.to(self.device)
+        self.module.training = False
+        self._fast = runs if fast else None
+        self._verified: Any = None
+        if verified:
+            bf16 = FastNetwork(_pure_bf16(bare), mkldnn=False, label=FROZEN_BF16)
+            fast_module = coalition_module(pre, bf16).to(self.device)
+            fast_module.training = False
+            # the coalition module's mask buffer, on the device (a shared module: its base's)
+            masks: Any = getattr(self.module, "base", self.module).masks
+            self._verified = VerifiedBf16(
+                fast_module, self.module, masks, task=task,
+                output_kind=output_kind, threshold=threshold,
+            )  # fmt: skip
+            self.precision_record = self._verified.record
         self.pad_to = pad_to
         self.providers = [str(self.device)]
         self.cuda = self.device.type == "cuda"
         self._copied: Any = None  # CUDA event: the last host->device copy finished
+
+    @property
+    def torch_path(self) -> str:
+        """What runs the fp32 network: the optimised copy (:mod:`sareval.evaluator.torch_speed`,
+        or why it fell back to eager), or ``eager`` (CUDA, shared computation, autocast)."""
+        return "eager" if self._fast is None else str(self._fast.how)
 
     def to_device(self, raw: Mapping[str, np.ndarray]) -> dict[str, Any]:
         """Raw arrays as tensors on the device, as stored (uint16 stays uint16 in transit)."""
@@ -429,7 +488,7 @@ class TorchBackend:
         return out
 
     def run_tensor(self, raw: Mapping[str, np.ndarray], mask: np.ndarray | None = None) -> Any:
-        """Outputs (n, B, K) as a tensor on the device."""
+        """Outputs (n, B, K) (segmentation: (n, B, K, H', W')) as a tensor on the device."""
         import torch
 
         b = len(next(iter(raw.values())))
@@ -443,11 +502,12 @@ class TorchBackend:
         )
         with torch.inference_mode(), autocast:
             m = None if mask is None else torch.as_tensor(mask, device=self.device)
-            out = self.module(inputs, m)
+            out = self.module(inputs, m) if self._verified is None else self._verified(inputs, m)
         rows = len(next(iter(raw.values())))
         n = self.n_coalitions if mask is None else len(mask)
-        check_outputs(out, n * rows, self.n_classes, self.source, array_type=torch.Tensor)
-        return out.float().reshape(-1, rows, out.shape[-1])[:, :b]
+        check_outputs(out, n * rows, self.n_classes, self.source, array_type=torch.Tensor,
+                      spatial=self.spatial)  # fmt: skip
+        return out.float().reshape(-1, rows, *out.shape[1:])[:, :b]
 
     def run(self, raw: Mapping[str, np.ndarray], mask: np.ndarray | None = None) -> np.ndarray:
         """Outputs (n, B, K) float32 on the host."""
@@ -536,7 +596,10 @@ def _pure_bf16(network: Any) -> Any:
     import torch
 
     if not isinstance(network, torch.nn.Module):
-        raise SarevalError("precision 'bf16-pure': needs a torch.nn.Module network")
+        raise SarevalError(
+            "ShapeConfig.execution.precision 'bf16-pure' / 'bf16-verified': needs a "
+            "torch.nn.Module network"
+        )
     net = copy.deepcopy(network).to(torch.bfloat16).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
 
     class PureBf16(torch.nn.Module):
@@ -596,6 +659,10 @@ def make_backend(
             share=share,
             n_classes=loaded.card.n_classes,
             source=source,
+            spatial=image_size if loaded.card.is_segmentation else None,
+            task=loaded.card.task,
+            output_kind=loaded.card.output,
+            threshold=loaded.card.threshold,
         )
     provider = provider or ("cuda" if device_type == "cuda" else "cpu")
     if loaded.kind == "onnx":
@@ -624,6 +691,7 @@ def make_backend(
         composed, provider, device_id=device_id, threads=threads, pad_to=pad_to, source=source,
         groups=groups, share=kind, n_classes=loaded.card.n_classes,
         n_coalitions=pre.n_coalitions,
+        spatial=image_size if loaded.card.is_segmentation else None,
     )  # fmt: skip
 
 

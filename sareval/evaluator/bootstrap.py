@@ -40,6 +40,8 @@ from sareval.evaluator.metrics import (
     METRIC_NAMES,
     multi_label_metrics,
     multi_label_per_class,
+    segmentation_metrics,
+    segmentation_per_class,
     single_label_metrics,
     single_label_per_class,
     triple_codes,
@@ -164,6 +166,7 @@ def bootstrap_values(
     by_class: bool = False,
     groups: np.ndarray | None = None,
     n_groups: int = 0,
+    clusters: np.ndarray | None = None,
 ) -> dict[str, np.ndarray]:
     """Metric name -> V of every replicate, shape (n_boot, 2^M) in coalition order; with
     ``by_class`` also ``"class/<m>"`` -> (n_boot, K, 2^M) for m in :data:`CLASS_METRICS`
@@ -173,7 +176,9 @@ def bootstrap_values(
 
     ``y_true``: (N,) class indices or (N, K) multi-hot; ``predictions``: every coalition (the
     empty one included) -> (N,) or (N, K) decisions, or anything broadcastable to that (a
-    constant prediction for the empty coalition).
+    constant prediction for the empty coalition). ``clusters`` (N,) in [0, C): rows that are
+    draws of the same sample (marginal imputation's donor draws): a replicate draws C samples
+    with replacement and each row weighs as its sample (the same draws as C plain rows).
     """
     players = check_players(players)
     if n_boot < 1:
@@ -201,12 +206,15 @@ def bootstrap_values(
         sorted_features = [f[order].astype(np.float64) for f in features] if n_g else []
     group_size = GroupedSum(g, n_g) if n_g else None
     generators = np.random.default_rng(seed).spawn(n_boot)
+    n_draw = n if clusters is None else int(clusters.max()) + 1  # indices drawn per replicate
     per_replicate = k * k if task == "single-label" else (k + 1) ** 3  # counts of one replicate
     per_replicate *= 1 + n_g
     chunk = max(1, CHUNK_ELEMENTS // max(n, per_replicate))
     out: dict[str, list[np.ndarray]] = {}
     for start in range(0, n_boot, chunk):
-        weights = replicate_weights(generators[start : start + chunk], n)
+        weights = replicate_weights(generators[start : start + chunk], n_draw)
+        if clusters is not None:
+            weights = weights[:, clusters]
         r = weights.shape[0]
         per_coalition = []
         if group_size is not None:
@@ -274,6 +282,7 @@ def bootstrap_intervals(
     by_class: bool = False,
     groups: np.ndarray | None = None,
     n_groups: int = 0,
+    clusters: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Percentile intervals per metric::
 
@@ -293,7 +302,7 @@ def bootstrap_intervals(
     )  # fmt: skip
     values = bootstrap_values(
         y_true, predictions, players, task, n_classes, n_boot, seed, by_class=by_class,
-        groups=groups, n_groups=n_groups,
+        groups=groups, n_groups=n_groups, clusters=clusters,
     )  # fmt: skip
     overall = {m: v for m, v in values.items() if "/" not in m}
     result: dict[str, Any] = _intervals(overall, players, alpha, z)
@@ -402,3 +411,83 @@ def merge_intervals(*parts: Mapping[str, Any] | None) -> dict[str, Any] | None:
             else:
                 out[key] = value
     return out
+
+
+def bootstrap_image_intervals(
+    per_image: np.ndarray,
+    row_coalitions: Sequence[frozenset[str]],
+    players: Sequence[str],
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+    z: Normalisation = "one",
+    by_class: bool = False,
+    image_groups: np.ndarray | None = None,
+    n_groups: int = 0,
+) -> dict[str, Any]:
+    """Intervals as :func:`bootstrap_intervals` for segmentation, resampling IMAGES (pixels of
+    one image are not independent): replicate r draws N images with replacement (generator r
+    of ``default_rng(seed).spawn(n_boot)``) and its pixel confusion matrices are the
+    multiplicity-weighted sums of the images' matrices ``per_image`` (N, J, 3, K, K) (row sets
+    ``row_coalitions``, pixel states of :mod:`sareval.evaluator.pixels`); float64 products of
+    integers, exact below 2^53. Keys: the overall metrics; ``by_class`` (``iou``, precision,
+    recall, f1, f2 per class); ``by_group`` (each image group of ``image_groups`` (N,) in
+    [0, ``n_groups``): its images only, NaN in a replicate without one); ``by_pixels``
+    (each pixel state: clear, cloudy, unknown)."""
+    players = check_players(players)
+    n, _, n_states, k, _ = per_image.shape
+    if n == 0:
+        raise SarevalError("bootstrap: no images")
+    position = {c: i for i, c in enumerate(row_coalitions)}
+    order = [position[c] for c in ordered_coalitions(players)]
+    flat = per_image[:, order].reshape(n, -1).astype(np.float64)  # (N, 2^M * 3 * K * K)
+    groups = np.zeros(n, np.int64) if image_groups is None else np.asarray(image_groups, np.int64)
+    generators = np.random.default_rng(seed).spawn(n_boot)
+    chunk = max(1, CHUNK_ELEMENTS // max(n, flat.shape[1]))
+    class_metrics = ("iou", *CLASS_METRICS)
+    parts: dict[str, list[np.ndarray]] = {}
+
+    def put(key: str, values: np.ndarray) -> None:
+        parts.setdefault(key, []).append(values)
+
+    for start in range(0, n_boot, chunk):
+        weights = replicate_weights(generators[start : start + chunk], n).astype(np.float64)
+        r = weights.shape[0]
+        cells = np.rint(weights @ flat).astype(np.int64).reshape(r, len(order), n_states, k, k)
+        confusion = cells.sum(axis=2)  # (r, 2^M, K, K)
+        for m, v in segmentation_metrics(confusion).items():
+            put(m, v)
+        if by_class:
+            per_class = segmentation_per_class(confusion)  # (r, 2^M, K)
+            for m in class_metrics:
+                put(CLASS_PREFIX + m, np.swapaxes(per_class[m], 1, 2))  # (r, K, 2^M)
+        for p in range(n_states):
+            for m, v in segmentation_metrics(cells[:, :, p]).items():
+                put(f"pixels/{p}/{m}", v)
+        for g in range(n_groups):
+            w = weights * (groups == g)
+            gc = np.rint(w @ flat).astype(np.int64).reshape(r, len(order), n_states, k, k)
+            empty = w.sum(axis=1) == 0
+            for m, v in segmentation_metrics(gc.sum(axis=2)).items():
+                put(f"{GROUP_PREFIX}{g}/{m}", np.where(empty[:, None], np.nan, v))
+    values = {key: np.concatenate(v) for key, v in parts.items()}
+
+    def section(prefix: str) -> dict[str, np.ndarray]:
+        return {key[len(prefix) :]: v for key, v in values.items() if key.startswith(prefix)}
+
+    result: dict[str, Any] = _intervals(
+        {m: v for m, v in values.items() if "/" not in m}, players, alpha, z
+    )
+    if by_class:
+        per = section(CLASS_PREFIX)
+        result["by_class"] = [
+            _intervals({m: v[:, i, :] for m, v in per.items()}, players, alpha, z) for i in range(k)
+        ]
+    result["by_pixels"] = [
+        _intervals(section(f"pixels/{p}/"), players, alpha, z) for p in range(n_states)
+    ]
+    if n_groups:
+        result["by_group"] = [
+            _intervals(section(f"{GROUP_PREFIX}{g}/"), players, alpha, z) for g in range(n_groups)
+        ]
+    return result

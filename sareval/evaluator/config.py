@@ -36,6 +36,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from sareval.choices import (
+    ABSENCES,
     BACKENDS,
     BASELINE_STATISTICS,
     BASELINES,
@@ -45,6 +46,7 @@ from sareval.choices import (
     PRECISIONS,
     PROVIDERS,
     Z_CHOICES,
+    Absence,
     Backend,
     Baseline,
     BaselineStatistics,
@@ -85,14 +87,22 @@ def parse_device(device: str, where: str = "ShapeConfig.execution.device") -> tu
     return m.group(1), int(m.group(2) or 0)
 
 
-def check_precision(precision: str, backend: str | None) -> None:
-    """fp16 / bf16 / bf16-pure run the torch backend only (onnxruntime runs the exported fp32
-    graph as it is); ``backend`` None is decided later, from the model."""
+def check_precision(precision: str, backend: str | None, score_outputs: Sequence[str] = ()) -> None:
+    """fp16 / bf16 / bf16-pure / bf16-verified run the torch backend only (onnxruntime runs
+    the exported fp32 graph as it is); ``backend`` None is decided later, from the model.
+    ``score_outputs``: the score-based outputs asked for (e.g. ``"metric map_macro"``,
+    ``"save_predictions"``), refused under ``bf16-verified``, whose decisions are fp32's but
+    whose outputs are bf16 where no fp32 re-run was needed."""
     if precision != "fp32" and backend == "onnxruntime":
         raise SarevalError(
             f"ShapeConfig.execution.precision: {precision!r} needs "
             "ShapeConfig.execution.backend 'torch' (onnxruntime runs the exported fp32 graph "
             "as it is)"
+        )
+    if precision == "bf16-verified" and score_outputs:
+        raise SarevalError(
+            "ShapeConfig.execution.precision: 'bf16-verified' keeps decisions exact but not "
+            f"scores; {', '.join(score_outputs)} need(s) 'fp32'"
         )
 
 
@@ -235,17 +245,28 @@ class Game:
       (:func:`sareval.evaluator.preamble.baseline_band_means`).
     - ``empty_coalition``: V(no player): the model on the all-baseline input (``baseline``) or
       the evaluated data's majority-class predictor (``majority``).
+    - ``absence``: what "absent" means to the model (:data:`~sareval.choices.Absence`): its
+      channels filled with ``baseline`` (``fill``), its inputs left out (``omit``), its tokens
+      masked (``mask``) or its channels taken from other samples (``marginal``); the model's
+      card lists the operators it supports (:mod:`sareval.evaluator.absence`).
     """
 
     players: Mapping[str, Any] | FlatPlayers | NestedPlayers | None = None
     baseline: Baseline = "input-zero"
     baseline_statistics: BaselineStatistics | tuple[str, str] = "evaluated"
     empty_coalition: Empty = "baseline"
+    absence: Absence = "fill"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "players", _players(self.players))
         _choice("ShapeConfig.game.baseline", self.baseline, BASELINES)
         _choice("ShapeConfig.game.empty_coalition", self.empty_coalition, EMPTY_CHOICES)
+        _choice("ShapeConfig.game.absence", self.absence, ABSENCES)
+        if self.absence != "fill" and self.baseline != "input-zero":
+            raise SarevalError(
+                f"ShapeConfig.game.baseline: {self.baseline!r} applies to "
+                f"ShapeConfig.game.absence 'fill' only (absence is {self.absence!r})"
+            )
         statistics = _statistics(self.baseline_statistics, self.baseline)
         object.__setattr__(self, "baseline_statistics", statistics)
 

@@ -56,6 +56,8 @@ class CountResult:
     counts: list[list[Counts]]
     ties: np.ndarray
     nonfinite: np.ndarray
+    #: segmentation: (1,) int64 images counted (``counts`` count pixels); None otherwise
+    n_images: np.ndarray | None = None
 
     @property
     def total(self) -> list[Counts]:
@@ -82,6 +84,8 @@ class CountResult:
         }
         fields["ties"] = self.ties
         fields["nonfinite"] = self.nonfinite
+        if self.n_images is not None:
+            fields["n_images"] = self.n_images
         return fields
 
     def with_arrays(self, arrays: dict[str, np.ndarray]) -> CountResult:
@@ -96,7 +100,13 @@ class CountResult:
                     for j, c in enumerate(group)
                 ]
             )
-        return CountResult(counts, arrays["ties"].copy(), arrays["nonfinite"].copy())
+        images = arrays.get("n_images")
+        return CountResult(
+            counts,
+            arrays["ties"].copy(),
+            arrays["nonfinite"].copy(),
+            None if images is None else images.copy(),
+        )
 
 
 class CoalitionCounter:

@@ -32,6 +32,7 @@ from sareval.evaluator.in_pass import (
     per_sample_sections,
 )
 from sareval.evaluator.results import (
+    cloud_pixel_entries,
     counts_from_json,
     game_from_doc,
     perceptual_sections,
@@ -244,6 +245,16 @@ def merge_documents(docs: Sequence[dict], sources: Sequence[str]) -> dict[str, A
             scores=merge_scores(docs, sources),
             cloud_cover_source=first["by"].get("cloud_cover_source"),
         )  # fmt: skip
+    if task == "segmentation":  # images and pixels, and the clear / cloudy pixel split
+        sections["n_samples"] = sum(d["n_samples"] for d in docs)
+        sections["n_pixels"] = sum(d["n_pixels"] for d in docs)
+        pixels = [
+            _sum(docs, task, names, lambda d, i=i: d["by"]["cloud_pixels"][i]["counts"])
+            for i in range(len(first["by"]["cloud_pixels"]))
+        ]
+        sections["by"]["cloud_pixels"] = cloud_pixel_entries(
+            pixels, game_from_doc(first), names, cfg["normalization"]
+        )
     select_metrics(sections, cfg.get("metrics"), task)  # as the shards' run chose
     per_sample = merge_per_sample(docs, sources)
     merged: dict[str, Any] = {}

@@ -92,8 +92,21 @@ METRIC_NAMES: dict[str, tuple[str, ...]] = {
         "subset_accuracy",
         "hamming_loss",
     ),
+    "segmentation": (
+        "oa",
+        "miou",
+        "fwiou",
+        "aa",
+        "f1_macro",
+        "f1_micro",
+        "precision_macro",
+        "recall_macro",
+        "kappa",
+    ),
 }
 PER_CLASS_NAMES: tuple[str, ...] = ("precision", "recall", "f1", "f2", "support")
+#: segmentation: per-class metrics (``iou`` besides those of :data:`PER_CLASS_NAMES`)
+SEGMENTATION_PER_CLASS_NAMES: tuple[str, ...] = ("iou", *PER_CLASS_NAMES)
 #: metrics whose lower values are better (every other metric: higher is better)
 LOWER_IS_BETTER: frozenset[str] = frozenset({"hamming_loss"})
 
@@ -164,6 +177,57 @@ def single_label_metrics(confusion: np.ndarray) -> dict[str, np.ndarray]:
         "recall_micro": oa,
         "recall_macro": per_class["recall"].mean(axis=-1),
         "kappa": kappa,
+    }
+
+
+# ---------------------------------------------------------------------------- segmentation
+
+
+def segmentation_per_class(confusion: np.ndarray) -> dict[str, np.ndarray]:
+    """Per-class ``iou`` = TP / (TP + FP + FN) over all pixels of the data set (not averaged
+    per image), and those of :func:`single_label_per_class`; each of shape (..., K)."""
+    confusion = np.asarray(confusion, dtype=np.int64)
+    tp = np.diagonal(confusion, axis1=-2, axis2=-1)
+    union = confusion.sum(axis=-1) + confusion.sum(axis=-2) - tp
+    return {"iou": _div(tp, union), **single_label_per_class(confusion)}
+
+
+def segmentation_metrics(confusion: np.ndarray) -> dict[str, np.ndarray]:
+    """Every segmentation metric of pixel confusion matrices (..., K, K) (rows = true class).
+
+    Which classes enter a macro average (the rule of scikit-learn's ``jaccard_score`` /
+    ``f1_score`` / ``precision_score`` / ``recall_score`` with ``average="macro"`` on the same
+    pixels, whose default labels are the classes in truth or prediction): ``miou``,
+    ``f1_macro``, ``precision_macro``, ``recall_macro`` average over the classes with
+    TP + FP + FN > 0 (a class absent from both truth and prediction is left out; present in
+    one only, it counts 0); ``aa`` (mean class recall) over the classes present in the truth
+    (scikit-learn's ``balanced_accuracy_score``). ``oa`` = ``f1_micro`` = correct / labelled
+    pixels; ``fwiou`` = sum_k (support_k / N) IoU_k; ``kappa`` as for single-label.
+    """
+    confusion = np.asarray(confusion, dtype=np.int64)
+    per_class = segmentation_per_class(confusion)
+    tp = np.diagonal(confusion, axis1=-2, axis2=-1)
+    support = per_class["support"]
+    union = support + confusion.sum(axis=-2) - tp
+    seen = union > 0
+    n_seen = seen.sum(axis=-1)
+    truth = support > 0
+    single = single_label_metrics(confusion)
+    n = support.sum(axis=-1)
+
+    def macro(values: np.ndarray) -> np.ndarray:
+        return _div((values * seen).sum(axis=-1), n_seen)
+
+    return {
+        "oa": single["oa"],
+        "miou": macro(per_class["iou"]),
+        "fwiou": _div((per_class["iou"] * support).sum(axis=-1), n),
+        "aa": _div((per_class["recall"] * truth).sum(axis=-1), truth.sum(axis=-1)),
+        "f1_macro": macro(per_class["f1"]),
+        "f1_micro": single["oa"],
+        "precision_macro": macro(per_class["precision"]),
+        "recall_macro": macro(per_class["recall"]),
+        "kappa": single["kappa"],
     }
 
 
@@ -390,6 +454,21 @@ class SingleLabelCounts(_Counts):
         return {k: v.tolist() for k, v in single_label_per_class(self.confusion).items()}
 
 
+class SegmentationCounts(SingleLabelCounts):
+    """The pixel confusion matrix (K, K) int64 of a segmentation data set (rows = true class;
+    pixels with the ignore index are not counted); ``n`` counts pixels."""
+
+    task = "segmentation"
+
+    def metrics(self) -> dict[str, float]:
+        """Every name in ``METRIC_NAMES["segmentation"]`` -> value."""
+        return {k: float(v) for k, v in segmentation_metrics(self.confusion).items()}
+
+    def per_class(self) -> dict[str, list[float]]:
+        """``iou``, ``precision``, ``recall``, ``f1``, ``f2`` and ``support`` per class."""
+        return {k: v.tolist() for k, v in segmentation_per_class(self.confusion).items()}
+
+
 class MultiLabelCounts(_Counts):
     """Per-class ``tp``, ``fp``, ``fn`` (K,) and the (tp_i, |pred_i|, |true_i|) histogram."""
 
@@ -457,26 +536,28 @@ def _increment(task: str, k: int, y_true: np.ndarray, y_pred: np.ndarray) -> dic
 
 
 Counts = SingleLabelCounts | MultiLabelCounts
+#: the counts class of each task
+COUNTS_CLASSES: dict[str, type[SingleLabelCounts] | type[MultiLabelCounts]] = {
+    "single-label": SingleLabelCounts,
+    "multi-label": MultiLabelCounts,
+    "segmentation": SegmentationCounts,
+}
 
 
 def counts_for(task: str, n_classes: int) -> SingleLabelCounts | MultiLabelCounts:
-    """Empty counts for ``task`` ("single-label" or "multi-label") and K classes."""
-    if task == "single-label":
-        return SingleLabelCounts(n_classes)
-    if task == "multi-label":
-        return MultiLabelCounts(n_classes)
-    raise SarevalError(f"unknown task {task!r}; known: {list(TASKS)}")
+    """Empty counts for ``task`` (:data:`COUNTS_CLASSES`) and K classes."""
+    if task not in COUNTS_CLASSES:
+        raise SarevalError(f"unknown task {task!r}; known: {list(TASKS)}")
+    return COUNTS_CLASSES[task](n_classes)
 
 
 def counts_from_state(
     task: str, state: Mapping[str, np.ndarray]
 ) -> SingleLabelCounts | MultiLabelCounts:
     """Counts of ``task`` rebuilt from a ``to_state()`` dict."""
-    if task == "single-label":
-        return SingleLabelCounts.from_state(state)
-    if task == "multi-label":
-        return MultiLabelCounts.from_state(state)
-    raise SarevalError(f"unknown task {task!r}; known: {list(TASKS)}")
+    if task not in COUNTS_CLASSES:
+        raise SarevalError(f"unknown task {task!r}; known: {list(TASKS)}")
+    return COUNTS_CLASSES[task].from_state(state)
 
 
 # ------------------------------------------------------------------------ decisions, ties

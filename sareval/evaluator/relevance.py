@@ -11,7 +11,8 @@ file::
      "higher_is_better": true}       # false for hamming_loss: a positive relevance is harm
 
 Groups (``--by``) use the same entries under ``{group: {"n_samples": n, "metrics": {...}}}``:
-- per class: V = the per-class metric (recall, precision, F1, F2) of each coalition. For
+- per class: V = the per-class metric (recall, precision, F1, F2; segmentation: IoU too) of
+  each coalition. For
   single-label, recall of class k is the accuracy on the samples of true class k, i.e. the
   relevance restricted to that class; for multi-label F1 of class k follows from its tp/fp/fn.
   ``n_samples`` is the class support.
@@ -106,11 +107,10 @@ def relevance_by_class(
         raise SarevalError(f"{len(class_names)} class names for {k} classes")
     per_class = [c.per_class() for c in ordered]
     support = per_class[-1]["support"]  # labels only: the same for every coalition
+    names = ("iou",) * ("iou" in per_class[-1]) + PER_CLASS_METRICS  # iou: segmentation
     result = {}
     for i, name in enumerate(class_names):
-        values = {
-            metric: np.array([pc[metric][i] for pc in per_class]) for metric in PER_CLASS_METRICS
-        }
+        values = {metric: np.array([pc[metric][i] for pc in per_class]) for metric in names}
         result[name] = {
             "n_samples": int(support[i]),
             "metrics": relevance_entries(values, game, z),

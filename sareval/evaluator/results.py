@@ -79,6 +79,7 @@ from sareval.evaluator.config import upgrade_record
 from sareval.evaluator.counting import TIE_TOLERANCE
 from sareval.evaluator.estimators import GameSpec
 from sareval.evaluator.metrics import METRIC_NAMES, Counts, counts_from_state, higher_is_better
+from sareval.evaluator.pixels import PIXEL_STATES
 from sareval.evaluator.relevance import (
     relevance_by_class,
     relevance_entries,
@@ -162,7 +163,7 @@ def cloud_cover_warning(source: str) -> str:
 
 
 # --- building ---------------------------------------------------------------------------------
-def _attach_intervals(entries: Mapping[str, Any], ci: Mapping[str, Any] | None) -> None:
+def attach_intervals(entries: Mapping[str, Any], ci: Mapping[str, Any] | None) -> None:
     """Put ``ci[metric]`` (bootstrap intervals) into each metric's entry as ``"ci"``."""
     for metric, entry in entries.items():
         if ci and metric in ci:
@@ -256,7 +257,7 @@ def shape_sections(
     if scores is not None:
         metrics.update(relevance_entries(scores.values(), game, z))
         metrics["map_macro"].update(scores.macro_record(class_names))  # classes averaged
-    _attach_intervals(metrics, ci)
+    attach_intervals(metrics, ci)
     by: dict[str, Any] = {}
     warnings: list[str] = [] if scores is None else scores.macro_warnings(class_names)
     if by_class:
@@ -268,7 +269,7 @@ def shape_sections(
                 by["class"][name]["metrics"].update(entry)
         class_cis = (ci or {}).get("by_class")
         for name, class_ci in zip(class_names, class_cis or [{}] * len(class_names), strict=True):
-            _attach_intervals(by["class"][name]["metrics"], class_ci)
+            attach_intervals(by["class"][name]["metrics"], class_ci)
     if cloud_bins is not None:
         entries = []
         bin_cis = (ci or {}).get("by_group") or [{}] * len(cloud_bins)
@@ -280,7 +281,7 @@ def shape_sections(
                 if scores is not None:
                     bin_metrics.update(relevance_entries(scores.values(i), game, z))
                     bin_metrics["map_macro"].update(scores.macro_record(class_names, i))
-                _attach_intervals(bin_metrics, bin_cis[i])
+                attach_intervals(bin_metrics, bin_cis[i])
             entries.append(
                 {
                     "label": label,
@@ -310,6 +311,28 @@ def shape_sections(
             "counts": dict(zip(names, (int(t) for t in ties), strict=True)),
         },
     }
+
+
+def cloud_pixel_entries(
+    pixels: Sequence[Sequence[Counts]],
+    game: GameSpec,
+    names: Sequence[str],
+    z: Z,
+    cis: Sequence[Mapping[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """Segmentation's ``by.cloud_pixels``: for the clear, cloudy and unknown pixels (counts
+    per coalition of each, :data:`~sareval.evaluator.pixels.PIXEL_STATES` order) every metric,
+    its relevance and (``cis``) intervals."""
+    entries = []
+    for i, (label, state_counts) in enumerate(zip(PIXEL_STATES, pixels, strict=True)):
+        metrics: dict[str, Any] = {}
+        if state_counts[-1].n:
+            by_coalition = dict(zip(game.coalitions, state_counts, strict=True))
+            metrics = relevance_from_counts(by_coalition, game, z)  # type: ignore[arg-type]
+            attach_intervals(metrics, cis[i] if cis else None)
+        entries.append({"label": label, "n_pixels": state_counts[-1].n, "metrics": metrics,
+                        "counts": counts_to_json(state_counts, names)})  # fmt: skip
+    return entries
 
 
 def game_record(game: GameSpec) -> dict[str, Any]:
@@ -622,7 +645,7 @@ def _breakdown_tables(doc: Mapping[str, Any], hidden: set[str]) -> list[str]:
     def rows_of(groups: Sequence[tuple[str, Mapping[str, Any]]]) -> list[list[str]]:
         rows = []
         for label, group in groups:
-            first = [label, str(group["n_samples"])]
+            first = [label, str(group.get("n_samples", group.get("n_pixels")))]
             entries = [(m, e) for m, e in group["metrics"].items() if m not in hidden]
             if not entries:
                 rows.append([*first, "-", "-", *["-" for _ in players]])
@@ -634,7 +657,8 @@ def _breakdown_tables(doc: Mapping[str, Any], hidden: set[str]) -> list[str]:
         return rows
 
     if by.get("class"):
-        out.append("by class (n: samples of the class):")
+        unit = "pixels" if doc.get("task") == "segmentation" else "samples"
+        out.append(f"by class (n: {unit} of the class):")
         out += _grid(["class", *cols[1:]], rows_of(list(by["class"].items())), (0, 2))
     if "cloud_cover" in by:
         bins = [(b["label"], b) for b in by["cloud_cover"]]
@@ -642,8 +666,13 @@ def _breakdown_tables(doc: Mapping[str, Any], hidden: set[str]) -> list[str]:
         if unknown is not None:
             bins.append((unknown["label"], unknown))
         source = by.get("cloud_cover_source") or "none"
-        out.append(f"by cloud cover (source {source}; unknown: no estimate):")
+        unit = "pixels" if doc.get("task") == "segmentation" else "samples"
+        out.append(f"by cloud cover (source {source}; unknown: no estimate; n: {unit}):")
         out += _grid(["bin", *cols[1:]], rows_of(bins), (0, 2))
+    if by.get("cloud_pixels"):
+        pixels = [(e["label"], e) for e in by["cloud_pixels"]]
+        out.append("by pixel (the per-pixel cloud mask; n: pixels):")
+        out += _grid(["pixels", *cols[1:]], rows_of(pixels), (0, 2))
     return out
 
 

@@ -19,6 +19,8 @@ Ctrl-C stops the reader thread and writes nothing.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import platform
 import time
 from collections.abc import Callable, Sequence
@@ -33,16 +35,30 @@ from sareval import __version__
 from sareval.atomic import is_stream
 from sareval.card import Modality, ModelCard
 from sareval.errors import SarevalError
-from sareval.evaluator.backends import LoadedModel, make_backend
+from sareval.evaluator.absence import (
+    MARGINAL_DRAWS,
+    OnnxNetwork,
+    check_absence,
+    check_mask_used,
+    make_absence_backend,
+    read_donors,
+)
+from sareval.evaluator.backends import LoadedModel, load_torch_module, make_backend
 from sareval.evaluator.bootstrap import (
+    bootstrap_image_intervals,
     bootstrap_intervals,
     bootstrap_score_intervals,
     check_bootstrap,
     merge_intervals,
 )
 from sareval.evaluator.coalitions import coalition_name
-from sareval.evaluator.config import ShapeConfig
-from sareval.evaluator.counting import CoalitionCounter, ConstantRows, CountResult
+from sareval.evaluator.config import ShapeConfig, check_precision
+from sareval.evaluator.counting import (
+    TIE_TOLERANCE,
+    CoalitionCounter,
+    ConstantRows,
+    CountResult,
+)
 from sareval.evaluator.distributed import (
     ProcessGroup,
     check_parts,
@@ -65,10 +81,30 @@ from sareval.evaluator.metrics import (
     ties,
 )
 from sareval.evaluator.perceptual import perceptual_pass
+from sareval.evaluator.pixels import (
+    Matching,
+    PixelCounter,
+    check_per_image_memory,
+    constant_map,
+    pixel_states,
+    sum_states,
+    to_torch,
+)
 from sareval.evaluator.preamble import Preamble, baseline_band_means, build_preamble
 from sareval.evaluator.predictions import PredictionsWriter
-from sareval.evaluator.relevance import bin_labels, cloud_cover_bins
-from sareval.evaluator.results import game_record, select_metrics, shape_sections
+from sareval.evaluator.relevance import bin_labels, cloud_cover_bins, relevance_from_counts
+from sareval.evaluator.relevance_maps import (
+    PixelRelevanceMeans,
+    SegmentationMapsWriter,
+    pixel_relevance,
+    pixel_values,
+)
+from sareval.evaluator.results import (
+    cloud_pixel_entries,
+    game_record,
+    select_metrics,
+    shape_sections,
+)
 from sareval.evaluator.run_output import RunOutput
 from sareval.evaluator.scores import (
     SCORE_METRIC_NAMES,
@@ -81,6 +117,7 @@ from sareval.evaluator.sources import (
     Source,
     StoreSubset,
     check_images,
+    check_task,
     label_converter,
 )
 from sareval.progress import progress_bar
@@ -161,6 +198,7 @@ def check_inputs(source: Source, card: ModelCard, model_source: str) -> Evaluati
         dtype = source.sample_spec(sensor)[1]
         check_images(np.empty(0, dtype), f"{source.description}: sensor {sensor!r}")
     labels = source.labels_for(card)
+    check_task(labels, card, source.description)
     return Evaluation(source, labels, card, label_converter(labels, card, source.description))
 
 
@@ -173,6 +211,8 @@ class PassResult:
     scores: ScoreState | None = None  # for mean average precision
     groups: np.ndarray | None = None  # (n,) cloud-cover group per sample, for the bootstrap
     outside: tuple[float, float] | None = None  # range of covers outside the bin edges
+    per_image: np.ndarray | None = None  # segmentation: (n, J, 3, K, K) for the bootstrap
+    clusters: np.ndarray | None = None  # (rows,) the sample of each kept row (donor draws)
 
 
 @dataclass
@@ -287,10 +327,17 @@ def default_max_rows(pre: Preamble, source: Any, batch_size: int) -> int:
 
 
 def log_plan(
-    pre: Preamble, game: Any, start: int, stop: int, opts: PassOptions, bytes_per_row: int
+    pre: Preamble,
+    game: Any,
+    start: int,
+    stop: int,
+    opts: PassOptions,
+    bytes_per_row: int,
+    engine: Any = None,
 ) -> None:
     """One stderr line before the pass: players, coalitions, forwards, chunking and the
-    estimated peak memory of one execution."""
+    estimated peak memory of one execution (``omit``: its model calls per batch; ``marginal``:
+    its donor draws)."""
     import sys
 
     n = max(stop - start, 0) if stop >= start else None
@@ -298,6 +345,14 @@ def log_plan(
     chunks = -(-pre.n_coalitions // per_exec)
     rows = min(per_exec, pre.n_coalitions) * opts.batch_size
     how = f"{game.method} game" if game is not None else "perceptual scores"
+    absence = getattr(engine, "absence", "")
+    if absence == "omit":  # one call per coalition (inputs differ in structure)
+        chunks = engine.calls_per_batch
+        how += ", omit: one model call per coalition, the data read once"
+    elif absence:
+        how += f", {absence}"
+        if absence == "marginal":
+            how += f": {engine.draws} donor draws per sample"
     total = f", {pre.n_coalitions * n:,} forwards in all" if n is not None else ""
     print(
         f"sareval: {len(pre.players)} players, {pre.n_coalitions + 1} coalitions ({how}): "
@@ -334,23 +389,52 @@ class FirstBatchEstimate:
 
 
 def _make_counter(
-    ev: Evaluation, backend: Any, pre: Preamble, constant: ConstantRows, n_groups: int
-) -> CoalitionCounter:
-    """Counts on the torch backend's device (outputs stay there), else on the host."""
+    ev: Evaluation,
+    backend: Any,
+    pre: Preamble,
+    constant: ConstantRows | None,
+    n_groups: int,
+    empty_output: np.ndarray | None = None,
+    keep_per_image: bool = False,
+) -> CoalitionCounter | PixelCounter:
+    """Counts on the torch backend's device (outputs stay there), else on the host;
+    segmentation: pixel confusion matrices (:mod:`sareval.evaluator.pixels`)."""
     card = ev.card
     device = backend.device if getattr(backend, "name", "") == "torch" else None
+    if card.is_segmentation:
+        matching = segmentation_matching(ev)
+        tie = None
+        if constant is not None:
+            _, tie = constant_map(empty_output, constant.decision, matching, TIE_TOLERANCE)
+        return PixelCounter(
+            card.n_classes, pre.n_coalitions, matching, constant=constant, constant_tie=tie,
+            n_groups=n_groups, device=device, keep_per_image=keep_per_image,
+        )  # fmt: skip
     return CoalitionCounter(
         card.task, card.n_classes, pre.n_coalitions, output_kind=card.output,
         threshold=card.threshold, constant=constant, n_groups=n_groups, device=device,
     )  # fmt: skip
 
 
+def segmentation_matching(ev: Evaluation) -> Matching:
+    """How the card's outputs meet the source's label maps."""
+    card = ev.card
+    h, w = ev.source.image_size
+    return Matching(card.label_matching, (h, w), card.ignore_index)
+
+
 def run_chunked(backend: Any, raw: dict[str, np.ndarray], pre: Preamble,
-                max_rows: int | None) -> Any:  # fmt: skip
-    """Outputs (n_coal, B, K) of every coalition, in executions of at most ``max_rows`` rows."""
+                max_rows: int | None, positions: slice | None = None) -> Any:  # fmt: skip
+    """Outputs (n_coal, B, K) of every coalition, in executions of at most ``max_rows`` rows
+    (marginal imputation: (n_coal, draws x B, K), its donors keyed by the ``positions``)."""
     torch_backend = getattr(backend, "name", "") == "torch"
     run = backend.run_tensor if torch_backend else backend.run
     b = len(next(iter(raw.values())))
+    draws = getattr(backend, "draws", 1)
+    if draws > 1 and positions is not None:
+        keys = np.arange(positions.start, positions.stop)
+        run = functools.partial(backend.run_tensor, positions=keys)
+        b *= draws
     per = pre.n_coalitions if max_rows is None else max(1, max_rows // max(b, 1))
     if per >= pre.n_coalitions:
         return run(raw)
@@ -372,14 +456,29 @@ def _count_batch(
     need_outputs: bool,
     pre: Preamble,
     max_rows: int | None,
+    cloud_mask: np.ndarray | None = None,
+    positions: slice | None = None,
 ) -> tuple[np.ndarray | None, np.ndarray | None]:
-    """Run and count one batch; (outputs, decisions) on the host where needed."""
+    """Run and count one batch; (outputs, decisions) on the host where needed. Marginal
+    imputation's outputs hold every donor draw of the batch: labels and groups repeat."""
+    draws = getattr(backend, "draws", 1)
+    if draws > 1:  # every draw counted as a sample, in its own group (its sampling error)
+        y = np.concatenate([y] * draws)
+        g = np.zeros(len(raw[next(iter(raw))]), np.int64) if groups is None else groups
+        groups = np.concatenate([g * draws + d for d in range(draws)])
+    if isinstance(counter, PixelCounter):
+        out_any = run_chunked(backend, raw, pre, max_rows, positions)
+        dec_t = counter.add(out_any, y, groups, cloud_mask)
+        out = None
+        if need_outputs:
+            out = out_any.cpu().numpy() if hasattr(out_any, "cpu") else np.asarray(out_any)
+        return out, dec_t.cpu().numpy() if need_host or need_outputs else None
     if getattr(backend, "name", "") != "torch":
         out = run_chunked(backend, raw, pre, max_rows)
         return out, counter.add(out, y, groups)
     import torch
 
-    out_t = run_chunked(backend, raw, pre, max_rows)
+    out_t = run_chunked(backend, raw, pre, max_rows, positions)
     g_t = None if groups is None else torch.from_numpy(groups)
     dec_t = counter.add(out_t, torch.from_numpy(np.asarray(y)), g_t)
     out = out_t.cpu().numpy() if need_outputs else None
@@ -404,6 +503,8 @@ class _Sinks:
     group_parts: list[np.ndarray] = field(default_factory=list)
     score_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
     n_scored: int = 0
+    cluster_parts: list[np.ndarray] = field(default_factory=list)
+    segmentation: bool = False  # per-image matrices (the counter's) replace kept decisions
 
     @property
     def needs_outputs(self) -> bool:
@@ -428,12 +529,16 @@ class _Sinks:
                 check_score_memory(self.n_scored, self.k, self.n_coalitions)
             g16 = np.zeros(b, np.int16) if groups is None else groups.astype(np.int16)
             self.score_parts.append((out.astype(np.float32), np.asarray(y, bool), g16))
-        if self.opts.keep_decisions:
+        if self.opts.keep_decisions and not self.segmentation:
             assert dec is not None
+            draws = dec.shape[1] // b  # marginal imputation: rows d B + i are draws of sample i
+            pos = batch.positions
+            self.cluster_parts.append(np.tile(np.arange(pos.start, pos.stop), draws))
             self.dec_parts.append(dec.astype(np.int16) if self.single else dec.astype(bool))
-            self.y_parts.append(np.asarray(y, np.int64 if self.single else bool))
+            self.y_parts.append(np.concatenate([np.asarray(y, np.int64 if self.single else bool)]
+                                               * draws))  # fmt: skip
             if groups is not None:
-                self.group_parts.append(groups.astype(np.int16))
+                self.group_parts.append(np.tile(groups.astype(np.int16), draws))
         if self.predictions is not None:
             assert out is not None and dec is not None
             pos = batch.positions
@@ -448,7 +553,7 @@ def coalition_pass(
     ev: Evaluation,
     backend: Any,
     pre: Preamble,
-    constant: ConstantRows,
+    constant: ConstantRows | None,
     opts: PassOptions,
     *,
     predictions: PredictionsWriter | None = None,
@@ -460,9 +565,19 @@ def coalition_pass(
 
     card, k, edges = ev.card, ev.card.n_classes, opts.bin_edges
     n_groups = 1 if edges is None else len(edges) + 1  # bins, unknown, outside (refused)
+    n_groups *= getattr(backend, "draws", 1)  # marginal imputation: group = bin x draws + draw
     outside = OutsideCover()
-    counter = _make_counter(ev, backend, pre, constant, n_groups)
     total = opts.stop - opts.start if opts.stop > opts.start else None
+    segmentation = card.is_segmentation
+    maps = None
+    if segmentation:  # the maps file and per-pixel relevance replace the per-sample sinks
+        assert constant is not None  # marginal imputation is refused for segmentation
+        maps = SegmentationSink(ev, pre, constant, empty_output, predictions, collector)
+        predictions, collector = None, None
+    keep_images = segmentation and opts.keep_decisions
+    if keep_images and total is not None:
+        check_per_image_memory(total, pre.n_coalitions + 1, k)
+    counter = _make_counter(ev, backend, pre, constant, n_groups, empty_output, keep_images)
     if opts.keep_scores and total is not None:
         check_score_memory(total, k, pre.n_coalitions)
     sinks = _Sinks(
@@ -474,6 +589,7 @@ def coalition_pass(
         total,
         predictions,
         collector,
+        segmentation=segmentation,
     )
     bar = progress_bar(
         total=total,
@@ -500,6 +616,8 @@ def coalition_pass(
                 batch.check(ev.source.description, index)  # lengths, values: before any count
                 b = len(batch)
                 raw = {s: batch.arrays[s][:b] for s in pre.sensors}
+                if index == 0 and getattr(backend, "absence", "") == "mask":
+                    check_mask_used(backend, raw)
                 y = ev.to_model_order(batch.labels)
                 groups = None
                 if edges is not None:
@@ -511,10 +629,16 @@ def coalition_pass(
                     y,
                     groups,
                     opts.keep_decisions,
-                    sinks.needs_outputs,
+                    sinks.needs_outputs or (maps is not None and maps.active),
                     pre,
                     opts.max_rows,
+                    batch.cloud_mask,
+                    batch.positions,
                 )
+                if keep_images and groups is not None:  # each image's bin, for the bootstrap
+                    sinks.group_parts.append(groups.astype(np.int16))
+                if maps is not None and maps.active:
+                    maps.take(batch, y, out, counter)
                 sinks.take(batch, y, groups, out, dec)
                 first.done(b)
                 bar.update(b)
@@ -524,10 +648,22 @@ def coalition_pass(
     y_true = np.concatenate(sinks.y_parts) if sinks.y_parts else None
     scores = None
     if opts.keep_scores:
+        assert constant is not None  # score metrics are refused where the pass counts it
         empty = empty_output if empty_output is not None else constant.decision
         scores = ScoreState.from_batches(sinks.score_parts, empty, pre.n_coalitions, k)
     groups_kept = np.concatenate(sinks.group_parts) if sinks.group_parts else None
-    return PassResult(counter.result(), decisions, y_true, scores, groups_kept, outside.range)
+    per_image = counter.per_image_state() if isinstance(counter, PixelCounter) else None
+    clusters = np.concatenate(sinks.cluster_parts) if sinks.cluster_parts else None
+    return PassResult(
+        counter.result(),
+        decisions,
+        y_true,
+        scores,
+        groups_kept,
+        outside.range,
+        per_image,
+        clusters,
+    )
 
 
 def evaluate_empty(
@@ -537,6 +673,10 @@ def evaluate_empty(
     card = ev.card
     if empty == "majority":
         y_all = ev.all_labels()
+        if card.is_segmentation:  # the most frequent class of the labelled pixels
+            y_all = y_all[y_all != card.ignore_index] if card.ignore_index is not None else y_all
+            return ConstantRows(majority_prediction(y_all.ravel(), "single-label",
+                                                    card.n_classes)), None  # fmt: skip
         return ConstantRows(majority_prediction(y_all, card.task, card.n_classes)), None
     one = {}
     for s in pre.sensors:
@@ -548,6 +688,10 @@ def evaluate_empty(
             "model outputs are NaN or Inf for coalition none (the all-baseline input); "
             "try another baseline"
         )
+    if card.is_segmentation:  # a decision map; its near-ties are counted per pixel
+        dec_map, _ = constant_map(out[0], np.zeros((), np.int64), segmentation_matching(ev),
+                                  TIE_TOLERANCE)  # fmt: skip
+        return ConstantRows(dec_map), out[0]
     decision = decide(out, card.task, card.output, card.threshold)[0]
     tie = bool(ties(out, card.task, card.output, card.threshold)[0])
     return ConstantRows(np.asarray(decision), tie), out[0]
@@ -591,9 +735,14 @@ def run_evaluation(
         if permutations is not None and any(m in SCORE_METRIC_NAMES[card.task]
                                             for m in rep.metrics):  # fmt: skip
             raise SarevalError("metrics: map_* are SHAPE metrics, not perceptual scores")
+    if permutations is not None and card.is_segmentation:
+        raise SarevalError(
+            "perceptual scores: not available for segmentation models (use SHAPE: sareval.evaluate)"
+        )
     if permutations is not None and save_predictions is not None:
         raise SarevalError("save_predictions: not available with perceptual scores")
     model_source = str(loaded.path) if loaded.path else "(in-memory model)"
+    check_absence(config.game.absence, loaded.card, config.game.player_map)
     ev = check_inputs(source, card, model_source)
     check_bootstrap(
         rep.replicates, 2 ** len(card.modality_names), card.n_classes if rep.by_class else 0,
@@ -665,27 +814,37 @@ def _evaluate(
     pad = device.startswith("cuda") if ex.pad_last_batch is None else ex.pad_last_batch
     pad_to = ex.batch_size if pad else None
     backend = ex.backend or ("onnxruntime" if loaded.kind == "onnx" else "torch")
-    engine = make_backend(
-        loaded,
-        pre,
-        backend=backend,
-        device=device,
-        provider=ex.provider,
-        input_dtypes={s: source.sample_spec(s)[1] for s in pre.sensors},
-        image_size=source.image_size,
-        pad_to=pad_to,
-        threads=ex.threads,
-        precision=ex.precision,
-        share=ex.share,
-    )
+    if g.absence != "fill":  # the model's own absence: omitted, masked or imputed inputs
+        backend = "onnxruntime" if loaded.kind == "onnx" else "torch"
+        pre, engine = _absence_engine(ev, loaded, pre, config, device, shape)
+    else:
+        engine = make_backend(
+            loaded,
+            pre,
+            backend=backend,
+            device=device,
+            provider=ex.provider,
+            input_dtypes={s: source.sample_spec(s)[1] for s in pre.sensors},
+            image_size=source.image_size,
+            pad_to=pad_to,
+            threads=ex.threads,
+            precision=ex.precision,
+            share=ex.share,
+        )
+    verified = ex.precision == "bf16-verified"
+    if verified:  # decisions exact, outputs not: score-based outputs stay fp32 or are refused
+        asked = [f"metric {m}" for m in rep.metrics or () if m in SCORE_METRIC_NAMES[card.task]]
+        asked += ["per_sample"] * rep.per_sample
+        asked += ["save_predictions"] * (save_predictions is not None)
+        check_precision(ex.precision, backend, asked)
     opts = PassOptions(
         start, stop, ex.batch_size, rep.cloud_cover_bins, rep.replicates > 0,
-        wants_scores(card.task, "shape" if shape else "perceptual", rep.metrics),
+        wants_scores(card.task, "shape" if shape else "perceptual", rep.metrics) and not verified,
         progress and main, ex.queue_size,
         max_rows=ex.max_rows or default_max_rows(pre, source, ex.batch_size),
     )  # fmt: skip
     if opts.progress:
-        log_plan(pre, game if shape else None, start, stop, opts, row_bytes(pre, source))
+        log_plan(pre, game if shape else None, start, stop, opts, row_bytes(pre, source), engine)
     try:
         if permutations is not None:
             names, sections, _ = perceptual_pass(
@@ -715,7 +874,10 @@ def _evaluate(
         "providers": providers,
         "pad_to": pad_to,
         "share": getattr(engine, "share", None),
+        "torch_path": getattr(engine, "torch_path", None),  # what the torch backend ran
+        "precision_record": getattr(engine, "precision_record", None),  # bf16-verified
         "world_size": 1 if group is None else group.world_size,
+        "absence_details": getattr(engine, "record", None),
         "baseline_statistics": statistics,  # band-mean: where its means come from, and them
         "baseline_values": means and {b: means[b] for b in card.channels},
     }
@@ -725,6 +887,86 @@ def _evaluate(
     if group is not None:
         output = group.broadcast_from_main(output if main else None)
     return output
+
+
+def marginal_spread(per_draw: list[list[Any]], game: GameSpec, z: Any) -> dict[str, Any]:
+    """Marginal imputation's sampling error: per metric, the standard error over the D donor
+    draws (std with ddof 1 / sqrt(D)) of V of every coalition and of each player's relevance,
+    each draw's values computed from its own counts."""
+    from_draws = [
+        relevance_from_counts(dict(zip(game.coalitions, c, strict=True)), game, z) for c in per_draw
+    ]
+    d = len(per_draw)
+    out: dict[str, Any] = {"draws": d, "standard_error": {}}
+    for metric, first in from_draws[0].items():
+
+        def se(values: list[float]) -> float:
+            return float(np.std(values, ddof=1) / np.sqrt(d)) if d > 1 else float("nan")
+
+        out["standard_error"][metric] = {
+            "V": {k: se([e[metric]["V"][k] for e in from_draws]) for k in first["V"]},
+            "relevance": {
+                p: se([e[metric]["relevance"][p] for e in from_draws]) for p in first["relevance"]
+            },
+        }
+    return out
+
+
+def _absence_engine(
+    ev: Evaluation,
+    loaded: LoadedModel,
+    pre: Preamble,
+    config: ShapeConfig,
+    device: str,
+    shape: bool,
+) -> tuple[Preamble, Any]:
+    """The backend of ``ShapeConfig.game.absence`` (mask, omit, marginal: torch, fp32, eager;
+    :mod:`sareval.evaluator.absence`) and the preamble of the pass. ``marginal`` with the
+    baseline empty coalition counts the empty coalition per sample (every input from donors):
+    its preamble's first row set is the empty coalition."""
+    g, ex, rep = config.game, config.execution, config.reporting
+    where = f"ShapeConfig.game.absence {g.absence!r}"
+    if not shape:
+        raise SarevalError(f"{where}: perceptual scores permute inputs; they take fill only")
+    if ex.precision != "fp32" or ex.share:
+        raise SarevalError(
+            f"{where}: runs in fp32 without share (leave ShapeConfig.execution.precision and "
+            "share at their defaults)"
+        )
+    if ex.backend is not None and (ex.backend == "onnxruntime") != (loaded.kind == "onnx"):
+        raise SarevalError(
+            f"{where}: runs the model as it is: onnxruntime for an .onnx file (mask models "
+            "export with their mask input), torch for a module or a TorchScript / .pt2 file"
+        )
+    donors = None
+    if g.absence == "marginal":
+        if (
+            rep.per_sample
+            or ev.card.is_segmentation
+            or wants_scores(ev.card.task, "shape", rep.metrics)
+        ):
+            raise SarevalError(
+                f"{where}: per-sample values, map_* metrics and segmentation are not "
+                "available with marginal imputation yet"
+            )
+        donors, _ = read_donors(ev.source, ev.labels, pre.sensors, seed=rep.seed)
+        if g.empty_coalition == "baseline":
+            empty = np.zeros((1, pre.n_channels), bool)
+            pre = dataclasses.replace(
+                pre, coalitions=(frozenset(), *pre.coalitions),
+                masks=np.concatenate([empty, pre.masks]),
+            )  # fmt: skip
+    source = str(loaded.path) if loaded.path else "model"
+    if loaded.kind == "onnx":  # an exported mask model: (x, present) in one graph
+        assert loaded.path is not None
+        network: Any = OnnxNetwork(loaded.path, device, source)
+    else:
+        network = load_torch_module(loaded, device)
+    engine = make_absence_backend(
+        g.absence, network, pre, ev.card, device, donors=donors,
+        draws=MARGINAL_DRAWS, seed=rep.seed, model_card=loaded.card, source=source,
+    )  # fmt: skip
+    return pre, engine
 
 
 def document(
@@ -799,6 +1041,7 @@ def _predictions_writer(
     names: list[str],
     loaded: LoadedModel,
     overwrite: bool,
+    game: GameSpec,
 ) -> PredictionsWriter:
     card = ev.card
     path = Path(out)
@@ -807,6 +1050,25 @@ def _predictions_writer(
     digest = ev.source.provenance()["store"]["content_digest"]
     store_path = ev.source.provenance()["store"].get("path")
     inputs = [p for p in (loaded.path, store_path) if p and Path(p).exists()]
+    attrs = {
+        "players": list(card.modality_names),
+        "class_names": list(card.class_names),
+        "model_sha256": loaded.sha256 or "",
+        "store_content_digest": digest,
+        "subset": ev.source.provenance()["subset"]["name"],
+        "baseline": config.game.baseline,
+        "empty": config.game.empty_coalition,
+    }
+    if card.is_segmentation:
+        if config.reporting.per_sample and game.method != "exact":
+            raise SarevalError("ShapeConfig.reporting.per_sample: needs an exact game")
+        return SegmentationMapsWriter(
+            path, inputs=inputs, n=opts.stop - opts.start, first_position=opts.start,
+            coalitions=names, players=card.modality_names, size=ev.source.image_size,
+            relevance=config.reporting.per_sample, overwrite=overwrite,
+            attrs={**attrs, "ignore_index": -1 if card.ignore_index is None else card.ignore_index,
+                   "label_matching": card.label_matching},
+        )  # fmt: skip
     return PredictionsWriter(
         path,
         inputs=inputs,
@@ -816,15 +1078,7 @@ def _predictions_writer(
         n_classes=card.n_classes,
         task=card.task,
         overwrite=overwrite,
-        attrs={
-            "players": list(card.modality_names),
-            "class_names": list(card.class_names),
-            "model_sha256": loaded.sha256 or "",
-            "store_content_digest": digest,
-            "subset": ev.source.provenance()["subset"]["name"],
-            "baseline": config.game.baseline,
-            "empty": config.game.empty_coalition,
-        },
+        attrs=attrs,
     )
 
 
@@ -833,21 +1087,32 @@ def _bootstrap(
     result: PassResult,
     group: ProcessGroup | None,
     config: ShapeConfig,
-    constant: ConstantRows,
+    constant: ConstantRows | None,
     coalitions: list[frozenset[str]],
 ) -> dict[str, Any] | None:
     decisions, y_true, groups = result.decisions, result.y_true, result.groups
+    clusters = result.clusters
     if group is not None:
-        parts = group.gather_on_main((decisions, y_true, groups))
+        parts = group.gather_on_main((decisions, y_true, groups, clusters))
         if parts is not None:
             decisions = np.concatenate([p[0] for p in parts], axis=1)
             y_true = np.concatenate([p[1] for p in parts])
             groups = None if groups is None else np.concatenate([p[2] for p in parts])
+            clusters = None if clusters is None else np.concatenate([p[3] for p in parts])
     if group is not None and not group.is_main:
         return None
     assert decisions is not None and y_true is not None
     predictions = {c: decisions[j] for j, c in enumerate(coalitions)}
-    predictions[frozenset()] = constant.decision
+    if constant is not None:  # else the pass counted the empty coalition per row
+        predictions[frozenset()] = constant.decision
+    if (
+        clusters is not None
+        and len(clusters) == len(y_true)
+        and len(clusters) > len(np.unique(clusters))
+    ):  # donor draws: resample samples, each with its draws
+        clusters = np.unique(clusters, return_inverse=True)[1]
+    else:
+        clusters = None
     card = ev.card
     return bootstrap_intervals(  # type: ignore[no-any-return]
         y_true,
@@ -861,7 +1126,95 @@ def _bootstrap(
         by_class=config.reporting.by_class,
         groups=groups,  # the bins and unknown (no sample is outside: check_outside)
         n_groups=len(config.reporting.cloud_cover_bins or ()),
+        clusters=clusters,
     )
+
+
+class SegmentationSink:
+    """Per batch of a segmentation pass: per-pixel relevance (``collector``: a
+    :class:`~sareval.evaluator.relevance_maps.PixelRelevanceMeans`) and the maps file
+    (``writer``: a :class:`~sareval.evaluator.relevance_maps.SegmentationMapsWriter`), one image
+    at a time (memory: J x K x h x w float64)."""
+
+    def __init__(self, ev: Evaluation, pre: Preamble, constant: ConstantRows,
+                 empty_output: np.ndarray | None, writer: Any, means: Any) -> None:  # fmt: skip
+        self.card, self.writer, self.means = ev.card, writer, means
+        self.constant, self.empty_output = constant, empty_output
+        self.coalitions = [frozenset(), *pre.coalitions] if pre.coalitions else None
+        self.active = writer is not None or means is not None
+
+    def take(self, batch: Any, y: np.ndarray, out: np.ndarray | None, counter: Any) -> None:
+        assert out is not None
+        card, matching = self.card, counter.matching
+        out_t = matching.outputs(to_torch(out))
+        h, w = out_t.shape[-2:]
+        labels = np.asarray(matching.maps(np.asarray(y), (h, w)))
+        mask = matching.maps(batch.cloud_mask, (h, w))
+        k = card.n_classes
+        if self.empty_output is None:  # the majority-class predictor: a 0 / 1 probability
+            empty = torch_full_nan((1, *out_t.shape[1:]))
+        else:
+            empty = matching.outputs(to_torch(self.empty_output)[None])[None].expand(
+                1, out_t.shape[1], *out_t.shape[2:]
+            )
+        every = np.concatenate([empty.numpy(), out_t.numpy()])  # (J, B, K, h, w)
+        decisions = every.argmax(2)
+        decisions[0] = np.broadcast_to(np.asarray(self.constant.decision), decisions[0].shape)
+        ignore = card.ignore_index
+        valid = np.ones(labels.shape, bool) if ignore is None else labels != ignore
+        states = np.asarray(pixel_states(mask, labels.shape, "cpu"))
+        relevance: dict[str, list[np.ndarray]] = {}
+        if self.means is not None:
+            assert self.coalitions is not None
+            for i in range(len(labels)):
+                values = pixel_values(every[:, i : i + 1], decisions[:, i : i + 1],
+                                      labels[i : i + 1], card.output)  # fmt: skip
+                for q, v in values.items():
+                    phi = pixel_relevance(v, self.coalitions, card.modality_names)
+                    phi[np.broadcast_to(~valid[i : i + 1, None], phi.shape)] = np.nan
+                    relevance.setdefault(q, []).append(phi)
+            stacked = {q: np.concatenate(v) for q, v in relevance.items()}
+            self.means.add(stacked, labels, valid & (labels < k), states)
+        if self.writer is not None:
+            pos = batch.positions
+            rows = batch.rows if batch.rows is not None else np.arange(pos.start, pos.stop)
+            self.writer.write_maps(
+                pos, rows, batch.ids, batch.cloud_cover[: len(batch)], labels, mask,
+                decisions, {q: np.concatenate(v) for q, v in relevance.items()} or None,
+            )  # fmt: skip
+
+
+def torch_full_nan(shape: tuple[int, ...]) -> Any:
+    import torch
+
+    return torch.full(shape, float("nan"))
+
+
+def _bootstrap_images(
+    ev: Evaluation,
+    result: PassResult,
+    group: ProcessGroup | None,
+    config: ShapeConfig,
+    constant: ConstantRows | None,
+    coalitions: list[frozenset[str]],
+) -> dict[str, Any] | None:
+    """Segmentation intervals: images resampled (their confusion matrices gathered on the
+    main torchrun rank)."""
+    per_image, groups = result.per_image, result.groups
+    if group is not None:
+        parts = group.gather_on_main((per_image, groups))
+        if parts is not None:
+            per_image = np.concatenate([p[0] for p in parts])
+            groups = None if groups is None else np.concatenate([p[1] for p in parts])
+    if group is not None and not group.is_main:
+        return None
+    assert per_image is not None
+    rep = config.reporting
+    return bootstrap_image_intervals(
+        per_image, coalitions, ev.card.modality_names, rep.replicates, rep.seed,
+        z=rep.normalization, by_class=rep.by_class, image_groups=groups,
+        n_groups=len(rep.cloud_cover_bins or ()),
+    )  # fmt: skip
 
 
 def _per_sample_collector(ev: Evaluation, config: ShapeConfig, game: GameSpec) -> Any:
@@ -873,11 +1226,32 @@ def _per_sample_collector(ev: Evaluation, config: ShapeConfig, game: GameSpec) -
             f"every coalition's model output); this run is {game.method}"
         )
     card, rep = ev.card, config.reporting
+    if card.is_segmentation:
+        if config.execution.shard is not None:
+            raise SarevalError(
+                "ShapeConfig.reporting.per_sample: per-pixel relevance of a segmentation model "
+                "is not merged across shards yet; run without ShapeConfig.execution.shard"
+            )
+        return PixelRelevanceMeans(card.modality_names, card.class_names)
     return PerSampleCollector(
         card.modality_names, kind=card.output, task=card.task, threshold=card.threshold,
         class_names=card.class_names, bin_edges=rep.cloud_cover_bins,
         n_boot=rep.replicates or DETECTION_BOOT, seed=rep.seed,
     )  # fmt: skip
+
+
+def _pixel_relevance_section(means: Any, group: ProcessGroup | None) -> dict[str, Any]:
+    """Segmentation's ``pixel_relevance`` section (the ranks' sums merged on the main one)."""
+    if means is None:
+        return {}
+    if group is not None:
+        parts = group.gather_on_main(means)
+        if parts is None:
+            return {}
+        for other in parts[1:]:
+            parts[0].merge(other)
+        means = parts[0]
+    return {"pixel_relevance": means.section()}
 
 
 def _per_sample_sections(collector: Any, group: ProcessGroup | None, shard: bool) -> dict[str, Any]:
@@ -922,13 +1296,16 @@ def _shape(
     coalitions = game.coalitions
     names = [coalition_name(c, players) for c in coalitions]
     rep = config.reporting
-    constant, empty_output = evaluate_empty(ev, engine, pre, config.game.empty_coalition)
+    if pre.coalitions and not pre.coalitions[0]:  # the empty coalition is counted per sample
+        constant, empty_output = None, None
+    else:
+        constant, empty_output = evaluate_empty(ev, engine, pre, config.game.empty_coalition)
     writer = None
     if save_predictions is not None:
         if opts.stop < opts.start:
             raise SarevalError("save_predictions: needs data with a length (a map-style Dataset)")
         writer = _predictions_writer(
-            ev, config, group, save_predictions, opts, names, loaded, overwrite
+            ev, config, group, save_predictions, opts, names, loaded, overwrite, game
         )
     collector = _per_sample_collector(ev, config, game) if rep.per_sample else None
     try:
@@ -938,18 +1315,42 @@ def _shape(
         )  # fmt: skip
         counts = _reduce(group, result.counts)
         counts.check_finite(names)
+        regrouped, per_draw = None, None
+        draws = getattr(engine, "draws", 1)
+        if draws > 1:  # marginal imputation: counts per (group, draw) -> per group, per draw
+            per_draw = [
+                CountResult(counts.counts[d::draws], counts.ties, counts.nonfinite).total
+                for d in range(draws)
+            ]
+            by_group = [
+                CountResult(counts.counts[i * draws : (i + 1) * draws], counts.ties,
+                            counts.nonfinite).total
+                for i in range(len(counts.counts) // draws)
+            ]  # fmt: skip
+            counts = CountResult(by_group, counts.ties, counts.nonfinite)
+        if card.is_segmentation:  # counts per (image group, pixel state) -> per image group
+            n_image_groups = 1 if rep.cloud_cover_bins is None else len(rep.cloud_cover_bins) + 1
+            regrouped = sum_states(counts.counts, n_image_groups)
+            counts = CountResult(regrouped["images"], counts.ties, counts.nonfinite,
+                                 counts.n_images)  # fmt: skip
         check_outside(counts, rep.cloud_cover_bins, result.outside, group)
         if writer is not None:
-            if collector is not None:
+            if collector is not None and not card.is_segmentation:
                 writer.write_arrays(collector.arrays())
             writer.finish()
     except BaseException:
         if writer is not None:
             writer.abort()
         raise
-    ci = _bootstrap(ev, result, group, config, constant, coalitions) if rep.replicates else None
+    ci = None
+    if rep.replicates:
+        bootstrap = _bootstrap_images if card.is_segmentation else _bootstrap
+        ci = bootstrap(ev, result, group, config, constant, coalitions)
     sharded = config.execution.shard is not None
-    extra = _per_sample_sections(collector, group, sharded)
+    if card.is_segmentation:
+        extra = _pixel_relevance_section(collector, group)
+    else:
+        extra = _per_sample_sections(collector, group, sharded)
     scores = _gather_scores(group, result.scores)
     if scores is not None:
         scores = scores.with_policy(rep.map_absent_classes)
@@ -982,11 +1383,23 @@ def _shape(
         cloud_cover_source=ev.source.cloud_cover_source,
     )
     sections.update(extra)
+    if regrouped is not None:  # segmentation: images, pixels, and the pixel-state split
+        assert counts.n_images is not None
+        sections["n_samples"] = int(counts.n_images[0])
+        sections["n_pixels"] = counts.total[-1].n
+        sections["by"]["cloud_pixels"] = cloud_pixel_entries(
+            regrouped["pixels"], game, names, rep.normalization, (ci or {}).get("by_pixels")
+        )
+    if per_draw is not None:  # n_samples: samples, not draws; the spread over the draws
+        sections["n_samples"] //= len(per_draw)
+        sections["marginal_draws"] = marginal_spread(per_draw, game, rep.normalization)
     if sharded and scores is not None:
         sections["scores"] = scores.to_json()  # for `sareval merge`
     empty_section = {
         "kind": config.game.empty_coalition,
-        "decision": constant.decision.tolist(),
+        "decision": None if constant is None else constant.decision.tolist(),
         "output": None if empty_output is None else empty_output.tolist(),
     }
+    if card.is_segmentation:  # a map: its decisions are in the maps file (save_predictions)
+        empty_section.update(decision=None, output=None)
     return names, sections, empty_section

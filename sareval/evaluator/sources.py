@@ -5,8 +5,10 @@ no normalisation: the model card's preamble does that), labels and cloud cover::
 
     SourceBatch(positions=slice(a, b), ids=[...], rows=store rows | None,
                 arrays={"s1": (b, 2, H, W), "s2": (b, C, H, W), ["dem": (b, 1, H, W)]},
-                labels=(b,) class indices | (b, K) multi-hot, in the source's class order,
-                cloud_cover=(b,) float32, NaN = unknown)
+                labels=(b,) class indices | (b, K) multi-hot | (b, H, W) label maps
+                       (segmentation), in the source's class order,
+                cloud_cover=(b,) float32, NaN = unknown,
+                cloud_mask=(b, H, W) uint8 (1 cloudy, 0 clear, 255 unknown) | None)
 
 ``cloud_cover`` is that of the optical image actually read (``Source.cloud_cover_source`` says
 where it comes from): a store subset gets the store's estimate only where it describes the
@@ -42,7 +44,7 @@ from sareval.adapters import DatasetConventions, conventions_for, mask_labels
 from sareval.adapters.conventions import IGBP_MULTI_HOT_THRESHOLD
 from sareval.bands import BIGEARTHNET_S2_BANDS, S1_BANDS, S2_BANDS, close_band, default_bands
 from sareval.card import ModelCard
-from sareval.classes import igbp10_fractions, multi_hot, single_label
+from sareval.classes import NO_CLASS, igbp10_fractions, igbp10_map, multi_hot, single_label
 from sareval.errors import SarevalError, StoreError
 from sareval.evaluator.reader import BatchReader
 from sareval.store import Store
@@ -61,6 +63,7 @@ class SourceBatch:
     labels: np.ndarray
     cloud_cover: np.ndarray
     rows: np.ndarray | None = None
+    cloud_mask: np.ndarray | None = None
 
     def __len__(self) -> int:
         return self.positions.stop - self.positions.start
@@ -74,6 +77,8 @@ class SourceBatch:
         parts: list[tuple[str, int]] = [(f"sensor {s!r}", len(a)) for s, a in self.arrays.items()]
         parts += [("labels", len(self.labels)), ("cloud_cover", len(self.cloud_cover))]
         parts += [("ids", len(self.ids))]
+        if self.cloud_mask is not None:
+            parts.append(("cloud_mask", len(self.cloud_mask)))
         if self.rows is not None:
             parts.append(("rows", len(self.rows)))
         if any(rows != b for _, rows in parts):
@@ -100,6 +105,10 @@ def check_labels(y: np.ndarray, what: str, first: int = 0) -> None:
     y = np.asarray(y)
     if y.dtype.kind not in "biuf":
         raise SarevalError(f"{what}: {y.dtype} values; labels must be numbers")
+    if y.ndim == 3:
+        if y.dtype.kind not in "iu":
+            raise SarevalError(f"{what}: {y.dtype} label maps; class values must be integers")
+        return
     if y.ndim == 2:
         bad = ~((y == 0) | (y == 1))
         rule = "multi-hot labels are 0 or 1"
@@ -133,12 +142,38 @@ def check_cloud_cover(c: np.ndarray, what: str, first: int = 0) -> None:
 
 @dataclass(frozen=True)
 class Labels:
-    """A source's labels: ``kind`` ``index`` (N,) or ``multi_hot`` (N, K), class names in
-    column / index order (None: the model card's order), and the name recorded in results."""
+    """A source's labels: ``kind`` ``index`` (N,), ``multi_hot`` (N, K) or ``map`` (N, H, W),
+    class names in column / index order (None: the model card's order), the name recorded in
+    results, and (maps) the value of a pixel without a class (None: the card's)."""
 
     kind: str
     class_names: tuple[str, ...] | None
     name: str = "labels"
+    ignore_index: int | None = None
+
+    @property
+    def task(self) -> str:
+        return {"index": "single-label", "multi_hot": "multi-label", "map": "segmentation"}[
+            self.kind
+        ]
+
+
+#: what each task's labels are, in the words of an error message
+LABEL_SHAPES = {
+    "single-label": "(N,) class indices",
+    "multi-label": "(N, K) multi-hot labels",
+    "segmentation": "(N, H, W) label maps",
+}
+
+
+def check_task(labels: Labels, card: ModelCard, source: str) -> None:
+    """Refuse labels of another task than the card's (scene labels for a segmentation model,
+    label maps for a classifier), naming ``source``."""
+    if labels.task != card.task:
+        raise SarevalError(
+            f"{source}: holds {LABEL_SHAPES[labels.task]} ({labels.task}), but the model card's "
+            f"task is {card.task} (needs {LABEL_SHAPES[card.task]})"
+        )
 
 
 class Source(Protocol):
@@ -198,6 +233,8 @@ def label_converter(labels: Labels, card: ModelCard, source: str) -> Any:
             f"(only in the data: {extra or 'none'}; only in the card: {missing or 'none'})"
             + (f"; likely the same class: {hint}" if hint else "")
         )
+    if labels.kind == "map":
+        return map_converter(labels, card, names, source)
     if labels.kind == "index":
         lut = np.array([card.class_names.index(c) for c in names], dtype=np.int64)
 
@@ -214,6 +251,44 @@ def label_converter(labels: Labels, card: ModelCard, source: str) -> Any:
         return np.asarray(y)[:, cols] != 0
 
     return to_model_multi_hot
+
+
+def map_converter(labels: Labels, card: ModelCard, names: Sequence[str], source: str) -> Any:
+    """``f(y)`` for label maps: class values to the card's order, the source's ignore value
+    (``labels.ignore_index``, default the card's) to the card's ``ignore_index``; any other
+    value is a one-line error naming ``source`` and the value."""
+    ignore_in = card.ignore_index if labels.ignore_index is None else labels.ignore_index
+    ignore_out = card.ignore_index
+    lut = np.full(65536, -1, np.int64)
+    lut[: len(names)] = [card.class_names.index(c) for c in names]
+    if ignore_in is not None:
+        if ignore_in < len(names):
+            raise SarevalError(
+                f"{source}: ignore index {ignore_in} is class {names[ignore_in]!r} of the data"
+            )
+        lut[ignore_in] = ignore_out if ignore_out is not None else -2
+
+    def to_model_map(y: np.ndarray) -> np.ndarray:
+        y = np.asarray(y)
+        if y.size and (y.min() < 0 or y.max() >= len(lut)):
+            bad = int(y.min() if y.min() < 0 else y.max())
+            raise SarevalError(f"{source}: label maps hold value {bad}, not a class index")
+        out = lut[y.astype(np.int64)]
+        if (out < 0).any():
+            bad = int(y[out < 0].flat[0])
+            if lut[bad] == -2:
+                raise SarevalError(
+                    f"{source}: label maps hold the ignore value {bad}, but the model card has "
+                    "no ignore_index"
+                )
+            allowed = f"0..{len(names) - 1}" + (f" or {ignore_in}" if ignore_in is not None else "")
+            raise SarevalError(
+                f"{source}: label maps hold value {bad}, outside the {len(names)} classes "
+                f"({allowed})"
+            )
+        return out
+
+    return to_model_map
 
 
 def _band_means_of(
@@ -261,9 +336,8 @@ class StoreSubset:
 
     def labels_for(self, card: ModelCard) -> Labels:
         spec = self.store.find_labels(card.task, card.class_names)
-        return Labels(
-            spec.kind if spec.kind == "index" else "multi_hot", spec.class_names, spec.name
-        )
+        kind = spec.kind if spec.kind in ("index", "map") else "multi_hot"
+        return Labels(kind, spec.class_names, spec.name, spec.ignore_index)
 
     def sample_spec(self, sensor: str) -> tuple[tuple[int, ...], np.dtype]:
         return self.store.image_spec(self.subset, sensor)  # type: ignore[no-any-return]
@@ -311,6 +385,7 @@ class StoreSubset:
                     b.labels[labels.name],
                     b.cloud_cover if own else np.full(len(b.rows), np.nan, np.float32),
                     b.rows,
+                    b.cloud_mask if own else None,
                 )
                 for b, _ in reader
             )
@@ -348,7 +423,10 @@ class ArrayData:
     ``bands``: sensor -> C band names (default for ``s1`` with 2 channels: VV, VH; ``s2`` with
     13: B01..B12 incl. B8A and B10, with 12: without B10); any other sensor (a DEM, an index)
     must name its bands. ``labels``: (N,) class indices or (N, K) multi-hot in the order of
-    ``class_names`` (default: the model card's). ``cloud_cover`` (N,) in [0, 1], NaN unknown.
+    ``class_names`` (default: the model card's), or (N, H, W) label maps for a segmentation
+    model (``ignore_index``: the value of a pixel without a class; default the card's).
+    ``cloud_cover`` (N,) in [0, 1], NaN unknown; ``cloud_mask`` (N, H, W): 1 cloudy pixel,
+    0 clear, 255 unknown (segmentation: metrics split by pixel state).
     """
 
     def __init__(
@@ -361,8 +439,11 @@ class ArrayData:
         cloud_cover: Any = None,
         ids: Sequence[str] | None = None,
         description: str = "(arrays)",
+        ignore_index: int | None = None,
+        cloud_mask: Any = None,
     ) -> None:
         self.arrays, self.labels, self.band_arg = arrays, labels, bands
+        self.ignore_index = ignore_index
         self.class_names, self.cloud_cover, self.ids = class_names, cloud_cover, ids
         self.description = description
         if not isinstance(self.arrays, Mapping) or not self.arrays:
@@ -403,10 +484,10 @@ class ArrayData:
             raise SarevalError(f"bands: no data for sensor(s) {', '.join(sorted(given))}")
         self._arrays, self._bands = arrays, found
         y = _to_numpy(self.labels, "labels")
-        if y.ndim not in (1, 2) or len(y) != n:
+        if y.ndim not in (1, 2, 3) or len(y) != n or (y.ndim == 3 and y.shape[1:] != hw):
             raise SarevalError(
-                f"labels: expected (N,) class indices or (N, K) multi-hot with N = {n}, "
-                f"got shape {y.shape}"
+                f"labels: expected (N,) class indices or (N, K) multi-hot or (N, H, W) label maps "
+                f"with N = {n}, H x W = {hw[0]}x{hw[1]}, got shape {y.shape}"
             )
         if y.ndim == 1 and y.dtype.kind not in "iu":
             raise SarevalError(f"labels: class indices must be integers, got {y.dtype}")
@@ -420,6 +501,15 @@ class ArrayData:
                 raise SarevalError(f"cloud_cover: expected shape ({n},), got {c.shape}")
             check_cloud_cover(c, "cloud_cover")
             self._cloud = c.astype(np.float32)
+        self._cloud_mask = None
+        if cloud_mask is not None:
+            m = _to_numpy(cloud_mask, "cloud_mask")
+            if m.shape != (n, *hw) or m.dtype.kind not in "biu":
+                raise SarevalError(
+                    f"cloud_mask: expected (N, H, W) = ({n}, {hw[0]}, {hw[1]}) integers "
+                    f"(1 cloudy, 0 clear, 255 unknown), got {m.dtype} of shape {m.shape}"
+                )
+            self._cloud_mask = m.astype(np.uint8)
         if self.ids is not None and len(self.ids) != n:
             raise SarevalError(f"ids: expected {n} ids, got {len(self.ids)}")
 
@@ -440,20 +530,14 @@ class ArrayData:
         return "none" if self.cloud_cover is None else "given"
 
     def labels_for(self, card: ModelCard) -> Labels:
-        kind = "index" if self._labels.ndim == 1 else "multi_hot"
-        want = "index" if card.task == "single-label" else "multi_hot"
-        if kind != want:
-            raise SarevalError(
-                f"labels: the model is {card.task} and needs "
-                f"{'(N,) class indices' if want == 'index' else '(N, K) multi-hot labels'}, "
-                f"got shape {self._labels.shape}"
-            )
+        kind = ("index", "multi_hot", "map")[self._labels.ndim - 1]
+        check_task(Labels(kind, None), card, f"labels (shape {self._labels.shape})")
         if kind == "multi_hot":
             k = len(self.class_names) if self.class_names else card.n_classes
             if self._labels.shape[1] != k:
                 raise SarevalError(f"labels: {self._labels.shape[1]} columns for {k} classes")
         names = None if self.class_names is None else tuple(self.class_names)
-        return Labels(kind, names)
+        return Labels(kind, names, ignore_index=self.ignore_index)
 
     def sample_spec(self, sensor: str) -> tuple[tuple[int, ...], np.dtype]:
         a = self._arrays[sensor]
@@ -491,6 +575,7 @@ class ArrayData:
                     {s: self._arrays[s][a:b] for s in sensors},
                     self._labels[a:b],
                     self._cloud[a:b],
+                    cloud_mask=None if self._cloud_mask is None else self._cloud_mask[a:b],
                 )
 
         yield gen()
@@ -588,8 +673,10 @@ class TorchData:
         id_key: str | None = None,
         class_names: Sequence[str] | None = None,
         description: str | None = None,
+        ignore_index: int | None = None,
     ) -> None:
         self.dataset = dataset
+        self.ignore_index = ignore_index
         self.sized = hasattr(dataset, "__len__") and hasattr(dataset, "__getitem__")
         if not self.sized and not isinstance(dataset, Iterable):
             raise SarevalError(
@@ -797,6 +884,8 @@ class TorchData:
 
     def labels_for(self, card: ModelCard) -> Labels:
         self._check_card_bands(card)
+        if card.is_segmentation:
+            return self._map_labels()
         want = "index" if card.task == "single-label" else "multi_hot"
         conv = self.conventions
         if conv is not None and conv.label_kind == "igbp_mask":
@@ -809,6 +898,26 @@ class TorchData:
                 f"{self._label_ndim - (0 if self.sized else 1)} dimension(s) per sample"
             )
         return Labels(kind, None if self.class_names is None else tuple(self.class_names))
+
+    def _map_labels(self) -> Labels:
+        """Segmentation labels: torchgeo SEN12MS's IGBP ``mask`` as the 10-class map (codes
+        outside 1..17: no class, 255), or a dataset's own (H, W) label maps."""
+        conv = self.conventions
+        if conv is not None and conv.label_kind == "igbp_mask":
+            self._mask_want = "map"
+            return Labels("map", conv.class_names, ignore_index=NO_CLASS)
+        if conv is not None:
+            raise SarevalError(
+                f"data: label maps of {conv.source} are not read yet; wrap the dataset so that "
+                "its items give (H, W) class indices and pass label_key and class_names"
+            )
+        if self._label_ndim != (2 if self.sized else 3):
+            raise SarevalError(
+                "label_key: the model is segmentation; the dataset's labels must be (H, W) "
+                f"label maps, not {self._label_ndim - (0 if self.sized else 1)}-D per sample"
+            )
+        names = None if self.class_names is None else tuple(self.class_names)
+        return Labels("map", names, ignore_index=self.ignore_index)
 
     def _check_card_bands(self, card: ModelCard) -> None:
         """A card band missing from the data is refused naming the likely typo; bands a known
@@ -847,6 +956,9 @@ class TorchData:
         conv = self.conventions
         if conv is None or conv.label_kind != "igbp_mask":
             return y
+        if self._mask_want == "map":
+            m = np.asarray(y)
+            return igbp10_map(m[:, 0] if m.ndim == 4 else m)
         f10 = igbp10_fractions(
             mask_labels(y, f"data: {conv.label_key!r} of the batch from sample {at}")
         )

@@ -23,6 +23,7 @@ _EXPORTS = {
     "validate_card_against_graph": "attach",
     "describe_model": "describe",
     "describe_card": "describe",
+    "output_problem": "outputs",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -3,8 +3,9 @@
 A graph fits a card when it has exactly one float32 input of rank 4 named ``input.name``:
 (batch, C, H, W) with a symbolic batch dimension, C = the card's channel count, and H, W equal
 to the card's where the graph fixes them; and exactly one float output (batch, K) with K = the
-card's class count. Output widths that shape inference cannot tell are measured by running the
-graph once in onnxruntime on zeros.
+card's class count, or (batch, K, H', W') with H = s H', W = s W' (one integer s >= 1) for a
+segmentation card (:mod:`sareval.export.outputs`). Output shapes that shape inference cannot
+tell are measured by running the graph once in onnxruntime on zeros.
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ from typing import Any
 from sareval.atomic import atomic_output, check_output, is_stream
 from sareval.card import ModelCard, get_onnx_card, read_model_card, set_onnx_card
 from sareval.errors import CardError, InputFileError, SarevalError
+from sareval.export.outputs import Dim, output_problem, shape_text
 from sareval.formats import check_model_file, load_network, load_onnx
-
-Dim = int | str | None  # static size, symbolic name, or unknown
 
 
 def tensor_dims(value_info: Any) -> list[Dim] | None:
@@ -36,20 +36,14 @@ def tensor_dims(value_info: Any) -> list[Dim] | None:
     return out
 
 
-def shape_text(dims: list[Dim] | None) -> str:
-    if dims is None:
-        return "(unknown shape)"
-    return "(" + ", ".join("?" if d is None else str(d) for d in dims) + ")"
-
-
 def graph_inputs(model: Any) -> list[Any]:
     """Graph inputs that are fed at run time (initializers listed as inputs excluded)."""
     inits = {t.name for t in model.graph.initializer}
     return [i for i in model.graph.input if i.name not in inits]
 
 
-def _measured_output_width(path: Path, card: ModelCard, dims: list[Dim]) -> int | None:
-    """Run the graph on a zero batch of 2 to learn its output width (None if it cannot run)."""
+def _measured_output_shape(path: Path, card: ModelCard, dims: list[Dim]) -> list[Dim] | None:
+    """Run the graph on a zero batch of 2 to learn its output shape (None if it cannot run)."""
     import numpy as np
 
     from sareval.export.parity import onnx_session
@@ -62,8 +56,7 @@ def _measured_output_width(path: Path, card: ModelCard, dims: list[Dim]) -> int 
     feeds = {
         n: np.zeros((2, sl.stop - sl.start, h, w), np.float32) for n, sl in card.input_slices()
     }
-    y = session.run(None, feeds)[0]
-    return int(y.shape[1]) if y.ndim == 2 and y.shape[0] == 2 else -1
+    return [int(d) for d in session.run(None, feeds)[0].shape]
 
 
 def _check_input(inp: Any, channels: int, card: ModelCard, fail: Any) -> list[Dim]:
@@ -116,23 +109,20 @@ def _check_output(inferred: Any, card: ModelCard, path: Path, dims: list[Dim], f
     if out.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
         raise fail(f"output {out.name!r} is not float32")
     odims = tensor_dims(out)
-    if odims is not None and len(odims) != 2:
-        raise fail(f"output {out.name!r} has shape {shape_text(odims)}; expected (batch, K)")
-    width = odims[1] if odims is not None else None
-    if not isinstance(width, int):
-        width = _measured_output_width(path, card, dims)
-        if width is None:
+    if odims is not None:
+        problem = output_problem(odims, card, None)
+        if problem is not None:
+            raise fail(f"output {out.name!r}: {problem}")
+    if odims is None or not all(isinstance(d, int) for d in odims[1:]):  # measure it
+        measured = _measured_output_shape(path, card, dims)
+        if measured is None:
             raise fail(
-                f"cannot tell the width of output {out.name!r}; set input height/width "
+                f"cannot tell the shape of output {out.name!r}; set input height/width "
                 "in the card so sareval can run the graph once"
             )
-        if width < 0:
-            raise fail(f"output {out.name!r} is not (batch, K) when run on a batch of 2")
-    if width != card.n_classes:
-        raise fail(
-            f"output {out.name!r} has {width} scores per sample, the card has "
-            f"{card.n_classes} classes"
-        )
+        problem = output_problem(measured, card, 2)
+        if problem is not None:
+            raise fail(f"output {out.name!r}, run on a batch of 2: {problem}")
     if odims is not None and isinstance(odims[0], int):
         raise fail(f"output {out.name!r} fixes the batch dimension to {odims[0]}")
 
@@ -217,7 +207,9 @@ def check_model(path: str | Path) -> ModelCard:
 
     ONNX: ``onnx.checker``, then :func:`validate_card_against_graph`. TorchScript /
     ``torch.export`` (.pt2): the module runs on a zero batch of 2 of the card's shape (split
-    over the card's inputs) and must return (2, K). Files are read through :mod:`sareval.formats`.
+    over the card's inputs) and must return (2, K) (segmentation: (2, K, H', W'), as
+    :func:`~sareval.export.outputs.output_problem` says).
+    Files are read through :mod:`sareval.formats`.
     """
     path = Path(path)
     kind = check_model_file(path, cards=True).kind
@@ -251,7 +243,11 @@ def check_model(path: str | Path) -> ModelCard:
             f"card does not fit the module: a zero batch of shape (2, {card.n_channels}, "
             f"{card.height}, {card.width}) fails ({first})",
         ) from None
-    if tuple(y.shape) != (2, card.n_classes):
+    if card.is_segmentation:
+        problem = output_problem(tuple(y.shape), card, 2)
+        if problem is not None:
+            raise CardError(path, f"card does not fit the module: {problem}")
+    elif tuple(y.shape) != (2, card.n_classes):
         raise CardError(
             path,
             f"card does not fit the module: a batch of 2 gives output {tuple(y.shape)}, "

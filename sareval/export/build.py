@@ -33,6 +33,8 @@ class CardPlan:
     task: str
     size: int | None
     class_names: tuple[str, ...] | None = None
+    #: segmentation: what the network's output is (:data:`sareval.models.LABEL_MATCHING`)
+    label_matching: str = "nearest-labels"
     base: ModelCard | None = None
     base_path: Path | None = None
 
@@ -49,6 +51,7 @@ class CardPlan:
                 random_init=sha is None,
                 input_size=self.size,
                 class_names=self.class_names,
+                label_matching=self.label_matching,
             )
         d = self.base.to_dict()
         d["input"]["height"] = d["input"]["height"] or self.size
@@ -85,8 +88,16 @@ def resolve_card(
     input_size: int | None,
     echo: Echo = print,
 ) -> CardPlan:
-    """The card plan from the options and the checkpoint's run arguments (if any)."""
-    from sareval.models import arguments_path, read_arguments
+    """The card plan from the options and the checkpoint's run arguments (if any).
+
+    A segmentation architecture (:data:`sareval.models.SEGMENTATION_ARCHITECTURES`) implies
+    task ``segmentation`` and needs it."""
+    from sareval.models import (
+        LABEL_MATCHING,
+        SEGMENTATION_ARCHITECTURES,
+        arguments_path,
+        read_arguments,
+    )
 
     if preset and card_path:
         raise SarevalError("give preset= or card_path=, not both")
@@ -118,12 +129,22 @@ def resolve_card(
     preset = agree("preset=", preset, run.preset if run else None, run)
     if preset is None:
         raise SarevalError("give preset= or card_path= (the card says which bands go where)")
+    if arch in SEGMENTATION_ARCHITECTURES:
+        if task is not None and task != "segmentation":
+            raise SarevalError(f"task= {task}: arch= {arch} is a segmentation network")
+        task = "segmentation"
     task = agree("task=", task, run.task if run else None, run)
     if task is None:
-        raise SarevalError("give task= single-label or task= multi-label")
+        raise SarevalError("give task= single-label, multi-label or segmentation")
     class_names = IGBP17 if run is not None and not run.igbp_simple else None
     return CardPlan(
-        arch, fusion, preset, task, input_size or get_preset(preset).size, class_names=class_names
+        arch,
+        fusion,
+        preset,
+        task,
+        input_size or get_preset(preset).size,
+        class_names=class_names,
+        label_matching=LABEL_MATCHING.get(arch, "nearest-labels"),
     )
 
 

@@ -19,12 +19,12 @@ from typing import Any
 import torch
 
 from sareval.atomic import atomic_output, check_output, is_stream
-from sareval.card import ModelCard, set_onnx_card
+from sareval.card import PRESENT_INPUT, ModelCard, set_onnx_card
 from sareval.errors import SarevalError
 from sareval.export.parity import (
-    DEFAULT_BATCH_SIZES,
     DEFAULT_TOLERANCE,
     ParityReport,
+    check_model_output,
     check_onnx_parity,
     random_input,
 )
@@ -51,21 +51,29 @@ def check_opset(opset: int | None) -> None:
 def to_onnx_proto(
     model: torch.nn.Module, card: ModelCard, *, opset: int | None = None, batch: int = 2
 ) -> Any:  # onnx.ModelProto
-    """Export ``model`` (CPU, eval) with a dynamic batch axis; the card is set on the proto."""
+    """Export ``model`` (CPU, eval) with a dynamic batch axis; the card is set on the proto.
+    A model whose card lists the ``mask`` absence is exported as ``forward(x, present)`` with
+    ``present`` (batch, M) bool a second graph input (:data:`~sareval.card.PRESENT_INPUT`)."""
     if batch < 2:
         raise SarevalError("export with a batch of at least 2 (a batch of 1 fixes the batch axis)")
     check_opset(opset)
     x = random_input(card, batch)
     dim = torch.export.Dim(BATCH_DIM, min=1)
+    args: tuple[torch.Tensor, ...] = (x,)
+    names = [card.input_name]
+    if "mask" in card.absence:  # forward(x, present): the mask is a graph input (one graph)
+        g = torch.Generator().manual_seed(0)
+        present = torch.rand(batch, len(card.modalities), generator=g) > 0.3
+        args, names = (x, present), [card.input_name, PRESENT_INPUT]
     try:
         with quiet_exporter():
             program = torch.onnx.export(
                 model,
-                (x,),
+                args,
                 dynamo=True,
-                input_names=[card.input_name],
+                input_names=names,
                 output_names=[OUTPUT_NAME],
-                dynamic_shapes=({0: dim},),
+                dynamic_shapes=tuple({0: dim} for _ in args),
                 opset_version=opset,
                 external_data=False,
                 verbose=False,
@@ -98,7 +106,7 @@ def export_onnx(
     check: bool = True,
     tolerance: float = DEFAULT_TOLERANCE,
     provider: str = "cpu",
-    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+    batch_sizes: Sequence[int] | None = None,
 ) -> ParityReport | None:
     """Export ``model`` to ``out`` (.onnx) with ``card``; returns the parity report.
 
@@ -116,6 +124,7 @@ def export_onnx(
     if card.n_channels < 1:
         raise SarevalError("the card has no channels")
     model = model.cpu().eval()
+    check_model_output(model, card)  # one line, before the slow export
     proto = to_onnx_proto(model, card, opset=opset, batch=batch)
     report = None
     external = _weights_bytes(proto) > PROTOBUF_LIMIT

@@ -1,8 +1,10 @@
 """Self-check of an exported model against the torch module it came from.
 
-For each batch size b in (1, 3, 64) a seeded standard-normal input x of shape (b, C, H, W)
-(the card's channels and size; z-scored inputs are of that scale) goes through the eager
-module (CPU, eval, fp32) and through the exported file; the check passes when::
+For each batch size b in (1, 3, 64) (segmentation: (1, 3, 8)) a seeded standard-normal input x
+of shape (b, C, H, W) (the card's channels and size; z-scored inputs are of that scale) goes
+through the eager module (CPU, eval, fp32) and through the exported file. The eager output must
+have the card's shape (:func:`~sareval.export.outputs.output_problem`: (b, K), or (b, K, H', W')
+with H = s H', W = s W' for a segmentation card); the check passes when::
 
     max |exported(x) - torch(x)|  <=  max(tolerance * max(1, max |torch(x)|),
                                           2 * max |torch(x) - torch_fp64(x)|)
@@ -14,7 +16,10 @@ applies only when the first fails: ``torch_fp64`` is a float64 copy of the modul
 implementations of the same function (onnxruntime sums convolutions in another order) may
 differ by up to twice that (triangle inequality). Deep nets such as ResNet50 round off by
 ~1e-4 relative; a real export error (a wrong layer, a wrong channel order) is orders of
-magnitude larger. The default tolerance is 1e-4. Every figure is reported; the caller turns a
+magnitude larger. The default tolerance is 1e-4. Also reported: at how many positions
+(samples; pixels of a segmentation model) the argmax over classes differs; within the bound
+above it can differ only where torch's top two logits are closer than twice the bound (a
+near-tie), so it does not decide the check. Every figure is reported; the caller turns a
 failure into an error that leaves no output file.
 """
 
@@ -29,11 +34,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from sareval.card import ModelCard
+from sareval.card import PRESENT_INPUT, ModelCard
 from sareval.errors import SarevalError
+from sareval.export.outputs import output_problem
 from sareval.formats import load_torchscript
 
 DEFAULT_BATCH_SIZES: tuple[int, ...] = (1, 3, 64)
+#: segmentation outputs are (b, K, H, W): a batch of 64 at 256 px is gigabytes and minutes on
+#: a CPU; 8 still checks a batch axis other than the traced one
+SEGMENTATION_BATCH_SIZES: tuple[int, ...] = (1, 3, 8)
 DEFAULT_TOLERANCE = 1e-4
 #: provider option -> onnxruntime execution provider
 PROVIDERS: dict[str, str] = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
@@ -54,6 +63,8 @@ class ParityReport:
     tolerance: float
     #: max |torch fp32 - torch fp64| per batch, measured only where the first bound failed
     fp32_error: tuple[float | None, ...] = ()
+    #: per batch: (positions whose argmax over classes differs, positions) (module docstring)
+    argmax_differs: tuple[tuple[int, int], ...] = ()
 
     def allowed(self, i: int) -> float:
         bound = self.tolerance * max(1.0, self.output_scale[i])
@@ -75,9 +86,13 @@ class ParityReport:
         ):
             e = self.fp32_error[i] if i < len(self.fp32_error) else None
             rounding = "" if e is None else f", torch fp32 rounding {e:.3g}"
+            argmax = ""
+            if i < len(self.argmax_differs):
+                n, total = self.argmax_differs[i]
+                argmax = f"; argmax differs at {n} of {total}"
             out.append(
                 f"parity {self.backend} batch {b:>2}: max |diff| = {d:.3g} "
-                f"(output scale {s:.3g}{rounding}, allowed {self.allowed(i):.3g})"
+                f"(output scale {s:.3g}{rounding}, allowed {self.allowed(i):.3g}){argmax}"
                 + ("" if d <= self.allowed(i) else "  FAILED")
             )
         return out
@@ -93,6 +108,21 @@ def input_shape(card: ModelCard, batch: int) -> tuple[int, int, int, int]:
             "the card gives no input height/width; set them (sareval export --input-size N)"
         )
     return (batch, card.n_channels, card.height, card.width)
+
+
+def default_batch_sizes(card: ModelCard) -> tuple[int, ...]:
+    """The batch sizes of the check: :data:`SEGMENTATION_BATCH_SIZES` for a segmentation card,
+    else :data:`DEFAULT_BATCH_SIZES`."""
+    return SEGMENTATION_BATCH_SIZES if card.is_segmentation else DEFAULT_BATCH_SIZES
+
+
+def check_model_output(model: torch.nn.Module, card: ModelCard, batch: int = 2) -> None:
+    """Run the eager ``model`` once on the card's input; :class:`SarevalError` in one line when
+    its output does not have the card's shape (e.g. a segmentation net with a scene card)."""
+    ref = torch_outputs(model, random_input(card, batch))
+    problem = output_problem(ref.shape, card, batch)
+    if problem is not None:
+        raise SarevalError(f"the model does not fit its card: {problem}")
 
 
 def random_input(card: ModelCard, batch: int, seed: int = 0) -> torch.Tensor:
@@ -113,18 +143,24 @@ def compare(
     card: ModelCard,
     backend: str,
     *,
-    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+    batch_sizes: Sequence[int] | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
     seed: int = 0,
 ) -> ParityReport:
-    """Run ``model`` and ``candidate`` on the same random inputs; the report of their gaps."""
+    """Run ``model`` and ``candidate`` on the same random inputs; the report of their gaps.
+
+    ``batch_sizes`` default: :func:`default_batch_sizes`."""
     if not tolerance >= 0:
         raise SarevalError(f"tolerance must be >= 0, got {tolerance}")
-    diffs, scales, errors = [], [], []
+    batch_sizes = tuple(batch_sizes or default_batch_sizes(card))
+    diffs, scales, errors, argmax = [], [], [], []
     model64: torch.nn.Module | None = None
     for b in batch_sizes:
         x = random_input(card, b, seed)
         ref = torch_outputs(model, x)
+        problem = output_problem(ref.shape, card, b)
+        if problem is not None:
+            raise SarevalError(f"{backend}: the torch model does not fit its card: {problem}")
         got = np.asarray(candidate(x.numpy()), dtype=np.float32)
         if got.shape != ref.shape:
             raise ParityError(
@@ -143,8 +179,16 @@ def compare(
         diffs.append(diff)
         scales.append(scale)
         errors.append(error)
+        differ = got.argmax(1) != ref.argmax(1)
+        argmax.append((int(differ.sum()), int(differ.size)))
     return ParityReport(
-        backend, tuple(batch_sizes), tuple(diffs), tuple(scales), float(tolerance), tuple(errors)
+        backend,
+        batch_sizes,
+        tuple(diffs),
+        tuple(scales),
+        float(tolerance),
+        tuple(errors),
+        tuple(argmax),
     )
 
 
@@ -203,7 +247,7 @@ def check_onnx_parity(
     card: ModelCard,
     *,
     provider: str = "cpu",
-    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+    batch_sizes: Sequence[int] | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
     seed: int = 0,
     name: str | Path | None = None,
@@ -213,11 +257,16 @@ def check_onnx_parity(
     check_onnx_file(path, name)
     session = onnx_session(path, provider)
     names = [i.name for i in session.get_inputs()]
-    if names != [card.input_name]:
-        raise SarevalError(f"{name}: graph inputs {names}, the card says [{card.input_name!r}]")
+    mask = "mask" in card.absence  # forward(x, present): parity with every modality present
+    want = [card.input_name, PRESENT_INPUT] if mask else [card.input_name]
+    if names != want:
+        raise SarevalError(f"{name}: graph inputs {names}, the card says {want}")
 
     def run(x: np.ndarray) -> np.ndarray:
-        return session.run(None, {card.input_name: x})[0]
+        feeds: dict[str, np.ndarray] = {card.input_name: x}
+        if mask:
+            feeds[PRESENT_INPUT] = np.ones((len(x), len(card.modalities)), bool)
+        return session.run(None, feeds)[0]
 
     report = compare(
         model,
@@ -238,7 +287,7 @@ def check_torchscript_parity(
     path: str | Path,
     card: ModelCard,
     *,
-    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+    batch_sizes: Sequence[int] | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
     seed: int = 0,
     name: str | Path | None = None,

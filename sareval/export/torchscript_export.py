@@ -20,9 +20,9 @@ from sareval.atomic import atomic_output, check_output, is_stream
 from sareval.card import TORCHSCRIPT_EXTRA_FILE, ModelCard
 from sareval.errors import SarevalError
 from sareval.export.parity import (
-    DEFAULT_BATCH_SIZES,
     DEFAULT_TOLERANCE,
     ParityReport,
+    check_model_output,
     check_torchscript_parity,
     compare,
     raise_on_failure,
@@ -41,7 +41,7 @@ def export_torchscript(
     overwrite: bool = False,
     check: bool = True,
     tolerance: float = DEFAULT_TOLERANCE,
-    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+    batch_sizes: Sequence[int] | None = None,
 ) -> ParityReport | None:
     """Trace ``model`` (CPU, eval) and save it to ``out`` with ``card``; the parity report."""
     out = Path(out)
@@ -50,6 +50,7 @@ def export_torchscript(
         raise SarevalError(f"{out}: a TorchScript output must end in {' / '.join(suffixes)}")
     check_output(out, overwrite)
     model = model.cpu().eval()
+    check_model_output(model, card)  # one line, before the slow export
     x = random_input(card, max(batch, 2))
     try:
         with quiet_exporter(), torch.no_grad():
@@ -78,7 +79,7 @@ def export_program(
     overwrite: bool = False,
     check: bool = True,
     tolerance: float = DEFAULT_TOLERANCE,
-    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+    batch_sizes: Sequence[int] | None = None,
 ) -> ParityReport | None:
     """``torch.export`` program (.pt2) with a dynamic batch axis; the card as an extra file.
 
@@ -91,6 +92,7 @@ def export_program(
         raise SarevalError(f"{out}: a torch.export program must end in {' / '.join(suffixes)}")
     check_output(out, overwrite)
     model = model.cpu().eval()
+    check_model_output(model, card)  # one line, before the slow export
     if batch < 2:
         raise SarevalError("export with a batch of at least 2 (a batch of 1 fixes the batch axis)")
     x = random_input(card, batch)

@@ -19,7 +19,8 @@ bands exact), the 20/60 m bands resampled with the recorded ``--resampling`` met
 unrounded and unclipped (:mod:`sareval.preprocess.resample` says why). Labels:
 ``clc43_multi`` from the S2 JSON, ``clc19_multi`` via :func:`sareval.classes.ben19_multi_hot`.
 Cloud cover is computed for the cloudy-list rows only (NaN elsewhere), with the fallback detector
-(s2cloudless's all-band model needs B10). Subsets: ``clear`` (split rows), ``cloudy`` (cloud/
+(s2cloudless's all-band model needs B10); ``/cloud_mask`` holds its per-pixel mask (255 where
+the cover is NaN). Subsets: ``clear`` (split rows), ``cloudy`` (cloud/
 shadow list rows; their S2 is itself cloudy, so optical ``s2``), ``very_cloudy`` (cloudy rows
 with cover >= threshold, or a user list), ``snow`` (snow list rows).
 """
@@ -287,14 +288,13 @@ class BigEarthNetReader:
                 s1_paths = {b: s1_band_path(self.s1_root, p.s1, b) for b in S1_BANDS}
                 read_s1_bands(s1_paths, (h, w), s1[j])
                 clc[j] = clc43_multi_hot(json_path(self.s2_root, p.s2))
-        cover = np.full(k, np.nan, dtype=np.float32)
         cloudy = np.array([p.group == "cloudy" for p in items], dtype=bool)
-        if cloudy.any():
-            cover[cloudy] = self.detector.cover(s2[cloudy])
+        cover, mask = self.detector.cover_and_masks(s2, cloudy)
         return RowBlock(
             arrays={"s1": s1, "s2": s2},
             labels={"clc43_multi": clc, "clc19_multi": ben19_multi_hot(clc)},
             cloud_cover=cover,
+            cloud_mask=mask,
             geo_transform=transforms,
             geo_crs=crs,
         )
@@ -394,6 +394,7 @@ def preprocess_bigearthnet(
         "compression": compression,
         "chunk_rows": chunk_rows,
         "sizes": {str(k): list(v) for k, v in sizes.items()},
+        "cloud_mask": True,  # a .partial written before /cloud_mask existed is rebuilt
     }
     writer = StoreWriter(
         out,
@@ -414,6 +415,7 @@ def preprocess_bigearthnet(
         config=config,
         source_root=str(s2_root.resolve()),
         with_geo=True,
+        with_cloud_mask=True,
         compression=filt,
         chunk_rows=chunk_rows,
         overwrite=overwrite,

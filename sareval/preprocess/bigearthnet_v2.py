@@ -48,9 +48,12 @@ bands resampled with the recorded ``--resampling`` method exactly as for v1
 ConfigILM loader upsamples with torch ``interpolate(mode="nearest")``, the same operation).
 ``s1``: float32 cast of the files' type (one type for all files, the one most of the first
 patches have; recorded as the ``s1_source_dtype`` attribute). Labels: ``clc19_multi`` from
-``labels``. ``reference_map`` (``--reference-maps``): the (1, H, W) uint16 CLC code map. Cloud
-cover (fallback detector, no B10) is computed for the cloud/shadow rows only. Subsets: each
-split present (``train``, ``validation``, ``test``), ``clear`` (neither flag), ``cloudy``
+``labels``. ``reference_map`` (``--reference-maps``): the (1, H, W) uint16 CLC code map, and
+from it the segmentation labels ``ben19_map`` (:func:`~sareval.classes.ben19_map`: the labels'
+CLC -> 19 table per pixel; codes outside the 19-class nomenclature, e.g. 0 or 335, -> 255,
+ignored). Cloud cover (fallback detector, no B10) is computed for the cloud/shadow rows only;
+``/cloud_mask`` holds its per-pixel mask (255 where the cover is NaN). Subsets: each split
+present (``train``, ``validation``, ``test``), ``clear`` (neither flag), ``cloudy``
 (cloud/shadow flag; its optical is the same S2, there is no second optical source),
 ``very_cloudy`` (cloudy rows with cover >= threshold, or a user list), ``snow``. A flag column
 absent from a metadata file given leaves out the subsets that need it; the store's
@@ -70,7 +73,7 @@ import numpy as np
 
 from sareval.atomic import check_store_output
 from sareval.bands import BIGEARTHNET_S2_BANDS, S1_BANDS
-from sareval.classes import BEN19
+from sareval.classes import BEN19, ben19_map
 from sareval.errors import InputFileError, SarevalError
 from sareval.preprocess.bigearthnet import (
     band_sizes,
@@ -479,17 +482,18 @@ class RebenReader:
                     if data.data.min() < 0 or data.data.max() > np.iinfo(np.uint16).max:
                         raise InputFileError(path, "values outside 0..65535 (not CLC codes)")
                     maps[j] = data.data
-        cover = np.full(k, np.nan, dtype=np.float32)
         cloudy = np.array([p.cloudy is True for p in items], dtype=bool)
-        if cloudy.any():
-            cover[cloudy] = self.detector.cover(s2[cloudy])
+        cover, mask = self.detector.cover_and_masks(s2, cloudy)
         arrays: dict[str, np.ndarray] = {"s1": s1, "s2": s2}
+        labels = {"clc19_multi": clc19}
         if self.maps_root is not None:
             arrays["reference_map"] = maps
+            labels["ben19_map"] = ben19_map(maps[:, 0])
         return RowBlock(
             arrays=arrays,
-            labels={"clc19_multi": clc19},
+            labels=labels,
             cloud_cover=cover,
+            cloud_mask=mask,
             geo_transform=transforms,
             geo_crs=crs,
         )
@@ -559,6 +563,7 @@ def preprocess_bigearthnet_v2(
         "compression": compression,
         "chunk_rows": chunk_rows,
         "sizes": {str(k): list(v) for k, v in sizes.items()},
+        "cloud_mask": True,  # a .partial written before /cloud_mask existed is rebuilt
         "s1_source_dtype": s1_dtype,
         "flags": list(flags),
     }
@@ -577,10 +582,12 @@ def preprocess_bigearthnet_v2(
         height=height,
         width=width,
         sensors=sensors,
-        labels=[LabelSpec("clc19_multi", "multi_hot", BEN19)],
+        labels=[LabelSpec("clc19_multi", "multi_hot", BEN19)]
+        + ([LabelSpec("ben19_map", "map", BEN19)] if maps_root is not None else []),
         config=config,
         source_root=str(s2_root.resolve()),
         with_geo=True,
+        with_cloud_mask=True,
         compression=compression_filter(compression),
         chunk_rows=chunk_rows,
         overwrite=overwrite,

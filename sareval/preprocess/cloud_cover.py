@@ -147,9 +147,20 @@ class CloudDetector:
 
     def cover(self, s2: np.ndarray) -> np.ndarray:
         """(n, C, H, W) DN -> (n,) float32 cloud cover fractions."""
-        if len(s2) == 0:
-            return np.zeros(0, dtype=np.float32)
-        return self.masks(s2).mean(axis=(1, 2)).astype(np.float32)
+        return self.cover_and_masks(s2, np.ones(len(s2), bool))[0]
+
+    def cover_and_masks(self, s2: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The cover (n,) float32 and the store's ``/cloud_mask`` (n, H, W) uint8 of the
+        ``rows`` (bool (n,)) of (n, C, H, W) DN; other rows: cover NaN, mask 255.
+        Cover = mean of the mask (float64, then float32)."""
+        n, h, w = len(s2), s2.shape[-2], s2.shape[-1]
+        cover = np.full(n, np.nan, dtype=np.float32)
+        mask = np.full((n, h, w), 255, dtype=np.uint8)
+        if rows.any():
+            m = self.masks(s2[rows])
+            cover[rows] = m.mean(axis=(1, 2)).astype(np.float32)
+            mask[rows] = m
+        return cover, mask
 
 
 def choose_detector(bands: Sequence[str], use_s2cloudless: bool = True) -> CloudDetector:

@@ -85,6 +85,7 @@ class RowBlock:
     geo_transform: np.ndarray | None = None
     geo_crs: list[str] | None = None
     stats: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=dict)
+    cloud_mask: np.ndarray | None = None
 
 
 @dataclass
@@ -161,6 +162,7 @@ def write_block(writer: StoreWriter, start: int, block: RowBlock) -> None:
         geo_transform=block.geo_transform,
         geo_crs=block.geo_crs,
         stats=block.stats,
+        cloud_mask=block.cloud_mask,
     )
 
 

@@ -17,10 +17,14 @@ content: ``s1``, ``s2`` (clear, from SEN12MS), with ``--cr-root`` also ``s2_clou
 among the pixels whose IGBP value is in 1..17; a patch with no such pixel is an error, or left
 out with ``--skip-unlabelled``), ``igbp10_single``
 (argmax of the 10 simplified fractions, ties to the lowest index) and ``igbp10_multi``
-(simplified fraction >= threshold). Subsets: ``clear`` (all rows, s2); with ``--cr-root``
-``cloudy`` (rows with a cloudy version, s2_cloudy), ``cloudy_clear`` (the same rows, s2: the
-paired comparison) and ``very_cloudy`` (cloudy rows with cover >= threshold, or a user list;
-s2_cloudy).
+(simplified fraction >= threshold); ``lc10_map`` (segmentation, when every patch has its lc
+file): the IGBP layer per pixel in the 10-class scheme (:func:`~sareval.classes.igbp10_map`:
+the DFC2020 baseline's IGBP -> DFC table, values outside 1..17 -> 255, ignored, as the scene
+labels ignore them). With ``--cr-root`` also ``/cloud_mask``: the detector's per-pixel mask of
+the cloudy version (the one ``/cloud_cover`` is the mean of). Subsets: ``clear`` (all rows,
+s2); with ``--cr-root`` ``cloudy`` (rows with a cloudy version, s2_cloudy), ``cloudy_clear``
+(the same rows, s2: the paired comparison) and ``very_cloudy`` (cloudy rows with cover >=
+threshold, or a user list; s2_cloudy).
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ from sareval.classes import (
     IGBP10,
     IGBP17,
     igbp10_fractions,
+    igbp10_map,
     igbp_fractions,
     igbp_valid,
     multi_hot,
@@ -265,12 +270,14 @@ def label_rows(fractions17: np.ndarray, threshold: float) -> dict[str, np.ndarra
     }
 
 
-def label_specs(threshold: float) -> list[LabelSpec]:
-    return [
+def label_specs(threshold: float, maps: bool = False) -> list[LabelSpec]:
+    """The label sets of a SEN12MS store (``maps``: with the ``lc10_map`` segmentation set)."""
+    specs = [
         LabelSpec("igbp17_fractions", "fractions", IGBP17),
         LabelSpec("igbp10_single", "index", IGBP10),
         LabelSpec("igbp10_multi", "multi_hot", IGBP10, threshold),
     ]
+    return specs + ([LabelSpec("lc10_map", "map", IGBP10)] if maps else [])
 
 
 # --- validation ---------------------------------------------------------------------------------
@@ -365,6 +372,7 @@ class Sen12msReader:
     width: int
     multi_label_threshold: float
     detector: CloudDetector | None
+    maps: bool = False
 
     def __call__(self, items: Sequence[tuple[PatchId, np.ndarray | None, bool]]) -> RowBlock:
         from sareval.preprocess.tiffs import gdal_env, read_geotiff
@@ -375,6 +383,7 @@ class Sen12msReader:
         s2 = np.empty((k, len(S2_BANDS), *size), dtype=np.uint16)
         cloudy = np.zeros_like(s2) if self.cr_root else None
         fractions = np.empty((k, N_IGBP), dtype=np.float64)
+        lc10 = np.empty((k, *size), dtype=np.uint8)
         transforms = np.empty((k, 6), dtype=np.float64)
         crs: list[str] = []
         with gdal_env():
@@ -388,11 +397,13 @@ class Sen12msReader:
                 s2[j] = t.data
                 transforms[j] = t.transform
                 crs.append(t.crs)
-                if frac is None:
+                if frac is None or self.maps:
                     lc = read_geotiff(
                         pid.path(self.root, "lc"), bands=LC_BANDS, dtype=None, size=size, what="LC"
                     )
-                    frac = igbp_fractions(lc.data[0], pid.path(self.root, "lc"))
+                    lc10[j] = igbp10_map(lc.data[0])
+                    if frac is None:
+                        frac = igbp_fractions(lc.data[0], pid.path(self.root, "lc"))
                 fractions[j] = frac
                 if has_cloudy and cloudy is not None:
                     cloudy[j] = read_geotiff(
@@ -404,16 +415,20 @@ class Sen12msReader:
                     ).data
         arrays: dict[str, np.ndarray] = {"s1": s1, "s2": s2}
         cover = np.full(k, np.nan, dtype=np.float32)
-        available = None
+        available = mask = None
         if cloudy is not None:
             arrays["s2_cloudy"] = cloudy
             available = np.array([it[2] for it in items], dtype=bool)
-            if available.any() and self.detector is not None:
-                cover[available] = self.detector.cover(cloudy[available])
+            if self.detector is not None:
+                cover, mask = self.detector.cover_and_masks(cloudy, available)
+        labels = label_rows(fractions, self.multi_label_threshold)
+        if self.maps:
+            labels["lc10_map"] = lc10
         return RowBlock(
             arrays=arrays,
-            labels=label_rows(fractions, self.multi_label_threshold),
+            labels=labels,
             cloud_cover=cover,
+            cloud_mask=mask,
             cloudy_available=available,
             geo_transform=transforms,
             geo_crs=crs,
@@ -499,6 +514,7 @@ def preprocess_sen12ms(
     cr = Path(cr_root) if cr_root is not None else None
     available, very_rows = _cloudy_versions(cr, ids, split_path, very_cloudy_list)
     height, width = reference_size([p.path(root, s) for p in ids[:3] for s in ("s2", "s1")])
+    maps = lc_maps_present(root, ids)
     detector = choose_detector(S2_BANDS, use_s2cloudless) if cr is not None else None
     filt = compression_filter(compression)
     if chunk_rows is None:
@@ -515,6 +531,7 @@ def preprocess_sen12ms(
         "chunk_rows": chunk_rows,
         "size": [height, width],
         "skip_unlabelled": skip_unlabelled,
+        "lc10_map": maps,
     }
     writer = StoreWriter(
         out,
@@ -525,17 +542,18 @@ def preprocess_sen12ms(
         height=height,
         width=width,
         sensors=[SensorSpec("s1", S1_BANDS, "float32"), SensorSpec("s2", S2_BANDS, "uint16")],
-        labels=label_specs(multi_label_threshold),
+        labels=label_specs(multi_label_threshold, maps),
         config=config,
         source_root=str(root.resolve()),
         with_cloudy=cr is not None,
         with_geo=True,
+        with_cloud_mask=detector is not None,
         compression=filt,
         chunk_rows=chunk_rows,
         overwrite=overwrite,
     )
     reader = Sen12msReader(
-        str(root), str(cr) if cr else None, height, width, multi_label_threshold, detector
+        str(root), str(cr) if cr else None, height, width, multi_label_threshold, detector, maps
     )
     items = [(p, f, bool(a)) for p, f, a in zip(ids, fractions, available, strict=True)]
     return write_job(
@@ -550,12 +568,29 @@ def preprocess_sen12ms(
             "labels_source": "pickle" if from_pickle else "lc IGBP layer",
             "cloudy_source": "SEN12MS-CR s2_cloudy" if cr is not None else "none",
             "unlabelled_skipped": n_listed - len(ids),
+            "segmentation_labels": "lc10_map from the lc IGBP layer"
+            if maps
+            else "none (not every patch has its lc file)",
         },
         workers=workers,
         chunk_rows=chunk_rows,
         progress=progress,
         desc=f"sen12ms {split_name(split_path)}",
     )
+
+
+def lc_maps_present(root: Path, ids: Sequence[PatchId]) -> bool:
+    """Whether every patch has its lc file (then the store gets ``lc10_map``); a tree where
+    only some have one is warned about, naming the first missing file."""
+    missing = [p for p in ids if not p.path(root, "lc").is_file()]
+    if missing and len(missing) < len(ids):
+        log.warning(
+            "%s: %d of %d patches lack their lc file; no lc10_map segmentation labels",
+            missing[0].path(root, "lc"),
+            len(missing),
+            len(ids),
+        )
+    return not missing
 
 
 def very_cloudy_rows_from_list(

@@ -4,7 +4,11 @@
 :mod:`sareval.report.tables`) and the figures of :mod:`sareval.report.figures` and
 :mod:`sareval.report.per_sample_figures` as PNG and SVG (the per-metric figures once for every
 reported metric: ``decomposition_<metric>``, ``cloud_cover_<metric>``, ``epochs_<metric>``,
-and per model label ``interactions_<metric>_<n>``: pairwise interactions with intervals);
+and per model label ``interactions_<metric>_<n>``: pairwise interactions with intervals); for
+segmentation results (:mod:`sareval.report.segmentation_figures`) also ``per_class_iou``,
+``cloud_pixels_<metric>`` and, per maps file among the inputs, ``maps_<n>`` (the images
+``map_images``, else the first few), and summary.md gets the per-class IoU and clear / cloudy
+pixel tables (:func:`~sareval.report.tables.breakdown_markdown`);
 with ``compare`` also ``comparisons.md`` and ``comparisons.csv``: differences of two setups with
 paired bootstrap intervals and p-values (:mod:`sareval.report.compare`).
 """
@@ -20,6 +24,7 @@ from sareval.errors import SarevalError
 from sareval.report import compare as cmp
 from sareval.report import figures as fg
 from sareval.report import per_sample_figures as psf
+from sareval.report import segmentation_figures as sf
 from sareval.report.collect import Collection, ReportInput, collect, labelled_path
 from sareval.report.compare import (
     Comparison,
@@ -29,6 +34,7 @@ from sareval.report.compare import (
 )
 from sareval.report.tables import (
     SummaryRow,
+    breakdown_markdown,
     choose_metrics,
     csv_text,
     markdown,
@@ -62,6 +68,7 @@ def make_report(
     replicates: int = 999,
     n_boot: int | None = None,
     interaction_index: str = "sii",
+    map_images: Sequence[str] | None = None,
 ) -> Report:
     """Read ``inputs`` (paths or ``(label, path)``, see :mod:`sareval.report.collect`), write the
     report.
@@ -70,7 +77,8 @@ def make_report(
     their predictions files (:func:`~sareval.report.compare.compare_predictions`, bootstrap
     ``replicates`` (``n_boot``: its deprecated name), ``metrics`` or the task's defaults).
     ``interaction_index``: the pairwise index of the ``interactions_*`` figures, ``sii``
-    (Shapley interaction index) or ``banzhaf_interaction``."""
+    (Shapley interaction index) or ``banzhaf_interaction``. ``map_images``: ids of the images
+    the ``maps_<n>`` figures show (each must be in every maps file; default: the first few)."""
     if interaction_index not in fg.INTERACTION_INDICES:
         raise SarevalError(
             f"interaction_index: expected one of {', '.join(fg.INTERACTION_INDICES)}, "
@@ -99,7 +107,11 @@ def make_report(
         report = Report(out, Collection(), list(metrics or []), [], comparisons=comparisons)
         _write_comparisons(report)
         return report
+    if isinstance(map_images, str):
+        raise SarevalError(f"map_images: expected a list of image ids, got {map_images!r}")
     found = collect(inputs)
+    if map_images and not found.maps:
+        raise SarevalError("map_images: no segmentation maps file among the inputs")
     chosen = choose_metrics(found.results, metrics) if found.results else list(metrics or [])
     rows = summarize(found.results, chosen)
     report = Report(out, found, chosen, rows, comparisons=comparisons)
@@ -107,7 +119,7 @@ def make_report(
     _write_comparisons(report)
     if rows:
         for name, text in (
-            ("summary.md", markdown(rows)),
+            ("summary.md", markdown(rows) + _segmentation_tables(found, chosen)),
             ("summary.csv", csv_text(rows)),
             ("runs.csv", runs_csv_text(found.results, chosen)),
         ):
@@ -116,6 +128,11 @@ def make_report(
             report.tables.append(out / name)
         report.figures += _result_figures(found, rows, chosen, out)
         report.figures += _interaction_figures(found, chosen, out, interaction_index)
+    for n, run in enumerate(found.maps, 1):
+        store = sf.store_for(run.attrs, found.results)
+        title = f"{run.label} · {run.subset} ({run.path.name})"
+        fig = sf.maps_figure(run.path, map_images, store=store, title=title)
+        report.figures += fg.save(fig, out, f"maps_{n}")
     if found.detections:
         fig = psf.roc_grid_figure(found.detections, found.results)
         report.figures += fg.save(fig, out, "detection_roc")
@@ -148,6 +165,9 @@ def _result_figures(
         paths += fg.save(fig, out, f"decomposition_{metric}")
         if fg.has_cloud_cover(results):
             paths += fg.save(fg.cloud_cover_figure(results, metric), out, f"cloud_cover_{metric}")
+        if sf.has_cloud_pixels(results):
+            fig = sf.cloud_pixels_figure(results, metric)
+            paths += fg.save(fig, out, f"cloud_pixels_{metric}")
     for metric in fg.CLASS_FIGURE_METRICS:
         if fg.has_by_class(results, metric):
             paths += fg.save(fg.per_class_figure(results, metric), out, f"per_class_{metric}")
@@ -156,6 +176,18 @@ def _result_figures(
             fig = psf.per_sample_figure(results, quantity)
             paths += fg.save(fig, out, f"per_sample_{quantity}")
     return paths
+
+
+def _segmentation_tables(found: Collection, metrics: Sequence[str]) -> str:
+    """The breakdown tables of segmentation results: IoU per class, then each metric over
+    clear / cloudy / unknown pixels ("" without segmentation results)."""
+    results = [r for r in found.results if r.doc.get("task") == "segmentation"]
+    if not results:
+        return ""
+    parts = [breakdown_markdown(results, "class", "iou")]
+    parts += [breakdown_markdown(results, "cloud_pixels", m) for m in metrics]
+    text = "\n".join(p for p in parts if p)
+    return "\n## Segmentation\n\n" + text if text else ""
 
 
 def _interaction_figures(

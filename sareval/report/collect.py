@@ -2,14 +2,16 @@
 ``metrics.jsonl``, or a Lightning CSVLogger ``metrics.csv`` with
 :class:`sareval.lightning.ShapeCallback` columns ``shape/...``) and
 predictions files with per-sample detector scores (``sareval shape --per-sample
---save-predictions``, for the ROC figure).
+--save-predictions``, for the ROC figure) and segmentation maps files (``save_predictions`` of a
+segmentation evaluation, :mod:`sareval.evaluator.relevance_maps`, for the maps figures).
 
 Each input is a PATH or ``(LABEL, PATH)``; PATH is a results JSON, a ``metrics.jsonl`` or
 Lightning ``metrics.csv``, a
-predictions ``.h5``, or a directory searched recursively for all three (``.h5`` files other
-than predictions files with ``/detector`` scores, e.g. stores, are passed over). A predictions
-file without a label takes that of the results file of the same model, store and subset, else
-its folder's name (figures add the file's name where one label has several predictions files).
+predictions ``.h5`` or maps ``.h5``, or a directory searched recursively for all of them
+(``.h5`` files other than predictions files with ``/detector`` scores and maps files, e.g.
+stores, are passed over). A predictions or maps file without a label takes that of the results
+file of the same model, store and subset, else its folder's name (figures add the file's name
+where one label has several predictions files).
 Results of the same model label and test subset are runs of one model (mean and standard
 deviation over them); so are the histories of one label (seeds).
 
@@ -41,11 +43,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 
 from sareval.errors import InputFileError, SarevalError
 from sareval.evaluator.log_names import PREFIX, games_from_names
 from sareval.evaluator.predictions import is_predictions_file, read_predictions
+from sareval.evaluator.relevance_maps import MAPS_FORMAT
 
 RESULTS_FORMAT = "sareval-results"
 SEED_DIR = re.compile(r"^seed-\d+$")
@@ -93,10 +97,21 @@ class DetectionRun:
 
 
 @dataclass
+class MapsRun:
+    """A segmentation maps file (its arrays are read when drawn) and its attributes."""
+
+    label: str
+    subset: str
+    path: Path
+    attrs: dict[str, Any]
+
+
+@dataclass
 class Collection:
     results: list[ResultRun] = field(default_factory=list)
     histories: list[TrainingRun] = field(default_factory=list)
     detections: list[DetectionRun] = field(default_factory=list)
+    maps: list[MapsRun] = field(default_factory=list)
 
     def labels(self) -> list[str]:
         """Model labels in first-seen order (results, then histories)."""
@@ -143,18 +158,33 @@ def read_detection(path: Path, label: str | None) -> DetectionRun | None:
     return DetectionRun(label or "", run.subset, path, run.attrs, run.detectors, run.correct)
 
 
+def read_maps_run(path: Path, label: str | None) -> MapsRun | None:
+    """A segmentation maps file (None: an HDF5 file of another kind); :class:`InputFileError`
+    for a file that is not readable HDF5."""
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+    except OSError as e:
+        raise InputFileError(path, f"not a readable HDF5 file ({e})") from None
+    if attrs.get("format") != MAPS_FORMAT:
+        return None
+    return MapsRun(label or "", str(attrs.get("subset", "?")), path, attrs)
+
+
 def _label_detections(found: Collection) -> None:
-    """Give unlabelled detection runs the label of the results file of the same model, store
-    and subset (if exactly one label matches), else their folder's name (the file's stem for a
-    file in the working folder given by a relative path)."""
-    for d in found.detections:
+    """Give unlabelled detection and maps runs the label of the results file of the same
+    model, store and subset (if exactly one label matches), else their folder's name (the
+    file's stem for a file in the working folder given by a relative path)."""
+    runs: list[DetectionRun | MapsRun] = [*found.detections, *found.maps]
+    for d in runs:
         if d.label:
             continue
         labels = {
             r.label
             for r in found.results
             if r.subset == d.subset
-            and r.doc["provenance"].get("model", {}).get("sha256") == d.attrs.get("model_sha256")
+            and (r.doc["provenance"].get("model", {}).get("sha256") or "")
+            == (d.attrs.get("model_sha256") or "")  # an in-memory model: None, ""
             and r.doc["provenance"].get("store", {}).get("content_digest")
             == d.attrs.get("store_content_digest")
         }  # fmt: skip
@@ -373,9 +403,11 @@ def collect(inputs: Sequence[ReportInput]) -> Collection:
             results = [p for p in files if p.suffix == ".json" and _is_results_json(p)]
             histories = [p for p in files if p.name == "metrics.jsonl"
                          or (p.name == "metrics.csv" and is_lightning_csv(p))]  # fmt: skip
+            maps = [m for p in files if p.suffix == ".h5"
+                    if (m := read_maps_run(p, label)) is not None]  # fmt: skip
             detections = [d for p in files if p.suffix == ".h5"
                           if (d := read_detection(p, label)) is not None]  # fmt: skip
-            if not results and not histories and not detections:
+            if not results and not histories and not detections and not maps:
                 raise InputFileError(path, "no results files (*.json) or metrics.jsonl inside")
         elif path.is_file():
             is_history = path.name.endswith(".jsonl") or (
@@ -384,16 +416,19 @@ def collect(inputs: Sequence[ReportInput]) -> Collection:
             is_h5 = path.suffix == ".h5"
             results = [] if is_history or is_h5 else [path]
             histories = [path] if is_history else []
-            detection = read_detection(path, label) if is_h5 else None
-            if is_h5 and detection is None:
+            map_run = read_maps_run(path, label) if is_h5 else None
+            maps = [map_run] if map_run is not None else []
+            detection = read_detection(path, label) if is_h5 and not maps else None
+            if is_h5 and detection is None and not maps:
                 raise InputFileError(
                     path, "not a predictions file with per-sample detector scores (/detector: "
-                    "sareval shape --per-sample --save-predictions)"
+                    "sareval shape --per-sample --save-predictions) nor a segmentation maps file"
                 )  # fmt: skip
             detections = [detection] if detection is not None else []
         else:
             raise InputFileError(path, "not found")
         found.detections += detections
+        found.maps += maps
         for p in results:
             doc = read_results_file(p)
             name = label or default_result_label(doc, p)
@@ -404,14 +439,17 @@ def collect(inputs: Sequence[ReportInput]) -> Collection:
             epochs = read_lightning_csv(p) if p.suffix == ".csv" else read_history(p)
             if epochs:
                 found.histories.append(TrainingRun(label or default_history_label(p), p, epochs))
-    if not found.results and not found.histories and not found.detections:
+    if not found.results and not found.histories and not found.detections and not found.maps:
         raise SarevalError("nothing to report: the inputs hold no results and no epochs")
     check_collection(found)
     seen: set[Path] = set()
-    for d in found.detections:
-        if d.path.resolve() in seen:
-            raise SarevalError(f"{d.path}: given twice; each predictions file may be counted once")
-        seen.add(d.path.resolve())
+    h5_runs: list[DetectionRun | MapsRun] = [*found.detections, *found.maps]
+    for run in h5_runs:
+        if run.path.resolve() in seen:
+            raise SarevalError(
+                f"{run.path}: given twice; each predictions file may be counted once"
+            )
+        seen.add(run.path.resolve())
     _label_detections(found)
     return found
 

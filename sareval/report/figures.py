@@ -4,14 +4,17 @@
   = test subsets; error bars = std over runs (or a single run's bootstrap interval).
 - ``performance``: rows = metrics, columns = each modality alone (V({sar}), V({opt})) and all
   modalities (V(all)), the same way.
-- ``per_class_<metric>`` (recall, F1; when results carry ``by.class``): each modality's
-  relevance on each class's metric, one panel per model and test subset, with intervals.
+- ``per_class_<metric>`` (recall, F1, IoU; when results carry ``by.class``): each modality's
+  relevance on each class's metric, one panel per model and test subset, with intervals (a
+  segmentation class's size is its pixels).
 - ``epochs_<metric>``: from training histories, the training loss and, per validation subset,
   V(all) and each modality's relevance over epochs (mean over seeds, band = ±1 std).
 - ``cloud_cover_<metric>``: when results carry ``by.cloud_cover``: V(all) and relevance per
   cloud-cover bin (and ``unknown``), a point with its error bar per model (colour), test subset
   (marker) and bin, never joined by lines (bins are categories); a bin without samples has no
-  point; a last panel gives the samples per bin (also under the ticks when all agree).
+  point; a last panel gives the samples per bin (also under the ticks when all agree). Drawn by
+  :func:`breakdown_figure`, which also draws segmentation's clear / cloudy pixels
+  (:mod:`sareval.report.segmentation_figures`).
 - ``interactions_<metric>_<n>`` (the n-th model label; results of >= 2 players and an exact
   game): the matrix of pairwise interactions (Shapley interaction index, or Banzhaf
   interaction), a panel per test subset, each cell with its value and interval, hatched where
@@ -31,7 +34,7 @@ from __future__ import annotations
 import itertools
 import math
 import textwrap
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,6 +55,10 @@ METRIC_TITLES = {
     "balanced_accuracy": "balanced accuracy",
     "recall": "recall",
     "precision": "precision",
+    "iou": "IoU",
+    "miou": "mean IoU",
+    "fwiou": "frequency-weighted IoU",
+    "kappa": "Cohen's kappa",
 }
 
 
@@ -410,7 +417,7 @@ def epochs_figure(
 
 
 #: the per-class metrics of ``by.class`` that get a ``per_class_<metric>`` figure
-CLASS_FIGURE_METRICS = ("recall", "f1")
+CLASS_FIGURE_METRICS = ("recall", "f1", "iou")
 
 
 def has_by_class(results: Sequence[ResultRun], metric: str) -> bool:
@@ -493,8 +500,9 @@ def per_class_figure(
         ax.set_visible(False)
     for ax in axes[-1]:
         ax.set_xlabel(f"Shapley value of the class's {metric_title(metric)}")
+    unit = "pixels" if all(r.doc.get("task") == "segmentation" for r in results) else "samples"
     fig.suptitle(f"Modality relevance per class: {metric_title(metric)} "
-                 f"({game_settings(results)}); class (samples)")  # fmt: skip
+                 f"({game_settings(results)}); class ({unit})")  # fmt: skip
     _legend_below(fig, axes.ravel(), title="")
     return fig
 
@@ -510,11 +518,14 @@ def has_cloud_cover(results: Sequence[ResultRun]) -> bool:
 def game_settings(results: Sequence[ResultRun]) -> str:
     """``"Z = one, baseline input-zero"`` from the results' configs (``/``-joined if several)."""
 
-    def values(name: str) -> str:
-        seen = dict.fromkeys(str(r.doc.get("config", {}).get(name, "?")) for r in results)
+    def values(*names: str) -> str:  # the first name a config has (Z: now "normalization")
+        seen = dict.fromkeys(
+            str(next((c[n] for n in names if n in c), "?"))
+            for c in (r.doc.get("config", {}) for r in results)
+        )
         return " / ".join(seen) or "?"
 
-    return f"Z = {values('z')}, baseline {values('baseline')}"
+    return f"Z = {values('normalization', 'z')}, baseline {values('baseline')}"
 
 
 def decomposition_figure(
@@ -574,66 +585,108 @@ def _bin_entries(doc: dict[str, Any]) -> list[tuple[Any, dict[str, Any]]]:
     return out
 
 
-def cloud_cover_figure(
-    results: Sequence[ResultRun], metric: str, palette: Palette | None = None
-) -> Any:
-    """V(all) and each modality's relevance per cloud-cover bin, and the samples per bin.
+#: one panel of :func:`breakdown_figure`: its title and, for a run, a category and the run's
+#: entry of that category, the value and its bootstrap interval (None: no value)
+Getter = Callable[[ResultRun, Any, dict[str, Any]], tuple[float | None, Any]]
 
-    One point per model (colour) and test subset (marker) and bin, with an error bar: the std
-    over runs, or a single run's bootstrap interval where the bin has one (``ci``). Bins are
-    categories: points are never joined by lines; a bin without samples has no point. The
-    last panel gives each group's samples per bin (also under the ticks when all groups have
-    the same); samples without a cloud cover form the ``unknown`` bin."""
+
+@dataclass(frozen=True)
+class Breakdown:
+    """How :func:`breakdown_figure` reads one breakdown of a results document into categories:
+    ``entries(doc)`` -> (category, entry) pairs (an empty list: the document has none),
+    ``order(categories)`` -> the x order, ``tick(category)`` -> its tick label, ``count`` the
+    entry's size key counted in ``unit`` (``n_samples``: samples), ``xlabel`` the axis."""
+
+    entries: Callable[[dict[str, Any]], list[tuple[Any, dict[str, Any]]]]
+    order: Callable[[Iterable[Any]], list[Any]]
+    tick: Callable[[Any], str]
+    xlabel: str
+    count: str = "n_samples"
+    unit: str = "samples"
+    count_title: str = "samples per bin"
+
+
+def metric_getters(metric: str, players: Sequence[str]) -> list[tuple[str, Getter]]:
+    """Panels of V(all) and each player's relevance of ``metric`` from a breakdown entry's
+    ``metrics`` (with the entry's ``ci`` as interval)."""
+
+    def getter(q: str) -> Getter:
+        def get(run: ResultRun, category: Any, entry: dict[str, Any]) -> tuple[float | None, Any]:
+            m = entry.get("metrics", {}).get(metric)
+            if not m:
+                return None, None
+            c = m.get("ci") or {}
+            if q == "V(all)":
+                return m["V"].get(run.full), (c.get("V") or {}).get(run.full)
+            return m["relevance"].get(q), (c.get("relevance") or {}).get(q)
+
+        return get
+
+    titles = [f"{metric_title(metric)} (all)"] + [
+        f"relevance of {player_title(p)}" for p in players
+    ]
+    return list(zip(titles, [getter(q) for q in ["V(all)", *players]], strict=True))
+
+
+def breakdown_figure(
+    results: Sequence[ResultRun],
+    breakdown: Breakdown,
+    panels: Callable[[Sequence[str]], list[tuple[str, Getter]]],
+    title: str,
+    palette: Palette | None = None,
+) -> Any:
+    """Values per category of a breakdown (cloud-cover bins, clear / cloudy pixels), and the
+    size of each category.
+
+    ``panels(players)``: one panel per (title, getter); the first has the ylabel "value", the
+    others "Shapley value". One point per model (colour) and test subset (marker) and category,
+    with an error bar: the std over runs, or a single run's bootstrap interval. Categories are
+    categories: points are never joined by lines; one without members has no point. The last
+    panel gives each group's size per category (also under the ticks when all agree)."""
     plt = agg_pyplot()
     palette = palette or Palette.of_results(results)
     groups = {
         k: runs
         for k, runs in group_runs(results).items()
-        if all(r.doc.get("by", {}).get("cloud_cover") for r in runs)
+        if all(breakdown.entries(r.doc) for r in runs)
     }
     players = list(dict.fromkeys(p for runs in groups.values() for p in runs[0].players))
-    quantities = ["V(all)", *players]
-    keys: dict[Any, None] = {}
-    for runs in groups.values():
-        for r in runs:
-            for key, _ in _bin_entries(r.doc):
-                keys.setdefault(key)
-    bins = sorted(k for k in keys if k != "unknown") + (["unknown"] if "unknown" in keys else [])
-    sizes = {tuple((k, e.get("n_samples", 0)) for k, e in _bin_entries(r.doc))
+    quantities = panels(players)
+    keys = dict.fromkeys(
+        key for runs in groups.values() for r in runs for key, _ in breakdown.entries(r.doc)
+    )
+    cats = breakdown.order(keys)
+    size = breakdown.count
+    sizes = {tuple((k, e.get(size, 0)) for k, e in breakdown.entries(r.doc))
              for runs in groups.values() for r in runs}  # fmt: skip
-    ticks = [_bin_label(b) if b != "unknown" else "unknown" for b in bins]
+    ticks = [breakdown.tick(c) for c in cats]
     if len(sizes) == 1:
         n_of = dict(next(iter(sizes)))
-        ticks = [f"{t}\n({n_of.get(b, 0)})" for t, b in zip(ticks, bins, strict=True)]
-    panel_w = max(3.4, len(bins) * (label_width(ticks) + 0.3) + 1.0)
+        ticks = [f"{t}\n({n_of.get(c, 0)})" for t, c in zip(ticks, cats, strict=True)]
+    panel_w = max(3.4, len(cats) * (label_width(ticks) + 0.3) + 1.0)
     fig, axes = plt.subplots(
         1, len(quantities) + 1, figsize=(panel_w * (len(quantities) + 1), 3.6), squeeze=False,
         layout="constrained",
     )  # fmt: skip
     subsets = list(dict.fromkeys(s for _, s in groups))
     step = 0.8 / max(len(groups), 1)
-    dodge = step * (np.arange(len(groups)) - (len(groups) - 1) / 2)  # side by side per bin
+    dodge = step * (np.arange(len(groups)) - (len(groups) - 1) / 2)  # side by side per category
     for j, ((label, subset), runs) in enumerate(groups.items()):
-        full = runs[0].full
         style: dict[str, Any] = dict(color=palette.model(label), markersize=5,
                                      marker=SUBSET_MARKERS[subsets.index(subset) % 8])  # fmt: skip
-        xs = np.arange(len(bins)) + dodge[j]
-        entries = [dict(_bin_entries(r.doc)) for r in runs]
-        for k, q in enumerate(quantities):
-            means = np.full(len(bins), np.nan)  # a bin without samples: no point
-            err = np.zeros((2, len(bins)))
-            for i, b in enumerate(bins):
+        xs = np.arange(len(cats)) + dodge[j]
+        entries = [dict(breakdown.entries(r.doc)) for r in runs]
+        for k, (_, get) in enumerate(quantities):
+            means = np.full(len(cats), np.nan)  # a category without members: no point
+            err = np.zeros((2, len(cats)))
+            for i, c in enumerate(cats):
                 vals, ci = [], None
-                for found in entries:
-                    m = (found.get(b) or {}).get("metrics", {}).get(metric)
-                    if not m or not found[b].get("n_samples", 1):
+                for r, found in zip(runs, entries, strict=True):
+                    if not found.get(c) or not found[c].get(size, 1):
                         continue
-                    v = m["V"].get(full) if q == "V(all)" else m["relevance"].get(q)
+                    v, ci = get(r, c, found[c])
                     if v is not None:
                         vals.append(v)
-                        c = m.get("ci") or {}
-                        ci = (c.get("V") or {}).get(full) if q == "V(all)" else (
-                            (c.get("relevance") or {}).get(q))  # fmt: skip
                 if vals:
                     st = stat_over_runs(vals, tuple(ci) if ci and len(vals) == 1 else None)
                     means[i] = st.mean
@@ -642,35 +695,56 @@ def cloud_cover_figure(
                 xs, means, yerr=err if err.any() else None, linestyle="none", capsize=3,
                 elinewidth=1, label=f"{label} · {subset}", **style,
             )  # fmt: skip
-        n = [max((found.get(b) or {}).get("n_samples", 0) for found in entries) for b in bins]
+        n = [max((found.get(c) or {}).get(size, 0) for found in entries) for c in cats]
         bars = axes[0, -1].bar(xs, n, step * 0.9, color=style["color"], edgecolor="0.2",
                                linewidth=0.5, hatch=SUBSET_HATCHES[subsets.index(subset) % 4],
                                label=f"{label} · {subset}")  # fmt: skip
         axes[0, -1].bar_label(bars, fontsize=7, padding=1)
-    for k, q in enumerate(quantities):
-        ax = axes[0, k]
-        ax.set_title(
-            f"{metric_title(metric)} (all)" if q == "V(all)" else f"relevance of {player_title(q)}"
-        )
-        ax.axhline(0, color="0.3", linewidth=0.6)
-    axes[0, -1].set_title("samples per bin")
-    axes[0, -1].set_ylabel("samples")
+    for k, (panel_title, _) in enumerate(quantities):
+        axes[0, k].set_title(panel_title)
+        axes[0, k].axhline(0, color="0.3", linewidth=0.6)
+    axes[0, -1].set_title(breakdown.count_title)
+    axes[0, -1].set_ylabel(breakdown.unit)
     for ax in axes[0]:
-        ax.set_xticks(range(len(bins)), ticks)
-        ax.set_xlim(-0.6, len(bins) - 0.4)
-        ax.set_xlabel("cloud cover of the optical image" + (" (samples)" if len(sizes) == 1
-                                                           else ""))  # fmt: skip
+        ax.set_xticks(range(len(cats)), ticks)
+        ax.set_xlim(-0.6, len(cats) - 0.4)
+        ax.set_xlabel(breakdown.xlabel + (f" ({breakdown.unit})" if len(sizes) == 1 else ""))
         ax.grid(axis="y", alpha=0.3)
         ax.set_axisbelow(True)
     axes[0, 0].set_ylabel("value")
     if len(quantities) > 1:
         axes[0, 1].set_ylabel("Shapley value")
-    fig.suptitle(
-        f"{metric_title(metric)} and modality relevance by cloud cover ({game_settings(results)})"
-        "; error bars: ± std over runs, or one run's bootstrap interval"
-    )
+    fig.suptitle(f"{title}; error bars: ± std over runs, or one run's bootstrap interval")
     _legend_below(fig, axes.ravel(), title="model · test subset")
     return fig
+
+
+def _bin_order(keys: Iterable[Any]) -> list[Any]:
+    """Cloud-cover bins in order, ``unknown`` last."""
+    keys = list(keys)
+    return sorted(k for k in keys if k != "unknown") + (["unknown"] if "unknown" in keys else [])
+
+
+#: the per-cloud-cover-bin breakdown (``by.cloud_cover`` and ``by.cloud_cover_unknown``)
+CLOUD_COVER = Breakdown(
+    entries=lambda doc: _bin_entries(doc) if doc.get("by", {}).get("cloud_cover") else [],
+    order=_bin_order,
+    tick=lambda b: "unknown" if b == "unknown" else _bin_label(b),
+    xlabel="cloud cover of the optical image",
+)
+
+
+def cloud_cover_figure(
+    results: Sequence[ResultRun], metric: str, palette: Palette | None = None
+) -> Any:
+    """V(all) and each modality's relevance per cloud-cover bin, and the samples per bin
+    (:func:`breakdown_figure` of :data:`CLOUD_COVER`); samples without a cloud cover form the
+    ``unknown`` bin."""
+    title = (f"{metric_title(metric)} and modality relevance by cloud cover "
+             f"({game_settings(results)})")  # fmt: skip
+    return breakdown_figure(
+        results, CLOUD_COVER, lambda players: metric_getters(metric, players), title, palette
+    )
 
 
 #: pairwise interaction indices the ``interactions_<metric>_<n>`` figures may show (results key

@@ -4,7 +4,9 @@ Several results files of one model label and subset are runs: each quantity is r
 mean and the sample standard deviation over runs (``ddof=1``; undefined for one run). A single
 run with bootstrap intervals (``metrics.<m>.ci``) reports those instead. Outputs::
 
-    summary.md    one markdown table per metric: "mean ± std" or "value [lo, hi]"
+    summary.md    one markdown table per metric: "mean ± std" or "value [lo, hi]"; for
+                  segmentation results also the breakdown tables (:func:`breakdown_markdown`):
+                  per-class IoU relevance, and each metric over clear / cloudy / unknown pixels
     summary.csv   long format: model, subset, metric, quantity, runs, n_samples, mean, std,
                   ci_lo, ci_hi (empty where undefined)
     runs.csv      one row per results file: label, subset, path, model file and sha256, store
@@ -29,6 +31,7 @@ from sareval.report.collect import ResultRun
 DEFAULT_METRICS = {
     "single-label": ("oa", "aa", "f1_macro"),
     "multi-label": ("f1_micro", "f1_macro", "f1_samples"),
+    "segmentation": ("miou", "oa", "f1_macro"),
 }
 
 
@@ -135,27 +138,74 @@ def summarize(results: Sequence[ResultRun], metrics: Sequence[str]) -> list[Summ
             if any(metric not in r.doc["metrics"] for r in runs):
                 continue  # e.g. oa of a multi-label model
             ms = [r.doc["metrics"][metric] for r in runs]
-            ci = ms[0].get("ci") if len(ms) == 1 else None
             row = SummaryRow(
                 label, subset, metric, len(runs), int(runs[0].doc["n_samples"]), players
             )
-
-            row.values["V(all)"] = stat_over_runs([m["V"][full] for m in ms], _ci(ci, "V", full))
-            for p in players:
-                row.values[f"relevance:{p}"] = stat_over_runs(
-                    [m["relevance"][p] for m in ms], _ci(ci, "relevance", p)
-                )
-            if all("cooperation" in m for m in ms):
-                row.values["cooperation"] = stat_over_runs(
-                    [m["cooperation"] for m in ms], _ci(ci, "cooperation")
-                )
-            for coalition in ms[0]["V"]:
-                if coalition != full:
-                    row.values[f"V:{coalition}"] = stat_over_runs(
-                        [m["V"][coalition] for m in ms], _ci(ci, "V", coalition)
-                    )
+            row.values = entry_stats(ms, players, full)
             rows.append(row)
     return rows
+
+
+def entry_stats(ms: Sequence[dict], players: Sequence[str], full: str) -> dict[str, Stat]:
+    """``SummaryRow.values`` over runs of one metric entry each (``{"V", "relevance",
+    "cooperation", ["ci"]}``): a single run's bootstrap interval, else mean and std."""
+    ci = ms[0].get("ci") if len(ms) == 1 else None
+    values = {"V(all)": stat_over_runs([m["V"][full] for m in ms], _ci(ci, "V", full))}
+    for p in players:
+        values[f"relevance:{p}"] = stat_over_runs(
+            [m["relevance"][p] for m in ms], _ci(ci, "relevance", p)
+        )
+    if all("cooperation" in m for m in ms):
+        values["cooperation"] = stat_over_runs(
+            [m["cooperation"] for m in ms], _ci(ci, "cooperation")
+        )
+    for coalition in ms[0]["V"]:
+        if coalition != full:
+            values[f"V:{coalition}"] = stat_over_runs(
+                [m["V"][coalition] for m in ms], _ci(ci, "V", coalition)
+            )
+    return values
+
+
+#: the breakdowns of segmentation results with a table (:func:`breakdown_markdown`): the entries
+#: (category, {"metrics", size}) of a document, the size key and what a category is called
+BREAKDOWN_TABLES = {
+    "class": (lambda doc: list((doc.get("by", {}).get("class") or {}).items()), "n_samples",
+              "class"),
+    "cloud_pixels": (lambda doc: [(e["label"], e) for e in doc.get("by", {}).get("cloud_pixels")
+                                  or []], "n_pixels", "pixel state"),
+}  # fmt: skip
+
+
+def breakdown_markdown(
+    results: Sequence[ResultRun], breakdown: str, metric: str, digits: int = 3
+) -> str:
+    """A markdown table of ``metric`` (V(all), relevance per player, cooperation) per model,
+    test subset and category of a breakdown of :data:`BREAKDOWN_TABLES` (``class``: per-class
+    metrics such as ``iou``; ``cloud_pixels``: clear / cloudy / unknown pixels), one row per
+    category with members; "" when no result has it."""
+    entries_of, size, what = BREAKDOWN_TABLES[breakdown]
+    players = list(dict.fromkeys(p for r in results for p in r.players))
+    keys = ["V(all)", *(f"relevance:{p}" for p in players), "cooperation"]
+    head = ["model", "test subset", "runs", what, "pixels", f"{metric} (all)"]
+    head += [f"relevance {p}" for p in players] + ["cooperation"]
+    lines = []
+    for (label, subset), runs in group_runs(results).items():
+        found = [dict(entries_of(r.doc)) for r in runs]
+        for category, entry in entries_of(runs[0].doc):
+            ms = [(f.get(category) or {}).get("metrics", {}).get(metric) for f in found]
+            if any(m is None for m in ms) or not entry.get(size):
+                continue
+            values = entry_stats(ms, runs[0].players, runs[0].full)  # type: ignore[arg-type]
+            cells = [label, subset, str(len(runs)), str(category), str(entry[size])]
+            cells += [values[k].text(digits) if k in values else "n/a" for k in keys]
+            lines.append("| " + " | ".join(cells) + " |")
+    if not lines:
+        return ""
+    title = {"class": f"{metric} per class", "cloud_pixels": f"{metric} over clear and cloudy "
+             "pixels"}[breakdown]  # fmt: skip
+    rule = "|" + "|".join(["---"] * 5 + ["---:"] * (len(head) - 5)) + "|"
+    return "\n".join([f"### {title}", "", "| " + " | ".join(head) + " |", rule, *lines]) + "\n"
 
 
 def markdown(rows: Sequence[SummaryRow], digits: int = 3) -> str:

@@ -1,11 +1,14 @@
-"""Training a fusion classifier with clear/cloudy mixing and SHAPE relevance per epoch.
+"""Training a fusion classifier or segmenter with clear/cloudy mixing and SHAPE relevance per
+epoch.
 
 One run writes into its output directory::
 
     config.json     the run's configuration (what ``resume`` compares against)
     metrics.jsonl   one JSON object per finished epoch: epoch, train_loss, train_cloudy_fraction,
                     seconds, and ``val`` = {subset: {"n_samples", "metrics": {metric: {"V",
-                    "relevance", "cooperation"}}}} from the evaluator on the validation store,
+                    "relevance", "cooperation"}}}} from the evaluator on the validation store
+                    (segmentation: also "n_pixels" and "pixels" = {clear | cloudy | unknown:
+                    {"n_pixels", "metrics"}}, the same game on the pixels of each cloud state),
                     and the same values under the names :class:`sareval.lightning.ShapeCallback`
                     logs, per subset: ``val/<subset>/shape/<metric>/relevance/<player>`` etc.
                     (:mod:`sareval.evaluator.log_names`)
@@ -15,6 +18,14 @@ One run writes into its output directory::
     model.pt        final weights (state dict), hashed into the card's provenance
     model.onnx      the final model with its card (z-score constants from the training store),
                     ready for ``sareval shape``
+
+Task ``segmentation`` (a segmentation ``arch``: :data:`SEGMENTATION_ARCHITECTURES`): pixel-wise
+cross-entropy over the labelled pixels (the card's ``ignore_index`` never counts), outputs
+matched to the label maps by the card's ``label_matching``, the evaluator's rule
+(:class:`sareval.evaluator.pixels.Matching`): labels downsampled by nearest neighbour to the
+output size, or logits upsampled bilinearly to the label size::
+
+    loss = sum_{labelled pixels x} -log softmax(out(x))[y_x] / #labelled pixels   (0 if none)
 
 The epoch's sample order comes from a generator seeded with ``(seed, epoch)`` and its cloudy
 draws from :func:`sareval.train.mixing.cloudy_draws`, so a run resumed from ``last.pt`` ends with
@@ -46,7 +57,9 @@ from sareval.errors import OutputExistsError, SarevalError
 from sareval.evaluator.config import ShapeConfig, parse_device, upgrade_record
 from sareval.evaluator.log_names import log_names, subset_names
 from sareval.evaluator.metrics import METRIC_NAMES
+from sareval.evaluator.pixels import Matching
 from sareval.evaluator.preamble import build_preamble, coalition_module
+from sareval.evaluator.sources import Labels, map_converter
 from sareval.presets import PRESETS
 from sareval.progress import progress_bar
 from sareval.store import Store
@@ -68,7 +81,7 @@ RUN_FILES = (
 #: Config fields that may change when a run is resumed (they do not change the results).
 RESUMABLE_CHANGES = ("epochs", "workers", "device", "progress", "eval_batch_size")
 #: Default metric that picks ``best.pt`` (its V(all modalities) on the first validation subset).
-SELECT_METRIC = {"single-label": "oa", "multi-label": "f1_micro"}
+SELECT_METRIC = {"single-label": "oa", "multi-label": "f1_micro", "segmentation": "miou"}
 
 
 def _path(where: str, value: Any, optional: bool = False) -> str | None:
@@ -122,7 +135,9 @@ class TrainConfig:
     ``evaluation``: the per-epoch SHAPE evaluation on the validation subsets, a
     :class:`~sareval.evaluator.config.ShapeConfig` (``ShapeConfig(baseline="band-mean",
     normalization="full")``); its backend, device and batch size are the run's (torch,
-    ``device``, ``eval_batch_size``).
+    ``device``, ``eval_batch_size``). ``arch``: a classifier for the scene tasks, a
+    segmentation network (``unet``, ``resnet18-unet``, ``deeplabv3-resnet18/50``) for task
+    ``segmentation``.
     """
 
     data: str
@@ -151,15 +166,21 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         from sareval.models.fusion import FUSIONS
-        from sareval.models.registry import ARCHITECTURES
+        from sareval.models.registry import ARCHITECTURES, SEGMENTATION_ARCHITECTURES
 
         set_ = object.__setattr__
         set_(self, "data", _path("TrainConfig.data", self.data))
         set_(self, "out", _path("TrainConfig.out", self.out))
         set_(self, "val", _path("TrainConfig.val", self.val, optional=True))
-        _choice("TrainConfig.arch", self.arch, ARCHITECTURES)
+        _choice("TrainConfig.arch", self.arch, (*ARCHITECTURES, *SEGMENTATION_ARCHITECTURES))
         _choice("TrainConfig.preset", self.preset, tuple(PRESETS))
         _choice("TrainConfig.task", self.task, TASKS)
+        if (self.arch in SEGMENTATION_ARCHITECTURES) != (self.task == "segmentation"):
+            archs = SEGMENTATION_ARCHITECTURES if self.task == "segmentation" else ARCHITECTURES
+            raise SarevalError(
+                f"TrainConfig.arch: {self.arch} does not fit task {self.task}; "
+                f"choose one of {', '.join(archs)}"
+            )
         _choice("TrainConfig.fusion", self.fusion, FUSIONS)
         set_(self, "cloudy_prob", _number("TrainConfig.cloudy_prob", self.cloudy_prob, 0, 1))
         for name, low in (("epochs", 1), ("batch_size", 1), ("workers", 0),
@@ -333,13 +354,31 @@ def _write_text_atomic(path: Path, text: str) -> None:
         tmp.write_text(text)
 
 
+def _games(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    """V, relevance, cooperation of each metric of a results ``metrics`` section."""
+    return {
+        name: {k: m[k] for k in ("V", "relevance", "cooperation") if k in m}
+        for name, m in metrics.items()
+        if isinstance(m, dict) and "V" in m
+    }
+
+
 def _metrics_summary(result: dict[str, Any]) -> dict[str, Any]:
-    """The scalar part of an evaluator result: V, relevance, cooperation per metric."""
-    metrics = {}
-    for name, m in result["metrics"].items():
-        if isinstance(m, dict) and "V" in m:
-            metrics[name] = {k: m[k] for k in ("V", "relevance", "cooperation") if k in m}
-    return {"n_samples": result["n_samples"], "players": result["players"], "metrics": metrics}
+    """The scalar part of an evaluator result: V, relevance, cooperation per metric; for
+    segmentation also the labelled pixels and the same per pixel state (clear / cloudy /
+    unknown pixels of the same images)."""
+    summary = {
+        "n_samples": result["n_samples"],
+        "players": result["players"],
+        "metrics": _games(result["metrics"]),
+    }
+    if "n_pixels" in result:
+        summary["n_pixels"] = result["n_pixels"]
+        summary["pixels"] = {
+            part["label"]: {"n_pixels": part["n_pixels"], "metrics": _games(part["metrics"])}
+            for part in (result.get("by") or {}).get("cloud_pixels") or []
+        }
+    return summary
 
 
 def _prepare_out(config: TrainConfig, overwrite: bool) -> dict[str, Any] | None:
@@ -403,7 +442,8 @@ def train(
     """Train one run (resuming from ``OUT/last.pt`` when present); see the module docstring.
 
     Adam (PyTorch defaults unless ``lr``/``betas``/``weight_decay`` say otherwise); loss =
-    cross-entropy (single-label) or BCE-with-logits (multi-label); no augmentation.
+    cross-entropy (single-label), BCE-with-logits (multi-label) or pixel-wise cross-entropy
+    over the labelled pixels (segmentation, module docstring); no augmentation.
     ``on_epoch_end(record)`` is called after each epoch's checkpoint is written.
     """
     device = resolve_device(config.device)
@@ -415,16 +455,16 @@ def train(
 @dataclass
 class _Run:
     """What an epoch needs: the data, the card (with the training statistics), the network,
-    its optimiser and loss, the label permutation store -> card, and the validation setup."""
+    its optimiser, the loss (outputs, targets) -> scalar, the store label rows -> targets in
+    the card's class order, and the validation setup."""
 
     card: Any
     dataset: Any
     model: Any
     wrapped: Any
     optimizer: Any
-    criterion: Any
-    perm: np.ndarray
-    inverse: np.ndarray
+    criterion: Callable[[Any, Any], Any]
+    targets: Callable[[np.ndarray], Any]
     select_metric: str
     val_subsets: list[str]
     digests: dict[str, str]
@@ -432,10 +472,12 @@ class _Run:
 
 def _card_and_labels(
     config: TrainConfig,
-) -> tuple[Any, Any, np.ndarray, dict[str, str], dict[str, tuple[str, ...]]]:
-    """The card with the training subset's band statistics, the label set, the permutation
-    store class -> card class, the stores' content digests (recorded, checked on resume) and
-    the training store's bands per sensor."""
+) -> tuple[Any, Any, Callable[[np.ndarray], Any], dict[str, str], dict[str, tuple[str, ...]]]:
+    """The card with the training subset's band statistics, the label set, the function store
+    label rows -> the loss's targets (:func:`_targets`), the stores' content digests
+    (recorded, checked on resume) and the training store's bands per sensor."""
+    from sareval.models.segmentation import LABEL_MATCHING
+
     with Store(config.data) as store:
         card = make_card(
             config.preset,
@@ -445,6 +487,7 @@ def _card_and_labels(
             checkpoint_sha256=None,
             random_init=False,
             input_size=store.image_size[0],
+            label_matching=LABEL_MATCHING.get(config.arch, "nearest-labels"),
         )
         rows = store.subset(config.train_subset).rows
         mean: dict[str, float] = {}
@@ -465,7 +508,44 @@ def _card_and_labels(
                     f"{', '.join(sorted(vstore.subsets))}"
                 )
             digests["val"] = vstore.content_digest
-    return card, spec, _label_permutation(spec.class_names, card.class_names), digests, bands
+    return card, spec, _targets(card, spec, config.data), digests, bands
+
+
+def _targets(card: ModelCard, spec: Any, source: str) -> Callable[[np.ndarray], Any]:
+    """Store label rows -> the loss's targets in the card's class order (torch, on the CPU):
+    class indices (B,) int64 (single-label), multi-hot (B, K) float32 (multi-label), label
+    maps (B, H, W) int64 with the card's ``ignore_index`` (segmentation: the evaluator's
+    conversion, :func:`sareval.evaluator.sources.map_converter`)."""
+    import torch
+
+    perm = _label_permutation(spec.class_names, card.class_names)
+    if card.task == "single-label":
+        inverse = np.argsort(perm)
+        return lambda y: torch.from_numpy(inverse[y])
+    if card.task == "multi-label":
+        return lambda y: torch.from_numpy(y[:, perm].astype(np.float32))
+    labels = Labels("map", spec.class_names, spec.name, spec.ignore_index)
+    convert = map_converter(labels, card, spec.class_names, source)
+    return lambda y: torch.from_numpy(convert(y))
+
+
+def segmentation_loss(card: ModelCard) -> Callable[[Any, Any], Any]:
+    """Pixel-wise cross-entropy (module docstring) of logits (B, K, H', W') against label maps
+    (B, H, W) in the card's class order, matched as the card's ``label_matching`` says."""
+    import torch.nn.functional as F
+
+    if card.height is None or card.width is None:
+        raise SarevalError("segmentation training needs a card with the input height and width")
+    matching = Matching(card.label_matching, (card.height, card.width), card.ignore_index)
+    ignore = -100 if card.ignore_index is None else card.ignore_index
+
+    def loss(outputs: Any, maps: Any) -> Any:
+        out = matching.outputs(outputs)  # upsample-logits: logits at the label size
+        y = matching.maps(maps, (out.shape[-2], out.shape[-1]))  # nearest-labels
+        n = (y != ignore).sum().clamp(min=1)  # on the device: no synchronisation
+        return F.cross_entropy(out.float(), y, ignore_index=ignore, reduction="sum") / n
+
+    return loss
 
 
 def _setup(config: TrainConfig, device: str) -> _Run:
@@ -474,7 +554,7 @@ def _setup(config: TrainConfig, device: str) -> _Run:
 
     from sareval.models.registry import build_model_for_card
 
-    card, spec, perm, digests, bands = _card_and_labels(config)
+    card, spec, targets, digests, bands = _card_and_labels(config)
     dataset = CloudMixingDataset(
         config.data,
         spec.name,
@@ -489,11 +569,13 @@ def _setup(config: TrainConfig, device: str) -> _Run:
     optimizer = torch.optim.Adam(
         model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay
     )
-    criterion: torch.nn.Module = (
-        torch.nn.CrossEntropyLoss()
-        if config.task == "single-label"
-        else torch.nn.BCEWithLogitsLoss()
-    )
+    criterion: Callable[[Any, Any], Any]
+    if config.task == "segmentation":
+        criterion = segmentation_loss(card)
+    elif config.task == "single-label":
+        criterion = torch.nn.CrossEntropyLoss()
+    else:
+        criterion = torch.nn.BCEWithLogitsLoss()
     return _Run(
         card,
         dataset,
@@ -501,8 +583,7 @@ def _setup(config: TrainConfig, device: str) -> _Run:
         wrapped.to(device),
         optimizer,
         criterion,
-        perm,
-        np.argsort(perm),
+        targets,
         config.selection_metric,
         list(config.val_subsets) if config.val else [],
         digests,
@@ -533,10 +614,7 @@ def _train_epoch(run: _Run, config: TrainConfig, epoch: int, device: str) -> tup
         s1 = batch["s1"].to(device, non_blocking=True)
         s2 = batch["s2"].to(device, non_blocking=True)
         y = batch["label"].numpy()
-        if config.task == "single-label":
-            target = torch.from_numpy(run.inverse[y]).to(device)
-        else:
-            target = torch.from_numpy(y[:, run.perm].astype(np.float32)).to(device)
+        target = run.targets(y).to(device)
         run.optimizer.zero_grad(set_to_none=True)
         loss = run.criterion(run.model(normalise({"s1": s1, "s2": s2})), target)
         loss.backward()
