@@ -293,13 +293,27 @@ def gemm_peak_gflops(
 
 
 def executed_flops(module: Any, *args: Any) -> int:
-    """FLOPs torch executes for ``module(*args)`` (convs and matmuls, FlopCounterMode)."""
+    """FLOPs torch executes for ``module(*args)`` (convs and matmuls, FlopCounterMode). The
+    torch backend's frozen copies (:class:`~sareval.evaluator.torch_speed.FastNetwork`) run
+    their eager network meanwhile: a TorchScript graph's ops are invisible to the counter."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
+    from sareval.evaluator.torch_speed import FastNetwork
+
+    fast = [m for m in module.modules() if isinstance(m, FastNetwork)] if hasattr(
+        module, "modules"
+    ) else []  # fmt: skip
+    saved = [m.fast for m in fast]
+    for m in fast:
+        m.fast = m.network
     counter = FlopCounterMode(display=False)
-    with torch.inference_mode(), counter:
-        module(*args)
+    try:
+        with torch.inference_mode(), counter:
+            module(*args)
+    finally:
+        for m, f in zip(fast, saved, strict=True):
+            m.fast = f
     return int(counter.get_total_flops())
 
 

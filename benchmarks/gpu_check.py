@@ -18,6 +18,11 @@ On generated SEN12MS stores written straight from the generator (no rasterio, no
    (``sareval.evaluate``, after a warm-up on the parity store), samples/s, plus the reader
    alone (``read``): a mode at the read rate is I/O-bound.
 
+3. segmentation (``seg-<mode>``): a seeded ResNet18-UNet (64 px, 10 classes, exported to ONNX)
+   on generated arrays with label maps and per-pixel cloud masks: every mode's per-coalition
+   pixel confusion matrices and clear / cloudy split identical to onnxruntime CPU fp32's, and
+   its images/s.
+
 One table at the end; exit status 1 when any mode is DIFF or ERROR. ``--cpu-dry-run`` runs the
 same code with the CPU as the "GPU" (device ``cpu``, provider ``cpu``), for the test suite.
 """
@@ -59,6 +64,61 @@ def evaluate(inp: BenchInputs, store: str, mode: str | None, device: str, batch:
         device=device if mode else "cpu", precision=precision, batch_size=batch,
         progress=False,
     )  # fmt: skip
+
+
+def segmentation_rows(device: str, workdir: Path, batch: int) -> list[tuple[str, str, str]]:
+    """``(seg-<mode>, verdict, images/s)`` for every mode on a generated segmentation case."""
+    import numpy as np
+    import torch
+
+    import sareval
+    from sareval.export import export_onnx
+    from sareval.models import build_model_for_card
+
+    size, n, k = 64, 64, 10
+    players = {"sar": ["VV", "VH"], "opt": ["B02", "B03", "B04", "B08"]}
+    card = sareval.ModelCard.custom(
+        players, task="segmentation", class_names=[f"c{i}" for i in range(k)], input_size=size,
+        normalization={b: {"mean": 0.0, "std": 1.0} for bs in players.values() for b in bs},
+    )  # fmt: skip
+    torch.manual_seed(0)
+    net = build_model_for_card("resnet18-unet", card).eval()
+    rng = np.random.default_rng(0)
+    bands = {"s1": ["VV", "VH"], "s2": ["B02", "B03", "B04", "B08"]}
+    arrays = {s: rng.normal(0, 1, (n, len(b), size, size)).astype(np.float32)
+              for s, b in bands.items()}  # fmt: skip
+    maps = rng.integers(0, k, (n, size, size)).astype(np.uint8)
+    clouds = (rng.random((n, size, size)) < 0.5).astype(np.uint8)
+    data = sareval.ArrayData(arrays, maps, bands=bands, cloud_mask=clouds)
+    onnx_path = workdir / "seg-resnet18-unet.onnx"
+    workdir.mkdir(parents=True, exist_ok=True)
+    export_onnx(net, card, onnx_path, overwrite=True)
+
+    def run(mode: str | None) -> Any:
+        kind, backend, provider, precision = MODES[mode] if mode else ("onnx", "onnxruntime",
+                                                                      "cpu", "fp32")  # fmt: skip
+        if device == "cpu" and provider is not None:
+            provider = "cpu"
+        model: Any = onnx_path if kind == "onnx" else net
+        return sareval.evaluate(
+            model, data, card=card, backend=backend, provider=provider,
+            device=device if mode else "cpu", precision=precision, batch_size=batch,
+        )  # fmt: skip
+
+    reference = run(None)
+    rows = []
+    for mode in MODES:
+        try:
+            t = time.perf_counter()
+            r = run(mode)
+            rate = f"{n / (time.perf_counter() - t):.1f}"
+            same = r.counts == reference.counts and r.by_cloud_pixels == reference.by_cloud_pixels
+            verdict = "OK" if same else "DIFF"
+        except Exception as e:  # a missing provider / device: one line, never a CPU fallback
+            verdict, rate = f"ERROR {type(e).__name__}: {str(e).splitlines()[0][:160]}", "-"
+        rows.append((f"seg-{mode}", verdict, rate))
+        print(f"gpu_check: seg-{mode}: {verdict}", flush=True)
+    return rows
 
 
 def read_rate(inp: BenchInputs, batch: int) -> float:
@@ -113,11 +173,14 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((mode, verdict, rate))
         print(f"gpu_check: {mode}: {verdict}", flush=True)
     rows.append(("read (reader alone)", "-", f"{read_rate(big, args.batch_size):.1f}"))
+    seg = segmentation_rows(device, Path(args.workdir) / "segmentation", min(args.batch_size, 16))
+    failed |= any(not verdict.startswith("OK") for _, verdict, _ in seg)
+    rows += seg
     where = "CPU DRY RUN (no GPU used)" if args.cpu_dry_run else "GPU"
     print(f"\n{where}: parity on {parity.n_samples} samples vs onnxruntime CPU fp32 counts; "
           f"throughput end to end on {big.n_samples} samples of {args.size} px, batch "
           f"{args.batch_size}")  # fmt: skip
-    print(f"{'mode':<28}{'samples/s':>10}  parity")
+    print(f"{'mode':<28}{'samples/s':>10}  parity  (seg-*: images/s, pixel counts)")
     for mode, verdict, rate in rows:
         print(f"{mode:<28}{rate:>10}  {verdict}")
     return 1 if failed else 0

@@ -295,3 +295,28 @@ def test_sen12ms_mask_as_label_maps_for_a_segmentation_model() -> None:
     want = sareval.evaluate(net, data, card=card)
     assert got.counts == want.counts
     assert got.doc["n_pixels"] == int((maps != 255).sum()) > 0
+
+
+def test_bigearthnet_v2_mask_as_label_maps_for_a_segmentation_model(ben: dict[str, Any]) -> None:
+    """torchgeo's BigEarthNetV2 ``mask``: the 19 classes' CORINE codes replaced by ordinals
+    0..18 (``class_set`` order), every other code left as it is (here 999 and 331, beaches):
+    those are pixels without a class."""
+    rng = np.random.default_rng(6)
+    ordinals = rng.integers(0, 19, (N, HB, HB))
+    ordinals[:, :5] = 999
+    ordinals[:, 5:8] = 331
+    items = [{**item, "mask": torch.from_numpy(ordinals[i][None])}
+             for i, item in enumerate(ben_v2_items(ben))]  # fmt: skip
+    ds = torchgeo_class("BigEarthNetV2")(items, bands="all")
+    bands = {"sar": ["VV", "VH"], "opt": ["B02", "B03", "B04"]}
+    card = sareval.ModelCard.custom(bands, task="segmentation", class_names=list(BEN19))
+    net = torch.nn.Conv2d(5, 19, 1)
+    got = sareval.evaluate(net, sareval.TorchData(ds), card=card)
+    maps = np.where(ordinals < 19, ordinals, 255).astype(np.uint8)
+    s2 = ben["s2"][:, [list(BIGEARTHNET_S2_BANDS).index(b) for b in bands["opt"]]]
+    data = sareval.ArrayData(
+        {"s1": ben["s1"], "s2": s2}, maps, bands={"s1": ["VV", "VH"], "s2": bands["opt"]}
+    )
+    want = sareval.evaluate(net, data, card=card)
+    assert got.counts == want.counts
+    assert got.doc["n_pixels"] == N * HB * (HB - 8)

@@ -29,7 +29,8 @@ S2 = ("B02", "B03", "B04", "B08")
 
 
 class Recorder(nn.Module):
-    """(B, C, H, W) -> (B, 3) scores; keeps every input it is called with."""
+    """(B, C, H, W) -> (B, 3) scores; keeps every input it is called with. It refuses to be
+    traced, so the torch backend runs it eagerly (a traced copy would record nothing)."""
 
     def __init__(self, c: int) -> None:
         super().__init__()
@@ -37,6 +38,8 @@ class Recorder(nn.Module):
         self.seen: list[torch.Tensor] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.jit.is_tracing():
+            raise RuntimeError("a recorder runs eagerly")
         self.seen.append(x.detach().clone())
         return self.head(torch.nan_to_num(x).mean((2, 3)))
 

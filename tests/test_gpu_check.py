@@ -23,6 +23,7 @@ def test_gpu_check_dry_run_prints_parity_and_throughput(tmp_path: Path) -> None:
     modes = {line.split()[0]: line.split() for line in table[2:] if line.strip()}
     for mode in ("ort-cuda", "ort-tensorrt", "torch-cuda-fp32", "torch-cuda-bf16-verified"):
         assert modes[mode][-1] == "OK" and float(modes[mode][1]) > 0
+        assert modes[f"seg-{mode}"][-1] == "OK" and float(modes[f"seg-{mode}"][1]) > 0
     assert float(modes["read"][-2]) > 0
 
 

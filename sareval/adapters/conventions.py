@@ -19,6 +19,10 @@ LABEL_KINDS = ("multi_hot", "index", "igbp_mask")
 #: the SEN12MS multi-hot threshold on the 10 simplified IGBP fractions (the toolbox's and the
 #: store's default)
 IGBP_MULTI_HOT_THRESHOLD = 0.1
+#: per-pixel maps: ``igbp`` IGBP codes 1..17 (-> the simplified 10 classes; others no class);
+#: ``ordinal`` class ordinals 0..K-1 in ``class_names`` order, any other value no class
+#: (torchgeo's BigEarthNetV2 leaves CORINE codes outside the 19 classes as they are)
+MAP_KINDS = ("igbp", "ordinal")
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,8 @@ class DatasetConventions:
     items have; ``reading``: how the values were read; ``altered``: band -> why its values are
     not the file's (resampled, rounded), so that a model using it may score differently than
     on a store; ``attributes``: the dataset attributes that chose these conventions.
+    ``map_key`` / ``map_kind``: where the items hold a per-pixel map for segmentation models
+    and how it reads (:data:`MAP_KINDS`; None: no map).
     """
 
     source: str
@@ -43,6 +49,8 @@ class DatasetConventions:
     altered: dict[str, str] = field(default_factory=dict)
     attributes: dict[str, Any] = field(default_factory=dict)
     version: str | None = None
+    map_key: str | None = None
+    map_kind: str | None = None
 
     @property
     def bands(self) -> tuple[str, ...]:

@@ -4,8 +4,10 @@ Read from torchgeo 0.8.1's ``torchgeo/datasets/bigearthnet.py`` and ``sen12ms.py
 module does not import torchgeo). What their ``__getitem__`` returns:
 
 - ``BigEarthNetV2(bands=...)``: ``all`` -> ``image_s1`` + ``image_s2``; ``s1`` / ``s2`` ->
-  ``image``; always ``mask`` (the reference map, 19-class ordinals) and ``label`` (19 0/1 int64
-  in ``BigEarthNetV2.class_set`` order: the official BigEarthNet-19 order, not alphabetical).
+  ``image``; always ``mask`` (the reference map (1, H, W): CORINE codes of the 19 classes
+  replaced by their ordinals 0..18 in ``class_set`` order, every other code left as it is, as
+  its ``_load_map`` does) and ``label`` (19 0/1 int64 in ``BigEarthNetV2.class_set`` order:
+  the official BigEarthNet-19 order, not alphabetical).
 - ``BigEarthNet(bands=..., num_classes=19 | 43)``: ``image`` (``all``: S1 then S2 stacked) and
   ``label`` (``num_classes`` 0/1 int64 in ``BigEarthNet.class_sets[num_classes]`` order).
 - Both glob a patch folder's ``*.tif`` and sort them: S1 by file name, so ``..._VH.tif``
@@ -113,6 +115,8 @@ def _bigearthnet_v2(ds: Any) -> DatasetConventions:
         BEN_READING,
         altered=dict(BEN_ALTERED),
         attributes={"bands": bands},
+        map_key="mask",
+        map_kind="ordinal",
     )
 
 
@@ -158,6 +162,8 @@ def _sen12ms(ds: Any) -> DatasetConventions:
         None,  # the files' own size (256 x 256 in the release): torchgeo does not resample
         SEN12MS_READING,
         attributes={"bands": list(bands)},
+        map_key="mask",
+        map_kind="igbp",
     )
 
 

@@ -903,14 +903,14 @@ class TorchData:
         """Segmentation labels: torchgeo SEN12MS's IGBP ``mask`` as the 10-class map (codes
         outside 1..17: no class, 255), or a dataset's own (H, W) label maps."""
         conv = self.conventions
-        if conv is not None and conv.label_kind == "igbp_mask":
-            self._mask_want = "map"
-            return Labels("map", conv.class_names, ignore_index=NO_CLASS)
         if conv is not None:
-            raise SarevalError(
-                f"data: label maps of {conv.source} are not read yet; wrap the dataset so that "
-                "its items give (H, W) class indices and pass label_key and class_names"
-            )
+            if conv.map_key is None:
+                raise SarevalError(
+                    f"data: {conv.source} has no per-pixel labels for a segmentation model"
+                )
+            self._mask_want = "map"
+            self.label_key = conv.map_key
+            return Labels("map", conv.class_names, ignore_index=NO_CLASS)
         if self._label_ndim != (2 if self.sized else 3):
             raise SarevalError(
                 "label_key: the model is segmentation; the dataset's labels must be (H, W) "
@@ -954,11 +954,15 @@ class TorchData:
     def _labels(self, y: np.ndarray, at: int) -> np.ndarray:
         """The labels of a batch as the source gives them (an IGBP mask -> scene labels)."""
         conv = self.conventions
+        if conv is not None and self._mask_want == "map":  # a known dataset's per-pixel map
+            m = np.asarray(y)
+            m = m[:, 0] if m.ndim == 4 else m
+            if conv.map_kind == "igbp":
+                return igbp10_map(m)
+            k = len(conv.class_names)
+            return np.where((m >= 0) & (m < k), m, NO_CLASS).astype(np.uint8)
         if conv is None or conv.label_kind != "igbp_mask":
             return y
-        if self._mask_want == "map":
-            m = np.asarray(y)
-            return igbp10_map(m[:, 0] if m.ndim == 4 else m)
         f10 = igbp10_fractions(
             mask_labels(y, f"data: {conv.label_key!r} of the batch from sample {at}")
         )

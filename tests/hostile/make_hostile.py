@@ -815,7 +815,7 @@ def cases() -> list[Case]:
         ("threshold-bool", {"threshold": True}),
         ("threshold-nan", {"threshold": math.nan}),
         ("output-bogus", {"output": "scores"}),
-        ("card-version-3", {"card_version": 3}),
+        ("card-version-4", {"card_version": 4}),
         ("provenance-string", {"provenance": "x"}),
         ("missing-task", lambda d: d.pop("task")),
         ("top-level-list", lambda d: [d]),

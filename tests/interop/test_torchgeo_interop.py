@@ -55,6 +55,7 @@ def trees(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     s12 = sen12ms_tree(root / "s12")
     preprocess(["bigearthnet-v2", "--s2-root", str(v2 / "BigEarthNet-S2"), "--s1-root",
                 str(v2 / "BigEarthNet-S1"), "--metadata", str(v2 / "metadata.parquet"),
+                "--reference-maps", str(v2 / "Reference_Maps"),
                 "--split", "test", "--out", str(root / "reben.h5")])  # fmt: skip
     preprocess(["bigearthnet", "--s2-root", str(v1 / "BigEarthNet-v1.0"), "--s1-root",
                 str(v1 / "BigEarthNet-S1-v1.0"), "--split-csv", str(v1 / "test.csv"),
@@ -160,3 +161,41 @@ def test_sen12ms_counts_equal_the_store_route(trees: dict[str, Path], task: str)
     subset = SEN12MS(str(trees["s12"]), split="test", bands=tuple(reversed(S12_BANDS)))
     again = sareval.evaluate(net, sareval.TorchData(subset), card=card, batch_size=3, by_class=True)
     assert again.counts == via_store.counts
+
+
+def segmenter(n_in: int, n_classes: int) -> Any:
+    """A fully convolutional net (B, n_in, H, W) -> (B, K, H, W)."""
+    import torch
+
+    torch.manual_seed(3)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(n_in, 8, 3, padding=1), torch.nn.ReLU(), torch.nn.Conv2d(8, n_classes, 1)
+    )
+    return net.eval()
+
+
+@pytest.mark.parametrize(
+    ("name", "bands", "classes", "size"),
+    [("reben", BEN_BANDS, BEN19, 120), ("s12", S12_BANDS, IGBP10, 64)],
+)
+def test_label_maps_equal_the_store_route(
+    trees: dict[str, Path], name: str, bands: tuple[str, ...], classes: tuple[str, ...],
+    size: int,
+) -> None:  # fmt: skip
+    """torchgeo's ``mask`` (BigEarthNetV2: ordinals and raw CORINE codes; SEN12MS: IGBP codes)
+    read as label maps gives the pixel counts of the store's ``ben19_map`` / ``lc10_map``."""
+    seg = small_card(bands, classes, "single-label", size).to_dict()
+    seg.update(task="segmentation", card_version=3)
+    card = sareval.ModelCard.from_dict(seg)
+    net = segmenter(len(bands), len(classes))
+    ds = (
+        BigEarthNetV2(str(trees["reben"]), split="test")
+        if name == "reben"
+        else SEN12MS(str(trees["s12"]), split="test")
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # BigEarthNet's rounded S1: see above
+        via_torchgeo, via_store = both_routes(net, card, ds, trees[f"{name}.h5"])
+    assert via_torchgeo.counts == via_store.counts
+    assert via_store.doc["config"]["label_set"] in ("ben19_map", "lc10_map")
+    assert via_torchgeo.doc["n_pixels"] == via_store.doc["n_pixels"] > 0
