@@ -24,6 +24,7 @@ import contextlib
 import itertools
 import multiprocessing as mp
 import signal
+import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -144,12 +145,32 @@ def worker_pool(workers: int) -> Iterator[Any]:
     try:
         yield pool
     except BaseException:
-        pool.terminate()
+        stop_pool(pool)
         raise
-    else:
-        pool.close()
-    finally:
+    pool.close()
+    pool.join()
+
+
+#: seconds :func:`stop_pool` waits for ``Pool.terminate`` before it kills the workers
+STOP_SECONDS = 5.0
+
+
+def stop_pool(pool: Any) -> None:
+    """End a pool after a failure without hanging: ``Pool.terminate`` (SIGTERM to the workers)
+    in a daemon thread, waited for at most :data:`STOP_SECONDS`. It can block for good on its
+    own sentinel when a worker still sending a large block keeps the result pipe full (seen
+    when a full disk stopped the writer with blocks in flight); then every worker is killed
+    (SIGKILL) and the rest is left to the process exit (the pool's threads are daemons)."""
+    stopper = threading.Thread(target=pool.terminate, daemon=True)
+    stopper.start()
+    stopper.join(STOP_SECONDS)
+    if not stopper.is_alive():
         pool.join()
+        return
+    for worker in list(getattr(pool, "_pool", ())):  # the Pool's worker processes
+        with contextlib.suppress(Exception):
+            worker.kill()
+    stopper.join(STOP_SECONDS)
 
 
 def write_block(writer: StoreWriter, start: int, block: RowBlock) -> None:
