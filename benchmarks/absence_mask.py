@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import time
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +23,7 @@ import numpy as np
 import torch
 
 import sareval
-from benchmarks.common import format_machine, machine_description, set_threads
+from benchmarks.common import format_machine, machine_description, set_threads, timed_runs
 from sareval.bands import S2_BANDS
 from sareval.evaluator.absence import MaskAbsenceBackend
 from sareval.evaluator.preamble import build_preamble
@@ -39,12 +38,8 @@ GROUPS = {
 
 
 def best(fn: Any, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
+    """Fastest of ``repeats`` timed calls (:func:`benchmarks.common.timed_runs`)."""
+    return min(timed_runs(fn, repeats)[0])
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:

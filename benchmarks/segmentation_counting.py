@@ -24,12 +24,19 @@ import json
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
 import sareval
-from benchmarks.common import format_machine, gemm_peak_gflops, machine_description, set_threads
+from benchmarks.common import (
+    format_machine,
+    gemm_peak_gflops,
+    machine_description,
+    set_threads,
+    timed_runs,
+)
 from sareval.bands import S2_BANDS
 from sareval.evaluator.backends import LoadedModel, make_backend
 from sareval.evaluator.pixels import Matching, PixelCounter
@@ -43,13 +50,9 @@ PLAYERS = {
 K = 10
 
 
-def best(fn: object, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()  # type: ignore[operator]
-        times.append(time.perf_counter() - t0)
-    return min(times)
+def best(fn: Any, repeats: int) -> float:
+    """Fastest of ``repeats`` timed calls (:func:`benchmarks.common.timed_runs`)."""
+    return min(timed_runs(fn, repeats)[0])
 
 
 def main(argv: list[str] | None = None) -> dict[str, object]:

@@ -253,3 +253,11 @@ def test_absence_mask_smoke() -> None:
     out = main(["--batch-size", "2", "--size", "16", "--dim", "32", "--depth", "1",
                 "--repeats", "1", "--players", "3"])  # fmt: skip
     assert out["coalitions"] == 7 and out["one_call_s"] > 0 and out["per_coalition_s"] > 0
+
+
+def test_forward_paths_smoke() -> None:
+    """Every torch execution path of the forward probe runs and is timed."""
+    from benchmarks.forward_paths import main
+
+    out = main(["--rows", "2", "--size", "32", "--repeats", "1", "--threads", "1"])
+    assert len(out) == 5 and all(seconds > 0 for seconds in out.values())

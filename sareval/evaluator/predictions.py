@@ -71,12 +71,7 @@ class PredictionsWriter:
         overwrite: bool = False,
         inputs: Sequence[str | Path] = (),
     ) -> None:
-        check_not_input("save_predictions", Path(out), inputs)  # the model, the store
-        self.out = check_output(out, overwrite)
-        if not is_stream(self.out):  # a device or FIFO: its bytes are copied in at the end
-            self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = temp_for(self.out, self.out.with_name(f".{self.out.name}.{os.getpid()}.tmp"))
-        self.first = first_position
+        self._open_output(out, overwrite, inputs, first_position)
         j, k = len(coalitions), n_classes
         single = task == "single-label"
         ensure_free(self.tmp, n * (j * k * 4 + (j + 1) * (8 if single else k) + 80))
@@ -101,6 +96,16 @@ class PredictionsWriter:
             dtype=np.int64 if single else np.uint8,
             chunks=(j, chunk) if single else (j, chunk, k),
         )
+
+    def _open_output(self, out: str | Path, overwrite: bool, inputs: Sequence[str | Path],
+                     first_position: int) -> None:  # fmt: skip
+        """The vetted output path and its temporary file (every predictions-like writer)."""
+        check_not_input("save_predictions", Path(out), inputs)  # the model, the store
+        self.out = check_output(out, overwrite)
+        if not is_stream(self.out):  # a device or FIFO: its bytes are copied in at the end
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = temp_for(self.out, self.out.with_name(f".{self.out.name}.{os.getpid()}.tmp"))
+        self.first = first_position
 
     @discard_on_write_error
     def write(

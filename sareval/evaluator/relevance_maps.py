@@ -32,7 +32,6 @@ n images at the decision resolution h x w, J coalitions (empty first), M players
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -40,7 +39,6 @@ from typing import Any
 import h5py
 import numpy as np
 
-from sareval.atomic import check_not_input, check_output, is_stream, temp_for
 from sareval.errors import InputFileError
 from sareval.evaluator.coalitions import check_players, ordered_coalitions
 from sareval.evaluator.pixels import PIXEL_STATES, UNKNOWN_MASK
@@ -170,12 +168,7 @@ class SegmentationMapsWriter(PredictionsWriter):
         overwrite: bool = False,
         inputs: Sequence[str | Path] = (),
     ) -> None:
-        check_not_input("save_predictions", Path(out), inputs)
-        self.out = check_output(out, overwrite)
-        if not is_stream(self.out):
-            self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = temp_for(self.out, self.out.with_name(f".{self.out.name}.{os.getpid()}.tmp"))
-        self.first = first_position
+        self._open_output(out, overwrite, inputs, first_position)
         j, m, (h, w) = len(coalitions), len(players), size
         per_image = h * w * (2 + 1 + 2 * j + (8 * m if relevance else 0)) + 100
         ensure_free(self.tmp, n * per_image)

@@ -1,0 +1,65 @@
+"""Forward-only time of one network under each torch execution path (issue 24).
+
+Usage: ``python -m benchmarks.forward_paths [--arch resnet18] [--rows 192] [--size 128]
+[--repeats 3] [--threads 2]``. A randomly initialised network of the registry on N(0, 1) inputs
+(12 channels, 10 classes), best of ``--repeats``: fp32 eager, channels-last, the frozen oneDNN
+copy the torch backend runs (:class:`~sareval.evaluator.torch_speed.FastNetwork`); bf16
+channels-last eager and its frozen copy (what ``bf16-verified`` runs first). Prints the load
+average before and after: a figure taken under load is not a result.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+from typing import Any
+
+import torch
+
+from benchmarks.common import set_threads, timed_runs
+from sareval.evaluator.backends import _pure_bf16
+from sareval.evaluator.torch_speed import FROZEN_BF16, FastNetwork
+from sareval.models.registry import build_model
+
+
+def main(argv: list[str] | None = None) -> dict[str, float]:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--arch", default="resnet18")
+    ap.add_argument("--rows", type=int, default=192)
+    ap.add_argument("--size", type=int, default=128)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    args = ap.parse_args(argv)
+    set_threads(args.threads)
+    before = os.getloadavg()[0]
+    torch.manual_seed(0)
+    net = build_model(args.arch, 12, 10, input_size=args.size).eval()
+    x = torch.randn(args.rows, 12, args.size, args.size)
+    channels_last = copy.deepcopy(net).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
+    xc = x.contiguous(memory_format=torch.channels_last)
+    bf16 = _pure_bf16(net)
+    fast, fast_bf16 = FastNetwork(net), FastNetwork(bf16, mkldnn=False)
+    paths: dict[str, Any] = {
+        "fp32 eager": lambda: net(x),
+        "fp32 channels-last": lambda: channels_last(xc),
+        "fp32 frozen oneDNN (torch backend)": lambda: fast(x),
+        "bf16 channels-last eager": lambda: bf16(x),
+        f"bf16 {FROZEN_BF16}": lambda: fast_bf16(x),
+    }
+    out = {}
+    with torch.inference_mode():
+        for name, fn in paths.items():
+            fn()  # builds the frozen copies, warms the kernels
+            out[name] = min(timed_runs(fn, args.repeats)[0])
+    after = os.getloadavg()[0]
+    print(f"{args.arch}, {args.rows} rows of {args.size} px, {args.threads} threads; load "
+          f"{before:.2f} -> {after:.2f}" + ("" if max(before, after) < (os.cpu_count() or 1)
+                                          else "  (UNDER LOAD: not a result)"))  # fmt: skip
+    for name, seconds in out.items():
+        print(f"  {name:<40} {seconds * 1e3:8.1f} ms")
+    return out
+
+
+if __name__ == "__main__":
+    main()
