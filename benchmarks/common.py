@@ -338,6 +338,7 @@ class BenchInputs:
     n_samples: int
     macs_per_forward: int  # conv + linear MACs of one model forward, one sample
     compression: str  # of the stores
+    train_epochs: int = 0  # 0: random init (BatchNorm statistics calibrated); else trained
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)
@@ -539,10 +540,17 @@ def prepare_model(
     seed: int = 0,
     reuse: bool = True,
     calibration_store: Path | None = None,
+    train_epochs: int = 0,
+    train_store: Path | None = None,
 ) -> dict[str, Any]:
     """Build a randomly initialised ``arch`` (seeded) with the ``sen12ms-s1s2`` preset card,
     optionally calibrate its BatchNorm statistics on ``calibration_store``, and export it to ONNX
-    and TorchScript; also save its state dict for the naive (eager) path."""
+    and TorchScript; also save its state dict for the naive (eager) path.
+
+    ``train_epochs`` > 0: instead, train it that many epochs with ``sareval.train`` on
+    ``train_store`` (a split generated with another seed; the card's normalisation from it), so
+    that its decision margins are those of a trained classifier (bf16-verified re-runs the rows
+    with small margins)."""
     import torch
 
     from sareval.card import ModelCard, make_card
@@ -554,6 +562,8 @@ def prepare_model(
         "arch": arch, "size": size, "task": task, "seed": seed, "version": 1,
         "calibration": str(calibration_store) if calibration_store else None,
     }  # fmt: skip
+    if train_epochs:
+        config |= {"train_epochs": train_epochs, "train_store": str(train_store)}
     key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
     folder = workdir / f"model-{arch}-s{size}-{task}-seed{seed}-{key}"
     paths: dict[str, Any] = {
@@ -572,7 +582,10 @@ def prepare_model(
     )  # fmt: skip
     torch.manual_seed(seed)
     model = build_model(arch, card.n_channels, card.n_classes, fusion="early").eval()
-    if calibration_store is not None:
+    if train_epochs:
+        assert train_store is not None
+        card = train_model(model, arch, task, train_store, folder / "train", train_epochs, seed)
+    elif calibration_store is not None:
         calibrate_batchnorm(model, card, calibration_store)
     export_onnx(model, card, paths["onnx_model"])
     export_torchscript(model, card, paths["torchscript_model"])
@@ -586,6 +599,30 @@ def prepare_model(
     return paths
 
 
+def train_model(model: Any, arch: str, task: str, store: Path, out: Path, epochs: int,
+                seed: int) -> Any:  # fmt: skip
+    """Train ``arch`` on the ``clear`` subset of ``store`` with ``sareval.train`` (the
+    :data:`PRESET` card, no validation), load the weights into ``model`` (eval mode) and
+    return the trained card."""
+    import torch
+
+    from sareval.card import read_card
+    from sareval.train.loop import TrainConfig, train
+
+    config = TrainConfig(
+        data=str(store), out=str(out), arch=arch, preset=PRESET, task=task, epochs=epochs,
+        seed=seed, val=None, val_subsets=(), progress=False,
+    )  # fmt: skip
+    t0 = time.perf_counter()
+    result = train(config, overwrite=True)
+    model.load_state_dict(torch.load(out / "model.pt", weights_only=True))
+    model.eval()
+    print(f"trained {arch} {epochs} epochs on {store} ({time.perf_counter() - t0:.1f} s)",
+          file=sys.stderr)  # fmt: skip
+    assert result.model_file is not None
+    return read_card(result.model_file)
+
+
 def prepare_inputs(
     workdir: str | Path = DEFAULT_WORKDIR,
     *,
@@ -597,6 +634,7 @@ def prepare_inputs(
     reuse: bool = True,
     geotiff: bool | None = None,
     compression: str | None = None,
+    train_epochs: int = 0,
 ) -> BenchInputs:
     """The generated tree + store and the exported model, cached under ``workdir``.
 
@@ -607,7 +645,12 @@ def prepare_inputs(
     workdir.mkdir(parents=True, exist_ok=True)
     geotiff = have_rasterio() if geotiff is None else geotiff
     data = prepare_data(workdir, patches, size, seed, reuse, geotiff, compression)
-    model = prepare_model(workdir, arch, size, task, seed, reuse, data["store"])
+    train_store = None
+    if train_epochs:  # a split of the same size from another seed: the training data
+        train = prepare_data(workdir, patches, size, seed + 1, reuse, geotiff, compression)
+        train_store = train["store"]
+    model = prepare_model(workdir, arch, size, task, seed, reuse, data["store"],
+                          train_epochs, train_store)  # fmt: skip
     from sareval.store import Store
 
     with Store(data["store"]) as store:
@@ -630,4 +673,5 @@ def prepare_inputs(
         n_samples=n,
         macs_per_forward=int(model["macs_per_forward"]),
         compression=compression or default_compression(),
+        train_epochs=train_epochs,
     )

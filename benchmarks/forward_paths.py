@@ -3,9 +3,11 @@
 Usage: ``python -m benchmarks.forward_paths [--arch resnet18] [--rows 192] [--size 128]
 [--repeats 3] [--threads 2]``. A randomly initialised network of the registry on N(0, 1) inputs
 (12 channels, 10 classes), best of ``--repeats``: fp32 eager, channels-last, the frozen oneDNN
-copy the torch backend runs (:class:`~sareval.evaluator.torch_speed.FastNetwork`); bf16
-channels-last eager and its frozen copy (what ``bf16-verified`` runs first). Prints the load
-average before and after: a figure taken under load is not a result.
+copy the torch backend runs (:class:`~sareval.evaluator.torch_speed.FastNetwork`) in one call
+and in calls of ``CHUNK_ROWS`` rows (what the backend does); bf16 channels-last eager, its frozen
+copy, and the frozen copy under oneDNN Graph fusion in calls of ``CHUNK_ROWS`` rows (what
+``bf16-verified`` runs first). Prints the load average before and after: a figure taken under
+load is not a result.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import torch
 
 from benchmarks.common import set_threads, timed_runs
 from sareval.evaluator.backends import _pure_bf16
-from sareval.evaluator.torch_speed import FROZEN_BF16, FastNetwork
+from sareval.evaluator.torch_speed import CHUNK_ROWS, FROZEN_BF16, LLGA_BF16, FastNetwork
 from sareval.models.registry import build_model
 
 
@@ -40,24 +42,29 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     xc = x.contiguous(memory_format=torch.channels_last)
     bf16 = _pure_bf16(net)
     fast, fast_bf16 = FastNetwork(net), FastNetwork(bf16, mkldnn=False)
+    chunked = FastNetwork(net, rows=CHUNK_ROWS)
+    fused_bf16 = FastNetwork(bf16, mkldnn=False, llga=True, rows=CHUNK_ROWS)
     paths: dict[str, Any] = {
         "fp32 eager": lambda: net(x),
         "fp32 channels-last": lambda: channels_last(xc),
-        "fp32 frozen oneDNN (torch backend)": lambda: fast(x),
+        "fp32 frozen oneDNN, one call": lambda: fast(x),
+        f"fp32 frozen oneDNN, {CHUNK_ROWS}-row calls (torch backend)": lambda: chunked(x),
         "bf16 channels-last eager": lambda: bf16(x),
         f"bf16 {FROZEN_BF16}": lambda: fast_bf16(x),
+        f"bf16 {LLGA_BF16} (bf16-verified)": lambda: fused_bf16(x),
     }
     out = {}
     with torch.inference_mode():
         for name, fn in paths.items():
-            fn()  # builds the frozen copies, warms the kernels
+            fn()  # builds the frozen copies, warms the kernels (the fused graph: twice)
+            fn()
             out[name] = min(timed_runs(fn, args.repeats)[0])
     after = os.getloadavg()[0]
     print(f"{args.arch}, {args.rows} rows of {args.size} px, {args.threads} threads; load "
           f"{before:.2f} -> {after:.2f}" + ("" if max(before, after) < (os.cpu_count() or 1)
                                           else "  (UNDER LOAD: not a result)"))  # fmt: skip
     for name, seconds in out.items():
-        print(f"  {name:<40} {seconds * 1e3:8.1f} ms")
+        print(f"  {name:<72} {seconds * 1e3:8.1f} ms")
     return out
 
 

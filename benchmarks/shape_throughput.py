@@ -589,6 +589,11 @@ def summarise(
     }
 
 
+def weights_of(inp: dict[str, Any]) -> str:
+    epochs = inp.get("train_epochs", 0)
+    return f"trained {epochs} epochs on another generated split" if epochs else "random init"
+
+
 def format_summary(s: dict[str, Any]) -> str:
     inp = s["inputs"]
     lines = [
@@ -596,7 +601,7 @@ def format_summary(s: dict[str, Any]) -> str:
         f"machine: {format_machine(s['machine'])}",
         f"load average before / after: {s['load_before']} / {s['load_after']}",
         f"split: {inp['n_samples']} samples of {inp['size']}x{inp['size']} px; model "
-        f"{inp['arch']} ({inp['task']}, random init, sen12ms-s1s2 card); "
+        f"{inp['arch']} ({inp['task']}, {weights_of(inp)}, sen12ms-s1s2 card); "
         f"{s['model_gflop_per_forward']:.3f} GFLOP per forward per sample "
         f"(conv + linear MACs x 2); batch {s['batch_size']}; {s['threads']} threads per mode; "
         f"store compression {inp['compression']}",
@@ -670,6 +675,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--workdir", type=Path, default=DEFAULT_WORKDIR)
     p.add_argument("--reuse", action="store_true", help="reuse generated data and models")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--train-epochs", type=int, default=0,
+        help="train the model this many epochs on another generated split (default 0: random "
+        "init); bf16-verified re-runs rows with small margins, which a trained model has fewer of",
+    )  # fmt: skip
     p.add_argument("--json", type=Path, help="also write the summary here")
     p.add_argument("--child", help=argparse.SUPPRESS)  # internal: run one mode
     p.add_argument("--inputs", type=Path, help=argparse.SUPPRESS)
@@ -706,6 +716,7 @@ def main(argv: list[str] | None = None) -> int:
     inp = prepare_inputs(
         args.workdir, patches=args.patches, size=args.size, arch=args.arch, task=args.task,
         seed=args.seed, reuse=args.reuse, compression=args.compression,
+        train_epochs=args.train_epochs,
     )  # fmt: skip
     (args.workdir / "runs").mkdir(parents=True, exist_ok=True)
     run_dir = Path(tempfile.mkdtemp(prefix="throughput-", dir=args.workdir / "runs"))

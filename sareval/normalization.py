@@ -130,6 +130,7 @@ def torch_constants(t: ChannelTransforms) -> dict[str, np.ndarray]:
     out |= {
         "order": t.order,
         "nan_channels": replaces_nan.reshape(shape),
+        "nan_index": np.flatnonzero(replaces_nan).astype(np.int64),
         "nan_fill": np.where(replaces_nan, t.nan_fill, 0).reshape(shape),
         "lo": t.lo.reshape(shape),
         "hi": t.hi.reshape(shape),
@@ -161,8 +162,11 @@ def normalise_torch(
     x = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
     if not identity_order:
         x = x.index_select(1, k["order"])
-    if replace_nan:
-        x = torch.where(torch.isnan(x) & k["nan_channels"], k["nan_fill"], x)
-    x = torch.where(x < k["lo"], k["lo"], x)
-    x = torch.where(x > k["hi"], k["hi"], x)
-    return (x - k["mean"]) / k["std"]
+    if replace_nan:  # only the channels that replace NaN: x[:, i] = where(isnan, fill_i, x)
+        at = k["nan_index"]
+        part = x.index_select(1, at)
+        fill = k["nan_fill"].index_select(1, at)
+        x.index_copy_(1, at, torch.where(torch.isnan(part), fill, part))
+    # x is a fresh tensor (index_select / cat copy): the steps below run in place, which
+    # saves three full-batch allocations; clamp = the two wheres of normalise_numpy (NaN kept)
+    return x.clamp_(k["lo"], k["hi"]).sub_(k["mean"]).div_(k["std"])

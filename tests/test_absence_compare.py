@@ -1,5 +1,6 @@
-"""The absence operators side by side on a model that learned to use SAR only when the optical
-image is cloudy (trained with modality dropout, so that masked tokens are in its training
+"""The four absence operators side by side on ONE model (the ViT with one input per modality,
+which takes fill, omit, mask and marginal) that learned to use SAR only when the optical image
+is cloudy (trained with modality dropout, so that masked tokens are in its training
 distribution): one call (:func:`sareval.compare_absence`), intervals, the documented direction."""
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import torch
 
 import sareval
 from sareval.card import ModelCard
-from sareval.models.vit import vit_for_card
+from sareval.models.vit import vit_inputs_for_card
 
 N, SIZE, K = 320, 16, 2
 NORM = {b: {"mean": 0.0, "std": 1.0} for b in ("VV", "VH", "B02", "B03", "B04")}
@@ -33,23 +34,28 @@ def normalised(d: dict[str, np.ndarray]) -> torch.Tensor:
     return torch.from_numpy(np.concatenate([d["s1"], d["s2"][:, [1, 2, 3]]], 1))
 
 
+def inputs(d: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    return {"s1": torch.from_numpy(d["s1"]), "s2": torch.from_numpy(d["s2"][:, [1, 2, 3]])}
+
+
 @pytest.mark.slow
-def test_marginal_relevance_of_optical_exceeds_mask_relevance(tmp_path) -> None:
+def test_four_operators_in_one_call_differ_in_the_documented_direction(tmp_path) -> None:
     card = ModelCard.custom(
         {"sar": ["VV", "VH"], "opt": ["B02", "B03", "B04"]}, task="single-label",
         class_names=["dark", "bright"], input_size=SIZE, normalization=NORM,
-        absence=["fill", "mask", "marginal"],
+        inputs={"s1": ["VV", "VH"], "s2": ["B02", "B03", "B04"]}, call="dict",
+        absence=["fill", "omit", "mask", "marginal"],
     )  # fmt: skip
     rng = np.random.default_rng(0)
     torch.manual_seed(0)
-    vit = vit_for_card(card, dim=32, depth=2, heads=2, patch_size=4)
+    vit = vit_inputs_for_card(card, dim=32, depth=2, heads=2, patch_size=4)
     train = make_data(rng, 800, cloudy=0.5)
-    x, y = normalised(train), torch.from_numpy(train["y"])
+    x, y = inputs(train), torch.from_numpy(train["y"])
     opt = torch.optim.Adam(vit.parameters(), lr=3e-3)
     for _ in range(5):
-        for i in range(0, len(x), 64):
-            xb, yb = x[i : i + 64], y[i : i + 64]
-            present = torch.rand(len(xb), 2) > 0.3  # modality dropout
+        for i in range(0, len(y), 64):
+            xb, yb = {k: v[i : i + 64] for k, v in x.items()}, y[i : i + 64]
+            present = torch.rand(len(yb), 2) > 0.3  # modality dropout
             present[~present.any(1), 0] = True
             loss = torch.nn.functional.cross_entropy(vit(xb, present), yb)
             opt.zero_grad()
@@ -63,17 +69,27 @@ def test_marginal_relevance_of_optical_exceeds_mask_relevance(tmp_path) -> None:
                                                                           "B10", "B11", "B12"]},
     )  # fmt: skip
     cmp = sareval.compare_absence(
-        vit, data, ["mask", "fill", "marginal"], card=card, metrics=["oa"], replicates=200,
-        workdir=tmp_path,
+        vit, data, ["mask", "omit", "fill", "marginal"], card=card, metrics=["oa"],
+        replicates=200, workdir=tmp_path, empty_coalition="majority",
     )  # fmt: skip
     print(cmp.table("oa"))
-    mask, marginal = cmp.results["mask"], cmp.results["marginal"]
+    mask, omit = cmp.results["mask"], cmp.results["omit"]
     assert mask.values["oa"]["sar+opt"] > 0.9
+    # omit removes the absent tokens, mask hides them: the same model output to float rounding
+    for coalition, v in mask.values["oa"].items():
+        assert abs(omit.values["oa"][coalition] - v) <= 1 / N, coalition
+    same = cmp.differences["omit"].relevance("oa", "opt")
+    assert abs(same.estimate) <= 1 / N and same.lo <= 0 <= same.hi
     # mask: optical removed, the model falls back on SAR; marginal: another image's optical
-    # misleads it. So optical matters more under marginal, beyond both uncertainties.
-    se = marginal.doc["marginal_draws"]["standard_error"]["oa"]["relevance"]["opt"]
-    upper_mask = mask.intervals["oa"]["relevance"]["opt"][1]
-    assert marginal.relevance["oa"]["opt"] - 3 * se > upper_mask
-    fill = cmp.differences["fill"].relevance("oa", "opt")  # paired: fill minus mask
+    # misleads it. So optical matters more under marginal: the paired interval (samples
+    # resampled with their donor draws) lies above 0, and so does fill's (zeros mislead too)
+    marginal = cmp.differences["marginal"].relevance("oa", "opt")
+    assert marginal.lo > 0, (marginal.estimate, marginal.lo)
+    assert cmp.results["marginal"].intervals["oa"]["relevance"]["opt"][0] > (
+        mask.intervals["oa"]["relevance"]["opt"][1]
+    )
+    fill = cmp.differences["fill"].relevance("oa", "opt")
     assert fill.lo <= fill.estimate <= fill.hi
-    assert "marginal" not in cmp.differences  # no per-sample pairing for donor draws
+    assert "no pairing" not in cmp.table("oa")
+    figure = cmp.figure("oa", tmp_path / "absence.png")
+    assert figure.stat().st_size > 0

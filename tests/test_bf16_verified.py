@@ -13,7 +13,7 @@ from shape_testing import evaluate_doc, make_card, tiny_net, write_store
 from sareval.errors import SarevalError
 from sareval.evaluator import bf16_verified
 from sareval.evaluator.backends import load_model, make_backend
-from sareval.evaluator.bf16_verified import VerifiedBf16, decisions, margins
+from sareval.evaluator.bf16_verified import CALIBRATION_ROWS, VerifiedBf16, decisions, margins
 from sareval.evaluator.config import check_precision
 from sareval.evaluator.metrics import decision_threshold
 from sareval.evaluator.preamble import build_preamble
@@ -80,7 +80,7 @@ def test_every_decision_equals_fp32(store: Path, task: str) -> None:
         np.testing.assert_array_equal(a, b)
     rec = runs["bf16-verified"].precision_record
     assert rec["fallback"] is None and rec["bound"] > 0
-    assert rec["rows_total"] == 3 * 96 and rec["rows_calibration"] == 96
+    assert rec["rows_total"] == 3 * 96 and rec["rows_calibration"] == CALIBRATION_ROWS
     assert rec["rows_rerun"] > 0 and rec["rows_audited"] >= 2
     # some rows kept their bf16 outputs: the network really ran in bf16
     assert rec["rows_rerun"] + rec["rows_audited"] < rec["rows_total"] - rec["rows_calibration"]
@@ -147,7 +147,7 @@ def test_segmentation_rows_keep_their_fp32_label_maps() -> None:
         want = torch.cat([base[0][a : a + 10], base[1][a : a + 10]])
         assert torch.equal(out.argmax(1), want.argmax(1))
     rec = v.record
-    assert rec["rows_calibration"] == 80 and rec["rows_total"] == 160  # 4 calls of 20 rows
+    assert rec["rows_calibration"] == CALIBRATION_ROWS and rec["rows_total"] == 160
     assert 0 < rec["bound"] <= 2 * 0.01 and rec["rows_rerun"] > 0 and rec["rows_audited"] >= 4
 
 
@@ -213,3 +213,35 @@ def test_torchscript_files_and_shared_computation(store: Path, tmp_path: Path) -
     )
     assert shared["config"]["share"] == verified["config"]["share"] == "first-conv"
     assert verified["counts"] == shared["counts"]
+
+
+def test_an_error_relative_to_the_output_size_keeps_the_relative_bound() -> None:
+    """bf16 emulated by a relative error (1 % of each row's largest |logit|) on rows whose
+    logits range over 0.1 .. 100: the relative rule is kept, it re-runs far fewer rows than
+    one absolute bound would, and every decision equals the exact one."""
+    gen = torch.Generator().manual_seed(3)
+    size = 10 ** (torch.rand(2, 200, 1, generator=gen) * 3 - 1)  # 0.1 .. 100 per row
+    base = torch.randn(2, 200, 6, generator=gen) * size
+
+    def exact(raw: dict[str, torch.Tensor], mask: torch.Tensor | None) -> torch.Tensor:
+        m = masks if mask is None else mask
+        return torch.cat([base[int(k)][raw["idx"]] for k in m[:, 0].long()])
+
+    def fast(raw: dict[str, torch.Tensor], mask: torch.Tensor | None) -> torch.Tensor:
+        out = exact(raw, mask)
+        scale = out.abs().amax(1, keepdim=True)
+        return out + 0.01 * scale * (torch.rand(out.shape, generator=gen) * 2 - 1)
+
+    masks = torch.tensor([[0], [1]])
+    v = VerifiedBf16(fast, exact, masks, task="single-label")
+    for a in range(0, 200, 40):
+        out = v({"idx": torch.arange(a, a + 40)}, None)
+        want = torch.cat([base[0][a : a + 40], base[1][a : a + 40]])
+        assert torch.equal(out.argmax(1), want.argmax(1))
+    rec = v.record
+    assert rec["bound_rule"] == "relative" and rec["fallback"] is None
+    # the absolute rule on the same outputs: SAFETY x the largest error seen
+    gaps = base.topk(2, dim=2).values
+    margin = (gaps[..., 0] - gaps[..., 1]).flatten()
+    absolute = int((margin < 2 * rec["bf16_max_error"]).sum())
+    assert rec["rows_rerun"] < absolute / 2

@@ -163,3 +163,53 @@ def test_a_trace_failing_at_another_shape_falls_back() -> None:
         out = fast(x)
     assert fast.how.startswith("eager: running the traced copy failed (RuntimeError")
     assert torch.equal(out, x)
+
+
+def test_calls_in_chunks_of_rows_equal_one_call() -> None:
+    """``rows``: 150 rows in calls of 64, 64 and 22 give the outputs of one call (each row's
+    computation does not depend on the others in eval mode), a NaN row still runs eager."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 8, 3), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
+        torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(8, 4),
+    ).eval()  # fmt: skip
+    x = torch.randn(150, 3, 12, 12)
+    whole, chunked = FastNetwork(net), FastNetwork(net, rows=64)
+    with torch.inference_mode():
+        want = whole(x)
+        chunked(x[:2])  # builds the copy (a hook on the module below is not in it)
+    calls: list[int] = []
+    handle = net.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    with torch.inference_mode():
+        assert torch.allclose(chunked(x), want, atol=1e-5)
+        assert chunked.how == FAST and calls == []  # the optimised copy ran, not the module
+        x[7, 0, 0, 0] = float("nan")
+        assert torch.isnan(chunked(x)[7]).all() and calls == [150]  # eager, in one call
+    handle.remove()
+
+
+def test_onednn_fusion_is_restored_and_the_fused_bf16_copy_matches() -> None:
+    from sareval.evaluator.backends import _pure_bf16
+    from sareval.evaluator.torch_speed import LLGA_BF16, onednn_fusion
+
+    before = bool(torch._C._jit_llga_enabled())
+    with onednn_fusion(True):
+        assert torch._C._jit_llga_enabled()
+    assert bool(torch._C._jit_llga_enabled()) == before
+    with pytest.raises(RuntimeError), onednn_fusion(True):
+        raise RuntimeError("restored on errors too")
+    assert bool(torch._C._jit_llga_enabled()) == before
+    torch.manual_seed(1)
+    net = tiny_net(seed=1).eval()
+    x = torch.randn(80, 12, 16, 16)
+    bf16 = _pure_bf16(net)
+    fused = FastNetwork(bf16, mkldnn=False, llga=True, rows=32, label=LLGA_BF16)
+    with torch.inference_mode():
+        want = bf16(x)
+        for _ in range(3):  # the fused graph specialises over its first calls
+            got = fused(x)
+        exact = net(x)
+    assert fused.how == LLGA_BF16
+    assert bool(torch._C._jit_llga_enabled()) == before
+    # bf16 either way: the fused copy is as close to fp32 as the eager bf16 copy, give or take
+    assert (got - exact).abs().max() <= 4 * (want - exact).abs().max() + 1e-2

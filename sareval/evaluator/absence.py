@@ -8,7 +8,9 @@ Every backend has :class:`~sareval.evaluator.backends.TorchBackend`'s interface 
 (:func:`~sareval.normalization.normalise_torch`), read and normalised ONCE per batch::
 
     fill      x_k = where(mask_k, x, baseline)           TorchBackend / OnnxRuntimeBackend
-    mask      out = f(repeat_n(x), present)              ONE call; present[k B + b, m] =
+    mask      out = f(repeat_n(x), present)              ONE call (a card with several inputs:
+                                                         f(inputs of repeat_n(x), present));
+                                                         present[k B + b, m] =
                                                          all(mask_k[channels of modality m])
     omit      out_k = f(inputs of x present in mask_k)   one call per coalition:
                 dict card        f({name: x[:, input]  for present inputs})
@@ -29,7 +31,14 @@ normalised once; the donors of the sample at global position ``i`` are
 a sample gets the same donors whatever the batch size, shard or coalition chunk. A sample in
 the pool may draw itself (probability 1 / P per draw). Counting the (n, D B, K) outputs
 against the labels repeated D times (``np.tile(y, draws)``) counts every draw as a sample
-replicate: V(S) is the mean over the draws.
+replicate: V(S) is the mean over the draws. The same holds for every output the runner keeps:
+``map_*`` scores (D B rows, labels tiled: AP over all draws), segmentation (donors are whole
+images, input channels only; pixel confusion matrices summed over the draws, each image's
+per-image matrices the sum over its own draws) and ``per_sample`` values (a sample's Shapley
+values and detector scores: the means over its draws of each draw's; ``correct``: right in
+every draw of the full coalition, whose input has no donor part). Bootstrap intervals resample
+samples (images) with all their draws. Refused: ``map_*`` with shards, and a segmentation
+model's relevance maps (``per_sample``) and maps file (``save_predictions``).
 
 The networks run eagerly in fp32 under ``torch.inference_mode`` (no padding, no sharing).
 """
@@ -74,8 +83,8 @@ def check_absence(
     absence: str, card: ModelCard, players: Mapping[str, Sequence[str]] | None = None
 ) -> None:
     """Refuse an absence operator the model cannot take, in one line naming
-    ``ShapeConfig.game.absence``: one not in ``card.absence``; ``mask`` on a card with several
-    inputs, or with a player holding part of a modality (the mask is per modality); ``omit``
+    ``ShapeConfig.game.absence``: one not in ``card.absence``; ``mask`` with a player holding
+    part of a modality (the mask is per modality); ``omit``
     with a player holding part of a model input, or on a one-input card whose bands have no
     central wavelength. ``players``: ``ShapeConfig.game.player_map`` (None: the modalities)."""
     if absence not in ABSENCES:
@@ -87,11 +96,6 @@ def check_absence(
         )
     owner = _owners(card, players)
     if absence == "mask":
-        if card.input_tensors:
-            raise SarevalError(
-                f"{WHERE}: 'mask' needs a one-input model forward(x, present); this card has "
-                f"inputs {', '.join(card.input_names)}"
-            )
         split = _split(owner, {m.name: m.bands for m in card.modalities})
         if split:
             raise SarevalError(
@@ -194,14 +198,16 @@ class _AbsenceBackend:
             module.training = training
 
 
-def call_network(network: Any, x: Any, pre: Preamble) -> Any:
+def call_network(network: Any, x: Any, pre: Preamble, *extra: Any) -> Any:
     """``network`` on the channel batch ``x`` (rows, C, H, W) split into the card's inputs
     and called as the card says (the call of :class:`~sareval.evaluator.preamble.
-    CoalitionModule`)."""
+    CoalitionModule`), ``extra`` arguments after them (``mask``: ``present``)."""
     if len(pre.inputs) == 1:
-        return network(x)
+        return network(x, *extra)
     parts = {n: x[:, sl] for n, sl in pre.inputs}
-    return network(parts) if pre.call == "dict" else network(*parts.values())
+    if pre.call == "dict":
+        return network(parts, *extra)
+    return network(*parts.values(), *extra)
 
 
 # --- mask ---------------------------------------------------------------------------------------
@@ -243,7 +249,8 @@ class MaskAbsenceBackend(_AbsenceBackend):
         with torch.inference_mode():
             x = self.normalise(raw)
             b, n = x.shape[0], len(m)
-            out = self.network(x.repeat(n, 1, 1, 1), present.repeat_interleave(b, 0))
+            rows = x.repeat(n, 1, 1, 1)
+            out = call_network(self.network, rows, self.pre, present.repeat_interleave(b, 0))
         self.check(out, n * b, tuple(x.shape[2:]))
         return out.float().reshape(n, b, *out.shape[1:])
 
@@ -387,7 +394,8 @@ def read_donors(source: Any, labels: Any, sensors: Sequence[str], size: int = MA
 
 class MarginalAbsenceBackend(_AbsenceBackend):
     """The fill graph with each row's baseline replaced by a donor sample's normalised values,
-    ``draws`` donors per sample (module docstring); outputs (n, draws * B, K), row d B + b.
+    ``draws`` donors per sample (module docstring); outputs (n, draws * B, K), row d B + b
+    (segmentation: (n, draws * B, K, h, w)).
 
     ``donors``: raw arrays per sensor of the pool (P >= 2 samples, read once by the caller);
     ``record``: what the results record (draws, pool size, seed)."""

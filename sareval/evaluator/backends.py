@@ -397,7 +397,7 @@ class TorchBackend:
 
         from sareval.evaluator.bf16_verified import VerifiedBf16, native_bf16
         from sareval.evaluator.sharing import shared_module
-        from sareval.evaluator.torch_speed import FROZEN_BF16, FastNetwork
+        from sareval.evaluator.torch_speed import CHUNK_ROWS, LLGA_BF16, FastNetwork
 
         if precision not in PRECISIONS:
             raise SarevalError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
@@ -445,21 +445,23 @@ class TorchBackend:
         fast = shared is None and self.device.type == "cpu" and fp32
         with contextlib.suppress(NotImplementedError):  # torch.export programs: no eval()
             network.eval()
-        runs = FastNetwork(network) if fast else network
+        runs = FastNetwork(network, rows=CHUNK_ROWS) if fast else network
         module = coalition_module(pre, runs) if shared is None else shared
         self.module = module.to(self.device)
         self.module.training = False
         self._fast = runs if fast else None
         self._verified: Any = None
         if verified:
-            bf16 = FastNetwork(_pure_bf16(bare), mkldnn=False, label=FROZEN_BF16)
+            bf16 = FastNetwork(_pure_bf16(bare), mkldnn=False, label=LLGA_BF16, llga=True,
+                               rows=CHUNK_ROWS)  # fmt: skip
             fast_module = coalition_module(pre, bf16).to(self.device)
             fast_module.training = False
             # the coalition module's mask buffer, on the device (a shared module: its base's)
             masks: Any = getattr(self.module, "base", self.module).masks
             self._verified = VerifiedBf16(
-                fast_module, self.module, masks, task=task,
-                output_kind=output_kind, threshold=threshold,
+                fast_module, self.module, masks, task=task, output_kind=output_kind,
+                threshold=threshold,
+                normalise=getattr(fast_module, "normalise") if shared is None else None,  # noqa: B009
             )  # fmt: skip
             self.precision_record = self._verified.record
         self.pad_to = pad_to

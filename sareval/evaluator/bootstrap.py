@@ -358,7 +358,8 @@ def bootstrap_score_intervals(
     samples, in pass order), so they pair with the count metrics' replicates; with
     ``n_groups``, ``"by_group"`` as there: group i's replicate weighs only the samples of
     ``state.groups == i`` (a replicate without one: NaN); with ``by_class``, ``"by_class"``:
-    each class's average precision ``ap``."""
+    each class's average precision ``ap``. A state with ``clusters`` (marginal imputation)
+    resamples its samples, each with all its draws (as :func:`bootstrap_values`)."""
     players = check_players(players)
     n, k = state.labels.shape
     if n == 0:
@@ -366,14 +367,17 @@ def bootstrap_score_intervals(
     generators = np.random.default_rng(seed).spawn(n_boot)
     chunk = max(1, CHUNK_ELEMENTS // (n * k))
     masks = [state.groups == i for i in range(n_groups)]
+    clusters = state.sample_index()
+    n_draw = n if clusters is None else int(clusters.max()) + 1
     parts: dict[str, list[np.ndarray]] = {}
     for start in range(0, n_boot, chunk):
-        weights = replicate_weights(generators[start : start + chunk], n)
+        weights = replicate_weights(generators[start : start + chunk], n_draw)
+        if clusters is not None:
+            weights = weights[:, clusters]
         for metric, v in state.bootstrap_values(weights).items():
             parts.setdefault(metric, []).append(v)
         if by_class:
-            rows = [np.broadcast_to(state.empty, state.labels.shape), *state.scores]
-            per_row = [average_precision(s, state.labels, weights) for s in rows]  # (r, K)
+            per_row = [average_precision(s, state.labels, weights) for s in state.rows()]
             parts.setdefault(CLASS_PREFIX + "ap", []).append(np.stack(per_row, axis=-1))
         for i, mask in enumerate(masks):
             w = weights * mask

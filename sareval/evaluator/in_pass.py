@@ -140,17 +140,28 @@ class PerSampleCollector:
         self.n_boot, self.seed = n_boot, seed
         self.parts: list[PerSampleState] = []
 
-    def add(self, outputs: np.ndarray, labels: np.ndarray, cloud_cover: np.ndarray) -> None:
-        """One batch: outputs (2^M, B, K) of every coalition, labels in model order, cover."""
+    def add(self, outputs: np.ndarray, labels: np.ndarray, cloud_cover: np.ndarray,
+            draws: int = 1) -> None:  # fmt: skip
+        """One batch: outputs (2^M, B, K) of every coalition, labels in model order, cover.
+
+        ``draws`` D (marginal imputation): outputs (2^M, D B, K), row d B + b draw d of sample
+        b; a sample's Shapley values and detector scores are the means over its D draws of
+        those of each draw (Shapley values are linear in the game), and it is ``correct`` when
+        the full coalition's decision is right in every draw (its input has no donor part)."""
         kw: dict[str, Any] = dict(kind=self.kind, task=self.task, threshold=self.threshold)
-        values = per_sample_shapley(outputs, self.players, labels, **kw)
+        b = outputs.shape[1] // draws
+        per_draw = [outputs[:, d * b : (d + 1) * b] for d in range(draws)]
+        values = [per_sample_shapley(o, self.players, labels, **kw) for o in per_draw]
+        detectors = [detector_scores(o, self.players, **kw) for o in per_draw]
         self.parts.append(
             PerSampleState(
-                values.labels, values.correct, {q: values.quantity(q) for q in QUANTITIES},
-                detector_scores(outputs, self.players, **kw),
+                values[0].labels,
+                np.all([v.correct for v in values], axis=0),
+                {q: np.mean([v.quantity(q) for v in values], axis=0) for q in QUANTITIES},
+                {n: np.mean([d[n] for d in detectors], axis=0) for n in detectors[0]},
                 np.asarray(cloud_cover, np.float64),
             )
-        )  # fmt: skip
+        )
 
     def state(self) -> PerSampleState:
         """The samples collected so far (a torchrun rank sends it to the main rank, a shard

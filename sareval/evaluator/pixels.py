@@ -139,7 +139,10 @@ class PixelCounter:
     """Pixel confusion matrices of every row set (the constant one first) per (image group,
     pixel state); see the module docstring. ``add`` takes outputs (n, B, K, h, w) (numpy or a
     torch tensor), label maps (B, H, W) in model order (values < K or ``ignore_index``), image
-    groups (B,) or None and a cloud mask (B, H, W) or None."""
+    groups (B,) or None and a cloud mask (B, H, W) or None. ``draws`` D > 1 (marginal
+    imputation): B = D x images, row d B' + b draw d of image b; the kept per-image matrices
+    are summed over each image's draws (so resampling images resamples them with their
+    draws)."""
 
     def __init__(
         self,
@@ -153,6 +156,7 @@ class PixelCounter:
         tol: float = TIE_TOLERANCE,
         device: Any = None,
         keep_per_image: bool = False,
+        draws: int = 1,
     ) -> None:
         import torch
 
@@ -168,6 +172,7 @@ class PixelCounter:
         self.ties = torch.zeros(self.n_total, dtype=torch.int64, device=self.device)
         self.nonfinite = torch.zeros(self.n_total, dtype=torch.int64, device=self.device)
         self.keep_per_image = keep_per_image
+        self.draws = draws  # marginal imputation: rows d B + b are draw d of image b
         self.per_image: list[np.ndarray] = []
         self.n_images = 0
 
@@ -230,7 +235,8 @@ class PixelCounter:
         by_group.index_add_(0, g, per_image)
         self.state += by_group.reshape(-1)
         self.n_images += b
-        if self.keep_per_image:
+        if self.keep_per_image:  # one image's matrices: the sum over its draws
+            per_image = per_image.view(self.draws, b // self.draws, *per_image.shape[1:]).sum(0)
             self.per_image.append(per_image.to(t.int32).cpu().numpy())
         return dec
 

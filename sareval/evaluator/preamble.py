@@ -525,9 +525,14 @@ def _torch_module_class() -> type:
             return normalise_torch(raw, self.sensors, k, self.flags)
 
         def forward(
-            self, raw: dict[str, torch.Tensor], mask: torch.Tensor | None = None
+            self,
+            raw: dict[str, torch.Tensor],
+            mask: torch.Tensor | None = None,
+            normalised: torch.Tensor | None = None,
         ) -> torch.Tensor:
-            x = self.normalise(raw)
+            """Outputs of the coalitions of ``mask`` (default every one) on ``raw``;
+            ``normalised``: ``self.normalise(raw)`` when the caller has it already."""
+            x = self.normalise(raw) if normalised is None else normalised
             m = self.masks if mask is None else mask
             stacked = torch.where(m[:, None, :, None, None], x[None], self.baseline)
             flat = stacked.reshape(-1, *x.shape[1:])

@@ -7,14 +7,20 @@ Layout (``n`` evaluated samples, ``J`` coalitions in results order, the empty on
     /positions   (n,) int64           positions within the subset
     /labels      (n,) int64 | (n, K) uint8   true labels in the model's class order
     /cloud_cover (n,) float32         cloud cover of the optical image read (NaN: unknown)
-    /outputs     (J, n, K) float32    model outputs (logits / probabilities as the card says);
+    /outputs     (J, D n, K) float32  model outputs (logits / probabilities as the card says);
                                       the empty coalition's single output repeated for every
                                       sample (NaN for the majority-class predictor)
-    /decisions   (J, n) int64 | (J, n, K) uint8   the decisions that were counted
+    /decisions   (J, D n) int64 | (J, D n, K) uint8   the decisions that were counted
     /per_sample/<quantity> (n, M) float32, /detector/<name> (n,), /correct (n,) bool
                  with ``ShapeConfig.reporting.per_sample`` (:mod:`sareval.evaluator.in_pass`)
     attrs: format=PREDICTIONS_FORMAT, coalitions (JSON), players, class_names, task,
-           model_sha256, store_content_digest, subset, baseline, empty
+           model_sha256, store_content_digest, subset, baseline, empty[, draws]
+
+``D`` (attribute ``draws``, absent = 1) is the number of rows per sample: 1, except under
+marginal imputation (``absence="marginal"``: D donor draws per sample), where row ``d n + i``
+of ``/outputs`` and ``/decisions`` is draw d of sample i (every draw counted as a sample; a
+comparison resamples samples with all their draws: :attr:`Predictions.clusters`). The
+per-sample datasets (ids, rows, positions, labels, cloud_cover) keep one row per sample.
 
 Written (:class:`PredictionsWriter`) to a temporary name and renamed when the run completes
 (nothing on Ctrl-C or error; a full disk removes the temporary file and raises
@@ -70,18 +76,23 @@ class PredictionsWriter:
         attrs: dict[str, Any],
         overwrite: bool = False,
         inputs: Sequence[str | Path] = (),
+        draws: int = 1,
     ) -> None:
         self._open_output(out, overwrite, inputs, first_position)
         j, k = len(coalitions), n_classes
         single = task == "single-label"
-        ensure_free(self.tmp, n * (j * k * 4 + (j + 1) * (8 if single else k) + 80))
+        self.n, self.draws = n, draws
+        rows = draws * n  # outputs and decisions: row d n + i = draw d of sample i
+        ensure_free(self.tmp, rows * (j * k * 4 + (j + 1) * (8 if single else k)) + n * 80)
         f = self.file = h5py.File(self.tmp, "w")
         f.attrs["format"] = PREDICTIONS_FORMAT
         f.attrs["coalitions"] = json.dumps(coalitions)
         f.attrs["task"] = task
+        if draws != 1:  # files without draws stay as they were
+            f.attrs["draws"] = draws
         for key, value in attrs.items():
             f.attrs[key] = json.dumps(value) if isinstance(value, (list, dict)) else value
-        chunk = max(1, min(n, 1024))
+        chunk = max(1, min(rows, 1024))
         f.create_dataset("ids", shape=(n,), dtype=STR_DTYPE)
         f.create_dataset("rows", shape=(n,), dtype=np.int64)
         f.create_dataset("positions", shape=(n,), dtype=np.int64)
@@ -89,10 +100,10 @@ class PredictionsWriter:
         f.create_dataset(
             "labels", shape=(n,) if single else (n, k), dtype=np.int64 if single else np.uint8
         )
-        f.create_dataset("outputs", shape=(j, n, k), dtype=np.float32, chunks=(j, chunk, k))
+        f.create_dataset("outputs", shape=(j, rows, k), dtype=np.float32, chunks=(j, chunk, k))
         f.create_dataset(
             "decisions",
-            shape=(j, n) if single else (j, n, k),
+            shape=(j, rows) if single else (j, rows, k),
             dtype=np.int64 if single else np.uint8,
             chunks=(j, chunk) if single else (j, chunk, k),
         )
@@ -118,10 +129,16 @@ class PredictionsWriter:
         decisions: np.ndarray,
         cloud_cover: np.ndarray | None = None,
     ) -> None:
-        """One batch: ``outputs`` (J, B, K) and ``decisions`` (J, B[, K]) in coalition order,
-        ``cloud_cover`` (B,) (None: unknown, NaN)."""
+        """One batch: ``outputs`` (J, D B, K) and ``decisions`` (J, D B[, K]) in coalition
+        order (row d B + b: draw d of sample b), ``cloud_cover`` (B,) (None: unknown, NaN)."""
         ensure_free(self.tmp, outputs.nbytes + decisions.nbytes + labels.nbytes + 96 * len(ids))
         sl = slice(positions.start - self.first, positions.stop - self.first)
+        b = sl.stop - sl.start
+        if outputs.shape[1] != self.draws * b or decisions.shape[1] != self.draws * b:
+            raise ValueError(
+                f"save_predictions: a batch of {b} samples with {self.draws} draws each has "
+                f"{outputs.shape[1]} output and {decisions.shape[1]} decision rows"
+            )
         # each dataset is held in a local while written (a failure: see discard_h5)
         ids_ds, rows_ds, positions_ds, labels_ds, outputs_ds, decisions_ds, cover_ds = (
             self.file[name]
@@ -132,8 +149,10 @@ class PredictionsWriter:
         rows_ds[sl] = rows
         positions_ds[sl] = np.arange(positions.start, positions.stop)
         labels_ds[sl] = labels
-        outputs_ds[:, sl] = outputs
-        decisions_ds[:, sl] = decisions
+        for d in range(self.draws):  # the batch's draw d -> rows d n + sl of the file
+            rows_d = slice(d * self.n + sl.start, d * self.n + sl.stop)
+            outputs_ds[:, rows_d] = outputs[:, d * b : (d + 1) * b]
+            decisions_ds[:, rows_d] = decisions[:, d * b : (d + 1) * b]
         cover_ds[sl] = np.nan if cloud_cover is None else cloud_cover
 
     @discard_on_write_error
@@ -182,10 +201,26 @@ class Predictions:
     detectors: dict[str, np.ndarray] = field(default_factory=dict)
     #: ``/correct`` (N,) bool: the full coalition's decision is right (None: not written)
     correct: np.ndarray | None = None
+    #: rows per sample D (marginal imputation's donor draws; 1 otherwise): ``decisions`` hold
+    #: D N rows, row d N + i = draw d of sample i
+    draws: int = 1
 
     @property
     def n_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def row_labels(self) -> np.ndarray:
+        """The label of every decision row: ``labels`` repeated D times, (D N,) or (D N, K)."""
+        return np.concatenate([self.labels] * self.draws)
+
+    @property
+    def clusters(self) -> np.ndarray | None:
+        """The sample of every decision row, (D N,) = ``tile(arange(N), D)`` (None for D = 1):
+        the ``clusters`` of :func:`~sareval.evaluator.bootstrap.bootstrap_values`."""
+        if self.draws == 1:
+            return None
+        return np.tile(np.arange(len(self.ids)), self.draws)
 
     @property
     def subset(self) -> str:
@@ -247,10 +282,14 @@ def read_predictions(path: str | Path) -> Predictions:
             names = attrs.get("coalitions")
             if not (isinstance(names, list) and names and all(isinstance(c, str) for c in names)):
                 raise InputFileError(path, "attribute coalitions is not a list of names")
+            draws = attrs.get("draws", 1)
+            if isinstance(draws, bool) or not isinstance(draws, (int, np.integer)) or draws < 1:
+                raise InputFileError(path, f"attribute draws is {draws!r}, not an integer >= 1")
+            draws = int(draws)
             ids = np.asarray(f["ids"][()].astype(str))
             labels = np.asarray(f["labels"][()])
             decisions_all = np.asarray(f["decisions"][()])
-            _check_outputs(path, f["outputs"], len(names), len(ids), attrs)
+            _check_outputs(path, f["outputs"], len(names), draws * len(ids), attrs)
             group = f.get("detector")
             detectors = (
                 {k: np.asarray(d[()], np.float64) for k, d in group.items()}
@@ -262,7 +301,7 @@ def read_predictions(path: str | Path) -> Predictions:
         raise
     except (OSError, KeyError, TypeError, ValueError) as e:
         raise InputFileError(path, f"not a readable predictions file ({e})") from None
-    _check_layout(path, names, ids, labels, decisions_all, attrs)
+    _check_layout(path, names, ids, labels, decisions_all, attrs, draws)
     _check_detectors(path, detectors, correct, len(ids))
     full = names[-1].split(SEPARATOR)
     players = tuple(names[1 : 1 + len(full)])
@@ -271,19 +310,21 @@ def read_predictions(path: str | Path) -> Predictions:
     decisions = dict(zip(names, decisions_all, strict=True))
     task, classes = str(attrs["task"]), tuple(attrs["class_names"])
     return Predictions(
-        path, ids, labels, decisions, players, task, classes, attrs, detectors, correct
+        path, ids, labels, decisions, players, task, classes, attrs, detectors, correct, draws
     )
 
 
 def _check_outputs(
     path: Path, outputs: h5py.Dataset, j: int, n: int, attrs: dict[str, Any]
 ) -> None:
-    """``/outputs`` (J, n, K) float, finite per coalition (read one coalition at a time)."""
+    """``/outputs`` (J, n, K) float (n: rows, D per sample), finite per coalition (read one
+    coalition at a time)."""
     k = len(attrs.get("class_names") or [])
     if outputs.shape != (j, n, k) or outputs.dtype.kind != "f":
         raise InputFileError(
             path, f"/outputs has shape {outputs.shape} and dtype {outputs.dtype}, expected "
-            f"float ({j}, {n}, {k}) for {j} coalitions, {n} samples and {k} classes"
+            f"float ({j}, {n}, {k}) for {j} coalitions, {n} rows (samples x draws) and {k} "
+            "classes"
         )  # fmt: skip
     names = list(attrs["coalitions"])
     for i in range(j):
@@ -304,8 +345,10 @@ def _check_layout(
     labels: np.ndarray,
     decisions: np.ndarray,
     attrs: dict[str, Any],
+    draws: int = 1,
 ) -> None:
-    """Shapes, dtypes and value ranges of ``/ids``, ``/labels`` and ``/decisions``."""
+    """Shapes, dtypes and value ranges of ``/ids``, ``/labels`` and ``/decisions`` (D = ``draws``
+    rows per sample)."""
     task, classes = attrs.get("task"), attrs.get("class_names")
     if task not in TASKS:
         raise InputFileError(path, f"attribute task is {task!r}, not single- or multi-label")
@@ -315,7 +358,8 @@ def _check_layout(
         raise InputFileError(path, f"/ids has shape {ids.shape}, expected one id per sample")
     n, k, single = len(ids), len(classes), task == "single-label"
     want = (n,) if single else (n, k)
-    for name, a, shape in (("labels", labels, want), ("decisions", decisions, (len(names), *want))):
+    rows = (len(names), draws * n, *want[1:])
+    for name, a, shape in (("labels", labels, want), ("decisions", decisions, rows)):
         if a.shape != shape or a.dtype.kind not in "biu":
             raise InputFileError(
                 path, f"/{name} has shape {a.shape} and dtype {a.dtype}, expected integer {shape}"

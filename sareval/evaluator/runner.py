@@ -82,6 +82,7 @@ from sareval.evaluator.metrics import (
 )
 from sareval.evaluator.perceptual import perceptual_pass
 from sareval.evaluator.pixels import (
+    N_STATES,
     Matching,
     PixelCounter,
     check_per_image_memory,
@@ -396,6 +397,7 @@ def _make_counter(
     n_groups: int,
     empty_output: np.ndarray | None = None,
     keep_per_image: bool = False,
+    draws: int = 1,
 ) -> CoalitionCounter | PixelCounter:
     """Counts on the torch backend's device (outputs stay there), else on the host;
     segmentation: pixel confusion matrices (:mod:`sareval.evaluator.pixels`)."""
@@ -408,7 +410,7 @@ def _make_counter(
             _, tie = constant_map(empty_output, constant.decision, matching, TIE_TOLERANCE)
         return PixelCounter(
             card.n_classes, pre.n_coalitions, matching, constant=constant, constant_tie=tie,
-            n_groups=n_groups, device=device, keep_per_image=keep_per_image,
+            n_groups=n_groups, device=device, keep_per_image=keep_per_image, draws=draws,
         )  # fmt: skip
     return CoalitionCounter(
         card.task, card.n_classes, pre.n_coalitions, output_kind=card.output,
@@ -466,6 +468,8 @@ def _count_batch(
         y = np.concatenate([y] * draws)
         g = np.zeros(len(raw[next(iter(raw))]), np.int64) if groups is None else groups
         groups = np.concatenate([g * draws + d for d in range(draws)])
+        if cloud_mask is not None:
+            cloud_mask = np.concatenate([np.asarray(cloud_mask)[: len(g)]] * draws)
     if isinstance(counter, PixelCounter):
         out_any = run_chunked(backend, raw, pre, max_rows, positions)
         dec_t = counter.add(out_any, y, groups, cloud_mask)
@@ -504,6 +508,7 @@ class _Sinks:
     score_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
     n_scored: int = 0
     cluster_parts: list[np.ndarray] = field(default_factory=list)
+    score_clusters: list[np.ndarray] = field(default_factory=list)
     segmentation: bool = False  # per-image matrices (the counter's) replace kept decisions
 
     @property
@@ -519,16 +524,23 @@ class _Sinks:
         self, batch: Any, y: np.ndarray, groups: np.ndarray | None, out: Any, dec: Any
     ) -> None:
         b = len(batch)
+        draws = 1 if out is None else out.shape[1] // b  # marginal: row d B + i, draw d of i
         if self.collector is not None:
-            assert out is not None and self.empty_output is not None
-            self.collector.add(self._every(out, b, self.empty_output), y, batch.cloud_cover)
+            assert out is not None
+            # the empty coalition: its constant output, or (marginal) counted per row in out
+            every = out if self.empty_output is None else self._every(out, b, self.empty_output)
+            self.collector.add(every, y, batch.cloud_cover[:b], draws=draws)
         if self.opts.keep_scores:
             assert out is not None
-            self.n_scored += b
+            self.n_scored += draws * b
             if self.total is None:  # an unsized stream: check as it grows
                 check_score_memory(self.n_scored, self.k, self.n_coalitions)
             g16 = np.zeros(b, np.int16) if groups is None else groups.astype(np.int16)
-            self.score_parts.append((out.astype(np.float32), np.asarray(y, bool), g16))
+            y_rows = np.tile(np.asarray(y, bool), (draws, 1))  # every draw a sample
+            self.score_parts.append((out.astype(np.float32), y_rows, np.tile(g16, draws)))
+            if draws > 1:
+                pos = batch.positions
+                self.score_clusters.append(np.tile(np.arange(pos.start, pos.stop), draws))
         if self.opts.keep_decisions and not self.segmentation:
             assert dec is not None
             draws = dec.shape[1] // b  # marginal imputation: rows d B + i are draws of sample i
@@ -543,9 +555,13 @@ class _Sinks:
             assert out is not None and dec is not None
             pos = batch.positions
             rows = batch.rows if batch.rows is not None else np.arange(pos.start, pos.stop)
+            # marginal imputation: D B rows (d B + i: draw d of sample i), and with the
+            # baseline empty coalition the pass ran it per row (its outputs are in ``out``)
+            every = out
+            if len(out) < len(dec):  # the empty coalition's output first
+                every = self._every(out, out.shape[1], self.empty_output)
             self.predictions.write(
-                pos, rows, batch.ids, y, self._every(out, b, self.empty_output), dec,
-                batch.cloud_cover[: len(batch)],
+                pos, rows, batch.ids, y, every, dec, batch.cloud_cover[: len(batch)]
             )  # fmt: skip
 
 
@@ -565,21 +581,27 @@ def coalition_pass(
 
     card, k, edges = ev.card, ev.card.n_classes, opts.bin_edges
     n_groups = 1 if edges is None else len(edges) + 1  # bins, unknown, outside (refused)
-    n_groups *= getattr(backend, "draws", 1)  # marginal imputation: group = bin x draws + draw
+    draws = getattr(backend, "draws", 1)
+    n_groups *= draws  # marginal imputation: group = bin x draws + draw
     outside = OutsideCover()
     total = opts.stop - opts.start if opts.stop > opts.start else None
     segmentation = card.is_segmentation
     maps = None
     if segmentation:  # the maps file and per-pixel relevance replace the per-sample sinks
-        assert constant is not None  # marginal imputation is refused for segmentation
+        if draws > 1 and predictions is not None:  # per_sample: refused by _absence_engine
+            raise SarevalError(
+                "save_predictions: the maps file of a segmentation model is not available with "
+                "marginal imputation (ShapeConfig.game.absence 'marginal')"
+            )
         maps = SegmentationSink(ev, pre, constant, empty_output, predictions, collector)
         predictions, collector = None, None
     keep_images = segmentation and opts.keep_decisions
     if keep_images and total is not None:
         check_per_image_memory(total, pre.n_coalitions + 1, k)
-    counter = _make_counter(ev, backend, pre, constant, n_groups, empty_output, keep_images)
+    counter = _make_counter(ev, backend, pre, constant, n_groups, empty_output, keep_images,
+                            draws)  # fmt: skip
     if opts.keep_scores and total is not None:
-        check_score_memory(total, k, pre.n_coalitions)
+        check_score_memory(total * draws, k, pre.n_coalitions)
     sinks = _Sinks(
         opts,
         k,
@@ -647,10 +669,12 @@ def coalition_pass(
     decisions = np.concatenate(sinks.dec_parts, axis=1) if sinks.dec_parts else None
     y_true = np.concatenate(sinks.y_parts) if sinks.y_parts else None
     scores = None
-    if opts.keep_scores:
-        assert constant is not None  # score metrics are refused where the pass counts it
-        empty = empty_output if empty_output is not None else constant.decision
-        scores = ScoreState.from_batches(sinks.score_parts, empty, pre.n_coalitions, k)
+    if opts.keep_scores:  # constant None: the pass counts the empty coalition per row
+        empty = empty_output if empty_output is not None or constant is None else constant.decision
+        scores = ScoreState.from_batches(
+            sinks.score_parts, empty, pre.n_coalitions, k,
+            sinks.score_clusters if draws > 1 else None,
+        )  # fmt: skip
     groups_kept = np.concatenate(sinks.group_parts) if sinks.group_parts else None
     per_image = counter.per_image_state() if isinstance(counter, PixelCounter) else None
     clusters = np.concatenate(sinks.cluster_parts) if sinks.cluster_parts else None
@@ -941,13 +965,16 @@ def _absence_engine(
     donors = None
     if g.absence == "marginal":
         if (
-            rep.per_sample
-            or ev.card.is_segmentation
-            or wants_scores(ev.card.task, "shape", rep.metrics)
-        ):
+            rep.per_sample and ev.card.is_segmentation
+        ):  # the relevance maps are per image, not per draw
             raise SarevalError(
-                f"{where}: per-sample values, map_* metrics and segmentation are not "
-                "available with marginal imputation yet"
+                "ShapeConfig.reporting.per_sample: per-pixel relevance of a segmentation model "
+                f"is not available with {where}"
+            )
+        if ex.shard is not None and wants_scores(ev.card.task, "shape", rep.metrics):
+            raise SarevalError(
+                f"ShapeConfig.execution.shard: map_* metrics of {where} are not merged across "
+                "shards; run without shard, or leave map_* out of ShapeConfig.reporting.metrics"
             )
         donors, _ = read_donors(ev.source, ev.labels, pre.sensors, seed=rep.seed)
         if g.empty_coalition == "baseline":
@@ -1079,6 +1106,7 @@ def _predictions_writer(
         task=card.task,
         overwrite=overwrite,
         attrs=attrs,
+        draws=MARGINAL_DRAWS if config.game.absence == "marginal" else 1,  # donor draws
     )
 
 
@@ -1136,7 +1164,7 @@ class SegmentationSink:
     (``writer``: a :class:`~sareval.evaluator.relevance_maps.SegmentationMapsWriter`), one image
     at a time (memory: J x K x h x w float64)."""
 
-    def __init__(self, ev: Evaluation, pre: Preamble, constant: ConstantRows,
+    def __init__(self, ev: Evaluation, pre: Preamble, constant: ConstantRows | None,
                  empty_output: np.ndarray | None, writer: Any, means: Any) -> None:  # fmt: skip
         self.card, self.writer, self.means = ev.card, writer, means
         self.constant, self.empty_output = constant, empty_output
@@ -1159,6 +1187,7 @@ class SegmentationSink:
             )
         every = np.concatenate([empty.numpy(), out_t.numpy()])  # (J, B, K, h, w)
         decisions = every.argmax(2)
+        assert self.constant is not None  # marginal imputation (no constant) is refused here
         decisions[0] = np.broadcast_to(np.asarray(self.constant.decision), decisions[0].shape)
         ignore = card.ignore_index
         valid = np.ones(labels.shape, bool) if ignore is None else labels != ignore
@@ -1318,16 +1347,21 @@ def _shape(
         regrouped, per_draw = None, None
         draws = getattr(engine, "draws", 1)
         if draws > 1:  # marginal imputation: counts per (group, draw) -> per group, per draw
+            # segmentation: each group of counts is (image group x draws + draw) x 3 + state
+            cell = N_STATES if card.is_segmentation else 1
+            index = np.arange(len(counts.counts)).reshape(-1, draws, cell)  # (group, draw, state)
             per_draw = [
-                CountResult(counts.counts[d::draws], counts.ties, counts.nonfinite).total
-                for d in range(draws)
-            ]
-            by_group = [
-                CountResult(counts.counts[i * draws : (i + 1) * draws], counts.ties,
+                CountResult([counts.counts[i] for i in index[:, d].ravel()], counts.ties,
                             counts.nonfinite).total
-                for i in range(len(counts.counts) // draws)
+                for d in range(draws)
             ]  # fmt: skip
-            counts = CountResult(by_group, counts.ties, counts.nonfinite)
+            by_group = [
+                CountResult([counts.counts[i] for i in index[g, :, p]], counts.ties,
+                            counts.nonfinite).total
+                for g in range(index.shape[0])
+                for p in range(cell)
+            ]  # fmt: skip
+            counts = CountResult(by_group, counts.ties, counts.nonfinite, counts.n_images)
         if card.is_segmentation:  # counts per (image group, pixel state) -> per image group
             n_image_groups = 1 if rep.cloud_cover_bins is None else len(rep.cloud_cover_bins) + 1
             regrouped = sum_states(counts.counts, n_image_groups)

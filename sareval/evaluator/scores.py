@@ -34,7 +34,11 @@ State (:class:`ScoreState`), per evaluated pass: every non-empty coalition's mod
 float32 ``scores`` (J, n, K) (the raw outputs: AP depends only on the order, which a sigmoid
 keeps; computing it would only add rounding ties), the labels (n, K) bool, each sample's
 cloud-cover group (n,) int16, and the empty coalition's constant score (K,) (its output on the
-all-baseline input, or the majority label set as 1/0). AP is a function of the multiset of
+all-baseline input, or the majority label set as 1/0). Marginal imputation
+(:mod:`sareval.evaluator.absence`) keeps D donor draws per sample as D rows (labels and groups
+repeated) with the empty coalition's own rows first (``empty_counted``) and each row's sample
+(``clusters``), so that AP counts every draw as a sample and the bootstrap resamples samples
+with all their draws. AP is a function of the multiset of
 (score, label) pairs of each class, so states merge by concatenation, in any order: batches,
 shards (``sareval merge``) and torchrun ranks (gathered on rank 0) give the one-process value
 exactly.
@@ -198,6 +202,11 @@ class ScoreState:
     groups: np.ndarray  # (n,) int16 cloud-cover group (0 without bins)
     empty: np.ndarray  # (K,) float32 constant score of the empty coalition
     absent: MapAbsentClasses = "skip"  # ShapeConfig.reporting.map_absent_classes
+    #: marginal imputation: ``scores`` (2^M, n, K) hold the empty coalition's rows first
+    #: (counted per row; ``empty`` unused) and ``clusters`` (n,) the sample (global position)
+    #: of each row, whose donor draws a bootstrap replicate resamples together
+    empty_counted: bool = False
+    clusters: np.ndarray | None = None
 
     @property
     def n(self) -> int:
@@ -207,22 +216,32 @@ class ScoreState:
     def from_batches(
         cls,
         parts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
-        empty: np.ndarray,
+        empty: np.ndarray | None,
         n_coalitions: int,
         k: int,
+        clusters: Sequence[np.ndarray] | None = None,
     ) -> ScoreState:
         """A pass's state from its batches' (outputs (J, b, K), labels (b, K), groups (b,)).
 
         ``empty``: the empty coalition's output on the all-baseline input (K,), or the
-        majority label set (K,) bool, scored 1/0 (a constant: each class's AP = its prevalence).
+        majority label set (K,) bool, scored 1/0 (a constant: each class's AP = its prevalence);
+        None: the outputs hold the empty coalition first (``empty_counted``).
+        ``clusters``: per batch (b,), the sample of each row (marginal imputation's draws).
         """
         if not parts:
             parts = [(np.zeros((n_coalitions, 0, k)), np.zeros((0, k)), np.zeros(0))]
+        kept = None
+        if clusters is not None:
+            kept = np.concatenate([np.zeros(0, np.int64), *clusters]).astype(np.int64)
         return cls(
             np.concatenate([p[0] for p in parts], axis=1).astype(np.float32, copy=False),
             np.concatenate([p[1] for p in parts]).astype(bool),
             np.concatenate([p[2] for p in parts]).astype(np.int16),
-            np.broadcast_to(np.asarray(empty, np.float32), (k,)).copy(),
+            np.zeros(k, np.float32)
+            if empty is None
+            else np.broadcast_to(np.asarray(empty, np.float32), (k,)).copy(),
+            empty_counted=empty is None,
+            clusters=kept,
         )
 
     @classmethod
@@ -239,13 +258,35 @@ class ScoreState:
                 raise SarevalError("scores: states of different coalitions or classes")
             if not np.array_equal(s.empty, first.empty):
                 raise SarevalError("scores: states with different empty-coalition scores")
+            if s.empty_counted != first.empty_counted or (s.clusters is None) != (
+                first.clusters is None
+            ):
+                raise SarevalError("scores: states with and without marginal imputation's draws")
+        clusters = None
+        if first.clusters is not None:
+            clusters = np.concatenate([s.clusters for s in states])  # type: ignore[misc]
         return cls(
             np.concatenate([s.scores for s in states], axis=1),
             np.concatenate([s.labels for s in states]),
             np.concatenate([s.groups for s in states]),
             first.empty,
             first.absent,
+            first.empty_counted,
+            clusters,
         )
+
+    def rows(self) -> list[np.ndarray]:
+        """Scores (n, K) of every coalition in coalition order, the empty one first."""
+        if self.empty_counted:
+            return list(self.scores)
+        return [np.broadcast_to(self.empty, self.labels.shape), *self.scores]
+
+    def sample_index(self) -> np.ndarray | None:
+        """(n,) index in [0, C) of each row's sample (C samples, their draws sharing one), or
+        None when every row is its own sample."""
+        if self.clusters is None:
+            return None
+        return np.unique(self.clusters, return_inverse=True)[1].reshape(-1)
 
     def with_policy(self, absent: str) -> ScoreState:
         """This state with ``map_macro``'s policy for absent classes (module docstring)."""
@@ -256,7 +297,7 @@ class ScoreState:
         of cloud-cover ``group`` (None: all)."""
         keep = slice(None) if group is None else self.groups == group
         y = self.labels[keep]
-        rows = [np.broadcast_to(self.empty, y.shape), *self.scores[:, keep]]
+        rows = [r[keep] for r in self.rows()]
         per = [map_values(s, y, absent=self.absent) for s in rows]
         return {m: np.array([float(p[m]) for p in per]) for m in per[0]}
 
@@ -265,14 +306,12 @@ class ScoreState:
         class without positives has AP 0 (scikit-learn's value) whatever the policy, which
         decides only whether ``map_macro`` averages it."""
         y = self.labels
-        rows = [np.broadcast_to(self.empty, y.shape), *self.scores]
-        return np.stack([average_precision(s, y) for s in rows])
+        return np.stack([average_precision(s, y) for s in self.rows()])
 
     def bootstrap_values(self, weights: np.ndarray) -> dict[str, np.ndarray]:
         """Metric -> V of each replicate (R, 2^M) for sample weights (R, n)."""
         y = self.labels
-        rows = [np.broadcast_to(self.empty, y.shape), *self.scores]
-        per = [map_values(s, y, weights, absent=self.absent) for s in rows]
+        per = [map_values(s, y, weights, absent=self.absent) for s in self.rows()]
         return {m: np.stack([p[m] for p in per], axis=-1) for m in per[0]}
 
     def macro_record(self, class_names: Sequence[str], group: int | None = None) -> dict[str, Any]:

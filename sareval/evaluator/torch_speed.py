@@ -19,14 +19,23 @@ channels-last 1355 ms, trace + freeze 1622 ms, channels-last + trace + freeze 12
 after a 28 s compile; onnxruntime on the same rows 896-1064 ms. ``torch.compile`` does not pay
 for its compile time on a 400-sample split, channels-last adds nothing once oneDNN owns the
 layout (channels-last + trace + freeze + optimize_for_inference: 1272 ms), so the frozen,
-optimised trace is what runs. bf16 (``precision="bf16-verified"``): a bf16 channels-last copy,
-traced and frozen (``FROZEN_BF16``: 392 ms; eager 446 ms, autocast 497 ms on the same rows).
+optimised trace is what runs, in calls of :data:`CHUNK_ROWS` rows (fewer shapes, rows that
+stay in cache; a few per cent faster than one 192-row call). bf16 (``precision="bf16-verified"``): a bf16
+channels-last copy, traced and frozen (freezing folds BatchNorm into the convolutions before
+the bf16 rounding: the error spread on the benchmark's ResNet18 is 0.17 frozen against 0.27
+eager, so 26 % of rows are re-run in fp32 instead of 44 %), run under oneDNN Graph fusion
+(:func:`onednn_fusion`, LLGA) in calls of :data:`CHUNK_ROWS` rows, about 1.8x faster than the
+frozen copy in one call (``python -m benchmarks.forward_paths``; figures in
+``benchmarks/RESULTS.md``); a new input shape costs the fused graph two slower calls while it
+specialises. ``optimize_for_inference`` is not applied to the
+bf16 copy: the fused graph replaces it.
 ``torch.jit`` warns that it is deprecated in torch 2.13; it is still the fastest path here
 (the warning is silenced where the copy is built).
 
 Inputs with NaN or Inf values run eager: oneDNN's fused ReLU turns NaN into 0, where the
 eager network (and the run's non-finite output check) sees NaN. The check is one pass over the
-input (about 1 % of a ResNet18 forward).
+input's sum (:func:`finite`; the element-wise ``isfinite`` mask cost about 14 % of a ResNet18
+forward).
 
 Fallback: when tracing, freezing or running the copy fails (data-dependent control flow is a
 ``TracerWarning`` here, treated as a failure; dict inputs or outputs; an op the JIT cannot
@@ -37,8 +46,10 @@ eager as before.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import warnings
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -47,13 +58,31 @@ from torch import nn
 #: what :attr:`FastNetwork.how` reports for the optimised copy
 FAST = "traced, frozen, oneDNN (torch.jit.optimize_for_inference)"
 FROZEN_BF16 = "traced, frozen (bf16)"
+LLGA_BF16 = "traced, frozen, oneDNN Graph fusion (bf16), 64-row chunks"
+#: rows per call of the optimised copies (fp32 and bf16): faster than 192-row calls on the
+#: benchmark's ResNet18 (benchmarks/forward_paths.py)
+CHUNK_ROWS = 64
 
 
-def optimised_copy(network: Any, xs: tuple[torch.Tensor, ...], *, mkldnn: bool = True) -> Any:
+@contextlib.contextmanager
+def onednn_fusion(on: bool = True) -> Iterator[None]:
+    """torch.jit's oneDNN Graph fusion (LLGA) switched to ``on`` inside the block and restored
+    after; the switch is process-wide, so it is held only around sareval's own calls."""
+    was = bool(torch._C._jit_llga_enabled())
+    torch.jit.enable_onednn_fusion(on)
+    try:
+        yield
+    finally:
+        torch.jit.enable_onednn_fusion(was)
+
+
+def optimised_copy(network: Any, xs: tuple[torch.Tensor, ...], *, mkldnn: bool = True,
+                   llga: bool = False) -> Any:  # fmt: skip
     """A traced (TorchScript modules: as is), frozen copy of ``network`` for inputs like
-    ``xs``; ``mkldnn``: also :func:`torch.jit.optimize_for_inference` (fp32 only). Raises on
+    ``xs``; ``mkldnn``: also :func:`torch.jit.optimize_for_inference` (fp32 only); ``llga``:
+    built for oneDNN Graph fusion instead (run it inside :func:`onednn_fusion`). Raises on
     any failure, a ``TracerWarning`` included."""
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), onednn_fusion(llga):
         warnings.simplefilter("error", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit: still the fastest here
         with torch.inference_mode(False), torch.no_grad():
@@ -64,17 +93,26 @@ def optimised_copy(network: Any, xs: tuple[torch.Tensor, ...], *, mkldnn: bool =
                 example = tuple(x[:2].clone() for x in xs)
                 scripted = torch.jit.trace(net, example, check_trace=False, strict=True)
             frozen = torch.jit.freeze(scripted.eval())
-            return torch.jit.optimize_for_inference(frozen) if mkldnn else frozen
+            return torch.jit.optimize_for_inference(frozen) if mkldnn and not llga else frozen
+
+
+def finite(x: torch.Tensor) -> bool:
+    """Whether every value of ``x`` is finite, from its sum (one pass, no mask tensor): NaN or
+    inf anywhere makes the sum non-finite; a finite sum that overflows says False too, which
+    only sends the batch to the eager network."""
+    return bool(torch.isfinite(x.sum()))
 
 
 class FastNetwork(nn.Module):
     """``forward(*xs)``: the network's outputs, from the optimised copy (module docstring)
     built on the first call; ``how`` names what runs (``eager: <why>`` after a fallback)."""
 
-    def __init__(self, network: Any, *, mkldnn: bool = True, label: str = FAST) -> None:
+    def __init__(self, network: Any, *, mkldnn: bool = True, label: str = FAST,
+                 llga: bool = False, rows: int | None = None) -> None:  # fmt: skip
         super().__init__()
         self.network = network
         self.mkldnn, self.label = mkldnn, label
+        self.llga, self.rows = llga, rows
         self.fast: Any = None
         self.how = "not built yet"
 
@@ -87,20 +125,30 @@ class FastNetwork(nn.Module):
         if self.fast is None:
             self._build(xs)
         fast: Any = self.fast
-        if fast is self.network or not all(bool(torch.isfinite(x).all()) for x in xs):
+        if fast is self.network or not all(finite(x) for x in xs):
             return self.network(*xs)  # NaN / Inf inputs: oneDNN's fused ReLU maps NaN to 0
         try:
-            return fast(*xs)
+            with onednn_fusion(self.llga):
+                return self._run(fast, xs)
         except Exception as e:  # e.g. a shape the trace baked in: eager from now on
             self._fall_back("running the traced copy", e)
             return self.network(*xs)
+
+    def _run(self, fast: Any, xs: tuple[Any, ...]) -> Any:
+        """``fast`` on ``xs``, in chunks of ``rows`` rows when set (fewer input shapes for
+        the fused graph to specialise on, and rows that stay in cache)."""
+        n = len(xs[0])
+        if self.rows is None or n <= self.rows:
+            return fast(*xs)
+        parts = [fast(*(x[a : a + self.rows] for x in xs)) for a in range(0, n, self.rows)]
+        return torch.cat(parts)
 
     def _build(self, xs: tuple[Any, ...]) -> None:
         if not all(isinstance(x, torch.Tensor) for x in xs):
             self.fast, self.how = self.network, "eager: inputs are not tensors"
             return
         try:
-            self.fast = optimised_copy(self.network, xs, mkldnn=self.mkldnn)
+            self.fast = optimised_copy(self.network, xs, mkldnn=self.mkldnn, llga=self.llga)
             self.how = self.label
         except Exception as e:  # the JIT raises many types; the eager network still runs
             self._fall_back("tracing", e)

@@ -124,6 +124,11 @@ def export_onnx(
     if card.n_channels < 1:
         raise SarevalError("the card has no channels")
     model = model.cpu().eval()
+    if card.input_tensors:
+        raise SarevalError(
+            f"ONNX export takes one-input models; this card has inputs "
+            f"{', '.join(card.input_names)} (evaluate the module itself: the torch backend)"
+        )
     check_model_output(model, card)  # one line, before the slow export
     proto = to_onnx_proto(model, card, opset=opset, batch=batch)
     report = None

@@ -3,8 +3,10 @@
 ``build_model(arch, n_channels, n_classes, fusion=..., modality_channels=...)`` builds any of
 :data:`ARCHITECTURES` (classifiers) and :data:`SEGMENTATION_ARCHITECTURES`; models built for
 the absence operators take a card instead: :func:`vit_for_card` (``mask``: ``forward(x,
-present)``), :class:`WavelengthViT` (``omit``: ``forward(x, wavelengths)``), and
-:func:`build_two_branch` (``omit``: ``forward(s1, s2)`` with ``None`` for an absent branch);
+present)``), :func:`vit_inputs_for_card` (the same ViT with one input per modality:
+``forward(inputs)`` for ``omit``, ``forward(inputs, present)`` for ``mask``),
+:class:`WavelengthViT` (``omit``: ``forward(x, wavelengths)``), and :func:`build_two_branch`
+(``omit``: ``forward(s1, s2)`` with ``None`` for an absent branch);
 :func:`load_checkpoint` loads weights strictly (``weights_only=True``);
 :func:`read_arguments` reads a SEN12MS toolbox run's ``<timestamp>_arguments.txt``.
 """
@@ -40,7 +42,7 @@ from sareval.models.segmentation import (
 )
 from sareval.models.two_branch import TwoBranchFusion, build_two_branch
 from sareval.models.vgg import SlimVGG, TorchvisionVGG, state_dict_from_tf_slim
-from sareval.models.vit import MultimodalViT, vit_for_card
+from sareval.models.vit import MultimodalViT, MultimodalViTInputs, vit_for_card, vit_inputs_for_card
 from sareval.models.wavelength import WavelengthViT
 
 __all__ = [
@@ -54,6 +56,7 @@ __all__ = [
     "DenseNet121",
     "LateFusion",
     "MultimodalViT",
+    "MultimodalViTInputs",
     "ResNet",
     "RunArguments",
     "Segmenter",
@@ -74,4 +77,5 @@ __all__ = [
     "read_state_dict",
     "state_dict_from_tf_slim",
     "vit_for_card",
+    "vit_inputs_for_card",
 ]

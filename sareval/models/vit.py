@@ -170,9 +170,14 @@ class MultimodalViT(nn.Module):
             )
 
     def _tokens(self, x: torch.Tensor, m: int, present: torch.Tensor | None) -> torch.Tensor:
-        """Modality ``m``'s patch tokens (B, P, dim), zero where ``present`` (B,) is False."""
+        """Modality ``m``'s patch tokens (B, P, dim) from the full input ``x``."""
         select: Any = self.select[m]
-        t = self.patch_embed[m](select(x)).flatten(2).transpose(1, 2)
+        return self._embed(select(x), m, present)
+
+    def _embed(self, xm: torch.Tensor, m: int, present: torch.Tensor | None) -> torch.Tensor:
+        """Patch tokens (B, P, dim) of modality ``m``'s channels ``xm``, zero where ``present``
+        (B,) is False."""
+        t = self.patch_embed[m](xm).flatten(2).transpose(1, 2)
         if present is not None:
             t = torch.where(present[:, None, None], t, torch.zeros_like(t))
         return t + self.pos_embed + self.modality_embed[m]  # type: ignore[no-any-return]
@@ -225,6 +230,95 @@ class MultimodalViT(nn.Module):
                 f"0..{self.n_modalities - 1}"
             )
         return self._trunk(torch.cat([self._tokens(x, m, None) for m in modalities], 1), None)
+
+
+class MultimodalViTInputs(MultimodalViT):
+    """The same ViT with one input per modality, so that it takes every absence operator::
+
+        logits = model({name: x_m, ...})            # omit: the inputs given are the modalities
+                                                    # present (a missing key = its tokens
+                                                    # removed); all given = fill / marginal
+        logits = model({name: x_m, ...}, present)   # mask: every input given, present (B, M)
+
+    ``x_m`` (B, C_m, H, W): modality m's channels (the card's ``inputs``, one per modality, in
+    the card's modality order; the evaluator calls ``forward(dict)`` for a card with
+    ``call: "dict"``). Without ``present`` the tokens of the inputs given are the only tokens
+    (:meth:`MultimodalViT.forward_modalities`), so ``omit`` is token removal, and ``mask``
+    equals it to float rounding. Input names must be the card's, every other key is refused.
+    """
+
+    absence: tuple[str, ...] = ("fill", "omit", "mask", "marginal")
+
+    def __init__(self, inputs: Sequence[tuple[str, int]], n_classes: int, **kwargs: Any) -> None:
+        """``inputs``: (input name, channels) per modality in the card's modality order."""
+        sizes = [c for _, c in inputs]
+        starts = [sum(sizes[:i]) for i in range(len(sizes))]
+        groups = [list(range(s, s + c)) for s, c in zip(starts, sizes, strict=True)]
+        super().__init__(groups, n_classes, **kwargs)
+        self.input_names = [n for n, _ in inputs]
+        self.input_channels = sizes
+
+    def _check_inputs(self, inputs: Any) -> list[int]:
+        """The modalities given (indices in card order), each input's shape checked."""
+        if not isinstance(inputs, dict):
+            raise SarevalError(
+                f"inputs: expected a dict of {', '.join(self.input_names)}; got "
+                f"{type(inputs).__name__}"
+            )
+        unknown = sorted(set(inputs) - set(self.input_names))
+        if unknown:
+            raise SarevalError(
+                f"inputs: unknown input(s) {', '.join(unknown)}; the model takes "
+                f"{', '.join(self.input_names)}"
+            )
+        h, w = self.image_size
+        given = []
+        for m, (name, c) in enumerate(zip(self.input_names, self.input_channels, strict=True)):
+            if name not in inputs:
+                continue
+            x = inputs[name]
+            if x.ndim != 4 or x.shape[1] != c or tuple(x.shape[2:]) != (h, w):
+                raise SarevalError(
+                    f"inputs[{name!r}]: expected (B, {c}, {h}, {w}); got {tuple(x.shape)}"
+                )
+            given.append(m)
+        return given
+
+    def forward(  # type: ignore[override]
+        self, inputs: dict[str, torch.Tensor], present: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``inputs`` {name: (B, C_m, H, W)}, present (B, M) bool or None -> (B, n_classes)."""
+        given = self._check_inputs(inputs)
+        if present is None:
+            if not given:
+                raise SarevalError("inputs: no input given (at least one modality is needed)")
+            tokens = [self._embed(inputs[self.input_names[m]], m, None) for m in given]
+            return self._trunk(torch.cat(tokens, 1), None)
+        if len(given) != self.n_modalities:
+            raise SarevalError("inputs: with present, every input must be given (mask)")
+        x = torch.cat([inputs[n] for n in self.input_names], 1)
+        return super().forward(x, present)
+
+
+def vit_inputs_for_card(card: Any, **kwargs: Any) -> MultimodalViTInputs:
+    """A :class:`MultimodalViTInputs` for a card whose ``inputs`` are its modalities, one
+    input per modality in the same order (each input holding exactly that modality's bands)."""
+    if card.height is None or card.width is None:
+        raise SarevalError("the card's input height and width must be set for a ViT")
+    slices = card.input_slices()
+    bands = [list(card.channels[sl]) for _, sl in slices]
+    want = [list(m.bands) for m in card.modalities]
+    if len(slices) < 2 or bands != want:
+        raise SarevalError(
+            "the card's inputs must be its modalities, one input per modality in card order "
+            f"(inputs hold {bands}; modalities {want})"
+        )
+    return MultimodalViTInputs(
+        [(name, sl.stop - sl.start) for name, sl in slices],
+        card.n_classes,
+        image_size=(card.height, card.width),
+        **kwargs,
+    )
 
 
 def vit_for_card(card: Any, **kwargs: Any) -> MultimodalViT:

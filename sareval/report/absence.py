@@ -5,9 +5,14 @@
 the same configuration and seed, and compares every operator with the first one (the
 reference): the difference of V, relevance and cooperation, operator minus reference, with
 paired bootstrap intervals and p-values over the SAME sample draws
-(:func:`~sareval.report.compare.compare_predictions` on the runs' predictions files). Marginal
-imputation counts every donor draw as a sample, so it has no per-sample pairing: its relevance
-is shown with its standard error over the draws (``marginal_draws``) and no paired interval.
+(:func:`~sareval.report.compare.compare_predictions` on the runs' predictions files). Every
+run gets its own ``replicates`` intervals. Marginal imputation counts every donor draw as a
+sample (D = ``MARGINAL_DRAWS`` rows per sample in its predictions file); its comparisons are
+paired by SAMPLE: a replicate draws N samples, the same for both operators, and marginal's side
+counts every draw of the drawn samples. So marginal gets a paired interval, and may be the
+reference. Its relevance is also shown with its standard error over the draws
+(``marginal_draws``). :meth:`AbsenceComparison.figure` draws each player's relevance per
+operator with the run's own interval.
 
 Which operator answers which question (docs/api.md, "Absence"):
 
@@ -32,6 +37,7 @@ import sareval
 from sareval.api import ShapeResult
 from sareval.errors import SarevalError
 from sareval.report.compare import Comparison, compare_predictions
+from sareval.report.figures import absence_figure, figure_format, save_as
 
 
 @dataclass
@@ -47,8 +53,8 @@ class AbsenceComparison:
         return self.operators[0]
 
     def table(self, metric: str) -> str:
-        """Per operator: V(all), each player's relevance, and its difference from the
-        reference with the paired interval (marginal: +- its standard error over draws)."""
+        """Per operator: V(all), each player's relevance (marginal: +- its standard error over
+        the draws), and its difference from the reference with the paired interval."""
         first = self.results[self.reference]
         players = first.players
         lines = [f"relevance of {metric} under each absence operator (reference "
@@ -70,16 +76,34 @@ class AbsenceComparison:
             for p in players:
                 if op == self.reference:
                     row.append("-")
-                elif op in self.differences:
+                else:
                     d = self.differences[op].relevance(metric, p)
                     row.append(f"{d.estimate:+.4f} [{d.lo:+.4f}, {d.hi:+.4f}]")
-                else:
-                    diff = r.relevance[metric][p] - first.relevance[metric][p]
-                    row.append(f"{diff:+.4f} (no pairing)")
             rows.append(row)
         widths = [max(len(r[i]) for r in rows) for i in range(len(head))]
         lines += ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
         return "\n".join(lines)
+
+    def figure(self, metric: str, path: str | Path) -> Path:
+        """Bars of each player's relevance of ``metric`` per operator (one group per player,
+        one colour per operator) with each run's own bootstrap interval as error bars
+        (:func:`~sareval.report.figures.absence_figure`), written to ``path`` (its suffix gives
+        the format: ``.png``, ``.pdf``, ``.svg``); returns ``path``."""
+        figure_format(Path(path))  # a bad suffix: refused before drawing
+        first = self.results[self.reference]
+        if metric not in first.relevance:
+            raise SarevalError(
+                f"metric: {metric!r} was not evaluated; known: {sorted(first.relevance)}"
+            )
+        relevance = {op: dict(self.results[op].relevance[metric]) for op in self.operators}
+        intervals = {
+            op: self.results[op].intervals.get(metric, {}).get("relevance", {})
+            for op in self.operators
+        }
+        z = str(first.config.get("normalization", "?"))
+        settings = f"Z = {z}, baseline {first.config.get('baseline', '?')}"
+        fig = absence_figure(relevance, intervals, metric, settings)
+        return save_as(fig, Path(path))
 
 
 def compare_absence(
@@ -97,18 +121,13 @@ def compare_absence(
 ) -> AbsenceComparison:
     """Relevance of ``model`` on ``data`` under each absence operator, side by side, with
     paired bootstrap intervals of the differences from ``operators[0]`` (module docstring);
-    every run but marginal's also gets its own ``replicates`` intervals.
+    every run also gets its own ``replicates`` intervals and a predictions file.
     ``config``: further :class:`~sareval.ShapeConfig` fields (flat names), the same for every
     run; ``workdir``: where the predictions files go (default: a temporary directory)."""
     ops = tuple(operators)
     if len(ops) < 2 or len(set(ops)) != len(ops):
         raise SarevalError(
             f"operators: give at least two different absence operators, got {list(ops)}"
-        )
-    if ops[0] == "marginal":
-        raise SarevalError(
-            "operators: the reference (the first operator) cannot be marginal: its rows are "
-            "donor draws, which pair with no sample"
         )
     for key in ("absence", "save_predictions", "replicates"):
         if key in config:
@@ -118,18 +137,18 @@ def compare_absence(
         folder.mkdir(parents=True, exist_ok=True)
         results: dict[str, ShapeResult] = {}
         files: dict[str, Path] = {}
-        for op in ops:
-            kwargs: dict[str, Any] = dict(config, absence=op, seed=seed, card=card)
-            if op != "marginal":  # its own intervals, and its predictions for the pairing
-                files[op] = folder / f"predictions-{op}.h5"
-                kwargs.update(save_predictions=files[op], overwrite=True, replicates=replicates)
-            results[op] = sareval.evaluate(model, data, **kwargs)
+        for op in ops:  # its own intervals, and its predictions for the pairing
+            files[op] = folder / f"predictions-{op}.h5"
+            results[op] = sareval.evaluate(
+                model, data, **config, absence=op, seed=seed, card=card,
+                save_predictions=files[op], overwrite=True, replicates=replicates,
+            )  # fmt: skip
         z = str(config.get("normalization", "one"))
-        differences = {}
-        for op in ops[1:]:
-            if op in files:
-                differences[op] = compare_predictions(
-                    [files[ops[0]]], [files[op]], a=ops[0], b=op, metrics=metrics,
-                    replicates=replicates, seed=seed, alpha=alpha, z=z,
-                )  # fmt: skip
+        differences = {
+            op: compare_predictions(
+                [files[ops[0]]], [files[op]], a=ops[0], b=op, metrics=metrics,
+                replicates=replicates, seed=seed, alpha=alpha, z=z,
+            )
+            for op in ops[1:]
+        }  # fmt: skip
     return AbsenceComparison(ops, results, differences)

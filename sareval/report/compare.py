@@ -11,6 +11,13 @@ coalition; otherwise :class:`SarevalError` names the two files and the differenc
 per setup the comparison is the paired bootstrap (:func:`paired_shape_difference`); with more it
 is the two-level bootstrap over runs and samples (:func:`hierarchical_shape_difference`).
 
+A file of marginal imputation (attribute ``draws`` D > 1: D donor-draw rows per sample) is
+paired by SAMPLE: replicate r draws N sample indices (the same generator, hence the same
+indices, as for a file without draws) and each side counts every row of the drawn samples,
+weighted by the sample's multiplicity (:func:`~sareval.evaluator.bootstrap.bootstrap_values`
+with the file's ``clusters``); its point values count all D N rows. Files without draws give
+the numbers of the paired (or two-level) bootstrap above, unchanged.
+
     sareval report --compare clear=runs/clear/seed-0/pred-very_cloudy.h5,runs/clear/seed-1/... \\
                    cloudy=runs/cloudy/seed-0/pred-very_cloudy.h5,... --out report/
 """
@@ -27,11 +34,19 @@ import numpy as np
 
 from sareval.analysis.compare import (
     Difference,
+    _chosen_metrics,
+    _differences,
+    _hierarchical,
+    _point_values,
+    _quantities,
+    _shape_results,
     format_difference,
     hierarchical_shape_difference,
     paired_shape_difference,
 )
 from sareval.errors import InputFileError, SarevalError
+from sareval.evaluator.bootstrap import bootstrap_values
+from sareval.evaluator.coalitions import check_players
 from sareval.evaluator.predictions import Predictions, read_predictions
 from sareval.report.tables import DEFAULT_METRICS
 
@@ -163,7 +178,9 @@ def compare_predictions(
     chosen = list(metrics) if metrics else list(DEFAULT_METRICS[first.task])
     args = (first.labels, first.players, first.task, first.n_classes)
     kw: dict[str, Any] = dict(metrics=chosen, n_boot=replicates, seed=seed, alpha=alpha, z=z)
-    if len(loaded_a) == 1 and len(loaded_b) == 1:
+    if any(r.draws > 1 for r in (*loaded_a, *loaded_b)):  # donor draws: paired by sample
+        diff = sample_paired_difference(loaded_a, loaded_b, **kw)
+    elif len(loaded_a) == 1 and len(loaded_b) == 1:
         diff = paired_shape_difference(
             first.labels, loaded_a[0].predictions(), loaded_b[0].predictions(), *args[1:], **kw
         )
@@ -179,6 +196,54 @@ def compare_predictions(
         a, b, str(first.attrs.get("subset", "?")), len(loaded_a), len(loaded_b),
         len(first.ids), z, str(first.attrs.get("baseline", "?")), diff,
     )  # fmt: skip
+
+
+def sample_paired_difference(
+    runs_a: Sequence[Predictions],
+    runs_b: Sequence[Predictions],
+    *,
+    metrics: Sequence[str],
+    n_boot: int,
+    seed: int,
+    alpha: float,
+    z: str,
+) -> dict[str, dict]:
+    """B - A as :func:`paired_shape_difference` (one run each) or
+    :func:`hierarchical_shape_difference` (several), from runs with several rows per sample
+    (``draws``): replicate r draws N samples, shared by every run, and a run counts every row
+    of a drawn sample with the sample's multiplicity (module docstring)."""
+    if n_boot < 1:
+        raise SarevalError(f"replicates must be at least 1, got {n_boot}")
+    first = runs_a[0]
+    players = check_players(first.players)
+    chosen = _chosen_metrics(first.task, metrics)
+
+    def game(run: Predictions) -> tuple[dict, dict]:
+        """({metric: quantities on all rows}, {metric: quantities per replicate})."""
+        args = (run.row_labels, run.predictions(), players, run.task, run.n_classes)
+        values = _point_values(*args)
+        boot = bootstrap_values(*args, n_boot, seed, clusters=run.clusters)
+        return (
+            {m: _quantities(values[m], players, z) for m in chosen},  # type: ignore[arg-type]
+            {m: _quantities(boot[m], players, z) for m in chosen},  # type: ignore[arg-type]
+        )
+
+    games_a, games_b = [game(r) for r in runs_a], [game(r) for r in runs_b]
+
+    def differences(metric: str, q: str) -> np.ndarray:
+        def stack(games: list, part: int) -> np.ndarray:  # (n_runs, ...) or (n_runs, R, ...)
+            return np.stack([g[part][metric][q] for g in games])
+
+        if len(games_a) == 1 and len(games_b) == 1:  # the paired bootstrap
+            (pa, ra), (pb, rb) = games_a[0], games_b[0]
+            return _differences(pb[metric][q] - pa[metric][q], rb[metric][q] - ra[metric][q],
+                                alpha)  # fmt: skip
+        return _hierarchical(
+            stack(games_a, 0), stack(games_a, 1), stack(games_b, 0), stack(games_b, 1),
+            n_boot, seed, alpha,
+        )  # fmt: skip
+
+    return _shape_results(chosen, players, differences)
 
 
 def deprecated_replicates(function: str, replicates: int, n_boot: int | None) -> int:

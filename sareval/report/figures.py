@@ -873,3 +873,72 @@ def interactions_figure(matrices: Sequence[InteractionMatrix]) -> Any:
     )
     fig.suptitle(f"{wrap(title, 70)}\n(hatched: interval excludes 0)")
     return fig
+
+
+def absence_figure(
+    relevance: dict[str, dict[str, float]],
+    intervals: dict[str, dict[str, Sequence[float]]],
+    metric: str,
+    settings: str = "",
+) -> Any:
+    """Relevance per absence operator (:func:`~sareval.report.absence.compare_absence`): one
+    group of bars per player, one bar per operator (``relevance[operator][player]``, colours
+    of :data:`MODEL_COLORS` in the operators' order), error bars from ``intervals[operator]
+    [player]`` = [lo, hi] (an operator missing one interval has no error bars)."""
+    plt = agg_pyplot()
+    operators = list(relevance)
+    players = list(dict.fromkeys(p for op in operators for p in relevance[op]))
+    palette = Palette.of(models=operators)
+    ticks = [wrap(player_title(p)) for p in players]
+    group_w = max(0.35 * len(operators), label_width(ticks) + 0.25)
+    fig, ax = plt.subplots(
+        figsize=(max(4.0, group_w * len(players) + 2.5), 3.6), layout="constrained"
+    )
+    width = 0.8 / max(len(operators), 1)
+    x = np.arange(len(players))
+    for j, op in enumerate(operators):
+        val = np.array([relevance[op][p] for p in players], dtype=np.float64)
+        bounds = intervals.get(op, {})
+        err = None
+        if all(p in bounds for p in players):
+            lo_hi = np.array([bounds[p] for p in players], dtype=np.float64).reshape(-1, 2)
+            err = np.stack([val - lo_hi[:, 0], lo_hi[:, 1] - val])  # below, above the bar
+        ax.bar(x - 0.4 + width * (j + 0.5), val, width * 0.92, yerr=err, capsize=3,
+               color=palette.model(op), label=op, error_kw={"elinewidth": 1})  # fmt: skip
+    ax.set_xticks(x, ticks)
+    ax.axhline(0, color="0.3", linewidth=0.6)
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    ax.set_ylabel(f"Shapley value of {metric_title(metric)}")
+    ax.legend(frameon=False, fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0),
+              title="absence")  # fmt: skip
+    title = f"Relevance per absence operator ({metric_title(metric)}; 95 % bootstrap intervals)"
+    ax.set_title(f"{title}\n{settings}" if settings else title)
+    return fig
+
+
+#: formats :func:`save_as` writes, by file suffix
+SAVE_AS_FORMATS = ("png", "pdf", "svg")
+
+
+def figure_format(path: Path) -> str:
+    """The format of ``path``'s suffix (one of :data:`SAVE_AS_FORMATS`), else an error."""
+    fmt = path.suffix.lstrip(".").lower()
+    if fmt not in SAVE_AS_FORMATS:
+        raise SarevalError(f"path: {str(path)!r} should end in .png, .pdf or .svg (the format)")
+    return fmt
+
+
+def save_as(fig: Any, path: Path) -> Path:
+    """Write ``fig`` atomically to ``path`` in the format of its suffix (:func:`figure_format`;
+    no creation date); close the figure."""
+    plt = agg_pyplot()
+    try:
+        fmt = figure_format(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        metadata = {"CreationDate": None} if fmt == "pdf" else _metadata(fmt)
+        with atomic_output(path, overwrite=True) as tmp:
+            fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight", metadata=metadata)
+    finally:
+        plt.close(fig)
+    return path
