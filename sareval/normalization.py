@@ -140,33 +140,52 @@ def torch_constants(t: ChannelTransforms) -> dict[str, np.ndarray]:
     return {k: np.ascontiguousarray(v) for k, v in out.items()}
 
 
-def torch_flags(t: ChannelTransforms) -> tuple[bool, bool]:
-    """``(identity_order, replace_nan)``: the steps :func:`normalise_torch` may skip."""
+def torch_flags(t: ChannelTransforms) -> tuple[bool, bool, tuple[tuple[int, int], ...] | None]:
+    """``(identity_order, replace_nan, slices)``: the steps :func:`normalise_torch` may skip;
+    ``slices``: per sensor, the ``[start, stop)`` its selected channels fill in the card's
+    order, when every sensor fills one contiguous run (else None)."""
     identity = bool(np.array_equal(t.order, np.arange(len(t.order))))
-    return identity, bool((~np.isnan(t.nan_fill)).any())
+    where = np.argsort(t.order)  # concatenated channel c -> its position in the card's order
+    slices: list[tuple[int, int]] | None = []
+    at = 0
+    for s in t.sensors:
+        n = len(t.select[s])
+        dest = where[at : at + n]
+        at += n
+        if n and not np.array_equal(dest, np.arange(dest[0], dest[0] + n)):
+            slices = None
+            break
+        assert slices is not None
+        slices.append((int(dest[0]) if n else 0, int(dest[0]) + n if n else 0))
+    return identity, bool((~np.isnan(t.nan_fill)).any()), None if slices is None else tuple(slices)
 
 
 def normalise_torch(
     raw: Mapping[str, torch.Tensor],
     sensors: Sequence[str],
     k: Mapping[str, Any],
-    flags: tuple[bool, bool],
+    flags: tuple[bool, bool, tuple[tuple[int, int], ...] | None],
 ) -> torch.Tensor:
     """:func:`normalise_numpy` on tensors; ``k``: :func:`torch_constants` as tensors on the
     data's device, ``flags``: :func:`torch_flags`. Raw tensors of any dtype are cast to
     float32 on their device."""
     import torch
 
-    identity_order, replace_nan = flags
-    parts = [raw[s].to(torch.float32).index_select(1, k[f"select_{s}"]) for s in sensors]
-    x = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
-    if not identity_order:
-        x = x.index_select(1, k["order"])
+    _, replace_nan, slices = flags
+    if slices is not None:  # each sensor's selected channels copied (and cast) into its run
+        first = raw[sensors[0]]
+        shape = (first.shape[0], max(b for _, b in slices), *first.shape[2:])
+        x = torch.empty(shape, dtype=torch.float32, device=first.device)
+        for s, (a, b) in zip(sensors, slices, strict=True):
+            x[:, a:b] = raw[s].index_select(1, k[f"select_{s}"])
+    else:
+        parts = [raw[s].to(torch.float32).index_select(1, k[f"select_{s}"]) for s in sensors]
+        x = torch.cat(parts, 1).index_select(1, k["order"])
     if replace_nan:  # only the channels that replace NaN: x[:, i] = where(isnan, fill_i, x)
         at = k["nan_index"]
         part = x.index_select(1, at)
         fill = k["nan_fill"].index_select(1, at)
         x.index_copy_(1, at, torch.where(torch.isnan(part), fill, part))
-    # x is a fresh tensor (index_select / cat copy): the steps below run in place, which
+    # x is a fresh tensor (empty / index_select copy): the steps below run in place, which
     # saves three full-batch allocations; clamp = the two wheres of normalise_numpy (NaN kept)
     return x.clamp_(k["lo"], k["hi"]).sub_(k["mean"]).div_(k["std"])

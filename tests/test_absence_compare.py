@@ -85,8 +85,9 @@ def test_four_operators_in_one_call_differ_in_the_documented_direction(tmp_path)
     # resampled with their donor draws) lies above 0, and so does fill's (zeros mislead too)
     marginal = cmp.differences["marginal"].relevance("oa", "opt")
     assert marginal.lo > 0, (marginal.estimate, marginal.lo)
-    assert cmp.results["marginal"].intervals["oa"]["relevance"]["opt"][0] > (
-        mask.intervals["oa"]["relevance"]["opt"][1]
+    assert (
+        cmp.results["marginal"].intervals["oa"]["relevance"]["opt"][0]
+        > (mask.intervals["oa"]["relevance"]["opt"][1])
     )
     fill = cmp.differences["fill"].relevance("oa", "opt")
     assert fill.lo <= fill.estimate <= fill.hi

@@ -19,16 +19,16 @@ channels-last 1355 ms, trace + freeze 1622 ms, channels-last + trace + freeze 12
 after a 28 s compile; onnxruntime on the same rows 896-1064 ms. ``torch.compile`` does not pay
 for its compile time on a 400-sample split, channels-last adds nothing once oneDNN owns the
 layout (channels-last + trace + freeze + optimize_for_inference: 1272 ms), so the frozen,
-optimised trace is what runs, in calls of :data:`CHUNK_ROWS` rows (fewer shapes, rows that
-stay in cache; a few per cent faster than one 192-row call). bf16 (``precision="bf16-verified"``): a bf16
-channels-last copy, traced and frozen (freezing folds BatchNorm into the convolutions before
-the bf16 rounding: the error spread on the benchmark's ResNet18 is 0.17 frozen against 0.27
-eager, so 26 % of rows are re-run in fp32 instead of 44 %), run under oneDNN Graph fusion
-(:func:`onednn_fusion`, LLGA) in calls of :data:`CHUNK_ROWS` rows, about 1.8x faster than the
+optimised trace is what runs, in calls of :data:`CHUNK_ROWS` rows (fewer shapes, rows that stay
+in cache; a few per cent faster than one 192-row call). bf16 (``precision="bf16-verified"``): a
+bf16 channels-last copy, traced and frozen (freezing folds BatchNorm into the convolutions
+before the bf16 rounding: the error spread on the benchmark's ResNet18 is 0.17 frozen against
+0.27 eager, so 26 % of rows are re-run in fp32 instead of 44 %), run under oneDNN Graph fusion
+(:func:`onednn_fusion`, LLGA) in calls of :data:`CHUNK_ROWS` rows, about 1.7x faster than the
 frozen copy in one call (``python -m benchmarks.forward_paths``; figures in
 ``benchmarks/RESULTS.md``); a new input shape costs the fused graph two slower calls while it
-specialises. ``optimize_for_inference`` is not applied to the
-bf16 copy: the fused graph replaces it.
+specialises. ``optimize_for_inference`` is not applied to the bf16 copy: the fused graph
+replaces it.
 ``torch.jit`` warns that it is deprecated in torch 2.13; it is still the fastest path here
 (the warning is silenced where the copy is built).
 
