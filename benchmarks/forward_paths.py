@@ -2,7 +2,8 @@
 
 Usage: ``python -m benchmarks.forward_paths [--arch resnet18] [--rows 192] [--size 128]
 [--repeats 3] [--threads 2]``. A randomly initialised network of the registry on N(0, 1) inputs
-(12 channels, 10 classes), best of ``--repeats``: fp32 eager, channels-last, the frozen oneDNN
+(12 channels, 10 classes), best of ``--repeats``: onnxruntime on the network's ONNX export (what
+the onnxruntime backend runs), fp32 eager, channels-last, the frozen oneDNN
 copy the torch backend runs (:class:`~sareval.evaluator.torch_speed.FastNetwork`) in one call
 and in calls of ``CHUNK_ROWS`` rows (what the backend does); bf16 channels-last eager, its frozen
 copy, and the frozen copy under oneDNN Graph fusion in calls of ``CHUNK_ROWS`` rows (what
@@ -25,6 +26,28 @@ from sareval.evaluator.torch_speed import CHUNK_ROWS, FROZEN_BF16, LLGA_BF16, Fa
 from sareval.models.registry import build_model
 
 
+def onnxruntime_network(net: Any, x: torch.Tensor, threads: int) -> Any:
+    """A callable running ``net`` exported to ONNX (dynamic batch) on onnxruntime's CPU
+    provider with ``threads`` intra-op threads: the network the onnxruntime backend runs."""
+    import onnxruntime as ort
+
+    from sareval.export.onnx_export import quiet_exporter
+
+    with quiet_exporter():
+        program = torch.onnx.export(
+            copy.deepcopy(net), (x[:2],), dynamo=True, input_names=["input"],
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+        )  # fmt: skip
+    assert program is not None
+    options = ort.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads, 1
+    session = ort.InferenceSession(
+        program.model_proto.SerializeToString(), options, providers=["CPUExecutionProvider"]
+    )
+    feed = x.numpy()
+    return lambda: session.run(None, {"input": feed})
+
+
 def main(argv: list[str] | None = None) -> dict[str, float]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--arch", default="resnet18")
@@ -44,7 +67,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     fast, fast_bf16 = FastNetwork(net), FastNetwork(bf16, mkldnn=False)
     chunked = FastNetwork(net, rows=CHUNK_ROWS)
     fused_bf16 = FastNetwork(bf16, mkldnn=False, llga=True, rows=CHUNK_ROWS)
+    ort_run = onnxruntime_network(net, x, args.threads)
     paths: dict[str, Any] = {
+        "fp32 onnxruntime (the exported network, one call)": ort_run,
         "fp32 eager": lambda: net(x),
         "fp32 channels-last": lambda: channels_last(xc),
         "fp32 frozen oneDNN, one call": lambda: fast(x),

@@ -260,4 +260,4 @@ def test_forward_paths_smoke() -> None:
     from benchmarks.forward_paths import main
 
     out = main(["--rows", "2", "--size", "32", "--repeats", "1", "--threads", "1"])
-    assert len(out) == 7 and all(seconds > 0 for seconds in out.values())
+    assert len(out) == 8 and all(seconds > 0 for seconds in out.values())
