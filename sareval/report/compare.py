@@ -34,19 +34,12 @@ import numpy as np
 
 from sareval.analysis.compare import (
     Difference,
-    _chosen_metrics,
-    _differences,
-    _hierarchical,
-    _point_values,
-    _quantities,
-    _shape_results,
     format_difference,
     hierarchical_shape_difference,
     paired_shape_difference,
+    sample_paired_difference,
 )
 from sareval.errors import InputFileError, SarevalError
-from sareval.evaluator.bootstrap import bootstrap_values
-from sareval.evaluator.coalitions import check_players
 from sareval.evaluator.predictions import Predictions, read_predictions
 from sareval.report.tables import DEFAULT_METRICS
 
@@ -196,54 +189,6 @@ def compare_predictions(
         a, b, str(first.attrs.get("subset", "?")), len(loaded_a), len(loaded_b),
         len(first.ids), z, str(first.attrs.get("baseline", "?")), diff,
     )  # fmt: skip
-
-
-def sample_paired_difference(
-    runs_a: Sequence[Predictions],
-    runs_b: Sequence[Predictions],
-    *,
-    metrics: Sequence[str],
-    n_boot: int,
-    seed: int,
-    alpha: float,
-    z: str,
-) -> dict[str, dict]:
-    """B - A as :func:`paired_shape_difference` (one run each) or
-    :func:`hierarchical_shape_difference` (several), from runs with several rows per sample
-    (``draws``): replicate r draws N samples, shared by every run, and a run counts every row
-    of a drawn sample with the sample's multiplicity (module docstring)."""
-    if n_boot < 1:
-        raise SarevalError(f"replicates must be at least 1, got {n_boot}")
-    first = runs_a[0]
-    players = check_players(first.players)
-    chosen = _chosen_metrics(first.task, metrics)
-
-    def game(run: Predictions) -> tuple[dict, dict]:
-        """({metric: quantities on all rows}, {metric: quantities per replicate})."""
-        args = (run.row_labels, run.predictions(), players, run.task, run.n_classes)
-        values = _point_values(*args)
-        boot = bootstrap_values(*args, n_boot, seed, clusters=run.clusters)
-        return (
-            {m: _quantities(values[m], players, z) for m in chosen},  # type: ignore[arg-type]
-            {m: _quantities(boot[m], players, z) for m in chosen},  # type: ignore[arg-type]
-        )
-
-    games_a, games_b = [game(r) for r in runs_a], [game(r) for r in runs_b]
-
-    def differences(metric: str, q: str) -> np.ndarray:
-        def stack(games: list, part: int) -> np.ndarray:  # (n_runs, ...) or (n_runs, R, ...)
-            return np.stack([g[part][metric][q] for g in games])
-
-        if len(games_a) == 1 and len(games_b) == 1:  # the paired bootstrap
-            (pa, ra), (pb, rb) = games_a[0], games_b[0]
-            return _differences(pb[metric][q] - pa[metric][q], rb[metric][q] - ra[metric][q],
-                                alpha)  # fmt: skip
-        return _hierarchical(
-            stack(games_a, 0), stack(games_a, 1), stack(games_b, 0), stack(games_b, 1),
-            n_boot, seed, alpha,
-        )  # fmt: skip
-
-    return _shape_results(chosen, players, differences)
 
 
 def deprecated_replicates(function: str, replicates: int, n_boot: int | None) -> int:
