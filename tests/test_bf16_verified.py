@@ -17,6 +17,7 @@ from sareval.evaluator.bf16_verified import CALIBRATION_ROWS, VerifiedBf16, deci
 from sareval.evaluator.config import check_precision
 from sareval.evaluator.metrics import decision_threshold
 from sareval.evaluator.preamble import build_preamble
+from sareval.evaluator.torch_speed import LLGA_BF16
 from sareval.store import Store
 
 TASKS = ("single-label", "multi-label")
@@ -82,6 +83,7 @@ def test_every_decision_equals_fp32(store: Path, task: str) -> None:
     assert rec["fallback"] is None and rec["bound"] > 0
     assert rec["rows_total"] == 3 * 96 and rec["rows_calibration"] == CALIBRATION_ROWS
     assert rec["rows_rerun"] > 0 and rec["rows_audited"] >= 2
+    assert rec["bf16_path"] == LLGA_BF16  # the fused bf16 copy ran, not an eager fallback
     # some rows kept their bf16 outputs: the network really ran in bf16
     assert rec["rows_rerun"] + rec["rows_audited"] < rec["rows_total"] - rec["rows_calibration"]
 

@@ -397,7 +397,7 @@ class TorchBackend:
 
         from sareval.evaluator.bf16_verified import VerifiedBf16, native_bf16
         from sareval.evaluator.sharing import shared_module
-        from sareval.evaluator.torch_speed import CHUNK_ROWS, LLGA_BF16, FastNetwork
+        from sareval.evaluator.torch_speed import CHUNK_ROWS, FROZEN_BF16, LLGA_BF16, FastNetwork
 
         if precision not in PRECISIONS:
             raise SarevalError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
@@ -452,8 +452,11 @@ class TorchBackend:
         self._fast = runs if fast else None
         self._verified: Any = None
         if verified:
-            bf16 = FastNetwork(_pure_bf16(bare), mkldnn=False, label=LLGA_BF16, llga=True,
-                               rows=CHUNK_ROWS)  # fmt: skip
+            cpu = self.device.type == "cpu"  # oneDNN Graph fusion and 64-row calls: CPU only
+            bf16 = FastNetwork(
+                _pure_bf16(bare), mkldnn=False, label=LLGA_BF16 if cpu else FROZEN_BF16,
+                llga=cpu, rows=CHUNK_ROWS if cpu else None,
+            )  # fmt: skip
             fast_module = coalition_module(pre, bf16).to(self.device)
             fast_module.training = False
             # the coalition module's mask buffer, on the device (a shared module: its base's)
@@ -464,6 +467,7 @@ class TorchBackend:
                 normalise=getattr(fast_module, "normalise") if shared is None else None,  # noqa: B009
             )  # fmt: skip
             self.precision_record = self._verified.record
+            self._bf16 = bf16
         self.pad_to = pad_to
         self.providers = [str(self.device)]
         self.cuda = self.device.type == "cuda"
@@ -504,7 +508,11 @@ class TorchBackend:
         )
         with torch.inference_mode(), autocast:
             m = None if mask is None else torch.as_tensor(mask, device=self.device)
-            out = self.module(inputs, m) if self._verified is None else self._verified(inputs, m)
+            if self._verified is None:
+                out = self.module(inputs, m)
+            else:
+                out = self._verified(inputs, m)
+                self._verified.record["bf16_path"] = self._bf16.how  # what ran the bf16 rows
         rows = len(next(iter(raw.values())))
         n = self.n_coalitions if mask is None else len(mask)
         check_outputs(out, n * rows, self.n_classes, self.source, array_type=torch.Tensor,
