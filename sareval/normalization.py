@@ -129,7 +129,6 @@ def torch_constants(t: ChannelTransforms) -> dict[str, np.ndarray]:
     out = {f"select_{s}": t.select[s] for s in t.sensors}
     out |= {
         "order": t.order,
-        "nan_channels": replaces_nan.reshape(shape),
         "nan_index": np.flatnonzero(replaces_nan).astype(np.int64),
         "nan_fill": np.where(replaces_nan, t.nan_fill, 0).reshape(shape),
         "lo": t.lo.reshape(shape),
@@ -140,43 +139,39 @@ def torch_constants(t: ChannelTransforms) -> dict[str, np.ndarray]:
     return {k: np.ascontiguousarray(v) for k, v in out.items()}
 
 
-def torch_flags(t: ChannelTransforms) -> tuple[bool, bool, tuple[tuple[int, int], ...] | None]:
-    """``(identity_order, replace_nan, slices)``: the steps :func:`normalise_torch` may skip;
-    ``slices``: per sensor, the ``[start, stop)`` its selected channels fill in the card's
-    order, when every sensor fills one contiguous run (else None)."""
-    identity = bool(np.array_equal(t.order, np.arange(len(t.order))))
+def torch_flags(t: ChannelTransforms) -> tuple[bool, tuple[tuple[int, int], ...] | None]:
+    """``(replace_nan, runs)`` for :func:`normalise_torch`: whether any channel replaces NaN;
+    per sensor, the ``[start, stop)`` its selected channels fill in the card's order when every
+    sensor fills one contiguous run (else None: concatenate, then reorder)."""
     where = np.argsort(t.order)  # concatenated channel c -> its position in the card's order
-    slices: list[tuple[int, int]] | None = []
+    runs: list[tuple[int, int]] = []
     at = 0
-    for s in t.sensors:
-        n = len(t.select[s])
-        dest = where[at : at + n]
-        at += n
-        if n and not np.array_equal(dest, np.arange(dest[0], dest[0] + n)):
-            slices = None
-            break
-        assert slices is not None
-        slices.append((int(dest[0]) if n else 0, int(dest[0]) + n if n else 0))
-    return identity, bool((~np.isnan(t.nan_fill)).any()), None if slices is None else tuple(slices)
+    for s in t.sensors:  # every sensor read holds at least one card channel
+        dest = where[at : at + len(t.select[s])]
+        at += len(dest)
+        if not np.array_equal(dest, np.arange(dest[0], dest[0] + len(dest))):
+            return bool((~np.isnan(t.nan_fill)).any()), None
+        runs.append((int(dest[0]), int(dest[0]) + len(dest)))
+    return bool((~np.isnan(t.nan_fill)).any()), tuple(runs)
 
 
 def normalise_torch(
     raw: Mapping[str, torch.Tensor],
     sensors: Sequence[str],
     k: Mapping[str, Any],
-    flags: tuple[bool, bool, tuple[tuple[int, int], ...] | None],
+    flags: tuple[bool, tuple[tuple[int, int], ...] | None],
 ) -> torch.Tensor:
     """:func:`normalise_numpy` on tensors; ``k``: :func:`torch_constants` as tensors on the
     data's device, ``flags``: :func:`torch_flags`. Raw tensors of any dtype are cast to
     float32 on their device."""
     import torch
 
-    _, replace_nan, slices = flags
-    if slices is not None:  # each sensor's selected channels copied (and cast) into its run
+    replace_nan, runs = flags
+    if runs is not None:  # each sensor's selected channels copied (and cast) into its run
         first = raw[sensors[0]]
-        shape = (first.shape[0], max(b for _, b in slices), *first.shape[2:])
+        shape = (first.shape[0], max(b for _, b in runs), *first.shape[2:])
         x = torch.empty(shape, dtype=torch.float32, device=first.device)
-        for s, (a, b) in zip(sensors, slices, strict=True):
+        for s, (a, b) in zip(sensors, runs, strict=True):
             x[:, a:b] = raw[s].index_select(1, k[f"select_{s}"])
     else:
         parts = [raw[s].to(torch.float32).index_select(1, k[f"select_{s}"]) for s in sensors]

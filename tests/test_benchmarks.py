@@ -261,3 +261,20 @@ def test_forward_paths_smoke() -> None:
 
     out = main(["--rows", "2", "--size", "32", "--repeats", "1", "--threads", "1"])
     assert len(out) == 8 and all(seconds > 0 for seconds in out.values())
+
+
+@pytest.mark.slow
+def test_bf16_bounds_smoke_on_a_trained_network(tmp_path: Path) -> None:
+    """The bound benchmark on a tiny split with the harness's trained network (the
+    ``--train-epochs`` path of prepare_inputs): both bf16 copies measured, shares in [0, 1]."""
+    from benchmarks.bf16_bounds import main
+
+    out = main(["--workdir", str(tmp_path), "--patches", str(PATCHES), "--size", str(SIZE),
+                "--train-epochs", "1", "--batch-size", "5", "--threads", "1"])  # fmt: skip
+    assert set(out) == {"frozen, fused (bf16-verified)", "eager"}
+    for stats in out.values():
+        assert 0 <= stats["median error"] <= stats["max error"]
+        assert 0 <= stats["re-run, absolute bound"] <= 1
+        assert 0 <= stats["re-run, relative bound"] <= 1
+    trained = list(tmp_path.glob("model-resnet18-*/train/model.onnx"))
+    assert len(trained) == 1  # the network was trained, not randomly initialised

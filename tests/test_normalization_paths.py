@@ -44,10 +44,9 @@ def test_every_copy_path_equals_numpy_bit_for_bit(channels: list[str], path: str
         normalization={b: TRANSFORMS[b] for b in channels}, channels=channels,
     )  # fmt: skip
     cm = channel_map(card, DATA_BANDS)
-    identity, _, slices = torch_flags(cm)
-    assert (identity, slices is not None) == {
-        "identity": (True, True), "slices": (False, True), "interleaved": (False, False)
-    }[path]  # fmt: skip
+    _, runs = torch_flags(cm)
+    assert {"identity": runs == ((0, 2), (2, 5)), "slices": runs == ((3, 5), (0, 3)),
+            "interleaved": runs is None}[path]  # fmt: skip
     rng = np.random.default_rng(0)
     s1 = rng.normal(-15, 8, (3, 2, 8, 8)).astype(np.float32)
     s1[0, 0, :2] = np.nan

@@ -494,7 +494,6 @@ def _torch_module_class() -> type:
         """
 
         order: torch.Tensor
-        nan_channels: torch.Tensor
         nan_fill: torch.Tensor
         lo: torch.Tensor
         hi: torch.Tensor

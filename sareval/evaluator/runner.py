@@ -111,6 +111,7 @@ from sareval.evaluator.scores import (
     SCORE_METRIC_NAMES,
     ScoreState,
     check_score_memory,
+    sample_index,
     wants_scores,
 )
 from sareval.evaluator.sources import (
@@ -507,8 +508,7 @@ class _Sinks:
     group_parts: list[np.ndarray] = field(default_factory=list)
     score_parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
     n_scored: int = 0
-    cluster_parts: list[np.ndarray] = field(default_factory=list)
-    score_clusters: list[np.ndarray] = field(default_factory=list)
+    clusters: list[np.ndarray] = field(default_factory=list)  # marginal: sample of each row
     segmentation: bool = False  # per-image matrices (the counter's) replace kept decisions
 
     @property
@@ -524,7 +524,11 @@ class _Sinks:
         self, batch: Any, y: np.ndarray, groups: np.ndarray | None, out: Any, dec: Any
     ) -> None:
         b = len(batch)
-        draws = 1 if out is None else out.shape[1] // b  # marginal: row d B + i, draw d of i
+        rows = out if out is not None else dec
+        draws = 1 if rows is None else rows.shape[1] // b  # marginal: row d B + i, draw d of i
+        if draws > 1 and (self.opts.keep_scores or self.opts.keep_decisions):
+            pos = batch.positions  # the sample of every kept row
+            self.clusters.append(np.tile(np.arange(pos.start, pos.stop), draws))
         if self.collector is not None:
             assert out is not None
             # the empty coalition: its constant output, or (marginal) counted per row in out
@@ -538,14 +542,8 @@ class _Sinks:
             g16 = np.zeros(b, np.int16) if groups is None else groups.astype(np.int16)
             y_rows = np.tile(np.asarray(y, bool), (draws, 1))  # every draw a sample
             self.score_parts.append((out.astype(np.float32), y_rows, np.tile(g16, draws)))
-            if draws > 1:
-                pos = batch.positions
-                self.score_clusters.append(np.tile(np.arange(pos.start, pos.stop), draws))
         if self.opts.keep_decisions and not self.segmentation:
             assert dec is not None
-            draws = dec.shape[1] // b  # marginal imputation: rows d B + i are draws of sample i
-            pos = batch.positions
-            self.cluster_parts.append(np.tile(np.arange(pos.start, pos.stop), draws))
             self.dec_parts.append(dec.astype(np.int16) if self.single else dec.astype(bool))
             self.y_parts.append(np.concatenate([np.asarray(y, np.int64 if self.single else bool)]
                                                * draws))  # fmt: skip
@@ -673,11 +671,11 @@ def coalition_pass(
         empty = empty_output if empty_output is not None or constant is None else constant.decision
         scores = ScoreState.from_batches(
             sinks.score_parts, empty, pre.n_coalitions, k,
-            sinks.score_clusters if draws > 1 else None,
+            sinks.clusters or None,
         )  # fmt: skip
     groups_kept = np.concatenate(sinks.group_parts) if sinks.group_parts else None
     per_image = counter.per_image_state() if isinstance(counter, PixelCounter) else None
-    clusters = np.concatenate(sinks.cluster_parts) if sinks.cluster_parts else None
+    clusters = np.concatenate(sinks.clusters) if sinks.clusters else None
     return PassResult(
         counter.result(),
         decisions,
@@ -1133,14 +1131,8 @@ def _bootstrap(
     predictions = {c: decisions[j] for j, c in enumerate(coalitions)}
     if constant is not None:  # else the pass counted the empty coalition per row
         predictions[frozenset()] = constant.decision
-    if (
-        clusters is not None
-        and len(clusters) == len(y_true)
-        and len(clusters) > len(np.unique(clusters))
-    ):  # donor draws: resample samples, each with its draws
-        clusters = np.unique(clusters, return_inverse=True)[1]
-    else:
-        clusters = None
+    if clusters is not None:  # donor draws: resample samples, each with its draws
+        clusters = sample_index(clusters)
     card = ev.card
     return bootstrap_intervals(  # type: ignore[no-any-return]
         y_true,

@@ -193,6 +193,15 @@ def map_values(
 
 
 # --- the state -----------------------------------------------------------------------------------
+
+
+def sample_index(clusters: np.ndarray) -> np.ndarray:
+    """(n,) index in [0, C) of each row's sample, from ``clusters`` (n,) the sample (global
+    position) of each row: marginal imputation's D draws of a sample share one index, which a
+    bootstrap replicate resamples with all its rows."""
+    return np.unique(clusters, return_inverse=True)[1].reshape(-1)
+
+
 @dataclass
 class ScoreState:
     """Scores of every coalition of a pass (module docstring); merge with :meth:`concat`."""
@@ -284,9 +293,7 @@ class ScoreState:
     def sample_index(self) -> np.ndarray | None:
         """(n,) index in [0, C) of each row's sample (C samples, their draws sharing one), or
         None when every row is its own sample."""
-        if self.clusters is None:
-            return None
-        return np.unique(self.clusters, return_inverse=True)[1].reshape(-1)
+        return None if self.clusters is None else sample_index(self.clusters)
 
     def with_policy(self, absent: str) -> ScoreState:
         """This state with ``map_macro``'s policy for absent classes (module docstring)."""

@@ -154,19 +154,23 @@ def label_width(labels: Iterable[str]) -> float:
 def save(fig: Any, out: Path, stem: str) -> list[Path]:
     """Write ``<stem>.png`` and ``<stem>.svg`` atomically; close the figure."""
     plt = agg_pyplot()
-    paths = []
-    for fmt in FORMATS:
-        path = out / f"{stem}.{fmt}"
-        with atomic_output(path, overwrite=True) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight", metadata=_metadata(fmt))
-        paths.append(path)
-    plt.close(fig)
-    return paths
+    try:
+        return [_write(fig, out / f"{stem}.{fmt}", fmt) for fmt in FORMATS]
+    finally:
+        plt.close(fig)
 
 
-def _metadata(fmt: str) -> dict[str, Any]:
-    # no creation dates: the same inputs give the same files
-    return {"Date": None} if fmt == "svg" else {"Software": "sareval (matplotlib)"}
+def _write(fig: Any, path: Path, fmt: str) -> Path:
+    """``fig`` written atomically to ``path`` in ``fmt``, without creation dates (the same
+    inputs give the same files)."""
+    metadata: dict[str, Any] = {"Software": "sareval (matplotlib)"}
+    if fmt == "svg":
+        metadata = {"Date": None}
+    elif fmt == "pdf":
+        metadata = {"CreationDate": None}
+    with atomic_output(path, overwrite=True) as tmp:
+        fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight", metadata=metadata)
+    return path
 
 
 def _grouped_bars(
@@ -936,9 +940,6 @@ def save_as(fig: Any, path: Path) -> Path:
     try:
         fmt = figure_format(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        metadata = {"CreationDate": None} if fmt == "pdf" else _metadata(fmt)
-        with atomic_output(path, overwrite=True) as tmp:
-            fig.savefig(tmp, format=fmt, dpi=150, bbox_inches="tight", metadata=metadata)
+        return _write(fig, path, fmt)
     finally:
         plt.close(fig)
-    return path
