@@ -6,14 +6,17 @@ Usage: ``python -m benchmarks.forward_paths [--arch resnet18] [--rows 192] [--si
 the onnxruntime backend runs), fp32 eager, channels-last, the frozen oneDNN
 copy the torch backend runs (:class:`~sareval.evaluator.torch_speed.FastNetwork`) in one call
 and in calls of ``CHUNK_ROWS`` rows (what the backend does); bf16 channels-last eager, its frozen
-copy, and the frozen copy under oneDNN Graph fusion in calls of ``CHUNK_ROWS`` rows (what
-``bf16-verified`` runs first). Prints the load average before and after: a figure taken under
-load is not a result.
+copy, and the bf16 copy of the fp32 trace under oneDNN Graph fusion in calls of ``CHUNK_ROWS``
+rows on bf16 channels-last rows (what ``bf16-verified`` runs first). Every path runs inside
+:func:`~sareval.evaluator.heap.reused_heap`, as an evaluation does; ``--fresh-heap`` times them
+without it (every large buffer mapped afresh: glibc's default). Prints the load average before
+and after: a figure taken under load is not a result.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import os
 from typing import Any
@@ -22,6 +25,7 @@ import torch
 
 from benchmarks.common import set_threads, timed_runs
 from sareval.evaluator.backends import _pure_bf16
+from sareval.evaluator.heap import reused_heap
 from sareval.evaluator.torch_speed import CHUNK_ROWS, FROZEN_BF16, LLGA_BF16, FastNetwork
 from sareval.models.registry import build_model
 
@@ -55,6 +59,9 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--fresh-heap", action="store_true",
+                    help="time outside reused_heap (glibc's default: large buffers mapped "
+                    "afresh each call)")  # fmt: skip
     args = ap.parse_args(argv)
     set_threads(args.threads)
     before = os.getloadavg()[0]
@@ -66,7 +73,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     bf16 = _pure_bf16(net)
     fast, fast_bf16 = FastNetwork(net), FastNetwork(bf16, mkldnn=False)
     chunked = FastNetwork(net, rows=CHUNK_ROWS)
-    fused_bf16 = FastNetwork(bf16, mkldnn=False, llga=True, rows=CHUNK_ROWS)
+    fused_bf16 = FastNetwork(bf16, mkldnn=False, llga=True, rows=CHUNK_ROWS, bf16_of=chunked)
+    xb = x.to(torch.bfloat16, memory_format=torch.channels_last)  # the rows bf16-verified builds
     ort_run = onnxruntime_network(net, x, args.threads)
     paths: dict[str, Any] = {
         "fp32 onnxruntime (the exported network, one call)": ort_run,
@@ -76,16 +84,18 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
         f"fp32 frozen oneDNN, {CHUNK_ROWS}-row calls (torch backend)": lambda: chunked(x),
         "bf16 channels-last eager": lambda: bf16(x),
         f"bf16 {FROZEN_BF16}": lambda: fast_bf16(x),
-        f"bf16 {LLGA_BF16} (bf16-verified)": lambda: fused_bf16(x),
+        f"bf16 {LLGA_BF16} (bf16-verified)": lambda: fused_bf16(xb),
     }
     out = {}
-    with torch.inference_mode():
+    heap = contextlib.nullcontext() if args.fresh_heap else reused_heap()
+    with heap, torch.inference_mode():
         for name, fn in paths.items():
             fn()  # builds the frozen copies, warms the kernels (the fused graph: twice)
             fn()
             out[name] = min(timed_runs(fn, args.repeats)[0])
     after = os.getloadavg()[0]
-    print(f"{args.arch}, {args.rows} rows of {args.size} px, {args.threads} threads; load "
+    print(f"{args.arch}, {args.rows} rows of {args.size} px, {args.threads} threads, "
+          f"{'fresh heap' if args.fresh_heap else 'reused heap'}; load "
           f"{before:.2f} -> {after:.2f}" + ("" if max(before, after) < (os.cpu_count() or 1)
                                           else "  (UNDER LOAD: not a result)"))  # fmt: skip
     for name, seconds in out.items():

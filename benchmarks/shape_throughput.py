@@ -330,7 +330,8 @@ def run_compute_bound_mode(
     remainder, then the empty coalition once on one row), cycling over at most
     ``max_resident_batches`` batches read beforehand, so memory stays small at any split size.
     Outputs are copied to the host (as the evaluator's onnxruntime path does); nothing is
-    counted. With ``pad_to`` as the evaluator sets it on CUDA (every batch padded to
+    counted; inside :func:`~sareval.evaluator.heap.reused_heap`, as an evaluation runs. With
+    ``pad_to`` as the evaluator sets it on CUDA (every batch padded to
     ``batch_size``). Torch modes on the eager module (``share``, late ``fusion``) also report
     the FLOPs executed per sample with and without sharing (FlopCounterMode) and, against the
     unshared fp32 graph on the first two resident batches, the decisions that flip and the
@@ -340,6 +341,7 @@ def run_compute_bound_mode(
 
     from sareval.card import read_card
     from sareval.evaluator.backends import load_model, make_backend
+    from sareval.evaluator.heap import reused_heap
     from sareval.evaluator.preamble import build_preamble
     from sareval.store import Store
 
@@ -384,7 +386,8 @@ def run_compute_bound_mode(
             sink = sink + backend.run(tail)[0, 0, 0]
         sink = sink + backend.run(one_row, empty)[0, 0, 0]
 
-    times, cpu, _ = timed_runs(one_pass, repeats, warmup=1)  # warm-up: first allocations
+    with reused_heap():  # as inside an evaluation (sareval.evaluator.heap)
+        times, cpu, _ = timed_runs(one_pass, repeats, warmup=1)  # warm-up: first allocations
     out = {
         "times": times,
         "cpu": cpu,

@@ -126,6 +126,37 @@ def test_the_audit_catches_a_widened_bf16_error(store: Path) -> None:
     assert rec["rows_total"] == 3 * 96
 
 
+@needs_bf16
+def test_fp32_rows_in_one_paired_call_equal_one_call_per_coalition(store: Path) -> None:
+    """The re-run rows of an execution, (sample, coalition) pairs in any order, run in one
+    paired call of the fp32 module: the outputs of one call per coalition (the path a shared
+    module keeps), and of the whole execution's rows, within float rounding."""
+    net = Offset(seed=3).eval()
+    raws, _, _ = batches(store)
+    verified = backend(net, "single-label", store, "bf16-verified")._verified
+    raw = {s: torch.from_numpy(a) for s, a in raws[0].items()}
+    b = len(raws[0]["s1"])
+    rows = np.array([5, 3 * b - 1, b, 2, 2 * b + 7, b + 1, 0])  # mixed coalitions, unsorted
+    calls: list[int] = []
+    exact = verified.exact
+
+    def counted(*args: Any, **kw: Any) -> torch.Tensor:
+        calls.append(len(args[1]))
+        return exact(*args, **kw)
+
+    verified.exact = counted
+    with torch.inference_mode():
+        verified._x = verified.normalise(raw)
+        paired = verified._rows(raw, verified.masks, rows, b=b)
+        assert calls == [len(rows)]
+        verified.paired = False
+        per_coalition = verified._rows(raw, verified.masks, rows, b=b)
+        whole = exact(raw, verified.masks)[torch.from_numpy(rows)]
+    assert calls[1:] == [1, 1, 1]  # one (1, C) mask per coalition
+    torch.testing.assert_close(paired, per_coalition, rtol=0, atol=1e-5)
+    torch.testing.assert_close(paired, whole, rtol=0, atol=1e-5)
+
+
 def test_segmentation_rows_keep_their_fp32_label_maps() -> None:
     """Outputs (rows, K, H', W'), bf16 emulated by bounded noise: re-runs and audits select
     rows by their smallest pixel margin; every pixel's argmax equals the exact one."""

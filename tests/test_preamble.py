@@ -16,6 +16,7 @@ from sareval.card import ModelCard
 from sareval.errors import SarevalError
 from sareval.evaluator.coalitions import all_coalitions
 from sareval.evaluator.preamble import (
+    absent_runs,
     apply_numpy,
     build_preamble,
     coalition_module,
@@ -222,3 +223,57 @@ def test_transform_values_matches_card_formula() -> None:
     assert got[10] == np.float32((np.float32(0.0) - np.float32(vv.mean)) / np.float32(vv.std))
     assert got[11] == np.float32((np.float32(-25.0) - np.float32(vh.mean)) / np.float32(vh.std))
     assert len(all_coalitions(card.modality_names)) == pre.n_coalitions + 1
+
+
+def test_absent_runs_equal_a_naive_scan() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        present = rng.random(int(rng.integers(1, 14))) < 0.5
+        runs = absent_runs(present.tolist())
+        covered = np.ones(len(present), bool)
+        for a, b in runs:
+            assert a < b and not present[a:b].any()
+            covered[a:b] = False
+        np.testing.assert_array_equal(covered, present)  # every absent channel, once
+        assert all(runs[i][1] < runs[i + 1][0] for i in range(len(runs) - 1))  # maximal runs
+
+
+@pytest.mark.parametrize("bf16", [False, True])
+def test_torch_rows_equal_numpy_with_a_band_mean_baseline(assets, bf16: bool) -> None:
+    """The coalition rows the torch module builds (copy, then absent runs overwritten; bf16
+    channels-last for a bf16 copy; paired rows) equal the numpy reference row by row, on a
+    baseline that differs per channel and masks whose absent channels form several runs."""
+    card = assets.cards["single-label"]
+    raw, bands = read_all(assets.store, "cloudy")
+    with Store(assets.store) as st:
+        rows = st.subset("cloudy").rows
+        means = dict(zip(bands["s1"], st.band_mean("s1", rows), strict=True))
+        means.update(zip(bands["s2"], st.band_mean("s2_cloudy", rows), strict=True))
+    pre = build_preamble(card, bands, baseline="band-mean", band_means=means)
+    assert len(set(pre.baseline.tolist())) > 2
+    seen: list[torch.Tensor] = []
+
+    class Probe(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            seen.append(x.clone(memory_format=torch.preserve_format))
+            return x.float().mean(dim=(2, 3))
+
+    module = coalition_module(pre, Probe(), bf16_channels_last=bf16)
+    x = apply_numpy(pre, raw)[-len(raw["s1"]) :]  # the full coalition: normalised inputs
+    mask = np.array([[c % 3 != 1 for c in range(12)], [c in (0, 4, 5, 11) for c in range(12)]])
+    want = np.concatenate([np.where(m[None, :, None, None], x, pre.baseline[None, :, None, None])
+                           for m in mask])  # fmt: skip
+    pairs = np.arange(len(x)) % 2  # sample i under mask[i % 2]
+    want_paired = np.where(mask[pairs][:, :, None, None], x, pre.baseline[None, :, None, None])
+    tensors = {s: torch.from_numpy(a) for s, a in raw.items()}
+    with torch.inference_mode():
+        module(tensors, torch.from_numpy(mask))
+        module(tensors, torch.from_numpy(mask[pairs]), paired=True)
+    for got, ref in zip(seen, (want, want_paired), strict=True):
+        if bf16:
+            assert got.dtype == torch.bfloat16
+            assert got.is_contiguous(memory_format=torch.channels_last)
+            ref_t = torch.from_numpy(ref.astype(np.float32)).to(torch.bfloat16)
+            assert torch.equal(got, ref_t)
+        else:
+            np.testing.assert_array_equal(got.numpy(), ref)

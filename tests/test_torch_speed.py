@@ -213,3 +213,37 @@ def test_onednn_fusion_is_restored_and_the_fused_bf16_copy_matches() -> None:
     assert bool(torch._C._jit_llga_enabled()) == before
     # bf16 either way: the fused copy is as close to fp32 as the eager bf16 copy, give or take
     assert (got - exact).abs().max() <= 4 * (want - exact).abs().max() + 1e-2
+
+
+def test_the_bf16_copy_shares_the_fp32_trace_and_equals_a_traced_bf16_copy() -> None:
+    """``bf16_of``: the bf16 copy is made from the fp32 copy's trace (traced once), and its
+    outputs on bf16 channels-last rows are bit for bit those of tracing a bf16 copy of the
+    network (the path before the trace was shared)."""
+    from sareval.evaluator import torch_speed
+    from sareval.evaluator.backends import _pure_bf16
+    from sareval.evaluator.torch_speed import LLGA_BF16, onednn_fusion, optimised_copy
+
+    net = tiny_net(seed=2).eval()
+    x = torch.randn(80, 12, 16, 16).to(torch.bfloat16, memory_format=torch.channels_last)
+    traces: list[int] = []
+    trace = torch_speed.traced_copy
+
+    def counted(network: Any, xs: Any) -> Any:
+        traces.append(len(xs[0]))
+        return trace(network, xs)
+
+    fp32 = FastNetwork(net, rows=32)
+    bf16 = FastNetwork(_pure_bf16(net), mkldnn=False, llga=True, rows=32, label=LLGA_BF16,
+                       bf16_of=fp32)  # fmt: skip
+    with pytest.MonkeyPatch.context() as mp, torch.inference_mode():
+        mp.setattr(torch_speed, "traced_copy", counted)
+        for _ in range(3):  # the fused graph specialises over its first calls
+            got = bf16(x)
+        fp32(x.float())
+        old = optimised_copy(_pure_bf16(net), (x,), mkldnn=False, llga=True)
+        with onednn_fusion(True):
+            want = torch.cat([old(x[a : a + 32]) for a in range(0, 80, 32)])
+    assert bf16.how == LLGA_BF16 and fp32.how == FAST
+    assert len(traces) == 2  # the fp32 trace, once; then the old path's own trace
+    assert got.dtype == torch.bfloat16
+    assert torch.equal(got.float(), want)

@@ -446,7 +446,11 @@ class TorchBackend:
         with contextlib.suppress(NotImplementedError):  # torch.export programs: no eval()
             network.eval()
         runs = FastNetwork(network, rows=CHUNK_ROWS) if fast else network
-        module = coalition_module(pre, runs) if shared is None else shared
+        module = (
+            coalition_module(pre, runs, bf16_channels_last=precision == "bf16-pure")
+            if shared is None
+            else shared
+        )
         self.module = module.to(self.device)
         self.module.training = False
         self._fast = runs if fast else None
@@ -456,14 +460,15 @@ class TorchBackend:
             bf16 = FastNetwork(
                 _pure_bf16(bare), mkldnn=False, label=LLGA_BF16 if cpu else FROZEN_BF16,
                 llga=cpu, rows=CHUNK_ROWS if cpu else None,
+                bf16_of=self._fast,  # the fp32 copy's trace, made once (CPU)
             )  # fmt: skip
-            fast_module = coalition_module(pre, bf16).to(self.device)
+            fast_module = coalition_module(pre, bf16, bf16_channels_last=True).to(self.device)
             fast_module.training = False
             # the coalition module's mask buffer, on the device (a shared module: its base's)
             masks: Any = getattr(self.module, "base", self.module).masks
             self._verified = VerifiedBf16(
                 fast_module, self.module, masks, task=task, output_kind=output_kind,
-                threshold=threshold,
+                threshold=threshold, paired=shared is None,
                 normalise=getattr(fast_module, "normalise") if shared is None else None,  # noqa: B009
             )  # fmt: skip
             self.precision_record = self._verified.record

@@ -127,7 +127,9 @@ class VerifiedBf16:
 
     ``fast`` / ``exact``: coalition modules ``(raw, mask) -> (n * B, K...)`` (bf16 / fp32);
     ``masks``: the default (n_coal, C) coalition mask; ``normalise``: the preamble's
-    ``raw -> x`` when both modules take ``normalised=x`` (then run once per batch).
+    ``raw -> x`` when both modules take ``normalised=x`` (then run once per batch);
+    ``paired``: ``exact`` takes ``paired=True`` (one coalition per sample), so the fp32 rows
+    of an execution run in one call (else one call per coalition: a shared module).
     ``perturb``: a test hook applied to the bf16 outputs after calibration (a widened bf16
     error must be caught by the audit)."""
 
@@ -141,8 +143,10 @@ class VerifiedBf16:
         output_kind: str = "logits",
         threshold: float = 0.5,
         normalise: Callable[[dict[str, torch.Tensor]], torch.Tensor] | None = None,
+        paired: bool = False,
     ) -> None:
         self.fast, self.exact, self.masks = fast, exact, masks
+        self.paired = paired
         self.normalise = normalise
         self.task = task
         self.cut = decision_threshold(output_kind, threshold) if task == "multi-label" else 0.0
@@ -274,8 +278,14 @@ class VerifiedBf16:
         self, raw: dict[str, torch.Tensor], m: torch.Tensor, rows: np.ndarray, b: int
     ) -> torch.Tensor:
         """fp32 outputs of execution rows ``rows`` (row k * b + i: coalition m[k], sample i),
-        in that order: one call of the exact module per coalition, on its samples only."""
+        in that order: one call of the exact module on those (sample, coalition) pairs
+        (``paired``), else one per coalition on its samples only."""
         ks, samples = rows // b, rows % b
+        if self.paired:
+            idx = torch.as_tensor(samples, device=m.device)
+            sub = {s: t[idx.to(t.device)] for s, t in raw.items()}
+            kw = {} if self._x is None else {"normalised": self._x[idx.to(self._x.device)]}
+            return self.exact(sub, m[torch.as_tensor(ks, device=m.device)], paired=True, **kw)
         out: list[torch.Tensor] = []
         order: list[np.ndarray] = []
         for k in np.unique(ks):

@@ -483,6 +483,19 @@ def compose_onnx(
 
 
 # --- torch ------------------------------------------------------------------------------------
+def absent_runs(present: Sequence[bool]) -> list[tuple[int, int]]:
+    """``[a, b)`` channel runs where ``present`` is False, in order."""
+    runs: list[tuple[int, int]] = []
+    for c, p in enumerate(present):
+        if p:
+            continue
+        if runs and runs[-1][1] == c:
+            runs[-1] = (runs[-1][0], c + 1)
+        else:
+            runs.append((c, c + 1))
+    return runs
+
+
 def _torch_module_class() -> type:
     import torch
 
@@ -491,6 +504,10 @@ def _torch_module_class() -> type:
 
         Inputs are raw store tensors (any dtype; uint16 is cast on the device). ``mask``
         (n, C) bool overrides the coalitions (an all-false (1, C) mask gives the empty one).
+        ``bf16_channels_last``: the rows are built in bf16, channels-last, the layout of a
+        bf16 copy of the network (:func:`~sareval.evaluator.backends._pure_bf16`), which then
+        casts nothing: one cast of the B samples instead of one of the n * B rows, the same
+        values.
         """
 
         order: torch.Tensor
@@ -502,8 +519,11 @@ def _torch_module_class() -> type:
         baseline: torch.Tensor
         masks: torch.Tensor
 
-        def __init__(self, pre: Preamble, model: torch.nn.Module) -> None:
+        def __init__(
+            self, pre: Preamble, model: torch.nn.Module, bf16_channels_last: bool = False
+        ) -> None:
             super().__init__()
+            self.bf16_channels_last = bf16_channels_last
             self.sensors = pre.sensors
             self.model = model
 
@@ -528,13 +548,15 @@ def _torch_module_class() -> type:
             raw: dict[str, torch.Tensor],
             mask: torch.Tensor | None = None,
             normalised: torch.Tensor | None = None,
+            paired: bool = False,
         ) -> torch.Tensor:
-            """Outputs of the coalitions of ``mask`` (default every one) on ``raw``;
-            ``normalised``: ``self.normalise(raw)`` when the caller has it already."""
+            """Outputs of the coalitions of ``mask`` (default every one) on ``raw``, row
+            k * B + i = sample i under coalition k; ``paired``: ``mask`` (B, C) holds one
+            coalition per sample, row i = sample i under ``mask[i]``. ``normalised``:
+            ``self.normalise(raw)`` when the caller has it already."""
             x = self.normalise(raw) if normalised is None else normalised
             m = self.masks if mask is None else mask
-            stacked = torch.where(m[:, None, :, None, None], x[None], self.baseline)
-            flat = stacked.reshape(-1, *x.shape[1:])
+            flat = self.rows(x, m, paired)
             if len(self.inputs) == 1:
                 return self.model(flat)
             parts = {n: flat[:, a:b] for n, a, b in self.inputs}
@@ -542,9 +564,39 @@ def _torch_module_class() -> type:
                 return self.model(parts)
             return self.model(*parts.values())
 
+        def rows(self, x: torch.Tensor, m: torch.Tensor, paired: bool) -> torch.Tensor:
+            """The network's input rows: ``x`` where the coalition holds a channel, the
+            baseline elsewhere (``forward`` gives the row order). Coalition by coalition,
+            ``x`` is copied whole and each run of absent channels overwritten (contiguous
+            copies, ~1.7x faster than a broadcast ``where`` over every row); paired rows
+            (a few re-run rows) take the ``where``."""
+            if self.bf16_channels_last and x.dim() == 4:
+                # (B, H, W, C) bf16, contiguous: the memory of a channels-last (B, C, H, W)
+                x = x.to(torch.bfloat16, memory_format=torch.channels_last).permute(0, 2, 3, 1)
+                channel = -1
+            else:
+                channel = 1
+            shape = [1] * x.dim()
+            shape[channel] = -1
+            base = self.baseline.reshape(shape).to(x.dtype)
+            keep = m[:, None, None, :] if channel == -1 else m.reshape(*m.shape, *shape[2:])
+            if paired:
+                out = torch.where(keep, x, base)
+            else:
+                out = torch.empty((len(m), *x.shape), dtype=x.dtype, device=x.device)
+                for k, present in enumerate(m.tolist()):
+                    out[k].copy_(x)
+                    for a, b in absent_runs(present):
+                        out[k].narrow(channel, a, b - a).copy_(base.narrow(channel, a, b - a))
+                out = out.reshape(-1, *x.shape[1:])
+            return out.permute(0, 3, 1, 2) if channel == -1 else out
+
     return CoalitionModule
 
 
-def coalition_module(pre: Preamble, model: torch.nn.Module) -> torch.nn.Module:
-    """The torch preamble wrapped around ``model`` (an nn.Module or a TorchScript module)."""
-    return _torch_module_class()(pre, model)
+def coalition_module(
+    pre: Preamble, model: torch.nn.Module, *, bf16_channels_last: bool = False
+) -> torch.nn.Module:
+    """The torch preamble wrapped around ``model`` (an nn.Module or a TorchScript module);
+    ``bf16_channels_last``: rows built in bf16, channels-last (a bf16 copy's layout)."""
+    return _torch_module_class()(pre, model, bf16_channels_last)

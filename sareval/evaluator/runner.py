@@ -67,6 +67,7 @@ from sareval.evaluator.distributed import (
     rank_device,
 )
 from sareval.evaluator.estimators import GameSpec, choose_game
+from sareval.evaluator.heap import reused_heap
 from sareval.evaluator.in_pass import (
     DETECTION_BOOT,
     STATE_SECTION,
@@ -772,9 +773,10 @@ def run_evaluation(
     )  # fmt: skip
     group = init_from_env(config.execution.device)
     try:
-        return _evaluate(
-            ev, loaded, group, config, progress, save_predictions, overwrite, permutations
-        )
+        with reused_heap():  # large buffers reused between batches (sareval/evaluator/heap.py)
+            return _evaluate(
+                ev, loaded, group, config, progress, save_predictions, overwrite, permutations
+            )
     finally:
         if group is not None:
             group.close()

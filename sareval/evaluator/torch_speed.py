@@ -21,10 +21,12 @@ for its compile time on a 400-sample split, channels-last adds nothing once oneD
 layout (channels-last + trace + freeze + optimize_for_inference: 1272 ms), so the frozen,
 optimised trace is what runs, in calls of :data:`CHUNK_ROWS` rows (fewer shapes, rows that stay
 in cache; a few per cent faster than one 192-row call). bf16 (``precision="bf16-verified"``): a
-bf16 channels-last copy, traced and frozen, run under oneDNN Graph fusion
-(:func:`onednn_fusion`, LLGA) in calls of :data:`CHUNK_ROWS` rows: 289 ms against 495 ms eager
-and 428 ms frozen in one call for 192 rows (``python -m benchmarks.forward_paths``,
-``benchmarks/RESULTS.md``). Its error is not smaller than eager bf16's (``python -m
+bf16 copy of the same trace (:func:`bf16_copy`: the network is traced once for both copies),
+frozen and run under oneDNN Graph fusion (:func:`onednn_fusion`, LLGA) in calls of
+:data:`CHUNK_ROWS` rows on rows the preamble builds in bf16 channels-last: 289 ms against 495 ms
+eager and 428 ms frozen in one call for 192 rows (``python -m benchmarks.forward_paths``,
+``benchmarks/RESULTS.md``). Inside an evaluation all of these run with large buffers reused
+from the heap (:mod:`sareval.evaluator.heap`), which is worth ~12 % on the fp32 copy. Its error is not smaller than eager bf16's (``python -m
 benchmarks.bf16_bounds``: under the bound bf16-verified keeps, 17 % against 16 % of rows below
 it on the random-init network, 3.0 % against 3.4 % trained), so the speed decides. A new input
 shape costs the fused graph two slower calls while it specialises. ``optimize_for_inference``
@@ -76,24 +78,45 @@ def onednn_fusion(on: bool = True) -> Iterator[None]:
         torch.jit.enable_onednn_fusion(was)
 
 
-def optimised_copy(network: Any, xs: tuple[torch.Tensor, ...], *, mkldnn: bool = True,
-                   llga: bool = False) -> Any:  # fmt: skip
-    """A traced (TorchScript modules: as is), frozen copy of ``network`` for inputs like
-    ``xs``; ``mkldnn``: also :func:`torch.jit.optimize_for_inference` (fp32 only); ``llga``:
-    built for oneDNN Graph fusion instead (run it inside :func:`onednn_fusion`). Raises on
-    any failure, a ``TracerWarning`` included."""
+@contextlib.contextmanager
+def _jit_building(llga: bool) -> Iterator[None]:
+    """Where a copy is traced or frozen: a ``TracerWarning`` raises, grad is off, and oneDNN
+    Graph fusion is ``llga``."""
     with warnings.catch_warnings(), onednn_fusion(llga):
         warnings.simplefilter("error", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit: still the fastest here
         with torch.inference_mode(False), torch.no_grad():
-            if isinstance(network, torch.jit.ScriptModule):
-                scripted = network
-            else:
-                net = copy.deepcopy(network)
-                example = tuple(x[:2].clone() for x in xs)
-                scripted = torch.jit.trace(net, example, check_trace=False, strict=True)
-            frozen = torch.jit.freeze(scripted.eval())
-            return torch.jit.optimize_for_inference(frozen) if mkldnn and not llga else frozen
+            yield
+
+
+def traced_copy(network: Any, xs: tuple[torch.Tensor, ...]) -> Any:
+    """A traced copy of ``network`` for inputs like ``xs`` (a TorchScript module: itself).
+    Raises on any failure, a ``TracerWarning`` included."""
+    if isinstance(network, torch.jit.ScriptModule):
+        return network
+    with _jit_building(False):
+        example = tuple(x[:2].clone() for x in xs)
+        return torch.jit.trace(copy.deepcopy(network), example, check_trace=False, strict=True)
+
+
+def optimised_copy(network: Any, xs: tuple[torch.Tensor, ...], *, mkldnn: bool = True,
+                   llga: bool = False, traced: Any = None) -> Any:  # fmt: skip
+    """A frozen copy of ``traced`` (default :func:`traced_copy` of ``network`` for inputs
+    like ``xs``); ``mkldnn``: also :func:`torch.jit.optimize_for_inference` (fp32 only);
+    ``llga``: built for oneDNN Graph fusion instead (run it inside :func:`onednn_fusion`).
+    Raises on any failure."""
+    scripted = traced_copy(network, xs) if traced is None else traced
+    with _jit_building(llga):
+        frozen = torch.jit.freeze(scripted.eval())
+        return torch.jit.optimize_for_inference(frozen) if mkldnn and not llga else frozen
+
+
+def bf16_copy(traced: Any) -> Any:
+    """A bf16 copy of a traced fp32 network, frozen for oneDNN Graph fusion: the trace is
+    shared with the fp32 copy (tracing is ~110 of a ResNet18's ~150 ms build); its outputs
+    are bit for bit those of tracing a bf16 copy (checked in tests). Inputs must be bf16."""
+    with _jit_building(True):
+        return torch.jit.freeze(copy.deepcopy(traced).to(torch.bfloat16).eval())
 
 
 def finite(x: torch.Tensor) -> bool:
@@ -105,16 +128,28 @@ def finite(x: torch.Tensor) -> bool:
 
 class FastNetwork(nn.Module):
     """``forward(*xs)``: the network's outputs, from the optimised copy (module docstring)
-    built on the first call; ``how`` names what runs (``eager: <why>`` after a fallback)."""
+    built on the first call; ``how`` names what runs (``eager: <why>`` after a fallback).
+    ``bf16_of``: the fp32 FastNetwork of the same network; this one is then the
+    :func:`bf16_copy` of its trace (bf16 inputs, bf16 outputs), ``network`` its eager bf16
+    fallback."""
 
     def __init__(self, network: Any, *, mkldnn: bool = True, label: str = FAST,
-                 llga: bool = False, rows: int | None = None) -> None:  # fmt: skip
+                 llga: bool = False, rows: int | None = None,
+                 bf16_of: FastNetwork | None = None) -> None:  # fmt: skip
         super().__init__()
         self.network = network
         self.mkldnn, self.label = mkldnn, label
         self.llga, self.rows = llga, rows
+        self.bf16_of = bf16_of
         self.fast: Any = None
+        self._traced: Any = None
         self.how = "not built yet"
+
+    def traced(self, xs: tuple[torch.Tensor, ...]) -> Any:
+        """The network's :func:`traced_copy` (made once, shared with a bf16 copy)."""
+        if self._traced is None:
+            self._traced = traced_copy(self.network, xs)
+        return self._traced
 
     def _fall_back(self, what: str, error: BaseException) -> None:
         reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
@@ -148,7 +183,13 @@ class FastNetwork(nn.Module):
             self.fast, self.how = self.network, "eager: inputs are not tensors"
             return
         try:
-            self.fast = optimised_copy(self.network, xs, mkldnn=self.mkldnn, llga=self.llga)
+            if self.bf16_of is not None:
+                fp32 = tuple(x.float().contiguous() for x in xs)
+                self.fast = bf16_copy(self.bf16_of.traced(fp32))
+            else:
+                traced = self.traced(xs)
+                self.fast = optimised_copy(self.network, xs, mkldnn=self.mkldnn,
+                                           llga=self.llga, traced=traced)  # fmt: skip
             self.how = self.label
         except Exception as e:  # the JIT raises many types; the eager network still runs
             self._fall_back("tracing", e)
