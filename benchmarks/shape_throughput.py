@@ -49,6 +49,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import sys
 import tempfile
 from pathlib import Path
@@ -287,10 +288,18 @@ def run_sareval_mode(
             batch_size=batch_size, threads=threads, share=share, precision=precision,
         ).doc  # fmt: skip
 
+    faults: list[int] = []
+
+    def counted(store: str) -> dict[str, Any]:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        doc = one(store)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+        return doc
+
     TorchBackend.close = keep_record  # type: ignore[method-assign]
     try:
         one(inp.warmup_store)
-        times, cpu, result = timed_runs(lambda: one(inp.store), repeats)
+        times, cpu, result = timed_runs(lambda: counted(inp.store), repeats)
     finally:
         TorchBackend.close = close  # type: ignore[method-assign]
     metrics = result["metrics"]
@@ -300,6 +309,7 @@ def run_sareval_mode(
         "n_samples": result["n_samples"],
         "forwards_per_sample": 2 ** _n_players(inp) - 1,
         "V_check": check_values(metrics, inp.task),
+        "minor_faults": faults,  # page faults per timed run (sareval.evaluator.heap)
     }
     if fusion == "late" or share:
         out["flop_per_sample"] = coalition_flops_per_sample(inp, fusion, share)
@@ -546,6 +556,8 @@ def summarise(
                     "share", "rerun_share", "precision_record"):  # fmt: skip
             if key in runs[0]:
                 rows[mode][key] = runs[0][key]
+        if all("minor_faults" in r for r in runs):
+            rows[mode]["minor_faults"] = median([f for r in runs for f in r["minor_faults"]])
         if gemm_peaks:
             peak = gemm_peaks["bf16" if "-bf16" in mode else "fp32"]
             rows[mode]["of_gemm_peak"] = rows[mode]["gflop_per_s"] / peak
@@ -627,6 +639,8 @@ def format_summary(s: dict[str, Any]) -> str:
             )
         if "rerun_share" in r:
             util += f"  [{100 * r['rerun_share']:.1f} % of rows re-run in fp32 (incl. audit)]"
+        if "minor_faults" in r:
+            util += f"  [{r['minor_faults']:.0f} page faults]"
         lines.append(
             f"{mode:<32}{r['median_s']:>9.2f}{r['samples_per_s']:>10.1f}{r['gflop_per_s']:>9.1f}"
             f"{r['forwards_per_sample']:>11d}{r['busy_cores']:>11.2f}{r['peak_rss_mib']:>13.0f}"
@@ -684,6 +698,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "init); bf16-verified re-runs rows with small margins, which a trained model has fewer of",
     )  # fmt: skip
     p.add_argument("--json", type=Path, help="also write the summary here")
+    p.add_argument(
+        "--fresh-heap", action="store_true",
+        help="evaluate without sareval.evaluator.heap.reused_heap (glibc's default: every "
+        "large buffer mapped afresh), to measure what it is worth",
+    )  # fmt: skip
     p.add_argument("--child", help=argparse.SUPPRESS)  # internal: run one mode
     p.add_argument("--inputs", type=Path, help=argparse.SUPPRESS)
     p.add_argument("--result", type=Path, help=argparse.SUPPRESS)
@@ -699,7 +718,7 @@ def child_command(mode: str, args: argparse.Namespace, inputs: Path, result: Pat
     cmd += ["--inputs", str(inputs), "--result", str(result), "--repeats", "1"]
     cmd += ["--batch-size", str(args.batch_size), "--threads", str(args.threads)]
     cmd += ["--device", args.device, "--naive-workers", str(args.naive_workers)]
-    return cmd
+    return cmd + (["--fresh-heap"] if args.fresh_heap else [])
 
 
 def load_average() -> str:
@@ -709,6 +728,10 @@ def load_average() -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.child:
+        if args.fresh_heap:
+            from sareval.evaluator import heap
+
+            heap.enabled = False
         inp = BenchInputs.from_json(args.inputs.read_text())
         out = run_mode(args.child, inp, args)
         args.result.write_text(json.dumps(out))

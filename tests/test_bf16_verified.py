@@ -13,7 +13,13 @@ from shape_testing import evaluate_doc, make_card, tiny_net, write_store
 from sareval.errors import SarevalError
 from sareval.evaluator import bf16_verified
 from sareval.evaluator.backends import load_model, make_backend
-from sareval.evaluator.bf16_verified import CALIBRATION_ROWS, VerifiedBf16, decisions, margins
+from sareval.evaluator.bf16_verified import (
+    CALIBRATION_ROWS,
+    SAFETY,
+    VerifiedBf16,
+    decisions,
+    margins,
+)
 from sareval.evaluator.config import check_precision
 from sareval.evaluator.metrics import decision_threshold
 from sareval.evaluator.preamble import build_preamble
@@ -181,7 +187,40 @@ def test_segmentation_rows_keep_their_fp32_label_maps() -> None:
         assert torch.equal(out.argmax(1), want.argmax(1))
     rec = v.record
     assert rec["rows_calibration"] == CALIBRATION_ROWS and rec["rows_total"] == 160
-    assert 0 < rec["bound"] <= 2 * 0.01 and rec["rows_rerun"] > 0 and rec["rows_audited"] >= 4
+    assert 0 < rec["bound"] <= SAFETY * 0.01 and rec["rows_rerun"] > 0 and rec["rows_audited"] >= 4
+    assert rec["fallback"] is None and 0 < rec["worst_error_to_bound"] <= 1
+
+
+def test_an_error_above_the_bound_falls_back_even_without_a_changed_decision() -> None:
+    """Only the top class of each row is pushed up, far beyond the bound, after calibration:
+    no decision changes (the audit's decision check alone would pass), but the re-run and
+    audited rows show an error above their bound, so the run falls back to fp32."""
+    gen = torch.Generator().manual_seed(2)
+    base = torch.randn(3, 60, 5, generator=gen)  # (coalitions, samples, K)
+
+    def exact(raw: dict[str, torch.Tensor], mask: torch.Tensor | None) -> torch.Tensor:
+        m = masks if mask is None else mask
+        return torch.cat([base[int(k)][raw["idx"]] for k in m[:, 0].long()])
+
+    def fast(raw: dict[str, torch.Tensor], mask: torch.Tensor | None) -> torch.Tensor:
+        out = exact(raw, mask)
+        return out + 0.001 * (torch.rand(out.shape, generator=gen) * 2 - 1)
+
+    def push_top_class(out: torch.Tensor) -> torch.Tensor:
+        assert v.bound is not None
+        top = torch.nn.functional.one_hot(out.argmax(1), out.shape[1])
+        return out + 50 * v.bound * top
+
+    masks = torch.tensor([[0], [1], [2]])
+    v = VerifiedBf16(fast, exact, masks, task="single-label")
+    v.perturb = push_top_class
+    for a in range(0, 60, 20):
+        out = v({"idx": torch.arange(a, a + 20)}, None)
+        want = torch.cat([base[k][a : a + 20] for k in range(3)])
+        assert torch.equal(out.argmax(1), want.argmax(1))
+    rec = v.record
+    assert rec["fallback"] is not None and "exceeded its bound" in rec["fallback"]
+    assert rec["worst_error_to_bound"] > 1
 
 
 def test_margins_equal_a_naive_loop() -> None:

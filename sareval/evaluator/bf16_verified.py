@@ -23,9 +23,10 @@ of rows r (one row per (coalition, sample))::
     then:        rows with margin < bound(r) (or NaN) are re-run in fp32 and their
                  outputs replace the bf16 ones; an audit re-runs a seeded
                  share AUDIT_SHARE of the other rows (at least one per execution) in fp32:
-                 if any audited decision differs, the whole execution is re-run in fp32,
-                 and so is everything after it (``fallback`` recorded; the run goes on, its
-                 counts those of fp32)
+                 if any audited decision differs, or the error of any row run in both
+                 precisions (re-run or audited) exceeds its bound, the whole execution is
+                 re-run in fp32, and so is everything after it (``fallback`` recorded; the
+                 run goes on, its counts those of fp32)
 
 Why this is the right error: if bf16 picks class j where fp32 picks i, then ``margin_bf16 <=
 o_bf16[j] - o_bf16[i] <= (o_fp32[j] - o_fp32[i]) + e_j - e_i <= e_j - e_i``, so a row whose
@@ -33,14 +34,21 @@ bf16 margin is at least the largest error spread across its classes keeps its fp
 (multi-label: ``|o - cut| >= |e|`` keeps the side of the cut). The spread is often bounded
 relative to the row's output size, because bf16 rounds relative to magnitude: on the
 benchmark's ResNet18 trained 3 epochs, err(r) and scale(r) correlate at 0.96 (errors up to 4,
-0.11 median), and the absolute bound puts 48 % of the rows below it where the relative one puts
-3 %; on the random-init network the two are alike (16 % against 17 %) (``python -m
+0.11 median), and the absolute bound puts 62 % of the rows below it where the relative one
+puts 3.9 %; on the random-init network the two are alike (24 % against 25 %) (``python -m
 benchmarks.bf16_bounds [--train-epochs 3]``). Where the error comes from inside the network and
 not from the outputs' size (a large internal offset), the absolute rule wins and is kept.
-Either rule covers every calibration row; which one ran is recorded (``bound_rule``). SAFETY =
-2: the calibration maximum is taken over >= 64 rows x K outputs, near 3.5 standard deviations
-of a roughly Gaussian error; twice that is 7 standard deviations (a tail of ~1e-12 per value),
-and the audit checks on the run itself that it held.
+Either rule covers every calibration row; which one ran is recorded (``bound_rule``).
+SAFETY = 3, measured: the error is heavy-tailed (largest / median spread 5x on the random-init
+ResNet18, 36x trained), so 64 calibration rows see only part of its tail. With SAFETY = 2 some
+rows of the benchmark's split exceeded the kept bound (14 rows, the largest error 1.48x its
+bound, on the random-init network; 5 rows, 1.23x, trained; none of them near a decision); with
+3, none did (0.99x and 0.82x), for 7.8 and 0.9 points more rows below the bound (``python -m
+benchmarks.bf16_bounds [--train-epochs 3] [--safety 2]``). No constant holds for every
+network, so the run checks the assumption itself: every row it runs in both precisions after
+calibration (re-runs and the audit) must have its error within its bound
+(``worst_error_to_bound`` records the largest ratio), and every audited decision must equal
+fp32's; otherwise it falls back to fp32.
 
 Only decisions are exact: outputs of rows not re-run carry the bf16 error, so score-based
 outputs (mAP, per-sample values, predictions files) are refused under this precision
@@ -62,7 +70,7 @@ import torch
 
 from sareval.evaluator.metrics import decision_threshold
 
-SAFETY = 2.0
+SAFETY = 3.0
 AUDIT_SHARE = 0.02
 AUDIT_SEED = 0
 CALIBRATION_ROWS = 64
@@ -111,6 +119,16 @@ def row_bounds(out: torch.Tensor, rule: str, bound: float) -> torch.Tensor:
     else:
         wide = bound * scales(out)
     return wide.clamp_min(MIN_BOUND)
+
+
+def error_spreads(e: torch.Tensor, task: str) -> torch.Tensor:
+    """(rows,) float64 err(r) of errors ``e = bf16 - fp32`` (module docstring): the largest
+    spread across classes (multi-label: the largest |e|), over pixels; non-finite errors
+    count 0 (their rows re-run anyway)."""
+    wide = e.double()
+    wide = torch.where(torch.isfinite(wide), wide, torch.zeros_like(wide))
+    spread = wide.abs() if task == "multi-label" else wide.amax(1) - wide.amin(1)
+    return spread.flatten(1).amax(1) if spread.dim() > 1 else spread
 
 
 def decisions(out: torch.Tensor, task: str, cut: float) -> torch.Tensor:
@@ -172,6 +190,8 @@ class VerifiedBf16:
             "audit_share": AUDIT_SHARE,
             "audit_seed": AUDIT_SEED,
             "fallback": None,
+            # largest error / bound over the rows run in both precisions after calibration
+            "worst_error_to_bound": None,
         }
 
     def __call__(self, raw: dict[str, torch.Tensor], mask: torch.Tensor | None) -> torch.Tensor:
@@ -212,18 +232,34 @@ class VerifiedBf16:
         if not len(chosen):
             return out
         exact = self._rows(raw, m, chosen, b=b)
+        at = torch.as_tensor(chosen, device=out.device)
         same = torch.equal(
             decisions(exact[len(rerun) :], self.task, self.cut),
-            decisions(out[torch.as_tensor(audited, device=out.device)], self.task, self.cut),
+            decisions(out[at[len(rerun) :]], self.task, self.cut),
         )
-        if not same:
+        worst = self._worst_error_to_bound(out[at], exact, bounds[at])
+        if not same or worst > 1:
+            what = "an audited bf16 decision differed from fp32" if not same else (
+                f"a bf16 error exceeded its bound {worst:.2f}x")  # fmt: skip
             rec["fallback"] = (
-                f"an audited bf16 decision differed from fp32 after {rec['rows_total']} rows "
-                "(bound too small): this execution and all after it ran in fp32"
+                f"{what} after {rec['rows_total']} rows (bound too small): this execution "
+                "and all after it ran in fp32"
             )
             return self.exact(raw, mask)
-        out[torch.as_tensor(chosen, device=out.device)] = exact.to(out.dtype)
+        out[at] = exact.to(out.dtype)
         return out
+
+    def _worst_error_to_bound(
+        self, fast: torch.Tensor, exact: torch.Tensor, bounds: torch.Tensor
+    ) -> float:
+        """The largest error spread / bound over rows run in both precisions (NaN rows, which
+        re-run anyway, count 0); kept in the record as the run's largest."""
+        ratio = error_spreads(fast - exact, self.task) / bounds
+        ratio = torch.where(torch.isfinite(ratio), ratio, torch.zeros_like(ratio))
+        worst = float(ratio.max()) if len(ratio) else 0.0
+        seen = self.record["worst_error_to_bound"]
+        self.record["worst_error_to_bound"] = worst if seen is None else max(seen, worst)
+        return worst
 
     def _calibrate(
         self, raw: dict[str, torch.Tensor], m: torch.Tensor, out: torch.Tensor, b: int
@@ -240,11 +276,8 @@ class VerifiedBf16:
             picked = np.unique(np.linspace(0, rows - 1, need).round().astype(np.int64))
         exact = self._rows(raw, m, picked, b=b) if len(picked) else out[:0]
         at = torch.as_tensor(picked, device=out.device)
-        e = (out[at] - exact).double()
-        e = torch.where(torch.isfinite(e), e, torch.zeros_like(e))  # NaN rows re-run anyway
-        if len(e):
-            spread = e.abs() if self.task == "multi-label" else e.amax(1) - e.amin(1)
-            spread = spread.flatten(1).amax(1) if spread.dim() > 1 else spread
+        if len(picked):
+            spread = error_spreads(out[at] - exact, self.task)
             scale = scales(out[at])
             ratio = spread / scale.clamp_min(MIN_BOUND)
             ratio = torch.where(torch.isfinite(ratio), ratio, torch.zeros_like(ratio))

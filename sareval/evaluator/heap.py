@@ -51,6 +51,8 @@ AFTER_TRIM_THRESHOLD = 64 << 20
 USER_SETTINGS = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
 
 _depth = 0  # blocks entered and not left (main thread only)
+#: False switches :func:`reused_heap` off (``benchmarks`` measure glibc's default with it)
+enabled = True
 
 
 @functools.cache
@@ -77,7 +79,8 @@ def user_tuned() -> bool:
 def applies() -> bool:
     """Whether :func:`reused_heap` changes anything in this process and thread."""
     return (
-        glibc() is not None
+        enabled
+        and glibc() is not None
         and threading.current_thread() is threading.main_thread()
         and not user_tuned()
     )

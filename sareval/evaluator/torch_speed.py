@@ -24,11 +24,14 @@ in cache; a few per cent faster than one 192-row call). bf16 (``precision="bf16-
 bf16 copy of the same trace (:func:`bf16_copy`: the network is traced once for both copies),
 frozen and run under oneDNN Graph fusion (:func:`onednn_fusion`, LLGA) in calls of
 :data:`CHUNK_ROWS` rows on rows the preamble builds in bf16 channels-last: 289 ms against 495 ms
-eager and 428 ms frozen in one call for 192 rows (``python -m benchmarks.forward_paths``,
-``benchmarks/RESULTS.md``). Inside an evaluation all of these run with large buffers reused
-from the heap (:mod:`sareval.evaluator.heap`), which is worth ~12 % on the fp32 copy. Its error is not smaller than eager bf16's (``python -m
-benchmarks.bf16_bounds``: under the bound bf16-verified keeps, 17 % against 16 % of rows below
-it on the random-init network, 3.0 % against 3.4 % trained), so the speed decides. A new input
+eager and 428 ms frozen in one call for 192 rows, all with glibc's default heap (``python -m
+benchmarks.forward_paths``, ``benchmarks/RESULTS.md``); its error is not smaller than eager
+bf16's (``python -m benchmarks.bf16_bounds``: under the bound bf16-verified keeps, 17 %
+against 16 % of rows below it on the random-init network, 3.0 % against 3.4 % trained), so
+the speed decides. Inside an
+evaluation all of these run with large buffers reused from the heap
+(:mod:`sareval.evaluator.heap`): 964 against 1126 ms for the fp32 copy, 187 against 210 ms for
+the fused bf16 one (``python -m benchmarks.forward_paths [--fresh-heap]``). A new input
 shape costs the fused graph two slower calls while it specialises. ``optimize_for_inference``
 is not applied to the bf16 copy: the fused graph replaces it.
 ``torch.jit`` warns that it is deprecated in torch 2.13; it is still the fastest path here
