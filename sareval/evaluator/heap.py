@@ -4,10 +4,10 @@ glibc's ``malloc`` serves a block above its mmap threshold (at most 32 MiB, adju
 time) with a fresh ``mmap`` and unmaps it on ``free``: the next block of that size faults in
 every page again and the kernel zeroes each one. A ResNet18 forward over 64 rows of
 12 x 128 x 128 allocates activations of 67 MB, so every call of torch's network (and every
-coalition batch, every normalised copy) paid that again: 850 000 page faults (3.4 GB zeroed)
-per 400-sample SHAPE run, about 12 % of the in-memory module's time end to end, and more on
-the bf16 path. onnxruntime keeps its own arena and is less affected, which is most of what
-separated the two. Inside :func:`reused_heap`::
+coalition batch, every normalised copy) paid that again: 863 000 page faults (3.4 GB zeroed)
+per 400-sample SHAPE run of the in-memory module, about 12 % of its time end to end.
+onnxruntime keeps its own arena and is less affected, which is most of what separated the
+two. Inside :func:`reused_heap`::
 
     mallopt(M_MMAP_THRESHOLD, 1 GiB)    # blocks up to 1 GiB come from the heap
     mallopt(M_TRIM_THRESHOLD, 1 GiB)    # freed heap is kept for the next batch
@@ -18,14 +18,15 @@ and on leaving the outermost block::
     mallopt(M_TRIM_THRESHOLD, 64 MiB)   # large block has been freed (DEFAULT_MMAP_THRESHOLD_MAX)
     malloc_trim(0)                      # the heap the evaluation kept goes back to the system
 
-Measured (``python -m benchmarks.shape_throughput``, ``benchmarks/RESULTS.md``): page faults
-per run 850 000 -> 40 000 on the module path. Peak RSS grows by the heap kept between
-batches (about 10 %).
+Measured (``python -m benchmarks.shape_throughput [--fresh-heap]``, RESULTS.md): page
+faults per run 863 000 -> 133 000 on the module path (what is left: the run's first touch of
+its heap, given back at the end), 0.88x -> 0.95x onnxruntime end to end.
 
-Nothing is changed where the process is not glibc (macOS, Windows, musl), inside a thread
-other than the main one (glibc serves other threads' large blocks from mmap whatever the
-threshold), or where the user chose malloc's tuning already (``MALLOC_MMAP_THRESHOLD_``,
-``MALLOC_TRIM_THRESHOLD_``, or ``glibc.malloc`` in ``GLIBC_TUNABLES``): their setting stands.
+Nothing is changed where the process is not glibc (macOS, Windows, musl), in a thread other
+than the main one (the setting is process-wide: an evaluation in a worker thread leaves the
+process's allocator as it found it), or where the user chose malloc's tuning already
+(``MALLOC_MMAP_THRESHOLD_``, ``MALLOC_TRIM_THRESHOLD_``, or ``glibc.malloc`` in
+``GLIBC_TUNABLES``): their setting stands.
 Nested blocks (an evaluation inside a comparison) share one setting; the outermost restores.
 """
 
