@@ -28,7 +28,13 @@ from benchmarks.common import DEFAULT_WORKDIR, prepare_inputs, set_threads
 from benchmarks.shape_throughput import eager_network
 from sareval.card import read_card
 from sareval.evaluator.backends import _pure_bf16
-from sareval.evaluator.bf16_verified import CALIBRATION_ROWS, SAFETY, margins, scales
+from sareval.evaluator.bf16_verified import (
+    CALIBRATION_ROWS,
+    SAFETY,
+    error_spreads,
+    margins,
+    scales,
+)
 from sareval.evaluator.preamble import build_preamble, coalition_module
 from sareval.evaluator.torch_speed import CHUNK_ROWS, FastNetwork
 from sareval.store import Store
@@ -46,7 +52,7 @@ def rule_shares(
     """Error statistics, and for each bound its re-run share, the rows whose error exceeds it
     and the largest error / bound over all rows (module docstring)."""
     e, o = torch.cat(approx) - torch.cat(exact), torch.cat(approx)
-    spread = e.amax(1) - e.amin(1)
+    spread = error_spreads(e, "single-label")
     scale, margin = scales(o), margins(o, "single-label", 0.0)
     first = len(exact[0])
     calib = torch.from_numpy(

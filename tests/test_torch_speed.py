@@ -221,7 +221,7 @@ def test_the_bf16_copy_shares_the_fp32_trace_and_equals_a_traced_bf16_copy() -> 
     network (the path before the trace was shared)."""
     from sareval.evaluator import torch_speed
     from sareval.evaluator.backends import _pure_bf16
-    from sareval.evaluator.torch_speed import LLGA_BF16, onednn_fusion, optimised_copy
+    from sareval.evaluator.torch_speed import LLGA_BF16, frozen_copy, onednn_fusion
 
     net = tiny_net(seed=2).eval()
     x = torch.randn(80, 12, 16, 16).to(torch.bfloat16, memory_format=torch.channels_last)
@@ -240,7 +240,7 @@ def test_the_bf16_copy_shares_the_fp32_trace_and_equals_a_traced_bf16_copy() -> 
         for _ in range(3):  # the fused graph specialises over its first calls
             got = bf16(x)
         fp32(x.float())
-        old = optimised_copy(_pure_bf16(net), (x,), mkldnn=False, llga=True)
+        old = frozen_copy(torch_speed.traced_copy(_pure_bf16(net), (x,)), mkldnn=False, llga=True)
         with onednn_fusion(True):
             want = torch.cat([old(x[a : a + 32]) for a in range(0, 80, 32)])
     assert bf16.how == LLGA_BF16 and fp32.how == FAST

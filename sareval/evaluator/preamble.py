@@ -568,8 +568,9 @@ def _torch_module_class() -> type:
             """The network's input rows: ``x`` where the coalition holds a channel, the
             baseline elsewhere (``forward`` gives the row order). Coalition by coalition,
             ``x`` is copied whole and each run of absent channels overwritten (contiguous
-            copies, ~1.7x faster than a broadcast ``where`` over every row); paired rows
-            (a few re-run rows) take the ``where``."""
+            copies; faster than a broadcast ``where`` over every row in a one-off probe, no
+            command in the repo times it alone); paired rows (a few re-run rows) take the
+            ``where``."""
             if self.bf16_channels_last and x.dim() == 4:
                 # (B, H, W, C) bf16, contiguous: the memory of a channels-last (B, C, H, W)
                 x = x.to(torch.bfloat16, memory_format=torch.channels_last).permute(0, 2, 3, 1)

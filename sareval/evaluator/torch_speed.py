@@ -102,21 +102,19 @@ def traced_copy(network: Any, xs: tuple[torch.Tensor, ...]) -> Any:
         return torch.jit.trace(copy.deepcopy(network), example, check_trace=False, strict=True)
 
 
-def optimised_copy(network: Any, xs: tuple[torch.Tensor, ...], *, mkldnn: bool = True,
-                   llga: bool = False, traced: Any = None) -> Any:  # fmt: skip
-    """A frozen copy of ``traced`` (default :func:`traced_copy` of ``network`` for inputs
-    like ``xs``); ``mkldnn``: also :func:`torch.jit.optimize_for_inference` (fp32 only);
-    ``llga``: built for oneDNN Graph fusion instead (run it inside :func:`onednn_fusion`).
-    Raises on any failure."""
-    scripted = traced_copy(network, xs) if traced is None else traced
+def frozen_copy(traced: Any, *, mkldnn: bool = True, llga: bool = False) -> Any:
+    """A frozen copy of ``traced`` (:func:`traced_copy`); ``mkldnn``: also
+    :func:`torch.jit.optimize_for_inference` (fp32 only); ``llga``: built for oneDNN Graph
+    fusion instead (run it inside :func:`onednn_fusion`). Raises on any failure."""
     with _jit_building(llga):
-        frozen = torch.jit.freeze(scripted.eval())
+        frozen = torch.jit.freeze(traced.eval())
         return torch.jit.optimize_for_inference(frozen) if mkldnn and not llga else frozen
 
 
 def bf16_copy(traced: Any) -> Any:
     """A bf16 copy of a traced fp32 network, frozen for oneDNN Graph fusion: the trace is
-    shared with the fp32 copy (tracing is ~110 of a ResNet18's ~150 ms build); its outputs
+    shared with the fp32 copy (tracing was ~110 of a ResNet18's ~150 ms build in a one-off
+    probe; no command in the repo times it); its outputs
     are bit for bit those of tracing a bf16 copy (checked in tests). Inputs must be bf16."""
     with _jit_building(True):
         return torch.jit.freeze(copy.deepcopy(traced).to(torch.bfloat16).eval())
@@ -186,13 +184,11 @@ class FastNetwork(nn.Module):
             self.fast, self.how = self.network, "eager: inputs are not tensors"
             return
         try:
-            if self.bf16_of is not None:
-                fp32 = tuple(x.float().contiguous() for x in xs)
+            if self.bf16_of is not None:  # the trace takes two rows: cast only those
+                fp32 = tuple(x[:2].float().contiguous() for x in xs)
                 self.fast = bf16_copy(self.bf16_of.traced(fp32))
             else:
-                traced = self.traced(xs)
-                self.fast = optimised_copy(self.network, xs, mkldnn=self.mkldnn,
-                                           llga=self.llga, traced=traced)  # fmt: skip
+                self.fast = frozen_copy(self.traced(xs), mkldnn=self.mkldnn, llga=self.llga)
             self.how = self.label
         except Exception as e:  # the JIT raises many types; the eager network still runs
             self._fall_back("tracing", e)
